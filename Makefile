@@ -1,0 +1,102 @@
+# kvblend — plain GNU Makefile.
+#   make [all]         build the library, the tools and the unit tests into build/
+#   make check         run every test (prove); skips what needs ../shared when it is absent
+#   make debug         the same tree built with ASan + UBSan into build-debug/ (make DEBUG=1 check runs it)
+#   make install       PREFIX=/usr/local DESTDIR= BINDIR= MANDIR=
+#   make clean
+# Knobs: OPENMP=1 (default) or 0, DEBUG=1, CC, CFLAGS, LDFLAGS.
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+DATADIR  ?= $(PREFIX)/share
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR  ?= $(DATADIR)/zsh/vendor-completions
+OPENMP   ?= 1
+DEBUG    ?= 0
+PKG_CONFIG ?= pkg-config
+VERSION  := 0.1.0
+
+ifeq ($(DEBUG),1)
+B        ?= build-debug
+OPT      := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANLD    := -fsanitize=address,undefined
+else
+B        ?= build
+OPT      := -O2 -g
+SANLD    :=
+endif
+
+PKGS     := jansson
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wshadow -Wno-unknown-pragmas -Wno-unused-parameter
+CFLAGS   ?=
+CPPFLAGS += -D_GNU_SOURCE -DKVBLEND_VERSION='"$(VERSION)"' -Icommon -Ikernels
+ALLCFLAGS = -std=c11 $(OPT) $(WARN) -fno-math-errno $(PKG_CFLAGS) $(CFLAGS)
+ifeq ($(OPENMP),1)
+ALLCFLAGS += -fopenmp
+OMPLD    := -fopenmp
+endif
+LDLIBS   += $(PKG_LIBS) -lm -lpthread
+
+# SIMD variants are compiled with their own ISA flags; kern_init() picks one at run time.
+ISA_avx2   := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c
+
+LIB_SRC  := $(sort $(wildcard common/*.c kernels/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+LIB      := $(B)/libkvblend.a
+TOOLS    := $(patsubst cmd/%.c,%,$(sort $(wildcard cmd/*.c)))
+BINS     := $(patsubst %,$(B)/bin/kvblend-%,$(filter-out kvblend,$(TOOLS))) $(B)/bin/kvblend
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+HDRS     := $(wildcard common/*.h kernels/*.h tests/unit/*.h)
+MANS     := $(wildcard man/*.[1-9])
+
+all: $(BINS) $(UNITS)
+
+$(B)/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512,$*),$(ISA_avx512),$(if $(findstring _avx2,$*),$(ISA_avx2))) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/bin/kvblend: $(B)/cmd/kvblend.o
+	@mkdir -p $(@D)
+	$(CC) $(OMPLD) $(SANLD) $(LDFLAGS) -o $@ $^
+
+$(B)/bin/kvblend-%: $(B)/cmd/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(OMPLD) $(SANLD) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(OMPLD) $(SANLD) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+check: all
+	KVBLEND_BIN=$(CURDIR)/$(B)/bin KVBLEND_TESTBIN=$(CURDIR)/$(B)/tests \
+	  prove -e '' $(UNITS) $(sort $(wildcard tests/cli/*.t))
+
+debug:
+	$(MAKE) DEBUG=1 all
+
+check-debug:
+	$(MAKE) DEBUG=1 check
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
+	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s; done
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 completions/kvblend.bash $(DESTDIR)$(BASHCOMPDIR)/kvblend
+	install -m 644 completions/_kvblend $(DESTDIR)$(ZSHCOMPDIR)/_kvblend
+
+clean:
+	rm -rf build build-debug
+
+.PHONY: all check debug check-debug install clean
+.SECONDARY:

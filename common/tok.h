@@ -1,0 +1,67 @@
+/* tok.h — tokenizers read from a GGUF's `tokenizer.*` metadata.
+ *
+ * tokenizer.ggml.model selects the algorithm:
+ *   "llama" SentencePiece BPE: scores, byte fallback (<0xXX>), add_space_prefix,
+ *           "▁" for spaces (this issue);
+ *   "gpt2"  byte-level BPE with merges and a pre-tokenizer regex (later issue);
+ *   "bert"  WordPiece (later issue).
+ * Anything else is KB_ERR_UNSUPPORTED naming the model.
+ *
+ * Special/control tokens (token_type CONTROL or USER_DEFINED) written literally in
+ * the text are matched as single tokens when parse_special is set (as llama.cpp
+ * does), otherwise tokenized as plain text.
+ */
+#ifndef KB_TOK_H
+#define KB_TOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+enum tok_kind { TOK_SPM = 1, TOK_BPE = 2, TOK_WPM = 3 };
+
+/* GGUF token types (tokenizer.ggml.token_type). */
+enum tok_type {
+	TOK_TYPE_UNDEFINED = 0,
+	TOK_TYPE_NORMAL = 1,
+	TOK_TYPE_UNKNOWN = 2,
+	TOK_TYPE_CONTROL = 3,
+	TOK_TYPE_USER_DEFINED = 4,
+	TOK_TYPE_UNUSED = 5,
+	TOK_TYPE_BYTE = 6,
+};
+
+struct tok; /* opaque */
+
+/* Build a tokenizer from g's metadata (copies what it needs; g may be closed after).
+ * Returns KB_OK and *out, or an error with kb_error() set. */
+int tok_load(struct tok **out, const struct gguf *g) KB_WUR;
+void tok_free(struct tok *t);
+
+enum tok_kind tok_kind(const struct tok *t);
+int32_t tok_n_vocab(const struct tok *t);
+int32_t tok_bos(const struct tok *t);  /* -1 if none */
+int32_t tok_eos(const struct tok *t);  /* -1 if none */
+bool tok_add_bos(const struct tok *t); /* tokenizer.ggml.add_bos_token (default per kind) */
+/* true for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
+bool tok_is_eog(const struct tok *t, int32_t id);
+
+/* Tokenize len bytes of text. add_bos prepends BOS when the vocabulary has one;
+ * parse_special matches special tokens written in the text.
+ * On KB_OK, *ids (malloc()ed, caller frees) holds *n ids. Empty text gives n = 0
+ * (plus BOS when asked). Invalid UTF-8 is tokenized byte by byte, never an error. */
+int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
+	       bool parse_special, int32_t **ids, size_t *n) KB_WUR;
+
+/* The raw vocabulary string of id (as stored, e.g. "▁the" or "<0x0A>"); "" if out of range. */
+const char *tok_piece(const struct tok *t, int32_t id);
+
+/* Append the text bytes of id to out (at most cap bytes) and return how many bytes
+ * it needs (may exceed cap; nothing is truncated mid-write in that case).
+ * SPM: "▁" becomes " ", <0xXX> becomes the byte XX; control tokens give ""
+ * unless show_special. Byte tokens may form partial UTF-8: callers stream bytes. */
+size_t tok_decode(const struct tok *t, int32_t id, bool show_special, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,75 @@
+/* util.h — status codes, the last-error message, assertions, small helpers.
+ *
+ * common/ never prints or exits: a function that can fail for a runtime reason
+ * returns a status (< 0 on error) after recording a one-line message with
+ * kb_set_error(); the tool prints "kvblend-<tool>: <kb_error()>" and exits 1.
+ * Bugs (broken invariants) stop the program with ASSERT().
+ */
+#ifndef KB_UTIL_H
+#define KB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define KB_WUR __attribute__((warn_unused_result))
+
+enum kb_status {
+	KB_OK = 0,
+	KB_EOF = -1,           /* clean end of a stream (readers) */
+	KB_ERR_IO = -2,        /* the OS said no: open, read, write, mmap */
+	KB_ERR_FORMAT = -3,    /* bytes that are not what they claim (corrupt, truncated, hostile) */
+	KB_ERR_NOMEM = -4,
+	KB_ERR_UNSUPPORTED = -5, /* valid but not handled: an architecture, a tensor type */
+	KB_ERR_ARG = -6,       /* a caller-supplied value out of range (empty prompt, bad option value) */
+	KB_ERR_MISMATCH = -7,  /* things that must agree do not (fingerprints, shapes) */
+};
+
+#define ASSERT(x) do { if (!(x)) kb_assert_fail(__FILE__, __LINE__, #x); } while (0)
+_Noreturn void kb_assert_fail(const char *file, int line, const char *expr);
+
+/* Record the message for the current thread and return status (for `return kb_fail(...)`). */
+int kb_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The last message recorded on this thread ("" if none). */
+const char *kb_error(void);
+
+/* malloc/calloc/realloc that record "out of memory" on failure; overflow-checked count * size. */
+void *kb_malloc(size_t n) KB_WUR;
+void *kb_calloc(size_t count, size_t size) KB_WUR;
+void *kb_realloc_array(void *p, size_t count, size_t size) KB_WUR;
+/* Aligned allocation (align a power of two >= sizeof(void *)); free with free(). */
+void *kb_aligned_alloc(size_t align, size_t n) KB_WUR;
+
+/* Read a whole file ("-" = stdin) into a NUL-terminated malloc()ed buffer.
+ * Returns KB_OK and sets *data (owned by the caller) and *len, or an error. */
+int kb_read_file(const char *path, char **data, size_t *len) KB_WUR;
+
+/* Write all n bytes to fd, retrying on EINTR and short writes. */
+int kb_write_all(int fd, const void *buf, size_t n) KB_WUR;
+
+/* Seconds from a monotonic clock. */
+double kb_now(void);
+
+/* Threads used by kernels (OpenMP); n <= 0 means all cores. No-op without OpenMP. */
+void kb_set_threads(int n);
+int kb_get_threads(void);
+
+/* Overflow-checked size arithmetic: return 0 and set *out, or -1 on overflow. */
+static inline int kb_mul_size(size_t a, size_t b, size_t *out)
+{
+	return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+static inline int kb_add_size(size_t a, size_t b, size_t *out)
+{
+	return __builtin_add_overflow(a, b, out) ? -1 : 0;
+}
+
+/* Little-endian loads/stores that do not care about alignment. */
+static inline uint16_t kb_le16(const void *p) { const uint8_t *b = p; return (uint16_t)(b[0] | b[1] << 8); }
+static inline uint32_t kb_le32(const void *p) { const uint8_t *b = p; return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24; }
+static inline uint64_t kb_le64(const void *p) { return (uint64_t)kb_le32(p) | (uint64_t)kb_le32((const uint8_t *)p + 4) << 32; }
+static inline float kb_lef32(const void *p) { uint32_t u = kb_le32(p); float f; __builtin_memcpy(&f, &u, 4); return f; }
+static inline double kb_lef64(const void *p) { uint64_t u = kb_le64(p); double f; __builtin_memcpy(&f, &u, 8); return f; }
+
+#endif

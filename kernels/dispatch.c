@@ -1,0 +1,57 @@
+/* dispatch.c — choose the kernel variants for this CPU, once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+enum kern_level kern_level = KERN_GENERIC;
+static int initialised;
+
+static const char *const level_names[] = {
+	[KERN_REF] = "ref", [KERN_GENERIC] = "generic", [KERN_AVX2] = "avx2", [KERN_AVX512] = "avx512",
+};
+
+enum kern_level kern_cpu_level(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+	    __builtin_cpu_supports("avx512vnni"))
+		return KERN_AVX512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	    __builtin_cpu_supports("f16c"))
+		return KERN_AVX2;
+#endif
+	return KERN_GENERIC;
+}
+
+int kern_set_isa(const char *name)
+{
+	for (int l = KERN_REF; l <= KERN_AVX512; l++) {
+		if (strcmp(name, level_names[l]) == 0) {
+			if ((enum kern_level)l > kern_cpu_level())
+				return -1;
+			kern_level = (enum kern_level)l;
+			initialised = 1;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void kern_init(void)
+{
+	if (initialised)
+		return;
+	initialised = 1;
+	kern_level = kern_cpu_level();
+	const char *force = getenv("KVBLEND_ISA");
+	if (force && *force && kern_set_isa(force) != 0)
+		kern_level = kern_cpu_level();
+}
+
+const char *kern_isa(void)
+{
+	return level_names[kern_level];
+}

@@ -1,0 +1,94 @@
+/* kernels.h — the compute kernels of the forward pass.
+ *
+ * Every kernel has a scalar reference (`*_ref`, plain C, obviously right) and a
+ * dispatched entry point (no suffix) that runs the fastest variant this CPU
+ * supports (AVX-512, AVX2+FMA, or a portable C fallback), chosen once by
+ * kern_init(). Tests compare each variant with the reference on random data.
+ *
+ * Layouts: matrices are row-major; a weight matrix W of shape [n_out][n_in] is
+ * stored as GGUF does (ne0 = n_in contiguous), each row qtype_row_size(type, n_in)
+ * bytes. Threads: kernels parallelise internally with OpenMP; callers do not.
+ */
+#ifndef KB_KERNELS_H
+#define KB_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+/* Pick variants for this CPU. KVBLEND_ISA=ref|generic|avx2|avx512 forces one
+ * (a variant the CPU lacks falls back to the best one available). Idempotent. */
+void kern_init(void);
+/* Name of the variant in use: "avx512", "avx2", "generic" or "ref". */
+const char *kern_isa(void);
+/* Force a variant (tests); returns 0, or -1 when this CPU/build cannot run it. */
+int kern_set_isa(const char *name);
+
+/* The chosen level, for the dispatch switch inside each kernel family. */
+enum kern_level { KERN_REF = 0, KERN_GENERIC = 1, KERN_AVX2 = 2, KERN_AVX512 = 3 };
+extern enum kern_level kern_level;
+/* Highest level this CPU supports. */
+enum kern_level kern_cpu_level(void);
+
+/* ---- matrix multiplication: y[t][o] = sum_i x[t][i] * W[o][i] ----
+ * x: [n_tok][n_in] f32; y: [n_tok][n_out] f32 (row stride n_out).
+ * W: n_out rows of qtype_row_size(wtype, n_in) bytes; wtype any supported type.
+ * ws: scratch of kern_matmul_wsize() bytes (activations quantized to int8 blocks
+ * for quantized weight types), 64-byte aligned; may be NULL when that size is 0.
+ * n_tok == 1 is the decode case (matrix x vector); n_tok > 1 is prefill. */
+size_t kern_matmul_wsize(int wtype, int n_tok, int n_in);
+void kern_matmul(float *y, const float *x, const void *w, int wtype,
+		 int n_tok, int n_in, int n_out, void *ws);
+void kern_matmul_ref(float *y, const float *x, const void *w, int wtype,
+		     int n_tok, int n_in, int n_out);
+
+/* ---- RMSNorm: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for n_rows rows of n ---- */
+void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps);
+void kern_rmsnorm_ref(float *y, const float *x, const float *w, int n_rows, int n, float eps);
+
+/* ---- RoPE ----
+ * Rotates, in place, the first n_rot dims of every head of n_tok rows
+ * (row r = n_head heads of head_dim floats, row stride n_head * head_dim) by
+ * angle pos[r] * inv_freq[i] for pair i. NORM pairs dims (2i, 2i+1) (llama);
+ * NEOX pairs (i, i + n_rot/2) (qwen2). inv_freq already folds in the base,
+ * linear scaling and llama3 frequency factors (see rope_inv_freq()), so a
+ * rotation by delta is the same call with pos = delta (blend relies on it). */
+enum { KERN_ROPE_NORM = 0, KERN_ROPE_NEOX = 2 };
+struct kern_rope {
+	int mode;              /* KERN_ROPE_NORM or KERN_ROPE_NEOX */
+	int n_rot;             /* rotated dims per head (even, <= head_dim) */
+	const float *inv_freq; /* [n_rot / 2] */
+};
+void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
+	       const struct kern_rope *r);
+void kern_rope_ref(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
+		   const struct kern_rope *r);
+
+/* ---- softmax in place over n floats ---- */
+void kern_softmax(float *x, int n);
+void kern_softmax_ref(float *x, int n);
+
+/* ---- SwiGLU: out[i] = silu(gate[i]) * up[i]; out may alias gate ---- */
+void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
+void kern_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
+
+/* ---- attention over a KV cache, GQA, causal mask by position ----
+ * q:   [n_q][n_head * head_dim] (row stride q_stride)
+ * k,v: [n_kv][n_kv_head * head_dim] (row stride kv_stride), slot j holds the
+ *      key/value of the token at position k_pos[j] (any order).
+ * out: [n_q][n_head * head_dim] (row stride q_stride).
+ * Query i (position q_pos[i]) attends to every slot j with k_pos[j] <= q_pos[i];
+ * head h uses kv head h / (n_head / n_kv_head). scale = 1/sqrt(head_dim).
+ * ws: kern_attention_wsize() bytes of scratch. A query that sees no key gets zeros. */
+size_t kern_attention_wsize(int n_q, int n_kv, int n_head);
+void kern_attention(float *out, const float *q, int q_stride,
+		    const float *k, const float *v, int kv_stride,
+		    const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+		    int n_head, int n_kv_head, int head_dim, void *ws);
+void kern_attention_ref(float *out, const float *q, int q_stride,
+			const float *k, const float *v, int kv_stride,
+			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			int n_head, int n_kv_head, int head_dim);
+
+#endif

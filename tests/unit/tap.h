@@ -1,0 +1,102 @@
+/* tap.h — a tiny TAP producer for the C unit tests (run by prove).
+ *
+ *   ok(cond, "name %d", i);   plan is printed at the end by done_testing()
+ *   skip_all("why")           when a test needs ../shared and it is absent
+ *   tap_shared(rel)           path of a file under $KVBLEND_TESTDATA or ../shared, or NULL
+ */
+#ifndef KB_TAP_H
+#define KB_TAP_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int tap_n, tap_failed;
+
+__attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+	printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (!cond)
+		tap_failed++;
+	return cond;
+}
+
+__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
+{
+	va_list ap;
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
+static int done_testing(void)
+{
+	printf("1..%d\n", tap_n);
+	return tap_failed ? 1 : 0;
+}
+
+static void skip_all(const char *why)
+{
+	printf("1..0 # SKIP %s\n", why);
+	exit(0);
+}
+
+/* Path of rel under the shared test data (static buffer), or NULL if absent. */
+static const char *tap_shared(const char *rel)
+{
+	static char buf[4096];
+	const char *dirs[] = { getenv("KVBLEND_TESTDATA"), "../shared", "../../shared" };
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		snprintf(buf, sizeof buf, "%s/%s", dirs[i], rel);
+		if (access(buf, R_OK) == 0)
+			return buf;
+	}
+	return NULL;
+}
+
+/* Normalized error ||a - b|| / max(||b||, tiny). */
+static double tap_nerr(const float *a, const float *b, long n)
+{
+	double num = 0, den = 0;
+	for (long i = 0; i < n; i++) {
+		double d = (double)a[i] - b[i];
+		num += d * d;
+		den += (double)b[i] * b[i];
+	}
+	return sqrt(num) / (den > 1e-30 ? sqrt(den) : 1e-15);
+}
+
+/* Uniform floats in [lo, hi) (xorshift64*). Fresh each run: tap_seed() seeds from
+ * $KVBLEND_SEED or the clock and prints the seed, so a failure can be replayed. */
+static unsigned long long tap_rng = 0x9E3779B97F4A7C15ull;
+static void tap_seed(void)
+{
+	const char *s = getenv("KVBLEND_SEED");
+	unsigned long long seed = s ? strtoull(s, NULL, 0) : (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+	tap_rng = seed ? seed : 1;
+	printf("# seed %llu (KVBLEND_SEED=%llu to replay)\n", seed, seed);
+}
+static float tap_randf(float lo, float hi)
+{
+	tap_rng ^= tap_rng >> 12;
+	tap_rng ^= tap_rng << 25;
+	tap_rng ^= tap_rng >> 27;
+	unsigned long long r = tap_rng * 2685821657736338717ull;
+	return lo + (hi - lo) * (float)((r >> 40) * (1.0 / 16777216.0));
+}
+
+#endif
