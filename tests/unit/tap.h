@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int tap_n, tap_failed;
+static __attribute__((unused)) int tap_n, tap_failed;
 
 __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, ...)
 {
@@ -41,13 +41,13 @@ __attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
 	printf("\n");
 }
 
-static int done_testing(void)
+static __attribute__((unused)) int done_testing(void)
 {
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;
 }
 
-static void skip_all(const char *why)
+static __attribute__((unused)) void skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
 	exit(0);
@@ -69,7 +69,7 @@ static const char *tap_shared(const char *rel)
 }
 
 /* Normalized error ||a - b|| / max(||b||, tiny). */
-static double tap_nerr(const float *a, const float *b, long n)
+static __attribute__((unused)) double tap_nerr(const float *a, const float *b, long n)
 {
 	double num = 0, den = 0;
 	for (long i = 0; i < n; i++) {
@@ -82,15 +82,15 @@ static double tap_nerr(const float *a, const float *b, long n)
 
 /* Uniform floats in [lo, hi) (xorshift64*). Fresh each run: tap_seed() seeds from
  * $KVBLEND_SEED or the clock and prints the seed, so a failure can be replayed. */
-static unsigned long long tap_rng = 0x9E3779B97F4A7C15ull;
-static void tap_seed(void)
+static __attribute__((unused)) unsigned long long tap_rng = 0x9E3779B97F4A7C15ull;
+static __attribute__((unused)) void tap_seed(void)
 {
 	const char *s = getenv("KVBLEND_SEED");
 	unsigned long long seed = s ? strtoull(s, NULL, 0) : (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
 	tap_rng = seed ? seed : 1;
 	printf("# seed %llu (KVBLEND_SEED=%llu to replay)\n", seed, seed);
 }
-static float tap_randf(float lo, float hi)
+static __attribute__((unused)) float tap_randf(float lo, float hi)
 {
 	tap_rng ^= tap_rng >> 12;
 	tap_rng ^= tap_rng << 25;

@@ -1,0 +1,198 @@
+/* kvblend-decode — prefill a prompt and generate, streaming text to stdout. */
+#include <stdbool.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "model.h"
+#include "sample.h"
+
+static const struct option longopts[] = {
+	{ "model", required_argument, NULL, 'm' },
+	{ "prompt", required_argument, NULL, 'p' },
+	{ "file", required_argument, NULL, 'f' },
+	{ "n-predict", required_argument, NULL, 'n' },
+	{ "temp", required_argument, NULL, 'T' },
+	{ "top-k", required_argument, NULL, 'K' },
+	{ "top-p", required_argument, NULL, 'P' },
+	{ "seed", required_argument, NULL, 'S' },
+	{ "threads", required_argument, NULL, 't' },
+	{ "ctx", required_argument, NULL, 'C' },
+	{ "ids", no_argument, NULL, 'I' },
+	{ "no-bos", no_argument, NULL, 'B' },
+	{ "no-parse-special", no_argument, NULL, 'N' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "complete-options", no_argument, NULL, 'O' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+	printf("usage: kvblend decode -m MODEL [-p TEXT | -f FILE] [options]\n"
+	       "Prefill the prompt (from -p, -f or stdin) and generate, streaming text to stdout.\n\n"
+	       "  -m, --model FILE        GGUF model (llama, qwen2)\n"
+	       "  -p, --prompt TEXT       prompt text\n"
+	       "  -f, --file FILE         read the prompt from FILE ('-' = stdin)\n"
+	       "  -n, --n-predict N       tokens to generate (default 128; stops at end of generation)\n"
+	       "      --temp T            temperature (default 0 = greedy)\n"
+	       "      --top-k K           keep the K most likely tokens (default 40, 0 = off)\n"
+	       "      --top-p P           nucleus sampling mass (default 0.95, 1 = off)\n"
+	       "      --seed N            sampling seed (default: from the clock)\n"
+	       "  -t, --threads N         threads (default: all cores)\n"
+	       "      --ctx N             context size (default prompt + n-predict)\n"
+	       "      --ids               print generated token ids (one line) instead of text\n"
+	       "      --no-bos            do not prepend the BOS token\n"
+	       "      --no-parse-special  treat special tokens written in the prompt as plain text\n"
+	       "  -v, --verbose           timings and settings on stderr\n"
+	       "  -h, --help              this help\n");
+}
+
+struct opts {
+	const char *model, *prompt, *file;
+	int n_predict, threads, ctx;
+	struct sampler_params sp;
+	bool ids, no_bos, no_special, verbose, seed_set;
+};
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	int c;
+	while ((c = getopt_long(argc, argv, "m:p:f:n:t:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 'p': o->prompt = optarg; break;
+		case 'f': o->file = optarg; break;
+		case 'n': o->n_predict = (int)cli_long("--n-predict", optarg, 0, 1 << 24); break;
+		case 'T': o->sp.temp = (float)cli_double("--temp", optarg, 0, 100); break;
+		case 'K': o->sp.top_k = (int)cli_long("--top-k", optarg, 0, 1 << 24); break;
+		case 'P': o->sp.top_p = (float)cli_double("--top-p", optarg, 0, 1); break;
+		case 'S':
+			o->sp.seed = (uint64_t)cli_long("--seed", optarg, 0, 0x7fffffffffffffffL);
+			o->seed_set = true;
+			break;
+		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
+		case 'C': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;
+		case 'I': o->ids = true; break;
+		case 'B': o->no_bos = true; break;
+		case 'N': o->no_special = true; break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(); exit(0);
+		case 'O': cli_complete_options(longopts); exit(0);
+		default: cli_usage_error("bad usage");
+		}
+	}
+	if (!o->model)
+		cli_usage_error("a model is required (-m MODEL)");
+	if (o->prompt && o->file)
+		cli_usage_error("give the prompt with -p or -f, not both");
+	if (optind < argc)
+		cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o->seed_set)
+		o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+}
+
+/* Print a token's text (or id) as soon as it is generated. */
+static void emit(const struct tok *t, int32_t id, bool ids, bool first)
+{
+	if (ids) {
+		printf(first ? "%d" : " %d", id);
+	} else {
+		char buf[256];
+		size_t n = tok_decode(t, id, false, buf, sizeof buf);
+		fwrite(buf, 1, n < sizeof buf ? n : sizeof buf, stdout);
+	}
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	cli_tool = "kvblend-decode";
+	struct opts o = { .n_predict = 128, .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
+	parse(argc, argv, &o);
+	kb_set_threads(o.threads);
+
+	char *text = NULL;
+	size_t text_len = 0;
+	if (o.prompt) {
+		text_len = strlen(o.prompt);
+	} else {
+		if (!o.file && isatty(STDIN_FILENO))
+			cli_usage_error("no prompt: give -p TEXT, -f FILE or text on stdin");
+		if (kb_read_file(o.file ? o.file : "-", &text, &text_len))
+			cli_die("%s", kb_error());
+	}
+	const char *prompt = o.prompt ? o.prompt : text;
+	if (text_len == 0)
+		cli_die("prompt is empty");
+
+	struct model *m;
+	if (model_load(&m, o.model))
+		cli_die("%s", kb_error());
+	int32_t *ids;
+	size_t n_ids;
+	bool bos = !o.no_bos && tok_add_bos(m->tok);
+	if (tok_encode(m->tok, prompt, text_len, bos, !o.no_special, &ids, &n_ids))
+		cli_die("%s", kb_error());
+	if (n_ids == 0)
+		cli_die("prompt is empty after tokenization");
+
+	int n_ctx = o.ctx ? o.ctx : (int)n_ids + o.n_predict;
+	if ((int)n_ids >= n_ctx + (o.n_predict == 0))
+		cli_die("prompt of %zu tokens does not fit a context of %d", n_ids, n_ctx);
+	if (n_ctx > m->hp.n_ctx_train && o.verbose)
+		fprintf(stderr, "%s: context %d exceeds the model's training context %d\n",
+			cli_tool, n_ctx, m->hp.n_ctx_train);
+
+	struct kv_cache kv;
+	struct model_ws ws;
+	int n_batch = n_ids < 512 ? (int)n_ids : 512;
+	if (kv_cache_init(&kv, m, n_ctx) || model_ws_init(&ws, m, n_batch, n_ctx))
+		cli_die("%s", kb_error());
+	struct sampler *smp = sampler_init(m->hp.n_vocab, &o.sp);
+	if (!smp)
+		cli_die("%s", kb_error());
+	int32_t *pos = malloc(n_ids * sizeof *pos);
+	if (!pos)
+		cli_die("out of memory");
+	for (size_t i = 0; i < n_ids; i++)
+		pos[i] = (int32_t)i;
+
+	/* prefill */
+	double t0 = kb_now();
+	if (model_forward(m, &ws, &kv, ids, pos, (int)n_ids, ws.logits, false))
+		cli_die("%s", kb_error());
+	double t1 = kb_now();
+
+	/* generate */
+	int n_gen = 0;
+	while (n_gen < o.n_predict) {
+		int32_t next = sampler_sample(smp, ws.logits);
+		if (tok_is_eog(m->tok, next))
+			break;
+		emit(m->tok, next, o.ids, n_gen == 0);
+		if (++n_gen == o.n_predict || kv.n == kv.n_ctx)
+			break;
+		int32_t p = (int32_t)kv.n;
+		if (model_forward(m, &ws, &kv, &next, &p, 1, ws.logits, false))
+			cli_die("%s", kb_error());
+	}
+	double t2 = kb_now();
+	if (o.ids || n_gen > 0)
+		putchar('\n');
+	if (o.verbose) {
+		fprintf(stderr, "%s: %s, %d threads, isa %s, seed %llu\n", cli_tool, m->gguf->path,
+			kb_get_threads(), kern_isa(), (unsigned long long)o.sp.seed);
+		fprintf(stderr, "%s: prompt %zu tokens in %.3f s (%.1f t/s); generated %d tokens in %.3f s (%.1f t/s)\n",
+			cli_tool, n_ids, t1 - t0, n_ids / (t1 - t0), n_gen, t2 - t1,
+			n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
+	}
+	free(pos);
+	free(ids);
+	free(text);
+	sampler_free(smp);
+	model_ws_free(&ws);
+	kv_cache_free(&kv);
+	model_free(m);
+	return 0;
+}

@@ -1,0 +1,542 @@
+/* model.c — load llama/qwen2 GGUF models and run the forward pass. See model.h. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "quant.h"
+
+const char *model_arch_name(enum model_arch a)
+{
+	switch (a) {
+	case ARCH_LLAMA: return "llama";
+	case ARCH_QWEN2: return "qwen2";
+	}
+	return "?";
+}
+
+/* ---- loading ---- */
+
+/* "<arch>.<suffix>" into buf. */
+static const char *akey(char *buf, size_t cap, const char *arch, const char *suffix)
+{
+	snprintf(buf, cap, "%s.%s", arch, suffix);
+	return buf;
+}
+
+/* Required (req) or optional u32 hyper-parameter into *out (unchanged when absent). */
+static int get_hp_u32(const struct gguf *g, const char *arch, const char *suffix, int *out, bool req)
+{
+	char key[128];
+	uint32_t v;
+	int rc = gguf_get_u32(g, akey(key, sizeof key, arch, suffix), &v);
+	if (rc == KB_EOF)
+		return req ? kb_fail(KB_ERR_FORMAT, "'%s': missing hyper-parameter '%s'", g->path, key) : KB_OK;
+	if (rc < 0)
+		return rc;
+	if (v > (1u << 30))
+		return kb_fail(KB_ERR_FORMAT, "'%s': hyper-parameter '%s' = %u is absurd", g->path, key, v);
+	*out = (int)v;
+	return KB_OK;
+}
+
+static int get_hp_f32(const struct gguf *g, const char *arch, const char *suffix, float *out)
+{
+	char key[128];
+	int rc = gguf_get_f32(g, akey(key, sizeof key, arch, suffix), out);
+	return rc == KB_EOF ? KB_OK : rc;
+}
+
+static int load_hparams(struct model *m, const char *arch)
+{
+	const struct gguf *g = m->gguf;
+	struct model_hparams *hp = &m->hp;
+	int rc;
+	hp->n_kv_head = -1;
+	hp->head_dim = -1;
+	hp->n_rot = -1;
+	hp->rope_base = 10000.0f;
+	hp->rope_factor = 1.0f;
+	hp->norm_eps = 1e-5f;
+	hp->n_ctx_train = 2048;
+	if ((rc = get_hp_u32(g, arch, "embedding_length", &hp->n_embd, true)) ||
+	    (rc = get_hp_u32(g, arch, "block_count", &hp->n_layer, true)) ||
+	    (rc = get_hp_u32(g, arch, "attention.head_count", &hp->n_head, true)) ||
+	    (rc = get_hp_u32(g, arch, "feed_forward_length", &hp->n_ff, true)) ||
+	    (rc = get_hp_u32(g, arch, "attention.head_count_kv", &hp->n_kv_head, false)) ||
+	    (rc = get_hp_u32(g, arch, "attention.key_length", &hp->head_dim, false)) ||
+	    (rc = get_hp_u32(g, arch, "context_length", &hp->n_ctx_train, false)) ||
+	    (rc = get_hp_u32(g, arch, "rope.dimension_count", &hp->n_rot, false)) ||
+	    (rc = get_hp_f32(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps)) ||
+	    (rc = get_hp_f32(g, arch, "rope.freq_base", &hp->rope_base)))
+		return rc;
+	if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_ff <= 0)
+		return kb_fail(KB_ERR_FORMAT, "'%s': hyper-parameters must be positive "
+			       "(n_embd %d, n_layer %d, n_head %d, n_ff %d)",
+			       g->path, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff);
+	if (hp->n_kv_head < 0)
+		hp->n_kv_head = hp->n_head;
+	if (hp->head_dim < 0) {
+		if (hp->n_embd % hp->n_head)
+			return kb_fail(KB_ERR_FORMAT, "'%s': embedding_length %d is not a multiple of head_count %d",
+				       g->path, hp->n_embd, hp->n_head);
+		hp->head_dim = hp->n_embd / hp->n_head;
+	}
+	if (hp->n_rot < 0)
+		hp->n_rot = hp->head_dim;
+	if (hp->n_kv_head <= 0 || hp->n_head % hp->n_kv_head)
+		return kb_fail(KB_ERR_FORMAT, "'%s': head_count %d is not a multiple of head_count_kv %d",
+			       g->path, hp->n_head, hp->n_kv_head);
+	if (hp->head_dim <= 0 || hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+		return kb_fail(KB_ERR_FORMAT, "'%s': rope dimension %d does not fit head size %d",
+			       g->path, hp->n_rot, hp->head_dim);
+	if (!(hp->norm_eps > 0 && hp->norm_eps < 1) || !(hp->rope_base > 1))
+		return kb_fail(KB_ERR_FORMAT, "'%s': bad rms epsilon %g or rope base %g",
+			       g->path, hp->norm_eps, hp->rope_base);
+
+	/* RoPE scaling: "none", "linear" (positions / factor), "llama3" (frequency factors). */
+	char key[128];
+	struct gguf_str st = {0};
+	float factor = 0;
+	rc = gguf_get_str(g, akey(key, sizeof key, arch, "rope.scaling.type"), &st);
+	if (rc < 0 && rc != KB_EOF)
+		return rc;
+	if ((rc = get_hp_f32(g, arch, "rope.scaling.factor", &factor)))
+		return rc;
+	if (factor == 0 && (rc = get_hp_f32(g, arch, "rope.scale_linear", &factor)))
+		return rc;
+	if ((rc = get_hp_u32(g, arch, "rope.scaling.original_context_length", &hp->rope_orig_ctx, false)))
+		return rc;
+	if (st.data == NULL || gguf_str_eq(st, "none")) {
+		hp->rope_scaling = factor > 0 && factor != 1 && st.data == NULL ? ROPE_SCALING_LINEAR
+									       : ROPE_SCALING_NONE;
+	} else if (gguf_str_eq(st, "linear")) {
+		hp->rope_scaling = ROPE_SCALING_LINEAR;
+	} else if (gguf_str_eq(st, "llama3")) {
+		hp->rope_scaling = ROPE_SCALING_LLAMA3;
+	} else {
+		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': rope scaling '%.*s' is not supported",
+			       g->path, (int)st.len, st.data);
+	}
+	if (hp->rope_scaling != ROPE_SCALING_NONE) {
+		if (!(factor > 0))
+			return kb_fail(KB_ERR_FORMAT, "'%s': rope scaling without a positive factor", g->path);
+		hp->rope_factor = factor;
+	}
+	return KB_OK;
+}
+
+/* Find a tensor and check its type and shape (ne0 x ne1; ne1 = 1 for vectors). */
+static int find_tensor(const struct model *m, const char *name, int64_t ne0, int64_t ne1,
+		       const struct gguf_tensor **out, bool required)
+{
+	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+	*out = NULL;
+	if (!t)
+		return required ? kb_fail(KB_ERR_FORMAT, "'%s': missing tensor '%s'", m->gguf->path, name) : KB_OK;
+	if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+			       m->gguf->path, name, (long long)t->ne[0], (long long)t->ne[1],
+			       (long long)t->ne[2], (long long)t->ne[3], (long long)ne0, (long long)ne1);
+	if (!qtype_traits(t->type))
+		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': tensor '%s' has type %s, which is not supported",
+			       m->gguf->path, name, qtype_name(t->type));
+	*out = t;
+	return KB_OK;
+}
+
+static int load_weight(const struct model *m, const char *name, int64_t n_in, int64_t n_out,
+		       struct weight *w)
+{
+	const struct gguf_tensor *t;
+	int rc = find_tensor(m, name, n_in, n_out, &t, true);
+	if (rc)
+		return rc;
+	*w = (struct weight){ .data = t->data, .type = t->type, .n_in = n_in, .n_out = n_out };
+	return KB_OK;
+}
+
+/* A vector (norm weight, bias) converted to an owned f32 copy; absent optional ones give NULL. */
+static int load_vec(const struct model *m, const char *name, int64_t n, float **out, bool required)
+{
+	const struct gguf_tensor *t;
+	*out = NULL;
+	int rc = find_tensor(m, name, n, 1, &t, required);
+	if (rc || !t)
+		return rc;
+	float *v = kb_malloc((size_t)n * sizeof *v);
+	if (!v)
+		return KB_ERR_NOMEM;
+	qtype_traits(t->type)->to_float(t->data, v, n);
+	*out = v;
+	return KB_OK;
+}
+
+static int load_tensors(struct model *m)
+{
+	const struct model_hparams *hp = &m->hp;
+	const int64_t d = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim,
+		      kvd = (int64_t)hp->n_kv_head * hp->head_dim, ff = hp->n_ff;
+	const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+	int rc;
+	if (!te)
+		return kb_fail(KB_ERR_FORMAT, "'%s': missing tensor 'token_embd.weight'", m->gguf->path);
+	if (te->ne[1] <= 0 || te->ne[1] > (1 << 24))
+		return kb_fail(KB_ERR_FORMAT, "'%s': token_embd.weight has %lld rows", m->gguf->path,
+			       (long long)te->ne[1]);
+	m->hp.n_vocab = (int)te->ne[1];
+	if ((rc = load_weight(m, "token_embd.weight", d, hp->n_vocab, &m->token_embd)) ||
+	    (rc = load_vec(m, "output_norm.weight", d, &m->output_norm, true)))
+		return rc;
+	if (gguf_find_tensor(m->gguf, "output.weight")) {
+		if ((rc = load_weight(m, "output.weight", d, hp->n_vocab, &m->output)))
+			return rc;
+	} else {
+		m->hp.tied_output = true;
+		m->output = m->token_embd;
+	}
+	m->layers = kb_calloc((size_t)hp->n_layer, sizeof *m->layers);
+	if (!m->layers)
+		return KB_ERR_NOMEM;
+	for (int l = 0; l < hp->n_layer; l++) {
+		struct model_layer *L = &m->layers[l];
+		char n[96];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", l, s), n)
+		if ((rc = load_vec(m, NAME("attn_norm.weight"), d, &L->attn_norm, true)) ||
+		    (rc = load_weight(m, NAME("attn_q.weight"), d, qd, &L->wq)) ||
+		    (rc = load_weight(m, NAME("attn_k.weight"), d, kvd, &L->wk)) ||
+		    (rc = load_weight(m, NAME("attn_v.weight"), d, kvd, &L->wv)) ||
+		    (rc = load_weight(m, NAME("attn_output.weight"), qd, d, &L->wo)) ||
+		    (rc = load_vec(m, NAME("ffn_norm.weight"), d, &L->ffn_norm, true)) ||
+		    (rc = load_weight(m, NAME("ffn_gate.weight"), d, ff, &L->w_gate)) ||
+		    (rc = load_weight(m, NAME("ffn_up.weight"), d, ff, &L->w_up)) ||
+		    (rc = load_weight(m, NAME("ffn_down.weight"), ff, d, &L->w_down)))
+			return rc;
+		bool need_bias = hp->arch == ARCH_QWEN2;
+		if ((rc = load_vec(m, NAME("attn_q.bias"), qd, &L->bq, need_bias)) ||
+		    (rc = load_vec(m, NAME("attn_k.bias"), kvd, &L->bk, need_bias)) ||
+		    (rc = load_vec(m, NAME("attn_v.bias"), kvd, &L->bv, need_bias)))
+			return rc;
+		if (L->bq || L->bk || L->bv)
+			m->hp.qkv_bias = true;
+#undef NAME
+	}
+	return KB_OK;
+}
+
+void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, float *inv_freq)
+{
+	const int half = hp->n_rot / 2;
+	for (int i = 0; i < half; i++) {
+		double f = pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+		if (hp->rope_scaling == ROPE_SCALING_LINEAR) {
+			f /= hp->rope_factor;
+		} else if (hp->rope_scaling == ROPE_SCALING_LLAMA3) {
+			if (freq_factors) {
+				f /= freq_factors[i];
+			} else {
+				/* Llama 3.1's rule: low frequencies scaled by the factor, high ones
+				 * kept, a smooth blend between (low_freq_factor 1, high 4). */
+				const double lo = 1.0, hi = 4.0, orig = hp->rope_orig_ctx > 0 ? hp->rope_orig_ctx : 8192;
+				double wavelen = 2 * M_PI / f;
+				if (wavelen > orig / lo) {
+					f /= hp->rope_factor;
+				} else if (wavelen >= orig / hi) {
+					double smooth = (orig / wavelen - lo) / (hi - lo);
+					f = (1 - smooth) * f / hp->rope_factor + smooth * f;
+				}
+			}
+		}
+		inv_freq[i] = (float)f;
+	}
+}
+
+static int load_rope(struct model *m)
+{
+	const int half = m->hp.n_rot / 2;
+	const float *ff = NULL;
+	float *ffbuf = NULL;
+	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, "rope_freqs.weight");
+	if (t) {
+		int rc = load_vec(m, "rope_freqs.weight", half, &ffbuf, true);
+		if (rc)
+			return rc;
+		ff = ffbuf;
+		if (m->hp.rope_scaling == ROPE_SCALING_NONE)
+			m->hp.rope_scaling = ROPE_SCALING_LLAMA3;
+	}
+	m->rope_inv_freq = kb_malloc((size_t)half * sizeof(float));
+	if (!m->rope_inv_freq) {
+		free(ffbuf);
+		return KB_ERR_NOMEM;
+	}
+	rope_inv_freq(&m->hp, ff, m->rope_inv_freq);
+	free(ffbuf);
+	m->rope = (struct kern_rope){ .mode = m->hp.rope_mode, .n_rot = m->hp.n_rot,
+				      .inv_freq = m->rope_inv_freq };
+	return KB_OK;
+}
+
+int model_load(struct model **out, const char *path)
+{
+	struct model *m = kb_calloc(1, sizeof *m);
+	if (!m)
+		return KB_ERR_NOMEM;
+	kern_init();
+	int rc = gguf_open(&m->gguf, path);
+	if (rc)
+		goto fail;
+	struct gguf_str arch;
+	rc = gguf_get_str(m->gguf, "general.architecture", &arch);
+	if (rc == KB_EOF)
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': no general.architecture: not a model file", path);
+	if (rc)
+		goto fail;
+	if (gguf_str_eq(arch, "llama")) {
+		m->hp.arch = ARCH_LLAMA;
+		m->hp.rope_mode = KERN_ROPE_NORM;
+	} else if (gguf_str_eq(arch, "qwen2")) {
+		m->hp.arch = ARCH_QWEN2;
+		m->hp.rope_mode = KERN_ROPE_NEOX;
+	} else {
+		rc = kb_fail(KB_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (llama, qwen2)",
+			     path, (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+		goto fail;
+	}
+	if ((rc = load_hparams(m, model_arch_name(m->hp.arch))) || (rc = load_tensors(m)) ||
+	    (rc = load_rope(m)))
+		goto fail;
+	if ((rc = tok_load(&m->tok, m->gguf)))
+		goto fail;
+	if (tok_n_vocab(m->tok) > m->hp.n_vocab) {
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': tokenizer has %d tokens but token_embd only %d rows",
+			     path, tok_n_vocab(m->tok), m->hp.n_vocab);
+		goto fail;
+	}
+	gguf_fingerprint(m->gguf, m->fingerprint);
+	gguf_tokenizer_fingerprint(m->gguf, m->tok_fingerprint);
+	*out = m;
+	return KB_OK;
+fail:
+	model_free(m);
+	return rc;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	if (m->layers) {
+		for (int l = 0; l < m->hp.n_layer; l++) {
+			struct model_layer *L = &m->layers[l];
+			free(L->attn_norm);
+			free(L->ffn_norm);
+			free(L->bq);
+			free(L->bk);
+			free(L->bv);
+		}
+	}
+	free(m->layers);
+	free(m->output_norm);
+	free(m->rope_inv_freq);
+	tok_free(m->tok);
+	gguf_close(m->gguf);
+	free(m);
+}
+
+/* ---- KV cache and workspace ---- */
+
+int kv_cache_init(struct kv_cache *kv, const struct model *m, int n_ctx)
+{
+	memset(kv, 0, sizeof *kv);
+	if (n_ctx <= 0)
+		return kb_fail(KB_ERR_ARG, "context size %d must be positive", n_ctx);
+	kv->n_layer = m->hp.n_layer;
+	kv->n_ctx = n_ctx;
+	kv->kv_dim = m->hp.n_kv_head * m->hp.head_dim;
+	size_t n = (size_t)kv->n_layer * n_ctx * kv->kv_dim;
+	kv->k = kb_aligned_alloc(64, n * sizeof(float));
+	kv->v = kb_aligned_alloc(64, n * sizeof(float));
+	kv->pos = kb_calloc((size_t)n_ctx, sizeof *kv->pos);
+	kv->tok = kb_calloc((size_t)n_ctx, sizeof *kv->tok);
+	if (!kv->k || !kv->v || !kv->pos || !kv->tok) {
+		kv_cache_free(kv);
+		return KB_ERR_NOMEM;
+	}
+	return KB_OK;
+}
+
+void kv_cache_free(struct kv_cache *kv)
+{
+	free(kv->k);
+	free(kv->v);
+	free(kv->pos);
+	free(kv->tok);
+	memset(kv, 0, sizeof *kv);
+}
+
+int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n_ctx)
+{
+	const struct model_hparams *hp = &m->hp;
+	memset(ws, 0, sizeof *ws);
+	if (n_batch <= 0 || n_ctx <= 0)
+		return kb_fail(KB_ERR_ARG, "batch %d and context %d must be positive", n_batch, n_ctx);
+	ws->n_batch = n_batch;
+	ws->n_ctx = n_ctx;
+	const size_t nb = (size_t)n_batch, qd = (size_t)hp->n_head * hp->head_dim,
+		     kvd = (size_t)hp->n_kv_head * hp->head_dim;
+	size_t mm = kern_matmul_wsize(m->output.type, n_batch, (int)m->output.n_in);
+	for (int l = 0; l < hp->n_layer; l++) {
+		const struct model_layer *L = &m->layers[l];
+		const struct weight *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+		for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
+			size_t s = kern_matmul_wsize(w[i]->type, n_batch, (int)w[i]->n_in);
+			mm = s > mm ? s : mm;
+		}
+	}
+#define ALLOC(p, count) ((p) = kb_aligned_alloc(64, (count) * sizeof *(p)))
+	if (!ALLOC(ws->x, nb * hp->n_embd) || !ALLOC(ws->xb, nb * hp->n_embd) ||
+	    !ALLOC(ws->q, nb * qd) || !ALLOC(ws->k, nb * kvd) || !ALLOC(ws->v, nb * kvd) ||
+	    !ALLOC(ws->att, nb * qd) || !ALLOC(ws->hb, nb * hp->n_ff) || !ALLOC(ws->hb2, nb * hp->n_ff) ||
+	    !ALLOC(ws->logits, (size_t)hp->n_vocab) || !ALLOC(ws->slots, nb) || !ALLOC(ws->rpos, nb) ||
+	    !(ws->mm_ws = kb_aligned_alloc(64, mm ? mm : 64)) ||
+	    !(ws->att_ws = kb_aligned_alloc(64, kern_attention_wsize(n_batch, n_ctx, hp->n_head)))) {
+		model_ws_free(ws);
+		return KB_ERR_NOMEM;
+	}
+#undef ALLOC
+	return KB_OK;
+}
+
+void model_ws_free(struct model_ws *ws)
+{
+	free(ws->x);
+	free(ws->xb);
+	free(ws->q);
+	free(ws->k);
+	free(ws->v);
+	free(ws->att);
+	free(ws->hb);
+	free(ws->hb2);
+	free(ws->logits);
+	free(ws->slots);
+	free(ws->rpos);
+	free(ws->mm_ws);
+	free(ws->att_ws);
+	memset(ws, 0, sizeof *ws);
+}
+
+/* ---- forward pass ---- */
+
+static void matmul(float *y, const float *x, const struct weight *w, int n, void *mm_ws)
+{
+	kern_matmul(y, x, w->data, w->type, n, (int)w->n_in, (int)w->n_out, mm_ws);
+}
+
+static void add_bias(float *y, const float *b, int n_rows, int n)
+{
+	if (!b)
+		return;
+	for (int r = 0; r < n_rows; r++)
+		for (int i = 0; i < n; i++)
+			y[(size_t)r * n + i] += b[i];
+}
+
+void model_embed(const struct model *m, const int32_t *tokens, int n, float *x)
+{
+	const struct weight *e = &m->token_embd;
+	const struct qtype_traits *tr = qtype_traits(e->type);
+	const size_t row = qtype_row_size(e->type, e->n_in);
+	for (int i = 0; i < n; i++)
+		tr->to_float((const uint8_t *)e->data + (size_t)tokens[i] * row,
+			     x + (size_t)i * m->hp.n_embd, e->n_in);
+}
+
+void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
+		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv)
+{
+	const struct model_hparams *hp = &m->hp;
+	const struct model_layer *L = &m->layers[l];
+	const int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = kv->kv_dim;
+	ASSERT(n <= ws->n_batch && n_kv <= kv->n_ctx && n_kv <= ws->n_ctx);
+
+	/* attention: RMSNorm, Q/K/V projections (+ bias) */
+	kern_rmsnorm(ws->xb, x, L->attn_norm, n, d, hp->norm_eps);
+	matmul(ws->q, ws->xb, &L->wq, n, ws->mm_ws);
+	matmul(ws->k, ws->xb, &L->wk, n, ws->mm_ws);
+	matmul(ws->v, ws->xb, &L->wv, n, ws->mm_ws);
+	add_bias(ws->q, L->bq, n, qd);
+	add_bias(ws->k, L->bk, n, kvd);
+	add_bias(ws->v, L->bv, n, kvd);
+
+	/* RoPE relative positional encoding on Q and K at each row's position */
+	int32_t *qpos = ws->rpos;
+	for (int i = 0; i < n; i++)
+		qpos[i] = kv->pos[slots[i]];
+	kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, &m->rope);
+	kern_rope(ws->k, qpos, n, hp->n_kv_head, hp->head_dim, &m->rope);
+
+	/* the rows' K and V go into their cache slots */
+	for (int i = 0; i < n; i++) {
+		memcpy(kv_k(kv, l, slots[i]), ws->k + (size_t)i * kvd, (size_t)kvd * sizeof(float));
+		memcpy(kv_v(kv, l, slots[i]), ws->v + (size_t)i * kvd, (size_t)kvd * sizeof(float));
+	}
+
+	/* multi-head attention over slots [0, n_kv), causal by position */
+	kern_attention(ws->att, ws->q, qd, kv_k(kv, l, 0), kv_v(kv, l, 0), kvd, qpos, kv->pos,
+		       n, n_kv, hp->n_head, hp->n_kv_head, hp->head_dim, ws->att_ws);
+
+	/* output projection and residual */
+	matmul(ws->xb, ws->att, &L->wo, n, ws->mm_ws);
+	for (size_t i = 0; i < (size_t)n * d; i++)
+		x[i] += ws->xb[i];
+
+	/* feed-forward: RMSNorm, SwiGLU, down projection, residual */
+	kern_rmsnorm(ws->xb, x, L->ffn_norm, n, d, hp->norm_eps);
+	matmul(ws->hb, ws->xb, &L->w_gate, n, ws->mm_ws);
+	matmul(ws->hb2, ws->xb, &L->w_up, n, ws->mm_ws);
+	kern_swiglu(ws->hb, ws->hb, ws->hb2, (int64_t)n * hp->n_ff);
+	matmul(ws->xb, ws->hb, &L->w_down, n, ws->mm_ws);
+	for (size_t i = 0; i < (size_t)n * d; i++)
+		x[i] += ws->xb[i];
+}
+
+void model_logits(const struct model *m, struct model_ws *ws, const float *x, int n, float *logits)
+{
+	ASSERT(n <= ws->n_batch);
+	kern_rmsnorm(ws->xb, x, m->output_norm, n, m->hp.n_embd, m->hp.norm_eps);
+	matmul(logits, ws->xb, &m->output, n, ws->mm_ws);
+}
+
+int model_forward(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		  const int32_t *tokens, const int32_t *pos, int n, float *logits, bool all_logits)
+{
+	const int d = m->hp.n_embd, nv = m->hp.n_vocab;
+	if (n <= 0)
+		return kb_fail(KB_ERR_ARG, "no tokens to run");
+	if (n > kv->n_ctx - kv->n || kv->n + n > ws->n_ctx)
+		return kb_fail(KB_ERR_ARG, "context is full (%d tokens of %d, %d more needed)",
+			       kv->n, kv->n_ctx < ws->n_ctx ? kv->n_ctx : ws->n_ctx, n);
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= nv)
+			return kb_fail(KB_ERR_ARG, "token id %d is out of range (vocabulary %d)", tokens[i], nv);
+	for (int b0 = 0; b0 < n; b0 += ws->n_batch) {
+		const int nb = n - b0 < ws->n_batch ? n - b0 : ws->n_batch;
+		for (int i = 0; i < nb; i++) {
+			ws->slots[i] = kv->n + i;
+			kv->pos[kv->n + i] = pos[b0 + i];
+			kv->tok[kv->n + i] = tokens[b0 + i];
+		}
+		model_embed(m, tokens + b0, nb, ws->x);
+		for (int l = 0; l < m->hp.n_layer; l++)
+			model_layer(m, ws, l, ws->x, ws->slots, nb, kv, kv->n + nb);
+		kv->n += nb;
+		const bool last = b0 + nb == n;
+		if (all_logits)
+			model_logits(m, ws, ws->x, nb, logits + (size_t)b0 * nv);
+		else if (last && logits)
+			model_logits(m, ws, ws->x + (size_t)(nb - 1) * d, 1, logits);
+	}
+	return KB_OK;
+}

@@ -1,0 +1,149 @@
+/* model.h — the decoder runtime: llama and qwen2 from GGUF, a KV cache, the
+ * forward pass, and a per-layer entry point for blend.
+ *
+ * The GGUF stays mapped for the model's lifetime; weight matrices are used in
+ * place (any supported type), small vectors (norms, biases) are copied to f32.
+ *
+ * Forward pass over a batch of tokens with explicit positions: each token gets
+ * a KV-cache slot; attention masks by position (a token at position p sees
+ * every slot whose position is <= p), never by slot index, so a cache may hold
+ * tokens in any order (blend places chunk caches where it likes).
+ */
+#ifndef KB_MODEL_H
+#define KB_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "kernels.h"
+#include "tok.h"
+
+enum model_arch { ARCH_LLAMA = 1, ARCH_QWEN2 = 2 };
+
+enum rope_scaling { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR = 1, ROPE_SCALING_LLAMA3 = 2 };
+
+struct model_hparams {
+	enum model_arch arch;
+	int n_vocab;     /* rows of token_embd */
+	int n_embd;      /* hidden size */
+	int n_layer;
+	int n_head;      /* query heads */
+	int n_kv_head;   /* key/value heads (GQA when < n_head) */
+	int head_dim;    /* attention.key_length, else n_embd / n_head */
+	int n_ff;        /* feed-forward hidden size */
+	int n_ctx_train; /* context_length from the file */
+	float norm_eps;  /* RMSNorm epsilon */
+	int rope_mode;   /* KERN_ROPE_NORM (llama) or KERN_ROPE_NEOX (qwen2) */
+	int n_rot;       /* rope.dimension_count, else head_dim */
+	float rope_base; /* rope.freq_base, default 10000 */
+	enum rope_scaling rope_scaling;
+	float rope_factor;   /* linear / llama3 scaling factor (1 = none) */
+	int rope_orig_ctx;   /* llama3: original context length */
+	bool qkv_bias;       /* qwen2 */
+	bool tied_output;    /* output projection is token_embd */
+};
+
+/* A weight matrix used in place: ne[0] = n_in (contiguous), ne[1] = n_out rows. */
+struct weight {
+	const void *data; /* into the mapping */
+	int type;         /* enum qtype */
+	int64_t n_in, n_out;
+};
+
+struct model_layer {
+	float *attn_norm;         /* owned, (n_embd) */
+	struct weight wq;         /* (n_embd -> n_head * head_dim) */
+	struct weight wk, wv;     /* (n_embd -> n_kv_head * head_dim) */
+	float *bq, *bk, *bv;      /* owned, qwen2 biases or NULL */
+	struct weight wo;         /* (n_head * head_dim -> n_embd) */
+	float *ffn_norm;          /* owned, (n_embd) */
+	struct weight w_gate, w_up; /* (n_embd -> n_ff) */
+	struct weight w_down;     /* (n_ff -> n_embd) */
+};
+
+struct model {
+	struct gguf *gguf;        /* owned, mapped */
+	struct model_hparams hp;
+	struct weight token_embd; /* (n_embd x n_vocab) */
+	float *output_norm;       /* owned, (n_embd) */
+	struct weight output;     /* (n_embd -> n_vocab); token_embd when tied */
+	struct model_layer *layers; /* owned, [n_layer] */
+	float *rope_inv_freq;     /* owned, [n_rot / 2]: base, scaling and factors folded in */
+	struct kern_rope rope;
+	struct tok *tok;          /* owned */
+	uint8_t fingerprint[32];  /* gguf_fingerprint() */
+	uint8_t tok_fingerprint[32];
+};
+
+/* Load a model (and its tokenizer) from a GGUF file. Unknown architectures,
+ * missing or misshapen tensors and unsupported types are errors naming the thing.
+ * Returns KB_OK and *out (free with model_free), or an error (kb_error() set). */
+int model_load(struct model **out, const char *path) KB_WUR;
+void model_free(struct model *m);
+const char *model_arch_name(enum model_arch a);
+/* Fill inv_freq[n_rot/2] from the hyper-parameters (and the optional llama3
+ * frequency factors, freq_factors[n_rot/2] or NULL). */
+void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, float *inv_freq);
+
+/* ---- KV cache: per layer, slot-major [n_ctx][kv_dim] f32 ---- */
+struct kv_cache {
+	int n_layer, n_ctx, kv_dim;
+	float *k, *v;   /* owned, [n_layer][n_ctx][kv_dim]; K stored rotated (RoPE applied) */
+	int32_t *pos;   /* owned, [n_ctx] position of the token in each slot */
+	int32_t *tok;   /* owned, [n_ctx] its token id */
+	int n;          /* slots in use */
+};
+int kv_cache_init(struct kv_cache *kv, const struct model *m, int n_ctx) KB_WUR;
+void kv_cache_free(struct kv_cache *kv);
+static inline float *kv_k(const struct kv_cache *kv, int l, int slot)
+{
+	return kv->k + ((size_t)l * kv->n_ctx + slot) * kv->kv_dim;
+}
+static inline float *kv_v(const struct kv_cache *kv, int l, int slot)
+{
+	return kv->v + ((size_t)l * kv->n_ctx + slot) * kv->kv_dim;
+}
+
+/* ---- workspace: every buffer a forward pass needs, allocated once ----
+ * Sized for batches of up to n_batch rows against up to n_ctx cache slots. */
+struct model_ws {
+	int n_batch, n_ctx;
+	float *x;      /* [n_batch][n_embd] residual stream */
+	float *xb;     /* [n_batch][n_embd] normed input / projection out */
+	float *q;      /* [n_batch][n_head * head_dim] */
+	float *k, *v;  /* [n_batch][kv_dim] fresh keys/values */
+	float *att;    /* [n_batch][n_head * head_dim] attention output */
+	float *hb, *hb2; /* [n_batch][n_ff] */
+	float *logits; /* [n_vocab]: one row of logits for callers that need a buffer */
+	void *mm_ws;   /* matmul scratch */
+	void *att_ws;  /* attention scratch */
+	int32_t *slots; /* [n_batch] slot ids of model_forward's batch */
+	int32_t *rpos;  /* [n_batch] positions of model_layer's rows */
+};
+int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n_ctx) KB_WUR;
+void model_ws_free(struct model_ws *ws);
+
+/* Run n tokens at positions pos[] (both [n]) through the model, appending them
+ * to kv at slots kv->n .. kv->n + n - 1 (in batches of ws->n_batch).
+ * logits: NULL, or [n_vocab] for the last token, or [n][n_vocab] when all_logits.
+ * Returns KB_OK, or KB_ERR_ARG when the cache is full or a token id is out of range. */
+int model_forward(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		  const int32_t *tokens, const int32_t *pos, int n, float *logits,
+		  bool all_logits) KB_WUR;
+
+/* The pieces model_forward is made of; blend composes them itself.
+ * model_embed: x[i] = embedding of tokens[i] (x: [n][n_embd]). */
+void model_embed(const struct model *m, const int32_t *tokens, int n, float *x);
+/* model_layer: run layer l for n rows (n <= ws->n_batch). x [n][n_embd] holds the
+ * rows' hidden states and is updated in place. Row i is the token in cache slot
+ * slots[i], whose position kv->pos[slots[i]] the caller has set. The rows' fresh
+ * K (rotated) and V are written into their slots, then each row attends to
+ * slots [0, n_kv) masked by position. Rows need not be contiguous or ordered. */
+void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
+		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv);
+/* model_logits: final norm + output projection of n rows of x into logits [n][n_vocab]. */
+void model_logits(const struct model *m, struct model_ws *ws, const float *x, int n,
+		  float *logits);
+
+#endif

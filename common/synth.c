@@ -1,0 +1,206 @@
+/* synth.c — see synth.h. */
+#include "synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "quant.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static float rng_uniform(uint64_t *s)
+{
+	return (float)((double)(rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+struct synth {
+	struct gguf_writer *w;
+	uint64_t rng;
+	int type;
+	void **bufs; /* owned tensor data, freed after the write */
+	size_t n_bufs, cap_bufs;
+};
+
+static void *keep(struct synth *s, void *p)
+{
+	if (!p)
+		return NULL;
+	if (s->n_bufs == s->cap_bufs) {
+		size_t cap = s->cap_bufs ? 2 * s->cap_bufs : 64;
+		void **nb = kb_realloc_array(s->bufs, cap, sizeof *nb);
+		if (!nb) {
+			free(p);
+			return NULL;
+		}
+		s->bufs = nb;
+		s->cap_bufs = cap;
+	}
+	return s->bufs[s->n_bufs++] = p;
+}
+
+/* A tensor of ne0 x ne1 random values: base + scale * U(-1, 1), in type (f32 for vectors). */
+static int add_random(struct synth *s, const char *name, int64_t ne0, int64_t ne1, float base,
+		      float scale)
+{
+	const size_t n = (size_t)ne0 * ne1;
+	float *f = kb_malloc(n * sizeof *f);
+	if (!f)
+		return KB_ERR_NOMEM;
+	for (size_t i = 0; i < n; i++)
+		f[i] = base + scale * rng_uniform(&s->rng);
+	int type = ne1 > 1 ? s->type : 0;
+	const struct qtype_traits *tr = qtype_traits(type);
+	if (!tr || ne0 % tr->blck_size)
+		type = 0, tr = qtype_traits(0);
+	void *data = f;
+	size_t size = qtype_row_size(type, ne0) * ne1;
+	if (type != 0) {
+		data = kb_malloc(size);
+		if (!data) {
+			free(f);
+			return KB_ERR_NOMEM;
+		}
+		tr->from_float(f, data, (int64_t)n);
+		free(f);
+	}
+	if (!keep(s, data))
+		return KB_ERR_NOMEM;
+	int64_t ne[2] = { ne0, ne1 };
+	return gguf_writer_add_tensor(s->w, name, type, ne1 > 1 ? 2 : 1, ne, data, size);
+}
+
+static int add_vocab(struct synth *s, int n_vocab)
+{
+	char **toks = kb_calloc((size_t)n_vocab, sizeof *toks);
+	float *scores = kb_calloc((size_t)n_vocab, sizeof *scores);
+	int32_t *types = kb_calloc((size_t)n_vocab, sizeof *types);
+	int rc = KB_ERR_NOMEM;
+	if (!toks || !scores || !types)
+		goto out;
+	for (int i = 0; i < n_vocab; i++) {
+		char buf[32];
+		if (i < 3) {
+			snprintf(buf, sizeof buf, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+			types[i] = i == 0 ? 2 : 3;
+		} else if (i < 259) {
+			snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+			types[i] = 6;
+		} else {
+			/* "▁a" .. "▁z", then "▁aa", "▁ab", ... */
+			int k = i - 259;
+			char word[8];
+			int len = 0;
+			do {
+				word[len++] = (char)('a' + k % 26);
+				k = k / 26 - 1;
+			} while (k >= 0 && len < 6);
+			word[len] = '\0';
+			snprintf(buf, sizeof buf, "\xe2\x96\x81%s", word);
+			types[i] = 1;
+		}
+		scores[i] = -(float)i;
+		if (!(toks[i] = strdup(buf)))
+			goto out;
+	}
+	if ((rc = gguf_writer_set_str(s->w, "tokenizer.ggml.model", "llama")) ||
+	    (rc = gguf_writer_set_arr_str(s->w, "tokenizer.ggml.tokens", (const char *const *)toks,
+					  (uint64_t)n_vocab)) ||
+	    (rc = gguf_writer_set_arr(s->w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores,
+				      (uint64_t)n_vocab)) ||
+	    (rc = gguf_writer_set_arr(s->w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types,
+				      (uint64_t)n_vocab)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.bos_token_id", 1)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.eos_token_id", 2)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.unknown_token_id", 0)))
+		goto out;
+	rc = KB_OK;
+out:
+	for (int i = 0; toks && i < n_vocab; i++)
+		free(toks[i]);
+	free(toks);
+	free(scores);
+	free(types);
+	return rc;
+}
+
+static int add_hparams(struct synth *s, const struct synth_spec *sp)
+{
+	char k[96];
+	const char *a = sp->arch;
+	int rc;
+#define KEY(x) (snprintf(k, sizeof k, "%s.%s", a, x), k)
+	if ((rc = gguf_writer_set_str(s->w, "general.architecture", a)) ||
+	    (rc = gguf_writer_set_str(s->w, "general.name", "kvblend synthetic")) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("context_length"), (uint32_t)sp->n_ctx)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("embedding_length"), (uint32_t)sp->n_embd)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("block_count"), (uint32_t)sp->n_layer)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("feed_forward_length"), (uint32_t)sp->n_ff)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("attention.head_count"), (uint32_t)sp->n_head)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("attention.head_count_kv"), (uint32_t)sp->n_kv_head)) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("rope.dimension_count"), (uint32_t)(sp->n_embd / sp->n_head))) ||
+	    (rc = gguf_writer_set_f32(s->w, KEY("rope.freq_base"), sp->rope_base > 0 ? sp->rope_base : 10000.0f)) ||
+	    (rc = gguf_writer_set_f32(s->w, KEY("attention.layer_norm_rms_epsilon"),
+				      sp->norm_eps > 0 ? sp->norm_eps : 1e-5f)) ||
+	    (rc = gguf_writer_set_u32(s->w, "general.file_type", sp->type == QTYPE_F32 ? 0 : sp->type == QTYPE_F16 ? 1 : sp->type == QTYPE_Q4_0 ? 2 : sp->type == QTYPE_Q8_0 ? 7 : sp->type == QTYPE_BF16 ? 32 : 0)))
+		return rc;
+#undef KEY
+	return KB_OK;
+}
+
+int synth_write(const char *path, const struct synth_spec *sp)
+{
+	if (sp->n_vocab < 259 || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
+	    sp->n_embd % sp->n_head || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 || sp->n_ff <= 0)
+		return kb_fail(KB_ERR_ARG, "synthetic model: inconsistent shape");
+	if (!qtype_traits(sp->type))
+		return kb_fail(KB_ERR_ARG, "synthetic model: unsupported weight type %d", sp->type);
+	struct synth s = { .w = gguf_writer_init(), .rng = sp->seed ? sp->seed : 1, .type = sp->type };
+	if (!s.w)
+		return KB_ERR_NOMEM;
+	const int64_t d = sp->n_embd, hd = sp->n_embd / sp->n_head, qd = (int64_t)sp->n_head * hd,
+		      kvd = (int64_t)sp->n_kv_head * hd, ff = sp->n_ff;
+	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff), sq = 1.0f / sqrtf((float)qd);
+	int rc;
+	if ((rc = add_hparams(&s, sp)) || (rc = add_vocab(&s, sp->n_vocab)) ||
+	    (rc = add_random(&s, "token_embd.weight", d, sp->n_vocab, 0, 1.0f)) ||
+	    (rc = add_random(&s, "output_norm.weight", d, 1, 1.0f, 0.1f)))
+		goto out;
+	if (!sp->tied && (rc = add_random(&s, "output.weight", d, sp->n_vocab, 0, sd)))
+		goto out;
+	for (int l = 0; l < sp->n_layer; l++) {
+		char n[96];
+#define NAME(x) (snprintf(n, sizeof n, "blk.%d.%s", l, x), n)
+		if ((rc = add_random(&s, NAME("attn_norm.weight"), d, 1, 1.0f, 0.1f)) ||
+		    (rc = add_random(&s, NAME("attn_q.weight"), d, qd, 0, sd)) ||
+		    (rc = add_random(&s, NAME("attn_k.weight"), d, kvd, 0, sd)) ||
+		    (rc = add_random(&s, NAME("attn_v.weight"), d, kvd, 0, sd)) ||
+		    (rc = add_random(&s, NAME("attn_output.weight"), qd, d, 0, sq)) ||
+		    (rc = add_random(&s, NAME("ffn_norm.weight"), d, 1, 1.0f, 0.1f)) ||
+		    (rc = add_random(&s, NAME("ffn_gate.weight"), d, ff, 0, sd)) ||
+		    (rc = add_random(&s, NAME("ffn_up.weight"), d, ff, 0, sd)) ||
+		    (rc = add_random(&s, NAME("ffn_down.weight"), ff, d, 0, sf)))
+			goto out;
+		if (sp->qkv_bias &&
+		    ((rc = add_random(&s, NAME("attn_q.bias"), qd, 1, 0, 0.5f)) ||
+		     (rc = add_random(&s, NAME("attn_k.bias"), kvd, 1, 0, 0.5f)) ||
+		     (rc = add_random(&s, NAME("attn_v.bias"), kvd, 1, 0, 0.5f))))
+			goto out;
+#undef NAME
+	}
+	rc = gguf_writer_write(s.w, path);
+out:
+	gguf_writer_free(s.w);
+	for (size_t i = 0; i < s.n_bufs; i++)
+		free(s.bufs[i]);
+	free(s.bufs);
+	return rc;
+}

@@ -1,0 +1,32 @@
+/* synth.h — GGUF models with seeded random weights and a given shape.
+ *
+ * Speed work needs the exact shapes of real models (SmolLM2, Qwen2.5), and
+ * correctness tests need small models of each architecture; neither needs
+ * trained weights. The file is standard GGUF (llama.cpp loads it too).
+ */
+#ifndef KB_SYNTH_H
+#define KB_SYNTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct synth_spec {
+	const char *arch;  /* "llama" or "qwen2" */
+	int n_vocab;       /* >= 259 for the generated SentencePiece vocabulary */
+	int n_embd, n_layer, n_head, n_kv_head, n_ff, n_ctx;
+	float rope_base;   /* 0: 10000 */
+	float norm_eps;    /* 0: 1e-5 */
+	bool qkv_bias;     /* attn_{q,k,v}.bias tensors (qwen2) */
+	bool tied;         /* no output.weight: the output projection is token_embd */
+	int type;          /* enum qtype of the 2-D weights (F32 = 0) */
+	uint64_t seed;
+};
+
+/* Write the model to path (atomically). The tokenizer is a generated
+ * SentencePiece vocabulary: <unk> <s> </s>, the 256 byte tokens, then
+ * "▁"-prefixed letter pieces up to n_vocab. Returns KB_OK or an error. */
+int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
+
+#endif

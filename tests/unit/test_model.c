@@ -1,0 +1,385 @@
+/* test_model.c — the forward pass against golden outputs (stories260K, a real
+ * trained llama model) and against a direct f32 computation (synthetic llama and
+ * qwen2 models); batching, positions and error cases. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+#include "sample.h"
+#include "synth.h"
+#include "tap.h"
+
+/* ---- golden outputs of stories260Ktok512.gguf ---- */
+
+struct golden {
+	int32_t prompt[64];
+	int n_prompt;
+	int32_t greedy[128];
+	int n_greedy;
+	int32_t top_id[128][10];
+	double top_logit[128][10];
+};
+
+static int load_golden(const char *path, struct golden *g)
+{
+	json_error_t err;
+	json_t *root = json_load_file(path, 0, &err);
+	if (!root)
+		return -1;
+	memset(g, 0, sizeof *g);
+	json_t *a = json_object_get(root, "prompt_ids"), *v;
+	size_t i, j;
+	json_array_foreach(a, i, v) g->prompt[g->n_prompt++] = (int32_t)json_integer_value(v);
+	a = json_object_get(root, "greedy_ids");
+	json_array_foreach(a, i, v) g->greedy[g->n_greedy++] = (int32_t)json_integer_value(v);
+	a = json_object_get(root, "top10_logits_per_step");
+	json_array_foreach(a, i, v) {
+		json_t *pair;
+		json_array_foreach(v, j, pair) {
+			g->top_id[i][j] = (int32_t)json_integer_value(json_array_get(pair, 0));
+			g->top_logit[i][j] = json_number_value(json_array_get(pair, 1));
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
+/* Largest relative error of our logits against a step's golden top-10. */
+static double top10_err(const float *logits, const struct golden *g, int step)
+{
+	double worst = 0;
+	for (int j = 0; j < 10; j++) {
+		double want = g->top_logit[step][j], got = logits[g->top_id[step][j]];
+		double e = fabs(got - want) / fmax(fabs(want), 1.0);
+		worst = e > worst ? e : worst;
+	}
+	return worst;
+}
+
+/* Greedy decoding token by token, and the whole sequence as one batch (and in
+ * batches of 7): each must give the golden ids and top-10 logits. */
+static void check_golden(struct model *m, const char *file)
+{
+	struct golden *g = malloc(sizeof *g);
+	const char *path = tap_shared(file);
+	if (!g || !path || load_golden(path, g)) {
+		ok(0, "%s: golden file loads", file);
+		free(g);
+		return;
+	}
+	const int nv = m->hp.n_vocab, np = g->n_prompt + 1, n_all = np + g->n_greedy;
+	int32_t toks[256], pos[256];
+	toks[0] = tok_bos(m->tok);
+	memcpy(toks + 1, g->prompt, g->n_prompt * sizeof *toks);
+	for (int i = 0; i < n_all; i++)
+		pos[i] = i;
+
+	/* token by token after a batched prompt, as decode does */
+	struct kv_cache kv;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&kv, m, n_all) == 0 && model_ws_init(&ws, m, np, n_all) == 0);
+	ASSERT(model_forward(m, &ws, &kv, toks, pos, np, ws.logits, false) == 0);
+	int ids_ok = 1;
+	double worst = 0;
+	for (int s = 0; s < g->n_greedy; s++) {
+		int32_t next = sample_greedy(ws.logits, nv);
+		double e = top10_err(ws.logits, g, s);
+		worst = e > worst ? e : worst;
+		if (next != g->greedy[s]) {
+			if (ids_ok)
+				diag("step %d: got %d, want %d", s, next, g->greedy[s]);
+			ids_ok = 0;
+		}
+		toks[np + s] = g->greedy[s];
+		if (s + 1 < g->n_greedy)
+			ASSERT(model_forward(m, &ws, &kv, &g->greedy[s], &pos[np + s], 1, ws.logits, false) == 0);
+	}
+	ok(ids_ok, "%s: greedy reproduces the %d golden ids", file, g->n_greedy);
+	ok(worst <= 1e-4, "%s: golden top-10 logits within 1e-4 relative (worst %.2e)", file, worst);
+	kv_cache_free(&kv);
+	model_ws_free(&ws);
+
+	/* the whole sequence at once, then in batches of 7: all logits */
+	for (int nb = n_all; nb >= 7; nb = nb == 7 ? 0 : 7) {
+		float *all = malloc((size_t)n_all * nv * sizeof *all);
+		ASSERT(all && kv_cache_init(&kv, m, n_all) == 0 && model_ws_init(&ws, m, nb, n_all) == 0);
+		ASSERT(model_forward(m, &ws, &kv, toks, pos, n_all - 1, all, true) == 0);
+		worst = 0;
+		int agree = 1;
+		for (int s = 0; s < g->n_greedy; s++) {
+			const float *lg = all + (size_t)(np - 1 + s) * nv;
+			double e = top10_err(lg, g, s);
+			worst = e > worst ? e : worst;
+			agree &= sample_greedy(lg, nv) == g->greedy[s];
+		}
+		ok(agree && worst <= 1e-4, "%s: one forward over %d tokens in batches of %d matches (worst %.2e)",
+		   file, n_all - 1, nb, worst);
+		free(all);
+		kv_cache_free(&kv);
+		model_ws_free(&ws);
+	}
+	free(g);
+}
+
+static void test_stories(void)
+{
+	const char *path = tap_shared("models/stories260Ktok512.gguf");
+	if (!path) {
+		ok(1, "# SKIP ../shared/models/stories260Ktok512.gguf is absent");
+		return;
+	}
+	struct model *m;
+	int rc = model_load(&m, path);
+	if (!ok(rc == 0, "stories260K loads")) {
+		diag("%s", kb_error());
+		return;
+	}
+	ok(m->hp.arch == ARCH_LLAMA && m->hp.n_embd == 64 && m->hp.n_layer == 5 && m->hp.n_head == 8 &&
+		   m->hp.n_kv_head == 4 && m->hp.head_dim == 8 && m->hp.n_ff == 172 && m->hp.n_vocab == 512 &&
+		   !m->hp.tied_output,
+	   "stories260K hyper-parameters");
+	check_golden(m, "models/stories260Ktok512.golden_prompt.json");
+	check_golden(m, "models/stories260Ktok512.golden_bos.json");
+	model_free(m);
+}
+
+/* ---- a direct f32 computation of the same layers, independent of the kernels ---- */
+
+static const float *T(const struct gguf *g, const char *fmt, int l)
+{
+	char name[96];
+	snprintf(name, sizeof name, fmt, l);
+	const struct gguf_tensor *t = gguf_find_tensor(g, name);
+	return t ? t->data : NULL;
+}
+
+/* y[o] = sum_i W[o][i] x[i] (+ b[o]) */
+static void mv(double *y, const float *W, const double *x, const float *b, int n_in, int n_out)
+{
+	for (int o = 0; o < n_out; o++) {
+		double s = b ? b[o] : 0;
+		for (int i = 0; i < n_in; i++)
+			s += (double)W[(size_t)o * n_in + i] * x[i];
+		y[o] = s;
+	}
+}
+
+static void rms(double *y, const double *x, const float *w, int n, double eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	double r = 1 / sqrt(ss / n + eps);
+	for (int i = 0; i < n; i++)
+		y[i] = x[i] * r * w[i];
+}
+
+static void rope(double *x, int n_heads, int hd, int p, double base, int neox)
+{
+	for (int h = 0; h < n_heads; h++) {
+		double *v = x + h * hd;
+		for (int i = 0; i < hd / 2; i++) {
+			double th = p * pow(base, -2.0 * i / hd), c = cos(th), s = sin(th);
+			int a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+			double x0 = v[a], x1 = v[b];
+			v[a] = x0 * c - x1 * s;
+			v[b] = x0 * s + x1 * c;
+		}
+	}
+}
+
+/* Logits of every token of toks[n] (positions 0..n-1) into out [n][n_vocab]. */
+static void direct_forward(const struct model *m, const int32_t *toks, int n, float *out)
+{
+	const struct gguf *g = m->gguf;
+	const struct model_hparams *hp = &m->hp;
+	const int d = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_kv_head * hd,
+		  ff = hp->n_ff, nv = hp->n_vocab, neox = hp->arch == ARCH_QWEN2;
+	double *x = calloc((size_t)n * d, sizeof *x), *xb = calloc(d, sizeof *xb);
+	double *q = calloc((size_t)n * qd, sizeof *q), *k = calloc((size_t)n * kvd, sizeof *k),
+	       *v = calloc((size_t)n * kvd, sizeof *v), *att = calloc(qd, sizeof *att),
+	       *o = calloc(d, sizeof *o), *h1 = calloc(ff, sizeof *h1), *h2 = calloc(ff, sizeof *h2),
+	       *sc = calloc(n, sizeof *sc), *lg = calloc(nv, sizeof *lg);
+	const float *emb = T(g, "token_embd.weight", 0);
+	for (int t = 0; t < n; t++)
+		for (int i = 0; i < d; i++)
+			x[(size_t)t * d + i] = emb[(size_t)toks[t] * d + i];
+	for (int l = 0; l < hp->n_layer; l++) {
+		for (int t = 0; t < n; t++) {
+			rms(xb, x + (size_t)t * d, T(g, "blk.%d.attn_norm.weight", l), d, hp->norm_eps);
+			mv(q + (size_t)t * qd, T(g, "blk.%d.attn_q.weight", l), xb, T(g, "blk.%d.attn_q.bias", l), d, qd);
+			mv(k + (size_t)t * kvd, T(g, "blk.%d.attn_k.weight", l), xb, T(g, "blk.%d.attn_k.bias", l), d, kvd);
+			mv(v + (size_t)t * kvd, T(g, "blk.%d.attn_v.weight", l), xb, T(g, "blk.%d.attn_v.bias", l), d, kvd);
+			rope(q + (size_t)t * qd, hp->n_head, hd, t, hp->rope_base, neox);
+			rope(k + (size_t)t * kvd, hp->n_kv_head, hd, t, hp->rope_base, neox);
+		}
+		for (int t = 0; t < n; t++) {
+			for (int h = 0; h < hp->n_head; h++) {
+				int kh = h / (hp->n_head / hp->n_kv_head);
+				double mx = -1e300, sum = 0;
+				for (int j = 0; j <= t; j++) {
+					double s = 0;
+					for (int i = 0; i < hd; i++)
+						s += q[(size_t)t * qd + h * hd + i] * k[(size_t)j * kvd + kh * hd + i];
+					sc[j] = s / sqrt(hd);
+					mx = sc[j] > mx ? sc[j] : mx;
+				}
+				for (int j = 0; j <= t; j++)
+					sum += sc[j] = exp(sc[j] - mx);
+				for (int i = 0; i < hd; i++) {
+					double a = 0;
+					for (int j = 0; j <= t; j++)
+						a += sc[j] / sum * v[(size_t)j * kvd + kh * hd + i];
+					att[h * hd + i] = a;
+				}
+			}
+			double *xt = x + (size_t)t * d;
+			mv(o, T(g, "blk.%d.attn_output.weight", l), att, NULL, qd, d);
+			for (int i = 0; i < d; i++)
+				xt[i] += o[i];
+			rms(xb, xt, T(g, "blk.%d.ffn_norm.weight", l), d, hp->norm_eps);
+			mv(h1, T(g, "blk.%d.ffn_gate.weight", l), xb, NULL, d, ff);
+			mv(h2, T(g, "blk.%d.ffn_up.weight", l), xb, NULL, d, ff);
+			for (int i = 0; i < ff; i++)
+				h1[i] = h1[i] / (1 + exp(-h1[i])) * h2[i];
+			mv(o, T(g, "blk.%d.ffn_down.weight", l), h1, NULL, ff, d);
+			for (int i = 0; i < d; i++)
+				xt[i] += o[i];
+		}
+	}
+	const float *wout = T(g, "output.weight", 0) ? T(g, "output.weight", 0) : emb;
+	for (int t = 0; t < n; t++) {
+		rms(xb, x + (size_t)t * d, T(g, "output_norm.weight", 0), d, hp->norm_eps);
+		mv(lg, wout, xb, NULL, d, nv);
+		for (int i = 0; i < nv; i++)
+			out[(size_t)t * nv + i] = (float)lg[i];
+	}
+	free(x), free(xb), free(q), free(k), free(v), free(att), free(o), free(h1), free(h2), free(sc), free(lg);
+}
+
+static void test_synthetic(const char *arch, bool bias, bool tied)
+{
+	char path[] = "/tmp/kvblend-test-model-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp = { .arch = arch, .n_vocab = 300, .n_embd = 64, .n_layer = 3, .n_head = 4,
+				 .n_kv_head = 2, .n_ff = 96, .n_ctx = 128, .rope_base = 1e6f,
+				 .qkv_bias = bias, .tied = tied, .type = QTYPE_F32, .seed = 1234 };
+	struct model *m = NULL;
+	if (!ok(synth_write(path, &sp) == 0 && model_load(&m, path) == 0, "synthetic %s model loads", arch)) {
+		diag("%s", kb_error());
+		unlink(path);
+		return;
+	}
+	ok(m->hp.qkv_bias == bias && m->hp.tied_output == tied &&
+		   m->hp.rope_mode == (strcmp(arch, "qwen2") ? KERN_ROPE_NORM : KERN_ROPE_NEOX),
+	   "synthetic %s: bias %d, tied %d, rope mode", arch, bias, tied);
+	enum { N = 23 };
+	int32_t toks[N], pos[N];
+	for (int i = 0; i < N; i++)
+		toks[i] = (i * 37 + 5) % sp.n_vocab, pos[i] = i;
+	float *want = malloc((size_t)N * sp.n_vocab * sizeof *want), *got = malloc((size_t)N * sp.n_vocab * sizeof *got);
+	direct_forward(m, toks, N, want);
+	struct kv_cache kv;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&kv, m, N) == 0 && model_ws_init(&ws, m, 8, N) == 0);
+	ASSERT(model_forward(m, &ws, &kv, toks, pos, N, got, true) == 0);
+	double e = tap_nerr(got, want, (long)N * sp.n_vocab);
+	/* f32 weights and activations throughout: only summation order differs */
+	ok(e < 1e-5, "synthetic %s: logits match a direct f32 computation (nerr %.2e < 1e-5)", arch, e);
+	free(want);
+	free(got);
+	kv_cache_free(&kv);
+	model_ws_free(&ws);
+	model_free(m);
+	unlink(path);
+}
+
+/* Positions, not slot order, decide attention: the same tokens fed in a
+ * shuffled slot order give the same last-token logits. */
+static void test_slot_order(void)
+{
+	char path[] = "/tmp/kvblend-test-model-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 2, .n_head = 4,
+				 .n_kv_head = 2, .n_ff = 96, .n_ctx = 64, .qkv_bias = true, .seed = 99 };
+	struct model *m;
+	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+	enum { N = 12 };
+	int32_t toks[N], pos[N], stoks[N], spos[N];
+	for (int i = 0; i < N; i++)
+		toks[i] = 3 + i * 11, pos[i] = i;
+	/* slot order: even positions first, then odd, last token last */
+	int j = 0;
+	for (int i = 0; i < N - 1; i += 2)
+		stoks[j] = toks[i], spos[j++] = i;
+	for (int i = 1; i < N - 1; i += 2)
+		stoks[j] = toks[i], spos[j++] = i;
+	stoks[j] = toks[N - 1], spos[j] = N - 1;
+	struct kv_cache kv;
+	struct model_ws ws;
+	float *a = malloc(sp.n_vocab * sizeof *a), *b = malloc(sp.n_vocab * sizeof *b);
+	ASSERT(kv_cache_init(&kv, m, N) == 0 && model_ws_init(&ws, m, N, N) == 0);
+	ASSERT(model_forward(m, &ws, &kv, toks, pos, N, a, false) == 0);
+	kv.n = 0;
+	ASSERT(model_forward(m, &ws, &kv, stoks, spos, N, b, false) == 0);
+	double e = tap_nerr(b, a, sp.n_vocab);
+	ok(e < 1e-5, "shuffled slot order gives the same logits (nerr %.2e)", e);
+	kv_cache_free(&kv);
+	model_ws_free(&ws);
+	model_free(m);
+	free(a);
+	free(b);
+	unlink(path);
+}
+
+static void test_errors(void)
+{
+	char path[] = "/tmp/kvblend-test-model-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp = { .arch = "gptneox", .n_vocab = 300, .n_embd = 32, .n_layer = 1, .n_head = 2,
+				 .n_kv_head = 2, .n_ff = 32, .n_ctx = 64, .seed = 5 };
+	struct model *m = NULL;
+	ASSERT(synth_write(path, &sp) == 0);
+	int rc = model_load(&m, path);
+	ok(rc == KB_ERR_UNSUPPORTED && strstr(kb_error(), "architecture 'gptneox' is not supported"),
+	   "unknown architecture is refused by name: %s", kb_error());
+	rc = model_load(&m, "/nonexistent/model.gguf");
+	ok(rc == KB_ERR_IO && strstr(kb_error(), "/nonexistent/model.gguf"), "missing file names the file: %s",
+	   kb_error());
+
+	sp.arch = "llama";
+	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+	struct kv_cache kv;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&kv, m, 4) == 0 && model_ws_init(&ws, m, 4, 4) == 0);
+	int32_t toks[5] = { 1, 2, 3, 4, 5 }, pos[5] = { 0, 1, 2, 3, 4 };
+	ok(model_forward(m, &ws, &kv, toks, pos, 5, NULL, false) == KB_ERR_ARG && strstr(kb_error(), "context is full"),
+	   "overfilling the context is an error: %s", kb_error());
+	toks[0] = 300;
+	ok(model_forward(m, &ws, &kv, toks, pos, 1, NULL, false) == KB_ERR_ARG && strstr(kb_error(), "out of range"),
+	   "a token id past the vocabulary is an error: %s", kb_error());
+	kv_cache_free(&kv);
+	model_ws_free(&ws);
+	model_free(m);
+	unlink(path);
+}
+
+int main(void)
+{
+	tap_seed();
+	test_stories();
+	test_synthetic("llama", false, false);
+	test_synthetic("qwen2", true, true);
+	test_synthetic("qwen2", true, false);
+	test_slot_order();
+	test_errors();
+	return done_testing();
+}
