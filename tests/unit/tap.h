@@ -54,7 +54,7 @@ static __attribute__((unused)) void skip_all(const char *why)
 }
 
 /* Path of rel under the shared test data (static buffer), or NULL if absent. */
-static const char *tap_shared(const char *rel)
+static __attribute__((unused)) const char *tap_shared(const char *rel)
 {
 	static char buf[4096];
 	const char *dirs[] = { getenv("KVBLEND_TESTDATA"), "../shared", "../../shared" };
