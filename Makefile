@@ -3,6 +3,9 @@
 #   make check         run every test (prove); skips what needs ../shared when it is absent
 #   make debug         the same tree built with ASan + UBSan into build-debug/ (make DEBUG=1 check runs it)
 #   make install       PREFIX=/usr/local DESTDIR= BINDIR= MANDIR=
+#   make demo          .ci/setup, build, then decode a prompt (MODEL=file.gguf PROMPT=text)
+#   make lint-man      mandoc -Tlint the man pages
+#   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
 #   make clean
 # Knobs: OPENMP=1 (default) or 0, DEBUG=1, CC, CFLAGS, LDFLAGS.
 
@@ -93,10 +96,32 @@ install: all
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s; done
 	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 644 completions/kvblend.bash $(DESTDIR)$(BASHCOMPDIR)/kvblend
+	for t in $(filter-out kvblend,$(TOOLS)); do ln -sf kvblend $(DESTDIR)$(BASHCOMPDIR)/kvblend-$$t; done
 	install -m 644 completions/_kvblend $(DESTDIR)$(ZSHCOMPDIR)/_kvblend
+
+MODEL  ?= ../shared/models/stories260Ktok512.gguf
+PROMPT ?= Once upon a time
+# The two, quoted for the shell.
+model_q  = '$(subst ','\'',$(MODEL))'
+prompt_q = '$(subst ','\'',$(PROMPT))'
+demo:
+	@bash .ci/setup
+	@$(MAKE) --no-print-directory $(BINS)
+	@test -r $(model_q) || { echo "make demo: cannot read the model "$(model_q)": put ../shared beside this checkout or give MODEL=path/to/model.gguf" >&2; exit 1; }
+	$(B)/bin/kvblend decode -m $(model_q) -p $(prompt_q) -n 48
+
+lint-man:
+	@command -v mandoc >/dev/null || { echo "make lint-man: mandoc is missing (bash .ci/setup installs it)" >&2; exit 1; }
+	mandoc -Tlint -Wwarning $(MANS)
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@if [ -f tests/fuzz/run.sh ]; then \
+	  echo "sh tests/fuzz/run.sh $(FUZZ_SECONDS)"; B=$(B) sh tests/fuzz/run.sh $(FUZZ_SECONDS); \
+	else echo "make fuzz: no tests/fuzz/run.sh yet, nothing to fuzz"; fi
 
 clean:
 	rm -rf build build-debug
 
-.PHONY: all check debug check-debug install clean
+.PHONY: all check debug check-debug install demo lint-man fuzz clean
 .SECONDARY:
