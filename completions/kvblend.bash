@@ -107,7 +107,7 @@ _kvblend()
 		fi
 		return
 	fi
-	[[ ${COMP_WORDS[1]} == -* ]] && return
+	[[ ${COMP_WORDS[1]} == -* || ${COMP_WORDS[1]} == help ]] && return
 	_kvblend_tool "${COMP_WORDS[1]}" 2
 }
 

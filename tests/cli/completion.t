@@ -62,6 +62,7 @@ for t in decode tokenize quantize; do
 	if have $t; then has "$got" $t; ok $? "kvblend <TAB> offers $t"; else skip "kvblend-$t is not built"; fi
 done
 is "$(cand kvblend --)" "--help --list-tools --version" "kvblend --<TAB> offers the dispatcher's options"
+is "$(cand kvblend help -)" "" "kvblend help -<TAB> offers nothing"
 
 if have decode; then
 	is "$(cand kvblend de)" "decode" "kvblend de<TAB> completes decode"
@@ -129,6 +130,13 @@ for t in $tools; do
 	ok $? "every option of kvblend-$t is in $page"
 	[ -n "$undoc" ] && diag "missing:$undoc"
 done
+
+if command -v zsh >/dev/null 2>&1; then
+	zsh -n completions/_kvblend
+	ok $? "the zsh completion parses"
+else
+	skip "zsh is not installed"
+fi
 
 [ -s "$tmp/noise" ]
 ok $((!$?)) "completing printed nothing of its own"
