@@ -264,13 +264,17 @@ static int rd_u64(struct rd *r, uint64_t *v)
 	return KB_OK;
 }
 
+/* A length read from the file that no real file could hold is corruption, one
+ * that merely runs past the end is truncation. */
+#define GGUF_IMPOSSIBLE (UINT64_C(1) << 48)
+
 static int rd_str(struct rd *r, struct gguf_str *s)
 {
 	if (rd_u64(r, &s->len))
 		return KB_ERR_FORMAT;
-	if (s->len > r->size)
-		return kb_fail(KB_ERR_FORMAT, "'%s': corrupt %s: string length %" PRIu64 " exceeds the file size (%zu bytes)",
-			       r->path, r->what, s->len, r->size);
+	if (s->len > GGUF_IMPOSSIBLE)
+		return kb_fail(KB_ERR_FORMAT, "'%s': corrupt %s: impossible string length %" PRIu64,
+			       r->path, r->what, s->len);
 	if (rd_need(r, s->len))
 		return KB_ERR_FORMAT;
 	s->data = (const char *)r->p + r->pos;
@@ -278,13 +282,13 @@ static int rd_str(struct rd *r, struct gguf_str *s)
 	return KB_OK;
 }
 
-/* n elements of elsize bytes at the cursor: corrupt when they could not fit in the whole file. */
+/* n elements of elsize bytes must follow. */
 static int rd_array(struct rd *r, uint64_t n, uint64_t elsize, const char *tname)
 {
 	uint64_t bytes;
-	if (__builtin_mul_overflow(n, elsize, &bytes) || bytes > r->size)
-		return kb_fail(KB_ERR_FORMAT, "'%s': corrupt %s: an array of %" PRIu64 " %s values cannot fit in the file (%zu bytes)",
-			       r->path, r->what, n, tname, r->size);
+	if (__builtin_mul_overflow(n, elsize, &bytes) || bytes > GGUF_IMPOSSIBLE)
+		return kb_fail(KB_ERR_FORMAT, "'%s': corrupt %s: impossible array of %" PRIu64 " %s values",
+			       r->path, r->what, n, tname);
 	return rd_need(r, bytes);
 }
 
@@ -456,8 +460,9 @@ static int place_tensors(struct gguf_impl *gi, size_t end_of_infos)
 			return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' offset %" PRIu64 " is not a multiple of the alignment %zu",
 				       g->path, name, t->offset, g->alignment);
 		if (t->offset > avail || t->size > avail - t->offset)
-			return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' data out of bounds (%zu bytes at data offset %" PRIu64 ", the data section has %zu: truncated or corrupt)",
-				       g->path, name, t->size, t->offset, avail);
+			return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' data out of bounds (%zu bytes at data offset %" PRIu64 ", the data section has %zu: %s)",
+				       g->path, name, t->size, t->offset, avail,
+				       t->offset > GGUF_IMPOSSIBLE ? "corrupt offset" : "truncated file?");
 		t->data = g->base + off + t->offset;
 	}
 	return KB_OK;
@@ -482,6 +487,8 @@ static int gguf_load(struct gguf_impl *gi)
 		return kb_fail(KB_ERR_FORMAT, "'%s': empty file (not a GGUF file)", g->path);
 	if (memcmp(g->base, GGUF_MAGIC, g->size < 4 ? g->size : 4) != 0)
 		return kb_fail(KB_ERR_FORMAT, "'%s': not a GGUF file (bad magic)", g->path);
+	if (rd_need(&r, 4))
+		return KB_ERR_FORMAT;
 	r.pos = 4;
 	if (rd_u32(&r, &version))
 		return KB_ERR_FORMAT;
@@ -498,10 +505,14 @@ static int gguf_load(struct gguf_impl *gi)
 
 	/* Counts against the bytes that follow, before allocating for them. */
 	size_t rest = g->size - r.pos;
-	if (g->n_kv > rest / GGUF_MIN_KV_SIZE || g->n_tensors > rest / GGUF_MIN_TINFO_SIZE ||
-	    g->n_kv * GGUF_MIN_KV_SIZE + g->n_tensors * GGUF_MIN_TINFO_SIZE > rest)
-		return kb_fail(KB_ERR_FORMAT, "'%s': truncated or corrupt header: %" PRIu64 " keys and %" PRIu64 " tensors cannot fit in the %zu bytes that follow",
-			       g->path, g->n_kv, g->n_tensors, rest);
+	uint64_t need = 0;
+	if (g->n_kv > GGUF_IMPOSSIBLE || g->n_tensors > GGUF_IMPOSSIBLE ||
+	    (need = g->n_kv * GGUF_MIN_KV_SIZE + g->n_tensors * GGUF_MIN_TINFO_SIZE) > GGUF_IMPOSSIBLE)
+		return kb_fail(KB_ERR_FORMAT, "'%s': corrupt header: impossible counts (%" PRIu64 " keys, %" PRIu64 " tensors)",
+			       g->path, g->n_kv, g->n_tensors);
+	if (need > rest)
+		return kb_fail(KB_ERR_FORMAT, "'%s': truncated after the header (%" PRIu64 " keys and %" PRIu64 " tensors need at least %" PRIu64 " bytes, file has %zu more)",
+			       g->path, g->n_kv, g->n_tensors, need, rest);
 	g->kv = kb_calloc(g->n_kv, sizeof *g->kv);
 	g->tensors = kb_calloc(g->n_tensors, sizeof *g->tensors);
 	gi->sorted = kb_calloc(g->n_kv, sizeof *gi->sorted);
@@ -550,33 +561,53 @@ static int finish_open(struct gguf **out, struct gguf_impl *gi)
 	return KB_OK;
 }
 
-/* Read a stream or special file whole. */
-static int open_heap(struct gguf **out, struct gguf_impl *gi, const char *path)
+/* Read a stream or special file (stdin, a pipe) whole from fd. */
+static int open_heap(struct gguf **out, struct gguf_impl *gi, int fd)
 {
-	char *buf;
-	size_t len;
-	int st = kb_read_file(path, &buf, &len);
-	if (st) {
-		gguf_close(&gi->pub);
-		return st;
+	size_t cap = 1 << 16, n = 0;
+	uint8_t *buf = NULL;
+	for (;;) {
+		if (!buf || n == cap) {
+			if (buf)
+				cap *= 2;
+			uint8_t *nb = kb_realloc_array(buf, cap, 1);
+			if (!nb)
+				goto fail;
+			buf = nb;
+		}
+		ssize_t k = read(fd, buf + n, cap - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			kb_fail(KB_ERR_IO, "'%s': %s", gi->pub.path, strerror(errno));
+			goto fail;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
 	}
 	gi->heap = buf;
-	gi->pub.base = (const uint8_t *)buf;
-	gi->pub.size = len;
+	gi->pub.base = buf;
+	gi->pub.size = n;
 	return finish_open(out, gi);
+fail:
+	free(buf);
+	gguf_close(&gi->pub);
+	return KB_ERR_IO;
 }
 
 int gguf_open(struct gguf **out, const char *path)
 {
 	struct gguf_impl *gi;
 	struct stat sb;
+	int st;
 	*out = NULL;
 	if (!path)
 		path = "-";
 	if (!(gi = impl_new(path)))
 		return KB_ERR_NOMEM;
 	if (strcmp(path, "-") == 0)
-		return open_heap(out, gi, path);
+		return open_heap(out, gi, STDIN_FILENO);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
 		int e = errno;
@@ -591,8 +622,9 @@ int gguf_open(struct gguf **out, const char *path)
 		return kb_fail(KB_ERR_IO, "'%s': is a directory", path);
 	}
 	if (!S_ISREG(sb.st_mode)) {
+		st = open_heap(out, gi, fd);
 		close(fd);
-		return open_heap(out, gi, path);
+		return st;
 	}
 	if ((uint64_t)sb.st_size > SIZE_MAX) {
 		close(fd);
