@@ -1,0 +1,341 @@
+/* ops.c — the dispatched non-matmul kernels (kernels.h): the drivers that own
+ * the loops over rows and the OpenMP threading, the portable C variant of each
+ * worker, and the switch on kern_level that picks the worker.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "ops_impl.h"
+#include "util.h"
+
+/* Parallelise a loop only when it has at least this many floats of work. */
+#define OPS_PAR_MIN 32768
+
+/* ================= portable C workers ================= */
+
+static void rmsnorm_generic(float *y, const float *x, const float *w, int n, float eps)
+{
+	float acc[8] = { 0 };
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += x[i + l] * x[i + l];
+	float ss = 0;
+	for (; i < n; i++)
+		ss += x[i] * x[i];
+	for (int l = 0; l < 8; l++)
+		ss += acc[l];
+	float scale = 1.0f / sqrtf(ss / (float)n + eps);
+	for (i = 0; i < n; i++)
+		y[i] = x[i] * scale * w[i];
+}
+
+static void rope_norm_generic(float *x, const float *cd, const float *sd, int n)
+{
+	for (int k = 0; k < n; k += 2) {
+		float a = x[k], b = x[k + 1];
+		x[k] = a * cd[k] + b * sd[k];
+		x[k + 1] = b * cd[k + 1] + a * sd[k + 1];
+	}
+}
+
+static void rope_neox_generic(float *x0, float *x1, const float *c, const float *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		float a = x0[i], b = x1[i];
+		x0[i] = a * c[i] - b * s[i];
+		x1[i] = a * s[i] + b * c[i];
+	}
+}
+
+static void softmax_generic(float *x, int n)
+{
+	if (n <= 0)
+		return;
+	float max = x[0];
+	double sum = 0; /* a float sum of 50k terms drifts by ~1e-5 */
+	for (int i = 1; i < n; i++)
+		max = x[i] > max ? x[i] : max;
+	for (int i = 0; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	float inv = (float)(1.0 / sum);
+	for (int i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static void swiglu_generic(float *out, const float *gate, const float *up, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float g = gate[i];
+		out[i] = g / (1.0f + expf(-g)) * up[i];
+	}
+}
+
+static float dot_generic(const float *a, const float *b, int n)
+{
+	float acc[8] = { 0 };
+	int d = 0;
+	for (; d + 8 <= n; d += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += a[d + l] * b[d + l];
+	float s = 0;
+	for (; d < n; d++)
+		s += a[d] * b[d];
+	for (int l = 0; l < 8; l++)
+		s += acc[l];
+	return s;
+}
+
+/* Row path (see ops_impl.h): scores of every visible key, softmax, sum of V. */
+static void att_row_generic(const struct ops_att *a, int i, int h, float *s)
+{
+	const int hd = a->head_dim;
+	const int32_t qp = a->q_pos[i];
+	const size_t ko = (size_t)(h / a->n_rep) * hd;
+	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	float max = -INFINITY, sum = 0;
+	for (int j = 0; j < a->n_kv; j++) {
+		s[j] = -INFINITY;
+		if (a->k_pos[j] <= qp)
+			s[j] = dot_generic(q, a->k + ko + (size_t)j * a->kv_stride, hd) * a->scale;
+		max = s[j] > max ? s[j] : max;
+	}
+	/* q is read; o may alias it from here on */
+	memset(o, 0, (size_t)hd * sizeof *o);
+	if (max == -INFINITY)
+		return;
+	for (int j = 0; j < a->n_kv; j++) {
+		if (s[j] == -INFINITY)
+			continue;
+		float p = expf(s[j] - max);
+		const float *vj = a->v + ko + (size_t)j * a->kv_stride;
+		sum += p;
+		for (int d = 0; d < hd; d++)
+			o[d] += p * vj[d];
+	}
+	float inv = 1.0f / sum;
+	for (int d = 0; d < hd; d++)
+		o[d] *= inv;
+}
+
+/* ================= drivers ================= */
+
+void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps)
+{
+	ops_rmsnorm_fn *f = rmsnorm_generic;
+	switch (kern_level) {
+	case KERN_REF:
+		kern_rmsnorm_ref(y, x, w, n_rows, n, eps);
+		return;
+#ifdef OPS_X86
+	case KERN_AVX512:
+		f = ops_rmsnorm_avx512;
+		break;
+	case KERN_AVX2:
+		f = ops_rmsnorm_avx2;
+		break;
+#endif
+	default:
+		break;
+	}
+	#pragma omp parallel for schedule(static) if ((int64_t)n_rows * n >= OPS_PAR_MIN && n_rows > 1)
+	for (int r = 0; r < n_rows; r++)
+		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
+}
+
+/* One row of RoPE: cos/sin for OPS_ROPE_CHUNK pairs at a time, applied to every head. */
+static void rope_row(float *x, int32_t pos, int n_head, int head_dim, const struct kern_rope *r,
+		     ops_rope_norm_fn *norm, ops_rope_neox_fn *neox)
+{
+	float c[2 * OPS_ROPE_CHUNK] __attribute__((aligned(64)));
+	float s[2 * OPS_ROPE_CHUNK] __attribute__((aligned(64)));
+	const int half = r->n_rot / 2;
+	for (int i0 = 0; i0 < half; i0 += OPS_ROPE_CHUNK) {
+		int n = half - i0 < OPS_ROPE_CHUNK ? half - i0 : OPS_ROPE_CHUNK;
+		for (int i = 0; i < n; i++) {
+			float ci, si;
+			ops_rope_cs(pos, r->inv_freq[i0 + i], &ci, &si);
+			if (r->mode == KERN_ROPE_NORM) {
+				c[2 * i] = c[2 * i + 1] = ci;
+				s[2 * i] = -si;
+				s[2 * i + 1] = si;
+			} else {
+				c[i] = ci;
+				s[i] = si;
+			}
+		}
+		for (int h = 0; h < n_head; h++) {
+			float *xh = x + (size_t)h * head_dim;
+			if (r->mode == KERN_ROPE_NORM)
+				norm(xh + 2 * i0, c, s, 2 * n);
+			else
+				neox(xh + i0, xh + half + i0, c, s, n);
+		}
+	}
+}
+
+void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
+	       const struct kern_rope *r)
+{
+	ops_rope_norm_fn *norm = rope_norm_generic;
+	ops_rope_neox_fn *neox = rope_neox_generic;
+	switch (kern_level) {
+	case KERN_REF:
+		kern_rope_ref(x, pos, n_tok, n_head, head_dim, r);
+		return;
+#ifdef OPS_X86
+	case KERN_AVX512:
+		norm = ops_rope_norm_avx512;
+		neox = ops_rope_neox_avx512;
+		break;
+	case KERN_AVX2:
+		norm = ops_rope_norm_avx2;
+		neox = ops_rope_neox_avx2;
+		break;
+#endif
+	default:
+		break;
+	}
+	ASSERT(r->n_rot % 2 == 0 && r->n_rot <= head_dim);
+	ASSERT(r->mode == KERN_ROPE_NORM || r->mode == KERN_ROPE_NEOX);
+	const size_t row = (size_t)n_head * head_dim;
+	/* cos/sin cost about as much as rotating 8 heads: parallel from a few rows */
+	#pragma omp parallel for schedule(static) if (n_tok >= 4)
+	for (int t = 0; t < n_tok; t++)
+		rope_row(x + t * row, pos[t], n_head, head_dim, r, norm, neox);
+}
+
+void kern_softmax(float *x, int n)
+{
+	switch (kern_level) {
+	case KERN_REF:
+		kern_softmax_ref(x, n);
+		return;
+#ifdef OPS_X86
+	case KERN_AVX512:
+		ops_softmax_avx512(x, n);
+		return;
+	case KERN_AVX2:
+		ops_softmax_avx2(x, n);
+		return;
+#endif
+	default:
+		softmax_generic(x, n);
+		return;
+	}
+}
+
+void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
+{
+	ops_swiglu_fn *f = swiglu_generic;
+	switch (kern_level) {
+	case KERN_REF:
+		kern_swiglu_ref(out, gate, up, n);
+		return;
+#ifdef OPS_X86
+	case KERN_AVX512:
+		f = ops_swiglu_avx512;
+		break;
+	case KERN_AVX2:
+		f = ops_swiglu_avx2;
+		break;
+#endif
+	default:
+		break;
+	}
+	const int64_t chunk = 8192; /* a multiple of every SIMD width */
+	const int64_t n_chunk = (n + chunk - 1) / chunk;
+	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
+	for (int64_t c = 0; c < n_chunk; c++) {
+		int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+		f(out + i0, gate + i0, up + i0, m);
+	}
+}
+
+/* Bytes of one thread's attention scratch, a multiple of 64. */
+static size_t att_slot_bytes(int n_kv)
+{
+	size_t f = (size_t)(n_kv > OPS_ATT_TILE_FLOATS ? n_kv : OPS_ATT_TILE_FLOATS);
+	return (f * sizeof(float) + 63) & ~(size_t)63;
+}
+
+/* Scratch: one slot per thread, for up to omp_get_max_threads() threads as it is
+ * when this is called (the kernel uses no more than it is then), + 64 to align. */
+size_t kern_attention_wsize(int n_q, int n_kv, int n_head)
+{
+	(void)n_q;
+	(void)n_head;
+	return (size_t)ops_max_threads() * att_slot_bytes(n_kv) + 64;
+}
+
+static void att_run_rows(const struct ops_att *a, char *ws, int nt, ops_att_row_fn *row)
+{
+	const size_t slot = att_slot_bytes(a->n_kv);
+	const long n_items = (long)a->n_q * a->n_head;
+	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
+	for (long it = 0; it < n_items; it++)
+		row(a, (int)(it / a->n_head), (int)(it % a->n_head),
+		    (float *)(ws + (size_t)ops_thread() * slot));
+}
+
+/* Blocks of the last queries first: under a causal mask they see the most keys. */
+static void att_run_tiles(const struct ops_att *a, char *ws, int nt, ops_att_tile_fn *tile, int w)
+{
+	const size_t slot = att_slot_bytes(a->n_kv);
+	const int n_blk = (a->n_q * a->n_rep + w - 1) / w;
+	const long n_items = (long)n_blk * a->n_kv_head;
+	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
+	for (long it = 0; it < n_items; it++) {
+		int blk = n_blk - 1 - (int)(it / a->n_kv_head);
+		tile(a, (int)(it % a->n_kv_head), blk * w, (float *)(ws + (size_t)ops_thread() * slot));
+	}
+}
+
+void kern_attention(float *out, const float *q, int q_stride,
+		    const float *k, const float *v, int kv_stride,
+		    const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+		    int n_head, int n_kv_head, int head_dim, void *ws)
+{
+	if (kern_level == KERN_REF) {
+		kern_attention_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv,
+				   n_head, n_kv_head, head_dim);
+		return;
+	}
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ws);
+	const struct ops_att a = {
+		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos,
+		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
+		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
+		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
+	};
+	ops_att_row_fn *row = att_row_generic;
+	ops_att_tile_fn *tile = NULL;
+	int w = 1;
+	switch (kern_level) {
+#ifdef OPS_X86
+	case KERN_AVX512:
+		row = ops_att_row_avx512;
+		tile = ops_att_tile_avx512;
+		w = 16;
+		break;
+	case KERN_AVX2:
+		row = ops_att_row_avx2;
+		tile = ops_att_tile_avx2;
+		w = 8;
+		break;
+#endif
+	default:
+		break;
+	}
+	char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+	int nt = ops_max_threads();
+	/* the tile path wins once a block has half its lanes filled */
+	if (tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= w / 2)
+		att_run_tiles(&a, base, nt, tile, w);
+	else
+		att_run_rows(&a, base, nt, row);
+}

@@ -1,0 +1,434 @@
+/* ops_avx2.c — AVX2 + FMA workers of the non-matmul kernels (see ops_impl.h).
+ * 8 float lanes; row tails use maskload/maskstore, so any n works. */
+#include <math.h>
+#include <string.h>
+
+#include "ops_impl.h"
+
+#ifdef OPS_X86
+#include <immintrin.h>
+
+#define W 8
+
+static const int32_t mask_tab[16] = { -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0 };
+
+/* Lanes [0, n) of an 8-lane mask, n clamped to [0, 8]. */
+static inline __m256i tail8(int n)
+{
+	n = n < 0 ? 0 : n > 8 ? 8 : n;
+	return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
+}
+
+static inline float hsum256(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+static inline float hmax256(__m256 v)
+{
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* e^x to ~2 ulp: x = n ln2 + r, |r| <= ln2 / 2, Cephes' polynomial for e^r, times
+ * 2^n built in the exponent field; x clamped to [-87.3, 88.3] so 2^n stays a
+ * normal float (e^-87.3 ~ 1e-38 stands in for 0). NaN propagates. */
+static inline __m256 exp256(__m256 x)
+{
+	x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);
+	x = _mm256_min_ps(_mm256_set1_ps(88.3f), x);
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	__m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* ---- RMSNorm ---- */
+
+void ops_rmsnorm_avx2(float *y, const float *x, const float *w, int n, float eps)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+		__m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
+		a0 = _mm256_fmadd_ps(x0, x0, a0);
+		a1 = _mm256_fmadd_ps(x1, x1, a1);
+		a2 = _mm256_fmadd_ps(x2, x2, a2);
+		a3 = _mm256_fmadd_ps(x3, x3, a3);
+	}
+	for (; i < n; i += 8) {
+		__m256 xv = _mm256_maskload_ps(x + i, tail8(n - i));
+		a0 = _mm256_fmadd_ps(xv, xv, a0);
+	}
+	float ss = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	__m256 sc = _mm256_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+	for (i = 0; i < n; i += 8) {
+		__m256i m = tail8(n - i);
+		__m256 xv = _mm256_maskload_ps(x + i, m), wv = _mm256_maskload_ps(w + i, m);
+		_mm256_maskstore_ps(y + i, m, _mm256_mul_ps(_mm256_mul_ps(xv, sc), wv));
+	}
+}
+
+/* ---- RoPE ---- */
+
+void ops_rope_norm_avx2(float *x, const float *cd, const float *sd, int n)
+{
+	for (int k = 0; k < n; k += 8) {
+		__m256i m = tail8(n - k);
+		__m256 xv = _mm256_maskload_ps(x + k, m);
+		__m256 sw = _mm256_permute_ps(xv, 0xB1); /* swap the two floats of each pair */
+		__m256 r = _mm256_fmadd_ps(xv, _mm256_maskload_ps(cd + k, m),
+					   _mm256_mul_ps(sw, _mm256_maskload_ps(sd + k, m)));
+		_mm256_maskstore_ps(x + k, m, r);
+	}
+}
+
+void ops_rope_neox_avx2(float *x0, float *x1, const float *c, const float *s, int n)
+{
+	for (int i = 0; i < n; i += 8) {
+		__m256i m = tail8(n - i);
+		__m256 a = _mm256_maskload_ps(x0 + i, m), b = _mm256_maskload_ps(x1 + i, m);
+		__m256 cv = _mm256_maskload_ps(c + i, m), sv = _mm256_maskload_ps(s + i, m);
+		_mm256_maskstore_ps(x0 + i, m, _mm256_fmsub_ps(a, cv, _mm256_mul_ps(b, sv)));
+		_mm256_maskstore_ps(x1 + i, m, _mm256_fmadd_ps(a, sv, _mm256_mul_ps(b, cv)));
+	}
+}
+
+/* ---- softmax, SwiGLU ---- */
+
+void ops_softmax_avx2(float *x, int n)
+{
+	if (n <= 0)
+		return;
+	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	__m256 mx = ninf;
+	__m256d s0 = _mm256_setzero_pd(), s1 = s0; /* a float sum of 50k terms drifts by ~1e-6 */
+	for (int i = 0; i < n; i += 8) {
+		__m256i m = tail8(n - i);
+		__m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+		mx = _mm256_max_ps(mx, v);
+	}
+	__m256 mv = _mm256_set1_ps(hmax256(mx));
+	for (int i = 0; i < n; i += 8) {
+		__m256i m = tail8(n - i);
+		__m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), mv));
+		e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
+		_mm256_maskstore_ps(x + i, m, e);
+		s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+		s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+	}
+	__m128d s = _mm_add_pd(_mm256_castpd256_pd128(_mm256_add_pd(s0, s1)),
+			       _mm256_extractf128_pd(_mm256_add_pd(s0, s1), 1));
+	__m256 inv = _mm256_set1_ps((float)(1.0 / (_mm_cvtsd_f64(s) + _mm_cvtsd_f64(_mm_unpackhi_pd(s, s)))));
+	for (int i = 0; i < n; i += 8) {
+		__m256i m = tail8(n - i);
+		_mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
+	}
+}
+
+void ops_swiglu_avx2(float *out, const float *gate, const float *up, int64_t n)
+{
+	const __m256 one = _mm256_set1_ps(1.0f);
+	for (int64_t i = 0; i < n; i += 8) {
+		__m256i m = tail8((int)(n - i < 8 ? n - i : 8));
+		__m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
+		__m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
+		__m256 r = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+		_mm256_maskstore_ps(out + i, m, r);
+	}
+}
+
+/* ---- attention: row path ---- */
+
+static inline float dot256(const float *a, const float *b, int n)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	int d = 0;
+	for (; d + 16 <= n; d += 16) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), a1);
+	}
+	for (; d < n; d += 8) {
+		__m256i m = tail8(n - d);
+		a0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + d, m), _mm256_maskload_ps(b + d, m), a0);
+	}
+	return hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
+static float exp_scores256(float *s, int n, float max)
+{
+	const __m256 ninf = _mm256_set1_ps(-INFINITY), mv = _mm256_set1_ps(max);
+	__m256 sum = _mm256_setzero_ps();
+	for (int j = 0; j < n; j += 8) {
+		__m256i m = tail8(n - j);
+		__m256 sv = _mm256_maskload_ps(s + j, m);
+		__m256 live = _mm256_and_ps(_mm256_cmp_ps(sv, ninf, _CMP_NEQ_OQ), _mm256_castsi256_ps(m));
+		__m256 e = _mm256_and_ps(live, exp256(_mm256_sub_ps(sv, mv)));
+		_mm256_maskstore_ps(s + j, m, e);
+		sum = _mm256_add_ps(sum, e);
+	}
+	return hsum256(sum);
+}
+
+/* o[0, n) = inv * sum_j p[j] v_j[0, n), n <= 32, for the keys with p[j] != 0. */
+static void row_pv256(float *o, const float *p, const float *v, size_t stride, int n_kv, int n, float inv)
+{
+	const __m256i m0 = tail8(n), m1 = tail8(n - 8), m2 = tail8(n - 16), m3 = tail8(n - 24);
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	for (int j = 0; j < n_kv; j++) {
+		if (p[j] == 0.0f)
+			continue;
+		const float *vj = v + (size_t)j * stride;
+		__m256 pb = _mm256_set1_ps(p[j]);
+		a0 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj, m0), a0);
+		a1 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 8, m1), a1);
+		a2 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 16, m2), a2);
+		a3 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 24, m3), a3);
+	}
+	__m256 iv = _mm256_set1_ps(inv);
+	_mm256_maskstore_ps(o, m0, _mm256_mul_ps(a0, iv));
+	_mm256_maskstore_ps(o + 8, m1, _mm256_mul_ps(a1, iv));
+	_mm256_maskstore_ps(o + 16, m2, _mm256_mul_ps(a2, iv));
+	_mm256_maskstore_ps(o + 24, m3, _mm256_mul_ps(a3, iv));
+}
+
+void ops_att_row_avx2(const struct ops_att *a, int i, int h, float *s)
+{
+	const int hd = a->head_dim;
+	const int32_t qp = a->q_pos[i];
+	const size_t ko = (size_t)(h / a->n_rep) * hd, stride = (size_t)a->kv_stride;
+	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	float max = -INFINITY;
+	for (int j = 0; j < a->n_kv; j++) {
+		s[j] = -INFINITY;
+		if (a->k_pos[j] <= qp)
+			s[j] = dot256(q, a->k + ko + j * stride, hd) * a->scale;
+		max = s[j] > max ? s[j] : max;
+	}
+	/* q is read; o may alias it from here on */
+	if (max == -INFINITY) {
+		memset(o, 0, (size_t)hd * sizeof *o);
+		return;
+	}
+	float inv = 1.0f / exp_scores256(s, a->n_kv, max);
+	for (int d0 = 0; d0 < hd; d0 += 32)
+		row_pv256(o + d0, s, a->v + ko + d0, stride, a->n_kv, hd - d0, inv);
+}
+
+/* ---- attention: tile path (lanes = query vectors, see ops_impl.h) ----
+ * Per-thread scratch: qt [hd][W] queries * scale, o [W][hd] unnormalised outputs,
+ * p [TILE][W] scores then probabilities of the current key tile, alpha [W]. */
+
+#define T OPS_ATT_TILE
+
+struct tile256 {
+	float *qt, *o, *p, *alpha;
+	__m256i qpos;       /* query position per lane */
+	__m256i lanes;      /* all-ones in lanes holding a query vector */
+	int nv;             /* number of such lanes */
+	int32_t qmax;       /* highest query position in the block */
+	__m256 m, l;        /* running max and sum of the online softmax */
+};
+
+/* Gather the block's query vectors into qt (scaled), zero o. */
+static void tile_pack256(struct tile256 *t, const struct ops_att *a, int g, int v0)
+{
+	const int hd = a->head_dim;
+	int32_t qpos[W];
+	t->nv = 0;
+	t->qmax = INT32_MIN;
+	for (int l = 0; l < W; l++) {
+		int i, h;
+		qpos[l] = INT32_MIN;
+		if (!ops_att_lane(a, g, v0 + l, &i, &h)) {
+			for (int d = 0; d < hd; d++)
+				t->qt[d * W + l] = 0.0f;
+			continue;
+		}
+		const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+		for (int d = 0; d < hd; d++)
+			t->qt[d * W + l] = q[d] * a->scale;
+		qpos[l] = a->q_pos[i];
+		t->qmax = qpos[l] > t->qmax ? qpos[l] : t->qmax;
+		t->nv++;
+	}
+	t->qpos = _mm256_loadu_si256((const __m256i *)qpos);
+	t->lanes = tail8(t->nv);
+	memset(t->o, 0, (size_t)W * hd * sizeof *t->o);
+	t->m = _mm256_set1_ps(-INFINITY);
+	t->l = _mm256_setzero_ps();
+}
+
+/* p[jj][lane] = q_lane . k_jj for the nk keys of the tile (k: first key's row). */
+static void tile_scores256(float *p, const float *qt, const float *k, size_t stride, int nk, int hd)
+{
+	int jj = 0;
+	for (; jj + 8 <= nk; jj += 8) {
+		const float *kj = k + jj * stride;
+		__m256 acc[8];
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++)
+			acc[u] = _mm256_setzero_ps();
+		for (int d = 0; d < hd; d++) {
+			__m256 qv = _mm256_load_ps(qt + d * W);
+			#pragma GCC unroll 8
+			for (int u = 0; u < 8; u++)
+				acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(kj[u * stride + d]), qv, acc[u]);
+		}
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++)
+			_mm256_store_ps(p + (jj + u) * W, acc[u]);
+	}
+	for (; jj < nk; jj++) {
+		const float *kj = k + jj * stride;
+		__m256 acc = _mm256_setzero_ps();
+		for (int d = 0; d < hd; d++)
+			acc = _mm256_fmadd_ps(_mm256_set1_ps(kj[d]), _mm256_load_ps(qt + d * W), acc);
+		_mm256_store_ps(p + jj * W, acc);
+	}
+}
+
+/* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
+ * alpha = e^(old max - new max). Returns 0 when no lane sees any key of the tile. */
+static int tile_softmax256(struct tile256 *t, const int32_t *k_pos, int nk)
+{
+	const __m256 ninf = _mm256_set1_ps(-INFINITY);
+	__m256 live[T], mt = ninf;
+	int any = 0;
+	for (int jj = 0; jj < nk; jj++) {
+		__m256i later = _mm256_cmpgt_epi32(_mm256_set1_epi32(k_pos[jj]), t->qpos);
+		live[jj] = _mm256_castsi256_ps(_mm256_andnot_si256(later, t->lanes));
+		mt = _mm256_max_ps(mt, _mm256_blendv_ps(ninf, _mm256_load_ps(t->p + jj * W), live[jj]));
+		any |= _mm256_movemask_ps(live[jj]);
+	}
+	if (!any)
+		return 0;
+	__m256 mnew = _mm256_max_ps(t->m, mt);
+	/* lanes that have seen nothing yet: any finite reference keeps e^(...) NaN-free */
+	__m256 mref = _mm256_andnot_ps(_mm256_cmp_ps(mnew, ninf, _CMP_EQ_OQ), mnew);
+	__m256 alpha = _mm256_and_ps(_mm256_cmp_ps(t->m, ninf, _CMP_NEQ_OQ),
+				     exp256(_mm256_sub_ps(t->m, mref)));
+	__m256 sum = _mm256_setzero_ps();
+	for (int jj = 0; jj < nk; jj++) {
+		__m256 s = _mm256_load_ps(t->p + jj * W);
+		__m256 e = _mm256_and_ps(live[jj], exp256(_mm256_sub_ps(s, mref)));
+		_mm256_store_ps(t->p + jj * W, e);
+		sum = _mm256_add_ps(sum, e);
+	}
+	t->l = _mm256_fmadd_ps(t->l, alpha, sum);
+	t->m = mnew;
+	_mm256_store_ps(t->alpha, alpha);
+	return 1;
+}
+
+/* o[l][d0 + 8c ...] = o * alpha[l] + sum_jj p[jj][l] v_jj for 4 lanes from l0 and
+ * nc vectors of 8 (the last masked by mlast). Inlined with constant nc. */
+static inline __attribute__((always_inline)) void
+tile_pv4_256(float *o, int hd, const float *p, const float *alpha, const float *v, size_t stride,
+	     int nk, int l0, int d0, const int nc, __m256i mlast)
+{
+	const __m256i full = _mm256_set1_epi32(-1);
+	__m256 acc[4][2], vv[2];
+	#pragma GCC unroll 4
+	for (int l = 0; l < 4; l++) {
+		__m256 al = _mm256_set1_ps(alpha[l0 + l]);
+		#pragma GCC unroll 2
+		for (int c = 0; c < nc; c++) {
+			__m256i m = c == nc - 1 ? mlast : full;
+			acc[l][c] = _mm256_mul_ps(_mm256_maskload_ps(o + (l0 + l) * hd + d0 + 8 * c, m), al);
+		}
+	}
+	for (int jj = 0; jj < nk; jj++) {
+		const float *vj = v + jj * stride + d0;
+		#pragma GCC unroll 2
+		for (int c = 0; c < nc; c++)
+			vv[c] = _mm256_maskload_ps(vj + 8 * c, c == nc - 1 ? mlast : full);
+		#pragma GCC unroll 4
+		for (int l = 0; l < 4; l++) {
+			__m256 pb = _mm256_set1_ps(p[jj * W + l0 + l]);
+			#pragma GCC unroll 2
+			for (int c = 0; c < nc; c++)
+				acc[l][c] = _mm256_fmadd_ps(pb, vv[c], acc[l][c]);
+		}
+	}
+	#pragma GCC unroll 4
+	for (int l = 0; l < 4; l++) {
+		#pragma GCC unroll 2
+		for (int c = 0; c < nc; c++)
+			_mm256_maskstore_ps(o + (l0 + l) * hd + d0 + 8 * c, c == nc - 1 ? mlast : full,
+					    acc[l][c]);
+	}
+}
+
+/* o = o * alpha + p^T V over one tile, 16 then 8 (masked) dims at a time. */
+static void tile_pv256(struct tile256 *t, const float *v, size_t stride, int nk, int hd)
+{
+	const __m256i full = _mm256_set1_epi32(-1);
+	for (int l0 = 0; l0 < t->nv; l0 += 4) {
+		int d0 = 0;
+		for (; d0 + 16 <= hd; d0 += 16)
+			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 2, full);
+		for (; d0 < hd; d0 += 8)
+			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 1, tail8(hd - d0));
+	}
+}
+
+/* out = o / l per lane (zeros for a lane that saw no key). */
+static void tile_store256(const struct tile256 *t, const struct ops_att *a, int g, int v0)
+{
+	const int hd = a->head_dim;
+	float l[W];
+	_mm256_storeu_ps(l, t->l);
+	for (int ln = 0; ln < t->nv; ln++) {
+		int i = 0, h = 0;
+		ops_att_lane(a, g, v0 + ln, &i, &h);
+		float *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+		__m256 inv = _mm256_set1_ps(l[ln] > 0 ? 1.0f / l[ln] : 0.0f);
+		for (int d = 0; d < hd; d += 8) {
+			__m256i m = tail8(hd - d);
+			_mm256_maskstore_ps(out + d, m, _mm256_mul_ps(_mm256_maskload_ps(t->o + ln * hd + d, m), inv));
+		}
+	}
+}
+
+void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, float *scratch)
+{
+	const int hd = a->head_dim;
+	const size_t stride = (size_t)a->kv_stride, ko = (size_t)g * hd;
+	struct tile256 t = {
+		.qt = scratch, .o = scratch + hd * W, .p = scratch + 2 * hd * W,
+		.alpha = scratch + 2 * hd * W + T * W,
+	};
+	tile_pack256(&t, a, g, v0);
+	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
+		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
+		int32_t kmin = INT32_MAX;
+		for (int jj = 0; jj < nk; jj++)
+			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
+		if (kmin > t.qmax)
+			continue; /* every key of the tile is in every lane's future */
+		tile_scores256(t.p, t.qt, a->k + ko + j0 * stride, stride, nk, hd);
+		if (tile_softmax256(&t, a->k_pos + j0, nk))
+			tile_pv256(&t, a->v + ko + j0 * stride, stride, nk, hd);
+	}
+	tile_store256(&t, a, g, v0);
+}
+
+#endif

@@ -1,0 +1,400 @@
+/* ops_avx512.c — AVX-512 workers of the non-matmul kernels (see ops_impl.h).
+ * 16 float lanes; row tails use masked loads and stores, so any n works. */
+#include <math.h>
+#include <string.h>
+
+#include "ops_impl.h"
+
+#ifdef OPS_X86
+#include <immintrin.h>
+
+#define W 16
+
+/* Lanes [0, n) of a 16-lane mask, n clamped to [0, 16]. */
+static inline __mmask16 tail16(int n)
+{
+	return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+/* e^x to ~2 ulp: x = n ln2 + r, |r| <= ln2 / 2, Cephes' polynomial for e^r,
+ * scaled by 2^n with scalef (exact over/underflow). NaN propagates. */
+static inline __m512 exp512(__m512 x)
+{
+	x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+	x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	__m512 p = _mm512_set1_ps(1.9875691500e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	__m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+	return _mm512_scalef_ps(y, n);
+}
+
+/* ---- RMSNorm ---- */
+
+void ops_rmsnorm_avx512(float *y, const float *x, const float *w, int n, float eps)
+{
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 64 <= n; i += 64) {
+		__m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+		__m512 x2 = _mm512_loadu_ps(x + i + 32), x3 = _mm512_loadu_ps(x + i + 48);
+		a0 = _mm512_fmadd_ps(x0, x0, a0);
+		a1 = _mm512_fmadd_ps(x1, x1, a1);
+		a2 = _mm512_fmadd_ps(x2, x2, a2);
+		a3 = _mm512_fmadd_ps(x3, x3, a3);
+	}
+	for (; i < n; i += 16) {
+		__m512 xv = _mm512_maskz_loadu_ps(tail16(n - i), x + i);
+		a0 = _mm512_fmadd_ps(xv, xv, a0);
+	}
+	float ss = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+	__m512 sc = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+	for (i = 0; i < n; i += 16) {
+		__mmask16 m = tail16(n - i);
+		__m512 xv = _mm512_maskz_loadu_ps(m, x + i), wv = _mm512_maskz_loadu_ps(m, w + i);
+		_mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(xv, sc), wv));
+	}
+}
+
+/* ---- RoPE ---- */
+
+void ops_rope_norm_avx512(float *x, const float *cd, const float *sd, int n)
+{
+	for (int k = 0; k < n; k += 16) {
+		__mmask16 m = tail16(n - k);
+		__m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+		__m512 sw = _mm512_permute_ps(xv, 0xB1); /* swap the two floats of each pair */
+		__m512 r = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, cd + k),
+					   _mm512_mul_ps(sw, _mm512_maskz_loadu_ps(m, sd + k)));
+		_mm512_mask_storeu_ps(x + k, m, r);
+	}
+}
+
+void ops_rope_neox_avx512(float *x0, float *x1, const float *c, const float *s, int n)
+{
+	for (int i = 0; i < n; i += 16) {
+		__mmask16 m = tail16(n - i);
+		__m512 a = _mm512_maskz_loadu_ps(m, x0 + i), b = _mm512_maskz_loadu_ps(m, x1 + i);
+		__m512 cv = _mm512_maskz_loadu_ps(m, c + i), sv = _mm512_maskz_loadu_ps(m, s + i);
+		_mm512_mask_storeu_ps(x0 + i, m, _mm512_fmsub_ps(a, cv, _mm512_mul_ps(b, sv)));
+		_mm512_mask_storeu_ps(x1 + i, m, _mm512_fmadd_ps(a, sv, _mm512_mul_ps(b, cv)));
+	}
+}
+
+/* ---- softmax, SwiGLU ---- */
+
+void ops_softmax_avx512(float *x, int n)
+{
+	if (n <= 0)
+		return;
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	__m512 mx = ninf;
+	__m512d s0 = _mm512_setzero_pd(), s1 = s0; /* a float sum of 50k terms drifts by ~1e-6 */
+	for (int i = 0; i < n; i += 16)
+		mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, tail16(n - i), x + i));
+	__m512 mv = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+	for (int i = 0; i < n; i += 16) {
+		__mmask16 m = tail16(n - i);
+		__m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mv)));
+		_mm512_mask_storeu_ps(x + i, m, e);
+		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+	}
+	__m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+	for (int i = 0; i < n; i += 16) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+	}
+}
+
+void ops_swiglu_avx512(float *out, const float *gate, const float *up, int64_t n)
+{
+	const __m512 one = _mm512_set1_ps(1.0f);
+	for (int64_t i = 0; i < n; i += 16) {
+		__mmask16 m = tail16((int)(n - i < 16 ? n - i : 16));
+		__m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+		__m512 r = _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u);
+		_mm512_mask_storeu_ps(out + i, m, r);
+	}
+}
+
+/* ---- attention: row path ---- */
+
+static inline float dot512(const float *a, const float *b, int n)
+{
+	__m512 acc = _mm512_setzero_ps();
+	for (int d = 0; d < n; d += 16) {
+		__mmask16 m = tail16(n - d);
+		acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), acc);
+	}
+	return _mm512_reduce_add_ps(acc);
+}
+
+/* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
+static float exp_scores512(float *s, int n, float max)
+{
+	const __m512 ninf = _mm512_set1_ps(-INFINITY), mv = _mm512_set1_ps(max);
+	__m512 sum = _mm512_setzero_ps();
+	for (int j = 0; j < n; j += 16) {
+		__mmask16 m = tail16(n - j);
+		__m512 sv = _mm512_mask_loadu_ps(ninf, m, s + j);
+		__mmask16 live = _mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ);
+		__m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, mv)));
+		_mm512_mask_storeu_ps(s + j, m, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	return _mm512_reduce_add_ps(sum);
+}
+
+/* o[0, n) = inv * sum_j p[j] v_j[d0 + ...], n <= 64, for the keys with p[j] != 0. */
+static void row_pv512(float *o, const float *p, const float *v, size_t stride, int n_kv, int n, float inv)
+{
+	const __mmask16 m0 = tail16(n), m1 = tail16(n - 16), m2 = tail16(n - 32), m3 = tail16(n - 48);
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	for (int j = 0; j < n_kv; j++) {
+		if (p[j] == 0.0f)
+			continue;
+		const float *vj = v + (size_t)j * stride;
+		__m512 pb = _mm512_set1_ps(p[j]);
+		a0 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m0, vj), a0);
+		a1 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m1, vj + 16), a1);
+		a2 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m2, vj + 32), a2);
+		a3 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m3, vj + 48), a3);
+	}
+	__m512 iv = _mm512_set1_ps(inv);
+	_mm512_mask_storeu_ps(o, m0, _mm512_mul_ps(a0, iv));
+	_mm512_mask_storeu_ps(o + 16, m1, _mm512_mul_ps(a1, iv));
+	_mm512_mask_storeu_ps(o + 32, m2, _mm512_mul_ps(a2, iv));
+	_mm512_mask_storeu_ps(o + 48, m3, _mm512_mul_ps(a3, iv));
+}
+
+void ops_att_row_avx512(const struct ops_att *a, int i, int h, float *s)
+{
+	const int hd = a->head_dim;
+	const int32_t qp = a->q_pos[i];
+	const size_t ko = (size_t)(h / a->n_rep) * hd, stride = (size_t)a->kv_stride;
+	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	float max = -INFINITY;
+	for (int j = 0; j < a->n_kv; j++) {
+		s[j] = -INFINITY;
+		if (a->k_pos[j] <= qp)
+			s[j] = dot512(q, a->k + ko + j * stride, hd) * a->scale;
+		max = s[j] > max ? s[j] : max;
+	}
+	/* q is read; o may alias it from here on */
+	if (max == -INFINITY) {
+		memset(o, 0, (size_t)hd * sizeof *o);
+		return;
+	}
+	float inv = 1.0f / exp_scores512(s, a->n_kv, max);
+	for (int d0 = 0; d0 < hd; d0 += 64)
+		row_pv512(o + d0, s, a->v + ko + d0, stride, a->n_kv, hd - d0, inv);
+}
+
+/* ---- attention: tile path (lanes = query vectors, see ops_impl.h) ----
+ * Per-thread scratch: qt [hd][W] queries * scale, o [W][hd] unnormalised outputs,
+ * p [TILE][W] scores then probabilities of the current key tile, alpha [W]. */
+
+#define T OPS_ATT_TILE
+
+struct tile512 {
+	float *qt, *o, *p, *alpha;
+	__m512i qpos;       /* query position per lane */
+	__mmask16 lanes;    /* lanes holding a query vector */
+	int nv;             /* number of such lanes */
+	int32_t qmax;       /* highest query position in the block */
+	__m512 m, l;        /* running max and sum of the online softmax */
+};
+
+/* Gather the block's query vectors into qt (scaled), zero o. */
+static void tile_pack512(struct tile512 *t, const struct ops_att *a, int g, int v0)
+{
+	const int hd = a->head_dim;
+	int32_t qpos[W];
+	t->nv = 0;
+	t->qmax = INT32_MIN;
+	for (int l = 0; l < W; l++) {
+		int i, h;
+		qpos[l] = INT32_MIN;
+		if (!ops_att_lane(a, g, v0 + l, &i, &h)) {
+			for (int d = 0; d < hd; d++)
+				t->qt[d * W + l] = 0.0f;
+			continue;
+		}
+		const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+		for (int d = 0; d < hd; d++)
+			t->qt[d * W + l] = q[d] * a->scale;
+		qpos[l] = a->q_pos[i];
+		t->qmax = qpos[l] > t->qmax ? qpos[l] : t->qmax;
+		t->nv++;
+	}
+	t->qpos = _mm512_loadu_si512(qpos);
+	t->lanes = tail16(t->nv);
+	memset(t->o, 0, (size_t)W * hd * sizeof *t->o);
+	t->m = _mm512_set1_ps(-INFINITY);
+	t->l = _mm512_setzero_ps();
+}
+
+/* p[jj][lane] = q_lane . k_jj for the nk keys of the tile (k: first key's row). */
+static void tile_scores512(float *p, const float *qt, const float *k, size_t stride, int nk, int hd)
+{
+	int jj = 0;
+	for (; jj + 8 <= nk; jj += 8) {
+		const float *kj = k + jj * stride;
+		__m512 acc[8];
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++)
+			acc[u] = _mm512_setzero_ps();
+		for (int d = 0; d < hd; d++) {
+			__m512 qv = _mm512_load_ps(qt + d * W);
+			#pragma GCC unroll 8
+			for (int u = 0; u < 8; u++)
+				acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(kj[u * stride + d]), qv, acc[u]);
+		}
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++)
+			_mm512_store_ps(p + (jj + u) * W, acc[u]);
+	}
+	for (; jj < nk; jj++) {
+		const float *kj = k + jj * stride;
+		__m512 acc = _mm512_setzero_ps();
+		for (int d = 0; d < hd; d++)
+			acc = _mm512_fmadd_ps(_mm512_set1_ps(kj[d]), _mm512_load_ps(qt + d * W), acc);
+		_mm512_store_ps(p + jj * W, acc);
+	}
+}
+
+/* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
+ * alpha = e^(old max - new max). Returns 0 when no lane sees any key of the tile. */
+static int tile_softmax512(struct tile512 *t, const int32_t *k_pos, int nk)
+{
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	__mmask16 live[T], any = 0;
+	__m512 mt = ninf;
+	for (int jj = 0; jj < nk; jj++) {
+		live[jj] = _mm512_mask_cmple_epi32_mask(t->lanes, _mm512_set1_epi32(k_pos[jj]), t->qpos);
+		mt = _mm512_max_ps(mt, _mm512_mask_mov_ps(ninf, live[jj], _mm512_load_ps(t->p + jj * W)));
+		any |= live[jj];
+	}
+	if (!any)
+		return 0;
+	__m512 mnew = _mm512_max_ps(t->m, mt);
+	/* lanes that have seen nothing yet: any finite reference keeps e^(...) NaN-free */
+	__m512 mref = _mm512_mask_mov_ps(mnew, _mm512_cmp_ps_mask(mnew, ninf, _CMP_EQ_OQ),
+					 _mm512_setzero_ps());
+	__m512 alpha = exp512(_mm512_sub_ps(t->m, mref)), sum = _mm512_setzero_ps();
+	for (int jj = 0; jj < nk; jj++) {
+		__m512 s = _mm512_load_ps(t->p + jj * W);
+		__m512 e = _mm512_maskz_mov_ps(live[jj], exp512(_mm512_sub_ps(s, mref)));
+		_mm512_store_ps(t->p + jj * W, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	t->l = _mm512_fmadd_ps(t->l, alpha, sum);
+	t->m = mnew;
+	_mm512_store_ps(t->alpha, alpha);
+	return 1;
+}
+
+/* o[l][d0 + 16c ...] = o * alpha[l] + sum_jj p[jj][l] v_jj for 4 lanes from l0 and
+ * nc vectors of 16 (the last masked by mlast). Inlined with constant nc. */
+static inline __attribute__((always_inline)) void
+tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *v, size_t stride,
+	     int nk, int l0, int d0, const int nc, __mmask16 mlast)
+{
+	__m512 acc[4][4], vv[4];
+	#pragma GCC unroll 4
+	for (int l = 0; l < 4; l++) {
+		__m512 al = _mm512_set1_ps(alpha[l0 + l]);
+		#pragma GCC unroll 4
+		for (int c = 0; c < nc; c++) {
+			__mmask16 m = c == nc - 1 ? mlast : 0xFFFF;
+			acc[l][c] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, o + (l0 + l) * hd + d0 + 16 * c), al);
+		}
+	}
+	for (int jj = 0; jj < nk; jj++) {
+		const float *vj = v + jj * stride + d0;
+		#pragma GCC unroll 4
+		for (int c = 0; c < nc; c++)
+			vv[c] = _mm512_maskz_loadu_ps(c == nc - 1 ? mlast : 0xFFFF, vj + 16 * c);
+		#pragma GCC unroll 4
+		for (int l = 0; l < 4; l++) {
+			__m512 pb = _mm512_set1_ps(p[jj * W + l0 + l]);
+			#pragma GCC unroll 4
+			for (int c = 0; c < nc; c++)
+				acc[l][c] = _mm512_fmadd_ps(pb, vv[c], acc[l][c]);
+		}
+	}
+	#pragma GCC unroll 4
+	for (int l = 0; l < 4; l++) {
+		#pragma GCC unroll 4
+		for (int c = 0; c < nc; c++)
+			_mm512_mask_storeu_ps(o + (l0 + l) * hd + d0 + 16 * c, c == nc - 1 ? mlast : 0xFFFF,
+					      acc[l][c]);
+	}
+}
+
+/* o = o * alpha + p^T V over one tile, 64, 32 then 16 (masked) dims at a time. */
+static void tile_pv512(struct tile512 *t, const float *v, size_t stride, int nk, int hd)
+{
+	for (int l0 = 0; l0 < t->nv; l0 += 4) {
+		int d0 = 0;
+		for (; d0 + 64 <= hd; d0 += 64)
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 4, 0xFFFF);
+		for (; d0 + 32 <= hd; d0 += 32)
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 2, 0xFFFF);
+		for (; d0 < hd; d0 += 16)
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 1, tail16(hd - d0));
+	}
+}
+
+/* out = o / l per lane (zeros for a lane that saw no key). */
+static void tile_store512(const struct tile512 *t, const struct ops_att *a, int g, int v0)
+{
+	const int hd = a->head_dim;
+	float l[W];
+	_mm512_storeu_ps(l, t->l);
+	for (int ln = 0; ln < t->nv; ln++) {
+		int i = 0, h = 0;
+		ops_att_lane(a, g, v0 + ln, &i, &h);
+		float *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+		__m512 inv = _mm512_set1_ps(l[ln] > 0 ? 1.0f / l[ln] : 0.0f);
+		for (int d = 0; d < hd; d += 16) {
+			__mmask16 m = tail16(hd - d);
+			_mm512_mask_storeu_ps(out + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, t->o + ln * hd + d), inv));
+		}
+	}
+}
+
+void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, float *scratch)
+{
+	const int hd = a->head_dim;
+	const size_t stride = (size_t)a->kv_stride, ko = (size_t)g * hd;
+	struct tile512 t = {
+		.qt = scratch, .o = scratch + hd * W, .p = scratch + 2 * hd * W,
+		.alpha = scratch + 2 * hd * W + T * W,
+	};
+	tile_pack512(&t, a, g, v0);
+	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
+		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
+		int32_t kmin = INT32_MAX;
+		for (int jj = 0; jj < nk; jj++)
+			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
+		if (kmin > t.qmax)
+			continue; /* every key of the tile is in every lane's future */
+		tile_scores512(t.p, t.qt, a->k + ko + j0 * stride, stride, nk, hd);
+		if (tile_softmax512(&t, a->k_pos + j0, nk))
+			tile_pv512(&t, a->v + ko + j0 * stride, stride, nk, hd);
+	}
+	tile_store512(&t, a, g, v0);
+}
+
+#endif

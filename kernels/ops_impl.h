@@ -1,0 +1,114 @@
+/* ops_impl.h — private to the non-matmul kernels (ops*.c): the per-ISA pieces
+ * that the drivers in ops.c call, and what they share.
+ *
+ * The drivers in ops.c own the loops over rows and the OpenMP threading; each
+ * ISA file (ops.c itself for portable C, ops_avx2.c, ops_avx512.c) supplies the
+ * row- or item-sized workers below, so the threading and the scratch layout
+ * are written once.
+ */
+#ifndef KB_OPS_IMPL_H
+#define KB_OPS_IMPL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int ops_thread(void) { return omp_get_thread_num(); }
+static inline int ops_max_threads(void) { return omp_get_max_threads(); }
+#else
+static inline int ops_thread(void) { return 0; }
+static inline int ops_max_threads(void) { return 1; }
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define OPS_X86 1
+#endif
+
+/* ---- RMSNorm: one row of n ---- */
+typedef void ops_rmsnorm_fn(float *y, const float *x, const float *w, int n, float eps);
+
+/* ---- RoPE ----
+ * The driver computes cos/sin once per (row, pair) and applies them to every
+ * head, OPS_ROPE_CHUNK pairs at a time, through one of:
+ *   norm: x[0..n) interleaved pairs: x'[k] = x[k] * cd[k] + x[k ^ 1] * sd[k],
+ *         cd = (c0, c0, c1, c1, ...), sd = (-s0, s0, -s1, s1, ...); n even.
+ *   neox: x0' = x0 * c - x1 * s, x1' = x0 * s + x1 * c over n pairs. */
+#define OPS_ROPE_CHUNK 64
+typedef void ops_rope_norm_fn(float *x, const float *cd, const float *sd, int n);
+typedef void ops_rope_neox_fn(float *x0, float *x1, const float *c, const float *s, int n);
+
+/* cos and sin of pos * inv_freq: the angle in double (exact: a 24-bit float times a
+ * 31-bit int fits in 53 bits), so positions near 2^17 lose nothing to range
+ * reduction; the results rounded to float. The reference computes the same. */
+static inline void ops_rope_cs(double pos, float inv_freq, float *c, float *s)
+{
+	double th = pos * (double)inv_freq;
+	*c = (float)cos(th);
+	*s = (float)sin(th);
+}
+
+/* ---- softmax over n, SwiGLU over n ---- */
+typedef void ops_softmax_fn(float *x, int n);
+typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64_t n);
+
+/* ---- attention ----
+ * Two work decompositions:
+ *   row:  one (query i, head h) pair; scores for all n_kv keys go to a per-thread
+ *         buffer of n_kv floats, then softmax, then the weighted sum of V.
+ *         Used for few query vectors (decode) and for head_dim > OPS_ATT_MAX_HD.
+ *   tile: the query vectors that share kv head g, numbered v = i * n_rep + r
+ *         (query i, head g * n_rep + r), in blocks of `w` (the SIMD width):
+ *         lanes = query vectors, keys taken OPS_ATT_TILE at a time with an online
+ *         softmax, so each K/V row is loaded once per block of w query vectors.
+ * Per-thread scratch (one slot per thread, 64-byte aligned): max of the row
+ * path's n_kv floats and the tile path's OPS_ATT_TILE_FLOATS. */
+#define OPS_ATT_MAX_HD 256 /* head_dim bound of the tile path */
+#define OPS_ATT_TILE 32    /* keys per tile */
+#define OPS_ATT_MAX_W 16   /* widest lane count (AVX-512) */
+/* qt [hd][w] + o [w][hd] + p [TILE][w] + alpha, qpos [w] */
+#define OPS_ATT_TILE_FLOATS (2 * OPS_ATT_MAX_HD * OPS_ATT_MAX_W + \
+			     OPS_ATT_TILE * OPS_ATT_MAX_W + 2 * OPS_ATT_MAX_W)
+
+struct ops_att {
+	float *out;
+	const float *q, *k, *v;
+	const int32_t *q_pos, *k_pos;
+	int q_stride, kv_stride;
+	int n_q, n_kv, n_head, n_kv_head, head_dim;
+	int n_rep;   /* n_head / n_kv_head */
+	float scale; /* 1 / sqrt(head_dim) */
+};
+
+/* scores: n_kv floats of per-thread scratch */
+typedef void ops_att_row_fn(const struct ops_att *a, int i, int h, float *scores);
+/* query vectors [v0, v0 + w) of kv head g (those past n_q * n_rep are padding);
+ * scratch: OPS_ATT_TILE_FLOATS floats, 64-byte aligned */
+typedef void ops_att_tile_fn(const struct ops_att *a, int g, int v0, float *scratch);
+
+/* Lane set-up shared by the tile workers: query vector v0 + l of kv head g
+ * (l < w) is query row *i, head *h; returns 0 for a padding lane. */
+static inline int ops_att_lane(const struct ops_att *a, int g, int v, int *i, int *h)
+{
+	if (v >= a->n_q * a->n_rep)
+		return 0;
+	*i = v / a->n_rep;
+	*h = g * a->n_rep + v % a->n_rep;
+	return 1;
+}
+
+/* ---- the variants ---- */
+#ifdef OPS_X86
+ops_rmsnorm_fn ops_rmsnorm_avx2, ops_rmsnorm_avx512;
+ops_rope_norm_fn ops_rope_norm_avx2, ops_rope_norm_avx512;
+ops_rope_neox_fn ops_rope_neox_avx2, ops_rope_neox_avx512;
+ops_softmax_fn ops_softmax_avx2, ops_softmax_avx512;
+ops_swiglu_fn ops_swiglu_avx2, ops_swiglu_avx512;
+ops_att_row_fn ops_att_row_avx2, ops_att_row_avx512;
+ops_att_tile_fn ops_att_tile_avx2, ops_att_tile_avx512;
+#endif
+
+#endif

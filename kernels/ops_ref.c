@@ -1,0 +1,128 @@
+/* ops_ref.c — scalar references of the non-matmul kernels (kernels.h).
+ *
+ * Plain C, one obvious loop per formula, accumulating in double. These define
+ * the answers: the fast variants in ops*.c are tested against them.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "ops_impl.h"
+#include "util.h"
+
+void kern_rmsnorm_ref(float *y, const float *x, const float *w, int n_rows, int n, float eps)
+{
+	for (int r = 0; r < n_rows; r++) {
+		const float *xr = x + (size_t)r * n;
+		float *yr = y + (size_t)r * n;
+		double ss = 0;
+		for (int i = 0; i < n; i++)
+			ss += (double)xr[i] * xr[i];
+		double scale = 1.0 / sqrt(ss / n + eps);
+		for (int i = 0; i < n; i++)
+			yr[i] = (float)(xr[i] * scale * w[i]);
+	}
+}
+
+/* Rotate (x0, x1) by the angle whose cos and sin are c, s. */
+static void rotate_pair(float *x0, float *x1, double c, double s)
+{
+	double a = *x0, b = *x1;
+	*x0 = (float)(a * c - b * s);
+	*x1 = (float)(a * s + b * c);
+}
+
+void kern_rope_ref(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
+		   const struct kern_rope *r)
+{
+	ASSERT(r->n_rot % 2 == 0 && r->n_rot <= head_dim);
+	ASSERT(r->mode == KERN_ROPE_NORM || r->mode == KERN_ROPE_NEOX);
+	int half = r->n_rot / 2;
+	for (int t = 0; t < n_tok; t++) {
+		for (int h = 0; h < n_head; h++) {
+			float *xh = x + ((size_t)t * n_head + h) * head_dim;
+			for (int i = 0; i < half; i++) {
+				float c, s;
+				ops_rope_cs(pos[t], r->inv_freq[i], &c, &s);
+				if (r->mode == KERN_ROPE_NORM)
+					rotate_pair(&xh[2 * i], &xh[2 * i + 1], c, s);
+				else
+					rotate_pair(&xh[i], &xh[i + half], c, s);
+			}
+		}
+	}
+}
+
+void kern_softmax_ref(float *x, int n)
+{
+	if (n <= 0)
+		return;
+	double max = x[0];
+	for (int i = 1; i < n; i++)
+		if (x[i] > max)
+			max = x[i];
+	double sum = 0;
+	for (int i = 0; i < n; i++)
+		sum += exp(x[i] - max);
+	for (int i = 0; i < n; i++)
+		x[i] = (float)(exp(x[i] - max) / sum);
+}
+
+void kern_swiglu_ref(float *out, const float *gate, const float *up, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		double g = gate[i];
+		out[i] = (float)(g / (1.0 + exp(-g)) * up[i]);
+	}
+}
+
+/* Dot product of two rows of n floats, in double. */
+static double dot_ref(const float *a, const float *b, int n)
+{
+	double s = 0;
+	for (int d = 0; d < n; d++)
+		s += (double)a[d] * b[d];
+	return s;
+}
+
+/* One (query, head): out = sum_j softmax_j(q . k_j * scale) v_j over the visible j. */
+static void attend_ref(float *out, const float *q, const float *k, const float *v, int kv_stride,
+		       int32_t qp, const int32_t *k_pos, int n_kv, int head_dim, double *acc)
+{
+	double scale = 1.0 / sqrt((double)head_dim), max = -INFINITY, sum = 0;
+	for (int j = 0; j < n_kv; j++)
+		if (k_pos[j] <= qp)
+			max = fmax(max, dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale);
+	for (int d = 0; d < head_dim; d++)
+		acc[d] = 0;
+	for (int j = 0; j < n_kv && max > -INFINITY; j++) {
+		if (k_pos[j] > qp)
+			continue;
+		double p = exp(dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale - max);
+		sum += p;
+		for (int d = 0; d < head_dim; d++)
+			acc[d] += p * v[(size_t)j * kv_stride + d];
+	}
+	for (int d = 0; d < head_dim; d++)
+		out[d] = sum > 0 ? (float)(acc[d] / sum) : 0.0f;
+}
+
+void kern_attention_ref(float *out, const float *q, int q_stride,
+			const float *k, const float *v, int kv_stride,
+			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			int n_head, int n_kv_head, int head_dim)
+{
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0);
+	int n_rep = n_head / n_kv_head;
+	double *acc = malloc((size_t)head_dim * sizeof *acc);
+	ASSERT(acc);
+	for (int i = 0; i < n_q; i++) {
+		for (int h = 0; h < n_head; h++) {
+			size_t qo = (size_t)i * q_stride + (size_t)h * head_dim;
+			size_t ko = (size_t)(h / n_rep) * head_dim;
+			attend_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i], k_pos,
+				   n_kv, head_dim, acc);
+		}
+	}
+	free(acc);
+}
