@@ -104,20 +104,19 @@ static uint32_t utf8_len(const unsigned char *s, size_t n)
 	return c;
 }
 
-/* " " (if prefix_space) + text with every ' ' written as "▁"; malloc()ed. */
-static char *spm_escape(const char *text, size_t len, bool prefix_space, size_t *out_len)
+/* *out (malloc()ed, *out_len bytes) = " " (if prefix_space) + text with every
+ * ' ' written as "▁". */
+static int spm_escape(const char *text, size_t len, bool prefix_space, char **out, size_t *out_len)
 {
 	size_t spaces = prefix_space;
 	for (size_t i = 0; i < len; i++)
 		spaces += text[i] == ' ';
 	size_t n;
-	if (kb_mul_size(spaces, 2, &n) || kb_add_size(n, len + prefix_space, &n) || n > UINT32_MAX - 1) {
-		kb_fail(KB_ERR_ARG, "text too long to tokenize (%zu bytes)", len);
-		return NULL;
-	}
+	if (kb_mul_size(spaces, 2, &n) || kb_add_size(n, len + prefix_space, &n) || n > UINT32_MAX - 1)
+		return kb_fail(KB_ERR_ARG, "text too long to tokenize at once (%zu bytes)", len);
 	char *buf = kb_malloc(n);
 	if (!buf)
-		return NULL;
+		return KB_ERR_NOMEM;
 	char *p = buf;
 	if (prefix_space) {
 		memcpy(p, "\xe2\x96\x81", 3);
@@ -131,8 +130,9 @@ static char *spm_escape(const char *text, size_t len, bool prefix_space, size_t 
 			*p++ = text[i];
 		}
 	}
+	*out = buf;
 	*out_len = n;
-	return buf;
+	return KB_OK;
 }
 
 /* Push the pair (left, right) when its concatenation is a token. */
@@ -286,32 +286,38 @@ int tok_spm_encode(const struct tok *t, const char *text, size_t len, bool prefi
 		   struct tok_ids *out)
 {
 	size_t n = 0;
-	char *buf = spm_escape(text, len, prefix_space, &n);
-	if (!buf)
-		return KB_ERR_NOMEM;
-	int rc = KB_OK;
+	char *buf = NULL;
+	int rc = spm_escape(text, len, prefix_space, &buf, &n);
+	if (rc)
+		return rc;
 	struct spm_heap heap = { 0 };
-	struct spm_sym *sym = n ? kb_malloc(n * sizeof *sym) : NULL;
-	if (n && !sym) {
-		rc = KB_ERR_NOMEM;
-		goto done;
-	}
+	struct spm_sym *sym = NULL; // room for the longest piece so far
+	size_t sym_cap = 0;
 	const unsigned char *u = (const unsigned char *)buf;
 	size_t start = 0;
 	uint64_t prev = 0;
-	for (size_t off = 0; off < n && rc == KB_OK;) {
-		uint32_t c = utf8_len(u + off, n - off);
-		uint64_t cur = char_key(u + off, c);
-		if (off > start && !pair_known(t, prev, cur)) {
+	for (size_t off = 0; off <= n && rc == KB_OK;) {
+		uint32_t c = off < n ? utf8_len(u + off, n - off) : 0;
+		uint64_t cur = off < n ? char_key(u + off, c) : 0;
+		if (off > start && (off == n || !pair_known(t, prev, cur))) {
+			// buf[start, off) is a piece no merge can leave
+			if (off - start > sym_cap) {
+				struct spm_sym *s = kb_realloc_array(sym, off - start, sizeof *sym);
+				if (!s) {
+					rc = KB_ERR_NOMEM;
+					break;
+				}
+				sym = s;
+				sym_cap = off - start;
+			}
 			rc = spm_segment(t, buf + start, (uint32_t)(off - start), sym, &heap, out);
 			start = off;
 		}
+		if (off == n)
+			break;
 		prev = cur;
 		off += c;
 	}
-	if (rc == KB_OK && n > start)
-		rc = spm_segment(t, buf + start, (uint32_t)(n - start), sym, &heap, out);
-done:
 	free(heap.v);
 	free(sym);
 	free(buf);
