@@ -1,0 +1,208 @@
+/* matmul.c — kern_matmul: the dispatcher, the threading and the portable C
+ * variant. The SIMD variants live in matmul_avx2.c and matmul_avx512.c; all
+ * share the driver here: quantize the activations (quantized weights only),
+ * then split the output rows into blocks of MM_ROW_BLOCK across threads. */
+#include <math.h>
+#include <string.h>
+
+#include "matmul_impl.h"
+#include "util.h"
+
+/* Below this many multiply-adds a call runs on one thread. */
+#define MM_PAR_MIN (1 << 17)
+/* Tokens per pass over a weight row in the portable variant. */
+#define GEN_TOK 8
+
+static int is_q(int wtype)
+{
+	return wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0;
+}
+
+size_t kern_matmul_wsize(int wtype, int n_tok, int n_in)
+{
+	if (!is_q(wtype) || n_tok <= 0)
+		return 0;
+	return (size_t)n_tok * mm_xq_stride(n_in / 32);
+}
+
+/* ---- activation quantization (portable) ---- */
+
+void mm_quant_generic(const struct mm_args *a, int t)
+{
+	const float *x = a->x + (size_t)t * a->n_in;
+	int8_t *qs = mm_xq_qs(a, t);
+	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+
+	for (int b = 0; b < a->nb; b++, x += 32) {
+		float amax = 0;
+		for (int j = 0; j < 32; j++)
+			amax = fmaxf(amax, fabsf(x[j]));
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		int sum = 0;
+		for (int j = 0; j < 32; j++) {
+			int q = (int)nearbyintf(x[j] * id);
+			qs[b * 32 + j] = (int8_t)q;
+			sum += q;
+		}
+		d[b] = db;
+		c[b] = db * (float)sum;
+	}
+	memset(qs + a->nb * 32, 0, (size_t)(nb2 - a->nb) * 32);
+	for (int b = a->nb; b < nbp; b++)
+		d[b] = c[b] = 0;
+}
+
+/* ---- the portable variant ---- */
+
+/* Signed quants of weight block b of a row: Q8_0 as is, Q4_0 as q - 8. */
+static float gen_unpack(int wtype, const uint8_t *row, int b, int8_t q[32])
+{
+	if (wtype == QTYPE_Q8_0) {
+		const block_q8_0 *blk = (const block_q8_0 *)row + b;
+		memcpy(q, blk->qs, 32);
+		return fp16_to_fp32(blk->d);
+	}
+	const block_q4_0 *blk = (const block_q4_0 *)row + b;
+	for (int j = 0; j < 16; j++) {
+		q[j] = (int8_t)((blk->qs[j] & 0x0f) - 8);
+		q[j + 16] = (int8_t)((blk->qs[j] >> 4) - 8);
+	}
+	return fp16_to_fp32(blk->d);
+}
+
+static int gen_dot_i8(const int8_t *a, const int8_t *b)
+{
+	int s = 0;
+	for (int j = 0; j < 32; j++)
+		s += a[j] * b[j];
+	return s;
+}
+
+/* Quantized weights: each block unpacked once for GEN_TOK tokens. */
+static void gen_rows_q(const struct mm_args *a, int r0, int r1)
+{
+	int8_t wq[32];
+	float acc[GEN_TOK];
+
+	for (int r = r0; r < r1; r++) {
+		const uint8_t *row = a->w + (size_t)r * a->w_stride;
+		for (int t0 = 0; t0 < a->n_tok; t0 += GEN_TOK) {
+			int nt = a->n_tok - t0 < GEN_TOK ? a->n_tok - t0 : GEN_TOK;
+			for (int t = 0; t < nt; t++)
+				acc[t] = 0;
+			for (int b = 0; b < a->nb; b++) {
+				float dw = gen_unpack(a->wtype, row, b, wq);
+				for (int t = 0; t < nt; t++) {
+					int s = gen_dot_i8(wq, mm_xq_qs(a, t0 + t) + b * 32);
+					acc[t] += dw * mm_xq_d(a, t0 + t)[b] * (float)s;
+				}
+			}
+			for (int t = 0; t < nt; t++)
+				a->y[(size_t)(t0 + t) * a->n_out + r] = acc[t];
+		}
+	}
+}
+
+/* Float dot product with 8 partial sums (so the compiler can vectorize). */
+static float gen_dot_f32(const float *u, const float *v, int n)
+{
+	float s[8] = { 0 };
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			s[j] += u[i + j] * v[i + j];
+	for (; i < n; i++)
+		s[0] += u[i] * v[i];
+	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+/* Float weights: rows converted to f32 a chunk at a time, used for GEN_TOK tokens. */
+static void gen_rows_f(const struct mm_args *a, int r0, int r1)
+{
+	const struct qtype_traits *tr = qtype_traits(a->wtype);
+	float wf[MM_KCHUNK], acc[GEN_TOK];
+	size_t esz = tr->type_size;
+
+	for (int r = r0; r < r1; r++) {
+		const uint8_t *row = a->w + (size_t)r * a->w_stride;
+		for (int t0 = 0; t0 < a->n_tok; t0 += GEN_TOK) {
+			int nt = a->n_tok - t0 < GEN_TOK ? a->n_tok - t0 : GEN_TOK;
+			for (int t = 0; t < nt; t++)
+				acc[t] = 0;
+			for (int k0 = 0; k0 < a->n_in; k0 += MM_KCHUNK) {
+				int n = a->n_in - k0 < MM_KCHUNK ? a->n_in - k0 : MM_KCHUNK;
+				tr->to_float(row + (size_t)k0 * esz, wf, n);
+				for (int t = 0; t < nt; t++)
+					acc[t] += gen_dot_f32(wf, a->x + (size_t)(t0 + t) * a->n_in + k0, n);
+			}
+			for (int t = 0; t < nt; t++)
+				a->y[(size_t)(t0 + t) * a->n_out + r] = acc[t];
+		}
+	}
+}
+
+const struct mm_isa mm_isa_generic = {
+	.quant = mm_quant_generic,
+	.rows = {
+		[QTYPE_F32] = gen_rows_f,
+		[QTYPE_F16] = gen_rows_f,
+		[QTYPE_BF16] = gen_rows_f,
+		[QTYPE_Q8_0] = gen_rows_q,
+		[QTYPE_Q4_0] = gen_rows_q,
+	},
+};
+
+/* ---- dispatch ---- */
+
+static const struct mm_isa *mm_isa_for(enum kern_level l)
+{
+	switch (l) {
+	case KERN_AVX512:
+		return &mm_isa_avx512;
+	case KERN_AVX2:
+		return &mm_isa_avx2;
+	default:
+		return &mm_isa_generic;
+	}
+}
+
+void kern_matmul(float *y, const float *x, const void *w, int wtype,
+		 int n_tok, int n_in, int n_out, void *ws)
+{
+	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
+	const struct mm_isa *isa = mm_isa_for(kern_level);
+	mm_rows_fn *rows = isa->rows[wtype] ? isa->rows[wtype] : mm_isa_generic.rows[wtype];
+	mm_quant_fn *quant = isa->quant ? isa->quant : mm_quant_generic;
+	if (kern_level == KERN_REF || !rows) {
+		kern_matmul_ref(y, x, w, wtype, n_tok, n_in, n_out);
+		return;
+	}
+	if (n_tok <= 0 || n_out <= 0)
+		return;
+	int q = is_q(wtype);
+	ASSERT(n_in % qtype_traits(wtype)->blck_size == 0);
+	ASSERT(!q || (ws && ((uintptr_t)ws & 63) == 0));
+	struct mm_args a = {
+		.y = y, .x = x, .w = w, .w_stride = qtype_row_size(wtype, n_in),
+		.wtype = wtype, .n_tok = n_tok, .n_in = n_in, .n_out = n_out,
+		.xq = ws, .xq_stride = mm_xq_stride(n_in / 32), .nb = n_in / 32,
+	};
+	int n_rb = (n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
+	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN;
+	(void)par;
+
+#pragma omp parallel if (par)
+	{
+		if (q) {
+#pragma omp for schedule(static)
+			for (int t = 0; t < n_tok; t++)
+				quant(&a, t);
+		}
+#pragma omp for schedule(static)
+		for (int i = 0; i < n_rb; i++) {
+			int r0 = i * MM_ROW_BLOCK;
+			rows(&a, r0, r0 + MM_ROW_BLOCK < n_out ? r0 + MM_ROW_BLOCK : n_out);
+		}
+	}
+}

@@ -1,0 +1,317 @@
+/* matmul_avx2.c — AVX2 + FMA + F16C matrix multiplication.
+ *
+ * Register tiles of YR output rows x T tokens (T <= YT), one 32-element block
+ * (or 8 floats) per step:
+ * - Q8_0: the sign trick, maddubs(|w|, sign(x, w)) then madd with ones (no
+ *   saturation: |w| <= 128, |x| <= 127); scaled per block by dw * dx.
+ * - Q4_0: the nibbles are unsigned already: maddubs(q, x), and the offset of 8
+ *   is taken out once per output (see matmul_impl.h).
+ * - F32 / F16 (vcvtph2ps) / BF16 (shift into f32): FMA.
+ * Edge tiles repeat the last valid row (not stored); short token tiles have
+ * their own instances.
+ */
+#include "matmul_impl.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "util.h"
+
+#define AI static inline __attribute__((always_inline))
+#define YR 4 /* rows per register tile */
+#define YT 2 /* tokens per register tile */
+#define YTAB (MM_KCHUNK + 16) /* row stride of the weight-scale table */
+
+/* ---- helpers ---- */
+
+AI float y_hsum8i(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+	return (float)_mm_cvtsi128_si32(s);
+}
+
+AI float y_hmax8(__m256 v)
+{
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* [sum a, sum b, sum c, sum d]. */
+AI __m128 y_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Store (or add into) nr <= 4 consecutive outputs. */
+AI void y_store4(float *y, __m128 v, int nr, int accum)
+{
+	if (nr == 4) {
+		if (accum)
+			v = _mm_add_ps(v, _mm_loadu_ps(y));
+		_mm_storeu_ps(y, v);
+		return;
+	}
+	float tmp[4];
+	_mm_storeu_ps(tmp, v);
+	for (int i = 0; i < nr; i++)
+		y[i] = accum ? y[i] + tmp[i] : tmp[i];
+}
+
+/* ---- activation quantization ---- */
+
+static void y_quant(const struct mm_args *a, int t)
+{
+	const float *x = a->x + (size_t)t * a->n_in;
+	int8_t *qs = mm_xq_qs(a, t);
+	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+
+	for (int b = 0; b < a->nb; b++, x += 32) {
+		__m256 v[4];
+		for (int k = 0; k < 4; k++)
+			v[k] = _mm256_loadu_ps(x + 8 * k);
+		__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
+					 _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
+		float amax = y_hmax8(m);
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		__m256 vid = _mm256_set1_ps(id);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++)
+			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+		__m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+		/* packs interleave 128-bit lanes: [0 1 4 5 | 2 3 6 7] in 4-byte groups, fixed by a permute */
+		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_store_si256((__m256i *)(qs + b * 32), p);
+		d[b] = db;
+		c[b] = db * y_hsum8i(s);
+	}
+	for (int b = a->nb; b < nb2; b++)
+		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
+	for (int b = a->nb; b < nbp; b++)
+		d[b] = c[b] = 0;
+}
+
+/* ---- quantized weights ---- */
+
+/* Block s of one row as used by the dot: Q8_0 signed quants; Q4_0 nibbles [lo | hi]. */
+AI __m256i yq_load(int wt, const uint8_t *row, int s)
+{
+	if (wt == QTYPE_Q8_0)
+		return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)row + s)->qs);
+	__m128i q = _mm_loadu_si128((const __m128i *)((const block_q4_0 *)row + s)->qs);
+	__m256i z = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+	return _mm256_and_si256(z, _mm256_set1_epi8(0x0f));
+}
+
+/* Block s of YR rows against T tokens. */
+AI void yq_step(int wt, int T, const uint8_t *const *wp, const float *const *dt,
+		const int8_t *const *xp, const float *const *xd, int s, __m256 acc[YR][YT])
+{
+	const __m256i ones = _mm256_set1_epi16(1);
+	for (int i = 0; i < YR; i++) {
+		__m256i w = yq_load(wt, wp[i], s);
+		__m256i wu = wt == QTYPE_Q8_0 ? _mm256_sign_epi8(w, w) : w;
+		__m256 dw = _mm256_broadcast_ss(dt[i] + s);
+		for (int j = 0; j < T; j++) {
+			__m256i xv = _mm256_load_si256((const __m256i *)(xp[j] + s * 32));
+			if (wt == QTYPE_Q8_0)
+				xv = _mm256_sign_epi8(xv, w);
+			__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xv), ones);
+			__m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(xd[j] + s));
+			acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[i][j]);
+		}
+	}
+}
+
+AI void yq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt,
+		int kb0, int nbk, const float *tab, int accum)
+{
+	const size_t bsz = wt == QTYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	const uint8_t *wp[YR];
+	const float *dt[YR];
+	const int8_t *xp[YT];
+	const float *xd[YT], *xc[YT];
+	__m256 acc[YR][YT];
+
+	for (int i = 0; i < YR; i++) {
+		int ri = i < nr ? i : nr - 1;
+		wp[i] = a->w + (size_t)(r + ri) * a->w_stride + (size_t)kb0 * bsz;
+		dt[i] = tab + ri * YTAB;
+	}
+	for (int j = 0; j < T; j++) {
+		int tj = t0 + (j < nt ? j : nt - 1);
+		xp[j] = mm_xq_qs(a, tj) + kb0 * 32;
+		xd[j] = mm_xq_d(a, tj) + kb0;
+		xc[j] = mm_xq_c(a, tj) + kb0;
+		for (int i = 0; i < YR; i++)
+			acc[i][j] = _mm256_setzero_ps();
+	}
+	for (int s = 0; s < nbk; s++)
+		yq_step(wt, T, wp, dt, xp, xd, s, acc);
+	if (wt == QTYPE_Q4_0) { /* the offset: 8 * sum_b dw_b * c_b */
+		for (int b = 0; b < nbk; b += 8) {
+			for (int i = 0; i < YR; i++) {
+				__m256 dwk = _mm256_mul_ps(_mm256_load_ps(dt[i] + b), _mm256_set1_ps(8.0f));
+				for (int j = 0; j < T; j++)
+					acc[i][j] = _mm256_fnmadd_ps(dwk, _mm256_load_ps(xc[j] + b), acc[i][j]);
+			}
+		}
+	}
+	for (int j = 0; j < nt && j < T; j++)
+		y_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, accum);
+}
+
+/* The f32 scales of rows [r0, r1) for blocks [kb0, kb0 + nbk), zero padded to 16. */
+static void yq_fill_tab(const struct mm_args *a, int r0, int r1, int kb0, int nbk,
+			float tab[][YTAB])
+{
+	int npad = mm_round_up(nbk, 16);
+	for (int r = r0; r < r1; r++) {
+		const uint8_t *row = a->w + (size_t)r * a->w_stride;
+		float *t = tab[r - r0];
+		if (a->wtype == QTYPE_Q8_0)
+			for (int b = 0; b < nbk; b++)
+				t[b] = _cvtsh_ss(((const block_q8_0 *)row)[kb0 + b].d);
+		else
+			for (int b = 0; b < nbk; b++)
+				t[b] = _cvtsh_ss(((const block_q4_0 *)row)[kb0 + b].d);
+		for (int b = nbk; b < npad; b++)
+			t[b] = 0;
+	}
+}
+
+#define YQ_TILES(wt)                                                                     \
+	static void yq_tile_##wt(const struct mm_args *a, int r, int nr, int t0, int nt,  \
+				 int kb0, int nbk, const float *tab, int accum)           \
+	{                                                                                \
+		if (nt == 1)                                                             \
+			yq_tile(QTYPE_##wt, 1, a, r, nr, t0, nt, kb0, nbk, tab, accum);  \
+		else                                                                     \
+			yq_tile(QTYPE_##wt, YT, a, r, nr, t0, nt, kb0, nbk, tab, accum); \
+	}
+YQ_TILES(Q8_0)
+YQ_TILES(Q4_0)
+
+static void yq_rows(const struct mm_args *a, int r0, int r1)
+{
+	float tab[MM_ROW_BLOCK][YTAB] __attribute__((aligned(32)));
+	void (*tile)(const struct mm_args *, int, int, int, int, int, int, const float *, int) =
+		a->wtype == QTYPE_Q8_0 ? yq_tile_Q8_0 : yq_tile_Q4_0;
+
+	ASSERT(r1 - r0 <= MM_ROW_BLOCK);
+	for (int kb0 = 0; kb0 < a->nb; kb0 += MM_KCHUNK) {
+		int nbk = a->nb - kb0 < MM_KCHUNK ? a->nb - kb0 : MM_KCHUNK;
+		yq_fill_tab(a, r0, r1, kb0, nbk, tab);
+		for (int t0 = 0; t0 < a->n_tok; t0 += YT) {
+			int nt = a->n_tok - t0 < YT ? a->n_tok - t0 : YT;
+			for (int r = r0; r < r1; r += YR)
+				tile(a, r, r1 - r < YR ? r1 - r : YR, t0, nt, kb0, nbk,
+				     tab[r - r0], kb0 > 0);
+		}
+	}
+}
+
+/* ---- float weights ---- */
+
+/* 8 weights from element k of a row as f32; n < 8 reads a zero-padded tail. */
+AI __m256 yf_load(int wt, const uint8_t *row, int k, int n)
+{
+	if (wt == QTYPE_F32) {
+		const float *p = (const float *)row + k;
+		if (n == 8)
+			return _mm256_loadu_ps(p);
+		float tmp[8] = { 0 };
+		memcpy(tmp, p, (size_t)n * sizeof(float));
+		return _mm256_loadu_ps(tmp);
+	}
+	const uint16_t *p = (const uint16_t *)row + k;
+	__m128i h;
+	if (n == 8) {
+		h = _mm_loadu_si128((const __m128i *)p);
+	} else {
+		uint16_t tmp[8] = { 0 };
+		memcpy(tmp, p, (size_t)n * sizeof(uint16_t));
+		h = _mm_loadu_si128((const __m128i *)tmp);
+	}
+	if (wt == QTYPE_F16)
+		return _mm256_cvtph_ps(h);
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AI void yf_step(int wt, int T, const uint8_t *const *wp, const float *const *xp, int k, int n,
+		__m256 acc[YR][YT])
+{
+	__m256 xv[YT];
+	for (int j = 0; j < T; j++)
+		xv[j] = yf_load(QTYPE_F32, (const uint8_t *)xp[j], k, n);
+	for (int i = 0; i < YR; i++) {
+		__m256 wv = yf_load(wt, wp[i], k, n);
+		for (int j = 0; j < T; j++)
+			acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+	}
+}
+
+AI void yf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt)
+{
+	const uint8_t *wp[YR];
+	const float *xp[YT];
+	__m256 acc[YR][YT];
+
+	for (int i = 0; i < YR; i++)
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	for (int j = 0; j < T; j++) {
+		xp[j] = a->x + (size_t)(t0 + (j < nt ? j : nt - 1)) * a->n_in;
+		for (int i = 0; i < YR; i++)
+			acc[i][j] = _mm256_setzero_ps();
+	}
+	int k = 0;
+	for (; k + 8 <= a->n_in; k += 8)
+		yf_step(wt, T, wp, xp, k, 8, acc);
+	if (k < a->n_in)
+		yf_step(wt, T, wp, xp, k, a->n_in - k, acc);
+	for (int j = 0; j < nt && j < T; j++)
+		y_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
+}
+
+#define YF_ROWS(wt)                                                             \
+	static void yf_rows_##wt(const struct mm_args *a, int r0, int r1)      \
+	{                                                                       \
+		for (int t0 = 0; t0 < a->n_tok; t0 += YT) {                     \
+			int nt = a->n_tok - t0 < YT ? a->n_tok - t0 : YT;       \
+			for (int r = r0; r < r1; r += YR) {                     \
+				int nr = r1 - r < YR ? r1 - r : YR;             \
+				if (nt == 1)                                    \
+					yf_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); \
+				else                                            \
+					yf_tile(QTYPE_##wt, YT, a, r, nr, t0, nt); \
+			}                                                       \
+		}                                                               \
+	}
+YF_ROWS(F32)
+YF_ROWS(F16)
+YF_ROWS(BF16)
+
+const struct mm_isa mm_isa_avx2 = {
+	.quant = y_quant,
+	.rows = {
+		[QTYPE_F32] = yf_rows_F32,
+		[QTYPE_F16] = yf_rows_F16,
+		[QTYPE_BF16] = yf_rows_BF16,
+		[QTYPE_Q8_0] = yq_rows,
+		[QTYPE_Q4_0] = yq_rows,
+	},
+};
+
+#else
+const struct mm_isa mm_isa_avx2 = { 0 };
+#endif

@@ -1,0 +1,326 @@
+/* matmul_avx512.c — AVX-512 (F/BW/VL/DQ/VNNI) matrix multiplication.
+ *
+ * Register tiles of ZR output rows x T tokens (T <= ZT): each weight vector is
+ * loaded once per tile and used against T token rows, each activation vector
+ * against ZR weight rows.
+ * - Q8_0 / Q4_0: 64 bytes = two blocks per step; vpdpbusd of the weight quants
+ *   as unsigned bytes (Q8_0: w ^ 0x80, Q4_0: the nibbles) with the int8
+ *   activations, then per-lane scale (lanes 0-7 block 0, 8-15 block 1) and the
+ *   offset correction of matmul_impl.h at the end.
+ * - F32 / F16 (vcvtph2ps) / BF16 (shift into f32): 16 floats per step, FMA.
+ * Edge tiles reuse the full-height kernel: missing rows repeat the last valid
+ * row and are not stored; token counts below ZT have their own instances.
+ */
+#include "matmul_impl.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+	defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+
+#include "util.h"
+
+#define AI static inline __attribute__((always_inline))
+#define ZR 4 /* rows per register tile */
+#define ZT 4 /* tokens per register tile */
+#define ZTAB (MM_KCHUNK + 16) /* row stride of the weight-scale table */
+
+/* ---- helpers ---- */
+
+/* [p[0] x 8, p[1] x 8]: the scales of two blocks spread over their lanes. */
+AI __m512 z_expand2(const float *p)
+{
+	return _mm512_mask_broadcastss_ps(_mm512_set1_ps(p[0]), 0xFF00, _mm_load_ss(p + 1));
+}
+
+/* [sum a, sum b, sum c, sum d]. */
+AI __m128 z_hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+	__m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+	__m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+	__m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+	__m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a8, b8), _mm256_hadd_ps(c8, d8));
+	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Store (or add into) nr <= 4 consecutive outputs. */
+AI void z_store4(float *y, __m128 v, int nr, int accum)
+{
+	__mmask8 m = (__mmask8)((1u << nr) - 1);
+	if (accum)
+		v = _mm_add_ps(v, _mm_maskz_loadu_ps(m, y));
+	_mm_mask_storeu_ps(y, m, v);
+}
+
+/* ---- activation quantization ---- */
+
+static void z_quant(const struct mm_args *a, int t)
+{
+	const float *x = a->x + (size_t)t * a->n_in;
+	int8_t *qs = mm_xq_qs(a, t);
+	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+
+	for (int b = 0; b < a->nb; b++, x += 32) {
+		__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+		float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		__m512 vid = _mm512_set1_ps(id);
+		__m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+		__m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+		_mm_store_si128((__m128i *)(qs + b * 32), _mm512_cvtepi32_epi8(q0));
+		_mm_store_si128((__m128i *)(qs + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+		d[b] = db;
+		c[b] = db * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+	}
+	for (int b = a->nb; b < nb2; b++)
+		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
+	for (int b = a->nb; b < nbp; b++)
+		d[b] = c[b] = 0;
+}
+
+/* ---- quantized weights ---- */
+
+/* Blocks s and s+1 of a weight row as 64 unsigned bytes, in the order of the
+ * activation quants: Q8_0 as w + 128; Q4_0 as [lo(s), hi(s), lo(s+1), hi(s+1)]. */
+AI __m512i zq_load2(int wt, const uint8_t *row, int s)
+{
+	if (wt == QTYPE_Q8_0) {
+		const block_q8_0 *b = (const block_q8_0 *)row + s;
+		__m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
+		__m256i hi = _mm256_loadu_si256((const __m256i *)b[1].qs);
+		__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+		return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+	}
+	const block_q4_0 *b = (const block_q4_0 *)row + s;
+	__m256i q = _mm256_inserti128_si256(
+		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[0].qs)),
+		_mm_loadu_si128((const __m128i *)b[1].qs), 1);
+	__m512i z = _mm512_castsi256_si512(q);
+	z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(1, 1, 0, 0));
+	z = _mm512_mask_srli_epi16(z, 0xFF00FF00, z, 4);
+	return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* Block s alone (the odd last one) in the lower half; the upper half meets
+ * zero activations and a zero scale. */
+AI __m512i zq_load1(int wt, const uint8_t *row, int s)
+{
+	if (wt == QTYPE_Q8_0) {
+		const block_q8_0 *b = (const block_q8_0 *)row + s;
+		__m512i w = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)b->qs));
+		return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+	}
+	const block_q4_0 *b = (const block_q4_0 *)row + s;
+	__m512i z = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)b->qs));
+	z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(1, 1, 0, 0));
+	z = _mm512_mask_srli_epi16(z, 0xFF00FF00, z, 4);
+	return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* Blocks s, s+1 (two = 0: block s alone) of every row against every token. */
+AI void zq_step(int wt, int T, const uint8_t *const *wp, const float *const *dt,
+		const int8_t *const *xp, const float *const *xd, int s, int two,
+		__m512 acc[ZR][ZT])
+{
+	__m512i wv[ZR];
+	__m512 dw[ZR];
+	for (int i = 0; i < ZR; i++) {
+		wv[i] = two ? zq_load2(wt, wp[i], s) : zq_load1(wt, wp[i], s);
+		dw[i] = z_expand2(dt[i] + s);
+	}
+	for (int j = 0; j < T; j++) {
+		__m512i xv = _mm512_load_si512(xp[j] + s * 32);
+		__m512 dx = z_expand2(xd[j] + s);
+		for (int i = 0; i < ZR; i++) {
+			__m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[i], xv);
+			acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], dx),
+						    acc[i][j]);
+		}
+	}
+}
+
+/* One ZR x T tile over the K chunk [kb0, kb0 + nbk) blocks; tab holds the
+ * f32 weight scales of the tile's rows for this chunk (ZTAB floats a row). */
+AI void zq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt,
+		int kb0, int nbk, const float *tab, int accum)
+{
+	const size_t bsz = wt == QTYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	const uint8_t *wp[ZR];
+	const float *dt[ZR];
+	const int8_t *xp[ZT];
+	const float *xd[ZT], *xc[ZT];
+	__m512 acc[ZR][ZT];
+
+	for (int i = 0; i < ZR; i++) {
+		int ri = i < nr ? i : nr - 1;
+		wp[i] = a->w + (size_t)(r + ri) * a->w_stride + (size_t)kb0 * bsz;
+		dt[i] = tab + ri * ZTAB;
+	}
+	for (int j = 0; j < T; j++) {
+		int tj = t0 + (j < nt ? j : nt - 1);
+		xp[j] = mm_xq_qs(a, tj) + kb0 * 32;
+		xd[j] = mm_xq_d(a, tj) + kb0;
+		xc[j] = mm_xq_c(a, tj) + kb0;
+		for (int i = 0; i < ZR; i++)
+			acc[i][j] = _mm512_setzero_ps();
+	}
+	int s = 0;
+	for (; s + 2 <= nbk; s += 2)
+		zq_step(wt, T, wp, dt, xp, xd, s, 1, acc);
+	if (s < nbk)
+		zq_step(wt, T, wp, dt, xp, xd, s, 0, acc);
+
+	/* take the unsigned offset back out: K * sum_b dw_b * c_b */
+	const __m512 K = _mm512_set1_ps(wt == QTYPE_Q8_0 ? 128.0f : 8.0f);
+	for (int b = 0; b < nbk; b += 16) {
+		for (int i = 0; i < ZR; i++) {
+			__m512 dwk = _mm512_mul_ps(_mm512_load_ps(dt[i] + b), K);
+			for (int j = 0; j < T; j++)
+				acc[i][j] = _mm512_fnmadd_ps(dwk, _mm512_load_ps(xc[j] + b), acc[i][j]);
+		}
+	}
+
+	for (int j = 0; j < nt && j < T; j++)
+		z_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, accum);
+}
+
+/* The f32 scales of rows [r0, r1) for blocks [kb0, kb0 + nbk), zero padded to 16. */
+static void zq_fill_tab(const struct mm_args *a, int r0, int r1, int kb0, int nbk,
+			float tab[][ZTAB])
+{
+	int npad = mm_round_up(nbk, 16);
+	for (int r = r0; r < r1; r++) {
+		const uint8_t *row = a->w + (size_t)r * a->w_stride;
+		float *t = tab[r - r0];
+		if (a->wtype == QTYPE_Q8_0)
+			for (int b = 0; b < nbk; b++)
+				t[b] = _cvtsh_ss(((const block_q8_0 *)row)[kb0 + b].d);
+		else
+			for (int b = 0; b < nbk; b++)
+				t[b] = _cvtsh_ss(((const block_q4_0 *)row)[kb0 + b].d);
+		for (int b = nbk; b < npad; b++)
+			t[b] = 0;
+	}
+}
+
+#define ZQ_TILES(wt)                                                                    \
+	static void zq_tile_##wt(const struct mm_args *a, int r, int nr, int t0, int nt, \
+				 int kb0, int nbk, const float *tab, int accum)          \
+	{                                                                               \
+		switch (nt) {                                                           \
+		case 1: zq_tile(QTYPE_##wt, 1, a, r, nr, t0, nt, kb0, nbk, tab, accum); break; \
+		case 2: zq_tile(QTYPE_##wt, 2, a, r, nr, t0, nt, kb0, nbk, tab, accum); break; \
+		case 3: zq_tile(QTYPE_##wt, 3, a, r, nr, t0, nt, kb0, nbk, tab, accum); break; \
+		default: zq_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt, kb0, nbk, tab, accum); break; \
+		}                                                                       \
+	}
+ZQ_TILES(Q8_0)
+ZQ_TILES(Q4_0)
+
+static void zq_rows(const struct mm_args *a, int r0, int r1)
+{
+	float tab[MM_ROW_BLOCK][ZTAB] __attribute__((aligned(64)));
+	void (*tile)(const struct mm_args *, int, int, int, int, int, int, const float *, int) =
+		a->wtype == QTYPE_Q8_0 ? zq_tile_Q8_0 : zq_tile_Q4_0;
+
+	ASSERT(r1 - r0 <= MM_ROW_BLOCK);
+	for (int kb0 = 0; kb0 < a->nb; kb0 += MM_KCHUNK) {
+		int nbk = a->nb - kb0 < MM_KCHUNK ? a->nb - kb0 : MM_KCHUNK;
+		zq_fill_tab(a, r0, r1, kb0, nbk, tab);
+		for (int t0 = 0; t0 < a->n_tok; t0 += ZT) {
+			int nt = a->n_tok - t0 < ZT ? a->n_tok - t0 : ZT;
+			for (int r = r0; r < r1; r += ZR)
+				tile(a, r, r1 - r < ZR ? r1 - r : ZR, t0, nt, kb0, nbk,
+				     tab[r - r0], kb0 > 0);
+		}
+	}
+}
+
+/* ---- float weights ---- */
+
+/* 16 weights from element k of a row as f32; m masks a short tail. */
+AI __m512 zf_load(int wt, const uint8_t *row, int k, __mmask16 m, int full)
+{
+	if (wt == QTYPE_F32) {
+		const float *p = (const float *)row + k;
+		return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+	}
+	const uint16_t *p = (const uint16_t *)row + k;
+	__m256i h = full ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(m, p);
+	if (wt == QTYPE_F16)
+		return _mm512_cvtph_ps(h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AI void zf_step(int wt, int T, const uint8_t *const *wp, const float *const *xp, int k,
+		__mmask16 m, int full, __m512 acc[ZR][ZT])
+{
+	__m512 wv[ZR];
+	for (int i = 0; i < ZR; i++)
+		wv[i] = zf_load(wt, wp[i], k, m, full);
+	for (int j = 0; j < T; j++) {
+		__m512 xv = full ? _mm512_loadu_ps(xp[j] + k) : _mm512_maskz_loadu_ps(m, xp[j] + k);
+		for (int i = 0; i < ZR; i++)
+			acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+	}
+}
+
+AI void zf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt)
+{
+	const uint8_t *wp[ZR];
+	const float *xp[ZT];
+	__m512 acc[ZR][ZT];
+
+	for (int i = 0; i < ZR; i++)
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	for (int j = 0; j < T; j++) {
+		xp[j] = a->x + (size_t)(t0 + (j < nt ? j : nt - 1)) * a->n_in;
+		for (int i = 0; i < ZR; i++)
+			acc[i][j] = _mm512_setzero_ps();
+	}
+	int k = 0;
+	for (; k + 16 <= a->n_in; k += 16)
+		zf_step(wt, T, wp, xp, k, 0xFFFF, 1, acc);
+	if (k < a->n_in)
+		zf_step(wt, T, wp, xp, k, (__mmask16)((1u << (a->n_in - k)) - 1), 0, acc);
+	for (int j = 0; j < nt && j < T; j++)
+		z_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
+}
+
+#define ZF_ROWS(wt)                                                             \
+	static void zf_rows_##wt(const struct mm_args *a, int r0, int r1)      \
+	{                                                                       \
+		for (int t0 = 0; t0 < a->n_tok; t0 += ZT) {                     \
+			int nt = a->n_tok - t0 < ZT ? a->n_tok - t0 : ZT;       \
+			for (int r = r0; r < r1; r += ZR) {                     \
+				int nr = r1 - r < ZR ? r1 - r : ZR;             \
+				switch (nt) {                                   \
+				case 1: zf_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); break; \
+				case 2: zf_tile(QTYPE_##wt, 2, a, r, nr, t0, nt); break; \
+				case 3: zf_tile(QTYPE_##wt, 3, a, r, nr, t0, nt); break; \
+				default: zf_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt); break; \
+				}                                               \
+			}                                                       \
+		}                                                               \
+	}
+ZF_ROWS(F32)
+ZF_ROWS(F16)
+ZF_ROWS(BF16)
+
+const struct mm_isa mm_isa_avx512 = {
+	.quant = z_quant,
+	.rows = {
+		[QTYPE_F32] = zf_rows_F32,
+		[QTYPE_F16] = zf_rows_F16,
+		[QTYPE_BF16] = zf_rows_BF16,
+		[QTYPE_Q8_0] = zq_rows,
+		[QTYPE_Q4_0] = zq_rows,
+	},
+};
+
+#else
+const struct mm_isa mm_isa_avx512 = { 0 };
+#endif

@@ -1,0 +1,85 @@
+/* matmul_impl.h — private to the matmul kernels: the call descriptor, the
+ * layout of the quantized activations in the scratch, and the table each ISA
+ * file fills in.
+ *
+ * Quantized weights (Q8_0, Q4_0) are multiplied against activations quantized
+ * to int8 blocks of 32, one scratch row per token (stride mm_xq_stride()):
+ *
+ *   int8_t qs[nb2 * 32]  quants, nb2 = nb rounded up to even; padding zero
+ *   float  d[nbp]        block scales (x ~ d * q), nbp = nb rounded up to 16; padding zero
+ *   float  c[nbp]        d * sum(q) per block, for kernels that feed the weight
+ *                        quants as unsigned bytes (see below); padding zero
+ *
+ * Unsigned weight trick: u8 x s8 dot instructions (maddubs, vpdpbusd) want one
+ * unsigned operand. Q4_0 nibbles q are already unsigned and Q8_0 quants w become
+ * unsigned as w + 128 (w ^ 0x80); the constant offset K (8 or 128) is then taken
+ * back out once per output: sum_b dw_b dx_b dot(q - K, x)_b
+ *   = sum_b dw_b dx_b dot(q, x)_b - K * sum_b dw_b c_b.
+ */
+#ifndef KB_MATMUL_IMPL_H
+#define KB_MATMUL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+struct mm_args {
+	float *y;            /* [n_tok][n_out] */
+	const float *x;      /* [n_tok][n_in] */
+	const uint8_t *w;    /* n_out rows of w_stride bytes */
+	size_t w_stride;
+	int wtype, n_tok, n_in, n_out;
+	uint8_t *xq;         /* quantized activations, n_tok rows of xq_stride (64-aligned) */
+	size_t xq_stride;
+	int nb;              /* blocks of 32 per row (quantized types) */
+};
+
+static inline int mm_round_up(int n, int m)
+{
+	return (n + m - 1) / m * m;
+}
+
+/* Bytes of one quantized activation row of nb blocks (a multiple of 64). */
+static inline size_t mm_xq_stride(int nb)
+{
+	return (size_t)mm_round_up(nb, 2) * 32 + (size_t)mm_round_up(nb, 16) * 8;
+}
+
+static inline int8_t *mm_xq_qs(const struct mm_args *a, int t)
+{
+	return (int8_t *)(a->xq + (size_t)t * a->xq_stride);
+}
+
+static inline float *mm_xq_d(const struct mm_args *a, int t)
+{
+	return (float *)(a->xq + (size_t)t * a->xq_stride + (size_t)mm_round_up(a->nb, 2) * 32);
+}
+
+static inline float *mm_xq_c(const struct mm_args *a, int t)
+{
+	return mm_xq_d(a, t) + mm_round_up(a->nb, 16);
+}
+
+/* Output rows handled together by one task; a multiple of every ISA's row tile. */
+#define MM_ROW_BLOCK 16
+/* Blocks of 32 per K chunk: kernels keep per-row tables of this many scales. */
+#define MM_KCHUNK 256
+
+/* Quantize token row t of a->x into the scratch (pads with zeros). */
+typedef void mm_quant_fn(const struct mm_args *a, int t);
+/* Compute y[t][r] for rows r0 <= r < r1 and every token. */
+typedef void mm_rows_fn(const struct mm_args *a, int r0, int r1);
+
+/* One ISA's kernels; a NULL entry falls back to the generic one. */
+struct mm_isa {
+	mm_quant_fn *quant;          /* activations -> int8 blocks */
+	mm_rows_fn *rows[QTYPE_COUNT];
+};
+
+extern const struct mm_isa mm_isa_generic, mm_isa_avx2, mm_isa_avx512;
+
+/* The portable quantizer: d = amax / 127, q = nearest-even(x / d). */
+void mm_quant_generic(const struct mm_args *a, int t);
+
+#endif

@@ -1,0 +1,187 @@
+/* test_matmul.c — kern_matmul at every level this CPU runs against
+ * kern_matmul_ref, for every supported weight type, on decode (n_tok = 1) and
+ * prefill shapes, odd row counts, float tails and the K-chunked path. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "tap.h"
+#include "util.h"
+
+/* Allowed normalized error against the reference, per weight type.
+ * Float weights: both sides use the same weight values; only the f32
+ * summation order differs from the double reference (~1e-7 * sqrt(n_in)).
+ * Q8_0 / Q4_0: the fast paths quantize the activations to int8 blocks of 32:
+ * rms error 1/254 of a block's max for uniform data, 3.7e-3 of the output
+ * measured over many outputs. The per-shape error of a few outputs is a ratio
+ * of two small chi-square sums and has a long tail, so the 1e-2 bound is for
+ * all shapes of a type together; each shape alone must stay under 0.1 (a
+ * wrong block among 18 gives ~0.25). Activations that int8 blocks hold
+ * exactly (integers times a power of two) leave only float rounding: 1e-5. */
+#define TOL_FLOAT 1e-5
+#define TOL_Q_ALL 1e-2
+#define TOL_Q_ONE 0.1
+#define TOL_EXACT 1e-5
+
+static int is_q(int wtype)
+{
+	return wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0;
+}
+
+static const char *const levels[] = { "ref", "generic", "avx2", "avx512" };
+
+struct err {
+	double num, den; /* sum of squared differences, of squared reference values */
+};
+
+static double nerr_of(struct err e)
+{
+	return sqrt(e.num) / (e.den > 1e-30 ? sqrt(e.den) : 1e-15);
+}
+
+/* Random activations; exact: each block is integers in [-127, 127] (one of them
+ * +-127) times a power of two, which int8 blocks represent exactly. */
+static void fill_x(float *x, int n_tok, int n_in, int exact)
+{
+	for (int t = 0; t < n_tok; t++) {
+		float *xt = x + (size_t)t * n_in;
+		for (int i = 0; i < n_in; i++)
+			xt[i] = tap_randf(-2, 2);
+		if (exact) {
+			for (int b = 0; b < n_in / 32; b++) {
+				float c = ldexpf(1, (int)tap_randf(-8, 4));
+				for (int j = 0; j < 32; j++)
+					xt[b * 32 + j] = c * (float)(int)tap_randf(-127, 128);
+				xt[b * 32 + (int)tap_randf(0, 32)] = c * (b & 1 ? 127 : -127);
+			}
+		}
+		if (t == 2) /* a token with an all-zero block and a large one */
+			for (int i = 0; i < 32 && i < n_in; i++)
+				xt[i] = 0, xt[n_in - 1 - i] *= 64;
+	}
+}
+
+/* One comparison of kern_matmul with kern_matmul_ref; a dead canary after y
+ * or a NaN counts as a huge error. */
+static struct err run_case(int wtype, int n_tok, int n_in, int n_out, int exact)
+{
+	const struct qtype_traits *tr = qtype_traits(wtype);
+	size_t row = qtype_row_size(wtype, n_in), ws_size = kern_matmul_wsize(wtype, n_tok, n_in);
+	size_t ny = (size_t)n_tok * n_out;
+	float *wf = malloc((size_t)n_in * sizeof *wf), *x = malloc((size_t)n_tok * n_in * sizeof *x);
+	float *y = malloc((ny + 16) * sizeof *y), *ref = malloc(ny * sizeof *ref);
+	uint8_t *w = kb_aligned_alloc(64, (size_t)n_out * row + 64);
+	void *ws = ws_size ? kb_aligned_alloc(64, ws_size) : NULL;
+	ASSERT(wf && x && y && ref && w && (ws || !ws_size));
+
+	for (int o = 0; o < n_out; o++) {
+		float s = exp2f(tap_randf(-1, 1)); /* rows of different magnitude */
+		for (int i = 0; i < n_in; i++)
+			wf[i] = s * tap_randf(-1, 1);
+		tr->from_float(wf, w + (size_t)o * row, n_in);
+	}
+	fill_x(x, n_tok, n_in, exact);
+	if (ws)
+		memset(ws, 0xff, ws_size); /* garbage (NaN bytes): kernels must not read unwritten scratch */
+	for (size_t i = 0; i < ny + 16; i++)
+		y[i] = NAN;
+
+	kern_matmul_ref(ref, x, w, wtype, n_tok, n_in, n_out);
+	kern_matmul(y, x, w, wtype, n_tok, n_in, n_out, ws);
+	struct err e = { 0, 0 };
+	for (size_t i = 0; i < ny; i++) {
+		double d = (double)y[i] - ref[i];
+		e.num += d * d;
+		e.den += (double)ref[i] * ref[i];
+	}
+	for (size_t i = ny; i < ny + 16; i++)
+		if (!isnan(y[i]))
+			e.num = 1e30;
+	if (isnan(e.num))
+		e.num = 1e30;
+	free(wf), free(x), free(y), free(ref), free(w), free(ws);
+	return e;
+}
+
+/* Every shape of one type at the current level: per-shape bound tol_one, all
+ * shapes together tol_all. */
+static void check_shapes(const char *lv, int wt, int exact, double tol_one, double tol_all)
+{
+	static const int toks[] = { 1, 3, 7, 64 };
+	static const int ins[] = { 64, 288, 576 };
+	static const int outs[] = { 5, 37, 96 };
+	struct err all = { 0, 0 };
+	double worst = 0;
+	int n = 0, bad = 0;
+
+	for (size_t a = 0; a < sizeof toks / sizeof *toks; a++)
+		for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
+			for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
+				struct err e = run_case(wt, toks[a], ins[b], outs[c], exact);
+				double ne = nerr_of(e);
+				all.num += e.num, all.den += e.den, n++;
+				worst = ne > worst ? ne : worst;
+				if (!(ne <= tol_one) && bad++ < 3)
+					diag("%s %s%s n_tok %d n_in %d n_out %d: nerr %.3g", lv, qtype_name(wt),
+					     exact ? " exact x" : "", toks[a], ins[b], outs[c], ne);
+			}
+	ok(bad == 0 && nerr_of(all) <= tol_all, "%s %s%s: %d shapes, nerr %.3g <= %.0e, worst %.3g <= %.0e", lv,
+	   qtype_name(wt), exact ? " exact x" : "", n, nerr_of(all), tol_all, worst, tol_one);
+}
+
+static void test_level(int level)
+{
+	static const int types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0 };
+	const char *lv = levels[level];
+	int r = level == KERN_REF; /* the reference level must be the reference, bit for bit */
+
+	ok(kern_set_isa(lv) == 0 && strcmp(kern_isa(), lv) == 0, "select %s", lv);
+	for (size_t ty = 0; ty < sizeof types / sizeof *types; ty++) {
+		int wt = types[ty];
+		if (is_q(wt)) {
+			check_shapes(lv, wt, 0, r ? 0 : TOL_Q_ONE, r ? 0 : TOL_Q_ALL);
+			check_shapes(lv, wt, 1, r ? 0 : TOL_EXACT, r ? 0 : TOL_EXACT);
+		} else {
+			check_shapes(lv, wt, 0, r ? 0 : TOL_FLOAT, r ? 0 : TOL_FLOAT);
+		}
+	}
+
+	/* float types with n_in not a multiple of the vector width (tails) */
+	static const int ftypes[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16 };
+	for (size_t ty = 0; ty < sizeof ftypes / sizeof *ftypes; ty++) {
+		double e1 = nerr_of(run_case(ftypes[ty], 1, 37, 9, 0));
+		double e2 = nerr_of(run_case(ftypes[ty], 5, 100, 13, 0));
+		double tol = r ? 0 : TOL_FLOAT;
+		ok(e1 <= tol && e2 <= tol, "%s %s n_in 37 / 100 tails: nerr %.3g %.3g", lv, qtype_name(ftypes[ty]),
+		   e1, e2);
+	}
+	/* more than one K chunk (256 blocks) with an odd block count; a long decode row */
+	for (int q = 0; q < 2; q++) {
+		int wt = q ? QTYPE_Q4_0 : QTYPE_Q8_0;
+		double e1 = nerr_of(run_case(wt, 3, 32 * 259, 19, 1));
+		double e2 = nerr_of(run_case(wt, 1, 32 * 601, 45, 1));
+		double tol = r ? 0 : TOL_EXACT;
+		ok(e1 <= tol && e2 <= tol, "%s %s exact x n_in 8288 / 19232 (K chunks): nerr %.3g %.3g", lv,
+		   qtype_name(wt), e1, e2);
+	}
+	/* n_tok not a multiple of any tile, n_out over many row blocks */
+	double e = nerr_of(run_case(QTYPE_Q8_0, 13, 96, 203, 1)), f = nerr_of(run_case(QTYPE_F16, 13, 96, 203, 0));
+	ok(e <= (r ? 0 : TOL_EXACT) && f <= (r ? 0 : TOL_FLOAT), "%s q8_0 / f16 13 x 96 -> 203: nerr %.3g %.3g",
+	   lv, e, f);
+}
+
+int main(void)
+{
+	tap_seed();
+	kern_init();
+	int top = kern_cpu_level();
+	diag("cpu level %s", levels[top]);
+	ok(kern_matmul_wsize(QTYPE_F16, 64, 576) == 0 && kern_matmul_wsize(QTYPE_Q8_0, 64, 576) >= 64 * 576,
+	   "wsize: none for float weights, room for int8 activations for quantized ones");
+	for (int l = 0; l <= top; l++)
+		test_level(l);
+	for (int l = top + 1; l <= KERN_AVX512; l++)
+		ok(kern_set_isa(levels[l]) == -1, "%s refused on this CPU", levels[l]);
+	return done_testing();
+}
