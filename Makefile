@@ -106,7 +106,8 @@ model_q  = '$(subst ','\'',$(MODEL))'
 prompt_q = '$(subst ','\'',$(PROMPT))'
 demo:
 	@bash .ci/setup
-	@$(MAKE) --no-print-directory $(BINS)
+	@echo "make demo: building the tools in $(B)/"
+	@$(MAKE) -s --no-print-directory $(BINS)
 	@test -r $(model_q) || { echo "make demo: cannot read the model "$(model_q)": put ../shared beside this checkout or give MODEL=path/to/model.gguf" >&2; exit 1; }
 	$(B)/bin/kvblend decode -m $(model_q) -p $(prompt_q) -n 48
 
@@ -117,7 +118,7 @@ lint-man:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@if [ -f tests/fuzz/run.sh ]; then \
-	  echo "sh tests/fuzz/run.sh $(FUZZ_SECONDS)"; B=$(B) sh tests/fuzz/run.sh $(FUZZ_SECONDS); \
+	  echo "sh tests/fuzz/run.sh $(FUZZ_SECONDS)"; sh tests/fuzz/run.sh $(FUZZ_SECONDS); \
 	else echo "make fuzz: no tests/fuzz/run.sh yet, nothing to fuzz"; fi
 
 clean:
