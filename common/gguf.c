@@ -418,7 +418,8 @@ static int parse_tensor_info(struct gguf_impl *gi, struct rd *r, uint64_t i)
 	return KB_OK;
 }
 
-/* general.alignment: an integer, a nonzero power of two. */
+/* general.alignment: an integer, a power of two and (as the GGUF spec says) a
+ * multiple of 8, so tensor data in place is aligned for the kernels' blocks. */
 static int load_alignment(struct gguf_impl *gi)
 {
 	struct gguf *g = &gi->pub;
@@ -429,8 +430,8 @@ static int load_alignment(struct gguf_impl *gi)
 		return KB_OK;
 	if (st)
 		return st;
-	if (a <= 0 || (a & (a - 1)) || (uint64_t)a > SIZE_MAX / 2)
-		return kb_fail(KB_ERR_FORMAT, "'%s': general.alignment must be a nonzero power of two (got %" PRId64 ")",
+	if (a < 8 || (a & (a - 1)) || (uint64_t)a > SIZE_MAX / 2)
+		return kb_fail(KB_ERR_FORMAT, "'%s': general.alignment must be a power of two, at least 8 (got %" PRId64 ")",
 			       g->path, a);
 	g->alignment = (size_t)a;
 	return KB_OK;
@@ -1329,8 +1330,8 @@ static int w_alignment(const struct gguf_writer *w, size_t *align)
 		load_int(kv->type, kv->val, &s, &u, &sg);
 		if (sg)
 			u = s < 0 ? 0 : (uint64_t)s;
-		if (u == 0 || (u & (u - 1)) || u > (1u << 30))
-			return kb_fail(KB_ERR_ARG, "general.alignment must be a power of two up to 2^30 (got %" PRIu64 ")", u);
+		if (u < 8 || (u & (u - 1)) || u > (1u << 30))
+			return kb_fail(KB_ERR_ARG, "general.alignment must be a power of two from 8 to 2^30 (got %" PRIu64 ")", u);
 		*align = (size_t)u;
 	}
 	return KB_OK;

@@ -310,6 +310,7 @@ static void p_arr_huge(uint8_t *p) { put_u64(p + at.arr_u8_n, UINT64_C(1) << 62)
 static void p_arr_past_eof(uint8_t *p) { put_u64(p + at.arr_u8_n, 1u << 20); }
 static void p_align48(uint8_t *p) { put_u32(p + at.align_val, 48); }
 static void p_align0(uint8_t *p) { put_u32(p + at.align_val, 0); }
+static void p_align4(uint8_t *p) { put_u32(p + at.align_val, 4); }
 static void p_align_type(uint8_t *p) { put_u32(p + at.align_val - 4, GGUF_TYPE_INT32); put_u32(p + at.align_val, (uint32_t)-32); }
 static void p_ndims0(uint8_t *p) { put_u32(p + at.a_ndims, 0); }
 static void p_ndims5(uint8_t *p) { put_u32(p + at.a_ndims, 5); }
@@ -436,9 +437,10 @@ static void test_mini(void)
 	expect_bad("array of unknown type", p_arr_elem_type, "array of unknown value type 77");
 	expect_bad("array count 2^62", p_arr_huge, "impossible array of 4611686018427387904 u8 values");
 	expect_bad("array past EOF", p_arr_past_eof, "truncated in key 13 ('k.arr8')");
-	expect_bad("alignment 48", p_align48, "general.alignment must be a nonzero power of two (got 48)");
-	expect_bad("alignment 0", p_align0, "general.alignment must be a nonzero power of two (got 0)");
-	expect_bad("alignment -32", p_align_type, "general.alignment must be a nonzero power of two (got -32)");
+	expect_bad("alignment 48", p_align48, "general.alignment must be a power of two, at least 8 (got 48)");
+	expect_bad("alignment 0", p_align0, "general.alignment must be a power of two, at least 8 (got 0)");
+	expect_bad("alignment 4", p_align4, "general.alignment must be a power of two, at least 8 (got 4)");
+	expect_bad("alignment -32", p_align_type, "general.alignment must be a power of two, at least 8 (got -32)");
 	expect_bad("0 dimensions", p_ndims0, "tensor 'a' has 0 dimensions");
 	expect_bad("5 dimensions", p_ndims5, "tensor 'a' has 5 dimensions");
 	expect_bad("negative dimension", p_ne_neg, "tensor 'a' has a negative dimension");
