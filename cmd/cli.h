@@ -46,7 +46,7 @@ static void cli_complete_options(const struct option *opts)
 			printf("--%s\n", o->name);
 }
 
-static long cli_long(const char *opt, const char *s, long lo, long hi)
+static __attribute__((unused)) long cli_long(const char *opt, const char *s, long lo, long hi)
 {
 	char *end;
 	errno = 0;
@@ -56,7 +56,7 @@ static long cli_long(const char *opt, const char *s, long lo, long hi)
 	return v;
 }
 
-static double cli_double(const char *opt, const char *s, double lo, double hi)
+static __attribute__((unused)) double cli_double(const char *opt, const char *s, double lo, double hi)
 {
 	char *end;
 	errno = 0;
