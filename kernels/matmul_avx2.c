@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
 #define YR 4 /* rows per register tile */
 #define YT 2 /* tokens per register tile */
 #define YTAB (MM_KCHUNK + 16) /* row stride of the weight-scale table */
@@ -59,6 +60,7 @@ AI void y_store4(float *y, __m128 v, int nr, int accum)
 	}
 	float tmp[4];
 	_mm_storeu_ps(tmp, v);
+	UNROLL
 	for (int i = 0; i < nr; i++)
 		y[i] = accum ? y[i] + tmp[i] : tmp[i];
 }
@@ -116,10 +118,12 @@ AI void yq_step(int wt, int T, const uint8_t *const *wp, const float *const *dt,
 		const int8_t *const *xp, const float *const *xd, int s, __m256 acc[YR][YT])
 {
 	const __m256i ones = _mm256_set1_epi16(1);
+	UNROLL
 	for (int i = 0; i < YR; i++) {
 		__m256i w = yq_load(wt, wp[i], s);
 		__m256i wu = wt == QTYPE_Q8_0 ? _mm256_sign_epi8(w, w) : w;
 		__m256 dw = _mm256_broadcast_ss(dt[i] + s);
+		UNROLL
 		for (int j = 0; j < T; j++) {
 			__m256i xv = _mm256_load_si256((const __m256i *)(xp[j] + s * 32));
 			if (wt == QTYPE_Q8_0)
@@ -141,16 +145,19 @@ AI void yq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 	const float *xd[YT], *xc[YT];
 	__m256 acc[YR][YT];
 
+	UNROLL
 	for (int i = 0; i < YR; i++) {
 		int ri = i < nr ? i : nr - 1;
 		wp[i] = a->w + (size_t)(r + ri) * a->w_stride + (size_t)kb0 * bsz;
 		dt[i] = tab + ri * YTAB;
 	}
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		int tj = t0 + (j < nt ? j : nt - 1);
 		xp[j] = mm_xq_qs(a, tj) + kb0 * 32;
 		xd[j] = mm_xq_d(a, tj) + kb0;
 		xc[j] = mm_xq_c(a, tj) + kb0;
+		UNROLL
 		for (int i = 0; i < YR; i++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
@@ -158,13 +165,16 @@ AI void yq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 		yq_step(wt, T, wp, dt, xp, xd, s, acc);
 	if (wt == QTYPE_Q4_0) { /* the offset: 8 * sum_b dw_b * c_b */
 		for (int b = 0; b < nbk; b += 8) {
+			UNROLL
 			for (int i = 0; i < YR; i++) {
 				__m256 dwk = _mm256_mul_ps(_mm256_load_ps(dt[i] + b), _mm256_set1_ps(8.0f));
+				UNROLL
 				for (int j = 0; j < T; j++)
 					acc[i][j] = _mm256_fnmadd_ps(dwk, _mm256_load_ps(xc[j] + b), acc[i][j]);
 			}
 		}
 	}
+	UNROLL
 	for (int j = 0; j < nt && j < T; j++)
 		y_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
 			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, accum);
@@ -251,10 +261,13 @@ AI void yf_step(int wt, int T, const uint8_t *const *wp, const float *const *xp,
 		__m256 acc[YR][YT])
 {
 	__m256 xv[YT];
+	UNROLL
 	for (int j = 0; j < T; j++)
 		xv[j] = yf_load(QTYPE_F32, (const uint8_t *)xp[j], k, n);
+	UNROLL
 	for (int i = 0; i < YR; i++) {
 		__m256 wv = yf_load(wt, wp[i], k, n);
+		UNROLL
 		for (int j = 0; j < T; j++)
 			acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
 	}
@@ -266,10 +279,13 @@ AI void yf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 	const float *xp[YT];
 	__m256 acc[YR][YT];
 
+	UNROLL
 	for (int i = 0; i < YR; i++)
 		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		xp[j] = a->x + (size_t)(t0 + (j < nt ? j : nt - 1)) * a->n_in;
+		UNROLL
 		for (int i = 0; i < YR; i++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
@@ -278,6 +294,7 @@ AI void yf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 		yf_step(wt, T, wp, xp, k, 8, acc);
 	if (k < a->n_in)
 		yf_step(wt, T, wp, xp, k, a->n_in - k, acc);
+	UNROLL
 	for (int j = 0; j < nt && j < T; j++)
 		y_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
 			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);

@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
 #define ZR 4 /* rows per register tile */
 #define ZT 4 /* tokens per register tile */
 #define ZTAB (MM_KCHUNK + 16) /* row stride of the weight-scale table */
@@ -125,13 +126,16 @@ AI void zq_step(int wt, int T, const uint8_t *const *wp, const float *const *dt,
 {
 	__m512i wv[ZR];
 	__m512 dw[ZR];
+	UNROLL
 	for (int i = 0; i < ZR; i++) {
 		wv[i] = two ? zq_load2(wt, wp[i], s) : zq_load1(wt, wp[i], s);
 		dw[i] = z_expand2(dt[i] + s);
 	}
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		__m512i xv = _mm512_load_si512(xp[j] + s * 32);
 		__m512 dx = z_expand2(xd[j] + s);
+		UNROLL
 		for (int i = 0; i < ZR; i++) {
 			__m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[i], xv);
 			acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], dx),
@@ -152,16 +156,19 @@ AI void zq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 	const float *xd[ZT], *xc[ZT];
 	__m512 acc[ZR][ZT];
 
+	UNROLL
 	for (int i = 0; i < ZR; i++) {
 		int ri = i < nr ? i : nr - 1;
 		wp[i] = a->w + (size_t)(r + ri) * a->w_stride + (size_t)kb0 * bsz;
 		dt[i] = tab + ri * ZTAB;
 	}
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		int tj = t0 + (j < nt ? j : nt - 1);
 		xp[j] = mm_xq_qs(a, tj) + kb0 * 32;
 		xd[j] = mm_xq_d(a, tj) + kb0;
 		xc[j] = mm_xq_c(a, tj) + kb0;
+		UNROLL
 		for (int i = 0; i < ZR; i++)
 			acc[i][j] = _mm512_setzero_ps();
 	}
@@ -174,13 +181,16 @@ AI void zq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 	/* take the unsigned offset back out: K * sum_b dw_b * c_b */
 	const __m512 K = _mm512_set1_ps(wt == QTYPE_Q8_0 ? 128.0f : 8.0f);
 	for (int b = 0; b < nbk; b += 16) {
+		UNROLL
 		for (int i = 0; i < ZR; i++) {
 			__m512 dwk = _mm512_mul_ps(_mm512_load_ps(dt[i] + b), K);
+			UNROLL
 			for (int j = 0; j < T; j++)
 				acc[i][j] = _mm512_fnmadd_ps(dwk, _mm512_load_ps(xc[j] + b), acc[i][j]);
 		}
 	}
 
+	UNROLL
 	for (int j = 0; j < nt && j < T; j++)
 		z_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
 			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, accum);
@@ -258,10 +268,13 @@ AI void zf_step(int wt, int T, const uint8_t *const *wp, const float *const *xp,
 		__mmask16 m, int full, __m512 acc[ZR][ZT])
 {
 	__m512 wv[ZR];
+	UNROLL
 	for (int i = 0; i < ZR; i++)
 		wv[i] = zf_load(wt, wp[i], k, m, full);
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		__m512 xv = full ? _mm512_loadu_ps(xp[j] + k) : _mm512_maskz_loadu_ps(m, xp[j] + k);
+		UNROLL
 		for (int i = 0; i < ZR; i++)
 			acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
 	}
@@ -273,10 +286,13 @@ AI void zf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 	const float *xp[ZT];
 	__m512 acc[ZR][ZT];
 
+	UNROLL
 	for (int i = 0; i < ZR; i++)
 		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	UNROLL
 	for (int j = 0; j < T; j++) {
 		xp[j] = a->x + (size_t)(t0 + (j < nt ? j : nt - 1)) * a->n_in;
+		UNROLL
 		for (int i = 0; i < ZR; i++)
 			acc[i][j] = _mm512_setzero_ps();
 	}
@@ -285,6 +301,7 @@ AI void zf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 		zf_step(wt, T, wp, xp, k, 0xFFFF, 1, acc);
 	if (k < a->n_in)
 		zf_step(wt, T, wp, xp, k, (__mmask16)((1u << (a->n_in - k)) - 1), 0, acc);
+	UNROLL
 	for (int j = 0; j < nt && j < T; j++)
 		z_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
 			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
