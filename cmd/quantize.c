@@ -1,0 +1,112 @@
+/* kvblend-quantize — convert the weights of a GGUF model to another type. */
+#include <inttypes.h>
+#include <stdbool.h>
+
+#include "cli.h"
+#include "convert.h"
+#include "quant.h"
+
+static const struct option longopts[] = {
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "list-types", no_argument, NULL, 'L' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "complete-options", no_argument, NULL, 'O' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
+	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0 or q4_0.\n"
+	       "2-D weights become TYPE (f32 when their rows are not whole blocks of it);\n"
+	       "1-D tensors (norms, biases) become f32; the metadata is kept, with\n"
+	       "general.file_type set to match. OUT is replaced atomically ('-' = stdout).\n\n"
+	       "  -v, --verbose      one line per tensor on stderr: name, shape, types\n"
+	       "      --list-types   print the types TYPE can be, one per line\n"
+	       "  -h, --help         this help\n");
+}
+
+static void list_types(void)
+{
+	int n;
+	const int *types = convert_types(&n);
+	for (int i = 0; i < n; i++)
+		printf("%s\n", qtype_name(types[i]));
+}
+
+/* TYPE, case-insensitive, one of convert_types(). */
+static int parse_type(const char *s)
+{
+	int t = qtype_from_name(s);
+	if (t < 0 || convert_ftype(t) < 0)
+		cli_usage_error("unknown type '%s' (the types are f32, f16, bf16, q8_0, q4_0)", s);
+	return t;
+}
+
+static void report(void *ctx, const struct convert_tensor *t)
+{
+	(void)ctx;
+	char shape[128];
+	int n = snprintf(shape, sizeof shape, "[%" PRId64, t->ne[0]);
+	for (uint32_t d = 1; d < t->n_dims && n > 0 && (size_t)n < sizeof shape; d++)
+		n += snprintf(shape + n, sizeof shape - (size_t)n, ", %" PRId64, t->ne[d]);
+	if (n > 0 && (size_t)n < sizeof shape)
+		snprintf(shape + n, sizeof shape - (size_t)n, "]");
+	const char *why = "";
+	switch (t->action) {
+	case CONVERT_CONVERTED: break;
+	case CONVERT_COPIED: why = " (copied)"; break;
+	case CONVERT_KEPT_1D: why = " (1-D: kept in f32)"; break;
+	case CONVERT_KEPT_BLOCKS: why = " (rows are not whole blocks: kept in f32)"; break;
+	case CONVERT_KEPT_AS_IS: why = " (not weights: copied)"; break;
+	}
+	fprintf(stderr, "%s: %s %s %s -> %s%s\n", cli_tool, t->name, shape, qtype_name(t->from),
+		qtype_name(t->to), why);
+}
+
+static double mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+int main(int argc, char **argv)
+{
+	cli_tool = "kvblend-quantize";
+	bool verbose = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'v': verbose = true; break;
+		case 'L': list_types(); return 0;
+		case 'h': usage(); return 0;
+		case 'O': cli_complete_options(longopts); return 0;
+		default: cli_usage_error("bad usage");
+		}
+	}
+	if (argc - optind != 3)
+		cli_usage_error("expected IN.gguf OUT.gguf TYPE, got %d operand%s", argc - optind,
+				argc - optind == 1 ? "" : "s");
+	const char *in = argv[optind], *out = argv[optind + 1];
+	int type = parse_type(argv[optind + 2]);
+
+	struct convert_opts opts = { .on_tensor = verbose ? report : NULL };
+	struct convert_stats st;
+	if (convert_gguf(in, out, type, &opts, &st) != KB_OK)
+		cli_die("%s", kb_error());
+
+	/* file sizes; for stdout, where the output size is not known, the weights' */
+	bool file = st.out_file_bytes > 0;
+	fprintf(stderr, "%s: wrote %s (%" PRIu64 " tensors, %s%.2f MiB -> %.2f MiB", cli_tool,
+		file ? out : "<stdout>", st.n_tensors, file ? "" : "weights ",
+		mib(file ? st.in_file_bytes : st.in_tensor_bytes), mib(file ? st.out_file_bytes : st.out_tensor_bytes));
+	fprintf(stderr, "; %" PRIu64 " in %s", st.n_converted + st.n_copied, qtype_name(type));
+	if (st.n_kept_blocks)
+		fprintf(stderr, ", %" PRIu64 " kept in f32 as their rows are not whole %s blocks", st.n_kept_blocks,
+			qtype_name(type));
+	if (st.n_kept_1d)
+		fprintf(stderr, ", %" PRIu64 " 1-D in f32", st.n_kept_1d);
+	if (st.n_kept_as_is)
+		fprintf(stderr, ", %" PRIu64 " copied as they are", st.n_kept_as_is);
+	fprintf(stderr, ")\n");
+	return 0;
+}
