@@ -1,17 +1,17 @@
 # bash completion for kvblend(1) and the kvblend-<tool> programs.
 #
-# Nothing here lists options by hand: tool names come from `kvblend --list-tools`
-# and each tool's long options from `kvblend <tool> --complete-options` (one per
-# line, a trailing "=" tolerated), so the completion follows the code.
+# Nothing here lists options by hand: tool names come from `kvblend --list-tools`,
+# each tool's long options from `kvblend <tool> --complete-options` (one per
+# line, a trailing "=" tolerated) and the quantize types from
+# `kvblend quantize --list-types`, so the completion follows the code.
 # Only the kinds of option values are known here: which options name a model,
 # a file, or a number.
 
 # Options whose value is a GGUF model, any file, or something to type.
 _kvblend_model_opts='-m --model'
 _kvblend_file_opts='-f --file -o --output'
-_kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx'
-# The weight types kvblend-quantize writes (its --help lists the same).
-_kvblend_quant_types='f32 f16 bf16 q8_0 q4_0'
+_kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx
+	--n-prompt --n-gen -r --reps -b --batch'
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -78,12 +78,12 @@ _kvblend_tool()
 		fi
 	done
 	case $tool in
-	decode)
+	decode | bench)
 		COMPREPLY=() ;;
 	quantize)
 		case $n in
 		0 | 1) _kvblend_files '*.[gG][gG][uU][fF]' ;;
-		2) COMPREPLY=($(compgen -W "$_kvblend_quant_types" -- "$cur")) ;;
+		2) COMPREPLY=($(compgen -W "$(kvblend quantize --list-types 2>/dev/null)" -- "$cur")) ;;
 		*) COMPREPLY=() ;;
 		esac ;;
 	*)

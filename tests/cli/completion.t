@@ -67,14 +67,17 @@ fi
 
 if have quantize; then
 	types=$(cand kvblend quantize -v a.gguf out.gguf '')
-	is "$types" "bf16 f16 f32 q4_0 q8_0" "quantize IN OUT <TAB> offers the types"
-	help=$(kvblend-quantize --help 2>&1)
+	is "$types" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \
+		"quantize IN OUT <TAB> offers kvblend quantize --list-types"
 	miss=
-	for ty in $types; do printf '%s' "$help" | grep -qw -- "$ty" || miss="$miss $ty"; done
-	is "$miss" "" "every type offered is in kvblend-quantize --help"
+	for ty in f32 f16 bf16 q8_0 q4_0; do has "$types" $ty || miss="$miss $ty"; done
+	is "$miss" "" "the types include f32 f16 bf16 q8_0 q4_0"
+	miss=
+	for ty in $types; do grep -qw -- "$ty" "$KVBLEND_ROOT/man/kvblend-quantize.1" || miss="$miss $ty"; done
+	is "$miss" "" "every type is in man/kvblend-quantize.1"
 	is "$(cand kvblend quantize a '')" "B.GGUF a.gguf sub" "quantize IN <TAB> offers .gguf files"
 else
-	for i in 1 2 3; do skip "kvblend-quantize is not built"; done
+	for i in 1 2 3 4; do skip "kvblend-quantize is not built"; done
 fi
 cd "$KVBLEND_ROOT" || exit 1
 
