@@ -89,37 +89,41 @@ static float dot_generic(const float *a, const float *b, int n)
 	return s;
 }
 
-/* Row path (see ops_impl.h): scores of every visible key, softmax, sum of V. */
-static void att_row_generic(const struct ops_att *a, int i, int h, float *s)
+/* Chunk worker (see ops_impl.h): scores of the visible keys, then the running
+ * softmax state and o updated with them. */
+static void att_chunk_generic(const struct ops_att *a, int i, int h, int j0, int j1, float *s,
+			      float *st, float *o)
 {
 	const int hd = a->head_dim;
 	const int32_t qp = a->q_pos[i];
 	const size_t ko = (size_t)(h / a->n_rep) * hd;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
-	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
 	float max = -INFINITY, sum = 0;
-	for (int j = 0; j < a->n_kv; j++) {
-		s[j] = -INFINITY;
+	for (int j = j0; j < j1; j++) {
+		s[j - j0] = -INFINITY;
 		if (a->k_pos[j] <= qp)
-			s[j] = dot_generic(q, a->k + ko + (size_t)j * a->kv_stride, hd) * a->scale;
-		max = s[j] > max ? s[j] : max;
+			s[j - j0] = dot_generic(q, a->k + ko + (size_t)j * a->kv_stride, hd) * a->scale;
+		max = s[j - j0] > max ? s[j - j0] : max;
 	}
-	/* q is read; o may alias it from here on */
-	memset(o, 0, (size_t)hd * sizeof *o);
 	if (max == -INFINITY)
 		return;
-	for (int j = 0; j < a->n_kv; j++) {
-		if (s[j] == -INFINITY)
+	/* q is read; o may alias it from here on */
+	int fresh = st[0] == -INFINITY;
+	float mnew = fresh || max > st[0] ? max : st[0];
+	float alpha = fresh ? 0.0f : expf(st[0] - mnew);
+	for (int d = 0; d < hd; d++)
+		o[d] = fresh ? 0.0f : o[d] * alpha;
+	for (int j = j0; j < j1; j++) {
+		if (s[j - j0] == -INFINITY)
 			continue;
-		float p = expf(s[j] - max);
+		float p = expf(s[j - j0] - mnew);
 		const float *vj = a->v + ko + (size_t)j * a->kv_stride;
 		sum += p;
 		for (int d = 0; d < hd; d++)
 			o[d] += p * vj[d];
 	}
-	float inv = 1.0f / sum;
-	for (int d = 0; d < hd; d++)
-		o[d] *= inv;
+	st[0] = mnew;
+	st[1] = st[1] * alpha + sum;
 }
 
 /* ================= drivers ================= */
@@ -256,36 +260,114 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 	}
 }
 
-/* Bytes of one thread's attention scratch, a multiple of 64. */
-static size_t att_slot_bytes(int n_kv)
+/* Floats of one thread's attention scratch: scores of the row path, the tile
+ * path's buffers, or for few queries the split path's chunk scores and the
+ * running state of every (query, head). */
+static size_t att_slot_floats(int n_q, int n_kv, int n_head)
 {
 	size_t f = (size_t)(n_kv > OPS_ATT_TILE_FLOATS ? n_kv : OPS_ATT_TILE_FLOATS);
-	return (f * sizeof(float) + 63) & ~(size_t)63;
+	size_t split = OPS_ATT_CHUNK_MAX + (size_t)n_q * n_head * (2 + OPS_ATT_MAX_HD);
+	return n_q <= OPS_ATT_SPLIT_MAX_Q && split > f ? split : f;
+}
+
+static size_t att_slot_bytes(int n_q, int n_kv, int n_head)
+{
+	return (att_slot_floats(n_q, n_kv, n_head) * sizeof(float) + 63) & ~(size_t)63;
 }
 
 /* Scratch: one slot per thread, for up to omp_get_max_threads() threads as it is
  * when this is called (the kernel uses no more than it is then), + 64 to align. */
 size_t kern_attention_wsize(int n_q, int n_kv, int n_head)
 {
-	(void)n_q;
-	(void)n_head;
-	return (size_t)ops_max_threads() * att_slot_bytes(n_kv) + 64;
+	return (size_t)ops_max_threads() * att_slot_bytes(n_q, n_kv, n_head) + 64;
 }
 
-static void att_run_rows(const struct ops_att *a, char *ws, int nt, ops_att_row_fn *row)
+/* out row = o / st[1], or zeros when the query saw no key. */
+static void att_finish(float *o, const float *st, int hd)
 {
-	const size_t slot = att_slot_bytes(a->n_kv);
+	if (st[0] == -INFINITY) {
+		memset(o, 0, (size_t)hd * sizeof *o);
+		return;
+	}
+	float inv = 1.0f / st[1];
+	for (int d = 0; d < hd; d++)
+		o[d] *= inv;
+}
+
+static void att_run_rows(const struct ops_att *a, char *ws, int nt, ops_att_chunk_fn *chunk)
+{
+	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
 	const long n_items = (long)a->n_q * a->n_head;
 	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
-	for (long it = 0; it < n_items; it++)
-		row(a, (int)(it / a->n_head), (int)(it % a->n_head),
-		    (float *)(ws + (size_t)ops_thread() * slot));
+	for (long it = 0; it < n_items; it++) {
+		int i = (int)(it / a->n_head), h = (int)(it % a->n_head);
+		float *o = a->out + (size_t)i * a->q_stride + (size_t)h * a->head_dim;
+		float st[2] = { -INFINITY, 0.0f };
+		chunk(a, i, h, 0, a->n_kv, (float *)(ws + (size_t)ops_thread() * slot), st, o);
+		att_finish(o, st, a->head_dim);
+	}
+}
+
+/* Merge the team's running states of (i, h) into out. */
+static void att_combine(const struct ops_att *a, int i, int h, const char *ws, size_t slot, int team)
+{
+	const int hd = a->head_dim;
+	const size_t off = OPS_ATT_CHUNK_MAX + ((size_t)i * a->n_head + h) * (2 + hd);
+	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	float st[2] = { -INFINITY, 0.0f };
+	for (int t = 0; t < team; t++) {
+		const float *p = (const float *)(ws + t * slot) + off;
+		st[0] = p[0] > st[0] ? p[0] : st[0];
+	}
+	for (int t = 0, first = 1; t < team && st[0] > -INFINITY; t++) {
+		const float *p = (const float *)(ws + t * slot) + off;
+		if (p[0] == -INFINITY)
+			continue;
+		float w = expf(p[0] - st[0]);
+		for (int d = 0; d < hd; d++)
+			o[d] = (first ? 0.0f : o[d]) + w * p[2 + d];
+		st[1] += w * p[1];
+		first = 0;
+	}
+	att_finish(o, st, hd);
+}
+
+static void att_run_split(const struct ops_att *a, char *ws, int nt, ops_att_chunk_fn *chunk)
+{
+	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head), part = 2 + (size_t)a->head_dim;
+	/* a chunk's K and V of one kv head stay within 64 KiB (cached for the heads
+	 * that follow), and each thread gets a few chunks where the keys allow */
+	int ch = (a->n_kv + 4 * nt - 1) / (4 * nt), ch_cache = 8192 / a->head_dim;
+	ch = ch > ch_cache ? ch_cache : ch;
+	ch = ch < 16 ? 16 : ch > OPS_ATT_CHUNK_MAX ? OPS_ATT_CHUNK_MAX : (ch + 15) & ~15;
+	const int n_chunk = (a->n_kv + ch - 1) / ch, n_items = a->n_q * a->n_head;
+	int team = 1;
+	/* one fork/join: each thread starts its own states, folds its chunks in */
+	#pragma omp parallel num_threads(nt)
+	{
+		float *s = (float *)(ws + (size_t)ops_thread() * slot), *st = s + OPS_ATT_CHUNK_MAX;
+		for (int it = 0; it < n_items; it++)
+			st[it * part] = -INFINITY, st[it * part + 1] = 0.0f;
+		if (ops_thread() == 0)
+			team = ops_team();
+		/* static: the same chunks meet in the same order every run (deterministic) */
+		#pragma omp for schedule(static, 1) nowait
+		for (int c = 0; c < n_chunk; c++) {
+			int j1 = (c + 1) * ch < a->n_kv ? (c + 1) * ch : a->n_kv;
+			for (int it = 0; it < n_items; it++)
+				chunk(a, it / a->n_head, it % a->n_head, c * ch, j1, s, st + it * part,
+				      st + it * part + 2);
+		}
+	}
+	#pragma omp parallel for schedule(static) if ((int64_t)n_items * team * a->head_dim >= OPS_PAR_MIN)
+	for (int it = 0; it < n_items; it++)
+		att_combine(a, it / a->n_head, it % a->n_head, ws, slot, team);
 }
 
 /* Blocks of the last queries first: under a causal mask they see the most keys. */
 static void att_run_tiles(const struct ops_att *a, char *ws, int nt, ops_att_tile_fn *tile, int w)
 {
-	const size_t slot = att_slot_bytes(a->n_kv);
+	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
 	const int n_blk = (a->n_q * a->n_rep + w - 1) / w;
 	const long n_items = (long)n_blk * a->n_kv_head;
 	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
@@ -312,18 +394,18 @@ void kern_attention(float *out, const float *q, int q_stride,
 		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
 		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
 	};
-	ops_att_row_fn *row = att_row_generic;
+	ops_att_chunk_fn *chunk = att_chunk_generic;
 	ops_att_tile_fn *tile = NULL;
 	int w = 1;
 	switch (kern_level) {
 #ifdef OPS_X86
 	case KERN_AVX512:
-		row = ops_att_row_avx512;
+		chunk = ops_att_chunk_avx512;
 		tile = ops_att_tile_avx512;
 		w = 16;
 		break;
 	case KERN_AVX2:
-		row = ops_att_row_avx2;
+		chunk = ops_att_chunk_avx2;
 		tile = ops_att_tile_avx2;
 		w = 8;
 		break;
@@ -333,9 +415,10 @@ void kern_attention(float *out, const float *q, int q_stride,
 	}
 	char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
 	int nt = ops_max_threads();
-	/* the tile path wins once a block has half its lanes filled */
-	if (tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= w / 2)
+	if (head_dim <= OPS_ATT_MAX_HD && n_q <= OPS_ATT_SPLIT_MAX_Q)
+		att_run_split(&a, base, nt, chunk);
+	else if (tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= w / 2)
 		att_run_tiles(&a, base, nt, tile, w);
 	else
-		att_run_rows(&a, base, nt, row);
+		att_run_rows(&a, base, nt, chunk);
 }

@@ -170,6 +170,73 @@ static inline float dot256(const float *a, const float *b, int n)
 	return hsum256(_mm256_add_ps(a0, a1));
 }
 
+/* Lane u of the result = the sum of the lanes of a[u] (an 8 x 8 transpose-add). */
+static inline __m256 hsum8x256(const __m256 a[8])
+{
+	__m256 t[4];
+	#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) /* per 128-bit lane: a[2k], a[2k+1] partials interleaved */
+		t[k] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * k], a[2 * k + 1]),
+				     _mm256_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+	/* per 128-bit lane: a[0..3], a[4..7] partials */
+	__m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], 0x44), _mm256_shuffle_ps(t[0], t[1], 0xEE));
+	__m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], 0x44), _mm256_shuffle_ps(t[2], t[3], 0xEE));
+	return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Lane u = q . k_u for the 8 key rows k_0 .. k_7 (stride floats apart). */
+static inline __m256 dot8x256(const float *q, const float *k, size_t stride, int hd)
+{
+	__m256 acc[8];
+	#pragma GCC unroll 8
+	for (int u = 0; u < 8; u++)
+		acc[u] = _mm256_setzero_ps();
+	int d = 0;
+	for (; d + 8 <= hd; d += 8) {
+		__m256 qv = _mm256_loadu_ps(q + d);
+		const float *kr = k + d;
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++, kr += stride)
+			acc[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr), acc[u]);
+	}
+	if (d < hd) {
+		__m256i m = tail8(hd - d);
+		__m256 qv = _mm256_maskload_ps(q + d, m);
+		const float *kr = k + d;
+		#pragma GCC unroll 8
+		for (int u = 0; u < 8; u++, kr += stride)
+			acc[u] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kr, m), acc[u]);
+	}
+	return hsum8x256(acc);
+}
+
+/* s[j] = q . k_j * scale for the n keys from k, or -inf where k_pos[j] > qp;
+ * returns the max. Groups of 8 keys that the query cannot see are not read. */
+static float row_scores256(float *s, const float *q, const float *k, const int32_t *k_pos, int n,
+			   int32_t qp, const struct ops_att *a)
+{
+	const size_t stride = (size_t)a->kv_stride;
+	const __m256 ninf = _mm256_set1_ps(-INFINITY), scale = _mm256_set1_ps(a->scale);
+	const __m256i qv = _mm256_set1_epi32(qp);
+	__m256 mx = ninf;
+	int j = 0;
+	for (; j + 8 <= n; j += 8) {
+		__m256 later = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(k_pos + j)), qv));
+		__m256 sv = ninf;
+		if (_mm256_movemask_ps(later) != 0xFF)
+			sv = _mm256_blendv_ps(_mm256_mul_ps(dot8x256(q, k + j * stride, stride, a->head_dim), scale),
+					      ninf, later);
+		_mm256_storeu_ps(s + j, sv);
+		mx = _mm256_max_ps(mx, sv);
+	}
+	float max = hmax256(mx);
+	for (; j < n; j++) {
+		s[j] = k_pos[j] <= qp ? dot256(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
+		max = s[j] > max ? s[j] : max;
+	}
+	return max;
+}
+
 /* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
 static float exp_scores256(float *s, int n, float max)
 {
@@ -186,50 +253,54 @@ static float exp_scores256(float *s, int n, float max)
 	return hsum256(sum);
 }
 
-/* o[0, n) = inv * sum_j p[j] v_j[0, n), n <= 32, for the keys with p[j] != 0. */
-static void row_pv256(float *o, const float *p, const float *v, size_t stride, int n_kv, int n, float inv)
+/* o[0, nd) = o * alpha (0 when fresh: o not written yet) + sum_j p[j] v_j, nd <= 32
+ * (more is clamped), over the keys with p[j] != 0 (a masked slot is never read);
+ * accumulators for even and odd keys keep 8 FMA chains in flight. */
+static void row_pv256(float *o, const float *p, const float *v, size_t stride, int n, int nd,
+		      float alpha, int fresh)
 {
-	const __m256i m0 = tail8(n), m1 = tail8(n - 8), m2 = tail8(n - 16), m3 = tail8(n - 24);
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	for (int j = 0; j < n_kv; j++) {
-		if (p[j] == 0.0f)
-			continue;
-		const float *vj = v + (size_t)j * stride;
-		__m256 pb = _mm256_set1_ps(p[j]);
-		a0 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj, m0), a0);
-		a1 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 8, m1), a1);
-		a2 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 16, m2), a2);
-		a3 = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 24, m3), a3);
+	const __m256i m[4] = { tail8(nd), tail8(nd - 8), tail8(nd - 16), tail8(nd - 24) };
+	const __m256 al = _mm256_set1_ps(alpha);
+	__m256 acc[2][4];
+	#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++) {
+		acc[0][c] = fresh ? _mm256_setzero_ps() : _mm256_mul_ps(_mm256_maskload_ps(o + 8 * c, m[c]), al);
+		acc[1][c] = _mm256_setzero_ps();
 	}
-	__m256 iv = _mm256_set1_ps(inv);
-	_mm256_maskstore_ps(o, m0, _mm256_mul_ps(a0, iv));
-	_mm256_maskstore_ps(o + 8, m1, _mm256_mul_ps(a1, iv));
-	_mm256_maskstore_ps(o + 16, m2, _mm256_mul_ps(a2, iv));
-	_mm256_maskstore_ps(o + 24, m3, _mm256_mul_ps(a3, iv));
+	for (int j = 0; j < n; j += 2) {
+		#pragma GCC unroll 2
+		for (int e = 0; e < 2; e++) {
+			if (j + e >= n || p[j + e] == 0.0f)
+				continue;
+			const float *vj = v + (size_t)(j + e) * stride;
+			__m256 pb = _mm256_set1_ps(p[j + e]);
+			#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+				acc[e][c] = _mm256_fmadd_ps(pb, _mm256_maskload_ps(vj + 8 * c, m[c]), acc[e][c]);
+		}
+	}
+	#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++)
+		_mm256_maskstore_ps(o + 8 * c, m[c], _mm256_add_ps(acc[0][c], acc[1][c]));
 }
 
-void ops_att_row_avx2(const struct ops_att *a, int i, int h, float *s)
+void ops_att_chunk_avx2(const struct ops_att *a, int i, int h, int j0, int j1, float *s,
+			float *st, float *o)
 {
-	const int hd = a->head_dim;
-	const int32_t qp = a->q_pos[i];
-	const size_t ko = (size_t)(h / a->n_rep) * hd, stride = (size_t)a->kv_stride;
+	const int hd = a->head_dim, n = j1 - j0;
+	const size_t ko = (size_t)(h / a->n_rep) * hd + (size_t)j0 * a->kv_stride;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
-	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
-	float max = -INFINITY;
-	for (int j = 0; j < a->n_kv; j++) {
-		s[j] = -INFINITY;
-		if (a->k_pos[j] <= qp)
-			s[j] = dot256(q, a->k + ko + j * stride, hd) * a->scale;
-		max = s[j] > max ? s[j] : max;
-	}
-	/* q is read; o may alias it from here on */
-	if (max == -INFINITY) {
-		memset(o, 0, (size_t)hd * sizeof *o);
+	float max = row_scores256(s, q, a->k + ko, a->k_pos + j0, n, a->q_pos[i], a);
+	if (max == -INFINITY)
 		return;
-	}
-	float inv = 1.0f / exp_scores256(s, a->n_kv, max);
+	/* q is read; o may alias it from here on */
+	int fresh = st[0] == -INFINITY;
+	float mnew = fresh || max > st[0] ? max : st[0];
+	float alpha = fresh ? 0.0f : expf(st[0] - mnew);
+	st[1] = st[1] * alpha + exp_scores256(s, n, mnew);
+	st[0] = mnew;
 	for (int d0 = 0; d0 < hd; d0 += 32)
-		row_pv256(o + d0, s, a->v + ko + d0, stride, a->n_kv, hd - d0, inv);
+		row_pv256(o + d0, s, a->v + ko + d0, (size_t)a->kv_stride, n, hd - d0, alpha, fresh);
 }
 
 /* ---- attention: tile path (lanes = query vectors, see ops_impl.h) ----
@@ -306,8 +377,9 @@ static void tile_scores256(float *p, const float *qt, const float *k, size_t str
 }
 
 /* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
- * alpha = e^(old max - new max). Returns 0 when no lane sees any key of the tile. */
-static int tile_softmax256(struct tile256 *t, const int32_t *k_pos, int nk)
+ * alpha = e^(old max - new max). The keys some lane sees are packed to the front:
+ * their probabilities in p, their tile index in live_j; returns their count. */
+static int tile_softmax256(struct tile256 *t, const int32_t *k_pos, int nk, int *live_j)
 {
 	const __m256 ninf = _mm256_set1_ps(-INFINITY);
 	__m256 live[T], mt = ninf;
@@ -326,23 +398,27 @@ static int tile_softmax256(struct tile256 *t, const int32_t *k_pos, int nk)
 	__m256 alpha = _mm256_and_ps(_mm256_cmp_ps(t->m, ninf, _CMP_NEQ_OQ),
 				     exp256(_mm256_sub_ps(t->m, mref)));
 	__m256 sum = _mm256_setzero_ps();
+	int n = 0;
 	for (int jj = 0; jj < nk; jj++) {
+		if (!_mm256_movemask_ps(live[jj]))
+			continue;
 		__m256 s = _mm256_load_ps(t->p + jj * W);
 		__m256 e = _mm256_and_ps(live[jj], exp256(_mm256_sub_ps(s, mref)));
-		_mm256_store_ps(t->p + jj * W, e);
+		_mm256_store_ps(t->p + n * W, e); /* n <= jj: row jj is read before */
+		live_j[n++] = jj;
 		sum = _mm256_add_ps(sum, e);
 	}
 	t->l = _mm256_fmadd_ps(t->l, alpha, sum);
 	t->m = mnew;
 	_mm256_store_ps(t->alpha, alpha);
-	return 1;
+	return n;
 }
 
 /* o[l][d0 + 8c ...] = o * alpha[l] + sum_jj p[jj][l] v_jj for 4 lanes from l0 and
  * nc vectors of 8 (the last masked by mlast). Inlined with constant nc. */
 static inline __attribute__((always_inline)) void
 tile_pv4_256(float *o, int hd, const float *p, const float *alpha, const float *v, size_t stride,
-	     int nk, int l0, int d0, const int nc, __m256i mlast)
+	     const int *live_j, int nk, int l0, int d0, const int nc, __m256i mlast)
 {
 	const __m256i full = _mm256_set1_epi32(-1);
 	__m256 acc[4][2], vv[2];
@@ -356,7 +432,7 @@ tile_pv4_256(float *o, int hd, const float *p, const float *alpha, const float *
 		}
 	}
 	for (int jj = 0; jj < nk; jj++) {
-		const float *vj = v + jj * stride + d0;
+		const float *vj = v + live_j[jj] * stride + d0;
 		#pragma GCC unroll 2
 		for (int c = 0; c < nc; c++)
 			vv[c] = _mm256_maskload_ps(vj + 8 * c, c == nc - 1 ? mlast : full);
@@ -377,16 +453,17 @@ tile_pv4_256(float *o, int hd, const float *p, const float *alpha, const float *
 	}
 }
 
-/* o = o * alpha + p^T V over one tile, 16 then 8 (masked) dims at a time. */
-static void tile_pv256(struct tile256 *t, const float *v, size_t stride, int nk, int hd)
+/* o = o * alpha + p^T V over the tile's live keys (the others are never read), 16 then 8 (masked) dims at a time. */
+static void tile_pv256(struct tile256 *t, const float *v, size_t stride, const int *live_j, int nk,
+		       int hd)
 {
 	const __m256i full = _mm256_set1_epi32(-1);
 	for (int l0 = 0; l0 < t->nv; l0 += 4) {
 		int d0 = 0;
 		for (; d0 + 16 <= hd; d0 += 16)
-			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 2, full);
+			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, live_j, nk, l0, d0, 2, full);
 		for (; d0 < hd; d0 += 8)
-			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 1, tail8(hd - d0));
+			tile_pv4_256(t->o, hd, t->p, t->alpha, v, stride, live_j, nk, l0, d0, 1, tail8(hd - d0));
 	}
 }
 
@@ -425,8 +502,9 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, float *scratch)
 		if (kmin > t.qmax)
 			continue; /* every key of the tile is in every lane's future */
 		tile_scores256(t.p, t.qt, a->k + ko + j0 * stride, stride, nk, hd);
-		if (tile_softmax256(&t, a->k_pos + j0, nk))
-			tile_pv256(&t, a->v + ko + j0 * stride, stride, nk, hd);
+		int live_j[T], n_live = tile_softmax256(&t, a->k_pos + j0, nk, live_j);
+		if (n_live)
+			tile_pv256(&t, a->v + ko + j0 * stride, stride, live_j, n_live, hd);
 	}
 	tile_store256(&t, a, g, v0);
 }

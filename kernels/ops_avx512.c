@@ -138,6 +138,67 @@ static inline float dot512(const float *a, const float *b, int n)
 	return _mm512_reduce_add_ps(acc);
 }
 
+/* Lane u of the result = the sum of the lanes of a[u] (a 16 x 16 transpose-add). */
+static inline __m512 hsum16x512(const __m512 a[16])
+{
+	__m512 t[8], u[4];
+	#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++) /* per 128-bit lane: a[2k], a[2k+1] partials interleaved */
+		t[k] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]),
+				     _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+	#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) /* per 128-bit lane: a[4k .. 4k+3] partials */
+		u[k] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0x44),
+				     _mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0xEE));
+	__m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+	__m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+	return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD));
+}
+
+/* Lane u = q . k_u for the 16 key rows k_0 .. k_15 (stride floats apart). */
+static inline __m512 dot16x512(const float *q, const float *k, size_t stride, int hd)
+{
+	__m512 acc[16];
+	#pragma GCC unroll 16
+	for (int u = 0; u < 16; u++)
+		acc[u] = _mm512_setzero_ps();
+	for (int d = 0; d < hd; d += 16) {
+		__mmask16 m = tail16(hd - d);
+		__m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+		const float *kr = k + d;
+		#pragma GCC unroll 16
+		for (int u = 0; u < 16; u++, kr += stride)
+			acc[u] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kr), acc[u]);
+	}
+	return hsum16x512(acc);
+}
+
+/* s[j] = q . k_j * scale for the n keys from k, or -inf where k_pos[j] > qp;
+ * returns the max. Groups of 16 keys that the query cannot see are not read. */
+static float row_scores512(float *s, const float *q, const float *k, const int32_t *k_pos, int n,
+			   int32_t qp, const struct ops_att *a)
+{
+	const size_t stride = (size_t)a->kv_stride;
+	const __m512 ninf = _mm512_set1_ps(-INFINITY), scale = _mm512_set1_ps(a->scale);
+	const __m512i qv = _mm512_set1_epi32(qp);
+	__m512 mx = ninf;
+	int j = 0;
+	for (; j + 16 <= n; j += 16) {
+		__mmask16 live = _mm512_cmple_epi32_mask(_mm512_loadu_si512(k_pos + j), qv);
+		__m512 sv = ninf;
+		if (live)
+			sv = _mm512_mask_mul_ps(ninf, live, dot16x512(q, k + j * stride, stride, a->head_dim), scale);
+		_mm512_storeu_ps(s + j, sv);
+		mx = _mm512_max_ps(mx, sv);
+	}
+	float max = _mm512_reduce_max_ps(mx);
+	for (; j < n; j++) {
+		s[j] = k_pos[j] <= qp ? dot512(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
+		max = s[j] > max ? s[j] : max;
+	}
+	return max;
+}
+
 /* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
 static float exp_scores512(float *s, int n, float max)
 {
@@ -154,50 +215,54 @@ static float exp_scores512(float *s, int n, float max)
 	return _mm512_reduce_add_ps(sum);
 }
 
-/* o[0, n) = inv * sum_j p[j] v_j[d0 + ...], n <= 64, for the keys with p[j] != 0. */
-static void row_pv512(float *o, const float *p, const float *v, size_t stride, int n_kv, int n, float inv)
+/* o[0, nd) = o * alpha (0 when fresh: o not written yet) + sum_j p[j] v_j, nd <= 64
+ * (more is clamped), over the keys with p[j] != 0 (a masked slot is never read);
+ * accumulators for even and odd keys keep 8 FMA chains in flight. */
+static void row_pv512(float *o, const float *p, const float *v, size_t stride, int n, int nd,
+		      float alpha, int fresh)
 {
-	const __mmask16 m0 = tail16(n), m1 = tail16(n - 16), m2 = tail16(n - 32), m3 = tail16(n - 48);
-	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	for (int j = 0; j < n_kv; j++) {
-		if (p[j] == 0.0f)
-			continue;
-		const float *vj = v + (size_t)j * stride;
-		__m512 pb = _mm512_set1_ps(p[j]);
-		a0 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m0, vj), a0);
-		a1 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m1, vj + 16), a1);
-		a2 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m2, vj + 32), a2);
-		a3 = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m3, vj + 48), a3);
+	const __mmask16 m[4] = { tail16(nd), tail16(nd - 16), tail16(nd - 32), tail16(nd - 48) };
+	const __m512 al = _mm512_set1_ps(alpha);
+	__m512 acc[2][4];
+	#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++) {
+		acc[0][c] = fresh ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_maskz_loadu_ps(m[c], o + 16 * c), al);
+		acc[1][c] = _mm512_setzero_ps();
 	}
-	__m512 iv = _mm512_set1_ps(inv);
-	_mm512_mask_storeu_ps(o, m0, _mm512_mul_ps(a0, iv));
-	_mm512_mask_storeu_ps(o + 16, m1, _mm512_mul_ps(a1, iv));
-	_mm512_mask_storeu_ps(o + 32, m2, _mm512_mul_ps(a2, iv));
-	_mm512_mask_storeu_ps(o + 48, m3, _mm512_mul_ps(a3, iv));
+	for (int j = 0; j < n; j += 2) {
+		#pragma GCC unroll 2
+		for (int e = 0; e < 2; e++) {
+			if (j + e >= n || p[j + e] == 0.0f)
+				continue;
+			const float *vj = v + (size_t)(j + e) * stride;
+			__m512 pb = _mm512_set1_ps(p[j + e]);
+			#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+				acc[e][c] = _mm512_fmadd_ps(pb, _mm512_maskz_loadu_ps(m[c], vj + 16 * c), acc[e][c]);
+		}
+	}
+	#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++)
+		_mm512_mask_storeu_ps(o + 16 * c, m[c], _mm512_add_ps(acc[0][c], acc[1][c]));
 }
 
-void ops_att_row_avx512(const struct ops_att *a, int i, int h, float *s)
+void ops_att_chunk_avx512(const struct ops_att *a, int i, int h, int j0, int j1, float *s,
+			  float *st, float *o)
 {
-	const int hd = a->head_dim;
-	const int32_t qp = a->q_pos[i];
-	const size_t ko = (size_t)(h / a->n_rep) * hd, stride = (size_t)a->kv_stride;
+	const int hd = a->head_dim, n = j1 - j0;
+	const size_t ko = (size_t)(h / a->n_rep) * hd + (size_t)j0 * a->kv_stride;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
-	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
-	float max = -INFINITY;
-	for (int j = 0; j < a->n_kv; j++) {
-		s[j] = -INFINITY;
-		if (a->k_pos[j] <= qp)
-			s[j] = dot512(q, a->k + ko + j * stride, hd) * a->scale;
-		max = s[j] > max ? s[j] : max;
-	}
-	/* q is read; o may alias it from here on */
-	if (max == -INFINITY) {
-		memset(o, 0, (size_t)hd * sizeof *o);
+	float max = row_scores512(s, q, a->k + ko, a->k_pos + j0, n, a->q_pos[i], a);
+	if (max == -INFINITY)
 		return;
-	}
-	float inv = 1.0f / exp_scores512(s, a->n_kv, max);
+	/* q is read; o may alias it from here on */
+	int fresh = st[0] == -INFINITY;
+	float mnew = fresh || max > st[0] ? max : st[0];
+	float alpha = fresh ? 0.0f : expf(st[0] - mnew);
+	st[1] = st[1] * alpha + exp_scores512(s, n, mnew);
+	st[0] = mnew;
 	for (int d0 = 0; d0 < hd; d0 += 64)
-		row_pv512(o + d0, s, a->v + ko + d0, stride, a->n_kv, hd - d0, inv);
+		row_pv512(o + d0, s, a->v + ko + d0, (size_t)a->kv_stride, n, hd - d0, alpha, fresh);
 }
 
 /* ---- attention: tile path (lanes = query vectors, see ops_impl.h) ----
@@ -274,8 +339,9 @@ static void tile_scores512(float *p, const float *qt, const float *k, size_t str
 }
 
 /* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
- * alpha = e^(old max - new max). Returns 0 when no lane sees any key of the tile. */
-static int tile_softmax512(struct tile512 *t, const int32_t *k_pos, int nk)
+ * alpha = e^(old max - new max). The keys some lane sees are packed to the front:
+ * their probabilities in p, their tile index in live_j; returns their count. */
+static int tile_softmax512(struct tile512 *t, const int32_t *k_pos, int nk, int *live_j)
 {
 	const __m512 ninf = _mm512_set1_ps(-INFINITY);
 	__mmask16 live[T], any = 0;
@@ -292,23 +358,27 @@ static int tile_softmax512(struct tile512 *t, const int32_t *k_pos, int nk)
 	__m512 mref = _mm512_mask_mov_ps(mnew, _mm512_cmp_ps_mask(mnew, ninf, _CMP_EQ_OQ),
 					 _mm512_setzero_ps());
 	__m512 alpha = exp512(_mm512_sub_ps(t->m, mref)), sum = _mm512_setzero_ps();
+	int n = 0;
 	for (int jj = 0; jj < nk; jj++) {
+		if (!live[jj])
+			continue;
 		__m512 s = _mm512_load_ps(t->p + jj * W);
 		__m512 e = _mm512_maskz_mov_ps(live[jj], exp512(_mm512_sub_ps(s, mref)));
-		_mm512_store_ps(t->p + jj * W, e);
+		_mm512_store_ps(t->p + n * W, e); /* n <= jj: row jj is read before */
+		live_j[n++] = jj;
 		sum = _mm512_add_ps(sum, e);
 	}
 	t->l = _mm512_fmadd_ps(t->l, alpha, sum);
 	t->m = mnew;
 	_mm512_store_ps(t->alpha, alpha);
-	return 1;
+	return n;
 }
 
 /* o[l][d0 + 16c ...] = o * alpha[l] + sum_jj p[jj][l] v_jj for 4 lanes from l0 and
  * nc vectors of 16 (the last masked by mlast). Inlined with constant nc. */
 static inline __attribute__((always_inline)) void
 tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *v, size_t stride,
-	     int nk, int l0, int d0, const int nc, __mmask16 mlast)
+	     const int *live_j, int nk, int l0, int d0, const int nc, __mmask16 mlast)
 {
 	__m512 acc[4][4], vv[4];
 	#pragma GCC unroll 4
@@ -321,7 +391,7 @@ tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *
 		}
 	}
 	for (int jj = 0; jj < nk; jj++) {
-		const float *vj = v + jj * stride + d0;
+		const float *vj = v + live_j[jj] * stride + d0;
 		#pragma GCC unroll 4
 		for (int c = 0; c < nc; c++)
 			vv[c] = _mm512_maskz_loadu_ps(c == nc - 1 ? mlast : 0xFFFF, vj + 16 * c);
@@ -342,17 +412,18 @@ tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *
 	}
 }
 
-/* o = o * alpha + p^T V over one tile, 64, 32 then 16 (masked) dims at a time. */
-static void tile_pv512(struct tile512 *t, const float *v, size_t stride, int nk, int hd)
+/* o = o * alpha + p^T V over the tile's live keys (the others are never read), 64, 32 then 16 (masked) dims at a time. */
+static void tile_pv512(struct tile512 *t, const float *v, size_t stride, const int *live_j, int nk,
+		       int hd)
 {
 	for (int l0 = 0; l0 < t->nv; l0 += 4) {
 		int d0 = 0;
 		for (; d0 + 64 <= hd; d0 += 64)
-			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 4, 0xFFFF);
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, live_j, nk, l0, d0, 4, 0xFFFF);
 		for (; d0 + 32 <= hd; d0 += 32)
-			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 2, 0xFFFF);
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, live_j, nk, l0, d0, 2, 0xFFFF);
 		for (; d0 < hd; d0 += 16)
-			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, nk, l0, d0, 1, tail16(hd - d0));
+			tile_pv4_512(t->o, hd, t->p, t->alpha, v, stride, live_j, nk, l0, d0, 1, tail16(hd - d0));
 	}
 }
 
@@ -391,8 +462,9 @@ void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, float *scratch)
 		if (kmin > t.qmax)
 			continue; /* every key of the tile is in every lane's future */
 		tile_scores512(t.p, t.qt, a->k + ko + j0 * stride, stride, nk, hd);
-		if (tile_softmax512(&t, a->k_pos + j0, nk))
-			tile_pv512(&t, a->v + ko + j0 * stride, stride, nk, hd);
+		int live_j[T], n_live = tile_softmax512(&t, a->k_pos + j0, nk, live_j);
+		if (n_live)
+			tile_pv512(&t, a->v + ko + j0 * stride, stride, live_j, n_live, hd);
 	}
 	tile_store512(&t, a, g, v0);
 }

@@ -18,9 +18,11 @@
 #ifdef _OPENMP
 #include <omp.h>
 static inline int ops_thread(void) { return omp_get_thread_num(); }
+static inline int ops_team(void) { return omp_get_num_threads(); }
 static inline int ops_max_threads(void) { return omp_get_max_threads(); }
 #else
 static inline int ops_thread(void) { return 0; }
+static inline int ops_team(void) { return 1; }
 static inline int ops_max_threads(void) { return 1; }
 #endif
 
@@ -56,22 +58,29 @@ typedef void ops_softmax_fn(float *x, int n);
 typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64_t n);
 
 /* ---- attention ----
- * Two work decompositions:
- *   row:  one (query i, head h) pair; scores for all n_kv keys go to a per-thread
- *         buffer of n_kv floats, then softmax, then the weighted sum of V.
- *         Used for few query vectors (decode) and for head_dim > OPS_ATT_MAX_HD.
- *   tile: the query vectors that share kv head g, numbered v = i * n_rep + r
- *         (query i, head g * n_rep + r), in blocks of `w` (the SIMD width):
- *         lanes = query vectors, keys taken OPS_ATT_TILE at a time with an online
- *         softmax, so each K/V row is loaded once per block of w query vectors.
- * Per-thread scratch (one slot per thread, 64-byte aligned): max of the row
- * path's n_kv floats and the tile path's OPS_ATT_TILE_FLOATS. */
-#define OPS_ATT_MAX_HD 256 /* head_dim bound of the tile path */
-#define OPS_ATT_TILE 32    /* keys per tile */
-#define OPS_ATT_MAX_W 16   /* widest lane count (AVX-512) */
-/* qt [hd][w] + o [w][hd] + p [TILE][w] + alpha, qpos [w] */
+ * Three work decompositions, chosen in ops.c:
+ *   row:   one (query i, head h) over all n_kv keys; scores go to a per-thread
+ *          buffer of n_kv floats, then softmax, then the weighted sum of V.
+ *          For head_dim > OPS_ATT_MAX_HD, or many queries without a tile worker.
+ *   split: few queries (decode): the keys cut into chunks of at most
+ *          OPS_ATT_CHUNK_MAX, threads take chunks and fold every (query, head)
+ *          into their own running softmax state, then the states are merged.
+ *          Heads that share a kv head run back to back on a chunk, so its K/V
+ *          come from cache for all but the first.
+ *   tile:  the query vectors that share kv head g, numbered v = i * n_rep + r
+ *          (query i, head g * n_rep + r), in blocks of `w` (the SIMD width):
+ *          lanes = query vectors, keys taken OPS_ATT_TILE at a time with an online
+ *          softmax, so each K/V row is loaded once per block of w query vectors.
+ * A slot a query cannot see is never multiplied into the output: it may hold
+ * anything, NaN included, as long as it is mapped. */
+#define OPS_ATT_MAX_HD 256      /* head_dim bound of the tile and split paths */
+#define OPS_ATT_TILE 32         /* keys per tile */
+#define OPS_ATT_MAX_W 16        /* widest lane count (AVX-512) */
+#define OPS_ATT_SPLIT_MAX_Q 4   /* queries up to which the split path is used */
+#define OPS_ATT_CHUNK_MAX 512   /* keys per chunk of the split path */
+/* qt [hd][w] + o [w][hd] + p [TILE][w] + alpha [w] */
 #define OPS_ATT_TILE_FLOATS (2 * OPS_ATT_MAX_HD * OPS_ATT_MAX_W + \
-			     OPS_ATT_TILE * OPS_ATT_MAX_W + 2 * OPS_ATT_MAX_W)
+			     OPS_ATT_TILE * OPS_ATT_MAX_W + OPS_ATT_MAX_W)
 
 struct ops_att {
 	float *out;
@@ -83,8 +92,13 @@ struct ops_att {
 	float scale; /* 1 / sqrt(head_dim) */
 };
 
-/* scores: n_kv floats of per-thread scratch */
-typedef void ops_att_row_fn(const struct ops_att *a, int i, int h, float *scores);
+/* Fold keys [j0, j1) into the running softmax state of query i, head h:
+ * st[0] = the highest score so far (-inf: nothing seen yet, o not yet written),
+ * st[1] = sum of e^(score - st[0]), o[head_dim] = sum of e^(score - st[0]) v.
+ * s: j1 - j0 floats of scratch. q(i, h) is read before o is written, so o may
+ * be that very row of out (and out may be q). */
+typedef void ops_att_chunk_fn(const struct ops_att *a, int i, int h, int j0, int j1,
+			      float *s, float *st, float *o);
 /* query vectors [v0, v0 + w) of kv head g (those past n_q * n_rep are padding);
  * scratch: OPS_ATT_TILE_FLOATS floats, 64-byte aligned */
 typedef void ops_att_tile_fn(const struct ops_att *a, int g, int v0, float *scratch);
@@ -107,7 +121,7 @@ ops_rope_norm_fn ops_rope_norm_avx2, ops_rope_norm_avx512;
 ops_rope_neox_fn ops_rope_neox_avx2, ops_rope_neox_avx512;
 ops_softmax_fn ops_softmax_avx2, ops_softmax_avx512;
 ops_swiglu_fn ops_swiglu_avx2, ops_swiglu_avx512;
-ops_att_row_fn ops_att_row_avx2, ops_att_row_avx512;
+ops_att_chunk_fn ops_att_chunk_avx2, ops_att_chunk_avx512;
 ops_att_tile_fn ops_att_tile_avx2, ops_att_tile_avx512;
 #endif
 

@@ -323,27 +323,34 @@ static void cmp_attention(const char *isa)
 	}
 }
 
-/* A key at a later position than query i has no effect on row i (bit for bit),
- * and one at an earlier position does (so the check can fail). */
+/* Keys at later positions than every query may hold anything, NaN included;
+ * a key at a later position than query i has no effect on row i (bit for bit);
+ * one at an earlier position does (so the checks can fail). */
 static void kat_att_future(const char *isa, int n_q, int hd)
 {
 	struct att a;
 	att_init(&a, n_q, 60, 9, 3, hd, 0, 0);
-	long n = (long)n_q * a.q_stride;
-	int i0 = randi(n_q);
+	const long n = (long)n_q * a.q_stride;
+	const size_t row = (size_t)a.q_stride * sizeof(float);
+	const int i0 = randi(n_q);
+	for (int i = 0; i < n_q; i++)
+		a.q_pos[i] = randi(41);
 	a.q_pos[i0] = 30;
 	float *o0 = att_out(&a), *o1 = dupv(o0, n), *o2 = dupv(o0, n);
 	att_run(&a, o0, a.q);
+	for (int j = 0; j < a.n_kv; j++)
+		for (int d = 0; a.k_pos[j] > 40 && d < a.kv_stride; d++)
+			a.k[(size_t)j * a.kv_stride + d] = a.v[(size_t)j * a.kv_stride + d] = NAN;
+	att_run(&a, o1, a.q);
+	ok(memcmp(o0, o1, (size_t)n * sizeof *o0) == 0,
+	   "%s attention q %d hd %d: NaN in slots after every query changes nothing", isa, n_q, hd);
 	for (int j = 0; j < a.n_kv; j++) {
-		if (a.k_pos[j] <= a.q_pos[i0])
-			continue;
-		for (int d = 0; d < a.kv_stride; d++) {
+		for (int d = 0; a.k_pos[j] > a.q_pos[i0] && d < a.kv_stride; d++) {
 			a.k[(size_t)j * a.kv_stride + d] = tap_randf(-100, 100);
 			a.v[(size_t)j * a.kv_stride + d] = tap_randf(-100, 100);
 		}
 	}
 	att_run(&a, o1, a.q);
-	size_t row = (size_t)a.q_stride * sizeof *o0;
 	ok(memcmp(o0 + (size_t)i0 * a.q_stride, o1 + (size_t)i0 * a.q_stride, row) == 0,
 	   "%s attention q %d hd %d: keys after the query's position change nothing", isa, n_q, hd);
 	for (int j = 0; j < a.n_kv; j++)
@@ -442,8 +449,8 @@ static void kat_att_edges(const char *isa, int n_q, int hd)
 
 static void kat_attention(const char *isa)
 {
-	/* few queries take the row path, many the tile path */
-	static const int cases[][2] = { { 1, 8 }, { 2, 64 }, { 12, 8 }, { 24, 64 }, { 11, 20 } };
+	/* few queries take the split path, many the tile path, head_dim > 256 the row path */
+	static const int cases[][2] = { { 1, 8 }, { 2, 64 }, { 12, 8 }, { 24, 64 }, { 11, 20 }, { 6, 272 } };
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
 		kat_att_future(isa, cases[c][0], cases[c][1]);
 		kat_att_order(isa, cases[c][0], cases[c][1]);
