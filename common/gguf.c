@@ -909,7 +909,9 @@ char *gguf_str_dup(struct gguf_str s)
  *
  * tokenizer fingerprint:
  *   "kvblend-tokenizer-fingerprint-v1" (32 bytes, no NUL)
- *   u64 m, then kv(k) for the m keys named "tokenizer.*", sorted bytewise by name
+ *   u64 m, then kv(k) for the m keys named "tokenizer.*", sorted bytewise by name,
+ *   except "tokenizer.chat_template*": a template changes prompts, not token ids,
+ *   so editing it must not invalidate stored caches
  */
 
 static void fp_u32(struct sha256 *s, uint32_t v)
@@ -954,16 +956,23 @@ static bool has_prefix(struct gguf_str s, const char *pre, size_t n)
 	return s.len > n && memcmp(s.data, pre, n) == 0;
 }
 
-/* Hash the count, then every key starting with pre[0..n), in byte order. */
+static bool fp_wanted(struct gguf_str key, const char *pre, size_t n)
+{
+	static const char tmpl[] = "tokenizer.chat_template";
+	return has_prefix(key, pre, n) &&
+	       !(key.len >= sizeof tmpl - 1 && memcmp(key.data, tmpl, sizeof tmpl - 1) == 0);
+}
+
+/* Hash the count, then every wanted key starting with pre[0..n), in byte order. */
 static void fp_keys(struct sha256 *s, const struct gguf *g, const char *pre, size_t n)
 {
 	const struct gguf_impl *gi = (const struct gguf_impl *)g;
 	uint64_t m = 0;
 	for (uint64_t i = 0; i < g->n_kv; i++)
-		m += has_prefix(g->kv[i].key, pre, n);
+		m += fp_wanted(g->kv[i].key, pre, n);
 	fp_u64(s, m);
 	for (uint64_t i = 0; i < g->n_kv; i++)
-		if (has_prefix(gi->sorted[i]->key, pre, n))
+		if (fp_wanted(gi->sorted[i]->key, pre, n))
 			fp_kv(s, gi->sorted[i]);
 }
 

@@ -121,7 +121,8 @@ const char *gguf_vtype_name(enum gguf_vtype t);
  * dims, in file order). Stable across runs and machines; independent of tensor data
  * and of unrelated metadata (names, descriptions). */
 void gguf_fingerprint(const struct gguf *g, uint8_t out[32]);
-/* Tokenizer fingerprint: SHA-256 over every "tokenizer.*" key (type + value). */
+/* Tokenizer fingerprint: SHA-256 over every "tokenizer.*" key (type + value)
+ * except the chat template, which does not change token ids. */
 void gguf_tokenizer_fingerprint(const struct gguf *g, uint8_t out[32]);
 
 /* ---- writer ----
