@@ -32,7 +32,8 @@ void mm_quant_generic(const struct mm_args *a, int t)
 	const float *x = a->x + (size_t)t * a->n_in;
 	int8_t *qs = mm_xq_qs(a, t);
 	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
-	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+	int32_t *ks = mm_xq_ks(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), k = mm_offset(a->wtype);
 
 	for (int b = 0; b < a->nb; b++, x += 32) {
 		float amax = 0;
@@ -47,10 +48,11 @@ void mm_quant_generic(const struct mm_args *a, int t)
 		}
 		d[b] = db;
 		c[b] = db * (float)sum;
+		ks[b] = -k * sum;
 	}
 	memset(qs + a->nb * 32, 0, (size_t)(nb2 - a->nb) * 32);
 	for (int b = a->nb; b < nbp; b++)
-		d[b] = c[b] = 0;
+		d[b] = c[b] = 0, ks[b] = 0;
 }
 
 /* ---- the portable variant ---- */

@@ -26,12 +26,12 @@
 
 /* ---- helpers ---- */
 
-AI float y_hsum8i(__m256i v)
+AI int y_hsum8i(__m256i v)
 {
 	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
 	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-	return (float)_mm_cvtsi128_si32(s);
+	return _mm_cvtsi128_si32(s);
 }
 
 AI float y_hmax8(__m256 v)
@@ -72,7 +72,8 @@ static void y_quant(const struct mm_args *a, int t)
 	const float *x = a->x + (size_t)t * a->n_in;
 	int8_t *qs = mm_xq_qs(a, t);
 	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
-	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+	int32_t *ks = mm_xq_ks(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), koff = mm_offset(a->wtype);
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 
 	for (int b = 0; b < a->nb; b++, x += 32) {
@@ -88,17 +89,19 @@ static void y_quant(const struct mm_args *a, int t)
 		for (int k = 0; k < 4; k++)
 			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
 		__m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-		/* packs interleave 128-bit lanes: [0 1 4 5 | 2 3 6 7] in 4-byte groups, fixed by a permute */
+		/* the packs leave 4-byte groups as q0[0:4] q1[0:4] q2[0:4] q3[0:4] q0[4:8] ...; permute back */
 		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
 		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 		_mm256_store_si256((__m256i *)(qs + b * 32), p);
 		d[b] = db;
-		c[b] = db * y_hsum8i(s);
+		int sum = y_hsum8i(s);
+		c[b] = db * (float)sum;
+		ks[b] = -koff * sum;
 	}
 	for (int b = a->nb; b < nb2; b++)
 		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
 	for (int b = a->nb; b < nbp; b++)
-		d[b] = c[b] = 0;
+		d[b] = c[b] = 0, ks[b] = 0;
 }
 
 /* ---- quantized weights ---- */

@@ -17,6 +17,8 @@
 	defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
+#include <string.h>
+
 #include "util.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -60,7 +62,8 @@ static void z_quant(const struct mm_args *a, int t)
 	const float *x = a->x + (size_t)t * a->n_in;
 	int8_t *qs = mm_xq_qs(a, t);
 	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
-	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16);
+	int32_t *ks = mm_xq_ks(a, t);
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), k = mm_offset(a->wtype);
 
 	for (int b = 0; b < a->nb; b++, x += 32) {
 		__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
@@ -72,12 +75,14 @@ static void z_quant(const struct mm_args *a, int t)
 		_mm_store_si128((__m128i *)(qs + b * 32), _mm512_cvtepi32_epi8(q0));
 		_mm_store_si128((__m128i *)(qs + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
 		d[b] = db;
-		c[b] = db * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+		int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+		c[b] = db * (float)sum;
+		ks[b] = -k * sum;
 	}
 	for (int b = a->nb; b < nb2; b++)
 		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
 	for (int b = a->nb; b < nbp; b++)
-		d[b] = c[b] = 0;
+		d[b] = c[b] = 0, ks[b] = 0;
 }
 
 /* ---- quantized weights ---- */
@@ -248,6 +253,159 @@ static void zq_rows(const struct mm_args *a, int r0, int r1)
 	}
 }
 
+/* ---- quantized weights, prefill: rows in lanes ----
+ * For many tokens the weights of a row block are first repacked into a panel:
+ * for each block and each group g of 4 quants, one vector holds those 4
+ * bytes of all 16 rows (one row per 32-bit lane). One vpdpbusd with the
+ * token's 4 activation bytes broadcast then advances 16 row dot products,
+ * 8 of them finish a block, and the int32 lanes are already per row: one
+ * convert and one FMA with dw (16 rows) * dx per block and token. The int
+ * accumulator starts at ks = -K * sum(x) to take the offset back out. */
+
+#define ZP_T 8      /* tokens per register tile */
+#define ZP_KB 64    /* blocks per panel */
+#define ZP_MIN_TOK 8 /* fewer tokens than this: register tiles without a panel */
+
+struct zp_panel {
+	__m512i q[ZP_KB][8]; /* [block][group]: 4 quants of each of the 16 rows */
+	__m512 d[ZP_KB];     /* [block]: the 16 rows' scales */
+};
+
+/* Transpose 8 vectors [row k | row k+4] (k < 4), [row 8+k | row 12+k] (k >= 4),
+ * each row 8 dwords, into out[g] = dword g of rows 0..15. */
+AI void zp_transpose(const __m512i z[8], __m512i out[8])
+{
+	__m512i t[8], u[8];
+	for (int h = 0; h < 2; h++) {
+		const __m512i *zz = z + 4 * h;
+		t[4 * h + 0] = _mm512_unpacklo_epi32(zz[0], zz[1]);
+		t[4 * h + 1] = _mm512_unpackhi_epi32(zz[0], zz[1]);
+		t[4 * h + 2] = _mm512_unpacklo_epi32(zz[2], zz[3]);
+		t[4 * h + 3] = _mm512_unpackhi_epi32(zz[2], zz[3]);
+		u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]); /* dwords 0, 4 */
+		u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]); /* 1, 5 */
+		u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]); /* 2, 6 */
+		u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]); /* 3, 7 */
+	}
+	for (int g = 0; g < 4; g++) {
+		out[g] = _mm512_shuffle_i64x2(u[g], u[4 + g], _MM_SHUFFLE(2, 0, 2, 0));
+		out[g + 4] = _mm512_shuffle_i64x2(u[g], u[4 + g], _MM_SHUFFLE(3, 1, 3, 1));
+	}
+}
+
+/* Block b of rows ra and rb as [ra | rb], 32 unsigned bytes each in the
+ * activation order (Q8_0: w + 128; Q4_0: [lo nibbles | hi nibbles]). */
+AI __m512i zp_load_pair(int wt, const uint8_t *ra, const uint8_t *rb, int b)
+{
+	if (wt == QTYPE_Q8_0) {
+		__m256i lo = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)ra + b)->qs);
+		__m256i hi = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)rb + b)->qs);
+		__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+		return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+	}
+	__m256i q = _mm256_inserti128_si256(
+		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)((const block_q4_0 *)ra + b)->qs)),
+		_mm_loadu_si128((const __m128i *)((const block_q4_0 *)rb + b)->qs), 1);
+	__m512i z = _mm512_castsi256_si512(q);
+	z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(1, 1, 0, 0));
+	z = _mm512_mask_srli_epi16(z, 0xFF00FF00, z, 4);
+	return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* Repack blocks [kb0, kb0 + nbk) of rows [r0, r0 + nr) (missing rows repeat the last). */
+AI void zp_pack(int wt, const struct mm_args *a, int r0, int nr, int kb0, int nbk, struct zp_panel *p)
+{
+	const uint8_t *rp[16];
+	for (int i = 0; i < 16; i++)
+		rp[i] = a->w + (size_t)(r0 + (i < nr ? i : nr - 1)) * a->w_stride;
+	for (int b = 0; b < nbk; b++) {
+		__m512i z[8];
+		UNROLL
+		for (int k = 0; k < 4; k++) {
+			z[k] = zp_load_pair(wt, rp[k], rp[k + 4], kb0 + b);
+			z[k + 4] = zp_load_pair(wt, rp[k + 8], rp[k + 12], kb0 + b);
+		}
+		zp_transpose(z, p->q[b]);
+		uint16_t h[16];
+		for (int i = 0; i < 16; i++)
+			h[i] = wt == QTYPE_Q8_0 ? ((const block_q8_0 *)rp[i])[kb0 + b].d
+						: ((const block_q4_0 *)rp[i])[kb0 + b].d;
+		p->d[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+	}
+}
+
+/* 16 rows x T tokens (from t0; tokens past nt repeat the last) over one panel. */
+AI void zp_tile(int T, const struct mm_args *a, const struct zp_panel *p, int r0, int nr,
+		int t0, int nt, int kb0, int nbk, int accum)
+{
+	const int8_t *xq[ZP_T];
+	const float *xd[ZP_T];
+	const int32_t *xk[ZP_T];
+	__m512 acc[ZP_T];
+
+	UNROLL
+	for (int j = 0; j < T; j++) {
+		int tj = t0 + (j < nt ? j : nt - 1);
+		xq[j] = mm_xq_qs(a, tj) + kb0 * 32;
+		xd[j] = mm_xq_d(a, tj) + kb0;
+		xk[j] = mm_xq_ks(a, tj) + kb0;
+		acc[j] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < nbk; b++) {
+		__m512i w[8];
+		UNROLL
+		for (int g = 0; g < 8; g++)
+			w[g] = _mm512_load_si512(&p->q[b][g]);
+		__m512 dw = _mm512_load_ps(&p->d[b]);
+		UNROLL
+		for (int j = 0; j < T; j++) {
+			__m512i s = _mm512_set1_epi32(xk[j][b]);
+			UNROLL
+			for (int g = 0; g < 8; g++) {
+				int32_t xg;
+				memcpy(&xg, xq[j] + b * 32 + 4 * g, 4);
+				s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(xg));
+			}
+			acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[j][b])),
+						 acc[j]);
+		}
+	}
+	__mmask16 m = (__mmask16)((1u << nr) - 1);
+	UNROLL
+	for (int j = 0; j < T; j++) {
+		if (j >= nt)
+			break;
+		float *y = a->y + (size_t)(t0 + j) * a->n_out + r0;
+		__m512 v = accum ? _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(m, y)) : acc[j];
+		_mm512_mask_storeu_ps(y, m, v);
+	}
+}
+
+#define ZP_ROWS(wt)                                                                     \
+	static void zp_rows_##wt(const struct mm_args *a, int r0, int r1)              \
+	{                                                                               \
+		struct zp_panel p;                                                      \
+		for (int kb0 = 0; kb0 < a->nb; kb0 += ZP_KB) {                          \
+			int nbk = a->nb - kb0 < ZP_KB ? a->nb - kb0 : ZP_KB;            \
+			zp_pack(QTYPE_##wt, a, r0, r1 - r0, kb0, nbk, &p);              \
+			for (int t0 = 0; t0 < a->n_tok; t0 += ZP_T)                     \
+				zp_tile(ZP_T, a, &p, r0, r1 - r0, t0, a->n_tok - t0, kb0, nbk, kb0 > 0); \
+		}                                                                       \
+	}
+ZP_ROWS(Q8_0)
+ZP_ROWS(Q4_0)
+
+static void zq_rows_any(const struct mm_args *a, int r0, int r1)
+{
+	ASSERT(r1 - r0 <= 16);
+	if (a->n_tok < ZP_MIN_TOK)
+		zq_rows(a, r0, r1);
+	else if (a->wtype == QTYPE_Q8_0)
+		zp_rows_Q8_0(a, r0, r1);
+	else
+		zp_rows_Q4_0(a, r0, r1);
+}
+
 /* ---- float weights ---- */
 
 /* 16 weights from element k of a row as f32; m masks a short tail. */
@@ -333,8 +491,8 @@ const struct mm_isa mm_isa_avx512 = {
 		[QTYPE_F32] = zf_rows_F32,
 		[QTYPE_F16] = zf_rows_F16,
 		[QTYPE_BF16] = zf_rows_BF16,
-		[QTYPE_Q8_0] = zq_rows,
-		[QTYPE_Q4_0] = zq_rows,
+		[QTYPE_Q8_0] = zq_rows_any,
+		[QTYPE_Q4_0] = zq_rows_any,
 	},
 };
 

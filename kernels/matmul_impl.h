@@ -9,12 +9,14 @@
  *   float  d[nbp]        block scales (x ~ d * q), nbp = nb rounded up to 16; padding zero
  *   float  c[nbp]        d * sum(q) per block, for kernels that feed the weight
  *                        quants as unsigned bytes (see below); padding zero
+ *   int32  ks[nbp]       -K * sum(q), K the offset of the weight type below
  *
  * Unsigned weight trick: u8 x s8 dot instructions (maddubs, vpdpbusd) want one
  * unsigned operand. Q4_0 nibbles q are already unsigned and Q8_0 quants w become
  * unsigned as w + 128 (w ^ 0x80); the constant offset K (8 or 128) is then taken
  * back out once per output: sum_b dw_b dx_b dot(q - K, x)_b
- *   = sum_b dw_b dx_b dot(q, x)_b - K * sum_b dw_b c_b.
+ *   = sum_b dw_b dx_b dot(q, x)_b - K * sum_b dw_b c_b,
+ * or per block in integers: dot(q - K, x) = dot(q, x) + ks.
  */
 #ifndef KB_MATMUL_IMPL_H
 #define KB_MATMUL_IMPL_H
@@ -43,7 +45,7 @@ static inline int mm_round_up(int n, int m)
 /* Bytes of one quantized activation row of nb blocks (a multiple of 64). */
 static inline size_t mm_xq_stride(int nb)
 {
-	return (size_t)mm_round_up(nb, 2) * 32 + (size_t)mm_round_up(nb, 16) * 8;
+	return (size_t)mm_round_up(nb, 2) * 32 + (size_t)mm_round_up(nb, 16) * 12;
 }
 
 static inline int8_t *mm_xq_qs(const struct mm_args *a, int t)
@@ -59,6 +61,17 @@ static inline float *mm_xq_d(const struct mm_args *a, int t)
 static inline float *mm_xq_c(const struct mm_args *a, int t)
 {
 	return mm_xq_d(a, t) + mm_round_up(a->nb, 16);
+}
+
+static inline int32_t *mm_xq_ks(const struct mm_args *a, int t)
+{
+	return (int32_t *)(mm_xq_c(a, t) + mm_round_up(a->nb, 16));
+}
+
+/* The unsigned offset K of a weight type's quants. */
+static inline int mm_offset(int wtype)
+{
+	return wtype == QTYPE_Q8_0 ? 128 : 8;
 }
 
 /* Output rows handled together by one task; a multiple of every ISA's row tile. */
