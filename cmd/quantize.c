@@ -5,10 +5,14 @@
 #include "cli.h"
 #include "convert.h"
 #include "quant.h"
+#include "synth.h"
 
 static const struct option longopts[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "list-types", no_argument, NULL, 'L' },
+	{ "synthetic", required_argument, NULL, 'S' },
+	{ "seed", required_argument, NULL, 's' },
+	{ "list-shapes", no_argument, NULL, 'H' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "complete-options", no_argument, NULL, 'O' },
 	{ NULL, 0, NULL, 0 },
@@ -17,12 +21,17 @@ static const struct option longopts[] = {
 static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
+	       "       kvblend quantize --synthetic SHAPE [--seed N] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0 or q4_0.\n"
 	       "2-D weights become TYPE (f32 when their rows are not whole blocks of it);\n"
 	       "1-D tensors (norms, biases) become f32; the metadata is kept, with\n"
 	       "general.file_type set to match. OUT is replaced atomically ('-' = stdout).\n\n"
 	       "  -v, --verbose      one line per tensor on stderr: name, shape, types\n"
 	       "      --list-types   print the types TYPE can be, one per line\n"
+	       "      --synthetic SHAPE  write a model of a real model's shape with seeded random\n"
+	       "                     weights instead of converting one (for speed work)\n"
+	       "      --seed N       seed of the synthetic weights (default 1)\n"
+	       "      --list-shapes  print the shapes --synthetic knows, one per line\n"
 	       "  -h, --help         this help\n");
 }
 
@@ -73,15 +82,37 @@ int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-quantize";
 	bool verbose = false;
+	const char *shape = NULL;
+	uint64_t seed = 1;
 	int c;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'v': verbose = true; break;
 		case 'L': list_types(); return 0;
+		case 'S': shape = optarg; break;
+		case 's': seed = (uint64_t)cli_long("--seed", optarg, 1, 0x7fffffffffffffffL); break;
+		case 'H':
+			for (size_t i = 0; synth_shape_name(i); i++)
+				printf("%s\n", synth_shape_name(i));
+			return 0;
 		case 'h': usage(); return 0;
 		case 'O': cli_complete_options(longopts); return 0;
 		default: cli_usage_error("bad usage");
 		}
+	}
+	if (shape) {
+		if (argc - optind != 2)
+			cli_usage_error("expected --synthetic SHAPE OUT.gguf TYPE");
+		struct synth_spec sp;
+		if (synth_shape(shape, &sp))
+			cli_usage_error("%s", kb_error());
+		sp.type = parse_type(argv[optind + 1]);
+		sp.seed = seed;
+		if (synth_write(argv[optind], &sp))
+			cli_die("%s", kb_error());
+		fprintf(stderr, "%s: wrote %s (synthetic %s, %s, seed %llu)\n", cli_tool, argv[optind], shape,
+			qtype_name(sp.type), (unsigned long long)seed);
+		return 0;
 	}
 	if (argc - optind != 3)
 		cli_usage_error("expected IN.gguf OUT.gguf TYPE, got %d operand%s", argc - optind,

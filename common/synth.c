@@ -204,3 +204,38 @@ out:
 	free(s.bufs);
 	return rc;
 }
+
+/* The hyper-parameters of real models (from their config.json), for speed work. */
+static const struct {
+	const char *name;
+	struct synth_spec spec;
+} shapes[] = {
+	{ "smollm2-135m", { .arch = "llama", .n_vocab = 49152, .n_embd = 576, .n_layer = 30, .n_head = 9,
+			    .n_kv_head = 3, .n_ff = 1536, .n_ctx = 8192, .rope_base = 1e5f, .tied = true } },
+	{ "smollm2-360m", { .arch = "llama", .n_vocab = 49152, .n_embd = 960, .n_layer = 32, .n_head = 15,
+			    .n_kv_head = 5, .n_ff = 2560, .n_ctx = 8192, .rope_base = 1e5f, .tied = true } },
+	{ "qwen2.5-0.5b", { .arch = "qwen2", .n_vocab = 151936, .n_embd = 896, .n_layer = 24, .n_head = 14,
+			    .n_kv_head = 2, .n_ff = 4864, .n_ctx = 32768, .rope_base = 1e6f, .norm_eps = 1e-6f,
+			    .qkv_bias = true, .tied = true } },
+	{ "tiny-llama", { .arch = "llama", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			  .n_kv_head = 2, .n_ff = 128, .n_ctx = 512 } },
+	{ "tiny-qwen2", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			  .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true,
+			  .tied = true } },
+};
+
+int synth_shape(const char *name, struct synth_spec *out)
+{
+	for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+		if (strcmp(shapes[i].name, name) == 0) {
+			*out = shapes[i].spec;
+			return KB_OK;
+		}
+	}
+	return kb_fail(KB_ERR_ARG, "unknown shape '%s' (see --list-shapes)", name);
+}
+
+const char *synth_shape_name(size_t i)
+{
+	return i < sizeof shapes / sizeof *shapes ? shapes[i].name : NULL;
+}

@@ -29,4 +29,11 @@ struct synth_spec {
  * "▁"-prefixed letter pieces up to n_vocab. Returns KB_OK or an error. */
 int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
+/* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
+ * "qwen2.5-0.5b", "tiny-llama", "tiny-qwen2"); type and seed are left 0.
+ * KB_ERR_ARG for an unknown name. */
+int synth_shape(const char *name, struct synth_spec *out) KB_WUR;
+/* Name of shape i, or NULL past the last one (for listings). */
+const char *synth_shape_name(size_t i);
+
 #endif
