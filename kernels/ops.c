@@ -151,9 +151,51 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, f
 		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
 
-/* One row of RoPE: cos/sin for OPS_ROPE_CHUNK pairs at a time, applied to every head. */
-static void rope_row(float *x, int32_t pos, int n_head, int head_dim, const struct kern_rope *r,
-		     ops_rope_norm_fn *norm, ops_rope_neox_fn *neox)
+/* cos/sin of one row's angles pos * inv_freq[i], i < half, in double: directly
+ * (libm, ~20 ns a pair), or when the row's position is the previous row's + 1
+ * (prefill), the previous row's rotated by inv_freq: a few multiplies, drifting
+ * ~1e-16 a step, so OPS_ROPE_RESTART steps still round to the same floats. */
+#define OPS_ROPE_MAX_PAIRS 256 /* more pairs: every row direct */
+#define OPS_ROPE_RESTART 64
+struct rope_angles {
+	double c[OPS_ROPE_MAX_PAIRS], s[OPS_ROPE_MAX_PAIRS];   /* this row */
+	double c1[OPS_ROPE_MAX_PAIRS], s1[OPS_ROPE_MAX_PAIRS]; /* of inv_freq: the step */
+	int64_t pos;    /* position of c, s */
+	int steps;      /* rows stepped since the last direct one; -1: none yet */
+	int have_step;  /* c1, s1 computed */
+};
+
+static void rope_angles_at(struct rope_angles *g, int32_t pos, const float *inv_freq, int half)
+{
+	if (g->steps >= 0 && g->steps < OPS_ROPE_RESTART && pos == g->pos + 1) {
+		if (!g->have_step) {
+			for (int i = 0; i < half; i++) {
+				g->c1[i] = cos((double)inv_freq[i]);
+				g->s1[i] = sin((double)inv_freq[i]);
+			}
+			g->have_step = 1;
+		}
+		for (int i = 0; i < half; i++) {
+			double c = g->c[i] * g->c1[i] - g->s[i] * g->s1[i];
+			g->s[i] = g->s[i] * g->c1[i] + g->c[i] * g->s1[i];
+			g->c[i] = c;
+		}
+		g->steps++;
+	} else {
+		for (int i = 0; i < half; i++) {
+			double th = (double)pos * inv_freq[i]; /* exact, as in ops_rope_cs() */
+			g->c[i] = cos(th);
+			g->s[i] = sin(th);
+		}
+		g->steps = 0;
+	}
+	g->pos = pos;
+}
+
+/* One row of RoPE: the row's cos/sin (from g, or computed here when g is NULL)
+ * for OPS_ROPE_CHUNK pairs at a time, applied to every head. */
+static void rope_row(float *x, int32_t pos, const struct rope_angles *g, int n_head, int head_dim,
+		     const struct kern_rope *r, ops_rope_norm_fn *norm, ops_rope_neox_fn *neox)
 {
 	float c[2 * OPS_ROPE_CHUNK] __attribute__((aligned(64)));
 	float s[2 * OPS_ROPE_CHUNK] __attribute__((aligned(64)));
@@ -162,7 +204,12 @@ static void rope_row(float *x, int32_t pos, int n_head, int head_dim, const stru
 		int n = half - i0 < OPS_ROPE_CHUNK ? half - i0 : OPS_ROPE_CHUNK;
 		for (int i = 0; i < n; i++) {
 			float ci, si;
-			ops_rope_cs(pos, r->inv_freq[i0 + i], &ci, &si);
+			if (g) {
+				ci = (float)g->c[i0 + i];
+				si = (float)g->s[i0 + i];
+			} else {
+				ops_rope_cs(pos, r->inv_freq[i0 + i], &ci, &si);
+			}
 			if (r->mode == KERN_ROPE_NORM) {
 				c[2 * i] = c[2 * i + 1] = ci;
 				s[2 * i] = -si;
@@ -207,10 +254,20 @@ void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim
 	ASSERT(r->n_rot % 2 == 0 && r->n_rot <= head_dim);
 	ASSERT(r->mode == KERN_ROPE_NORM || r->mode == KERN_ROPE_NEOX);
 	const size_t row = (size_t)n_head * head_dim;
-	/* cos/sin cost about as much as rotating 8 heads: parallel from a few rows */
-	#pragma omp parallel for schedule(static) if (n_tok >= 4)
-	for (int t = 0; t < n_tok; t++)
-		rope_row(x + t * row, pos[t], n_head, head_dim, r, norm, neox);
+	const int half = r->n_rot / 2;
+	/* each thread a run of consecutive rows, so the angles can step from row to row */
+	#pragma omp parallel if (n_tok >= 4)
+	{
+		struct rope_angles g = { .steps = -1 };
+		int t0 = (int)((int64_t)n_tok * ops_thread() / ops_team());
+		int t1 = (int)((int64_t)n_tok * (ops_thread() + 1) / ops_team());
+		for (int t = t0; t < t1; t++) {
+			if (half <= OPS_ROPE_MAX_PAIRS)
+				rope_angles_at(&g, pos[t], r->inv_freq, half);
+			rope_row(x + t * row, pos[t], half <= OPS_ROPE_MAX_PAIRS ? &g : NULL, n_head,
+				 head_dim, r, norm, neox);
+		}
+	}
 }
 
 void kern_softmax(float *x, int n)
@@ -364,16 +421,19 @@ static void att_run_split(const struct ops_att *a, char *ws, int nt, ops_att_chu
 		att_combine(a, it / a->n_head, it % a->n_head, ws, slot, team);
 }
 
-/* Blocks of the last queries first: under a causal mask they see the most keys. */
+/* Items of OPS_ATT_TILE_NB blocks; the last queries first: under a causal mask
+ * they see the most keys. */
 static void att_run_tiles(const struct ops_att *a, char *ws, int nt, ops_att_tile_fn *tile, int w)
 {
 	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
 	const int n_blk = (a->n_q * a->n_rep + w - 1) / w;
-	const long n_items = (long)n_blk * a->n_kv_head;
+	const int n_grp = (n_blk + OPS_ATT_TILE_NB - 1) / OPS_ATT_TILE_NB;
+	const long n_items = (long)n_grp * a->n_kv_head;
 	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
 	for (long it = 0; it < n_items; it++) {
-		int blk = n_blk - 1 - (int)(it / a->n_kv_head);
-		tile(a, (int)(it % a->n_kv_head), blk * w, (float *)(ws + (size_t)ops_thread() * slot));
+		int b0 = (n_grp - 1 - (int)(it / a->n_kv_head)) * OPS_ATT_TILE_NB;
+		int nb = n_blk - b0 < OPS_ATT_TILE_NB ? n_blk - b0 : OPS_ATT_TILE_NB;
+		tile(a, (int)(it % a->n_kv_head), b0 * w, nb, (float *)(ws + (size_t)ops_thread() * slot));
 	}
 }
 

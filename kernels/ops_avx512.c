@@ -413,7 +413,7 @@ tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *
 }
 
 /* o = o * alpha + p^T V over the tile's live keys (the others are never read), 64, 32 then 16 (masked) dims at a time. */
-static void tile_pv512(struct tile512 *t, const float *v, size_t stride, const int *live_j, int nk,
+static __attribute__((noinline)) void tile_pv512(struct tile512 *t, const float *v, size_t stride, const int *live_j, int nk,
 		       int hd)
 {
 	for (int l0 = 0; l0 < t->nv; l0 += 4) {
@@ -445,28 +445,35 @@ static void tile_store512(const struct tile512 *t, const struct ops_att *a, int 
 	}
 }
 
-void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, float *scratch)
+void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, int nb, float *scratch)
 {
 	const int hd = a->head_dim;
 	const size_t stride = (size_t)a->kv_stride, ko = (size_t)g * hd;
-	struct tile512 t = {
-		.qt = scratch, .o = scratch + hd * W, .p = scratch + 2 * hd * W,
-		.alpha = scratch + 2 * hd * W + T * W,
-	};
-	tile_pack512(&t, a, g, v0);
+	struct tile512 t[OPS_ATT_TILE_NB];
+	int32_t qmax = INT32_MIN;
+	for (int b = 0; b < nb; b++) {
+		float *f = scratch + (size_t)b * OPS_ATT_BLOCK_FLOATS(hd, W);
+		t[b] = (struct tile512){ .qt = f, .o = f + hd * W, .p = f + 2 * hd * W,
+					 .alpha = f + 2 * hd * W + T * W };
+		tile_pack512(&t[b], a, g, v0 + b * W);
+		qmax = t[b].qmax > qmax ? t[b].qmax : qmax;
+	}
 	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
 		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
 		int32_t kmin = INT32_MAX;
 		for (int jj = 0; jj < nk; jj++)
 			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
-		if (kmin > t.qmax)
-			continue; /* every key of the tile is in every lane's future */
-		tile_scores512(t.p, t.qt, a->k + ko + j0 * stride, stride, nk, hd);
-		int live_j[T], n_live = tile_softmax512(&t, a->k_pos + j0, nk, live_j);
-		if (n_live)
-			tile_pv512(&t, a->v + ko + j0 * stride, stride, live_j, n_live, hd);
+		for (int b = 0; b < nb && kmin <= qmax; b++) {
+			if (kmin > t[b].qmax)
+				continue; /* every key of the tile is in every lane's future */
+			tile_scores512(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
+			int live_j[T], n_live = tile_softmax512(&t[b], a->k_pos + j0, nk, live_j);
+			if (n_live)
+				tile_pv512(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
+		}
 	}
-	tile_store512(&t, a, g, v0);
+	for (int b = 0; b < nb; b++)
+		tile_store512(&t[b], a, g, v0 + b * W);
 }
 
 #endif

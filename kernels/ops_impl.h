@@ -70,7 +70,8 @@ typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64
  *   tile:  the query vectors that share kv head g, numbered v = i * n_rep + r
  *          (query i, head g * n_rep + r), in blocks of `w` (the SIMD width):
  *          lanes = query vectors, keys taken OPS_ATT_TILE at a time with an online
- *          softmax, so each K/V row is loaded once per block of w query vectors.
+ *          softmax, so each K/V row is loaded once per block of w query vectors
+ *          (and from L1 for the next OPS_ATT_TILE_NB - 1 blocks).
  * A slot a query cannot see is never multiplied into the output: it may hold
  * anything, NaN included, as long as it is mapped. */
 #define OPS_ATT_MAX_HD 256      /* head_dim bound of the tile and split paths */
@@ -78,9 +79,10 @@ typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64
 #define OPS_ATT_MAX_W 16        /* widest lane count (AVX-512) */
 #define OPS_ATT_SPLIT_MAX_Q 4   /* queries up to which the split path is used */
 #define OPS_ATT_CHUNK_MAX 512   /* keys per chunk of the split path */
-/* qt [hd][w] + o [w][hd] + p [TILE][w] + alpha [w] */
-#define OPS_ATT_TILE_FLOATS (2 * OPS_ATT_MAX_HD * OPS_ATT_MAX_W + \
-			     OPS_ATT_TILE * OPS_ATT_MAX_W + OPS_ATT_MAX_W)
+#define OPS_ATT_TILE_NB 4       /* blocks of w query vectors that share each K/V tile */
+/* per block: qt [hd][w] + o [w][hd] + p [TILE][w] + alpha [w], a multiple of 16 */
+#define OPS_ATT_BLOCK_FLOATS(hd, w) ((2 * (hd) * (w) + OPS_ATT_TILE * (w) + (w) + 15) & ~15)
+#define OPS_ATT_TILE_FLOATS (OPS_ATT_TILE_NB * OPS_ATT_BLOCK_FLOATS(OPS_ATT_MAX_HD, OPS_ATT_MAX_W))
 
 struct ops_att {
 	float *out;
@@ -99,9 +101,10 @@ struct ops_att {
  * be that very row of out (and out may be q). */
 typedef void ops_att_chunk_fn(const struct ops_att *a, int i, int h, int j0, int j1,
 			      float *s, float *st, float *o);
-/* query vectors [v0, v0 + w) of kv head g (those past n_q * n_rep are padding);
- * scratch: OPS_ATT_TILE_FLOATS floats, 64-byte aligned */
-typedef void ops_att_tile_fn(const struct ops_att *a, int g, int v0, float *scratch);
+/* query vectors [v0, v0 + nb * w) of kv head g in nb <= OPS_ATT_TILE_NB blocks
+ * (those past n_q * n_rep are padding), each K/V tile used by all nb blocks
+ * while it is in L1; scratch: OPS_ATT_TILE_FLOATS floats, 64-byte aligned */
+typedef void ops_att_tile_fn(const struct ops_att *a, int g, int v0, int nb, float *scratch);
 
 /* Lane set-up shared by the tile workers: query vector v0 + l of kv head g
  * (l < w) is query row *i, head *h; returns 0 for a padding lane. */

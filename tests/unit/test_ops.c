@@ -101,15 +101,18 @@ static void cmp_rope(const char *isa)
 	/* n_tok, n_head, head_dim, n_rot: odd counts, partial rotation, > 64 pairs */
 	static const int shapes[][4] = { { 1, 1, 2, 2 }, { 3, 2, 8, 8 }, { 5, 3, 10, 6 },
 					 { 4, 9, 64, 64 }, { 7, 3, 64, 32 }, { 3, 4, 128, 128 },
-					 { 2, 2, 256, 256 }, { 2, 2, 200, 130 }, { 33, 9, 64, 64 } };
+					 { 2, 2, 256, 256 }, { 2, 2, 200, 130 }, { 33, 9, 64, 64 },
+					 { 300, 3, 64, 64 }, { 150, 2, 128, 96 } };
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
 		int nt = shapes[s][0], nh = shapes[s][1], hd = shapes[s][2], nr = shapes[s][3];
 		for (int mode = KERN_ROPE_NORM; mode <= KERN_ROPE_NEOX; mode += 2) {
 			long n = (long)nt * nh * hd;
 			float *x0 = randv(n, -3, 3), *x1 = dupv(x0, n), *f = inv_freq(nr, 10000.0f);
 			int32_t *pos = malloc((size_t)nt * sizeof *pos);
+			/* random positions, or a run from near 2^17 (prefill: angles step) */
+			int base = nt > 8 ? 131072 - nt - randi(1000) : -1;
 			for (int t = 0; t < nt; t++)
-				pos[t] = randi(131072);
+				pos[t] = base >= 0 ? base + t : randi(131072);
 			struct kern_rope r = { .mode = mode, .n_rot = nr, .inv_freq = f };
 			kern_rope_ref(x0, pos, nt, nh, hd, &r);
 			kern_rope(x1, pos, nt, nh, hd, &r);
