@@ -11,7 +11,7 @@
 _kvblend_model_opts='-m --model'
 _kvblend_file_opts='-f --file -o --output'
 _kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx
-	--n-prompt --n-gen -r --reps -b --batch'
+	--n-prompt --n-gen -r --reps -b --batch --synthetic'
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -44,7 +44,10 @@ _kvblend_tool()
 	if [[ $prev == = && $COMP_CWORD -ge $((first + 1)) ]]; then
 		prev=${COMP_WORDS[COMP_CWORD-2]}
 	fi
-	if _kvblend_word_in "$prev" "$_kvblend_model_opts"; then
+	if [[ $tool == quantize && $prev == --synthetic ]]; then
+		COMPREPLY=($(compgen -W "$(kvblend quantize --list-shapes 2>/dev/null)" -- "$cur"))
+		return
+	elif _kvblend_word_in "$prev" "$_kvblend_model_opts"; then
 		_kvblend_files '*.[gG][gG][uU][fF]'
 		return
 	elif _kvblend_word_in "$prev" "$_kvblend_file_opts"; then
@@ -67,6 +70,8 @@ _kvblend_tool()
 	local i n=0 w skip=
 	for ((i = first; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
+		# quantize --synthetic SHAPE OUT TYPE: no IN operand
+		[[ $w == --synthetic ]] && n=$((n + 1))
 		if [[ $w == = ]]; then
 			skip=1
 		elif [[ -n $skip ]]; then

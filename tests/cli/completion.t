@@ -76,8 +76,17 @@ if have quantize; then
 	for ty in $types; do grep -qw -- "$ty" "$KVBLEND_ROOT/man/kvblend-quantize.1" || miss="$miss $ty"; done
 	is "$miss" "" "every type is in man/kvblend-quantize.1"
 	is "$(cand kvblend quantize a '')" "B.GGUF a.gguf sub" "quantize IN <TAB> offers .gguf files"
+	if kvblend quantize --list-shapes >/dev/null 2>&1; then
+		is "$(cand kvblend quantize --synthetic '')" \
+			"$(kvblend quantize --list-shapes | LC_ALL=C sort | paste -sd ' ')" \
+			"quantize --synthetic <TAB> offers kvblend quantize --list-shapes"
+		is "$(cand kvblend quantize --synthetic tiny-llama --seed 3 a.gguf '')" "$types" \
+			"quantize --synthetic SHAPE OUT <TAB> offers the types"
+	else
+		for i in 1 2; do skip "kvblend-quantize has no --list-shapes"; done
+	fi
 else
-	for i in 1 2 3 4; do skip "kvblend-quantize is not built"; done
+	for i in 1 2 3 4 5 6; do skip "kvblend-quantize is not built"; done
 fi
 cd "$KVBLEND_ROOT" || exit 1
 
