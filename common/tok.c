@@ -1,6 +1,7 @@
 /* tok.c — see tok.h. The vocabulary (load, text -> id map, token attributes,
  * special and end-of-generation tokens), the split of special tokens out of
- * the text, and decoding; the per-kind algorithms live in tok_<kind>.c.
+ * the text, and decoding; the per-kind algorithms live in tok_<kind>.c
+ * (tok_spm.c, tok_bpe.c, tok_wpm.c).
  *
  * Behaviour follows llama.cpp's llama-vocab.cpp so that the same GGUF gives the
  * same ids: the defaults per kind, how token types become attributes, which
@@ -39,6 +40,51 @@ int32_t tok_lookup(const struct tok *t, const char *s, size_t n)
 		if (id < 0 || tok_text_eq(t, id, s, n))
 			return id;
 	}
+}
+
+uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *len)
+{
+	unsigned char b = s[0];
+	size_t need = b < 0x80 ? 1 : b < 0xc0 ? 0 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf8 ? 4 : 0;
+	*len = 1;
+	if (need == 1)
+		return b;
+	if (need == 0 || need > n)
+		return 0xfffd;
+	uint32_t c = b & (0x7f >> need);
+	for (size_t i = 1; i < need; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0xfffd;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if (c > 0x10ffff)
+		return 0xfffd; // llama.cpp gives up on the whole text here
+	*len = need;
+	return c;
+}
+
+size_t tok_utf8_encode(uint32_t c, char *out)
+{
+	if (c < 0x80) {
+		out[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800) {
+		out[0] = (char)(0xc0 | c >> 6);
+		out[1] = (char)(0x80 | (c & 0x3f));
+		return 2;
+	}
+	if (c < 0x10000) {
+		out[0] = (char)(0xe0 | c >> 12);
+		out[1] = (char)(0x80 | (c >> 6 & 0x3f));
+		out[2] = (char)(0x80 | (c & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | (c >> 18 & 0x07));
+	out[1] = (char)(0x80 | (c >> 12 & 0x3f));
+	out[2] = (char)(0x80 | (c >> 6 & 0x3f));
+	out[3] = (char)(0x80 | (c & 0x3f));
+	return 4;
 }
 
 /* Build the map over all tokens; a text that occurs twice is an error (as in llama.cpp). */
@@ -226,30 +272,56 @@ static int load_vocab(struct tok *t, const struct gguf *g, const char *path)
 	return map_build(t, path);
 }
 
-/* Special ids, flags and per-kind defaults. */
+/* The defaults of each kind (llama.cpp's), before the keys are read. */
+static void kind_defaults(struct tok *t)
+{
+	t->eot = t->eom = t->pad = t->sep = -1;
+	t->add_eos = false;
+	t->add_space_prefix = false;
+	switch (t->kind) {
+	case TOK_SPM: // <unk> 0, <s> 1, </s> 2, BOS added, a space prefix
+		t->unk = 0;
+		t->bos = 1;
+		t->eos = 2;
+		t->add_bos = true;
+		t->add_space_prefix = true;
+		break;
+	case TOK_BPE: // llama.cpp says BOS = EOS = 11 when the keys are absent; "," in GPT-2: none here
+		t->unk = t->bos = t->eos = -1;
+		t->add_bos = false;
+		break;
+	case TOK_WPM: // [PAD] 0, [UNK] 100, [CLS] 101 as BOS, [SEP] 102 at the end
+		t->pad = 0;
+		t->unk = 100;
+		t->bos = 101;
+		t->sep = 102;
+		t->eos = -1;
+		t->add_bos = true;
+		break;
+	}
+}
+
+/* Special ids and flags from the keys (over the defaults). */
 static int load_specials(struct tok *t, const struct gguf *g)
 {
-	// SPM defaults (llama.cpp): <unk> 0, <s> 1, </s> 2, BOS added, a space prefix
-	t->unk = 0;
-	t->bos = 1;
-	t->eos = 2;
-	t->eot = t->eom = t->pad = -1;
-	t->add_bos = true;
-	t->add_eos = false;
-	t->add_space_prefix = true;
 	int rc;
+	if (t->kind == TOK_WPM && (rc = get_id(g, "tokenizer.ggml.cls_token_id", t->n_vocab, &t->bos)))
+		return rc;
 	if ((rc = get_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos)) ||
 	    (rc = get_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos)) ||
 	    (rc = get_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk)) ||
 	    (rc = get_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot)) ||
 	    (rc = get_id(g, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom)) ||
 	    (rc = get_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad)) ||
+	    (rc = get_id(g, "tokenizer.ggml.seperator_token_id", t->n_vocab, &t->sep)) ||
 	    (rc = get_flag(g, "tokenizer.ggml.add_bos_token", &t->add_bos)) ||
 	    (rc = get_flag(g, "tokenizer.ggml.add_eos_token", &t->add_eos)) ||
 	    (rc = get_flag(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix)))
 		return rc;
+	if (t->unk >= t->n_vocab)
+		t->unk = -1;
 
-	// byte fallback: <0xXX>, else the byte itself as a token, else <unk>
+	// SPM byte fallback: <0xXX>, else the byte itself as a token, else <unk>
 	for (int b = 0; b < 256; b++) {
 		char hex[7], one[1] = { (char)b };
 		snprintf(hex, sizeof hex, "<0x%02X>", b);
@@ -259,6 +331,29 @@ static int load_specials(struct tok *t, const struct gguf *g)
 		t->byte_tok[b] = id >= 0 ? id : t->unk;
 	}
 	return KB_OK;
+}
+
+/* Fill-in-the-middle tokens, found by text: llama.cpp makes them CONTROL (so they
+ * are only matched with parse_special) and the pad/repo/file-separator ones end
+ * generation. fim[i] = the id of the first of group i found, or -1. */
+static const char *const fim_texts[6][5] = {
+	{ "<|fim_prefix|>", "<fim-prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>" },
+	{ "<|fim_suffix|>", "<fim-suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "hole\xef\xbd\x9c>", "<SUF>" },
+	{ "<|fim_middle|>", "<fim-middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>" },
+	{ "<|fim_pad|>", "<fim-pad>", "<PAD>" },
+	{ "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>" },
+	{ "<|file_sep|>" },
+};
+
+static void load_fim(struct tok *t, int32_t fim[6])
+{
+	for (int i = 0; i < 6; i++) {
+		fim[i] = -1;
+		for (int j = 0; j < 5 && fim_texts[i][j] && fim[i] < 0; j++)
+			fim[i] = find_text(t, fim_texts[i][j]);
+		if (fim[i] >= 0)
+			t->attr[fim[i]] = TOK_ATTR_CONTROL;
+	}
 }
 
 static int cmp_i32(const void *a, const void *b)
@@ -288,11 +383,14 @@ static void eog_remove(int32_t *ids, int32_t *n, int32_t id)
 		}
 }
 
-/* The end-of-generation set: tokens with a known end text (made CONTROL), EOS, EOT, EOM;
- * then llama.cpp's two exceptions (harmony-style "<|end|>", gemma4-style "</s>"). */
+/* The end-of-generation set: tokens with a known end text (made CONTROL), EOS, EOT, EOM,
+ * the FIM pad/repo/separator tokens; then llama.cpp's two exceptions (harmony-style
+ * "<|end|>", gemma4-style "</s>"). */
 static int load_eog(struct tok *t)
 {
-	size_t cap = sizeof eog_texts / sizeof *eog_texts + 3;
+	int32_t fim[6];
+	load_fim(t, fim);
+	size_t cap = sizeof eog_texts / sizeof *eog_texts + 6;
 	t->eog = kb_malloc(cap * sizeof *t->eog);
 	if (!t->eog)
 		return KB_ERR_NOMEM;
@@ -304,8 +402,8 @@ static int load_eog(struct tok *t)
 			t->attr[id] |= TOK_ATTR_CONTROL;
 		}
 	}
-	int32_t extra[3] = { t->eos, t->eot, t->eom };
-	for (int i = 0; i < 3; i++) {
+	int32_t extra[6] = { t->eos, t->eot, t->eom, fim[3], fim[4], fim[5] };
+	for (int i = 0; i < 6; i++) {
 		bool have = extra[i] < 0;
 		for (int32_t j = 0; j < n && !have; j++)
 			have = t->eog[j] == extra[i];
@@ -358,6 +456,15 @@ static int load_special_cache(struct tok *t, const struct gguf *g)
 	qsort(t->special, (size_t)n, sizeof *t->special, cmp_special);
 	cmp_ctx = NULL;
 
+	// jina-v2's <mask> eats the whitespace to its left
+	struct gguf_str pre;
+	if (gguf_get_str(g, "tokenizer.ggml.pre", &pre) == KB_OK &&
+	    (gguf_str_eq(pre, "jina-v2-de") || gguf_str_eq(pre, "jina-v2-es") || gguf_str_eq(pre, "jina-v2-code"))) {
+		int32_t id = find_text(t, "<mask>");
+		if (id >= 0)
+			t->attr[id] |= TOK_ATTR_LSTRIP;
+	}
+
 	struct gguf_str name;
 	if (gguf_get_str(g, "general.name", &name) != KB_OK)
 		return KB_OK;
@@ -392,19 +499,25 @@ int tok_load(struct tok **out, const struct gguf *g)
 		return kb_fail(KB_ERR_FORMAT, "'%s': no tokenizer (tokenizer.ggml.model is missing)", path);
 	if (rc)
 		return rc;
-	if (gguf_str_eq(model, "gpt2") || gguf_str_eq(model, "bert"))
-		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': tokenizer '%.*s' is not supported yet", path,
-			       (int)model.len, model.data);
-	if (!gguf_str_eq(model, "llama"))
+	enum tok_kind kind;
+	if (gguf_str_eq(model, "llama"))
+		kind = TOK_SPM;
+	else if (gguf_str_eq(model, "gpt2"))
+		kind = TOK_BPE;
+	else if (gguf_str_eq(model, "bert"))
+		kind = TOK_WPM;
+	else
 		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': unknown tokenizer '%.*s'", path,
 			       model.len > 64 ? 64 : (int)model.len, model.data);
 
 	struct tok *t = kb_calloc(1, sizeof *t);
 	if (!t)
 		return KB_ERR_NOMEM;
-	t->kind = TOK_SPM;
-	if ((rc = load_vocab(t, g, path)) || (rc = load_specials(t, g)) || (rc = load_eog(t)) ||
-	    (rc = load_special_cache(t, g)) || (rc = tok_spm_init(t))) {
+	t->kind = kind;
+	kind_defaults(t);
+	if ((rc = load_vocab(t, g, path)) || (kind == TOK_BPE && (rc = tok_bpe_init(t, g, path))) ||
+	    (rc = load_specials(t, g)) || (rc = load_eog(t)) || (rc = load_special_cache(t, g)) ||
+	    (kind == TOK_SPM && (rc = tok_spm_init(t)))) {
 		tok_free(t);
 		return rc;
 	}
@@ -426,6 +539,8 @@ void tok_free(struct tok *t)
 	free(t->special);
 	free(t->eog);
 	free(t->pair_set);
+	tok_bpe_free(t->bpe);
+	free(t->warning);
 	free(t);
 }
 
@@ -436,6 +551,7 @@ int32_t tok_n_vocab(const struct tok *t) { return t->n_vocab; }
 int32_t tok_bos(const struct tok *t) { return t->bos; }
 int32_t tok_eos(const struct tok *t) { return t->eos; }
 bool tok_add_bos(const struct tok *t) { return t->add_bos && t->bos >= 0; }
+const char *tok_warning(const struct tok *t) { return t->warning; }
 
 bool tok_is_eog(const struct tok *t, int32_t id)
 {
@@ -558,9 +674,12 @@ static int encode_fragment(const struct tok *t, const char *text, size_t len, bo
 	switch (t->kind) {
 	case TOK_SPM:
 		return tok_spm_encode(t, text, len, t->add_space_prefix && after_special, out);
-	default:
-		return kb_fail(KB_ERR_UNSUPPORTED, "tokenizer kind %d is not supported yet", (int)t->kind);
+	case TOK_BPE:
+		return tok_bpe_encode(t, text, len, out);
+	case TOK_WPM:
+		return tok_wpm_encode(t, text, len, out);
 	}
+	return kb_fail(KB_ERR_UNSUPPORTED, "tokenizer kind %d is not supported", (int)t->kind);
 }
 
 int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
@@ -588,6 +707,13 @@ int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
 			goto fail;
 		after_special = f.v[i].id >= 0;
 	}
+	// the end of a sequence: [SEP] for WordPiece, else EOS when the vocabulary asks
+	if (add_bos && t->kind == TOK_WPM && t->sep >= 0)
+		rc = tok_ids_push(&out, t->sep);
+	else if (add_bos && t->kind != TOK_WPM && t->add_eos && t->eos >= 0)
+		rc = tok_ids_push(&out, t->eos);
+	if (rc)
+		goto fail;
 	free(f.v);
 	*ids = out.v;
 	*n = out.n;
@@ -612,6 +738,8 @@ size_t tok_decode(const struct tok *t, int32_t id, bool show_special, char *out,
 			return 0;
 	} else if (attr & TOK_ATTR_USER_DEFINED) {
 		// as written
+	} else if ((attr & TOK_ATTR_NORMAL) && t->kind == TOK_BPE) {
+		return tok_bpe_decode(t, id, out, cap);
 	} else if (attr & TOK_ATTR_NORMAL) {
 		// "▁" -> " "
 		size_t need = 0;

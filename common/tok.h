@@ -2,14 +2,19 @@
  *
  * tokenizer.ggml.model selects the algorithm:
  *   "llama" SentencePiece BPE: scores, byte fallback (<0xXX>), add_space_prefix,
- *           "▁" for spaces (this issue);
- *   "gpt2"  byte-level BPE with merges and a pre-tokenizer regex (later issue);
- *   "bert"  WordPiece (later issue).
- * Anything else is KB_ERR_UNSUPPORTED naming the model.
+ *           "▁" for spaces (tok_spm.c);
+ *   "gpt2"  byte-level BPE: merges ranked by tokenizer.ggml.merges, the pre-tokenizer
+ *           regexes that tokenizer.ggml.pre names (gpt-2, llama3/llama-bpe, qwen2,
+ *           smollm, starcoder, deepseek-coder, deepseek-llm, ... as llama.cpp lists
+ *           them; an unknown name gets the GPT-2 rules and a warning) (tok_bpe.c);
+ *   "bert"  WordPiece: BERT's lowercasing, accent stripping and punctuation split,
+ *           then greedy longest-first pieces (tok_wpm.c).
+ * Anything else is KB_ERR_UNSUPPORTED naming the model. Every kind gives the ids
+ * llama.cpp gives for the same GGUF.
  *
- * Special/control tokens (token_type CONTROL or USER_DEFINED) written literally in
- * the text are matched as single tokens when parse_special is set (as llama.cpp
- * does), otherwise tokenized as plain text.
+ * Special tokens (token_type CONTROL, and UNKNOWN) written literally in the text are
+ * matched as single tokens when parse_special is set, otherwise tokenized as plain
+ * text; USER_DEFINED tokens are always matched (as llama.cpp does).
  */
 #ifndef KB_TOK_H
 #define KB_TOK_H
@@ -45,10 +50,15 @@ int32_t tok_n_vocab(const struct tok *t);
 int32_t tok_bos(const struct tok *t);  /* -1 if none */
 int32_t tok_eos(const struct tok *t);  /* -1 if none */
 bool tok_add_bos(const struct tok *t); /* tokenizer.ggml.add_bos_token (default per kind) */
+/* What the tool should tell the user about this tokenizer (an unknown or missing
+ * tokenizer.ggml.pre, say), one line without a newline; NULL if nothing. Owned by t. */
+const char *tok_warning(const struct tok *t);
 /* true for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
 bool tok_is_eog(const struct tok *t, int32_t id);
 
-/* Tokenize len bytes of text. add_bos prepends BOS when the vocabulary has one;
+/* Tokenize len bytes of text. add_bos frames the text as llama.cpp's add_special
+ * does: BOS first when the vocabulary has one, and at the end [SEP] for WordPiece
+ * ([CLS] text [SEP]) or EOS when tokenizer.ggml.add_eos_token is set.
  * parse_special matches special tokens written in the text.
  * On KB_OK, *ids (malloc()ed, caller frees) holds *n ids. Empty text gives n = 0
  * (plus BOS when asked). Invalid UTF-8 is tokenized byte by byte, never an error. */
@@ -60,8 +70,9 @@ const char *tok_piece(const struct tok *t, int32_t id);
 
 /* Append the text bytes of id to out (at most cap bytes) and return how many bytes
  * it needs (may exceed cap; nothing is truncated mid-write in that case).
- * SPM: "▁" becomes " ", <0xXX> becomes the byte XX; control tokens give ""
- * unless show_special. Byte tokens may form partial UTF-8: callers stream bytes. */
+ * SPM and WordPiece: "▁" becomes " ", <0xXX> becomes the byte XX; byte-level BPE:
+ * each character becomes the byte it stands for ("Ġ" -> " "); control tokens give ""
+ * unless show_special. Tokens may form partial UTF-8: callers stream bytes. */
 size_t tok_decode(const struct tok *t, int32_t id, bool show_special, char *out, size_t cap);
 
 #endif

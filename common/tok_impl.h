@@ -58,14 +58,26 @@ struct tok {
 	uint64_t *pair_set; /* owned, [pair_mask + 1]; UINT64_MAX = empty */
 	uint64_t pair_mask;
 
-	int32_t bos, eos, unk, eot, eom, pad; /* -1 when absent */
+	int32_t bos, eos, unk, eot, eom, pad, sep; /* -1 when absent (sep: WordPiece [SEP]) */
 	bool add_bos, add_eos, add_space_prefix;
+	bool ignore_merges; /* BPE: a pre-token that is a token is taken whole (llama3, tekken) */
+	struct tok_bpe *bpe; /* owned, BPE only: pre-tokenizer regexes and merge ranks (tok_bpe.c) */
+	char *warning;       /* owned, NULL if none: what tok_warning() reports */
 
 	int32_t *special;  /* owned, [n_special]: CONTROL/USER_DEFINED/UNKNOWN ids, longest text first */
 	int32_t n_special;
 	int32_t *eog;      /* owned, [n_eog]: sorted end-of-generation ids */
 	int32_t n_eog;
 };
+
+/* One code point of s[0..n) (n >= 1) decoded as llama.cpp's unicode_cpt_from_utf8
+ * does: a lead byte with its continuation bytes (overlong forms and surrogates
+ * accepted); an invalid sequence, or one above U+10FFFF, is U+FFFD for one byte.
+ * Sets *len to the bytes consumed. */
+uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *len);
+
+/* Write cpt as UTF-8 (1 to 4 bytes, surrogates too) into out; return the length. */
+size_t tok_utf8_encode(uint32_t cpt, char *out);
 
 /* Id of the token whose text is s[0..n), or -1. */
 int32_t tok_lookup(const struct tok *t, const char *s, size_t n);
@@ -80,5 +92,23 @@ int tok_spm_init(struct tok *t) KB_WUR;
  * prefix_space prepends " " first (add_space_prefix after BOS/a special token/start). */
 int tok_spm_encode(const struct tok *t, const char *text, size_t len, bool prefix_space,
 		   struct tok_ids *out) KB_WUR;
+
+/* BPE: the pre-tokenizer chosen by tokenizer.ggml.pre and the merge ranks
+ * (tokenizer.ggml.merges); may set t->warning, t->ignore_merges and t->add_bos. */
+int tok_bpe_init(struct tok *t, const struct gguf *g, const char *path) KB_WUR;
+void tok_bpe_free(struct tok_bpe *b);
+
+/* BPE: the pre-tokenizer's name as resolved ("gpt-2", "llama3", ...), for messages. */
+const char *tok_bpe_pre_name(const struct tok *t);
+
+/* BPE: tokenize one text fragment (no special tokens inside), appending to out. */
+int tok_bpe_encode(const struct tok *t, const char *text, size_t len, struct tok_ids *out) KB_WUR;
+
+/* BPE: the bytes a NORMAL token stands for (its text through the byte decoder),
+ * written to out as tok_decode() does; returns the length needed. */
+size_t tok_bpe_decode(const struct tok *t, int32_t id, char *out, size_t cap);
+
+/* WordPiece: tokenize one text fragment, appending to out. */
+int tok_wpm_encode(const struct tok *t, const char *text, size_t len, struct tok_ids *out) KB_WUR;
 
 #endif
