@@ -317,14 +317,16 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 	}
 }
 
-/* Floats of one thread's attention scratch: scores of the row path, the tile
- * path's buffers, or for few queries the split path's chunk scores and the
- * running state of every (query, head). */
+/* Floats of one thread's attention scratch: the most of the row path's scores,
+ * the tile path's buffers and the split path's chunk scores and running state of
+ * every (query, head). Grows with each argument, so a size for the largest call
+ * serves every smaller one. */
 static size_t att_slot_floats(int n_q, int n_kv, int n_head)
 {
+	int nq = n_q < OPS_ATT_SPLIT_MAX_Q ? n_q : OPS_ATT_SPLIT_MAX_Q;
 	size_t f = (size_t)(n_kv > OPS_ATT_TILE_FLOATS ? n_kv : OPS_ATT_TILE_FLOATS);
-	size_t split = OPS_ATT_CHUNK_MAX + (size_t)n_q * n_head * (2 + OPS_ATT_MAX_HD);
-	return n_q <= OPS_ATT_SPLIT_MAX_Q && split > f ? split : f;
+	size_t split = OPS_ATT_CHUNK_MAX + (size_t)nq * n_head * (2 + OPS_ATT_MAX_HD);
+	return split > f ? split : f;
 }
 
 static size_t att_slot_bytes(int n_q, int n_kv, int n_head)
@@ -332,11 +334,12 @@ static size_t att_slot_bytes(int n_q, int n_kv, int n_head)
 	return (att_slot_floats(n_q, n_kv, n_head) * sizeof(float) + 63) & ~(size_t)63;
 }
 
-/* Scratch: one slot per thread, for up to omp_get_max_threads() threads as it is
- * when this is called (the kernel uses no more than it is then), + 64 to align. */
+/* Scratch: a slot for each of up to ops_slots() threads (the processors; the
+ * kernel never runs more), + 64 to align ws. Enough for every call with at most
+ * these n_q, n_kv and n_head, whatever the thread count is set to later. */
 size_t kern_attention_wsize(int n_q, int n_kv, int n_head)
 {
-	return (size_t)ops_max_threads() * att_slot_bytes(n_q, n_kv, n_head) + 64;
+	return (size_t)ops_slots() * att_slot_bytes(n_q, n_kv, n_head) + 64;
 }
 
 /* out row = o / st[1], or zeros when the query saw no key. */

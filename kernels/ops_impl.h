@@ -15,14 +15,24 @@
 
 #include "kernels.h"
 
+/* Threads: a kernel with per-thread scratch runs at most ops_max_threads() (the
+ * OpenMP setting, capped at the processors), and its scratch has ops_slots()
+ * (the processors), so a size computed earlier holds whatever the thread count
+ * has been set to since. */
 #ifdef _OPENMP
 #include <omp.h>
 static inline int ops_thread(void) { return omp_get_thread_num(); }
 static inline int ops_team(void) { return omp_get_num_threads(); }
-static inline int ops_max_threads(void) { return omp_get_max_threads(); }
+static inline int ops_slots(void) { return omp_get_num_procs(); }
+static inline int ops_max_threads(void)
+{
+	int n = omp_get_max_threads(), p = omp_get_num_procs();
+	return n < p ? n : p;
+}
 #else
 static inline int ops_thread(void) { return 0; }
 static inline int ops_team(void) { return 1; }
+static inline int ops_slots(void) { return 1; }
 static inline int ops_max_threads(void) { return 1; }
 #endif
 

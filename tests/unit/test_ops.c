@@ -273,20 +273,59 @@ static void att_free(struct att *a)
 	free(a->q), free(a->k), free(a->v), free(a->q_pos), free(a->k_pos);
 }
 
-/* Run the dispatched kernel into out, with scratch at an odd offset. */
-static void att_run(const struct att *a, float *out, const float *q)
-{
-	size_t ws = kern_attention_wsize(a->n_q, a->n_kv, a->n_head);
-	char *buf = malloc(ws + 8);
-	ASSERT(buf);
-	kern_attention(out, q, a->q_stride, a->k, a->v, a->kv_stride, a->q_pos, a->k_pos,
-		       a->n_q, a->n_kv, a->n_head, a->n_kv_head, a->hd, buf + 3);
-	free(buf);
-}
-
 static float *att_out(const struct att *a)
 {
 	return randv((long)a->n_q * a->q_stride, 0, 1);
+}
+
+/* Scratch overruns seen by att_run_ws() (bytes past kern_attention_wsize() written). */
+static int ws_overruns;
+
+/* Run the dispatched kernel into out with scratch sized for (n_q, n_kv, n_head)
+ * >= the call's, at an odd offset, followed by a guard that must stay intact. */
+static void att_run_ws(const struct att *a, float *out, const float *q, int n_q, int n_kv, int n_head)
+{
+	enum { GUARD = 256 };
+	size_t ws = kern_attention_wsize(n_q, n_kv, n_head);
+	unsigned char *buf = malloc(ws + 3 + GUARD);
+	ASSERT(buf);
+	memset(buf + 3 + ws, 0xA5, GUARD);
+	kern_attention(out, q, a->q_stride, a->k, a->v, a->kv_stride, a->q_pos, a->k_pos,
+		       a->n_q, a->n_kv, a->n_head, a->n_kv_head, a->hd, buf + 3);
+	for (int i = 0; i < GUARD; i++)
+		ws_overruns += buf[3 + ws + i] != 0xA5;
+	free(buf);
+}
+
+static void att_run(const struct att *a, float *out, const float *q)
+{
+	att_run_ws(a, out, q, a->n_q, a->n_kv, a->n_head);
+}
+
+/* Scratch sized once for a batch serves every smaller call (the model sizes it
+ * for n_batch, n_ctx), with any thread count; and the kernel stays in it. */
+static void kat_att_wsize(const char *isa)
+{
+	static const int shapes[][5] = { /* n_q, n_kv, n_head, n_kv_head, head_dim */
+		{ 1, 700, 64, 8, 128 }, { 4, 300, 64, 8, 256 }, { 3, 40, 6, 2, 300 }, { 40, 300, 16, 4, 256 },
+	};
+	int before = ws_overruns;
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+		const int *sh = shapes[s];
+		struct att a;
+		att_init(&a, sh[0], sh[1], sh[2], sh[3], sh[4], 0, 1);
+		float *o0 = att_out(&a), *o1 = att_out(&a);
+		kern_attention_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos,
+				   a.n_q, a.n_kv, a.n_head, a.n_kv_head, a.hd);
+		att_run_ws(&a, o1, a.q, 64, 1024, sh[2]);
+		att_run(&a, o1, a.q);
+		double e = tap_nerr(o1, o0, (long)a.n_q * a.q_stride);
+		ok(e < TOL_ATT, "%s attention q %d kv %d heads %d hd %d in scratch for q 64 kv 1024: nerr %.2g",
+		   isa, a.n_q, a.n_kv, a.n_head, a.hd, e);
+		free(o0), free(o1);
+		att_free(&a);
+	}
+	ok(ws_overruns == before, "%s attention stays within kern_attention_wsize()", isa);
 }
 
 static void cmp_attention(const char *isa)
@@ -452,6 +491,7 @@ static void kat_att_edges(const char *isa, int n_q, int hd)
 
 static void kat_attention(const char *isa)
 {
+	kat_att_wsize(isa);
 	/* few queries take the split path, many the tile path, head_dim > 256 the row path */
 	static const int cases[][2] = { { 1, 8 }, { 2, 64 }, { 12, 8 }, { 24, 64 }, { 11, 20 }, { 6, 272 } };
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -529,5 +569,6 @@ int main(int argc, char **argv)
 		cmp_swiglu(isa);
 		cmp_attention(isa);
 	}
+	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
 	return done_testing();
 }
