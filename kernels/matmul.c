@@ -22,7 +22,9 @@ size_t kern_matmul_wsize(int wtype, int n_tok, int n_in)
 {
 	if (!is_q(wtype) || n_tok <= 0)
 		return 0;
-	return (size_t)n_tok * mm_xq_stride(n_in / 32);
+	size_t rows = (size_t)n_tok * mm_xq_stride(n_in / 32);
+	size_t tiled = (size_t)mm_round_up(n_tok, MM_XT) / MM_XT * (n_in / 32) * MM_XT_BLOCK;
+	return rows > tiled ? rows : tiled;
 }
 
 /* ---- activation quantization (portable) ---- */
@@ -174,8 +176,10 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 {
 	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
 	const struct mm_isa *isa = mm_isa_for(kern_level);
-	mm_rows_fn *rows = isa->rows[wtype] ? isa->rows[wtype] : mm_isa_generic.rows[wtype];
-	mm_quant_fn *quant = isa->quant ? isa->quant : mm_quant_generic;
+	if (!isa->rows[wtype])
+		isa = &mm_isa_generic;
+	mm_rows_fn *rows = isa->rows[wtype];
+	mm_quant_fn *quant = isa->quant;
 	if (kern_level == KERN_REF || !rows) {
 		kern_matmul_ref(y, x, w, wtype, n_tok, n_in, n_out);
 		return;
@@ -189,7 +193,9 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		.y = y, .x = x, .w = w, .w_stride = qtype_row_size(wtype, n_in),
 		.wtype = wtype, .n_tok = n_tok, .n_in = n_in, .n_out = n_out,
 		.xq = ws, .xq_stride = mm_xq_stride(n_in / 32), .nb = n_in / 32,
+		.xtiled = isa->tile_min_tok && n_tok >= isa->tile_min_tok,
 	};
+	int n_tok_q = a.xtiled ? mm_round_up(n_tok, MM_XT) : n_tok;
 	int n_rb = (n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
 	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN;
 	(void)par;
@@ -198,7 +204,7 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 	{
 		if (q) {
 #pragma omp for schedule(static)
-			for (int t = 0; t < n_tok; t++)
+			for (int t = 0; t < n_tok_q; t++)
 				quant(&a, t);
 		}
 #pragma omp for schedule(static)

@@ -57,7 +57,23 @@ AI void z_store4(float *y, __m128 v, int nr, int accum)
 
 /* ---- activation quantization ---- */
 
-static void z_quant(const struct mm_args *a, int t)
+/* One block of 32 activations: quants to q (32 bytes), returns sum(q), sets *d. */
+AI int z_quant_block(const float *x, int8_t *q, float *d)
+{
+	__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+	float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+	float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+	__m512 vid = _mm512_set1_ps(id);
+	__m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+	__m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+	_mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(q0));
+	_mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(q1));
+	*d = db;
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+}
+
+/* Token t into its row of the scratch (see matmul_impl.h). */
+static void z_quant_row(const struct mm_args *a, int t)
 {
 	const float *x = a->x + (size_t)t * a->n_in;
 	int8_t *qs = mm_xq_qs(a, t);
@@ -65,24 +81,42 @@ static void z_quant(const struct mm_args *a, int t)
 	int32_t *ks = mm_xq_ks(a, t);
 	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), k = mm_offset(a->wtype);
 
-	for (int b = 0; b < a->nb; b++, x += 32) {
-		__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-		float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
-		__m512 vid = _mm512_set1_ps(id);
-		__m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
-		__m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
-		_mm_store_si128((__m128i *)(qs + b * 32), _mm512_cvtepi32_epi8(q0));
-		_mm_store_si128((__m128i *)(qs + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
-		d[b] = db;
-		int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-		c[b] = db * (float)sum;
+	for (int b = 0; b < a->nb; b++) {
+		int sum = z_quant_block(x + b * 32, qs + b * 32, &d[b]);
+		c[b] = d[b] * (float)sum;
 		ks[b] = -k * sum;
 	}
 	for (int b = a->nb; b < nb2; b++)
 		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
 	for (int b = a->nb; b < nbp; b++)
 		d[b] = c[b] = 0, ks[b] = 0;
+}
+
+/* Token t into its slots of the token-tiled layout; padding tokens get zeros. */
+static void z_quant_tiled(const struct mm_args *a, int t)
+{
+	uint8_t *rec = mm_xt_tile(a, t);
+	int j = t % MM_XT, k = mm_offset(a->wtype);
+
+	for (int b = 0; b < a->nb; b++, rec += MM_XT_BLOCK) {
+		int8_t *q = (int8_t *)rec + 32 * j;
+		float *d = (float *)(rec + 32 * MM_XT) + j;
+		int32_t *ks = (int32_t *)(rec + 36 * MM_XT) + j;
+		if (t < a->n_tok) {
+			*ks = -k * z_quant_block(a->x + (size_t)t * a->n_in + b * 32, q, d);
+		} else {
+			memset(q, 0, 32);
+			*d = 0, *ks = 0;
+		}
+	}
+}
+
+static void z_quant(const struct mm_args *a, int t)
+{
+	if (a->xtiled)
+		z_quant_tiled(a, t);
+	else
+		z_quant_row(a, t);
 }
 
 /* ---- quantized weights ---- */
@@ -262,9 +296,9 @@ static void zq_rows(const struct mm_args *a, int r0, int r1)
  * convert and one FMA with dw (16 rows) * dx per block and token. The int
  * accumulator starts at ks = -K * sum(x) to take the offset back out. */
 
-#define ZP_T 8      /* tokens per register tile */
-#define ZP_KB 64    /* blocks per panel */
-#define ZP_MIN_TOK 8 /* fewer tokens than this: register tiles without a panel */
+#define ZP_KB 64     /* blocks per panel */
+_Static_assert(MM_XT == 8 && MM_ROW_BLOCK == 16, "panel tiles: 8 tokens x 16 rows");
+#define ZP_MIN_TOK 5 /* fewer tokens than this: register tiles without a panel */
 
 struct zp_panel {
 	__m512i q[ZP_KB][8]; /* [block][group]: 4 quants of each of the 16 rows */
@@ -334,24 +368,25 @@ AI void zp_pack(int wt, const struct mm_args *a, int r0, int nr, int kb0, int nb
 	}
 }
 
-/* 16 rows x T tokens (from t0; tokens past nt repeat the last) over one panel. */
-AI void zp_tile(int T, const struct mm_args *a, const struct zp_panel *p, int r0, int nr,
-		int t0, int nt, int kb0, int nbk, int accum)
+/* Load 4 bytes as an int32 (any alignment). */
+AI int32_t z_ld32(const uint8_t *p)
 {
-	const int8_t *xq[ZP_T];
-	const float *xd[ZP_T];
-	const int32_t *xk[ZP_T];
-	__m512 acc[ZP_T];
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* 16 rows x the first T tokens of the tile from t0 over one panel. */
+AI void zp_tile(int T, const struct mm_args *a, const struct zp_panel *p, int r0, int nr, int t0,
+		int kb0, int nbk, int accum)
+{
+	const uint8_t *rec = mm_xt_tile(a, t0) + (size_t)kb0 * MM_XT_BLOCK;
+	__m512 acc[8];
 
 	UNROLL
-	for (int j = 0; j < T; j++) {
-		int tj = t0 + (j < nt ? j : nt - 1);
-		xq[j] = mm_xq_qs(a, tj) + kb0 * 32;
-		xd[j] = mm_xq_d(a, tj) + kb0;
-		xk[j] = mm_xq_ks(a, tj) + kb0;
+	for (int j = 0; j < T; j++)
 		acc[j] = _mm512_setzero_ps();
-	}
-	for (int b = 0; b < nbk; b++) {
+	for (int b = 0; b < nbk; b++, rec += MM_XT_BLOCK) {
 		__m512i w[8];
 		UNROLL
 		for (int g = 0; g < 8; g++)
@@ -359,22 +394,18 @@ AI void zp_tile(int T, const struct mm_args *a, const struct zp_panel *p, int r0
 		__m512 dw = _mm512_load_ps(&p->d[b]);
 		UNROLL
 		for (int j = 0; j < T; j++) {
-			__m512i s = _mm512_set1_epi32(xk[j][b]);
+			__m512i s = _mm512_set1_epi32(z_ld32(rec + 36 * MM_XT + 4 * j));
 			UNROLL
-			for (int g = 0; g < 8; g++) {
-				int32_t xg;
-				memcpy(&xg, xq[j] + b * 32 + 4 * g, 4);
-				s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(xg));
-			}
-			acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[j][b])),
-						 acc[j]);
+			for (int g = 0; g < 8; g++)
+				s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(z_ld32(rec + 32 * j + 4 * g)));
+			float dx;
+			memcpy(&dx, rec + 32 * MM_XT + 4 * j, 4);
+			acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[j]);
 		}
 	}
 	__mmask16 m = (__mmask16)((1u << nr) - 1);
-	UNROLL
-	for (int j = 0; j < T; j++) {
-		if (j >= nt)
-			break;
+	int nt = a->n_tok - t0 < T ? a->n_tok - t0 : T;
+	for (int j = 0; j < nt; j++) {
 		float *y = a->y + (size_t)(t0 + j) * a->n_out + r0;
 		__m512 v = accum ? _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(m, y)) : acc[j];
 		_mm512_mask_storeu_ps(y, m, v);
@@ -388,8 +419,12 @@ AI void zp_tile(int T, const struct mm_args *a, const struct zp_panel *p, int r0
 		for (int kb0 = 0; kb0 < a->nb; kb0 += ZP_KB) {                          \
 			int nbk = a->nb - kb0 < ZP_KB ? a->nb - kb0 : ZP_KB;            \
 			zp_pack(QTYPE_##wt, a, r0, r1 - r0, kb0, nbk, &p);              \
-			for (int t0 = 0; t0 < a->n_tok; t0 += ZP_T)                     \
-				zp_tile(ZP_T, a, &p, r0, r1 - r0, t0, a->n_tok - t0, kb0, nbk, kb0 > 0); \
+			for (int t0 = 0; t0 < a->n_tok; t0 += MM_XT) {                  \
+				if (a->n_tok - t0 > 4)                                  \
+					zp_tile(8, a, &p, r0, r1 - r0, t0, kb0, nbk, kb0 > 0); \
+				else                                                    \
+					zp_tile(4, a, &p, r0, r1 - r0, t0, kb0, nbk, kb0 > 0); \
+			}                                                               \
 		}                                                                       \
 	}
 ZP_ROWS(Q8_0)
@@ -398,7 +433,7 @@ ZP_ROWS(Q4_0)
 static void zq_rows_any(const struct mm_args *a, int r0, int r1)
 {
 	ASSERT(r1 - r0 <= 16);
-	if (a->n_tok < ZP_MIN_TOK)
+	if (!a->xtiled)
 		zq_rows(a, r0, r1);
 	else if (a->wtype == QTYPE_Q8_0)
 		zp_rows_Q8_0(a, r0, r1);
@@ -494,6 +529,7 @@ const struct mm_isa mm_isa_avx512 = {
 		[QTYPE_Q8_0] = zq_rows_any,
 		[QTYPE_Q4_0] = zq_rows_any,
 	},
+	.tile_min_tok = ZP_MIN_TOK,
 };
 
 #else

@@ -17,6 +17,12 @@
  * back out once per output: sum_b dw_b dx_b dot(q - K, x)_b
  *   = sum_b dw_b dx_b dot(q, x)_b - K * sum_b dw_b c_b,
  * or per block in integers: dot(q - K, x) = dot(q, x) + ks.
+ *
+ * Token-tiled layout (mm_args.xtiled, chosen by an ISA's tile_min_tok): the
+ * tokens in tiles of MM_XT (the last padded with zero tokens), each tile
+ * nb records of MM_XT_BLOCK bytes, record b holding block b of every token:
+ *   int8_t qs[MM_XT][32] | float d[MM_XT] | int32 ks[MM_XT]
+ * so a kernel walks one pointer for all the tile's tokens.
  */
 #ifndef KB_MATMUL_IMPL_H
 #define KB_MATMUL_IMPL_H
@@ -35,7 +41,11 @@ struct mm_args {
 	uint8_t *xq;         /* quantized activations, n_tok rows of xq_stride (64-aligned) */
 	size_t xq_stride;
 	int nb;              /* blocks of 32 per row (quantized types) */
+	int xtiled;          /* xq in the token-tiled layout */
 };
+
+#define MM_XT 8
+#define MM_XT_BLOCK (MM_XT * 40)
 
 static inline int mm_round_up(int n, int m)
 {
@@ -68,6 +78,12 @@ static inline int32_t *mm_xq_ks(const struct mm_args *a, int t)
 	return (int32_t *)(mm_xq_c(a, t) + mm_round_up(a->nb, 16));
 }
 
+/* Record of block 0 of the tile holding token t (token-tiled layout). */
+static inline uint8_t *mm_xt_tile(const struct mm_args *a, int t)
+{
+	return a->xq + (size_t)(t / MM_XT) * a->nb * MM_XT_BLOCK;
+}
+
 /* The unsigned offset K of a weight type's quants. */
 static inline int mm_offset(int wtype)
 {
@@ -79,7 +95,8 @@ static inline int mm_offset(int wtype)
 /* Blocks of 32 per K chunk: kernels keep per-row tables of this many scales. */
 #define MM_KCHUNK 256
 
-/* Quantize token row t of a->x into the scratch (pads with zeros). */
+/* Quantize token row t of a->x into the scratch (pads with zeros); a token
+ * t >= n_tok (tiled layout only) is all zeros. */
 typedef void mm_quant_fn(const struct mm_args *a, int t);
 /* Compute y[t][r] for rows r0 <= r < r1 and every token. */
 typedef void mm_rows_fn(const struct mm_args *a, int r0, int r1);
@@ -88,6 +105,7 @@ typedef void mm_rows_fn(const struct mm_args *a, int r0, int r1);
 struct mm_isa {
 	mm_quant_fn *quant;          /* activations -> int8 blocks */
 	mm_rows_fn *rows[QTYPE_COUNT];
+	int tile_min_tok;            /* token-tiled activations from this many tokens; 0 never */
 };
 
 extern const struct mm_isa mm_isa_generic, mm_isa_avx2, mm_isa_avx512;
