@@ -647,10 +647,30 @@ static int partition(const struct tok *t, const char *text, size_t len, bool par
 	int rc = KB_OK;
 	if (len && (rc = frags_push(f, 0, len, -1)))
 		return rc;
+	// which bytes, and which pairs of neighbouring bytes, the text has: a special token
+	// whose first two bytes never meet is skipped without a search (vocabularies with
+	// hundreds of user-defined tokens would scan the text hundreds of times)
+	uint64_t *seen = t->n_special > 16 && len > 4096 ? kb_calloc(1024 + 4, sizeof *seen) : NULL;
+	if (seen) {
+		const unsigned char *u = (const unsigned char *)text;
+		for (size_t i = 0; i < len; i++) {
+			seen[1024 + (u[i] >> 6)] |= 1ull << (u[i] & 63);
+			if (i + 1 < len) {
+				unsigned pair = (unsigned)u[i] << 8 | u[i + 1];
+				seen[pair >> 6] |= 1ull << (pair & 63);
+			}
+		}
+	}
 	for (int32_t i = 0; i < t->n_special && f->n; i++) {
 		int32_t id = t->special[i];
 		if (!parse_special && (t->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)))
 			continue;
+		if (seen) {
+			const unsigned char *s = (const unsigned char *)t->text + t->off[id];
+			unsigned key = t->len[id] == 1 ? 1024u * 64 + s[0] : (unsigned)s[0] << 8 | s[1];
+			if (!(seen[key >> 6] >> (key & 63) & 1))
+				continue;
+		}
 		bool any = false;
 		for (size_t k = 0; k < f->n && !any; k++)
 			any = f->v[k].id < 0 && memmem(text + f->v[k].off, f->v[k].len, t->text + t->off[id], t->len[id]);
@@ -662,6 +682,7 @@ static int partition(const struct tok *t, const char *text, size_t len, bool par
 		*f = tmp;
 		tmp = swap;
 	}
+	free(seen);
 	free(tmp.v);
 	return rc;
 }

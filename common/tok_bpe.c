@@ -527,35 +527,11 @@ static int normalize(const char *text, size_t len, char **norm, char **subj, siz
 	return KB_OK;
 }
 
-struct span {
-	size_t off, len;
-};
-
-struct spans {
-	struct span *v; /* owned */
-	size_t n, cap;
-};
-
-static int spans_push(struct spans *s, size_t off, size_t len)
-{
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 256;
-		struct span *v = kb_realloc_array(s->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = (struct span){ off, len };
-	return KB_OK;
-}
-
 /* Scratch for one tok_bpe_encode call (so that calls on other threads share nothing). */
 struct bpe_work {
 	pcre2_match_data *md;     /* owned, reused for every match */
 	pcre2_match_context *mc;  /* owned, NULL until a bigger JIT stack is needed */
 	pcre2_jit_stack *js;      /* owned, ditto */
-	struct spans a, b;        /* the pieces before and after a regex */
 	struct bpe_sym {
 		int32_t id;           /* string id; -1 once merged into its left neighbour */
 		int32_t prev, next;
@@ -598,37 +574,11 @@ static int re_match(struct bpe_work *w, const pcre2_code *re, const char *subj, 
 	}
 }
 
-/* Cut each piece of in with re into its matches and the text between them. */
-static int split_pieces(struct bpe_work *w, const pcre2_code *re, const char *subj, const struct spans *in,
-			struct spans *out)
-{
-	int rc;
-	out->n = 0;
-	for (size_t k = 0; k < in->n; k++) {
-		const char *p = subj + in->v[k].off;
-		size_t n = in->v[k].len, pos = 0, from = 0, ms = 0, me = 0;
-		while (from < n) {
-			if ((rc = re_match(w, re, p, n, from, &ms, &me)) == KB_EOF)
-				break;
-			if (rc)
-				return rc;
-			if (me == ms) { // no pattern here matches empty text, but never loop on one
-				size_t c;
-				tok_utf8_decode((const unsigned char *)p + ms, n - ms, &c);
-				from = ms + c;
-				continue;
-			}
-			if (ms > pos && (rc = spans_push(out, in->v[k].off + pos, ms - pos)))
-				return rc;
-			if ((rc = spans_push(out, in->v[k].off + ms, me - ms)))
-				return rc;
-			pos = from = me;
-		}
-		if (pos < n && (rc = spans_push(out, in->v[k].off + pos, n - pos)))
-			return rc;
-	}
-	return KB_OK;
-}
+/* Cut subj[off, off + n) with regex `stage` into its matches and the text between
+ * them, and pass each on to the next regex; after the last, merge it (a pre-token of
+ * norm, which is subj with surrogates kept). Depth-first, so no list of pieces. */
+static int split(const struct tok *t, struct bpe_work *w, int stage, const char *norm, const char *subj,
+		 size_t off, size_t n, struct tok_ids *out);
 
 /* true when a merges before b: lower rank, then leftmost. */
 static bool pair_before(const struct bpe_pair *a, const struct bpe_pair *b)
@@ -765,6 +715,37 @@ static int bpe_word(const struct tok *t, struct bpe_work *w, const unsigned char
 	return KB_OK;
 }
 
+static int split(const struct tok *t, struct bpe_work *w, int stage, const char *norm, const char *subj,
+		 size_t off, size_t n, struct tok_ids *out)
+{
+	const struct tok_bpe *b = t->bpe;
+	if (stage == b->n_re)
+		return bpe_word(t, w, (const unsigned char *)norm + off, n, out);
+	const char *p = subj + off;
+	size_t pos = 0, from = 0, ms = 0, me = 0;
+	int rc;
+	while (from < n) {
+		if ((rc = re_match(w, b->re[stage], p, n, from, &ms, &me)) == KB_EOF)
+			break;
+		if (rc)
+			return rc;
+		if (me == ms) { // no pattern here matches empty text, but never loop on one
+			size_t c;
+			tok_utf8_decode((const unsigned char *)p + ms, n - ms, &c);
+			from = ms + c;
+			continue;
+		}
+		if (ms > pos && (rc = split(t, w, stage + 1, norm, subj, off + pos, ms - pos, out)))
+			return rc;
+		if ((rc = split(t, w, stage + 1, norm, subj, off + ms, me - ms, out)))
+			return rc;
+		pos = from = me;
+	}
+	if (pos < n)
+		return split(t, w, stage + 1, norm, subj, off + pos, n - pos, out);
+	return KB_OK;
+}
+
 int tok_bpe_encode(const struct tok *t, const char *text, size_t len, struct tok_ids *out)
 {
 	const struct tok_bpe *b = t->bpe;
@@ -779,24 +760,11 @@ int tok_bpe_encode(const struct tok *t, const char *text, size_t len, struct tok
 		free(owned);
 		return kb_fail(KB_ERR_NOMEM, "out of memory (regex match data)");
 	}
-	if (n && (rc = spans_push(&w.a, 0, n)))
-		goto out;
-	for (int i = 0; i < b->n_re; i++) {
-		if ((rc = split_pieces(&w, b->re[i], subj, &w.a, &w.b)))
-			goto out;
-		struct spans tmp = w.a;
-		w.a = w.b;
-		w.b = tmp;
-	}
-	for (size_t k = 0; k < w.a.n; k++)
-		if ((rc = bpe_word(t, &w, (const unsigned char *)norm + w.a.v[k].off, w.a.v[k].len, out)))
-			goto out;
-out:
+	if (n)
+		rc = split(t, &w, 0, norm, subj, 0, n, out);
 	pcre2_match_data_free(w.md);
 	pcre2_match_context_free(w.mc);
 	pcre2_jit_stack_free(w.js);
-	free(w.a.v);
-	free(w.b.v);
 	free(w.sym);
 	free(w.heap);
 	free(w.word);
