@@ -525,21 +525,29 @@ static double time_att(const struct att *a, float *out, int ref, int reps)
 	return best;
 }
 
+/* Best-of wall times: the reference (one thread), then each variant on one
+ * thread and on all of them. The machine may be shared: compare within a run. */
 static int bench(void)
 {
 	static const int shapes[][2] = { { 512, 512 }, { 1, 2048 }, { 2048, 8192 } };
+	const int all = kb_get_threads();
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
 		struct att a;
 		att_init(&a, shapes[s][0], shapes[s][1], 9, 3, 64, 0, 1);
 		float *out = att_out(&a);
-		int big = a.n_q * (long)a.n_kv > 4000000;
+		int big = a.n_q * (long)a.n_kv > 4000000, reps = big ? 2 : a.n_q > 1 ? 10 : 100;
+		printf("attention q %d kv %d heads 9/3 hd 64 (best of %d)\n", a.n_q, a.n_kv, reps);
 		if (!big)
-			printf("attention q %d kv %d 9/3 hd 64: ref %.3f ms\n", a.n_q, a.n_kv, 1e3 * time_att(&a, out, 1, 1));
+			printf("  %-8s 1 thread  %9.3f ms\n", "ref", 1e3 * time_att(&a, out, 1, big ? 1 : 3));
 		for (int l = KERN_GENERIC; l <= (int)kern_cpu_level(); l++) {
 			kern_set_isa(levels[l]);
-			printf("attention q %d kv %d 9/3 hd 64: %-7s %.3f ms\n", a.n_q, a.n_kv, levels[l],
-			       1e3 * time_att(&a, out, 0, big ? 1 : 5));
+			for (int nt = 1; nt <= all; nt = nt < all ? all : all + 1) {
+				kb_set_threads(nt);
+				printf("  %-8s %d thread%s %9.3f ms\n", levels[l], nt, nt > 1 ? "s" : " ",
+				       1e3 * time_att(&a, out, 0, l == KERN_GENERIC && big ? 1 : reps));
+			}
 		}
+		kb_set_threads(all);
 		free(out);
 		att_free(&a);
 	}
