@@ -138,8 +138,12 @@ double kb_now(void)
 void kb_set_threads(int n)
 {
 #ifdef _OPENMP
-	if (n <= 0)
+	if (n <= 0) {
+		const char *env = getenv("OMP_NUM_THREADS");
+		if (env && *env)
+			return; /* the user's choice stands */
 		n = omp_get_num_procs();
+	}
 	omp_set_num_threads(n);
 #else
 	(void)n;

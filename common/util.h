@@ -51,7 +51,8 @@ int kb_write_all(int fd, const void *buf, size_t n) KB_WUR;
 /* Seconds from a monotonic clock. */
 double kb_now(void);
 
-/* Threads used by kernels (OpenMP); n <= 0 means all cores. No-op without OpenMP. */
+/* Threads used by kernels (OpenMP); n <= 0 means $OMP_NUM_THREADS when set, else
+ * all cores. No-op without OpenMP. */
 void kb_set_threads(int n);
 int kb_get_threads(void);
 
