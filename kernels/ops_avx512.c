@@ -266,8 +266,9 @@ void ops_att_chunk_avx512(const struct ops_att *a, int i, int h, int j0, int j1,
 }
 
 /* ---- attention: tile path (lanes = query vectors, see ops_impl.h) ----
- * Per-thread scratch: qt [hd][W] queries * scale, o [W][hd] unnormalised outputs,
- * p [TILE][W] scores then probabilities of the current key tile, alpha [W]. */
+ * Per block, in the per-thread scratch: qt [hd][W] queries * scale, o [W][hd]
+ * unnormalised outputs, p [TILE][W] scores then probabilities of the current
+ * key tile, alpha [W]; up to OPS_ATT_TILE_NB blocks take each key tile in turn. */
 
 #define T OPS_ATT_TILE
 
@@ -412,9 +413,11 @@ tile_pv4_512(float *o, int hd, const float *p, const float *alpha, const float *
 	}
 }
 
-/* o = o * alpha + p^T V over the tile's live keys (the others are never read), 64, 32 then 16 (masked) dims at a time. */
-static __attribute__((noinline)) void tile_pv512(struct tile512 *t, const float *v, size_t stride, const int *live_j, int nk,
-		       int hd)
+/* o = o * alpha + p^T V over the tile's live keys (the others are never read),
+ * 64, 32 then 16 (masked) dims at a time. Not inlined: alone, it keeps its
+ * accumulators in registers. */
+static __attribute__((noinline)) void tile_pv512(struct tile512 *t, const float *v, size_t stride,
+						  const int *live_j, int nk, int hd)
 {
 	for (int l0 = 0; l0 < t->nv; l0 += 4) {
 		int d0 = 0;
