@@ -67,41 +67,75 @@ AI void y_store4(float *y, __m128 v, int nr, int accum)
 
 /* ---- activation quantization ---- */
 
-static void y_quant(const struct mm_args *a, int t)
+/* One block of 32 activations: quants to q (32 bytes), returns sum(q), sets *d. */
+AI int y_quant_block(const float *x, int8_t *q, float *d)
+{
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	__m256 v[4];
+	for (int k = 0; k < 4; k++)
+		v[k] = _mm256_loadu_ps(x + 8 * k);
+	__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
+				 _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
+	float amax = y_hmax8(m);
+	float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+	__m256 vid = _mm256_set1_ps(id);
+	__m256i qi[4];
+	for (int k = 0; k < 4; k++)
+		qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+	__m256i s = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+	/* the packs leave 4-byte groups as q0[0:4] q1[0:4] q2[0:4] q3[0:4] q0[4:8] ...; permute back */
+	__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+	p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	_mm256_storeu_si256((__m256i *)q, p);
+	*d = db;
+	return y_hsum8i(s);
+}
+
+/* Token t into its row of the scratch (see matmul_impl.h). */
+static void y_quant_row(const struct mm_args *a, int t)
 {
 	const float *x = a->x + (size_t)t * a->n_in;
 	int8_t *qs = mm_xq_qs(a, t);
 	float *d = mm_xq_d(a, t), *c = mm_xq_c(a, t);
 	int32_t *ks = mm_xq_ks(a, t);
-	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), koff = mm_offset(a->wtype);
-	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), k = mm_offset(a->wtype);
 
-	for (int b = 0; b < a->nb; b++, x += 32) {
-		__m256 v[4];
-		for (int k = 0; k < 4; k++)
-			v[k] = _mm256_loadu_ps(x + 8 * k);
-		__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
-					 _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
-		float amax = y_hmax8(m);
-		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
-		__m256 vid = _mm256_set1_ps(id);
-		__m256i q[4];
-		for (int k = 0; k < 4; k++)
-			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
-		__m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-		/* the packs leave 4-byte groups as q0[0:4] q1[0:4] q2[0:4] q3[0:4] q0[4:8] ...; permute back */
-		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-		_mm256_store_si256((__m256i *)(qs + b * 32), p);
-		d[b] = db;
-		int sum = y_hsum8i(s);
-		c[b] = db * (float)sum;
-		ks[b] = -koff * sum;
+	for (int b = 0; b < a->nb; b++) {
+		int sum = y_quant_block(x + b * 32, qs + b * 32, &d[b]);
+		c[b] = d[b] * (float)sum;
+		ks[b] = -k * sum;
 	}
 	for (int b = a->nb; b < nb2; b++)
 		_mm256_store_si256((__m256i *)(qs + b * 32), _mm256_setzero_si256());
 	for (int b = a->nb; b < nbp; b++)
 		d[b] = c[b] = 0, ks[b] = 0;
+}
+
+/* Token t into its slots of the token-tiled layout; padding tokens get zeros. */
+static void y_quant_tiled(const struct mm_args *a, int t)
+{
+	uint8_t *rec = mm_xt_tile(a, t);
+	int j = t % MM_XT, k = mm_offset(a->wtype);
+
+	for (int b = 0; b < a->nb; b++, rec += MM_XT_BLOCK) {
+		int8_t *q = (int8_t *)rec + 32 * j;
+		float *d = (float *)(rec + 32 * MM_XT) + j;
+		int32_t *ks = (int32_t *)(rec + 36 * MM_XT) + j;
+		if (t < a->n_tok) {
+			*ks = -k * y_quant_block(a->x + (size_t)t * a->n_in + b * 32, q, d);
+		} else {
+			memset(q, 0, 32);
+			*d = 0, *ks = 0;
+		}
+	}
+}
+
+static void y_quant(const struct mm_args *a, int t)
+{
+	if (a->xtiled)
+		y_quant_tiled(a, t);
+	else
+		y_quant_row(a, t);
 }
 
 /* ---- quantized weights ---- */
@@ -233,6 +267,154 @@ static void yq_rows(const struct mm_args *a, int r0, int r1)
 	}
 }
 
+/* ---- quantized weights, prefill: rows in lanes ----
+ * As in matmul_avx512.c, with 8 rows per vector and maddubs for the products:
+ * a panel holds, per block and group g of 4 quants, those 4 bytes of 8 rows
+ * (one row per 32-bit lane); the token's 4 activation bytes are broadcast.
+ * Q4_0: the nibbles (u8 <= 15) times int8 activations, summed over the
+ * block's 8 groups in int16 (8 * 2 * 15 * 127 < 2^15), one madd to int32,
+ * plus ks for the offset of 8. Q8_0: the sign trick per group
+ * (maddubs(|w|, sign(x, w)), then madd: int16 sums of two groups could wrap). */
+
+#define YP_KB 64     /* blocks per panel */
+#define YP_T 4       /* tokens per register tile */
+#define YP_MIN_TOK 12 /* fewer tokens than this: register tiles without a panel */
+_Static_assert(MM_XT == 8 && MM_ROW_BLOCK == 16, "panel tiles: 8 tokens x 16 rows");
+
+struct yp_panel {
+	__m256i q[2][YP_KB][8]; /* [rows 0-7 | 8-15][block][group] */
+	__m256 d[2][YP_KB];     /* [half][block]: the 8 rows' scales */
+};
+
+/* Transpose 8 rows of 8 dwords: out[g] = dword g of rows 0..7. */
+AI void yp_transpose(const __m256i r[8], __m256i out[8])
+{
+	__m256i t[8], u[8];
+	for (int k = 0; k < 4; k++) {
+		t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+		t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+	}
+	for (int k = 0; k < 2; k++) {
+		u[4 * k + 0] = _mm256_unpacklo_epi64(t[4 * k + 0], t[4 * k + 2]); /* dwords 0, 4 */
+		u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k + 0], t[4 * k + 2]); /* 1, 5 */
+		u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]); /* 2, 6 */
+		u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]); /* 3, 7 */
+	}
+	for (int g = 0; g < 4; g++) {
+		out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
+		out[g + 4] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+	}
+}
+
+/* Repack blocks [kb0, kb0 + nbk) of rows [r0, r0 + nr) (missing rows repeat the last). */
+AI void yp_pack(int wt, const struct mm_args *a, int r0, int nr, int kb0, int nbk, struct yp_panel *p)
+{
+	const uint8_t *rp[16];
+	for (int i = 0; i < 16; i++)
+		rp[i] = a->w + (size_t)(r0 + (i < nr ? i : nr - 1)) * a->w_stride;
+	for (int h = 0; h < 2; h++) {
+		for (int b = 0; b < nbk; b++) {
+			__m256i r[8];
+			uint16_t dh[8];
+			UNROLL
+			for (int i = 0; i < 8; i++) {
+				r[i] = yq_load(wt, rp[8 * h + i], kb0 + b);
+				dh[i] = wt == QTYPE_Q8_0 ? ((const block_q8_0 *)rp[8 * h + i])[kb0 + b].d
+							 : ((const block_q4_0 *)rp[8 * h + i])[kb0 + b].d;
+			}
+			yp_transpose(r, p->q[h][b]);
+			p->d[h][b] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh));
+		}
+	}
+}
+
+/* Load 4 bytes as an int32 (any alignment). */
+AI int32_t y_ld32(const uint8_t *ptr)
+{
+	int32_t v;
+	memcpy(&v, ptr, 4);
+	return v;
+}
+
+/* 8 rows (panel half h) x tokens j0 .. j0 + YP_T - 1 of the tile at t0. */
+AI void yp_tile(int wt, const struct mm_args *a, const struct yp_panel *p, int h, int r0, int nr,
+		int t0, int j0, int kb0, int nbk, int accum)
+{
+	const uint8_t *rec = mm_xt_tile(a, t0) + (size_t)kb0 * MM_XT_BLOCK;
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256 acc[YP_T];
+
+	UNROLL
+	for (int j = 0; j < YP_T; j++)
+		acc[j] = _mm256_setzero_ps();
+	for (int b = 0; b < nbk; b++, rec += MM_XT_BLOCK) {
+		__m256i s[YP_T];
+		UNROLL
+		for (int j = 0; j < YP_T; j++)
+			s[j] = _mm256_setzero_si256();
+		UNROLL
+		for (int g = 0; g < 8; g++) {
+			__m256i w = _mm256_load_si256(&p->q[h][b][g]);
+			__m256i aw = wt == QTYPE_Q8_0 ? _mm256_sign_epi8(w, w) : w;
+			UNROLL
+			for (int j = 0; j < YP_T; j++) {
+				__m256i xb = _mm256_set1_epi32(y_ld32(rec + 32 * (j0 + j) + 4 * g));
+				if (wt == QTYPE_Q8_0)
+					s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(
+						_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb, w)), ones));
+				else
+					s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(w, xb));
+			}
+		}
+		__m256 dw = _mm256_load_ps((const float *)&p->d[h][b]);
+		UNROLL
+		for (int j = 0; j < YP_T; j++) {
+			if (wt == QTYPE_Q4_0)
+				s[j] = _mm256_add_epi32(_mm256_madd_epi16(s[j], ones),
+							_mm256_set1_epi32(y_ld32(rec + 36 * MM_XT + 4 * (j0 + j))));
+			float dx;
+			memcpy(&dx, rec + 32 * MM_XT + 4 * (j0 + j), 4);
+			acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[j]);
+		}
+	}
+	int rows = nr - 8 * h < 8 ? nr - 8 * h : 8, nt = a->n_tok - t0 - j0;
+	__m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+	for (int j = 0; j < YP_T && j < nt; j++) {
+		float *y = a->y + (size_t)(t0 + j0 + j) * a->n_out + r0 + 8 * h;
+		__m256 v = accum ? _mm256_add_ps(acc[j], _mm256_maskload_ps(y, m)) : acc[j];
+		_mm256_maskstore_ps(y, m, v);
+	}
+}
+
+#define YP_ROWS(wt)                                                                       \
+	static void yp_rows_##wt(const struct mm_args *a, int r0, int r1)                \
+	{                                                                                 \
+		struct yp_panel p;                                                        \
+		int nr = r1 - r0;                                                         \
+		for (int kb0 = 0; kb0 < a->nb; kb0 += YP_KB) {                            \
+			int nbk = a->nb - kb0 < YP_KB ? a->nb - kb0 : YP_KB;              \
+			yp_pack(QTYPE_##wt, a, r0, nr, kb0, nbk, &p);                     \
+			for (int t0 = 0; t0 < a->n_tok; t0 += MM_XT)                      \
+				for (int j0 = 0; j0 < MM_XT && t0 + j0 < a->n_tok; j0 += YP_T) \
+					for (int h = 0; h < 2 && 8 * h < nr; h++)         \
+						yp_tile(QTYPE_##wt, a, &p, h, r0, nr, t0, j0, \
+							kb0, nbk, kb0 > 0);               \
+		}                                                                         \
+	}
+YP_ROWS(Q8_0)
+YP_ROWS(Q4_0)
+
+static void yq_rows_any(const struct mm_args *a, int r0, int r1)
+{
+	ASSERT(r1 - r0 <= 16);
+	if (!a->xtiled)
+		yq_rows(a, r0, r1);
+	else if (a->wtype == QTYPE_Q8_0)
+		yp_rows_Q8_0(a, r0, r1);
+	else
+		yp_rows_Q4_0(a, r0, r1);
+}
+
 /* ---- float weights ---- */
 
 /* 8 weights from element k of a row as f32; n < 8 reads a zero-padded tail. */
@@ -327,9 +509,10 @@ const struct mm_isa mm_isa_avx2 = {
 		[QTYPE_F32] = yf_rows_F32,
 		[QTYPE_F16] = yf_rows_F16,
 		[QTYPE_BF16] = yf_rows_BF16,
-		[QTYPE_Q8_0] = yq_rows,
-		[QTYPE_Q4_0] = yq_rows,
+		[QTYPE_Q8_0] = yq_rows_any,
+		[QTYPE_Q4_0] = yq_rows_any,
 	},
+	.tile_min_tok = YP_MIN_TOK,
 };
 
 #else
