@@ -7,6 +7,7 @@
 
 #include "gguf.h"
 #include "quant.h"
+#include "tokjson.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -156,9 +157,22 @@ static int add_hparams(struct synth *s, const struct synth_spec *sp)
 	return KB_OK;
 }
 
+/* The vocabulary of a tokenizer.json; *n_vocab becomes its size. */
+static int add_vocab_json(struct synth *s, const char *path, int *n_vocab)
+{
+	struct tokjson tj;
+	int rc = tokjson_load(path, &tj);
+	if (rc == KB_OK) {
+		*n_vocab = tj.n_vocab;
+		rc = tokjson_to_gguf(&tj, s->w);
+	}
+	tokjson_free(&tj);
+	return rc;
+}
+
 int synth_write(const char *path, const struct synth_spec *sp)
 {
-	if (sp->n_vocab < 259 || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
+	if ((sp->n_vocab < 259 && !sp->tokenizer_json) || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
 	    sp->n_embd % sp->n_head || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 || sp->n_ff <= 0)
 		return kb_fail(KB_ERR_ARG, "synthetic model: inconsistent shape");
 	if (!qtype_traits(sp->type))
@@ -169,12 +183,13 @@ int synth_write(const char *path, const struct synth_spec *sp)
 	const int64_t d = sp->n_embd, hd = sp->n_embd / sp->n_head, qd = (int64_t)sp->n_head * hd,
 		      kvd = (int64_t)sp->n_kv_head * hd, ff = sp->n_ff;
 	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff), sq = 1.0f / sqrtf((float)qd);
-	int rc;
-	if ((rc = add_hparams(&s, sp)) || (rc = add_vocab(&s, sp->n_vocab)) ||
-	    (rc = add_random(&s, "token_embd.weight", d, sp->n_vocab, 0, 1.0f)) ||
+	int rc, n_vocab = sp->n_vocab;
+	if ((rc = add_hparams(&s, sp)) ||
+	    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab) : add_vocab(&s, n_vocab)) ||
+	    (rc = add_random(&s, "token_embd.weight", d, n_vocab, 0, 1.0f)) ||
 	    (rc = add_random(&s, "output_norm.weight", d, 1, 1.0f, 0.1f)))
 		goto out;
-	if (!sp->tied && (rc = add_random(&s, "output.weight", d, sp->n_vocab, 0, sd)))
+	if (!sp->tied && (rc = add_random(&s, "output.weight", d, n_vocab, 0, sd)))
 		goto out;
 	for (int l = 0; l < sp->n_layer; l++) {
 		char n[96];

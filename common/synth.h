@@ -22,11 +22,15 @@ struct synth_spec {
 	bool tied;         /* no output.weight: the output projection is token_embd */
 	int type;          /* enum qtype of the 2-D weights (F32 = 0) */
 	uint64_t seed;
+	const char *tokenizer_json; /* a Hugging Face tokenizer.json: the vocabulary, and n_vocab
+				       (overriding the one above), come from it (tokjson.h); NULL:
+				       the generated SentencePiece vocabulary */
 };
 
-/* Write the model to path (atomically). The tokenizer is a generated
- * SentencePiece vocabulary: <unk> <s> </s>, the 256 byte tokens, then
- * "▁"-prefixed letter pieces up to n_vocab. Returns KB_OK or an error. */
+/* Write the model to path (atomically). The tokenizer is the one of
+ * s->tokenizer_json when set, else a generated SentencePiece vocabulary:
+ * <unk> <s> </s>, the 256 byte tokens, then "▁"-prefixed letter pieces up to
+ * n_vocab. Returns KB_OK or an error. */
 int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
 /* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
