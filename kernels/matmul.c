@@ -29,6 +29,14 @@ size_t kern_matmul_wsize(int wtype, int n_tok, int n_in)
 
 /* ---- activation quantization (portable) ---- */
 
+/* v rounded to nearest even in [-127, 127]; NaN (from non-finite input) gives 0. */
+static int gen_quant(float v)
+{
+	if (!(v >= -127.0f && v <= 127.0f))
+		return v != v ? 0 : v < 0 ? -127 : 127;
+	return (int)nearbyintf(v);
+}
+
 void mm_quant_generic(const struct mm_args *a, int t)
 {
 	const float *x = a->x + (size_t)t * a->n_in;
@@ -44,7 +52,7 @@ void mm_quant_generic(const struct mm_args *a, int t)
 		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
 		int sum = 0;
 		for (int j = 0; j < 32; j++) {
-			int q = (int)nearbyintf(x[j] * id);
+			int q = gen_quant(x[j] * id);
 			qs[b * 32 + j] = (int8_t)q;
 			sum += q;
 		}

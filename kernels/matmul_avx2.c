@@ -1,12 +1,15 @@
 /* matmul_avx2.c — AVX2 + FMA + F16C matrix multiplication.
  *
- * Register tiles of YR output rows x T tokens (T <= YT), one 32-element block
- * (or 8 floats) per step:
- * - Q8_0: the sign trick, maddubs(|w|, sign(x, w)) then madd with ones (no
- *   saturation: |w| <= 128, |x| <= 127); scaled per block by dw * dx.
- * - Q4_0: the nibbles are unsigned already: maddubs(q, x), and the offset of 8
- *   is taken out once per output (see matmul_impl.h).
- * - F32 / F16 (vcvtph2ps) / BF16 (shift into f32): FMA.
+ * Q8_0 / Q4_0 weights, activations quantized to int8 blocks:
+ * - from YP_MIN_TOK tokens (prefill): rows in lanes over 8-row panels, as in
+ *   matmul_avx512.c, with maddubs for the products (yp_*).
+ * - fewer tokens: register tiles of YR rows x T <= YT tokens, one block per
+ *   step (yq_*). Q8_0 uses the sign trick, maddubs(|w|, sign(x, w)) then madd
+ *   with ones (no saturation: |w| <= 128, |x| <= 127); Q4_0 nibbles are
+ *   unsigned already, maddubs(q, x), and the offset of 8 is taken out once per
+ *   output (see matmul_impl.h).
+ * F32 / F16 (vcvtph2ps) / BF16 (shift into f32): register tiles, 8 floats per
+ * step, FMA (yf_*).
  * Edge tiles repeat the last valid row (not stored); short token tiles have
  * their own instances.
  */

@@ -1,15 +1,18 @@
 /* matmul_avx512.c — AVX-512 (F/BW/VL/DQ/VNNI) matrix multiplication.
  *
- * Register tiles of ZR output rows x T tokens (T <= ZT): each weight vector is
- * loaded once per tile and used against T token rows, each activation vector
- * against ZR weight rows.
- * - Q8_0 / Q4_0: 64 bytes = two blocks per step; vpdpbusd of the weight quants
- *   as unsigned bytes (Q8_0: w ^ 0x80, Q4_0: the nibbles) with the int8
- *   activations, then per-lane scale (lanes 0-7 block 0, 8-15 block 1) and the
- *   offset correction of matmul_impl.h at the end.
- * - F32 / F16 (vcvtph2ps) / BF16 (shift into f32): 16 floats per step, FMA.
- * Edge tiles reuse the full-height kernel: missing rows repeat the last valid
- * row and are not stored; token counts below ZT have their own instances.
+ * Q8_0 / Q4_0 weights, activations quantized to int8 blocks; the weight quants
+ * enter vpdpbusd as unsigned bytes (Q8_0: w ^ 0x80, Q4_0: the nibbles) and the
+ * offset is taken back out (matmul_impl.h).
+ * - from ZP_MIN_TOK tokens (prefill): rows in lanes. A 16-row block is repacked
+ *   into a panel once and used against every token, 8 tokens at a time; per
+ *   block and token, 8 vpdpbusd then one convert and one FMA (zp_*).
+ * - fewer tokens (decode): register tiles of ZR rows x T <= ZT tokens over the
+ *   weights in place, 64 bytes = two blocks per step, per-lane scales (lanes
+ *   0-7 block 0, 8-15 block 1) (zq_*).
+ * F32 / F16 (vcvtph2ps) / BF16 (shift into f32): register tiles of ZR rows x
+ * T <= ZT tokens, 16 floats per step, FMA (zf_*).
+ * Edge tiles reuse the full-height kernels: missing rows repeat the last valid
+ * row and are not stored; short token tiles have their own instances.
  */
 #include "matmul_impl.h"
 

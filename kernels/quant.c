@@ -114,6 +114,15 @@ static void bf16_from_float(const float *src, void *dst, int64_t n)
 		h[i] = fp32_to_bf16(src[i]);
 }
 
+/* x * id rounded to an int8 quant; NaN (from a NaN or Inf input) gives 0
+ * instead of undefined behaviour. */
+static int8_t q8_0_quant(float xid)
+{
+	if (!(xid >= -127.0f && xid <= 127.0f))
+		return (int8_t)(xid != xid ? 0 : xid < 0 ? -127 : 127);
+	return (int8_t)roundf(xid);
+}
+
 /* Q8_0: d = amax / 127, q = round(x / d) (computed as x * (1/d), ties away from 0). */
 static void q8_0_from_float(const float *src, void *dst, int64_t n)
 {
@@ -125,7 +134,7 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n)
 		float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
 		b[i].d = fp32_to_fp16(d);
 		for (int j = 0; j < QK8_0; j++)
-			b[i].qs[j] = (int8_t)roundf(src[j] * id);
+			b[i].qs[j] = q8_0_quant(src[j] * id);
 	}
 }
 
@@ -139,9 +148,12 @@ static void q8_0_to_float(const void *src, float *dst, int64_t n)
 	}
 }
 
-/* One Q4_0 quant: x * id lies in [-8, 8]; shift to [0, 16], truncate, clamp to 15. */
+/* One Q4_0 quant: x * id lies in [-8, 8]; shift to [0, 16], truncate, clamp to 15
+ * (NaN from non-finite input gives 8, a zero). */
 static uint8_t q4_0_quant(float xid)
 {
+	if (!(xid >= -8.5f && xid <= 8.5f))
+		return xid != xid ? 8 : xid < 0 ? 0 : 15;
 	int q = (int)(xid + 8.5f);
 	return (uint8_t)(q < 15 ? q : 15);
 }

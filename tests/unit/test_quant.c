@@ -262,6 +262,23 @@ static void test_q4_0_known(void)
 	ok((b[0].d & 0x7fff) == 0 && b[0].qs[0] == 0x88 && b[0].qs[15] == 0x88, "q4_0 all-zero block: d = 0, q = 8");
 }
 
+/* NaN and Inf inputs give defined quants (ggml leaves them undefined behaviour). */
+static void test_nonfinite(void)
+{
+	float x[32] = { NAN, 1, -2, INFINITY };
+	x[3] = 0.5f;
+	block_q8_0 b8;
+	qtype_traits(QTYPE_Q8_0)->from_float(x, &b8, 32);
+	ok(b8.qs[0] == 0 && b8.qs[1] == 64 && b8.qs[2] == -127 && fp16_to_fp32(b8.d) == fp16_to_fp32(fp32_to_fp16(2.0f / 127)),
+	   "q8_0: a NaN quantizes to 0, the rest as without it (%d %d %d)", b8.qs[0], b8.qs[1], b8.qs[2]);
+	block_q4_0 b4;
+	qtype_traits(QTYPE_Q4_0)->from_float(x, &b4, 32);
+	ok((b4.qs[0] & 0x0f) == 8 && (b4.qs[2] & 0x0f) == 0, "q4_0: a NaN quantizes to 8 (zero)");
+	x[3] = INFINITY;
+	qtype_traits(QTYPE_Q8_0)->from_float(x, &b8, 32);
+	ok((b8.d & 0x7fff) == 0x7c00 && b8.qs[1] == 0, "q8_0: an Inf makes d Inf and the quants 0");
+}
+
 /* ||dequant(quant(x)) - x|| / ||x|| on data whose scale varies block to block. */
 static double roundtrip_err(int type, int n)
 {
@@ -351,6 +368,7 @@ int main(void)
 	test_bf16();
 	test_q8_0_known();
 	test_q4_0_known();
+	test_nonfinite();
 	test_roundtrip();
 	test_table();
 	return done_testing();
