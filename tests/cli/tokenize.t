@@ -1,7 +1,8 @@
 #!/bin/sh
 # kvblend-tokenize end to end: the golden prompt ids of stories260K, BOS, the
-# trailing newline, --pieces, --parse-special, and the exit codes and one-line
-# messages for usage errors (2) and runtime errors (1).
+# trailing newline, --pieces, --parse-special, the exit codes and one-line
+# messages for usage errors (2) and runtime errors (1), and llama.cpp's ids with a
+# byte-level BPE (gpt-2) and a WordPiece (bert-bge) vocabulary.
 . "$(dirname "$0")/tap.sh"
 
 need_shared models/stories260Ktok512.gguf models/stories260Ktok512.golden_prompt.json
@@ -94,11 +95,30 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-tokenize: *no-such-input.txt*" "a missing inp
 run "$tok" -m "$TAP_TMP/prompt.txt" "$TAP_TMP/prompt.txt"
 like "$RUN_RC:$RUN_ERR" "1:kvblend-tokenize: *prompt.txt*" "a model that is not GGUF exits 1, named"
 
+# byte-level BPE and WordPiece vocabularies (llama.cpp's ids)
 if gpt2=$(tap_shared tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf); then
-	run "$tok" -m "$gpt2" "$TAP_TMP/prompt.txt"
-	like "$RUN_RC:$RUN_ERR" "1:kvblend-tokenize: *tokenizer 'gpt2' is not supported yet" "gpt2 vocabulary: not supported yet, exit 1"
+	printf 'Hello world' >"$TAP_TMP/hello.txt"
+	run "$tok" -m "$gpt2" "$TAP_TMP/hello.txt"
+	is "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:15496 995:" "gpt-2: 'Hello world', no BOS (the vocabulary adds none)"
+	run "$tok" -m "$gpt2" --pieces "$TAP_TMP/hello.txt"
+	is "$(cut -f2 "$TAP_TMP/out" | tr '\n' ' ')" "$(printf 'Hello \304\240world ')" "gpt-2: --pieces shows the stored pieces (Ġworld)"
+	printf 'a<|endoftext|>' >"$TAP_TMP/eot.txt"
+	run "$tok" -m "$gpt2" --parse-special "$TAP_TMP/eot.txt"
+	is "$RUN_OUT" "64 50256" "gpt-2: --parse-special turns <|endoftext|> into 50256"
 else
 	skip "ggml-vocab-gpt-2.gguf is absent"
+	skip "ggml-vocab-gpt-2.gguf is absent"
+	skip "ggml-vocab-gpt-2.gguf is absent"
+fi
+if bert=$(tap_shared tokenizers/llamacpp-vocab/ggml-vocab-bert-bge.gguf); then
+	printf 'Hello, World!' >"$TAP_TMP/bert.txt"
+	run "$tok" -m "$bert" "$TAP_TMP/bert.txt"
+	is "$RUN_RC:$RUN_OUT" "0:101 7592 1010 2088 999 102" "bert-bge: [CLS] hello , world ! [SEP]"
+	run "$tok" -m "$bert" --no-bos "$TAP_TMP/bert.txt"
+	is "$RUN_OUT" "7592 1010 2088 999" "bert-bge: --no-bos leaves out [CLS] and [SEP]"
+else
+	skip "ggml-vocab-bert-bge.gguf is absent"
+	skip "ggml-vocab-bert-bge.gguf is absent"
 fi
 
 done_testing
