@@ -126,6 +126,232 @@ static void att_chunk_generic(const struct ops_att *a, int i, int h, int j0, int
 	st[1] = st[1] * alpha + sum;
 }
 
+/* Tile worker (see ops_impl.h) in portable C: lanes in pairs of 4-float GCC
+ * vectors, which compilers map onto 16-byte SIMD (SSE2, NEON, ...); wider
+ * generic vectors get lowered through memory. */
+#define GW 8
+#define GT OPS_ATT_TILE
+typedef float gvec __attribute__((vector_size(4 * sizeof(float))));
+typedef int32_t givec __attribute__((vector_size(4 * sizeof(int32_t))));
+
+/* Unaligned vector load and store. */
+static inline gvec gv_load(const float *p)
+{
+	gvec v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline void gv_store(float *p, gvec v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+struct tile_g {
+	float *qt, *o, *p;                  /* qt [hd][GW], o [GW][hd], p [GT][GW] */
+	float m[GW], l[GW], alpha[GW];      /* online softmax state per lane */
+	int32_t qpos[GW];
+	int live_lane[GW];                  /* lane holds a query vector */
+	int nv;
+	int32_t qmax;
+};
+
+/* e^x for 4 lanes, ~2 ulp (Cephes): x = n ln2 + r, n rounded with the 1.5 * 2^23
+ * trick, 2^n built in the exponent bits. x is clamped to [-87.3, 88.3]: -inf
+ * gives ~1e-38, which callers mask. NaN propagates. */
+static inline gvec gv_exp(gvec x)
+{
+	const gvec zero = { 0 };
+	givec lo = x < -87.3f, hi = x > 88.3f;
+	x = (gvec)((lo & (givec)(zero - 87.3f)) | (~lo & (givec)x));
+	x = (gvec)((hi & (givec)(zero + 88.3f)) | (~hi & (givec)x));
+	gvec n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+	gvec r = x - n * 0.693359375f - n * -2.12194440e-4f;
+	gvec p = zero + 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	givec e = (__builtin_convertvector(n, givec) + 127) << 23;
+	return (p * r * r + r + 1.0f) * (gvec)e;
+}
+
+static void exp_lanes(float *y, const float *x)
+{
+	gv_store(y, gv_exp(gv_load(x)));
+	gv_store(y + 4, gv_exp(gv_load(x + 4)));
+}
+
+static void tile_pack_g(struct tile_g *t, const struct ops_att *a, int g, int v0)
+{
+	const int hd = a->head_dim;
+	t->nv = 0;
+	t->qmax = INT32_MIN;
+	for (int l = 0; l < GW; l++) {
+		int i, h;
+		t->m[l] = -INFINITY;
+		t->l[l] = 0.0f;
+		t->live_lane[l] = ops_att_lane(a, g, v0 + l, &i, &h);
+		t->qpos[l] = t->live_lane[l] ? a->q_pos[i] : INT32_MIN;
+		for (int d = 0; d < hd; d++)
+			t->qt[d * GW + l] = t->live_lane[l] ? a->q[(size_t)i * a->q_stride + (size_t)h * hd + d] * a->scale : 0.0f;
+		if (t->live_lane[l]) {
+			t->qmax = t->qpos[l] > t->qmax ? t->qpos[l] : t->qmax;
+			t->nv++;
+		}
+	}
+	memset(t->o, 0, (size_t)GW * hd * sizeof *t->o);
+}
+
+/* p[jj][lane] = q_lane . k_jj, 4 keys at a time. */
+static void tile_scores_g(float *p, const float *qt, const float *k, size_t stride, int nk, int hd)
+{
+	int jj = 0;
+	for (; jj + 4 <= nk; jj += 4) {
+		const float *k0 = k + jj * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+		gvec a0 = { 0 }, b0 = { 0 }, a1 = { 0 }, b1 = { 0 }, a2 = { 0 }, b2 = { 0 }, a3 = { 0 }, b3 = { 0 };
+		for (int d = 0; d < hd; d++) {
+			gvec qa = gv_load(qt + d * GW), qb = gv_load(qt + d * GW + 4);
+			a0 += k0[d] * qa, b0 += k0[d] * qb;
+			a1 += k1[d] * qa, b1 += k1[d] * qb;
+			a2 += k2[d] * qa, b2 += k2[d] * qb;
+			a3 += k3[d] * qa, b3 += k3[d] * qb;
+		}
+		gv_store(p + (jj + 0) * GW, a0), gv_store(p + (jj + 0) * GW + 4, b0);
+		gv_store(p + (jj + 1) * GW, a1), gv_store(p + (jj + 1) * GW + 4, b1);
+		gv_store(p + (jj + 2) * GW, a2), gv_store(p + (jj + 2) * GW + 4, b2);
+		gv_store(p + (jj + 3) * GW, a3), gv_store(p + (jj + 3) * GW + 4, b3);
+	}
+	for (; jj < nk; jj++) {
+		gvec a0 = { 0 }, b0 = { 0 };
+		for (int d = 0; d < hd; d++) {
+			a0 += k[jj * stride + d] * gv_load(qt + d * GW);
+			b0 += k[jj * stride + d] * gv_load(qt + d * GW + 4);
+		}
+		gv_store(p + jj * GW, a0), gv_store(p + jj * GW + 4, b0);
+	}
+}
+
+/* Online softmax over one tile (as tile_softmax512): live keys packed to the front
+ * of p, their tile index in live_j; returns their count. */
+static int tile_softmax_g(struct tile_g *t, const int32_t *k_pos, int nk, int *live_j)
+{
+	float mnew[GW], mref[GW], e[GW];
+	for (int l = 0; l < GW; l++)
+		mnew[l] = t->m[l];
+	for (int jj = 0; jj < nk; jj++)
+		for (int l = 0; l < GW; l++)
+			if (t->live_lane[l] && k_pos[jj] <= t->qpos[l] && t->p[jj * GW + l] > mnew[l])
+				mnew[l] = t->p[jj * GW + l];
+	for (int l = 0; l < GW; l++) {
+		mref[l] = mnew[l] == -INFINITY ? 0.0f : mnew[l];
+		e[l] = t->m[l] - mref[l];
+	}
+	exp_lanes(t->alpha, e);
+	for (int l = 0; l < GW; l++) {
+		t->alpha[l] = t->m[l] == -INFINITY ? 0.0f : t->alpha[l];
+		t->l[l] *= t->alpha[l];
+		t->m[l] = mnew[l];
+	}
+	int n = 0;
+	for (int jj = 0; jj < nk; jj++) {
+		int any = 0;
+		for (int l = 0; l < GW; l++) {
+			e[l] = t->p[jj * GW + l] - mref[l];
+			any |= t->live_lane[l] && k_pos[jj] <= t->qpos[l];
+		}
+		if (!any)
+			continue;
+		exp_lanes(t->p + n * GW, e); /* n <= jj: row jj is read before */
+		for (int l = 0; l < GW; l++) {
+			int live = t->live_lane[l] && k_pos[jj] <= t->qpos[l];
+			t->p[n * GW + l] = live ? t->p[n * GW + l] : 0.0f;
+			t->l[l] += t->p[n * GW + l];
+		}
+		live_j[n++] = jj;
+	}
+	return n;
+}
+
+/* o[l] = o[l] * alpha[l] + sum_jj p[jj][l] v_jj over the live keys: 16 dims at a
+ * time, then 4, then single floats. */
+static void tile_pv_g(struct tile_g *t, const float *v, size_t stride, const int *live_j, int nk, int hd)
+{
+	for (int l = 0; l < t->nv; l++) {
+		float *o = t->o + l * hd;
+		const float al = t->alpha[l];
+		int d = 0;
+		for (; d + 16 <= hd; d += 16) {
+			gvec a0 = al * gv_load(o + d), a1 = al * gv_load(o + d + 4);
+			gvec a2 = al * gv_load(o + d + 8), a3 = al * gv_load(o + d + 12);
+			for (int jj = 0; jj < nk; jj++) {
+				const float pl = t->p[jj * GW + l], *vj = v + live_j[jj] * stride + d;
+				a0 += pl * gv_load(vj);
+				a1 += pl * gv_load(vj + 4);
+				a2 += pl * gv_load(vj + 8);
+				a3 += pl * gv_load(vj + 12);
+			}
+			gv_store(o + d, a0);
+			gv_store(o + d + 4, a1);
+			gv_store(o + d + 8, a2);
+			gv_store(o + d + 12, a3);
+		}
+		for (; d + 4 <= hd; d += 4) {
+			gvec a0 = al * gv_load(o + d);
+			for (int jj = 0; jj < nk; jj++)
+				a0 += t->p[jj * GW + l] * gv_load(v + live_j[jj] * stride + d);
+			gv_store(o + d, a0);
+		}
+		for (; d < hd; d++) {
+			float a0 = al * o[d];
+			for (int jj = 0; jj < nk; jj++)
+				a0 += t->p[jj * GW + l] * v[live_j[jj] * stride + d];
+			o[d] = a0;
+		}
+	}
+}
+
+static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, float *scratch)
+{
+	const int hd = a->head_dim;
+	const size_t stride = (size_t)a->kv_stride, ko = (size_t)g * hd;
+	struct tile_g t[OPS_ATT_TILE_NB];
+	int32_t qmax = INT32_MIN;
+	for (int b = 0; b < nb; b++) {
+		float *f = scratch + (size_t)b * OPS_ATT_BLOCK_FLOATS(hd, GW);
+		t[b].qt = f;
+		t[b].o = f + hd * GW;
+		t[b].p = f + 2 * hd * GW;
+		tile_pack_g(&t[b], a, g, v0 + b * GW);
+		qmax = t[b].qmax > qmax ? t[b].qmax : qmax;
+	}
+	for (int j0 = 0; j0 < a->n_kv; j0 += GT) {
+		int nk = a->n_kv - j0 < GT ? a->n_kv - j0 : GT, live_j[GT];
+		int32_t kmin = INT32_MAX;
+		for (int jj = 0; jj < nk; jj++)
+			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
+		for (int b = 0; b < nb && kmin <= qmax; b++) {
+			if (kmin > t[b].qmax)
+				continue;
+			tile_scores_g(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
+			int n_live = tile_softmax_g(&t[b], a->k_pos + j0, nk, live_j);
+			if (n_live)
+				tile_pv_g(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
+		}
+	}
+	for (int b = 0; b < nb; b++) {
+		for (int ln = 0; ln < t[b].nv; ln++) {
+			int i = 0, h = 0;
+			ops_att_lane(a, g, v0 + b * GW + ln, &i, &h);
+			float *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+			float inv = t[b].l[ln] > 0 ? 1.0f / t[b].l[ln] : 0.0f;
+			for (int d = 0; d < hd; d++)
+				out[d] = t[b].o[ln * hd + d] * inv;
+		}
+	}
+}
+
 /* ================= drivers ================= */
 
 void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps)
@@ -458,8 +684,8 @@ void kern_attention(float *out, const float *q, int q_stride,
 		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
 	};
 	ops_att_chunk_fn *chunk = att_chunk_generic;
-	ops_att_tile_fn *tile = NULL;
-	int w = 1;
+	ops_att_tile_fn *tile = att_tile_generic;
+	int w = GW;
 	switch (kern_level) {
 #ifdef OPS_X86
 	case KERN_AVX512:
