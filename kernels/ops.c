@@ -377,10 +377,11 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, f
 		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
 
-/* cos/sin of one row's angles pos * inv_freq[i], i < half, in double: directly
- * (libm, ~20 ns a pair), or when the row's position is the previous row's + 1
+/* cos/sin of one row's angles pos * inv_freq[i], i < half, in double: the
+ * previous row's when the position repeats; when it is the previous row's + 1
  * (prefill), the previous row's rotated by inv_freq: a few multiplies, drifting
- * ~1e-16 a step, so OPS_ROPE_RESTART steps still round to the same floats. */
+ * ~1e-16 a step, so OPS_ROPE_RESTART steps still round to the same floats;
+ * otherwise directly (libm, ~20 ns a pair). */
 #define OPS_ROPE_MAX_PAIRS 256 /* more pairs: every row direct */
 #define OPS_ROPE_RESTART 64
 struct rope_angles {
@@ -393,6 +394,8 @@ struct rope_angles {
 
 static void rope_angles_at(struct rope_angles *g, int32_t pos, const float *inv_freq, int half)
 {
+	if (g->steps >= 0 && pos == g->pos)
+		return; /* a run of rows turned by one delta (blend moving a chunk) */
 	if (g->steps >= 0 && g->steps < OPS_ROPE_RESTART && pos == g->pos + 1) {
 		if (!g->have_step) {
 			for (int i = 0; i < half; i++) {

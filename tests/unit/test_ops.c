@@ -109,10 +109,13 @@ static void cmp_rope(const char *isa)
 			long n = (long)nt * nh * hd;
 			float *x0 = randv(n, -3, 3), *x1 = dupv(x0, n), *f = inv_freq(nr, 10000.0f);
 			int32_t *pos = malloc((size_t)nt * sizeof *pos);
-			/* random positions, or a run from near 2^17 (prefill: angles step) */
+			/* random positions; a run from near 2^17 (prefill: angles step);
+			 * runs of one delta (blend moving chunks) */
 			int base = nt > 8 ? 131072 - nt - randi(1000) : -1;
 			for (int t = 0; t < nt; t++)
 				pos[t] = base >= 0 ? base + t : randi(131072);
+			for (int t = 0; nt >= 100 && t < nt; t++)
+				pos[t] = t < nt / 2 ? pos[t] : t < 3 * nt / 4 ? -5000 : 70000;
 			struct kern_rope r = { .mode = mode, .n_rot = nr, .inv_freq = f };
 			kern_rope_ref(x0, pos, nt, nh, hd, &r);
 			kern_rope(x1, pos, nt, nh, hd, &r);
