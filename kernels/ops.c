@@ -653,18 +653,21 @@ static void att_run_split(const struct ops_att *a, char *ws, int nt, ops_att_chu
 		att_combine(a, it / a->n_head, it % a->n_head, ws, slot, team);
 }
 
-/* Items of OPS_ATT_TILE_NB blocks; the last queries first: under a causal mask
- * they see the most keys. */
+/* Items of up to OPS_ATT_TILE_NB blocks (fewer when that leaves threads without
+ * a few items each); the last queries first: under a causal mask they see the
+ * most keys. */
 static void att_run_tiles(const struct ops_att *a, char *ws, int nt, ops_att_tile_fn *tile, int w)
 {
 	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
 	const int n_blk = (a->n_q * a->n_rep + w - 1) / w;
-	const int n_grp = (n_blk + OPS_ATT_TILE_NB - 1) / OPS_ATT_TILE_NB;
+	int per = (int)((int64_t)n_blk * a->n_kv_head / (4 * nt));
+	per = per < 1 ? 1 : per > OPS_ATT_TILE_NB ? OPS_ATT_TILE_NB : per;
+	const int n_grp = (n_blk + per - 1) / per;
 	const long n_items = (long)n_grp * a->n_kv_head;
 	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
 	for (long it = 0; it < n_items; it++) {
-		int b0 = (n_grp - 1 - (int)(it / a->n_kv_head)) * OPS_ATT_TILE_NB;
-		int nb = n_blk - b0 < OPS_ATT_TILE_NB ? n_blk - b0 : OPS_ATT_TILE_NB;
+		int b0 = (n_grp - 1 - (int)(it / a->n_kv_head)) * per;
+		int nb = n_blk - b0 < per ? n_blk - b0 : per;
 		tile(a, (int)(it % a->n_kv_head), b0 * w, nb, (float *)(ws + (size_t)ops_thread() * slot));
 	}
 }
