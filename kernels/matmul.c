@@ -203,7 +203,7 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		.xq = ws, .xq_stride = mm_xq_stride(n_in / 32), .nb = n_in / 32,
 		.xtiled = isa->tile_min_tok && n_tok >= isa->tile_min_tok,
 	};
-	int n_tok_q = a.xtiled ? mm_round_up(n_tok, MM_XT) : n_tok;
+	int tq = a.xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
 	int n_rb = (n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
 	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN;
 	(void)par;
@@ -212,8 +212,9 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 	{
 		if (q) {
 #pragma omp for schedule(static)
-			for (int t = 0; t < n_tok_q; t++)
-				quant(&a, t);
+			for (int t0 = 0; t0 < n_tok; t0 += tq)
+				for (int t = t0; t < t0 + tq; t++)
+					quant(&a, t);
 		}
 #pragma omp for schedule(static)
 		for (int i = 0; i < n_rb; i++) {
