@@ -286,7 +286,7 @@ static void kind_defaults(struct tok *t)
 		t->add_bos = true;
 		t->add_space_prefix = true;
 		break;
-	case TOK_BPE: // llama.cpp says BOS = EOS = 11 when the keys are absent; "," in GPT-2: none here
+	case TOK_BPE: // none unless the keys say (llama.cpp's default, id 11, is "," in GPT-2: not copied)
 		t->unk = t->bos = t->eos = -1;
 		t->add_bos = false;
 		break;

@@ -94,7 +94,9 @@ int tok_spm_encode(const struct tok *t, const char *text, size_t len, bool prefi
 		   struct tok_ids *out) KB_WUR;
 
 /* BPE: the pre-tokenizer chosen by tokenizer.ggml.pre and the merge ranks
- * (tokenizer.ggml.merges); may set t->warning, t->ignore_merges and t->add_bos. */
+ * (tokenizer.ggml.merges). Runs after the vocabulary is read and before the keys
+ * for special ids: it sets the defaults the pre-tokenizer implies (t->add_bos,
+ * t->bos, t->ignore_merges), and t->warning for a missing or unknown name. */
 int tok_bpe_init(struct tok *t, const struct gguf *g, const char *path) KB_WUR;
 void tok_bpe_free(struct tok_bpe *b);
 
