@@ -71,7 +71,8 @@ typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64
  * Three work decompositions, chosen in ops.c:
  *   row:   one (query i, head h) over all n_kv keys; scores go to a per-thread
  *          buffer of n_kv floats, then softmax, then the weighted sum of V.
- *          For head_dim > OPS_ATT_MAX_HD, or many queries without a tile worker.
+ *          For head_dim > OPS_ATT_MAX_HD, and for too few query vectors to fill
+ *          half a tile block.
  *   split: few queries (decode): the keys cut into chunks of at most
  *          OPS_ATT_CHUNK_MAX, threads take chunks and fold every (query, head)
  *          into their own running softmax state, then the states are merged.
@@ -82,8 +83,8 @@ typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64
  *          lanes = query vectors, keys taken OPS_ATT_TILE at a time with an online
  *          softmax, so each K/V row is loaded once per block of w query vectors
  *          (and from L1 for the next OPS_ATT_TILE_NB - 1 blocks).
- * A slot a query cannot see is never multiplied into the output: it may hold
- * anything, NaN included, as long as it is mapped. */
+ * A slot that no query of the call can see never reaches an output: it may hold
+ * anything, NaN included (a cache whose later slots are not written yet). */
 #define OPS_ATT_MAX_HD 256      /* head_dim bound of the tile and split paths */
 #define OPS_ATT_TILE 32         /* keys per tile */
 #define OPS_ATT_MAX_W 16        /* widest lane count (AVX-512) */
