@@ -129,6 +129,8 @@ int main(int argc, char **argv)
 	struct model *m;
 	if (model_load(&m, o.model))
 		cli_die("%s", kb_error());
+	if (tok_warning(m->tok))
+		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(m->tok));
 	int32_t *ids;
 	size_t n_ids;
 	bool bos = !o.no_bos && tok_add_bos(m->tok);

@@ -122,6 +122,8 @@ int main(int argc, char **argv)
 	gguf_close(g); // the tokenizer keeps its own copy
 	if (rc)
 		cli_die("%s", kb_error());
+	if (tok_warning(t))
+		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(t));
 
 	char *text;
 	size_t len;
