@@ -12,6 +12,7 @@ static const struct option longopts[] = {
 	{ "list-types", no_argument, NULL, 'L' },
 	{ "synthetic", required_argument, NULL, 'S' },
 	{ "seed", required_argument, NULL, 's' },
+	{ "vocab", required_argument, NULL, 'V' },
 	{ "list-shapes", no_argument, NULL, 'H' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "complete-options", no_argument, NULL, 'O' },
@@ -21,7 +22,7 @@ static const struct option longopts[] = {
 static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
-	       "       kvblend quantize --synthetic SHAPE [--seed N] OUT.gguf TYPE\n"
+	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0 or q4_0.\n"
 	       "2-D weights become TYPE (f32 when their rows are not whole blocks of it);\n"
 	       "1-D tensors (norms, biases) become f32; the metadata is kept, with\n"
@@ -31,6 +32,8 @@ static void usage(void)
 	       "      --synthetic SHAPE  write a model of a real model's shape with seeded random\n"
 	       "                     weights instead of converting one (for speed work)\n"
 	       "      --seed N       seed of the synthetic weights (default 1)\n"
+	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json\n"
+	       "                     (default: a generated SentencePiece vocabulary)\n"
 	       "      --list-shapes  print the shapes --synthetic knows, one per line\n"
 	       "  -h, --help         this help\n");
 }
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-quantize";
 	bool verbose = false;
-	const char *shape = NULL;
+	const char *shape = NULL, *vocab = NULL;
 	uint64_t seed = 1;
 	int c;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -90,6 +93,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		case 'L': list_types(); return 0;
 		case 'S': shape = optarg; break;
+		case 'V': vocab = optarg; break;
 		case 's': seed = (uint64_t)cli_long("--seed", optarg, 1, 0x7fffffffffffffffL); break;
 		case 'H':
 			for (size_t i = 0; synth_shape_name(i); i++)
@@ -108,12 +112,15 @@ int main(int argc, char **argv)
 			cli_usage_error("%s", kb_error());
 		sp.type = parse_type(argv[optind + 1]);
 		sp.seed = seed;
+		sp.tokenizer_json = vocab;
 		if (synth_write(argv[optind], &sp))
 			cli_die("%s", kb_error());
 		fprintf(stderr, "%s: wrote %s (synthetic %s, %s, seed %llu)\n", cli_tool, argv[optind], shape,
 			qtype_name(sp.type), (unsigned long long)seed);
 		return 0;
 	}
+	if (vocab)
+		cli_usage_error("--vocab goes with --synthetic");
 	if (argc - optind != 3)
 		cli_usage_error("expected IN.gguf OUT.gguf TYPE, got %d operand%s", argc - optind,
 				argc - optind == 1 ? "" : "s");
