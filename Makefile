@@ -124,5 +124,9 @@ fuzz:
 clean:
 	rm -rf build build-debug
 
-.PHONY: all check debug check-debug install demo lint-man fuzz clean
+# Speed side by side with llama.cpp: make bench LLAMA_CPP=/path/to/llama.cpp/build/bin
+bench: all
+	KVBLEND_BIN=$(CURDIR)/$(B)/bin LLAMA_CPP=$(LLAMA_CPP) sh tests/bench/speed.sh
+
+.PHONY: bench all check debug check-debug install demo lint-man fuzz clean
 .SECONDARY:

@@ -1,0 +1,60 @@
+#!/bin/sh
+# speed.sh — our prompt processing and generation speed, side by side with
+# llama.cpp's llama-bench on the same GGUF files and thread count, in one run.
+#
+#   tests/bench/speed.sh                      ours only
+#   LLAMA_CPP=/path/to/llama.cpp/build/bin tests/bench/speed.sh
+#
+# Environment: THREADS (default 2), REPS (default 3), TYPES (default "q8_0 q4_0"),
+# SHAPE (default smollm2-135m), PP (default 512,2048), TG (default 128),
+# DIR (where the synthetic models go; default $TMPDIR/kvblend-speed, kept for reuse),
+# KVBLEND_BIN (default build/bin). The models are synthetic (seeded random
+# weights, the real model's shape and, when ../shared has it, its tokenizer):
+# speed does not depend on the weights' values.
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${KVBLEND_BIN:-$top/build/bin}
+threads=${THREADS:-2} reps=${REPS:-3} types=${TYPES:-"q8_0 q4_0"} shape=${SHAPE:-smollm2-135m}
+pp=${PP:-512,2048} tg=${TG:-128}
+dir=${DIR:-${TMPDIR:-/tmp}/kvblend-speed}
+shared=${KVBLEND_TESTDATA:-$top/../shared}
+vocab=$shared/tokenizers/smollm2-135m-instruct/tokenizer.json
+mkdir -p "$dir"
+[ -x "$bin/kvblend-bench" ] || { echo "speed.sh: $bin/kvblend-bench is not built (make)" >&2; exit 1; }
+
+out=$dir/results.tsv
+: >"$out"
+for t in $types; do
+	m=$dir/$shape-$t.gguf
+	if [ ! -s "$m" ]; then
+		if [ "$shape" = smollm2-135m ] && [ -r "$vocab" ]; then
+			"$bin/kvblend-quantize" --synthetic "$shape" --vocab "$vocab" "$m" "$t"
+		else
+			"$bin/kvblend-quantize" --synthetic "$shape" "$m" "$t"
+		fi
+	fi
+	echo "# $m: kvblend" >&2
+	"$bin/kvblend-bench" --speed --tsv -m "$m" -p "$pp" -n "$tg" -r "$reps" -t "$threads" |
+		awk -F'\t' -v t="$t" 'NR > 1 { print t "\t" $5 "\tkvblend\t" $6 }' >>"$out"
+	if [ -n "${LLAMA_CPP:-}" ]; then
+		echo "# $m: llama.cpp" >&2
+		"$LLAMA_CPP/llama-bench" -m "$m" -p "$pp" -n "$tg" -r "$reps" -t "$threads" -o csv 2>/dev/null |
+			awk -F, -v t="$t" '
+			NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); col[$i] = i }; next }
+			{ for (i = 1; i <= NF; i++) gsub(/"/, "", $i)
+			  test = $col["n_prompt"] > 0 ? "pp" $col["n_prompt"] : "tg" $col["n_gen"]
+			  print t "\t" test "\tllama.cpp\t" $col["avg_ts"] }' >>"$out"
+	fi
+done
+
+printf '%-6s %-8s %12s %12s %8s\n' type test "kvblend t/s" "llama.cpp" ratio
+awk -F'\t' '
+	{ key = $1 "\t" $2; if (!(key in seen)) { seen[key] = 1; order[n++] = key }; v[key, $3] = $4 }
+	END {
+		for (i = 0; i < n; i++) {
+			split(order[i], k, "\t"); ours = v[order[i], "kvblend"]; theirs = v[order[i], "llama.cpp"]
+			if (theirs > 0) printf "%-6s %-8s %12.1f %12.1f %7.2fx\n", k[1], k[2], ours, theirs, ours / theirs
+			else printf "%-6s %-8s %12.1f %12s %8s\n", k[1], k[2], ours, "-", "-"
+		}
+	}' "$out"
+echo "# threads $threads, reps $reps, $(uname -m), $(date -u +%Y-%m-%d)"
