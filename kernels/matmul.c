@@ -4,12 +4,17 @@
  * then split the output rows into blocks of MM_ROW_BLOCK across threads. */
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "matmul_impl.h"
 #include "util.h"
 
 /* Below this many multiply-adds a call runs on one thread. */
 #define MM_PAR_MIN (1 << 17)
+/* From this many tokens the activations are quantized by all threads. */
+#define MM_PAR_QUANT_MIN 32
 /* Tokens per pass over a weight row in the portable variant. */
 #define GEN_TOK 8
 
@@ -167,6 +172,23 @@ const struct mm_isa mm_isa_generic = {
 
 /* ---- dispatch ---- */
 
+/* Whether a parallel region here would get more than one thread. */
+static int mm_can_fork(void)
+{
+#ifdef _OPENMP
+	return !omp_in_parallel() && omp_get_max_threads() > 1;
+#else
+	return 0;
+#endif
+}
+
+/* Row block i of the output. */
+static void mm_rows_block(const struct mm_args *a, mm_rows_fn *rows, int i)
+{
+	int r0 = i * MM_ROW_BLOCK;
+	rows(a, r0, r0 + MM_ROW_BLOCK < a->n_out ? r0 + MM_ROW_BLOCK : a->n_out);
+}
+
 static const struct mm_isa *mm_isa_for(enum kern_level l)
 {
 	switch (l) {
@@ -205,21 +227,30 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 	};
 	int tq = a.xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
 	int n_rb = (n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
-	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN;
-	(void)par;
+	/* Every OpenMP barrier costs a futex call (microseconds in a VM), even in a
+	 * team of one: small calls stay out of parallel regions altogether, and few
+	 * tokens are quantized before the region instead of behind a barrier in it. */
+	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN && mm_can_fork();
+	int par_quant = par && n_tok >= MM_PAR_QUANT_MIN;
 
-#pragma omp parallel if (par)
+	if (q && !par_quant)
+		for (int t = 0; t < mm_round_up(n_tok, tq); t++)
+			quant(&a, t);
+	if (!par) {
+		for (int i = 0; i < n_rb; i++)
+			mm_rows_block(&a, rows, i);
+		return;
+	}
+#pragma omp parallel
 	{
-		if (q) {
+		if (q && par_quant) {
 #pragma omp for schedule(static)
 			for (int t0 = 0; t0 < n_tok; t0 += tq)
 				for (int t = t0; t < t0 + tq; t++)
 					quant(&a, t);
 		}
 #pragma omp for schedule(static)
-		for (int i = 0; i < n_rb; i++) {
-			int r0 = i * MM_ROW_BLOCK;
-			rows(&a, r0, r0 + MM_ROW_BLOCK < n_out ? r0 + MM_ROW_BLOCK : n_out);
-		}
+		for (int i = 0; i < n_rb; i++)
+			mm_rows_block(&a, rows, i);
 	}
 }

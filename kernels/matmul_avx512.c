@@ -290,6 +290,69 @@ static void zq_rows(const struct mm_args *a, int r0, int r1)
 	}
 }
 
+/* ---- quantized weights, one token (decode) ----
+ * As the register tiles above with T = 1, but the weight scales are converted
+ * where they are used (no separate pass over the rows for a table, which
+ * costs as much as the dot products when each weight is used once) and the
+ * offset is taken out in the integer accumulators. */
+
+#define ZD_R 8 /* rows at a time */
+
+/* [d(b) x 8, d(b + 1) x 8] of a row's blocks as f32 (two = 0: block b alone). */
+AI __m512 zd_scale2(int wt, const uint8_t *row, int b, int two)
+{
+	const size_t bsz = wt == QTYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	uint16_t h0, h1 = 0;
+	memcpy(&h0, row + b * bsz, 2);
+	if (two)
+		memcpy(&h1, row + (b + 1) * bsz, 2);
+	return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
+}
+
+/* Rows [r, r + nr) (nr <= ZD_R; missing rows repeat the last, not stored) for token 0. */
+AI void zd_tile(int wt, const struct mm_args *a, int r, int nr)
+{
+	const int8_t *xq = mm_xq_qs(a, 0);
+	const float *xd = mm_xq_d(a, 0);
+	const int32_t *xk = mm_xq_ks(a, 0);
+	const uint8_t *wp[ZD_R];
+	__m512 acc[ZD_R];
+
+	UNROLL
+	for (int i = 0; i < ZD_R; i++) {
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+		acc[i] = _mm512_setzero_ps();
+	}
+	for (int s = 0; s < a->nb; s += 2) {
+		int two = s + 1 < a->nb;
+		__m512i xv = _mm512_load_si512(xq + s * 32);
+		__m512 dx = z_expand2(xd + s);
+		/* the offset per lane: ks / 8 (ks is a multiple of 8; zero past nb) */
+		__m512i k0 = _mm512_mask_broadcastd_epi32(_mm512_set1_epi32(xk[s]), 0xFF00,
+							  _mm_cvtsi32_si128(xk[s + 1]));
+		k0 = _mm512_srai_epi32(k0, 3);
+		UNROLL
+		for (int i = 0; i < ZD_R; i++) {
+			__m512i wv = two ? zq_load2(wt, wp[i], s) : zq_load1(wt, wp[i], s);
+			__m512i p = _mm512_dpbusd_epi32(k0, wv, xv);
+			acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(zd_scale2(wt, wp[i], s, two), dx),
+						 acc[i]);
+		}
+	}
+	z_store4(a->y + r, z_hsum4(acc[0], acc[1], acc[2], acc[3]), nr < 4 ? nr : 4, 0);
+	if (nr > 4)
+		z_store4(a->y + r + 4, z_hsum4(acc[4], acc[5], acc[6], acc[7]), nr - 4, 0);
+}
+
+#define ZD_ROWS(wt)                                                         \
+	static void zd_rows_##wt(const struct mm_args *a, int r0, int r1)  \
+	{                                                                   \
+		for (int r = r0; r < r1; r += ZD_R)                         \
+			zd_tile(QTYPE_##wt, a, r, r1 - r < ZD_R ? r1 - r : ZD_R); \
+	}
+ZD_ROWS(Q8_0)
+ZD_ROWS(Q4_0)
+
 /* ---- quantized weights, prefill: rows in lanes ----
  * For many tokens the weights of a row block are first repacked into a panel:
  * for each block and each group g of 4 quants, one vector holds those 4
@@ -436,7 +499,9 @@ ZP_ROWS(Q4_0)
 static void zq_rows_any(const struct mm_args *a, int r0, int r1)
 {
 	ASSERT(r1 - r0 <= 16);
-	if (!a->xtiled)
+	if (a->n_tok == 1)
+		(a->wtype == QTYPE_Q8_0 ? zd_rows_Q8_0 : zd_rows_Q4_0)(a, r0, r1);
+	else if (!a->xtiled)
 		zq_rows(a, r0, r1);
 	else if (a->wtype == QTYPE_Q8_0)
 		zp_rows_Q8_0(a, r0, r1);
