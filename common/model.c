@@ -453,13 +453,14 @@ void model_embed(const struct model *m, const int32_t *tokens, int n, float *x)
 			     x + (size_t)i * m->hp.n_embd, e->n_in);
 }
 
-void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
-		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv)
+void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *x,
+		      const int32_t *slots, int n, struct kv_cache *kv,
+		      const struct model_seq *seqs, int n_seqs)
 {
 	const struct model_hparams *hp = &m->hp;
 	const struct model_layer *L = &m->layers[l];
 	const int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = kv->kv_dim;
-	ASSERT(n <= ws->n_batch && n_kv <= kv->n_ctx && n_kv <= ws->n_ctx);
+	ASSERT(n <= ws->n_batch);
 
 	/* attention: RMSNorm, Q/K/V projections (+ bias) */
 	kern_rmsnorm(ws->xb, x, L->attn_norm, n, d, hp->norm_eps);
@@ -483,9 +484,16 @@ void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
 		memcpy(kv_v(kv, l, slots[i]), ws->v + (size_t)i * kvd, (size_t)kvd * sizeof(float));
 	}
 
-	/* multi-head attention over slots [0, n_kv), causal by position */
-	kern_attention(ws->att, ws->q, qd, kv_k(kv, l, 0), kv_v(kv, l, 0), kvd, qpos, kv->pos,
-		       n, n_kv, hp->n_head, hp->n_kv_head, hp->head_dim, ws->att_ws);
+	/* multi-head attention of each sequence's rows over its slots, causal by position */
+	for (int s = 0; s < n_seqs; s++) {
+		const struct model_seq *q = &seqs[s];
+		ASSERT(q->row0 >= 0 && q->row0 + q->n_rows <= n && q->slot0 >= 0 &&
+		       q->slot0 + q->n_slots <= kv->n_ctx && q->n_slots <= ws->n_ctx);
+		kern_attention(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
+			       kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
+			       kv->pos + q->slot0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
+			       hp->head_dim, ws->att_ws);
+	}
 
 	/* output projection and residual */
 	matmul(ws->xb, ws->att, &L->wo, n, ws->mm_ws);
@@ -500,6 +508,13 @@ void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
 	matmul(ws->xb, ws->hb, &L->w_down, n, ws->mm_ws);
 	for (size_t i = 0; i < (size_t)n * d; i++)
 		x[i] += ws->xb[i];
+}
+
+void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
+		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv)
+{
+	struct model_seq all = { .row0 = 0, .n_rows = n, .slot0 = 0, .n_slots = n_kv };
+	model_layer_seqs(m, ws, l, x, slots, n, kv, &all, 1);
 }
 
 void model_logits(const struct model *m, struct model_ws *ws, const float *x, int n, float *logits)
@@ -538,5 +553,67 @@ int model_forward(const struct model *m, struct model_ws *ws, struct kv_cache *k
 		else if (last && logits)
 			model_logits(m, ws, ws->x + (size_t)(nb - 1) * d, 1, logits);
 	}
+	return KB_OK;
+}
+
+int model_forward_seqs(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		       const int32_t *tokens, const int32_t *pos, const int *seq_len, int n_seqs,
+		       float *logits)
+{
+	const int d = m->hp.n_embd, nv = m->hp.n_vocab;
+	int n = 0;
+	for (int s = 0; s < n_seqs; s++) {
+		if (seq_len[s] <= 0)
+			return kb_fail(KB_ERR_ARG, "sequence %d is empty", s);
+		if (seq_len[s] > ws->n_ctx)
+			return kb_fail(KB_ERR_ARG, "sequence %d of %d tokens exceeds the context of %d", s,
+				       seq_len[s], ws->n_ctx);
+		n += seq_len[s];
+	}
+	if (n > kv->n_ctx - kv->n)
+		return kb_fail(KB_ERR_ARG, "context is full (%d tokens of %d, %d more needed)", kv->n,
+			       kv->n_ctx, n);
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= nv)
+			return kb_fail(KB_ERR_ARG, "token id %d is out of range (vocabulary %d)", tokens[i], nv);
+	struct model_seq segs[64];
+	int seg_ends[64]; /* the sequence a segment completes, or -1 */
+	const int base = kv->n;
+	int s = 0, s_off = 0; /* current sequence, and rows of it already run */
+	int seq_slot0 = base;
+	for (int b0 = 0; b0 < n;) {
+		/* one batch: whole sequences, or the next piece of a long one */
+		int nb = 0, n_segs = 0;
+		while (s < n_seqs && nb < ws->n_batch && n_segs < 64) {
+			int take = seq_len[s] - s_off;
+			if (take > ws->n_batch - nb)
+				take = ws->n_batch - nb;
+			segs[n_segs++] = (struct model_seq){ .row0 = nb, .n_rows = take, .slot0 = seq_slot0,
+							      .n_slots = s_off + take };
+			nb += take;
+			s_off += take;
+			seg_ends[n_segs - 1] = s_off == seq_len[s] ? s : -1;
+			if (s_off == seq_len[s]) {
+				seq_slot0 += seq_len[s];
+				s++;
+				s_off = 0;
+			}
+		}
+		for (int i = 0; i < nb; i++) {
+			ws->slots[i] = base + b0 + i;
+			kv->pos[base + b0 + i] = pos[b0 + i];
+			kv->tok[base + b0 + i] = tokens[b0 + i];
+		}
+		model_embed(m, tokens + b0, nb, ws->x);
+		for (int l = 0; l < m->hp.n_layer; l++)
+			model_layer_seqs(m, ws, l, ws->x, ws->slots, nb, kv, segs, n_segs);
+		/* logits of the last token of each sequence completed in this batch */
+		for (int g = 0; logits && g < n_segs; g++)
+			if (seg_ends[g] >= 0)
+				model_logits(m, ws, ws->x + (size_t)(segs[g].row0 + segs[g].n_rows - 1) * d, 1,
+					     logits + (size_t)seg_ends[g] * nv);
+		b0 += nb;
+	}
+	kv->n += n;
 	return KB_OK;
 }

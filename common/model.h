@@ -132,6 +132,15 @@ int model_forward(const struct model *m, struct model_ws *ws, struct kv_cache *k
 		  const int32_t *tokens, const int32_t *pos, int n, float *logits,
 		  bool all_logits) KB_WUR;
 
+/* Several independent sequences in one pass (prefill of many chunks: the
+ * matrix work is shared, attention stays within each sequence). Sequence s has
+ * seq_len[s] tokens; tokens[] and pos[] hold them all back to back, appended to
+ * kv at slots kv->n.. in that order. Each sequence sees only its own slots.
+ * logits: NULL, or [n_seqs][n_vocab] for the last token of each sequence. */
+int model_forward_seqs(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		       const int32_t *tokens, const int32_t *pos, const int *seq_len, int n_seqs,
+		       float *logits) KB_WUR;
+
 /* The pieces model_forward is made of; blend composes them itself.
  * model_embed: x[i] = embedding of tokens[i] (x: [n][n_embd]). */
 void model_embed(const struct model *m, const int32_t *tokens, int n, float *x);
@@ -142,6 +151,15 @@ void model_embed(const struct model *m, const int32_t *tokens, int n, float *x);
  * slots [0, n_kv) masked by position. Rows need not be contiguous or ordered. */
 void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
 		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv);
+/* model_layer_seqs: the same, with attention restricted per sequence: rows
+ * [row0, row0 + n_rows) attend to slots [slot0, slot0 + n_slots) only. */
+struct model_seq {
+	int row0, n_rows;   /* rows of x (and slots[]) in this sequence */
+	int slot0, n_slots; /* the cache slots they may attend to */
+};
+void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *x,
+		      const int32_t *slots, int n, struct kv_cache *kv,
+		      const struct model_seq *seqs, int n_seqs);
 /* model_logits: final norm + output projection of n rows of x into logits [n][n_vocab]. */
 void model_logits(const struct model *m, struct model_ws *ws, const float *x, int n,
 		  float *logits);

@@ -401,6 +401,55 @@ static void test_converted(void)
 	free(ref);
 }
 
+/* Independent sequences in one pass (prefill prepacking) give each sequence
+ * exactly what it gets alone: the same cached K/V and last-token logits. */
+static void test_seqs(void)
+{
+	char path[] = "/tmp/kvblend-test-model-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 2, .n_head = 4,
+				 .n_kv_head = 2, .n_ff = 96, .n_ctx = 64, .qkv_bias = true, .seed = 7 };
+	struct model *m;
+	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+	enum { NS = 3 };
+	const int len[NS] = { 5, 20, 7 };
+	int32_t toks[32], pos[32];
+	for (int s = 0, i = 0; s < NS; s++)
+		for (int j = 0; j < len[s]; j++, i++)
+			toks[i] = 3 + (i * 29 + s) % 290, pos[i] = j;
+	const int nv = sp.n_vocab, kvd = m->hp.n_kv_head * m->hp.head_dim;
+	struct kv_cache kv, one;
+	struct model_ws ws, ws1;
+	float *lg = malloc(NS * nv * sizeof *lg), *lg1 = malloc(nv * sizeof *lg1);
+	/* batch of 16 rows: sequence 1 is split across batches */
+	ASSERT(kv_cache_init(&kv, m, 32) == 0 && model_ws_init(&ws, m, 16, 32) == 0);
+	ASSERT(kv_cache_init(&one, m, 32) == 0 && model_ws_init(&ws1, m, 32, 32) == 0);
+	ASSERT(model_forward_seqs(m, &ws, &kv, toks, pos, len, NS, lg) == 0);
+	double worst_lg = 0, worst_kv = 0;
+	for (int s = 0, off = 0; s < NS; off += len[s], s++) {
+		one.n = 0;
+		ASSERT(model_forward(m, &ws1, &one, toks + off, pos + off, len[s], lg1, false) == 0);
+		double e = tap_nerr(lg + (size_t)s * nv, lg1, nv);
+		worst_lg = e > worst_lg ? e : worst_lg;
+		for (int l = 0; l < m->hp.n_layer; l++) {
+			e = tap_nerr(kv_k(&kv, l, off), kv_k(&one, l, 0), (long)len[s] * kvd);
+			worst_kv = e > worst_kv ? e : worst_kv;
+			e = tap_nerr(kv_v(&kv, l, off), kv_v(&one, l, 0), (long)len[s] * kvd);
+			worst_kv = e > worst_kv ? e : worst_kv;
+		}
+	}
+	ok(worst_lg < 1e-5, "sequences packed in one pass: last logits as alone (nerr %.2e)", worst_lg);
+	ok(worst_kv < 1e-5, "sequences packed in one pass: K/V as alone (nerr %.2e)", worst_kv);
+	ok(kv.n == 32, "the packed sequences fill 32 slots");
+	free(lg), free(lg1);
+	kv_cache_free(&kv), kv_cache_free(&one);
+	model_ws_free(&ws), model_ws_free(&ws1);
+	model_free(m);
+	unlink(path);
+}
+
 static void test_errors(void)
 {
 	char path[] = "/tmp/kvblend-test-model-XXXXXX";
@@ -444,6 +493,7 @@ int main(void)
 	test_synthetic("qwen2", true, false);
 	test_slot_order();
 	test_converted();
+	test_seqs();
 	test_errors();
 	return done_testing();
 }
