@@ -201,6 +201,41 @@ static const struct mm_isa *mm_isa_for(enum kern_level l)
 	}
 }
 
+/* Quantize (quantized weights), then every row block; threads when it pays. */
+static void mm_run(const struct mm_isa *isa, struct mm_args *a)
+{
+	mm_rows_fn *rows = isa->rows[a->wtype];
+	int q = is_q(a->wtype);
+	int tq = a->xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
+	int n_rb = (a->n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
+	/* Every OpenMP barrier costs a futex call (microseconds in a VM), even in a
+	 * team of one: small calls stay out of parallel regions altogether, and few
+	 * tokens are quantized before the region instead of behind a barrier in it. */
+	int par = (double)a->n_tok * a->n_in * a->n_out >= MM_PAR_MIN && mm_can_fork();
+	int par_quant = par && a->n_tok >= MM_PAR_QUANT_MIN;
+
+	if (q && !par_quant)
+		for (int t = 0; t < mm_round_up(a->n_tok, tq); t++)
+			isa->quant(a, t);
+	if (!par) {
+		for (int i = 0; i < n_rb; i++)
+			mm_rows_block(a, rows, i);
+		return;
+	}
+#pragma omp parallel
+	{
+		if (q && par_quant) {
+#pragma omp for schedule(static)
+			for (int t0 = 0; t0 < a->n_tok; t0 += tq)
+				for (int t = t0; t < t0 + tq; t++)
+					isa->quant(a, t);
+		}
+#pragma omp for schedule(static)
+		for (int i = 0; i < n_rb; i++)
+			mm_rows_block(a, rows, i);
+	}
+}
+
 void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		 int n_tok, int n_in, int n_out, void *ws)
 {
@@ -208,49 +243,19 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 	const struct mm_isa *isa = mm_isa_for(kern_level);
 	if (!isa->rows[wtype])
 		isa = &mm_isa_generic;
-	mm_rows_fn *rows = isa->rows[wtype];
-	mm_quant_fn *quant = isa->quant;
-	if (kern_level == KERN_REF || !rows) {
+	if (kern_level == KERN_REF || !isa->rows[wtype]) {
 		kern_matmul_ref(y, x, w, wtype, n_tok, n_in, n_out);
 		return;
 	}
 	if (n_tok <= 0 || n_out <= 0)
 		return;
-	int q = is_q(wtype);
 	ASSERT(n_in % qtype_traits(wtype)->blck_size == 0);
-	ASSERT(!q || (ws && ((uintptr_t)ws & 63) == 0));
+	ASSERT(!is_q(wtype) || (ws && ((uintptr_t)ws & 63) == 0));
 	struct mm_args a = {
 		.y = y, .x = x, .w = w, .w_stride = qtype_row_size(wtype, n_in),
 		.wtype = wtype, .n_tok = n_tok, .n_in = n_in, .n_out = n_out,
 		.xq = ws, .xq_stride = mm_xq_stride(n_in / 32), .nb = n_in / 32,
 		.xtiled = isa->tile_min_tok && n_tok >= isa->tile_min_tok,
 	};
-	int tq = a.xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
-	int n_rb = (n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
-	/* Every OpenMP barrier costs a futex call (microseconds in a VM), even in a
-	 * team of one: small calls stay out of parallel regions altogether, and few
-	 * tokens are quantized before the region instead of behind a barrier in it. */
-	int par = (double)n_tok * n_in * n_out >= MM_PAR_MIN && mm_can_fork();
-	int par_quant = par && n_tok >= MM_PAR_QUANT_MIN;
-
-	if (q && !par_quant)
-		for (int t = 0; t < mm_round_up(n_tok, tq); t++)
-			quant(&a, t);
-	if (!par) {
-		for (int i = 0; i < n_rb; i++)
-			mm_rows_block(&a, rows, i);
-		return;
-	}
-#pragma omp parallel
-	{
-		if (q && par_quant) {
-#pragma omp for schedule(static)
-			for (int t0 = 0; t0 < n_tok; t0 += tq)
-				for (int t = t0; t < t0 + tq; t++)
-					quant(&a, t);
-		}
-#pragma omp for schedule(static)
-		for (int i = 0; i < n_rb; i++)
-			mm_rows_block(&a, rows, i);
-	}
+	mm_run(isa, &a);
 }
