@@ -1,0 +1,269 @@
+/* kvblend-chunk — documents (files, stdin, URLs) to chunk records, JSON Lines.
+ *
+ * Each input is read whole (a URL with libcurl), cut by the chunker (chunk.h)
+ * and written as one record per chunk: id, doc, seq, start, end, [tokens,] text
+ * (kvblend-chunks(5)). An input that cannot be read or cut is reported and
+ * skipped; the exit status is then 1. */
+#include <stdbool.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chunk.h"
+#include "cli.h"
+#include "fetch.h"
+#include "gguf.h"
+#include "hash.h"
+#include "tok.h"
+
+enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_MAX_BYTES, OPT_TIMEOUT,
+       OPT_COMPLETE };
+
+static const struct option longopts[] = {
+	{ "model", required_argument, NULL, 'm' },
+	{ "by", required_argument, NULL, OPT_BY },
+	{ "split", required_argument, NULL, OPT_SPLIT },
+	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+	{ "min-tokens", required_argument, NULL, OPT_MIN_TOKENS },
+	{ "overlap", required_argument, NULL, OPT_OVERLAP },
+	{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "output", required_argument, NULL, 'o' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "complete-options", no_argument, NULL, OPT_COMPLETE },
+	{ NULL, 0, NULL, 0 },
+};
+
+#define MAX_BUDGET (1L << 30)
+
+static void usage(void)
+{
+	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window | --split REGEX]\n"
+	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [-o FILE] [-q]\n"
+	       "                     [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
+	       "Cut documents into chunk records, one JSON object per line:\n"
+	       "  {\"id\":SHA-256 of text,\"doc\":FILE or URL,\"seq\":N,\"start\":BYTE,\"end\":BYTE,\"tokens\":N,\"text\":...}\n"
+	       "Inputs are files, http(s):// and file:// URLs, or stdin (- or none).\n\n"
+	       "  -m, --model FILE       count tokens with this GGUF model's tokenizer (else ~ bytes/4)\n"
+	       "      --by MODE          paragraph (default), sentence, heading (Markdown #), or window\n"
+	       "                         (fixed windows of --max-tokens tokens)\n"
+	       "      --split REGEX      cut after each match of this PCRE2 regex instead\n"
+	       "      --max-tokens N     token budget of a chunk (default 256; 0: pieces as they are)\n"
+	       "      --min-tokens N     merge smaller chunks with a neighbour when both fit (default 0)\n"
+	       "      --overlap N        tokens consecutive windows share (--by window; default 0)\n"
+	       "      --max-bytes N      largest document fetched by URL (default 64M; k, M, G suffixes)\n"
+	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
+	       "  -o, --output FILE      write the records to FILE\n"
+	       "  -q, --quiet            no warnings (invalid UTF-8, the tokenizer's)\n"
+	       "  -h, --help             this help\n");
+}
+
+struct opts {
+	const char *model, *output;
+	struct chunk_opts c;
+	struct fetch_opts f;
+	bool quiet, by_set, overlap_set, min_set;
+	char **inputs;
+	int n_inputs;
+};
+
+/* getopt's complaint as a usage error named after the tool (opterr is off). */
+static void bad_option(char **argv)
+{
+	const char *arg = argv[optind - 1];
+	for (const struct option *lo = longopts; lo->name; lo++)
+		if (optopt && lo->val == optopt)
+			cli_usage_error(lo->has_arg ? "option '%s' needs a value" : "option '%s' takes no value",
+					arg);
+	if (optopt > 0 && optopt < 256)
+		cli_usage_error("unknown option '-%c'", optopt);
+	cli_usage_error("unknown option '%s'", arg);
+}
+
+/* A byte count: digits and an optional k, M or G (powers of 1024). */
+static size_t parse_bytes(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (errno || end == s || *end || *s == '-' || v == 0 || v > (1ull << 40) >> shift)
+		cli_usage_error("%s: '%s' is not a size in [1, 1T] (bytes, or with k, M, G)", opt, s);
+	return (size_t)(v << shift);
+}
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "m:o:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case OPT_BY:
+			if (chunk_by_parse(optarg, &o->c.by) || o->c.by == CHUNK_BY_REGEX)
+				cli_usage_error("--by: '%s' is not paragraph, sentence, heading or window "
+						"(for a regex use --split)", optarg);
+			o->by_set = true;
+			break;
+		case OPT_SPLIT:
+			if (!*optarg)
+				cli_usage_error("--split: the regex is empty");
+			o->c.split = optarg;
+			break;
+		case OPT_MAX_TOKENS: o->c.max_tokens = (size_t)cli_long("--max-tokens", optarg, 0, MAX_BUDGET); break;
+		case OPT_MIN_TOKENS:
+			o->c.min_tokens = (size_t)cli_long("--min-tokens", optarg, 0, MAX_BUDGET);
+			o->min_set = true;
+			break;
+		case OPT_OVERLAP:
+			o->c.overlap = (size_t)cli_long("--overlap", optarg, 0, MAX_BUDGET);
+			o->overlap_set = true;
+			break;
+		case OPT_MAX_BYTES: o->f.max_bytes = parse_bytes("--max-bytes", optarg); break;
+		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
+		case 'o': o->output = optarg; break;
+		case 'q': o->quiet = true; break;
+		case 'h': usage(); exit(0);
+		case OPT_COMPLETE: cli_complete_options(longopts); exit(0);
+		default: bad_option(argv);
+		}
+	}
+	if (o->c.split && o->by_set)
+		cli_usage_error("--split and --by do not go together (--split sets the boundaries)");
+	if (o->c.split)
+		o->c.by = CHUNK_BY_REGEX;
+	bool window = o->c.by == CHUNK_BY_WINDOW;
+	if (o->overlap_set && !window)
+		cli_usage_error("--overlap is for --by window");
+	if (o->min_set && window)
+		cli_usage_error("--min-tokens is not for --by window");
+	if (window && o->c.max_tokens == 0)
+		cli_usage_error("--by window needs --max-tokens above 0");
+	if (window && o->c.overlap >= o->c.max_tokens)
+		cli_usage_error("--overlap %zu must be less than --max-tokens %zu", o->c.overlap, o->c.max_tokens);
+	if (o->c.max_tokens && o->c.min_tokens > o->c.max_tokens)
+		cli_usage_error("--min-tokens %zu is more than --max-tokens %zu", o->c.min_tokens, o->c.max_tokens);
+	o->f.connect_timeout = o->f.timeout && o->f.timeout < 10 ? o->f.timeout : 10;
+	o->inputs = argv + optind;
+	o->n_inputs = argc - optind;
+	if (o->n_inputs == 0 && isatty(STDIN_FILENO))
+		cli_usage_error("no input: give a FILE, a URL or text on stdin");
+}
+
+static struct tok *load_tokenizer(const char *path, bool quiet)
+{
+	struct gguf *g;
+	struct tok *t;
+	if (gguf_open(&g, path))
+		cli_die("%s", kb_error());
+	int rc = tok_load(&t, g);
+	gguf_close(g); // the tokenizer keeps its own copy
+	if (rc)
+		cli_die("%s", kb_error());
+	if (tok_warning(t) && !quiet)
+		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(t));
+	return t;
+}
+
+/* One record per chunk. Returns 0, or -1 with a message (out of memory). */
+static int write_records(FILE *out, const char *doc, const struct chunk *v, size_t n, bool tokens)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t h[32];
+		char hex[65];
+		sha256(v[i].text, v[i].len, h);
+		hash_hex(h, sizeof h, hex);
+		json_t *o = json_object(), *text = json_stringn(v[i].text, v[i].len);
+		int bad = !o || !text;
+		bad |= json_object_set_new(o, "id", json_string(hex));
+		bad |= json_object_set_new(o, "doc", json_string(doc));
+		bad |= json_object_set_new(o, "seq", json_integer((json_int_t)i));
+		bad |= json_object_set_new(o, "start", json_integer((json_int_t)v[i].start));
+		bad |= json_object_set_new(o, "end", json_integer((json_int_t)v[i].end));
+		if (tokens)
+			bad |= json_object_set_new(o, "tokens", json_integer((json_int_t)v[i].tokens));
+		bad |= json_object_set_new(o, "text", text);
+		char *s = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(o);
+		if (!s) {
+			kb_fail(KB_ERR_NOMEM, "chunk %zu: cannot make its record (out of memory)", i);
+			return -1;
+		}
+		fputs(s, out);
+		putc('\n', out);
+		free(s);
+	}
+	return 0;
+}
+
+/* Read, cut and write one input; 0, or -1 after reporting why not. */
+static int chunk_input(const struct opts *o, struct chunker *ch, const char *in, FILE *out)
+{
+	char *data;
+	size_t len, n, n_invalid;
+	const struct chunk *v;
+	int rc = fetch_is_url(in) ? fetch_url(in, &o->f, &data, &len) : kb_read_file(in, &data, &len);
+	if (rc) {
+		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+		return -1;
+	}
+	char *name = chunk_utf8_clean(in, strlen(in), NULL, NULL); // "doc" must be valid UTF-8 too
+	if (!name || chunker_run(ch, data, len, &v, &n, &n_invalid)) {
+		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
+		free(name);
+		free(data);
+		return -1;
+	}
+	if (n_invalid && !o->quiet)
+		fprintf(stderr, "%s: '%s': %zu invalid UTF-8 sequence%s (replaced by U+FFFD)\n", cli_tool, in,
+			n_invalid, n_invalid == 1 ? "" : "s");
+	rc = write_records(out, name, v, n, o->model != NULL);
+	if (rc)
+		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
+	free(name);
+	free(data);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	cli_tool = "kvblend-chunk";
+	struct opts o = { .c = { .by = CHUNK_BY_PARAGRAPH, .max_tokens = 256 }, .f = FETCH_OPTS_DEFAULT };
+	parse(argc, argv, &o);
+
+	struct tok *t = o.model ? load_tokenizer(o.model, o.quiet) : NULL;
+	o.c.tok = t;
+	struct chunker *ch;
+	if (chunker_init(&ch, &o.c)) {
+		if (o.c.split)
+			cli_usage_error("--split: %s", kb_error());
+		cli_die("%s", kb_error());
+	}
+	FILE *out = stdout;
+	if (o.output && strcmp(o.output, "-") && !(out = fopen(o.output, "w")))
+		cli_die("'%s': %s", o.output, strerror(errno));
+
+	char *stdin_only[] = { "-" };
+	char **in = o.n_inputs ? o.inputs : stdin_only;
+	int n_in = o.n_inputs ? o.n_inputs : 1, failed = 0;
+	for (int i = 0; i < n_in; i++) {
+		failed |= chunk_input(&o, ch, in[i], out) != 0;
+		if (ferror(out))
+			break;
+	}
+	if (fflush(out) || ferror(out) || (out != stdout && fclose(out))) {
+		if (out != stdout)
+			cli_die("'%s': write error: %s", o.output, strerror(errno));
+		cli_die("write error: %s", strerror(errno));
+	}
+
+	chunker_free(ch);
+	tok_free(t);
+	return failed ? 1 : 0;
+}
