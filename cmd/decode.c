@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kvfile.h"
 #include "model.h"
 #include "sample.h"
 
@@ -11,6 +12,7 @@ static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
 	{ "prompt", required_argument, NULL, 'p' },
 	{ "file", required_argument, NULL, 'f' },
+	{ "cache", required_argument, NULL, 'c' },
 	{ "n-predict", required_argument, NULL, 'n' },
 	{ "temp", required_argument, NULL, 'T' },
 	{ "top-k", required_argument, NULL, 'K' },
@@ -29,11 +31,14 @@ static const struct option longopts[] = {
 
 static void usage(void)
 {
-	printf("usage: kvblend decode -m MODEL [-p TEXT | -f FILE] [options]\n"
-	       "Prefill the prompt (from -p, -f or stdin) and generate, streaming text to stdout.\n\n"
+	printf("usage: kvblend decode -m MODEL [-c CACHE.kvc] [-p TEXT | -f FILE] [options]\n"
+	       "Prefill the prompt (from -p, -f or stdin) and generate, streaming text to stdout.\n"
+	       "With a saved cache (-c, or a .kvc stream on stdin), generation continues from it,\n"
+	       "after the text given with -p or -f if any.\n\n"
 	       "  -m, --model FILE        GGUF model (llama, qwen2)\n"
 	       "  -p, --prompt TEXT       prompt text\n"
 	       "  -f, --file FILE         read the prompt from FILE ('-' = stdin)\n"
+	       "  -c, --cache FILE        continue from a KV cache (.kvc; '-' = stdin)\n"
 	       "  -n, --n-predict N       tokens to generate (default 128; stops at end of generation)\n"
 	       "      --temp T            temperature (default 0 = greedy)\n"
 	       "      --top-k K           keep the K most likely tokens (default 40, 0 = off)\n"
@@ -49,7 +54,7 @@ static void usage(void)
 }
 
 struct opts {
-	const char *model, *prompt, *file;
+	const char *model, *prompt, *file, *cache;
 	int n_predict, threads, ctx;
 	struct sampler_params sp;
 	bool ids, no_bos, no_special, verbose, seed_set;
@@ -58,11 +63,12 @@ struct opts {
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:f:n:t:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:f:c:n:t:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'p': o->prompt = optarg; break;
 		case 'f': o->file = optarg; break;
+		case 'c': o->cache = optarg; break;
 		case 'n': o->n_predict = (int)cli_long("--n-predict", optarg, 0, 1 << 24); break;
 		case 'T': o->sp.temp = (float)cli_double("--temp", optarg, 0, 100); break;
 		case 'K': o->sp.top_k = (int)cli_long("--top-k", optarg, 0, 1 << 24); break;
@@ -105,6 +111,68 @@ static void emit(const struct tok *t, int32_t id, bool ids, bool first)
 	fflush(stdout);
 }
 
+/* The input: a saved cache (from -c or sniffed on stdin), text, or both. */
+struct input {
+	struct kvc_reader *cache; /* or NULL */
+	char *text;               /* owned, or NULL */
+	size_t text_len;
+};
+
+static void read_input(const struct opts *o, struct input *in)
+{
+	memset(in, 0, sizeof *in);
+	if (o->cache && kvc_reader_open_file(&in->cache, o->cache))
+		cli_die("%s", kb_error());
+	if (o->prompt) {
+		in->text = strdup(o->prompt);
+		in->text_len = strlen(o->prompt);
+		if (!in->text)
+			cli_die("out of memory");
+		return;
+	}
+	if (o->file) {
+		if (kb_read_file(o->file, &in->text, &in->text_len))
+			cli_die("%s", kb_error());
+		return;
+	}
+	if (o->cache)
+		return;
+	if (isatty(STDIN_FILENO))
+		cli_usage_error("no prompt: give -p TEXT, -f FILE, -c CACHE, or text or a cache on stdin");
+	/* stdin: a .kvc cache (sniffed by its magic) or text */
+	char head[KVC_MAGIC_LEN];
+	size_t got = 0;
+	while (got < sizeof head) {
+		ssize_t r = read(STDIN_FILENO, head + got, sizeof head - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			cli_die("<stdin>: %s", strerror(errno));
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	if (kvc_sniff(head, got)) {
+		if (kvc_reader_open_fd_prefix(&in->cache, STDIN_FILENO, head, got, "<stdin>"))
+			cli_die("%s", kb_error());
+		return;
+	}
+	char *rest;
+	size_t rest_len = 0;
+	if (got == sizeof head && kb_read_file("-", &rest, &rest_len))
+		cli_die("%s", kb_error());
+	in->text = malloc(got + rest_len + 1);
+	if (!in->text)
+		cli_die("out of memory");
+	memcpy(in->text, head, got);
+	if (got == sizeof head) {
+		memcpy(in->text + got, rest, rest_len);
+		free(rest);
+	}
+	in->text_len = got + rest_len;
+	in->text[in->text_len] = '\0';
+}
+
 int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-decode";
@@ -112,18 +180,9 @@ int main(int argc, char **argv)
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);
 
-	char *text = NULL;
-	size_t text_len = 0;
-	if (o.prompt) {
-		text_len = strlen(o.prompt);
-	} else {
-		if (!o.file && isatty(STDIN_FILENO))
-			cli_usage_error("no prompt: give -p TEXT, -f FILE or text on stdin");
-		if (kb_read_file(o.file ? o.file : "-", &text, &text_len))
-			cli_die("%s", kb_error());
-	}
-	const char *prompt = o.prompt ? o.prompt : text;
-	if (text_len == 0)
+	struct input in;
+	read_input(&o, &in);
+	if (!in.cache && in.text_len == 0)
 		cli_die("prompt is empty");
 
 	struct model *m;
@@ -131,40 +190,77 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (tok_warning(m->tok))
 		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(m->tok));
-	int32_t *ids;
-	size_t n_ids;
-	bool bos = !o.no_bos && tok_add_bos(m->tok);
-	if (tok_encode(m->tok, prompt, text_len, bos, !o.no_special, &ids, &n_ids))
+
+	/* the cache's header first: it says how much context is already used */
+	const struct kvc_header *ch = NULL;
+	if (in.cache) {
+		int rc = kvc_reader_next_header(in.cache, &ch);
+		if (rc == KB_EOF)
+			cli_die("%s: no cache in the stream", o.cache ? o.cache : "<stdin>");
+		if (rc)
+			cli_die("%s", kb_error());
+		if (ch->n_tokens == 0)
+			cli_die("%s: the cache is empty", o.cache ? o.cache : "<stdin>");
+	}
+	/* text after a cache continues it: no BOS */
+	int32_t *ids = NULL;
+	size_t n_ids = 0;
+	bool bos = !o.no_bos && !in.cache && tok_add_bos(m->tok);
+	if (in.text_len > 0 && tok_encode(m->tok, in.text, in.text_len, bos, !o.no_special, &ids, &n_ids))
 		cli_die("%s", kb_error());
-	if (n_ids == 0)
+	if (!in.cache && n_ids == 0)
 		cli_die("prompt is empty after tokenization");
 
-	int n_ctx = o.ctx ? o.ctx : (int)n_ids + o.n_predict;
-	if ((int)n_ids >= n_ctx + (o.n_predict == 0))
-		cli_die("prompt of %zu tokens does not fit a context of %d", n_ids, n_ctx);
+	const int n_cached = ch ? ch->n_tokens : 0;
+	const int n_prompt = n_cached + (int)n_ids;
+	int n_ctx = o.ctx ? o.ctx : n_prompt + o.n_predict;
+	if (n_prompt >= n_ctx + (o.n_predict == 0))
+		cli_die("prompt of %d tokens does not fit a context of %d", n_prompt, n_ctx);
 	if (n_ctx > m->hp.n_ctx_train && o.verbose)
 		fprintf(stderr, "%s: context %d exceeds the model's training context %d\n",
 			cli_tool, n_ctx, m->hp.n_ctx_train);
 
 	struct kv_cache kv;
 	struct model_ws ws;
-	int n_batch = n_ids < 512 ? (int)n_ids : 512;
+	int n_batch = n_ids > 0 && n_ids < 512 ? (int)n_ids : 512;
 	if (kv_cache_init(&kv, m, n_ctx) || model_ws_init(&ws, m, n_batch, n_ctx))
 		cli_die("%s", kb_error());
 	struct sampler *smp = sampler_init(m->hp.n_vocab, &o.sp);
 	if (!smp)
 		cli_die("%s", kb_error());
-	int32_t *pos = malloc(n_ids * sizeof *pos);
-	if (!pos)
-		cli_die("out of memory");
-	for (size_t i = 0; i < n_ids; i++)
-		pos[i] = (int32_t)i;
 
-	/* prefill */
+	/* prefill: load the cache, then run the text after it */
 	double t0 = kb_now();
-	if (model_forward(m, &ws, &kv, ids, pos, (int)n_ids, ws.logits, false))
-		cli_die("%s", kb_error());
+	int32_t next_pos = 0;
+	if (ch) {
+		if (kvfile_read(in.cache, ch, m, &kv))
+			cli_die("%s", kb_error());
+		for (int i = 0; i < kv.n; i++)
+			next_pos = kv.pos[i] + 1 > next_pos ? kv.pos[i] + 1 : next_pos;
+		if (n_ids == 0) {
+			if (ch->n_logits == m->hp.n_vocab) {
+				memcpy(ws.logits, ch->logits, (size_t)m->hp.n_vocab * sizeof *ws.logits);
+			} else {
+				/* no logits saved: run the last cached token again */
+				kv.n--;
+				if (model_forward(m, &ws, &kv, &kv.tok[kv.n], &kv.pos[kv.n], 1, ws.logits, false))
+					cli_die("%s", kb_error());
+			}
+		}
+	}
+	if (n_ids > 0) {
+		int32_t *pos = malloc(n_ids * sizeof *pos);
+		if (!pos)
+			cli_die("out of memory");
+		for (size_t i = 0; i < n_ids; i++)
+			pos[i] = next_pos + (int32_t)i;
+		if (model_forward(m, &ws, &kv, ids, pos, (int)n_ids, ws.logits, false))
+			cli_die("%s", kb_error());
+		next_pos += (int32_t)n_ids;
+		free(pos);
+	}
 	double t1 = kb_now();
+	const size_t n_prefilled = n_ids;
 
 	/* generate */
 	int n_gen = 0;
@@ -175,7 +271,7 @@ int main(int argc, char **argv)
 		emit(m->tok, next, o.ids, n_gen == 0);
 		if (++n_gen == o.n_predict || kv.n == kv.n_ctx)
 			break;
-		int32_t p = (int32_t)kv.n;
+		int32_t p = next_pos++;
 		if (model_forward(m, &ws, &kv, &next, &p, 1, ws.logits, false))
 			cli_die("%s", kb_error());
 	}
@@ -185,13 +281,14 @@ int main(int argc, char **argv)
 	if (o.verbose) {
 		fprintf(stderr, "%s: %s, %d threads, isa %s, seed %llu\n", cli_tool, m->gguf->path,
 			kb_get_threads(), kern_isa(), (unsigned long long)o.sp.seed);
-		fprintf(stderr, "%s: prompt %zu tokens in %.3f s (%.1f t/s); generated %d tokens in %.3f s (%.1f t/s)\n",
-			cli_tool, n_ids, t1 - t0, n_ids / (t1 - t0), n_gen, t2 - t1,
+		fprintf(stderr, "%s: %d cached tokens loaded; prompt %zu tokens in %.3f s (%.1f t/s); "
+			"generated %d tokens in %.3f s (%.1f t/s)\n",
+			cli_tool, n_cached, n_prefilled, t1 - t0, n_prefilled / (t1 - t0), n_gen, t2 - t1,
 			n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
 	}
-	free(pos);
 	free(ids);
-	free(text);
+	free(in.text);
+	kvc_reader_free(in.cache);
 	sampler_free(smp);
 	model_ws_free(&ws);
 	kv_cache_free(&kv);
