@@ -1,0 +1,180 @@
+/* blend.c — see blend.h. */
+#include "blend.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const mode_names[] = {
+	[BLEND_BLEND] = "blend", [BLEND_FULL] = "full", [BLEND_REUSE] = "reuse",
+	[BLEND_PREFIX] = "prefix", [BLEND_EPIC] = "epic",
+};
+
+void blend_opts_init(struct blend_opts *o)
+{
+	*o = (struct blend_opts){ .mode = BLEND_BLEND, .ratio = 0.15f, .check_layer = 1,
+				  .metric = BLEND_METRIC_KV, .epic_k = 16 };
+}
+
+const char *blend_mode_name(enum blend_mode m)
+{
+	return (unsigned)m < sizeof mode_names / sizeof *mode_names ? mode_names[m] : "?";
+}
+
+int blend_mode_from_name(const char *s)
+{
+	for (size_t i = 0; i < sizeof mode_names / sizeof *mode_names; i++)
+		if (strcmp(s, mode_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+void blend_rotate(const struct model *m, struct kv_cache *kv, int slot0, int n, const int32_t *delta)
+{
+	for (int l = 0; l < m->hp.n_layer; l++)
+		kern_rope(kv_k(kv, l, slot0), delta, n, m->hp.n_kv_head, m->hp.head_dim, &m->rope);
+}
+
+/* Squared L2 distance of two rows. */
+static double dist2(const float *a, const float *b, int n)
+{
+	double s = 0;
+	for (int i = 0; i < n; i++) {
+		double d = (double)a[i] - b[i];
+		s += d * d;
+	}
+	return s;
+}
+
+struct scored {
+	double dev;
+	int32_t slot;
+};
+
+static int by_dev_desc(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? 1 : -1;
+	return x->slot - y->slot;
+}
+
+/* Run layers [l0, l1) for the rows at slots[0..n) (ascending), whose hidden
+ * states are x [n][n_embd], in batches of ws->n_batch, all attending to the
+ * whole cache. Rows are in position order, so a batch only ever needs the
+ * current layer's K/V of earlier batches. */
+static void run_layers(const struct model *m, struct model_ws *ws, struct kv_cache *kv, int l0, int l1,
+		       float *x, const int32_t *slots, int n)
+{
+	const int d = m->hp.n_embd;
+	for (int l = l0; l < l1; l++)
+		for (int b0 = 0; b0 < n; b0 += ws->n_batch) {
+			int nb = n - b0 < ws->n_batch ? n - b0 : ws->n_batch;
+			model_layer(m, ws, l, x + (size_t)b0 * d, slots + b0, nb, kv, kv->n);
+		}
+}
+
+int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
+		 struct blend_stats *st)
+{
+	const int N = kv->n, d = m->hp.n_embd, kvd = kv->kv_dim;
+	const enum blend_mode mode = o->mode;
+	if (N <= 0)
+		return kb_fail(KB_ERR_ARG, "the prompt is empty");
+	if (N > ws->n_ctx)
+		return kb_fail(KB_ERR_ARG, "a prompt of %d tokens exceeds the workspace context %d", N, ws->n_ctx);
+	if (!(o->ratio >= 0 && o->ratio <= 1))
+		return kb_fail(KB_ERR_ARG, "recompute ratio %g is not in [0, 1]", o->ratio);
+	if (o->check_layer < 0 || o->check_layer >= m->hp.n_layer)
+		return kb_fail(KB_ERR_ARG, "check layer %d is not in [0, %d)", o->check_layer, m->hp.n_layer);
+	for (int s = 0, next = 0; s < n_segs; next += segs[s].n, s++)
+		if (segs[s].slot0 != next || segs[s].n < 0)
+			return kb_fail(KB_ERR_ARG, "prompt segment %d does not follow the one before", s);
+
+	/* what each slot is: reused from a cache, or recomputed at every layer */
+	bool *reuse = kb_calloc((size_t)N, sizeof *reuse);
+	float *x = kb_aligned_alloc(64, (size_t)N * d * sizeof *x);
+	int32_t *slots = kb_malloc((size_t)N * sizeof *slots), *delta = kb_malloc((size_t)N * sizeof *delta);
+	struct scored *sc = kb_malloc((size_t)N * sizeof *sc);
+	float *ck = kb_malloc((size_t)N * kvd * sizeof *ck), *cv = kb_malloc((size_t)N * kvd * sizeof *cv);
+	int rc = KB_ERR_NOMEM;
+	if (!reuse || !x || !slots || !delta || !sc || !ck || !cv)
+		goto out;
+	for (int s = 0; s < n_segs; s++) {
+		const struct blend_seg *g = &segs[s];
+		bool use = g->cached && mode != BLEND_FULL && !(mode == BLEND_PREFIX && s > 0);
+		for (int i = 0; i < g->n; i++) {
+			reuse[g->slot0 + i] = use && !(mode == BLEND_EPIC && i < o->epic_k);
+			delta[g->slot0 + i] = g->slot0 + i - kv->pos[g->slot0 + i];
+		}
+		/* 1. move cached keys to their new positions */
+		if (g->cached && use && g->n > 0)
+			blend_rotate(m, kv, g->slot0, g->n, delta + g->slot0);
+	}
+	for (int i = 0; i < N; i++)
+		kv->pos[i] = i;
+
+	int n_cached = 0;
+	for (int i = 0; i < N; i++)
+		n_cached += reuse[i];
+	/* 3. the first layers for every token, when a deviation check is to be made */
+	const bool check = mode == BLEND_BLEND && o->ratio > 0 && n_cached > 0;
+	const int n_full = check ? o->check_layer + 1 : 0;
+	model_embed(m, kv->tok, N, x);
+	for (int i = 0; i < N; i++)
+		slots[i] = i;
+	if (check) {
+		run_layers(m, ws, kv, 0, o->check_layer, x, slots, N);
+		/* keep the cached K/V of the check layer, recompute it, compare */
+		const int l = o->check_layer;
+		memcpy(ck, kv_k(kv, l, 0), (size_t)N * kvd * sizeof *ck);
+		memcpy(cv, kv_v(kv, l, 0), (size_t)N * kvd * sizeof *cv);
+		run_layers(m, ws, kv, l, l + 1, x, slots, N);
+		int n_sc = 0;
+		for (int i = 0; i < N; i++) {
+			if (!reuse[i])
+				continue;
+			double dev = 0;
+			if (o->metric != BLEND_METRIC_V)
+				dev += dist2(kv_k(kv, l, i), ck + (size_t)i * kvd, kvd);
+			if (o->metric != BLEND_METRIC_K)
+				dev += dist2(kv_v(kv, l, i), cv + (size_t)i * kvd, kvd);
+			sc[n_sc++] = (struct scored){ dev, i };
+		}
+		qsort(sc, (size_t)n_sc, sizeof *sc, by_dev_desc);
+		int n_sel = (int)ceil(o->ratio * n_sc - 1e-9);
+		for (int j = 0; j < n_sel; j++)
+			reuse[sc[j].slot] = false;
+	}
+
+	/* 4. the remaining layers for the selected rows only */
+	int n = 0;
+	for (int i = 0; i < N; i++) {
+		if (!reuse[i]) {
+			if (n != i)
+				memcpy(x + (size_t)n * d, x + (size_t)i * d, (size_t)d * sizeof *x);
+			slots[n++] = i;
+		}
+	}
+	if (n == 0 || slots[n - 1] != N - 1) {
+		rc = kb_fail(KB_ERR_ARG, "the last token of the prompt must be recomputed (is the query empty?)");
+		goto out;
+	}
+	run_layers(m, ws, kv, n_full, m->hp.n_layer, x, slots, n);
+
+	/* 5. the first output token's logits */
+	model_logits(m, ws, x + (size_t)(n - 1) * d, 1, logits);
+	if (st)
+		*st = (struct blend_stats){ .n_tokens = N, .n_cached = n_cached, .n_selected = n,
+					    .n_full_layers = n_full };
+	rc = KB_OK;
+out:
+	free(reuse);
+	free(x);
+	free(slots);
+	free(delta);
+	free(sc);
+	free(ck);
+	free(cv);
+	return rc;
+}

@@ -1,0 +1,71 @@
+/* blend.h — CacheBlend: fuse precomputed chunk caches into one prompt's KV
+ * cache, recomputing only the tokens whose K/V deviate most.
+ *
+ * The prompt is a run of segments in slot order (prefix, chunk_1 .. chunk_k,
+ * query), placed at consecutive positions 0, 1, .. in the cache. A cached
+ * segment arrives with its K/V loaded into its slots (all layers, K rotated at
+ * the positions it was computed at, which kv->pos holds); an uncached one needs
+ * only its token ids. blend_prompt then, as ../shared/DESIGN.md says:
+ *  1. rotates each cached K by (new position - old position): a pure rotation;
+ *  2. always recomputes uncached tokens;
+ *  3. runs layers 0 .. check_layer for every token; at the check layer scores
+ *     each cached token by the L2 deviation of its fresh K/V from the cached
+ *     one and selects the top `ratio` of them;
+ *  4. runs the later layers for the selected tokens only, overwriting their
+ *     K/V; every query attends to the full cache with the causal mask by
+ *     position (never the bottom-right mask);
+ *  5. gives the last token's logits (the first output token).
+ * Modes: BLEND_FULL (everything recomputed: an ordinary prefill), BLEND_REUSE
+ * (only uncached tokens recomputed, = BLEND at ratio 0), BLEND_PREFIX (cached
+ * chunks are ignored and recomputed; only a cached first segment is reused),
+ * BLEND_EPIC (the first epic_k tokens of each cached chunk recomputed at every
+ * layer, no deviation check).
+ */
+#ifndef KB_BLEND_H
+#define KB_BLEND_H
+
+#include <stdbool.h>
+
+#include "model.h"
+
+enum blend_mode { BLEND_BLEND = 0, BLEND_FULL, BLEND_REUSE, BLEND_PREFIX, BLEND_EPIC };
+enum blend_metric { BLEND_METRIC_KV = 0, BLEND_METRIC_K, BLEND_METRIC_V };
+
+struct blend_seg {
+	int slot0, n;  /* slots [slot0, slot0 + n) of the cache, in order, no gaps */
+	bool cached;   /* K/V loaded for every layer; kv->pos holds the positions they were made at */
+};
+
+struct blend_opts {
+	enum blend_mode mode;
+	float ratio;        /* BLEND: share of cached tokens recomputed (0..1; default 0.15) */
+	int check_layer;    /* BLEND: where deviations are measured (default 1) */
+	enum blend_metric metric;
+	int epic_k;         /* EPIC: tokens recomputed at the start of each chunk (default 16) */
+};
+
+struct blend_stats {
+	int n_tokens;     /* prompt tokens */
+	int n_cached;     /* tokens whose K/V came from a cache */
+	int n_selected;   /* tokens recomputed after the check layer (incl. uncached) */
+	int n_full_layers; /* layers run for every token */
+};
+
+/* Set o to the defaults (blend, ratio 0.15, check layer 1, metric kv, epic 16). */
+void blend_opts_init(struct blend_opts *o);
+const char *blend_mode_name(enum blend_mode m);
+int blend_mode_from_name(const char *s); /* -1 if unknown */
+
+/* Build the prompt's cache in kv (kv->n == total tokens, kv->tok filled, cached
+ * segments loaded as above) and its last-token logits ([n_vocab]). Positions
+ * become the slot indices. ws must come from model_ws_init with n_ctx >= kv->n;
+ * batches of ws->n_batch rows. Returns KB_OK or an error (kb_error() set). */
+int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
+		 struct blend_stats *st) KB_WUR;
+
+/* Rotate the K rows of slots [slot0, slot0 + n) in every layer by delta[i]
+ * positions (a pure RoPE rotation; -delta undoes it). */
+void blend_rotate(const struct model *m, struct kv_cache *kv, int slot0, int n, const int32_t *delta);
+
+#endif

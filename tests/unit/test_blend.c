@@ -1,0 +1,237 @@
+/* test_blend.c — CacheBlend's invariants: ratio 1 is a full prefill, ratio 0
+ * is full reuse, rotations are pure, a rotated layer-0 key equals the key
+ * computed at the new position, and recomputing more gets closer to full. */
+#include <math.h>
+#include <string.h>
+
+#include "blend.h"
+#include "synth.h"
+#include "tap.h"
+
+enum { NSEG = 4, MAXTOK = 256 };
+
+struct prompt {
+	int32_t tok[MAXTOK];
+	struct blend_seg seg[NSEG]; /* prefix, chunk, chunk, query */
+	int n;
+};
+
+/* A prompt from token ids: prefix of np, chunks of n1 and n2, query of nq. */
+static void make_prompt(struct prompt *p, const struct model *m, int np, int n1, int n2, int nq, int salt)
+{
+	int len[NSEG] = { np, n1, n2, nq };
+	p->n = 0;
+	for (int s = 0; s < NSEG; s++) {
+		p->seg[s] = (struct blend_seg){ .slot0 = p->n, .n = len[s], .cached = s == 1 || s == 2 };
+		for (int i = 0; i < len[s]; i++, p->n++)
+			p->tok[p->n] = 3 + (p->n * 37 + salt * 11 + s) % (m->hp.n_vocab - 3);
+	}
+	p->tok[0] = tok_bos(m->tok) >= 0 ? tok_bos(m->tok) : p->tok[0];
+}
+
+/* Fill kv with the prompt's tokens and each cached chunk's cache computed alone
+ * at positions 0..n-1 (what the store holds). */
+static void load_chunks(const struct model *m, const struct prompt *p, struct kv_cache *kv)
+{
+	struct kv_cache one;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&one, m, MAXTOK) == 0 && model_ws_init(&ws, m, 64, MAXTOK) == 0);
+	memcpy(kv->tok, p->tok, (size_t)p->n * sizeof *kv->tok);
+	kv->n = p->n;
+	for (int s = 0; s < NSEG; s++) {
+		const struct blend_seg *g = &p->seg[s];
+		if (!g->cached)
+			continue;
+		int32_t pos[MAXTOK];
+		for (int i = 0; i < g->n; i++)
+			pos[i] = i;
+		one.n = 0;
+		ASSERT(model_forward(m, &ws, &one, p->tok + g->slot0, pos, g->n, NULL, false) == 0);
+		for (int l = 0; l < m->hp.n_layer; l++) {
+			memcpy(kv_k(kv, l, g->slot0), kv_k(&one, l, 0), (size_t)g->n * kv->kv_dim * sizeof(float));
+			memcpy(kv_v(kv, l, g->slot0), kv_v(&one, l, 0), (size_t)g->n * kv->kv_dim * sizeof(float));
+		}
+		memcpy(kv->pos + g->slot0, pos, (size_t)g->n * sizeof *pos);
+	}
+	kv_cache_free(&one);
+	model_ws_free(&ws);
+}
+
+/* Blend the prompt with options o into kv; last-token logits into lg. */
+static struct blend_stats run_blend(const struct model *m, const struct prompt *p, const struct blend_opts *o,
+				    struct kv_cache *kv, float *lg)
+{
+	struct model_ws ws;
+	struct blend_stats st;
+	ASSERT(model_ws_init(&ws, m, 16, MAXTOK) == 0);
+	load_chunks(m, p, kv);
+	ASSERT(blend_prompt(m, &ws, kv, p->seg, NSEG, o, lg, &st) == 0);
+	model_ws_free(&ws);
+	return st;
+}
+
+static void full_prefill(const struct model *m, const struct prompt *p, struct kv_cache *kv, float *lg)
+{
+	struct model_ws ws;
+	int32_t pos[MAXTOK];
+	for (int i = 0; i < p->n; i++)
+		pos[i] = i;
+	ASSERT(model_ws_init(&ws, m, 64, MAXTOK) == 0);
+	kv->n = 0;
+	ASSERT(model_forward(m, &ws, kv, p->tok, pos, p->n, lg, false) == 0);
+	model_ws_free(&ws);
+}
+
+/* KL(p_ref || p) of two logit vectors. */
+static double kl(const float *ref, const float *got, int n)
+{
+	double mr = -1e30, mg = -1e30, zr = 0, zg = 0, k = 0;
+	for (int i = 0; i < n; i++)
+		mr = fmax(mr, ref[i]), mg = fmax(mg, got[i]);
+	for (int i = 0; i < n; i++)
+		zr += exp(ref[i] - mr), zg += exp(got[i] - mg);
+	for (int i = 0; i < n; i++) {
+		double pr = exp(ref[i] - mr) / zr, lpr = ref[i] - mr - log(zr), lpg = got[i] - mg - log(zg);
+		k += pr * (lpr - lpg);
+	}
+	return k;
+}
+
+static void test_invariants(const struct model *m, const char *name)
+{
+	const int nv = m->hp.n_vocab, kvd = m->hp.n_kv_head * m->hp.head_dim;
+	struct prompt p;
+	make_prompt(&p, m, 6, 40, 33, 9, 1);
+	struct kv_cache full, kv;
+	float *lf = malloc(nv * sizeof *lf), *lb = malloc(nv * sizeof *lb), *lr = malloc(nv * sizeof *lr);
+	ASSERT(kv_cache_init(&full, m, MAXTOK) == 0 && kv_cache_init(&kv, m, MAXTOK) == 0);
+	full_prefill(m, &p, &full, lf);
+
+	struct blend_opts o;
+	blend_opts_init(&o);
+	o.ratio = 1.0f;
+	struct blend_stats st = run_blend(m, &p, &o, &kv, lb);
+	double e = tap_nerr(lb, lf, nv), ek = 0;
+	for (int l = 0; l < m->hp.n_layer; l++) {
+		ek = fmax(ek, tap_nerr(kv_k(&kv, l, 0), kv_k(&full, l, 0), (long)p.n * kvd));
+		ek = fmax(ek, tap_nerr(kv_v(&kv, l, 0), kv_v(&full, l, 0), (long)p.n * kvd));
+	}
+	ok(e < 1e-5 && ek < 1e-5 && st.n_selected == p.n,
+	   "%s: ratio 1.0 equals a full prefill (logits nerr %.1e, K/V nerr %.1e)", name, e, ek);
+
+	o.ratio = 0;
+	run_blend(m, &p, &o, &kv, lb);
+	o.mode = BLEND_REUSE;
+	o.ratio = 0.15f;
+	st = run_blend(m, &p, &o, &kv, lr);
+	ok(memcmp(lb, lr, nv * sizeof *lb) == 0 && st.n_selected == p.seg[0].n + p.seg[3].n,
+	   "%s: ratio 0 equals mode reuse (only the %d uncached tokens recomputed)", name, st.n_selected);
+
+	o.mode = BLEND_FULL;
+	run_blend(m, &p, &o, &kv, lb);
+	ok(tap_nerr(lb, lf, nv) < 1e-5, "%s: mode full is a full prefill", name);
+
+	/* a chunk's cache at 0 rotated to p equals (layer 0 K) the cache computed at p */
+	load_chunks(m, &p, &kv);
+	const struct blend_seg *g = &p.seg[2];
+	int32_t delta[MAXTOK];
+	for (int i = 0; i < g->n; i++)
+		delta[i] = g->slot0;
+	float *saved = malloc((size_t)g->n * kvd * m->hp.n_layer * sizeof *saved);
+	for (int l = 0; l < m->hp.n_layer; l++)
+		memcpy(saved + (size_t)l * g->n * kvd, kv_k(&kv, l, g->slot0), (size_t)g->n * kvd * sizeof *saved);
+	blend_rotate(m, &kv, g->slot0, g->n, delta);
+	struct kv_cache at;
+	struct model_ws ws;
+	int32_t pos[MAXTOK];
+	for (int i = 0; i < g->n; i++)
+		pos[i] = g->slot0 + i;
+	ASSERT(kv_cache_init(&at, m, MAXTOK) == 0 && model_ws_init(&ws, m, 64, MAXTOK) == 0);
+	ASSERT(model_forward(m, &ws, &at, p.tok + g->slot0, pos, g->n, NULL, false) == 0);
+	e = tap_nerr(kv_k(&kv, 0, g->slot0), kv_k(&at, 0, 0), (long)g->n * kvd);
+	ok(e < 1e-5, "%s: a chunk cached at 0 and rotated to %d equals layer 0's K computed there (nerr %.1e)",
+	   name, g->slot0, e);
+	/* +d then -d is the identity */
+	for (int i = 0; i < g->n; i++)
+		delta[i] = -g->slot0;
+	blend_rotate(m, &kv, g->slot0, g->n, delta);
+	double worst = 0;
+	for (int l = 0; l < m->hp.n_layer; l++)
+		worst = fmax(worst, tap_nerr(kv_k(&kv, l, g->slot0), saved + (size_t)l * g->n * kvd, (long)g->n * kvd));
+	ok(worst < 1e-5, "%s: rotating by +%d then -%d is the identity (nerr %.1e)", name, g->slot0, g->slot0, worst);
+	free(saved);
+	kv_cache_free(&at);
+	model_ws_free(&ws);
+
+	/* errors */
+	o.mode = BLEND_BLEND;
+	o.ratio = 1.5f;
+	ASSERT(model_ws_init(&ws, m, 16, MAXTOK) == 0);
+	load_chunks(m, &p, &kv);
+	ok(blend_prompt(m, &ws, &kv, p.seg, NSEG, &o, lb, NULL) == KB_ERR_ARG && strstr(kb_error(), "ratio"),
+	   "%s: a ratio above 1 is refused: %s", name, kb_error());
+	model_ws_free(&ws);
+
+	kv_cache_free(&full);
+	kv_cache_free(&kv);
+	free(lf), free(lb), free(lr);
+}
+
+/* Fidelity to a full prefill (KL of the last-token distribution) as the
+ * recompute ratio rises: ratio 1 is exact, blending beats plain reuse. */
+static void test_fidelity(const struct model *m, const char *name)
+{
+	const int nv = m->hp.n_vocab;
+	float *lf = malloc(nv * sizeof *lf), *lb = malloc(nv * sizeof *lb);
+	struct kv_cache kv;
+	ASSERT(kv_cache_init(&kv, m, MAXTOK) == 0);
+	const float ratios[] = { 0, 0.15f, 0.3f, 0.5f, 1 };
+	double sum[5] = { 0 };
+	enum { TRIALS = 8 };
+	for (int t = 0; t < TRIALS; t++) {
+		struct prompt p;
+		make_prompt(&p, m, 5, 30 + t, 25 + 2 * t, 6, t + 3);
+		full_prefill(m, &p, &kv, lf);
+		for (int r = 0; r < 5; r++) {
+			struct blend_opts o;
+			blend_opts_init(&o);
+			o.ratio = ratios[r];
+			run_blend(m, &p, &o, &kv, lb);
+			sum[r] += kl(lf, lb, nv) / TRIALS;
+		}
+	}
+	diag("%s: mean KL to full prefill at ratio 0 / 0.15 / 0.3 / 0.5 / 1: %.4f %.4f %.4f %.4f %.2g", name,
+	     sum[0], sum[1], sum[2], sum[3], sum[4]);
+	ok(sum[1] <= sum[0] && sum[3] <= sum[1] && sum[4] < 1e-6,
+	   "%s: fidelity rises with the ratio (KL %.4f at 0, %.4f at 0.15, %.4f at 0.5, ~0 at 1)", name, sum[0],
+	   sum[1], sum[3]);
+	kv_cache_free(&kv);
+	free(lf), free(lb);
+}
+
+int main(void)
+{
+	tap_seed();
+	char path[] = "/tmp/kvblend-test-blend-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 4, .n_head = 4,
+				 .n_kv_head = 2, .n_ff = 96, .n_ctx = 256, .rope_base = 1e6f, .qkv_bias = true,
+				 .tied = true, .seed = 11 };
+	struct model *m;
+	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+	test_invariants(m, "qwen2 synthetic");
+	model_free(m);
+	unlink(path);
+
+	const char *stories = tap_shared("models/stories260Ktok512.gguf");
+	if (stories && model_load(&m, stories) == 0) {
+		test_invariants(m, "stories260K");
+		test_fidelity(m, "stories260K");
+		model_free(m);
+	} else {
+		ok(1, "# SKIP stories260K is absent");
+	}
+	return done_testing();
+}
