@@ -10,7 +10,7 @@
 static const struct {
 	const char *name, *what;
 } tools[] = {
-	{ "chunk", "split documents into chunk records (planned)" },
+	{ "chunk", "split documents into chunk records" },
 	{ "embed", "embed chunks, search the store (planned)" },
 	{ "prefill", "compute chunk KV caches into the store (planned)" },
 	{ "blend", "fuse chunk caches at query time: CacheBlend (planned)" },
@@ -19,6 +19,7 @@ static const struct {
 	{ "bench", "speed and quality of each method side by side (planned)" },
 	{ "tokenize", "text to token ids with a model's tokenizer" },
 	{ "quantize", "convert a GGUF model's weights to another type" },
+	{ "info", "describe and verify KV caches (.kvc) and GGUF models" },
 };
 #define N_TOOLS (sizeof tools / sizeof *tools)
 

@@ -5,13 +5,16 @@
 # line, a trailing "=" tolerated) and the quantize types from
 # `kvblend quantize --list-types`, so the completion follows the code.
 # Only the kinds of option values are known here: which options name a model,
-# a file, or a number.
+# a file, or a number, and the four values of chunk --by.
 
 # Options whose value is a GGUF model, any file, or something to type.
 _kvblend_model_opts='-m --model'
 _kvblend_file_opts='-f --file -o --output'
 _kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx
-	--n-prompt --n-gen -r --reps -b --batch --synthetic'
+	--n-prompt --n-gen -r --reps -b --batch --synthetic --split --max-tokens --min-tokens --overlap
+	--max-bytes --timeout'
+# Options with a fixed set of values: chunk --by.
+_kvblend_by_values='paragraph sentence heading window'
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -47,6 +50,9 @@ _kvblend_tool()
 	if [[ $tool == quantize && $prev == --synthetic ]]; then
 		COMPREPLY=($(compgen -W "$(kvblend quantize --list-shapes 2>/dev/null)" -- "$cur"))
 		return
+	elif [[ $prev == --by ]]; then
+		COMPREPLY=($(compgen -W "$_kvblend_by_values" -- "$cur"))
+		return
 	elif _kvblend_word_in "$prev" "$_kvblend_model_opts"; then
 		_kvblend_files '*.[gG][gG][uU][fF]'
 		return
@@ -77,7 +83,7 @@ _kvblend_tool()
 		elif [[ -n $skip ]]; then
 			skip=
 		elif [[ $w == -* ]]; then
-			_kvblend_word_in "$w" "$_kvblend_model_opts $_kvblend_file_opts $_kvblend_value_opts" && skip=1
+			_kvblend_word_in "$w" "$_kvblend_model_opts $_kvblend_file_opts $_kvblend_value_opts --by" && skip=1
 		else
 			n=$((n + 1))
 		fi
