@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "blend.h"
+#include "chunkcache.h"
 #include "cli.h"
 #include "kvfile.h"
 #include "records.h"
@@ -27,6 +28,8 @@ static const struct option longopts[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "dtype", required_argument, NULL, 'D' },
 	{ "threads", required_argument, NULL, 't' },
+	{ "store", required_argument, NULL, 'S' },
+	{ "no-store", no_argument, NULL, 'N' },
 	{ "verify", no_argument, NULL, 'V' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -53,16 +56,19 @@ static void usage(void)
 	       "  -o, --output FILE        the prompt's cache (default '-': stdout, not a terminal)\n"
 	       "      --dtype TYPE         f16 (default), bf16, f32 or q8_0 for the output cache\n"
 	       "  -t, --threads N          threads (default: all cores)\n"
+	       "      --store DIR          chunk caches from this store (default $KVBLEND_STORE or\n"
+	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
+	       "      --no-store           compute every chunk cache, store nothing\n"
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
 	       "  -v, --verbose            tokens, selection and timings on stderr\n"
 	       "  -h, --help               this help\n");
 }
 
 struct opts {
-	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output;
+	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
 	struct blend_opts bo;
 	int dtype, threads;
-	bool verify, verbose;
+	bool verify, verbose, no_store;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -103,6 +109,8 @@ static void parse(int argc, char **argv, struct opts *o)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
 			break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
+		case 'S': o->store = optarg; break;
+		case 'N': o->no_store = true; break;
 		case 'V': o->verify = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': usage(); exit(0);
@@ -116,6 +124,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("a query is required (--query TEXT or --query-file FILE)");
 	if ((o->query && o->query_file) || (o->prefix && o->prefix_file))
 		cli_usage_error("give the query and the prefix once each (TEXT or FILE)");
+	if (o->store && o->no_store)
+		cli_usage_error("--store and --no-store do not go together");
 	if (!o->template)
 		o->template = "plain";
 	if (strcmp(o->template, "plain") && strcmp(o->template, "chatml") && strcmp(o->template, "llama3") &&
@@ -256,9 +266,10 @@ static void build_prompt(const struct opts *o, const struct model *m, int n_ops,
 	free(head), free(tail), free(pfx), free(qry);
 }
 
-/* Put part i's K/V into its slots, as computed alone from position 0: from its
- * operand cache, else by running it (its own sequence). */
-static void load_part(const struct model *m, struct model_ws *ws, struct kv_cache *kv, struct part *q, int slot0)
+/* Put a part's K/V into its slots, as computed alone from position 0: from its
+ * operand cache, else from the store (computed and stored on a miss). */
+static void load_part(const struct model *m, struct model_ws *ws, struct kv_cache *kv, struct part *q, int slot0,
+		      struct chunkcache *cc, struct chunkcache_stats *st)
 {
 	kv->n = slot0;
 	if (q->reader) {
@@ -266,14 +277,8 @@ static void load_part(const struct model *m, struct model_ws *ws, struct kv_cach
 			cli_die("%s", kb_error());
 		return;
 	}
-	int32_t *pos = malloc((size_t)q->n * sizeof *pos);
-	if (!pos)
-		cli_die("out of memory");
-	for (int i = 0; i < q->n; i++)
-		pos[i] = i;
-	if (model_forward_seqs(m, ws, kv, q->tok, pos, &q->n, 1, NULL))
+	if (chunkcache_load(cc, m, ws, kv, slot0, q->tok, q->n, NULL, st))
 		cli_die("%s", kb_error());
-	free(pos);
 }
 
 /* First-token agreement and KL(full || blend) of the last-token distributions. */
@@ -314,6 +319,12 @@ int main(int argc, char **argv)
 	if (!logits || !segs || kv_cache_init(&kv, m, N) || model_ws_init(&ws, m, N < 512 ? N : 512, N))
 		cli_die("%s", kb_error());
 
+	struct chunkcache *cc;
+	struct chunkcache_stats cst = { 0 };
+	if (chunkcache_open(&cc, o.store, !o.no_store, KVC_F16))
+		cli_die("%s", kb_error());
+	chunkcache_set_tool(cc, cli_tool, argc, argv);
+
 	/* time to first token: from here (the model is loaded) to the logits */
 	double t0 = kb_now();
 	int slot = 0;
@@ -323,7 +334,7 @@ int main(int argc, char **argv)
 		segs[i] = (struct blend_seg){ .slot0 = slot, .n = q->n };
 		bool want = q->cacheable && q->n > 0 && o.bo.mode != BLEND_FULL && !(o.bo.mode == BLEND_PREFIX && i > 0);
 		if (want) {
-			load_part(m, &ws, &kv, q, slot);
+			load_part(m, &ws, &kv, q, slot, cc, &cst);
 			segs[i].cached = true;
 		}
 		slot += q->n;
@@ -341,9 +352,10 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (o.verbose)
 		fprintf(stderr, "%s: %d tokens in %d parts, %d from caches; mode %s: %d layers for every token, "
-			"%d tokens in the others; caches %.3f s, blend %.3f s, time to first token %.3f s\n",
+			"%d tokens in the others; caches %.3f s (%d stored, %d computed, %.1f MiB read), blend %.3f s, "
+			"time to first token %.3f s\n",
 			cli_tool, N, p.n_parts, st.n_cached, blend_mode_name(o.bo.mode), st.n_full_layers,
-			st.n_selected, t1 - t0, t2 - t1, t2 - t0);
+			st.n_selected, t1 - t0, cst.hits, cst.misses, cst.bytes_read / 1048576.0, t2 - t1, t2 - t0);
 	if (o.verify) {
 		float *full = malloc((size_t)m->hp.n_vocab * sizeof *full);
 		int32_t *pos = malloc((size_t)N * sizeof *pos);
@@ -372,6 +384,7 @@ int main(int argc, char **argv)
 	}
 	free(p.parts);
 	free(segs);
+	chunkcache_close(cc);
 	free(logits);
 	kv_cache_free(&kv);
 	model_ws_free(&ws);

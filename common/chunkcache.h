@@ -1,0 +1,41 @@
+/* chunkcache.h — chunk caches by content: the KV cache of a run of tokens
+ * computed alone from position 0 (as CacheBlend stores them), read from the
+ * store when it is there, computed (and stored: read-through) when not.
+ * The key is store_key(model fingerprint, token ids), so the same text under
+ * the same model and tokenizer is computed once, whoever asks. */
+#ifndef KB_CHUNKCACHE_H
+#define KB_CHUNKCACHE_H
+
+#include <stdbool.h>
+
+#include "kvc.h"
+#include "model.h"
+
+struct chunkcache;
+
+struct chunkcache_stats {
+	int hits, misses;        /* lookups served from the store / computed */
+	uint64_t bytes_read;     /* .kvc bytes read from the store */
+	double t_load, t_compute; /* seconds reading caches / running the model for misses */
+};
+
+/* Open the store at dir (NULL: $KVBLEND_STORE, else the default). With
+ * store == false nothing is read or written: every chunk is computed. dtype:
+ * how new entries are stored (enum kvc_dtype). */
+int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype) KB_WUR;
+void chunkcache_close(struct chunkcache *cc);
+/* Provenance of the caches this process stores: the tool and its command line
+ * (kept by reference; default "kvblend", no argv). */
+void chunkcache_set_tool(struct chunkcache *cc, const char *tool, int argc, char **argv);
+/* The store in use, or NULL when nothing is stored. */
+struct store *chunkcache_store(struct chunkcache *cc);
+
+/* Make slots [slot0, slot0 + n) of kv hold the cache of tokens[0..n) computed
+ * alone at positions 0..n-1 (kv->pos and kv->tok set accordingly; kv->n is
+ * left at slot0 + n): from the store on a hit, else computed with ws (its
+ * n_ctx >= n) and stored. key_out (65 bytes) gets the store key when not NULL.
+ * Counts go to st (may be NULL). */
+int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		    int slot0, const int32_t *tokens, int n, char *key_out, struct chunkcache_stats *st) KB_WUR;
+
+#endif
