@@ -65,7 +65,8 @@ static const char *const abbrevs[] = {
 
 /* A piece longer than this many bytes per budget token is over the budget
  * without measuring it (no tokenizer packs 64 bytes of text into a token on
- * average): a huge line or word is not tokenized whole at every level. */
+ * average): a huge line or word is not tokenized whole at every level. Less
+ * when the vocabulary's longest token is shorter (see chunker_init). */
 #define MAX_BYTES_PER_TOKEN 64
 
 struct anchor {
@@ -79,6 +80,7 @@ struct sizes {
 struct chunker {
 	struct chunk_opts o;
 	const enum level *levels;
+	size_t token_bytes;           /* no token stands for more bytes (as a rule: see above) */
 	pcre2_code *re[L_COUNT];      /* owned; NULL where a level has no regex */
 	pcre2_match_data *md;         /* owned */
 	pcre2_match_context *mctx;    /* owned */
@@ -306,6 +308,27 @@ static int compile(struct chunker *c, enum level lv, const char *pattern, const 
 	return KB_OK;
 }
 
+/* The most bytes a token stands for: 4 for approximate tokens; the longest
+ * decoded token of a SentencePiece or BPE vocabulary, at most
+ * MAX_BYTES_PER_TOKEN (a piece longer than max_tokens times this cannot fit,
+ * except for unknown tokens, rare enough that such a piece is just cut finer);
+ * WordPiece's [UNK] stands for whole words, so MAX_BYTES_PER_TOKEN. */
+static size_t longest_token(const struct tok *t)
+{
+	if (!t)
+		return 4;
+	if (tok_kind(t) == TOK_WPM)
+		return MAX_BYTES_PER_TOKEN;
+	size_t most = 1;
+	char buf[MAX_BYTES_PER_TOKEN];
+	for (int32_t id = 0; id < tok_n_vocab(t) && most < MAX_BYTES_PER_TOKEN; id++) {
+		size_t d = tok_decode(t, id, false, buf, sizeof buf);
+		if (d > most)
+			most = d < MAX_BYTES_PER_TOKEN ? d : MAX_BYTES_PER_TOKEN;
+	}
+	return most;
+}
+
 int chunker_init(struct chunker **out, const struct chunk_opts *o)
 {
 	*out = NULL;
@@ -323,6 +346,7 @@ int chunker_init(struct chunker **out, const struct chunk_opts *o)
 		return KB_ERR_NOMEM;
 	c->o = *o;
 	c->levels = mode_levels[o->by];
+	c->token_bytes = longest_token(o->tok);
 	int rc = KB_OK;
 	for (const enum level *lv = c->levels; *lv != L_TOKEN && !rc; lv++)
 		rc = *lv == L_REGEX ? compile(c, L_REGEX, o->split, "regex")
@@ -387,7 +411,7 @@ static int count_pieces(const struct chunker *c, const size_t *bd, size_t np, si
 #pragma omp parallel for schedule(dynamic, 16) if (c->o.tok && np >= 64) reduction(| : failed)
 	for (long i = 0; i < (long)np; i++) {
 		size_t bytes = bd[i + 1] - bd[i];
-		if (max && bytes / MAX_BYTES_PER_TOKEN > max)
+		if (max && bytes / c->token_bytes > max)
 			t[i] = max + 1;
 		else if (count(c, bd[i], bd[i + 1], &t[i]))
 			failed = 1;
