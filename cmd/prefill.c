@@ -7,6 +7,8 @@
 #include "cli.h"
 #include "kvfile.h"
 #include "model.h"
+#include "records.h"
+#include "store.h"
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -18,6 +20,10 @@ static const struct option longopts[] = {
 	{ "no-bos", no_argument, NULL, 'B' },
 	{ "no-logits", no_argument, NULL, 'L' },
 	{ "no-parse-special", no_argument, NULL, 'N' },
+	{ "store", required_argument, NULL, 'S' },
+	{ "batch", required_argument, NULL, 'b' },
+	{ "progress", no_argument, NULL, 'P' },
+	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "complete-options", no_argument, NULL, 'O' },
@@ -27,7 +33,10 @@ static const struct option longopts[] = {
 static void usage(void)
 {
 	printf("usage: kvblend prefill -m MODEL (-p TEXT | -f FILE) [-o OUT.kvc] [options]\n"
-	       "Compute the KV cache of a text and write it as a .kvc stream (default stdout).\n\n"
+	       "       kvblend prefill -m MODEL [--store DIR] [options] < chunks.jsonl > chunks.jsonl\n"
+	       "Compute the KV cache of a text and write it as a .kvc stream (default stdout); or,\n"
+	       "with chunk records on stdin, each chunk's cache alone from position 0 into the\n"
+	       "store, skipping those already there, echoing each record with its store key (kv).\n\n"
 	       "  -m, --model FILE        GGUF model\n"
 	       "  -p, --prompt TEXT       the text\n"
 	       "  -f, --file FILE         read the text from FILE ('-' = stdin)\n"
@@ -37,27 +46,214 @@ static void usage(void)
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --no-logits         do not store the logits after the last token\n"
 	       "      --no-parse-special  treat special tokens written in the text as plain text\n"
+	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
+	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
+	       "      --progress          progress on stderr even when it is not a terminal\n"
+	       "  -q, --quiet             no progress\n"
 	       "  -v, --verbose           timings on stderr\n"
 	       "  -h, --help              this help\n");
 }
 
 struct opts {
-	const char *model, *prompt, *file, *output;
-	int dtype, threads;
-	bool no_bos, no_logits, no_special, verbose;
+	const char *model, *prompt, *file, *output, *store;
+	int dtype, threads, batch;
+	bool no_bos, no_logits, no_special, verbose, progress, quiet, output_set;
 };
+
+/* ---- chunk records → the store ---- */
+
+struct pending {
+	json_t *rec;     /* owned */
+	int32_t *tok;    /* owned, NULL when the record is already stored or bad */
+	int n;
+	char key[STORE_KEY_HEX + 1];
+	int slot0;       /* in the batch cache */
+};
+
+struct batch {
+	struct pending *v;
+	int n, cap, n_tok;
+};
+
+struct counts {
+	long records, stored, computed, bad;
+	long tokens;
+	double t_compute, t0;
+};
+
+static void progress(const struct opts *o, const struct counts *c, bool last)
+{
+	if (o->quiet || !(o->progress || isatty(STDERR_FILENO)))
+		return;
+	double dt = kb_now() - c->t0;
+	fprintf(stderr, "\r%s: %ld chunks: %ld computed, %ld already stored, %ld bad; %ld tokens, %.0f t/s%s",
+		cli_tool, c->records, c->computed, c->stored, c->bad, c->tokens,
+		c->t_compute > 0 ? c->tokens / c->t_compute : 0.0, last ? "\n" : "");
+	(void)dt;
+}
+
+/* Run the batch's new chunks in one pass, store each, echo every record in order. */
+static int flush(const struct opts *o, const struct model *m, struct store *st, struct batch *b,
+		 struct kv_cache *kv, struct model_ws *ws, struct counts *c, int argc, char **argv)
+{
+	int32_t *tok = NULL, *pos = NULL;
+	int *len = NULL, n_seq = 0, n_tok = 0, rc = KB_OK;
+	tok = malloc((size_t)(b->n_tok + 1) * sizeof *tok);
+	pos = malloc((size_t)(b->n_tok + 1) * sizeof *pos);
+	len = malloc((size_t)(b->n + 1) * sizeof *len);
+	if (!tok || !pos || !len)
+		cli_die("out of memory");
+	for (int i = 0; i < b->n; i++) {
+		struct pending *q = &b->v[i];
+		if (!q->tok)
+			continue;
+		q->slot0 = n_tok;
+		memcpy(tok + n_tok, q->tok, (size_t)q->n * sizeof *tok);
+		for (int j = 0; j < q->n; j++)
+			pos[n_tok + j] = j;
+		n_tok += q->n;
+		len[n_seq++] = q->n;
+	}
+	if (n_seq > 0) {
+		if (kv->n_ctx < n_tok) {
+			kv_cache_free(kv);
+			model_ws_free(ws);
+			if (kv_cache_init(kv, m, n_tok) || model_ws_init(ws, m, o->batch, n_tok))
+				cli_die("%s", kb_error());
+		}
+		kv->n = 0;
+		double t0 = kb_now();
+		if (model_forward_seqs(m, ws, kv, tok, pos, len, n_seq, NULL))
+			cli_die("%s", kb_error());
+		double dt = kb_now() - t0;
+		c->t_compute += dt;
+		for (int i = 0; i < b->n; i++) {
+			struct pending *q = &b->v[i];
+			if (!q->tok)
+				continue;
+			struct store_put p;
+			struct kvc_header h;
+			kvfile_header(&h, m, kv, q->slot0, q->n, NULL, o->dtype, cli_tool, argc, argv);
+			struct store_meta meta = { .n_tokens = q->n, .cost = dt * q->n / n_tok, .tool = cli_tool };
+			memcpy(meta.model_fp, m->fingerprint, 32);
+			if ((rc = store_put_begin(st, q->key, &p)))
+				break;
+			if ((rc = kvfile_write_fd(p.fd, &h, kv, q->slot0))) {
+				store_put_abort(st, &p);
+				break;
+			}
+			if ((rc = store_put_commit(st, &p, &meta)))
+				break;
+			c->computed++;
+			c->tokens += q->n;
+		}
+	}
+	for (int i = 0; i < b->n; i++) {
+		struct pending *q = &b->v[i];
+		if (rc == KB_OK && rec_write(stdout, q->rec))
+			cli_die("%s", kb_error());
+		json_decref(q->rec);
+		free(q->tok);
+	}
+	b->n = b->n_tok = 0;
+	free(tok), free(pos), free(len);
+	progress(o, c, false);
+	return rc;
+}
+
+static int prefill_records(const struct opts *o, int argc, char **argv)
+{
+	struct model *m;
+	struct store *st;
+	if (model_load(&m, o->model) || store_open(&st, o->store))
+		cli_die("%s", kb_error());
+	struct kv_cache kv;
+	struct model_ws ws;
+	if (kv_cache_init(&kv, m, o->batch) || model_ws_init(&ws, m, o->batch, o->batch))
+		cli_die("%s", kb_error());
+	struct rec_reader rr;
+	rec_reader_init(&rr, stdin, "<stdin>");
+	struct batch b = { 0 };
+	struct counts c = { .t0 = kb_now() };
+	json_t *rec;
+	int rc, status = 0;
+	while ((rc = rec_next(&rr, &rec)) != KB_EOF) {
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			if (rc == KB_ERR_IO)
+				cli_die("%s", kb_error());
+			status = 1, c.bad++;
+			continue;
+		}
+		c.records++;
+		size_t len;
+		const char *text = rec_text(rec, &len);
+		int32_t *tok = NULL;
+		size_t n = 0;
+		if (!text || (tok_encode(m->tok, text, len, false, false, &tok, &n) == KB_OK && n == 0)) {
+			fprintf(stderr, "%s: <stdin>: line %ld: %s\n", cli_tool, rr.lineno,
+				text ? "text is empty" : "the record has no \"text\"");
+			json_decref(rec);
+			free(tok);
+			status = 1, c.bad++;
+			continue;
+		}
+		if (!tok)
+			cli_die("%s", kb_error());
+		if (b.n == b.cap) {
+			b.cap = b.cap ? 2 * b.cap : 64;
+			if (!(b.v = realloc(b.v, (size_t)b.cap * sizeof *b.v)))
+				cli_die("out of memory");
+		}
+		struct pending *q = &b.v[b.n++];
+		*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
+		store_key(m->fingerprint, tok, n, q->key);
+		/* already stored, or already in this batch: nothing to compute */
+		bool dup = store_has(st, q->key, NULL) == KB_OK;
+		for (int i = 0; i < b.n - 1 && !dup; i++)
+			dup = b.v[i].tok && strcmp(b.v[i].key, q->key) == 0;
+		if (dup) {
+			free(q->tok);
+			q->tok = NULL;
+			c.stored++;
+		} else {
+			b.n_tok += q->n;
+		}
+		json_object_set_new(rec, "kv", json_string(q->key));
+		if (b.n_tok >= o->batch && flush(o, m, st, &b, &kv, &ws, &c, argc, argv))
+			cli_die("%s", kb_error());
+	}
+	if (b.n > 0 && flush(o, m, st, &b, &kv, &ws, &c, argc, argv))
+		cli_die("%s", kb_error());
+	progress(o, &c, true);
+	if (o->verbose)
+		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored\n",
+			cli_tool, c.records, c.computed, c.tokens, c.t_compute,
+			c.t_compute > 0 ? c.tokens / c.t_compute : 0.0, c.stored);
+	rec_reader_free(&rr);
+	free(b.v);
+	kv_cache_free(&kv);
+	model_ws_free(&ws);
+	store_close(st);
+	model_free(m);
+	return status;
+}
 
 int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-prefill";
-	struct opts o = { .output = "-", .dtype = KVC_F16 };
+	struct opts o = { .output = "-", .dtype = KVC_F16, .batch = 512 };
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:f:o:t:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:f:o:t:b:qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case 'p': o.prompt = optarg; break;
 		case 'f': o.file = optarg; break;
-		case 'o': o.output = optarg; break;
+		case 'o': o.output = optarg, o.output_set = true; break;
+		case 'S': o.store = optarg; break;
+		case 'b': o.batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
+		case 'P': o.progress = true; break;
+		case 'q': o.quiet = true; break;
 		case 'D':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
@@ -74,8 +270,18 @@ int main(int argc, char **argv)
 	}
 	if (!o.model)
 		cli_usage_error("a model is required (-m MODEL)");
-	if (!o.prompt && !o.file)
-		cli_usage_error("give the text with -p TEXT or -f FILE");
+	if (!o.prompt && !o.file) {
+		if (o.output_set)
+			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
+		if (optind < argc)
+			cli_usage_error("unexpected argument '%s'", argv[optind]);
+		if (isatty(STDIN_FILENO))
+			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records on stdin");
+		kb_set_threads(o.threads);
+		return prefill_records(&o, argc, argv);
+	}
+	if (o.store)
+		cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
 	if (o.prompt && o.file)
 		cli_usage_error("give the text with -p or -f, not both");
 	if (optind < argc)
