@@ -1,49 +1,56 @@
 #!/bin/sh
-# run.sh — build and run the fuzz targets.
+# run.sh — build and run the fuzz targets: gguf (the GGUF reader) and kvc (the
+# .kvc KV-cache reader).
 #
-#   tests/fuzz/run.sh [SECONDS]      libFuzzer (clang -fsanitize=fuzzer,address,undefined)
-#                                    for SECONDS (default 60), from the seed corpus
-#   tests/fuzz/run.sh --replay       no clang needed: build the standalone driver with
-#                                    $CC + ASan/UBSan and run it over the seeds and any
-#                                    crash-* files kept from earlier runs
-#   tests/fuzz/run.sh --seeds        regenerate tests/fuzz/corpus/gguf/ with the GGUF writer
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]
+#                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
+#                                    from the seed corpus, SECONDS in all (default 60),
+#                                    shared evenly by the targets (default: all of them)
+#   tests/fuzz/run.sh --replay [TARGET...]
+#                                    no clang needed: build the standalone drivers with
+#                                    $CC + ASan/UBSan and run each over its seeds and any
+#                                    crash files kept from earlier runs
+#   tests/fuzz/run.sh --seeds [TARGET...]
+#                                    regenerate tests/fuzz/corpus/TARGET/ with the
+#                                    target's writer (GGUF writer, kvc writer)
 #
 # Builds go to $FUZZ_BUILD (default build-fuzz/). New interesting inputs collect in
-# tests/fuzz/corpus-run/gguf/ (git-ignored), never in the seed directory; a crash is
-# written to build-fuzz/crash-<sha1> and the script exits non-zero. Replay one with
-#   build-fuzz/fuzz_gguf build-fuzz/crash-<sha1>   (or run.sh --replay without clang)
+# tests/fuzz/corpus-run/TARGET/ (git-ignored), never in the seed directory; a crash is
+# written to build-fuzz/TARGET-crash-<sha1> and the script exits non-zero. Replay one with
+#   build-fuzz/fuzz_TARGET build-fuzz/TARGET-crash-<sha1>   (or run.sh --replay without clang)
 # Needs clang and its runtime: apt-get install -y clang libclang-rt-14-dev
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-seeds=tests/fuzz/corpus/gguf
-work=tests/fuzz/corpus-run/gguf
-srcs="tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c"
+all_targets="gguf kvc"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
-standalone() {
-	${CC:-cc} $flags -DKVBLEND_FUZZ_MAIN -fsanitize=address,undefined \
-		-fno-sanitize-recover=undefined -o "$out/fuzz_gguf_main" $srcs -lm -lpthread
+# srcs TARGET: the sources of a target
+srcs() {
+	case $1 in
+	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
+	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
+	*)
+		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
+		exit 2
+		;;
+	esac
 }
 
+standalone() {
+	# shellcheck disable=SC2046
+	${CC:-cc} $flags -DKVBLEND_FUZZ_MAIN -fsanitize=address,undefined \
+		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") -lm -lpthread
+}
+
+mode=run
 case "${1:-}" in
---seeds)
-	standalone
-	mkdir -p "$seeds"
-	"$out/fuzz_gguf_main" --write-seeds "$seeds"
-	ls -l "$seeds"
-	exit 0
-	;;
---replay)
-	standalone
-	set -- "$seeds"
-	for f in "$out"/crash-* "$work"; do
-		[ -e "$f" ] && set -- "$@" "$f"
-	done
-	exec "$out/fuzz_gguf_main" "$@"
+--seeds | --replay)
+	mode=${1#--}
+	shift
 	;;
 -h | --help)
 	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -51,22 +58,66 @@ case "${1:-}" in
 	;;
 esac
 
-secs=${1:-60}
-case "$secs" in
-'' | *[!0-9]*)
-	echo "run.sh: '$secs' is not a number of seconds" >&2
-	exit 2
+secs=60
+if [ $mode = run ] && [ $# -gt 0 ]; then
+	secs=$1
+	shift
+	case "$secs" in
+	'' | *[!0-9]*)
+		echo "run.sh: '$secs' is not a number of seconds" >&2
+		exit 2
+		;;
+	esac
+fi
+targets=${*:-$all_targets}
+for t in $targets; do srcs "$t" >/dev/null; done
+
+case $mode in
+seeds)
+	for t in $targets; do
+		standalone "$t"
+		mkdir -p "tests/fuzz/corpus/$t"
+		"$out/fuzz_${t}_main" --write-seeds "tests/fuzz/corpus/$t"
+		ls -l "tests/fuzz/corpus/$t"
+	done
+	exit 0
+	;;
+replay)
+	bad=0
+	for t in $targets; do
+		standalone "$t"
+		set -- "tests/fuzz/corpus/$t"
+		for f in "$out/$t"-crash-* "tests/fuzz/corpus-run/$t"; do
+			[ -e "$f" ] && set -- "$@" "$f"
+		done
+		# crash files of the gguf target from before targets had their own prefix
+		if [ "$t" = gguf ]; then
+			for f in "$out"/crash-*; do
+				[ -e "$f" ] && set -- "$@" "$f"
+			done
+		fi
+		"$out/fuzz_${t}_main" "$@" || bad=1
+	done
+	exit $bad
 	;;
 esac
+
 if ! command -v clang >/dev/null 2>&1; then
 	echo "run.sh: clang not found (apt-get install -y clang libclang-rt-14-dev)" >&2
 	exit 2
 fi
-
-clang $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-o "$out/fuzz_gguf" $srcs -lm -lpthread
-mkdir -p "$work"
-# the first directory receives new inputs; the seeds are only read
-exec "$out/fuzz_gguf" -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
-	-dict=tests/fuzz/gguf.dict -artifact_prefix="$out/" -print_final_stats=1 \
-	"$work" "$seeds"
+n=$(echo $targets | wc -w)
+each=$((secs / n))
+[ $each -ge 1 ] || each=1
+for t in $targets; do
+	# shellcheck disable=SC2046
+	clang $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o "$out/fuzz_$t" $(srcs "$t") -lm -lpthread
+	work=tests/fuzz/corpus-run/$t
+	mkdir -p "$work"
+	echo "run.sh: fuzz_$t for $each s"
+	# the first directory receives new inputs; the seeds are only read
+	"$out/fuzz_$t" -max_total_time="$each" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+		-dict="tests/fuzz/$t.dict" -artifact_prefix="$out/$t-" -print_final_stats=1 \
+		"$work" "tests/fuzz/corpus/$t"
+done
