@@ -12,8 +12,8 @@ static const struct {
 } tools[] = {
 	{ "chunk", "split documents into chunk records" },
 	{ "embed", "embed chunks, search the store (planned)" },
-	{ "prefill", "compute chunk KV caches into the store (planned)" },
-	{ "blend", "fuse chunk caches at query time: CacheBlend (planned)" },
+	{ "prefill", "compute KV caches: of a text, or of every chunk into the store" },
+	{ "blend", "fuse chunk caches at query time: CacheBlend" },
 	{ "decode", "generate text from a prompt or a KV cache" },
 	{ "evict", "keep the cache store within a budget (planned)" },
 	{ "bench", "speed and quality of each method side by side (planned)" },

@@ -603,9 +603,32 @@ int kvc_write_file_cb(const char *path, const struct kvc_header *h, kvc_layer_fn
 	const char *shown = to_stdout ? "<stdout>" : path;
 	struct kvc_writer *w = NULL;
 	char *tmp = NULL;
+	struct stat sb;
 	int fd, rc = kvc_header_check(h);
 	if (rc)
 		return rc;
+	if (!to_stdout && stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		/* a device or a FIFO (/dev/null, a named pipe): written in place, no rename */
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+			return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
+		if (isatty(fd)) {
+			close(fd);
+			return kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
+		}
+		if ((rc = kvc_writer_init(&w, fd, h)) == KB_OK) {
+			for (int l = 0; l < h->n_layer && rc == KB_OK; l++) {
+				const float *k, *v;
+				size_t stride;
+				if ((rc = fn(ctx, l, &k, &v, &stride)) == KB_OK)
+					rc = kvc_writer_layer(w, l, k, v, stride);
+			}
+			if (rc == KB_OK)
+				rc = kvc_writer_finish(w);
+		}
+		kvc_writer_free(w);
+		close(fd);
+		return rc;
+	}
 	if (to_stdout) {
 		if (isatty(STDOUT_FILENO))
 			return kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
