@@ -38,12 +38,13 @@ __attribute__((format(printf, 1, 2), noreturn)) static void cli_usage_error(cons
 	exit(2);
 }
 
-/* Print the long options one per line (completions ask the tool, so they never drift). */
+/* Print the long options one per line, "--name=" for those that take a value
+ * (completions ask the tool, so they never drift). */
 static void cli_complete_options(const struct option *opts)
 {
 	for (const struct option *o = opts; o->name; o++)
 		if (strcmp(o->name, "complete-options") != 0)
-			printf("--%s\n", o->name);
+			printf("--%s%s\n", o->name, o->has_arg == required_argument ? "=" : "");
 }
 
 static __attribute__((unused)) long cli_long(const char *opt, const char *s, long lo, long hi)
