@@ -601,40 +601,24 @@ int kvc_write_file_cb(const char *path, const struct kvc_header *h, kvc_layer_fn
 {
 	bool to_stdout = strcmp(path, "-") == 0;
 	const char *shown = to_stdout ? "<stdout>" : path;
+	struct stat sb;
+	/* stdout, a device or a FIFO (/dev/null, a named pipe) is written in place;
+	 * a regular file (or a new one) atomically, through a temporary file */
+	bool in_place = to_stdout || (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode));
 	struct kvc_writer *w = NULL;
 	char *tmp = NULL;
-	struct stat sb;
-	int fd, rc = kvc_header_check(h);
+	int fd = -1, rc = kvc_header_check(h);
 	if (rc)
 		return rc;
-	if (!to_stdout && stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-		/* a device or a FIFO (/dev/null, a named pipe): written in place, no rename */
-		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
-			return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
-		if (isatty(fd)) {
-			close(fd);
-			return kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
-		}
-		if ((rc = kvc_writer_init(&w, fd, h)) == KB_OK) {
-			for (int l = 0; l < h->n_layer && rc == KB_OK; l++) {
-				const float *k, *v;
-				size_t stride;
-				if ((rc = fn(ctx, l, &k, &v, &stride)) == KB_OK)
-					rc = kvc_writer_layer(w, l, k, v, stride);
-			}
-			if (rc == KB_OK)
-				rc = kvc_writer_finish(w);
-		}
-		kvc_writer_free(w);
-		close(fd);
-		return rc;
-	}
-	if (to_stdout) {
-		if (isatty(STDOUT_FILENO))
-			return kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
+	if (to_stdout)
 		fd = STDOUT_FILENO;
-	} else if ((fd = open_temp(path, &tmp)) < 0) {
+	else if (in_place && (fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+		return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
+	else if (!in_place && (fd = open_temp(path, &tmp)) < 0)
 		return KB_ERR_IO;
+	if (in_place && isatty(fd)) {
+		rc = kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
+		goto out;
 	}
 	if ((rc = kvc_writer_init(&w, fd, h)))
 		goto out;
@@ -644,25 +628,22 @@ int kvc_write_file_cb(const char *path, const struct kvc_header *h, kvc_layer_fn
 		if ((rc = fn(ctx, l, &k, &v, &stride)) || (rc = kvc_writer_layer(w, l, k, v, stride)))
 			goto out;
 	}
-	if ((rc = kvc_writer_finish(w)))
+	if ((rc = kvc_writer_finish(w)) || in_place)
 		goto out;
-	if (!to_stdout) {
-		int bad = fsync(fd) < 0;
-		bad |= close(fd) < 0;
-		fd = -1;
-		if (bad) {
-			rc = kb_fail(KB_ERR_IO, "'%s': %s", shown, strerror(errno));
-			goto out;
-		}
-		if (rename(tmp, path) < 0) {
-			rc = kb_fail(KB_ERR_IO, "'%s': %s", shown, strerror(errno));
-			goto out;
-		}
-		fsync_dir(path);
+	int bad = fsync(fd) < 0;
+	bad |= close(fd) < 0;
+	fd = -1;
+	if (bad || rename(tmp, path) < 0) {
+		rc = kb_fail(KB_ERR_IO, "'%s': %s", shown, strerror(errno));
+		goto out;
 	}
+	fsync_dir(path);
 out:
-	if (rc && rc == KB_ERR_IO && strncmp(kb_error(), "write:", 6) == 0)
-		kb_fail(KB_ERR_IO, "'%s': %s", shown, kb_error());
+	if (rc == KB_ERR_IO && strncmp(kb_error(), "write:", 6) == 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", kb_error());
+		kb_fail(KB_ERR_IO, "'%s': %s", shown, msg);
+	}
 	kvc_writer_free(w);
 	if (fd >= 0 && !to_stdout)
 		close(fd);

@@ -196,7 +196,8 @@ typedef int (*kvc_layer_fn)(void *ctx, int layer, const float **k, const float *
 
 /* Write one whole cache to path atomically (a temporary file in the same
  * directory, fsync, rename: readers see the old file or the complete new one,
- * never a part). "-" writes to stdout, refusing a terminal (KB_ERR_ARG).
+ * never a part). "-" writes to stdout, and a device or a FIFO (/dev/null, a
+ * named pipe) is written in place; either refuses a terminal (KB_ERR_ARG).
  * Layer l's K rows start at k + l * layer_stride, row t at + t * row_stride
  * floats; likewise v. (struct kv_cache: layer_stride = n_ctx * kv_dim,
  * row_stride = kv_dim.) KB_OK, KB_ERR_ARG, KB_ERR_IO or KB_ERR_NOMEM. */

@@ -664,6 +664,20 @@ static void test_file_vs_pipe(void)
 	cache_free(&c);
 }
 
+struct fifo_reader {
+	const char *path;
+	struct collector *co;
+};
+
+static void *fifo_reader_main(void *arg)
+{
+	struct fifo_reader *fr = arg;
+	fr->co->fd = open(fr->path, O_RDONLY);
+	collector_main(fr->co);
+	close(fr->co->fd);
+	return NULL;
+}
+
 static int failing_layer(void *ctx, int l, const float **k, const float **v, size_t *rs)
 {
 	const struct cache *c = ctx;
@@ -690,6 +704,29 @@ static void test_atomic(void)
 	struct kvc_reader *r;
 	ok(kvc_reader_open_file(&r, path) == KB_ERR_IO && has("No such file"), "opening a missing file: %s",
 	   kb_error());
+
+	/* devices and FIFOs are written in place, not replaced by a file */
+	rc = kvc_write_file("/dev/null", &c.h, c.k, c.v, layer_stride(&c), c.kv_dim);
+	struct stat sb;
+	ok(rc == KB_OK && stat("/dev/null", &sb) == 0 && S_ISCHR(sb.st_mode), "kvc_write_file to /dev/null");
+	snprintf(path, sizeof path, "%s/fifo", tmpdir);
+	if (mkfifo(path, 0600) == 0) {
+		struct collector co = { .fd = -1 };
+		pthread_t th;
+		struct fifo_reader fr = { .path = path, .co = &co };
+		pthread_create(&th, NULL, fifo_reader_main, &fr);
+		rc = kvc_write_file(path, &c.h, c.k, c.v, layer_stride(&c), c.kv_dim);
+		pthread_join(th, NULL);
+		size_t len;
+		uint8_t *want = to_mem(&c, &len);
+		ok(rc == KB_OK && stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode) && co.len == len &&
+			   memcmp(co.buf, want, len) == 0,
+		   "kvc_write_file to a named pipe writes through it (%zu bytes)", co.len);
+		free(co.buf);
+		free(want);
+	} else {
+		ok(0, "mkfifo: %s", strerror(errno));
+	}
 	cache_free(&c);
 }
 
