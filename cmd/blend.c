@@ -266,21 +266,6 @@ static void build_prompt(const struct opts *o, const struct model *m, int n_ops,
 	free(head), free(tail), free(pfx), free(qry);
 }
 
-/* Put a part's K/V into its slots, as computed alone from position 0: from its
- * operand cache, else from the store (computed and stored on a miss). */
-static void load_part(const struct model *m, struct model_ws *ws, struct kv_cache *kv, struct part *q, int slot0,
-		      struct chunkcache *cc, struct chunkcache_stats *st)
-{
-	kv->n = slot0;
-	if (q->reader) {
-		if (kvfile_read(q->reader, q->h, m, kv))
-			cli_die("%s", kb_error());
-		return;
-	}
-	if (chunkcache_load(cc, m, ws, kv, slot0, q->tok, q->n, NULL, st))
-		cli_die("%s", kb_error());
-}
-
 /* First-token agreement and KL(full || blend) of the last-token distributions. */
 static void fidelity(const float *full, const float *got, int n, bool *agree, double *kl)
 {
@@ -327,24 +312,40 @@ int main(int argc, char **argv)
 
 	/* time to first token: from here (the model is loaded) to the logits */
 	double t0 = kb_now();
-	int slot = 0;
+	int slot = 0, n_cp = 0;
+	struct chunkcache_part *cp = calloc((size_t)p.n_parts, sizeof *cp);
+	if (!cp)
+		cli_die("out of memory");
 	for (int i = 0; i < p.n_parts; i++) {
 		struct part *q = &p.parts[i];
 		memcpy(kv.tok + slot, q->tok, (size_t)q->n * sizeof *kv.tok);
 		segs[i] = (struct blend_seg){ .slot0 = slot, .n = q->n };
 		bool want = q->cacheable && q->n > 0 && o.bo.mode != BLEND_FULL && !(o.bo.mode == BLEND_PREFIX && i > 0);
-		if (want) {
-			load_part(m, &ws, &kv, q, slot, cc, &cst);
-			segs[i].cached = true;
+		if (want && q->reader) {
+			kv.n = slot;
+			if (kvfile_read(q->reader, q->h, m, &kv))
+				cli_die("%s", kb_error());
+		} else if (want) {
+			cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = q->tok, .n = q->n };
 		}
+		segs[i].cached = want;
 		slot += q->n;
 	}
+	/* the stored caches load layer by layer while the first layers run */
+	struct chunkcache_loading *ld;
+	kv.n = 0;
+	if (chunkcache_load_begin(cc, m, &ws, &kv, cp, n_cp, &cst, &ld))
+		cli_die("%s", kb_error());
 	double t1 = kb_now();
 	kv.n = N;
 	struct blend_stats st;
-	if (blend_prompt(m, &ws, &kv, segs, p.n_parts, &o.bo, logits, &st))
+	struct blend_loader loader = { .wait_layer = chunkcache_wait_layer, .ctx = ld };
+	int rc = blend_prompt_loaded(m, &ws, &kv, segs, p.n_parts, &o.bo, &loader, logits, &st);
+	int rc2 = chunkcache_load_end(ld);
+	if (rc || rc2)
 		cli_die("%s", kb_error());
 	double t2 = kb_now();
+	free(cp);
 
 	struct kvc_header h;
 	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, argc, argv);
@@ -352,10 +353,11 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (o.verbose)
 		fprintf(stderr, "%s: %d tokens in %d parts, %d from caches; mode %s: %d layers for every token, "
-			"%d tokens in the others; caches %.3f s (%d stored, %d computed, %.1f MiB read), blend %.3f s, "
-			"time to first token %.3f s\n",
+			"%d tokens in the others; %d caches stored, %d computed (%.3f s), %.1f MiB read (%.3f s, "
+			"overlapping the blend), blend %.3f s, time to first token %.3f s\n",
 			cli_tool, N, p.n_parts, st.n_cached, blend_mode_name(o.bo.mode), st.n_full_layers,
-			st.n_selected, t1 - t0, cst.hits, cst.misses, cst.bytes_read / 1048576.0, t2 - t1, t2 - t0);
+			st.n_selected, cst.hits, cst.misses, cst.t_compute, cst.bytes_read / 1048576.0, cst.t_load,
+			t2 - t1, t2 - t0);
 	if (o.verify) {
 		float *full = malloc((size_t)m->hp.n_vocab * sizeof *full);
 		int32_t *pos = malloc((size_t)N * sizeof *pos);

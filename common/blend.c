@@ -58,24 +58,66 @@ static int by_dev_desc(const void *a, const void *b)
 	return x->slot - y->slot;
 }
 
+/* What must happen to layer l's cache before a layer touches it: its cached
+ * K/V must have arrived (the loader's wait) and its cached keys be moved to
+ * their new positions. Done once per layer, in order. */
+struct layer_prep {
+	const struct model *m;
+	struct kv_cache *kv;
+	const struct blend_seg *segs;
+	int n_segs;
+	const bool *use;      /* [n_segs]: segment's cache is used */
+	const int32_t *delta; /* [N]: new position - cached position */
+	const struct blend_loader *ld;
+	int ready;            /* layers [0, ready) prepared */
+	int rc;
+};
+
+static int prepare_upto(struct layer_prep *p, int l)
+{
+	for (; p->rc == KB_OK && p->ready <= l; p->ready++) {
+		const int k = p->ready;
+		if (p->ld && p->ld->wait_layer && (p->rc = p->ld->wait_layer(p->ld->ctx, k)))
+			break;
+		for (int s = 0; s < p->n_segs; s++) {
+			const struct blend_seg *g = &p->segs[s];
+			if (p->use[s] && g->n > 0)
+				kern_rope(kv_k(p->kv, k, g->slot0), p->delta + g->slot0, g->n, p->m->hp.n_kv_head,
+					  p->m->hp.head_dim, &p->m->rope);
+		}
+	}
+	return p->rc;
+}
+
 /* Run layers [l0, l1) for the rows at slots[0..n) (ascending), whose hidden
  * states are x [n][n_embd], in batches of ws->n_batch, all attending to the
  * whole cache. Rows are in position order, so a batch only ever needs the
  * current layer's K/V of earlier batches. */
-static void run_layers(const struct model *m, struct model_ws *ws, struct kv_cache *kv, int l0, int l1,
-		       float *x, const int32_t *slots, int n)
+static int run_layers(const struct model *m, struct model_ws *ws, struct kv_cache *kv, int l0, int l1,
+		      float *x, const int32_t *slots, int n, struct layer_prep *prep)
 {
 	const int d = m->hp.n_embd;
-	for (int l = l0; l < l1; l++)
+	for (int l = l0; l < l1; l++) {
+		if (prepare_upto(prep, l))
+			return prep->rc;
 		for (int b0 = 0; b0 < n; b0 += ws->n_batch) {
 			int nb = n - b0 < ws->n_batch ? n - b0 : ws->n_batch;
 			model_layer(m, ws, l, x + (size_t)b0 * d, slots + b0, nb, kv, kv->n);
 		}
+	}
+	return KB_OK;
 }
 
 int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
 		 struct blend_stats *st)
+{
+	return blend_prompt_loaded(m, ws, kv, segs, n_segs, o, NULL, logits, st);
+}
+
+int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+			const struct blend_seg *segs, int n_segs, const struct blend_opts *o,
+			const struct blend_loader *ld, float *logits, struct blend_stats *st)
 {
 	const int N = kv->n, d = m->hp.n_embd, kvd = kv->kv_dim;
 	const enum blend_mode mode = o->mode;
@@ -96,21 +138,23 @@ int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv
 	float *x = kb_aligned_alloc(64, (size_t)N * d * sizeof *x);
 	int32_t *slots = kb_malloc((size_t)N * sizeof *slots), *delta = kb_malloc((size_t)N * sizeof *delta);
 	struct scored *sc = kb_malloc((size_t)N * sizeof *sc);
+	bool *use = kb_calloc((size_t)(n_segs ? n_segs : 1), sizeof *use);
 	float *ck = kb_malloc((size_t)N * kvd * sizeof *ck), *cv = kb_malloc((size_t)N * kvd * sizeof *cv);
 	int rc = KB_ERR_NOMEM;
-	if (!reuse || !x || !slots || !delta || !sc || !ck || !cv)
+	if (!reuse || !x || !slots || !delta || !sc || !ck || !cv || !use)
 		goto out;
 	for (int s = 0; s < n_segs; s++) {
 		const struct blend_seg *g = &segs[s];
-		bool use = g->cached && mode != BLEND_FULL && !(mode == BLEND_PREFIX && s > 0);
+		use[s] = g->cached && mode != BLEND_FULL && !(mode == BLEND_PREFIX && s > 0);
 		for (int i = 0; i < g->n; i++) {
-			reuse[g->slot0 + i] = use && !(mode == BLEND_EPIC && i < o->epic_k);
+			reuse[g->slot0 + i] = use[s] && !(mode == BLEND_EPIC && i < o->epic_k);
 			delta[g->slot0 + i] = g->slot0 + i - kv->pos[g->slot0 + i];
 		}
-		/* 1. move cached keys to their new positions */
-		if (g->cached && use && g->n > 0)
-			blend_rotate(m, kv, g->slot0, g->n, delta + g->slot0);
 	}
+	/* 1. cached keys move to their new positions layer by layer, as each
+	 * layer's caches arrive (prepare_upto) */
+	struct layer_prep prep = { .m = m, .kv = kv, .segs = segs, .n_segs = n_segs, .use = use,
+				   .delta = delta, .ld = ld };
 	for (int i = 0; i < N; i++)
 		kv->pos[i] = i;
 
@@ -124,12 +168,16 @@ int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv
 	for (int i = 0; i < N; i++)
 		slots[i] = i;
 	if (check) {
-		run_layers(m, ws, kv, 0, o->check_layer, x, slots, N);
+		if ((rc = run_layers(m, ws, kv, 0, o->check_layer, x, slots, N, &prep)))
+			goto out;
 		/* keep the cached K/V of the check layer, recompute it, compare */
 		const int l = o->check_layer;
+		if ((rc = prepare_upto(&prep, l)))
+			goto out;
 		memcpy(ck, kv_k(kv, l, 0), (size_t)N * kvd * sizeof *ck);
 		memcpy(cv, kv_v(kv, l, 0), (size_t)N * kvd * sizeof *cv);
-		run_layers(m, ws, kv, l, l + 1, x, slots, N);
+		if ((rc = run_layers(m, ws, kv, l, l + 1, x, slots, N, &prep)))
+			goto out;
 		int n_sc = 0;
 		for (int i = 0; i < N; i++) {
 			if (!reuse[i])
@@ -160,7 +208,8 @@ int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv
 		rc = kb_fail(KB_ERR_ARG, "the last token of the prompt must be recomputed (is the query empty?)");
 		goto out;
 	}
-	run_layers(m, ws, kv, n_full, m->hp.n_layer, x, slots, n);
+	if ((rc = run_layers(m, ws, kv, n_full, m->hp.n_layer, x, slots, n, &prep)))
+		goto out;
 
 	/* 5. the first output token's logits */
 	model_logits(m, ws, x + (size_t)(n - 1) * d, 1, logits);
@@ -176,5 +225,6 @@ out:
 	free(sc);
 	free(ck);
 	free(cv);
+	free(use);
 	return rc;
 }

@@ -64,6 +64,19 @@ int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv
 		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
 		 struct blend_stats *st) KB_WUR;
 
+/* Pipelined loading: the cached K/V of layer l may still be arriving while
+ * earlier layers are computed. blend_prompt_loaded calls wait_layer(ctx, l)
+ * before it first touches layer l (returns KB_OK once every cached segment's
+ * layer l is in the cache, or an error that stops the blend). Positions
+ * (kv->pos) of cached segments must be set before the call. */
+struct blend_loader {
+	int (*wait_layer)(void *ctx, int layer);
+	void *ctx;
+};
+int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+			const struct blend_seg *segs, int n_segs, const struct blend_opts *o,
+			const struct blend_loader *ld, float *logits, struct blend_stats *st) KB_WUR;
+
 /* Rotate the K rows of slots [slot0, slot0 + n) in every layer by delta[i]
  * positions (a pure RoPE rotation; -delta undoes it). */
 void blend_rotate(const struct model *m, struct kv_cache *kv, int slot0, int n, const int32_t *delta);

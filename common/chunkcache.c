@@ -1,6 +1,7 @@
 /* chunkcache.c — see chunkcache.h. */
 #include "chunkcache.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,5 +150,213 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 	st->t_compute += cost;
 	if (rc == KB_OK && cc->st)
 		rc = store_computed(cc, m, kv, slot0, n, key, cost);
+	return rc;
+}
+
+/* ---- pipelined loading ---- */
+
+struct hit {
+	struct kvc_reader *r;
+	int fd;
+	int slot0;
+	char key[STORE_KEY_HEX + 1];
+};
+
+struct chunkcache_loading {
+	struct chunkcache *cc;
+	struct kv_cache *kv;
+	int n_layer;
+	struct hit *hits; /* owned, [n_hits] */
+	int n_hits;
+	struct chunkcache_stats *st;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int loaded;       /* layers [0, loaded) of every hit are in kv */
+	int rc;           /* the loader's first error */
+	int bad_hit;      /* index of the hit whose object failed, or -1 */
+	char msg[512];    /* its message (kb_error is per thread) */
+	double t_load;
+};
+
+static void *loader_main(void *arg)
+{
+	struct chunkcache_loading *ld = arg;
+	const double t0 = kb_now();
+	int rc = KB_OK, bad = -1;
+	for (int l = 0; l < ld->n_layer && rc == KB_OK; l++) {
+		for (int i = 0; i < ld->n_hits && rc == KB_OK; i++) {
+			struct hit *h = &ld->hits[i];
+			int got = kvc_reader_layer(h->r, kv_k(ld->kv, l, h->slot0), kv_v(ld->kv, l, h->slot0),
+						   (size_t)ld->kv->kv_dim);
+			if (got != l) {
+				rc = got < 0 && got != KB_EOF ? got
+					: kb_fail(KB_ERR_FORMAT, "stored object %.12s…: layer %d missing", h->key, l);
+				bad = i;
+			}
+		}
+		pthread_mutex_lock(&ld->mu);
+		if (rc == KB_OK)
+			ld->loaded = l + 1;
+		pthread_cond_broadcast(&ld->cv);
+		pthread_mutex_unlock(&ld->mu);
+	}
+	/* every cache must end with its end record */
+	for (int i = 0; i < ld->n_hits && rc == KB_OK; i++) {
+		int got = kvc_reader_layer(ld->hits[i].r, NULL, NULL, 0);
+		if (got != KB_EOF)
+			rc = got < 0 ? got : kb_fail(KB_ERR_FORMAT, "stored object %.12s…: more layers than the model has",
+						     ld->hits[i].key), bad = i;
+	}
+	pthread_mutex_lock(&ld->mu);
+	if (rc != KB_OK) {
+		ld->rc = rc;
+		ld->bad_hit = bad;
+		snprintf(ld->msg, sizeof ld->msg, "%s", kb_error());
+	}
+	ld->t_load = kb_now() - t0;
+	pthread_cond_broadcast(&ld->cv);
+	pthread_mutex_unlock(&ld->mu);
+	return NULL;
+}
+
+/* Open key's object and read its header for the part; KB_EOF on a miss. */
+static int open_hit(struct chunkcache *cc, const struct model *m, struct kv_cache *kv,
+		    const struct chunkcache_part *p, struct hit *h, uint64_t *bytes)
+{
+	const struct kvc_header *hd;
+	struct stat sb;
+	int rc = store_get_fd(cc->st, h->key, &h->fd);
+	if (rc)
+		return rc;
+	if (fstat(h->fd, &sb) == 0)
+		*bytes = (uint64_t)sb.st_size;
+	if ((rc = kvc_reader_open_fd(&h->r, h->fd, h->key)) == KB_OK &&
+	    (rc = kvc_reader_next_header(h->r, &hd)) == KB_OK) {
+		if (hd->n_tokens != p->n || memcmp(hd->tokens, p->tokens, (size_t)p->n * sizeof *p->tokens) != 0)
+			rc = kb_fail(KB_ERR_MISMATCH, "stored object %.12s… holds other tokens", h->key);
+		else
+			rc = kvc_check_model(hd, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
+					     m->hp.head_dim);
+	} else if (rc == KB_EOF) {
+		rc = kb_fail(KB_ERR_FORMAT, "stored object %.12s… is empty", h->key);
+	}
+	if (rc == KB_OK) {
+		memcpy(kv->tok + p->slot0, hd->tokens, (size_t)p->n * sizeof *kv->tok);
+		memcpy(kv->pos + p->slot0, hd->pos, (size_t)p->n * sizeof *kv->pos);
+		return KB_OK;
+	}
+	kvc_reader_free(h->r);
+	close(h->fd);
+	h->r = NULL;
+	return rc;
+}
+
+int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct model_ws *ws,
+			  struct kv_cache *kv, const struct chunkcache_part *parts, int n_parts,
+			  struct chunkcache_stats *st, struct chunkcache_loading **out)
+{
+	static struct chunkcache_stats dummy;
+	struct chunkcache_loading *ld = kb_calloc(1, sizeof *ld);
+	if (!ld || !(ld->hits = kb_calloc((size_t)(n_parts ? n_parts : 1), sizeof *ld->hits))) {
+		free(ld);
+		return KB_ERR_NOMEM;
+	}
+	*ld = (struct chunkcache_loading){ .cc = cc, .kv = kv, .n_layer = m->hp.n_layer, .hits = ld->hits,
+					   .st = st ? st : &dummy, .bad_hit = -1 };
+	pthread_mutex_init(&ld->mu, NULL);
+	pthread_cond_init(&ld->cv, NULL);
+	int rc = KB_OK, end = kv->n;
+	for (int i = 0; i < n_parts && rc == KB_OK; i++) {
+		const struct chunkcache_part *p = &parts[i];
+		if (p->n <= 0 || p->slot0 < 0 || p->n > kv->n_ctx - p->slot0) {
+			rc = kb_fail(KB_ERR_ARG, "a chunk of %d tokens does not fit the context at slot %d", p->n, p->slot0);
+			break;
+		}
+		end = p->slot0 + p->n > end ? p->slot0 + p->n : end;
+		struct hit *h = &ld->hits[ld->n_hits];
+		h->slot0 = p->slot0;
+		store_key(m->fingerprint, p->tokens, (size_t)p->n, h->key);
+		if (cc->st) {
+			uint64_t bytes = 0;
+			int hr = open_hit(cc, m, kv, p, h, &bytes);
+			if (hr == KB_OK) {
+				ld->st->hits++;
+				ld->st->bytes_read += bytes;
+				ld->n_hits++;
+				continue;
+			}
+			if (hr != KB_EOF && store_remove(cc->st, h->key) < KB_EOF) {
+				rc = hr;
+				break;
+			}
+		}
+		/* a miss: compute it now (and store it) */
+		double t0 = kb_now();
+		rc = compute(m, ws, kv, p->slot0, p->tokens, p->n);
+		double cost = kb_now() - t0;
+		ld->st->misses++;
+		ld->st->t_compute += cost;
+		if (rc == KB_OK && cc->st)
+			rc = store_computed(cc, m, kv, p->slot0, p->n, h->key, cost);
+	}
+	kv->n = end;
+	if (rc == KB_OK && ld->n_hits > 0) {
+		if (pthread_create(&ld->thread, NULL, loader_main, ld) != 0)
+			rc = kb_fail(KB_ERR_IO, "cannot start the cache loader thread");
+		else
+			ld->started = true;
+	}
+	if (rc == KB_OK && !ld->started)
+		ld->loaded = m->hp.n_layer;
+	if (rc) {
+		int r2 = chunkcache_load_end(ld);
+		(void)r2;
+		return rc;
+	}
+	*out = ld;
+	return KB_OK;
+}
+
+int chunkcache_wait_layer(void *arg, int layer)
+{
+	struct chunkcache_loading *ld = arg;
+	pthread_mutex_lock(&ld->mu);
+	while (ld->loaded <= layer && ld->rc == KB_OK)
+		pthread_cond_wait(&ld->cv, &ld->mu);
+	int rc = ld->loaded > layer ? KB_OK : ld->rc;
+	if (rc)
+		kb_fail(rc, "%s", ld->msg);
+	pthread_mutex_unlock(&ld->mu);
+	return rc;
+}
+
+int chunkcache_load_end(struct chunkcache_loading *ld)
+{
+	if (!ld)
+		return KB_OK;
+	if (ld->started)
+		pthread_join(ld->thread, NULL);
+	int rc = ld->rc;
+	if (rc)
+		kb_fail(rc, "%s", ld->msg);
+	ld->st->t_load += ld->t_load;
+	for (int i = 0; i < ld->n_hits; i++) {
+		kvc_reader_free(ld->hits[i].r);
+		close(ld->hits[i].fd);
+	}
+	/* a stored object that did not read back whole goes: it is never served again */
+	if (rc && ld->bad_hit >= 0 && ld->cc->st) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "%s", kb_error());
+		int r2 = store_remove(ld->cc->st, ld->hits[ld->bad_hit].key);
+		(void)r2;
+		kb_fail(rc, "%s (removed from the store)", msg);
+	}
+	pthread_mutex_destroy(&ld->mu);
+	pthread_cond_destroy(&ld->cv);
+	free(ld->hits);
+	free(ld);
 	return rc;
 }

@@ -38,4 +38,27 @@ struct store *chunkcache_store(struct chunkcache *cc);
 int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		    int slot0, const int32_t *tokens, int n, char *key_out, struct chunkcache_stats *st) KB_WUR;
 
+/* ---- pipelined loading of many chunks ----
+ * chunkcache_load_begin looks every part up: a miss is computed (and stored)
+ * at once; the hits' headers are read and checked, their tokens and positions
+ * set in kv, and a thread starts reading their layers, layer 0 of every part
+ * first, then layer 1, ... so the caller can compute layer l while later
+ * layers are still being read. chunkcache_wait_layer (a blend_loader
+ * wait_layer) returns once layer l of every part is in kv. chunkcache_load_end
+ * waits for the thread, checks every cache's end record and frees *ld; an
+ * object found broken is removed from the store. kv->n is set to the end of
+ * the last part. */
+struct chunkcache_part {
+	int slot0;             /* slots [slot0, slot0 + n) */
+	const int32_t *tokens; /* [n] */
+	int n;
+};
+struct chunkcache_loading;
+int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct model_ws *ws,
+			  struct kv_cache *kv, const struct chunkcache_part *parts, int n_parts,
+			  struct chunkcache_stats *st, struct chunkcache_loading **ld) KB_WUR;
+int chunkcache_wait_layer(void *ld, int layer) KB_WUR;
+/* Join the loader; KB_OK or the first error it met. Frees ld (NULL: no-op). */
+int chunkcache_load_end(struct chunkcache_loading *ld) KB_WUR;
+
 #endif
