@@ -51,6 +51,63 @@ typedef struct {
 } block_q4_0;
 _Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 layout");
 
+/* ---- K-quants: super-blocks of QK_K = 256 elements ----
+ * Layouts are GGUF's (ggml-common.h), byte for byte; fp16 fields are 2-byte
+ * aligned in every block (all sizes are even), so they may be read in place. */
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+/* Q4_K: 8 sub-blocks of 32, x = d * sc[j] * q - dmin * m[j], q in [0, 15].
+ * scales: the 8 6-bit scales sc[j] and 8 6-bit mins m[j] packed in 12 bytes:
+ *   j < 4:  sc[j] = scales[j] & 63,  m[j] = scales[j + 4] & 63
+ *   j >= 4: sc[j] = scales[j + 4] & 15 | (scales[j - 4] >> 6) << 4,
+ *           m[j]  = scales[j + 4] >> 4 | (scales[j] >> 6) << 4
+ * qs: byte 32 * k + l holds element l of sub-block 2k in its low nibble and
+ * element l of sub-block 2k + 1 in its high nibble (k < 4, l < 32). */
+typedef struct {
+	uint16_t d;                  /* fp16 super-block scale of the scales */
+	uint16_t dmin;               /* fp16 super-block scale of the mins */
+	uint8_t scales[K_SCALE_SIZE];
+	uint8_t qs[QK_K / 2];
+} block_q4_K;
+_Static_assert(sizeof(block_q4_K) == 144, "block_q4_K layout");
+
+/* Q5_K: as Q4_K with a fifth bit, q in [0, 31]: element l of sub-block j has
+ * its high bit in bit j of qh[l] (l < 32). */
+typedef struct {
+	uint16_t d;
+	uint16_t dmin;
+	uint8_t scales[K_SCALE_SIZE];
+	uint8_t qh[QK_K / 8];
+	uint8_t qs[QK_K / 2];
+} block_q5_K;
+_Static_assert(sizeof(block_q5_K) == 176, "block_q5_K layout");
+
+/* Q6_K: 16 sub-blocks of 16, x = d * scales[j] * (q - 32), q in [0, 63], the
+ * scales signed 8-bit. In each half h (128 elements: ql[64 h ..], qh[32 h ..]),
+ * for l < 32, element 128 h + 32 i + l (i < 4) has
+ *   low 4 bits: ql[64 h + l + 32 (i & 1)], low nibble for i < 2, high for i >= 2
+ *   high 2 bits: bits 2i, 2i + 1 of qh[32 h + l]. */
+typedef struct {
+	uint8_t ql[QK_K / 2];
+	uint8_t qh[QK_K / 4];
+	int8_t scales[QK_K / 16];
+	uint16_t d;
+} block_q6_K;
+_Static_assert(sizeof(block_q6_K) == 210, "block_q6_K layout");
+
+/* The 6-bit scale and min of sub-block j (< 8) of a Q4_K / Q5_K block. */
+static inline void kq_scale_min(const uint8_t *scales, int j, int *sc, int *m)
+{
+	if (j < 4) {
+		*sc = scales[j] & 63;
+		*m = scales[j + 4] & 63;
+	} else {
+		*sc = (scales[j + 4] & 15) | (scales[j - 4] >> 6) << 4;
+		*m = (scales[j + 4] >> 4) | (scales[j] >> 6) << 4;
+	}
+}
+
 struct qtype_traits {
 	const char *name;   /* "f32", "q8_0", ... as in GGUF tooling */
 	int blck_size;      /* elements per block (1 for float types) */

@@ -1,6 +1,7 @@
 /* test_quant.c — element types: fp16/bf16 conversions (edge values, exhaustive
  * round trips, nearest-even on random floats), the reference quantizers
- * (known answers, round-trip error), row sizes, names and the traits table. */
+ * (known answers, round-trip error) including the K-quants (hand-made blocks,
+ * grid blocks), row sizes, names and the traits table. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -262,6 +263,164 @@ static void test_q4_0_known(void)
 	ok((b[0].d & 0x7fff) == 0 && b[0].qs[0] == 0x88 && b[0].qs[15] == 0x88, "q4_0 all-zero block: d = 0, q = 8");
 }
 
+/* ---- K-quants ----
+ * Known blocks: bytes written by hand, the expected values computed here by
+ * scattering each byte's bits to the elements they belong to (the reverse
+ * of how quant.c gathers them), so a layout slip on either side shows. */
+
+/* Q4_K / Q5_K scales bytes: sc = 1 2 3 4 17 0 0 15, m = 5 6 7 8 34 0 0 15. */
+static const uint8_t kq_scales[12] = { 0x41, 0x02, 0x03, 0x04, 0x85, 0x06, 0x07, 0x08, 0x21, 0x00, 0x00, 0xff };
+static const int kq_sc[8] = { 1, 2, 3, 4, 17, 0, 0, 15 }, kq_m[8] = { 5, 6, 7, 8, 34, 0, 0, 15 };
+
+/* The 4-bit quants of a Q4_K / Q5_K block: qs byte p feeds element
+ * 64 * (p / 32) + p % 32 (low nibble) and that + 32 (high nibble). */
+static void kq_scatter_qs(const uint8_t *qs, int q[256])
+{
+	for (int p = 0; p < 128; p++) {
+		q[64 * (p / 32) + p % 32] = qs[p] & 15;
+		q[64 * (p / 32) + p % 32 + 32] = qs[p] >> 4;
+	}
+}
+
+static void test_q4_K_known(void)
+{
+	block_q4_K b;
+	b.d = 0x3c00;    /* 1.0 */
+	b.dmin = 0x3800; /* 0.5 */
+	memcpy(b.scales, kq_scales, 12);
+	for (int p = 0; p < 128; p++)
+		b.qs[p] = (uint8_t)(p * 37 + 11);
+	int q[256], bad = 0;
+	kq_scatter_qs(b.qs, q);
+	float y[256];
+	qtype_traits(QTYPE_Q4_K)->to_float(&b, y, 256);
+	for (int e = 0; e < 256; e++) {
+		float want = 1.0f * (float)kq_sc[e / 32] * (float)q[e] - 0.5f * (float)kq_m[e / 32];
+		if (y[e] != want && bad++ < 3)
+			diag("q4_K element %d: %g, want %g", e, y[e], want);
+	}
+	/* two by hand: qs[0] = 11 -> element 0 low nibble 11: 1*1*11 - 2.5; element 32 high 0: -3 */
+	ok(bad == 0 && y[0] == 8.5f && y[32] == -3.0f, "q4_K known block dequantizes (%d bad; %g %g)", bad, y[0], y[32]);
+}
+
+static void test_q5_K_known(void)
+{
+	block_q5_K b;
+	b.d = 0x3c00;
+	b.dmin = 0x3800;
+	memcpy(b.scales, kq_scales, 12);
+	for (int p = 0; p < 128; p++)
+		b.qs[p] = (uint8_t)(p * 53 + 7);
+	for (int l = 0; l < 32; l++)
+		b.qh[l] = (uint8_t)(l * 29 + 3);
+	int q[256], bad = 0;
+	kq_scatter_qs(b.qs, q);
+	for (int l = 0; l < 32; l++) /* qh byte l, bit j: the fifth bit of element 32 j + l */
+		for (int j = 0; j < 8; j++)
+			q[32 * j + l] += (b.qh[l] >> j & 1) * 16;
+	float y[256];
+	qtype_traits(QTYPE_Q5_K)->to_float(&b, y, 256);
+	for (int e = 0; e < 256; e++) {
+		float want = (float)kq_sc[e / 32] * (float)q[e] - 0.5f * (float)kq_m[e / 32];
+		if (y[e] != want && bad++ < 3)
+			diag("q5_K element %d: %g, want %g", e, y[e], want);
+	}
+	/* element 0: low nibble of 7 = 7, qh[0] = 3 bit 0 set: 23 * 1 - 2.5 */
+	ok(bad == 0 && y[0] == 20.5f, "q5_K known block dequantizes (%d bad; %g)", bad, y[0]);
+}
+
+static void test_q6_K_known(void)
+{
+	block_q6_K b;
+	for (int p = 0; p < 128; p++)
+		b.ql[p] = (uint8_t)(p * 37 + 5);
+	for (int p = 0; p < 64; p++)
+		b.qh[p] = (uint8_t)(p * 101 + 17);
+	for (int j = 0; j < 16; j++)
+		b.scales[j] = (int8_t)(j * 19 - 128);
+	b.d = 0xb400; /* -0.25 */
+	int q[256], bad = 0;
+	for (int p = 0; p < 128; p++) { /* ql byte p: element 128 h + r (low), + 64 (high) */
+		int h = p / 64, r = p % 64;
+		q[128 * h + r] = b.ql[p] & 15;
+		q[128 * h + r + 64] = b.ql[p] >> 4;
+	}
+	for (int p = 0; p < 64; p++) /* qh byte p: bits 2i, 2i+1 -> element 128 h + 32 i + l */
+		for (int i = 0; i < 4; i++)
+			q[128 * (p / 32) + 32 * i + p % 32] |= (b.qh[p] >> (2 * i) & 3) << 4;
+	float y[256];
+	qtype_traits(QTYPE_Q6_K)->to_float(&b, y, 256);
+	for (int e = 0; e < 256; e++) {
+		float want = -0.25f * (float)b.scales[e / 16] * (float)(q[e] - 32);
+		if (y[e] != want && bad++ < 3)
+			diag("q6_K element %d: %g, want %g", e, y[e], want);
+	}
+	/* element 0: ql[0] = 5, qh[0] = 17 -> bits 0-1 = 1: q = 21, scale -128: -0.25 * -128 * -11 */
+	ok(bad == 0 && y[0] == -352.0f, "q6_K known block dequantizes (%d bad; %g)", bad, y[0]);
+}
+
+/* Quantizing: the scales found, and a block whose values lie on a grid. */
+static void test_kq_quantize_known(void)
+{
+	/* a Q4_K block of 16 levels: x = 0.5 * q - 1 (q = e % 16) in every sub-block:
+	 * the fit finds scale 0.5, min 1 exactly, so every value comes back. */
+	float x[256], y[256];
+	for (int e = 0; e < 256; e++)
+		x[e] = 0.5f * (float)(e % 16) - 1.0f;
+	block_q4_K b4;
+	qtype_traits(QTYPE_Q4_K)->from_float(x, &b4, 256);
+	qtype_traits(QTYPE_Q4_K)->to_float(&b4, y, 256);
+	int sc, m;
+	kq_scale_min(b4.scales, 5, &sc, &m);
+	/* all sub-blocks alike: sc = m = 63, d = 0.5 / 63, dmin = 1 / 63 (as fp16) */
+	ok(sc == 63 && m == 63 && b4.d == fp32_to_fp16(0.5f / 63) && b4.dmin == fp32_to_fp16(1.0f / 63),
+	   "q4_K grid block: sc %d m %d d 0x%04x dmin 0x%04x", sc, m, b4.d, b4.dmin);
+	double e = tap_nerr(y, x, 256);
+	ok(e < 1e-3, "q4_K grid block comes back to fp16 precision (nerr %.2g)", e);
+
+	/* Q6_K: integers in [-32, 31], each sub-block holding a -32: every
+	 * sub-block fits scale 1 exactly, d = -1/128 and the scales -128 */
+	for (int i = 0; i < 256; i++)
+		x[i] = i % 16 == 3 ? -32.0f : (float)(i * 7 % 64 - 32);
+	block_q6_K b6;
+	qtype_traits(QTYPE_Q6_K)->from_float(x, &b6, 256);
+	qtype_traits(QTYPE_Q6_K)->to_float(&b6, y, 256);
+	e = tap_nerr(y, x, 256);
+	ok(e == 0 && b6.scales[0] == -128 && b6.scales[15] == -128 && b6.d == 0xa000,
+	   "q6_K grid block: scales -128, d 0x%04x, nerr %.2g", b6.d, e);
+
+	/* all zeros: zero blocks, zero values */
+	memset(x, 0, sizeof x);
+	block_q5_K b5;
+	memset(&b5, 0x55, sizeof b5);
+	qtype_traits(QTYPE_Q5_K)->from_float(x, &b5, 256);
+	qtype_traits(QTYPE_Q5_K)->to_float(&b5, y, 256);
+	memset(&b6, 0x55, sizeof b6);
+	qtype_traits(QTYPE_Q6_K)->from_float(x, &b6, 256);
+	float y6[256];
+	qtype_traits(QTYPE_Q6_K)->to_float(&b6, y6, 256);
+	int nz = 0;
+	for (int i = 0; i < 256; i++)
+		nz += y[i] != 0 || y6[i] != 0;
+	ok(nz == 0 && b5.d == 0 && b5.dmin == 0 && b6.d == 0, "q5_K, q6_K all-zero blocks");
+
+	/* a NaN is quantized without undefined behaviour (UBSan builds check) and
+	 * every value comes back finite */
+	for (int i = 0; i < 256; i++)
+		x[i] = tap_randf(-1, 1);
+	x[7] = NAN;
+	int fin = 1;
+	static const int kt[] = { QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+	for (int k = 0; k < 3; k++) {
+		uint8_t blk[256];
+		qtype_traits(kt[k])->from_float(x, blk, 256);
+		qtype_traits(kt[k])->to_float(blk, y, 256);
+		for (int i = 0; i < 256; i++)
+			fin &= isfinite(y[i]);
+	}
+	ok(fin, "q4_K, q5_K, q6_K: a NaN input gives finite values");
+}
+
 /* NaN and Inf inputs give defined quants (ggml leaves them undefined behaviour). */
 static void test_nonfinite(void)
 {
@@ -283,7 +442,7 @@ static void test_nonfinite(void)
 static double roundtrip_err(int type, int n)
 {
 	const struct qtype_traits *tr = qtype_traits(type);
-	float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+	float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
 	void *q = malloc(qtype_row_size(type, n));
 	for (int i = 0; i < n; i += 32) {
 		float s = powf(10.0f, tap_randf(-3, 3));
@@ -315,19 +474,33 @@ static void test_roundtrip(void)
 	 * clips at 7/8 of the max: measured ~0.075. */
 	e = roundtrip_err(QTYPE_Q4_0, 4096);
 	ok(e < 0.1, "q4_0 round trip nerr %.3g < 0.1", e);
+	/* K-quants (here every sub-block of 32 has its own magnitude, up to 10^6
+	 * apart in one super-block; the largest sub-blocks carry the error).
+	 * Q4_K: 16 levels over [min, max]: step ~ 2a/15 for U(-a, a), rms step/sqrt(12)
+	 * against a/sqrt(3): 0.067 for a plain grid; the scale search brings it to
+	 * ~0.052 (ggml's own quantizer gives the same bytes), plus the 6-bit scales. */
+	e = roundtrip_err(QTYPE_Q4_K, 256 * 64);
+	ok(e < 0.07, "q4_K round trip nerr %.3g < 0.07", e);
+	/* Q5_K: 32 levels: half of that, ~0.026 measured. */
+	e = roundtrip_err(QTYPE_Q5_K, 256 * 64);
+	ok(e < 0.035, "q5_K round trip nerr %.3g < 0.035", e);
+	/* Q6_K: 64 symmetric levels, step amax/32 over 16 elements: ~0.0135 measured. */
+	e = roundtrip_err(QTYPE_Q6_K, 256 * 64);
+	ok(e < 0.02, "q6_K round trip nerr %.3g < 0.02", e);
 }
 
 /* ---- table, sizes, names ---- */
 
 static void test_table(void)
 {
-	static const int supported[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0 };
+	static const int supported[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0,
+					 QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
 	for (size_t i = 0; i < sizeof supported / sizeof *supported; i++) {
 		const struct qtype_traits *t = qtype_traits(supported[i]);
 		ok(t && t->to_float && t->from_float && t->blck_size > 0 && t->type_size > 0,
 		   "%s is supported", qtype_name(supported[i]));
 	}
-	static const int unsupported[] = { QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q8_1, QTYPE_Q4_K, QTYPE_Q6_K,
+	static const int unsupported[] = { QTYPE_Q4_1, QTYPE_Q5_0, QTYPE_Q8_1, QTYPE_Q2_K, QTYPE_Q3_K, QTYPE_Q8_K,
 					   4, 5, 31, 99, -1, QTYPE_COUNT, 1 << 20 };
 	int nulls = 0;
 	for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
@@ -338,8 +511,10 @@ static void test_table(void)
 	ok(qtype_row_size(QTYPE_F16, 10) == 20 && qtype_row_size(QTYPE_BF16, 3) == 6, "row size f16, bf16");
 	ok(qtype_row_size(QTYPE_Q8_0, 64) == 68, "row size q8_0 x64 = 68");
 	ok(qtype_row_size(QTYPE_Q4_0, 576) == 324, "row size q4_0 x576 = 324");
-	ok(qtype_row_size(QTYPE_Q4_K, 512) == 288 && qtype_row_size(QTYPE_Q6_K, 256) == 210,
-	   "row sizes of known but unsupported K-quants");
+	ok(qtype_row_size(QTYPE_Q4_K, 512) == 288 && qtype_row_size(QTYPE_Q5_K, 768) == 528 &&
+	   qtype_row_size(QTYPE_Q6_K, 256) == 210 && qtype_row_size(QTYPE_Q4_K, 128) == 0,
+	   "row sizes of K-quants (and 0 for a partial super-block)");
+	ok(qtype_row_size(QTYPE_Q3_K, 256) == 110, "row size of a known but unsupported K-quant");
 	ok(qtype_row_size(QTYPE_Q8_0, 33) == 0 && qtype_row_size(99, 32) == 0 && qtype_row_size(QTYPE_F32, -1) == 0,
 	   "row size 0 for a partial block, an unknown id, a negative count");
 
@@ -368,6 +543,10 @@ int main(void)
 	test_bf16();
 	test_q8_0_known();
 	test_q4_0_known();
+	test_q4_K_known();
+	test_q5_K_known();
+	test_q6_K_known();
+	test_kq_quantize_known();
 	test_nonfinite();
 	test_roundtrip();
 	test_table();
