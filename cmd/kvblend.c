@@ -15,7 +15,7 @@ static const struct {
 	{ "prefill", "compute KV caches: of a text, or of every chunk into the store" },
 	{ "blend", "fuse chunk caches at query time: CacheBlend" },
 	{ "decode", "generate text from a prompt or a KV cache" },
-	{ "evict", "keep the cache store within a budget (planned)" },
+	{ "evict", "keep the cache store within a budget, verify it" },
 	{ "bench", "speed and quality of each method side by side (planned)" },
 	{ "tokenize", "text to token ids with a model's tokenizer" },
 	{ "quantize", "convert a GGUF model's weights to another type" },

@@ -1336,6 +1336,15 @@ static void report(struct verifier *v, const char *what, const char *problem, co
 		v->fn(v->ctx, what, problem, v->repair ? action : "found");
 }
 
+/* A reader's message without its leading "'name': " (the report names the object). */
+static const char *without_name(const char *msg, const char *name)
+{
+	size_t n = strlen(name);
+	if (msg[0] == '\'' && !strncmp(msg + 1, name, n) && !strncmp(msg + 1 + n, "': ", 3))
+		return msg + n + 4;
+	return msg;
+}
+
 static bool is_hex(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1480,7 +1489,7 @@ static int verify_row(struct verifier *v, const struct row *w)
 					 (long long)sb.st_size, (long long)w->size);
 			} else {
 				r->corrupt++;
-				snprintf(msg, sizeof msg, "%s", kb_error());
+				snprintf(msg, sizeof msg, "%s", without_name(kb_error(), name));
 			}
 			if (v->repair && !(rc = begin(st)))
 				rc = finish(st, remove_checked_locked(st, w->key, path, &sb, true));
@@ -1527,7 +1536,7 @@ static int verify_orphan(struct verifier *v, const char *key, const char *path, 
 	v->r->checked++;
 	char msg[600] = "";
 	if (cr)
-		snprintf(msg, sizeof msg, "not in the index, and broken: %s", kb_error());
+		snprintf(msg, sizeof msg, "not in the index, and broken: %s", without_name(kb_error(), name));
 	if (v->repair) {
 		if ((rc = begin(st)))
 			return rc;

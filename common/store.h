@@ -163,8 +163,9 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p) KB_W
  * fsync the folder and insert the index row, all in one write transaction.
  * meta may be NULL: n_tokens, model and tool then come from the header and the
  * cost is unknown; given, its n_tokens and model_fp must match the header.
- * A duplicate put is not an error and never makes a second entry (an existing
- * row keeps its hits and pin; its size is refreshed from the file).
+ * A duplicate put is not an error and never makes a second entry: the entry
+ * already there stays as it is (hits, pin, cost). An object file with no row
+ * (left by a writer killed before its row) is replaced by this one.
  * Returns KB_OK or an error; either way p is finished (fd closed, temporary
  * file gone, p->tmp freed). */
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta) KB_WUR;
@@ -192,13 +193,17 @@ int store_remove(struct store *st, const char *key) KB_WUR;
  *               its key is in the ghost set G (it was evicted from S and came
  *               back); a hit raises its frequency (0..3). Eviction pops from S
  *               while S holds more than 10% of the budget (or M is empty): an
- *               object hit since it entered S (freq >= 1) moves to M's head
- *               with freq 0, any other is removed and its key joins G. Else it
- *               pops from M: freq > 0 goes back to M's head with freq - 1,
- *               freq 0 is removed. G keeps at most as many keys as M holds
- *               objects (oldest dropped). Queue, frequency and order live in
- *               the index (queue, freq, qseq columns; the ghosts table), so
- *               every evict run continues the same queues.
+ *               object hit since it entered S (freq >= 1; the paper asks for
+ *               more than one hit, but chunk caches are large and reused
+ *               rarely) moves to M's head keeping its frequency, any other is
+ *               removed and its key joins G. Else it pops from M: freq > 0
+ *               goes back to M's head with freq - 1, freq 0 is removed. G
+ *               keeps as many keys as M holds objects, at least 64 (oldest
+ *               dropped). Adapted to a persistent index: queue, frequency and
+ *               order are columns (queue, freq, qseq), G a table (ghosts), so
+ *               every evict run continues the same queues; the queues' sizes
+ *               are measured in bytes against the budget given to this run,
+ *               and pinned objects stay out of both queues.
  * STORE_COST    keep what is expensive to recompute per byte, while it is in
  *               use: remove the lowest  cost / size * 2^(-age / half_life)
  *               first, age = now - last_used. cost is the put's seconds; an

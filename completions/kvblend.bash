@@ -5,16 +5,20 @@
 # line, a trailing "=" tolerated) and the quantize types from
 # `kvblend quantize --list-types`, so the completion follows the code.
 # Only the kinds of option values are known here: which options name a model,
-# a file, or a number, and the four values of chunk --by.
+# a file, a folder, or a number, the four values of chunk --by and the four
+# evict --policy values.
 
 # Options whose value is a GGUF model, any file, or something to type.
 _kvblend_model_opts='-m --model'
 _kvblend_file_opts='-f --file -o --output'
 _kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx
 	--n-prompt --n-gen -r --reps -b --batch --synthetic --split --max-tokens --min-tokens --overlap
-	--max-bytes --timeout'
-# Options with a fixed set of values: chunk --by.
+	--max-bytes --timeout --half-life --pin --unpin --tokens'
+# Options whose value is a folder: the store.
+_kvblend_dir_opts='--store'
+# Options with a fixed set of values: chunk --by, evict --policy.
 _kvblend_by_values='paragraph sentence heading window'
+_kvblend_policy_values='lru lfu s3fifo cost'
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -47,11 +51,21 @@ _kvblend_tool()
 	if [[ $prev == = && $COMP_CWORD -ge $((first + 1)) ]]; then
 		prev=${COMP_WORDS[COMP_CWORD-2]}
 	fi
+	# evict -n is --dry-run, which takes no value
+	[[ $tool == evict && $prev == -n ]] && prev=
 	if [[ $tool == quantize && $prev == --synthetic ]]; then
 		COMPREPLY=($(compgen -W "$(kvblend quantize --list-shapes 2>/dev/null)" -- "$cur"))
 		return
 	elif [[ $prev == --by ]]; then
 		COMPREPLY=($(compgen -W "$_kvblend_by_values" -- "$cur"))
+		return
+	elif [[ $prev == --policy ]]; then
+		COMPREPLY=($(compgen -W "$_kvblend_policy_values" -- "$cur"))
+		return
+	elif _kvblend_word_in "$prev" "$_kvblend_dir_opts"; then
+		compopt -o filenames 2>/dev/null
+		local IFS=$'\n'
+		COMPREPLY=($(compgen -d -- "$cur"))
 		return
 	elif _kvblend_word_in "$prev" "$_kvblend_model_opts"; then
 		_kvblend_files '*.[gG][gG][uU][fF]'
@@ -83,13 +97,13 @@ _kvblend_tool()
 		elif [[ -n $skip ]]; then
 			skip=
 		elif [[ $w == -* ]]; then
-			_kvblend_word_in "$w" "$_kvblend_model_opts $_kvblend_file_opts $_kvblend_value_opts --by" && skip=1
+			_kvblend_word_in "$w" "$_kvblend_model_opts $_kvblend_file_opts $_kvblend_value_opts $_kvblend_dir_opts --by --policy" && skip=1
 		else
 			n=$((n + 1))
 		fi
 	done
 	case $tool in
-	decode | bench)
+	decode | bench | evict)
 		COMPREPLY=() ;;
 	quantize)
 		case $n in

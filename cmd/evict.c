@@ -1,0 +1,467 @@
+/* kvblend-evict — keep the cache store within a byte budget (LRU, LFU, S3-FIFO,
+ * cost-aware), pin entries, verify the store, show what is in it.
+ *
+ * Two levels, told apart by the command line: with no operand it works on a
+ * store (--store DIR or the default); with a cache operand (IN.kvc, '-') or
+ * --tokens it would prune the tokens of one KV cache (StreamingLLM, H2O,
+ * SnapKV, ...), which is planned and refused for now. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "store.h"
+
+static const struct option longopts[] = {
+	{ "store", required_argument, NULL, 'S' },
+	{ "max-bytes", required_argument, NULL, 'B' },
+	{ "policy", required_argument, NULL, 'p' },
+	{ "half-life", required_argument, NULL, 'H' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "pin", required_argument, NULL, 'P' },
+	{ "unpin", required_argument, NULL, 'U' },
+	{ "verify", no_argument, NULL, 'V' },
+	{ "stats", no_argument, NULL, 's' },
+	{ "list", no_argument, NULL, 'l' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "tokens", required_argument, NULL, 'T' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "complete-options", no_argument, NULL, 'O' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+	printf("usage: kvblend evict [--store DIR] --max-bytes N [--policy P] [--dry-run] [-v]\n"
+	       "       kvblend evict [--store DIR] [--pin KEY] [--unpin KEY] [--verify] [--stats] [--list]\n"
+	       "Keep the KV-cache store within a byte budget, removing whole chunk caches, never\n"
+	       "pinned ones; pin and unpin caches; check the store; show what is in it.\n\n"
+	       "      --store DIR         the store (default $KVBLEND_STORE, else $XDG_CACHE_HOME/kvblend,\n"
+	       "                          else ~/.cache/kvblend)\n"
+	       "      --max-bytes N       evict until the caches take at most N bytes (suffixes K, M, G, T:\n"
+	       "                          KiB, MiB, GiB, TiB)\n"
+	       "      --policy P          what goes first: lru (default), lfu, s3fifo or cost\n"
+	       "      --half-life T       cost policy: an unused cache's value halves every T (default 1d;\n"
+	       "                          suffixes s, m, h, d)\n"
+	       "  -n, --dry-run           print what would be removed or repaired, change nothing\n"
+	       "      --pin KEY           never evict the cache KEY (a unique prefix will do; repeatable)\n"
+	       "      --unpin KEY         let KEY be evicted again (repeatable)\n"
+	       "      --verify            read every cache whole (checksums, key) and check the index;\n"
+	       "                          remove what is broken, adopt sound caches it lacks; exit 1 if\n"
+	       "                          anything was wrong\n"
+	       "      --stats             totals and per-model figures\n"
+	       "      --list              one line per cache\n"
+	       "      --json              --stats and --list as JSON\n"
+	       "      --tokens N          (planned) prune one KV cache to N tokens: kvblend evict --tokens N\n"
+	       "                          IN.kvc > OUT.kvc; not implemented yet\n"
+	       "  -v, --verbose           one line per removed cache\n"
+	       "  -h, --help              this help\n");
+}
+
+#define MAX_KEYS 256
+
+struct opts {
+	const char *store;
+	uint64_t max_bytes;
+	bool evict, dry_run, verify, stats, list, json, verbose, tokens;
+	int policy;
+	double half_life;
+	const char *pin[MAX_KEYS], *unpin[MAX_KEYS];
+	int n_pin, n_unpin;
+};
+
+/* "100", "64K", "1.5G", "2GiB", "512MB" (binary units) → bytes. */
+static uint64_t parse_bytes(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	double unit = 1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': unit = 1024.0; end++; break;
+	case 'M': unit = 1048576.0; end++; break;
+	case 'G': unit = 1073741824.0; end++; break;
+	case 'T': unit = 1099511627776.0; end++; break;
+	}
+	if (unit > 1 && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'B' || end[1] == 'b'))
+		end += 2;
+	else if (*end == 'B' || *end == 'b')
+		end++;
+	v *= unit;
+	if (errno || end == s || *end || !(v >= 0) || v >= 9.2e18 || !isdigit((unsigned char)s[0]))
+		cli_usage_error("%s: '%s' is not a size (a number of bytes, or with K, M, G or T)", opt, s);
+	return (uint64_t)v;
+}
+
+/* "3600", "90s", "30m", "12h", "7d" → seconds (> 0). */
+static double parse_duration(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	switch (*end) {
+	case 's': end++; break;
+	case 'm': v *= 60; end++; break;
+	case 'h': v *= 3600; end++; break;
+	case 'd': v *= 86400; end++; break;
+	}
+	if (errno || end == s || *end || !(v > 0) || !isfinite(v))
+		cli_usage_error("%s: '%s' is not a duration (seconds, or with s, m, h or d)", opt, s);
+	return v;
+}
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	int c;
+	while ((c = getopt_long(argc, argv, "nvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'S': o->store = optarg; break;
+		case 'B': o->max_bytes = parse_bytes("--max-bytes", optarg), o->evict = true; break;
+		case 'p':
+			if ((o->policy = store_policy_from_name(optarg)) < 0)
+				cli_usage_error("--policy: unknown policy '%s' (lru, lfu, s3fifo, cost)", optarg);
+			break;
+		case 'H': o->half_life = parse_duration("--half-life", optarg); break;
+		case 'n': o->dry_run = true; break;
+		case 'P':
+			if (o->n_pin == MAX_KEYS)
+				cli_usage_error("more than %d --pin", MAX_KEYS);
+			o->pin[o->n_pin++] = optarg;
+			break;
+		case 'U':
+			if (o->n_unpin == MAX_KEYS)
+				cli_usage_error("more than %d --unpin", MAX_KEYS);
+			o->unpin[o->n_unpin++] = optarg;
+			break;
+		case 'V': o->verify = true; break;
+		case 's': o->stats = true; break;
+		case 'l': o->list = true; break;
+		case 'j': o->json = true; break;
+		case 'T': o->tokens = true; break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(); exit(0);
+		case 'O': cli_complete_options(longopts); exit(0);
+		default: cli_usage_error("bad usage");
+		}
+	}
+	if (o->tokens || optind < argc) {
+		fprintf(stderr, "%s: token-level eviction inside a KV cache (--tokens N, a .kvc operand or stdin) "
+				"is not implemented yet; this version evicts whole caches from a store (--max-bytes)\n",
+			cli_tool);
+		exit(2);
+	}
+	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list)
+		cli_usage_error("nothing to do: give --max-bytes N, --pin, --unpin, --verify, --stats or --list");
+	if (o->json && !o->stats && !o->list)
+		cli_usage_error("--json goes with --stats or --list");
+	if (o->dry_run && !o->evict && !o->verify)
+		cli_usage_error("--dry-run goes with --max-bytes or --verify");
+	if (o->dry_run && (o->n_pin || o->n_unpin))
+		cli_usage_error("--dry-run does not go with --pin or --unpin");
+}
+
+/* ---- output helpers ---- */
+
+static const char *fmt_bytes(char *buf, size_t cap, uint64_t n)
+{
+	if (n < 1024)
+		snprintf(buf, cap, "%" PRIu64 " B", n);
+	else if (n < 1048576)
+		snprintf(buf, cap, "%.1f KiB", (double)n / 1024);
+	else if (n < 1073741824)
+		snprintf(buf, cap, "%.1f MiB", (double)n / 1048576);
+	else
+		snprintf(buf, cap, "%.2f GiB", (double)n / 1073741824);
+	return buf;
+}
+
+static const char *fmt_time(char *buf, size_t cap, double t)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+	if (t <= 0 || !localtime_r(&s, &tm) || !strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, cap, "-");
+	return buf;
+}
+
+static void json_line(json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	if (!s)
+		cli_die("out of memory");
+	puts(s);
+	free(s);
+}
+
+static json_t *json_time(double t)
+{
+	return t > 0 ? json_real(t) : json_null();
+}
+
+/* ---- pins ---- */
+
+struct prefix_match {
+	const char *prefix;
+	size_t len;
+	char key[STORE_KEY_HEX + 1];
+	int n;
+};
+
+static int match_prefix(void *ctx, const struct store_entry *e)
+{
+	struct prefix_match *m = ctx;
+	if (!strncmp(e->key, m->prefix, m->len)) {
+		if (!m->n++)
+			memcpy(m->key, e->key, sizeof m->key);
+	}
+	return 0;
+}
+
+/* KEY, or a unique prefix of at least 4 hex digits, to a full key; 0 or 1 (told). */
+static int resolve_key(struct store *st, const char *arg, char key[STORE_KEY_HEX + 1])
+{
+	char low[STORE_KEY_HEX + 2];
+	size_t len = strlen(arg);
+	if (len > STORE_KEY_HEX)
+		len = STORE_KEY_HEX + 1;
+	for (size_t i = 0; i < len; i++)
+		low[i] = (char)tolower((unsigned char)arg[i]);
+	low[len] = '\0';
+	if (store_key_valid(low)) {
+		memcpy(key, low, STORE_KEY_HEX + 1);
+		return 0;
+	}
+	bool hex = len >= 4 && len < STORE_KEY_HEX;
+	for (size_t i = 0; i < len && hex; i++)
+		hex = isxdigit((unsigned char)low[i]);
+	if (!hex) {
+		fprintf(stderr, "%s: '%s': not a cache key (64 hex digits, or a prefix of at least 4)\n", cli_tool, arg);
+		return 1;
+	}
+	struct prefix_match m = { low, len, "", 0 };
+	if (store_list(st, match_prefix, &m))
+		cli_die("%s", kb_error());
+	if (m.n != 1) {
+		fprintf(stderr, "%s: '%s': %s\n", cli_tool, arg, m.n ? "ambiguous: more than one cache has this prefix"
+									: "no such cache in the store");
+		return 1;
+	}
+	memcpy(key, m.key, STORE_KEY_HEX + 1);
+	return 0;
+}
+
+static int do_pins(struct store *st, const struct opts *o)
+{
+	int status = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		const char *const *keys = pass ? o->unpin : o->pin;
+		for (int i = 0; i < (pass ? o->n_unpin : o->n_pin); i++) {
+			char key[STORE_KEY_HEX + 1];
+			if (resolve_key(st, keys[i], key)) {
+				status = 1;
+				continue;
+			}
+			int rc = store_pin(st, key, !pass);
+			if (rc == KB_EOF) {
+				fprintf(stderr, "%s: '%s': no such cache in the store\n", cli_tool, keys[i]);
+				status = 1;
+			} else if (rc) {
+				cli_die("%s", kb_error());
+			} else if (o->verbose) {
+				printf("%s %s\n", pass ? "unpinned" : "pinned", key);
+			}
+		}
+	}
+	return status;
+}
+
+/* ---- verify ---- */
+
+static void on_problem(void *ctx, const char *what, const char *problem, const char *action)
+{
+	(void)ctx;
+	printf("%s: %s (%s)\n", what, problem, action);
+}
+
+static int do_verify(struct store *st, const struct opts *o)
+{
+	struct store_verify_result r;
+	if (store_verify(st, !o->dry_run, on_problem, NULL, &r))
+		cli_die("%s", kb_error());
+	uint64_t bad = store_verify_problems(&r);
+	printf("verified %" PRIu64 " cache%s: %" PRIu64 " sound", r.checked, r.checked == 1 ? "" : "s", r.ok);
+	if (bad)
+		printf("; %" PRIu64 " problem%s, %" PRIu64 " repaired", bad, bad == 1 ? "" : "s", r.repaired);
+	if (r.live_temps)
+		printf("; %" PRIu64 " cache%s being written", r.live_temps, r.live_temps == 1 ? "" : "s");
+	printf("\n");
+	return bad ? 1 : 0;
+}
+
+/* ---- evict ---- */
+
+struct evict_print {
+	bool lines, dry_run;
+};
+
+static void on_evict(void *ctx, const char *key, uint64_t size, const char *reason)
+{
+	const struct evict_print *p = ctx;
+	char b[32];
+	if (p->lines)
+		printf("%s %s %s (%s)\n", p->dry_run ? "would remove" : "removed", key, fmt_bytes(b, sizeof b, size),
+		       reason);
+}
+
+static int do_evict(struct store *st, const struct opts *o)
+{
+	struct store_evict_opts eo = { .policy = (enum store_policy)o->policy, .max_bytes = o->max_bytes,
+				       .dry_run = o->dry_run, .half_life = o->half_life };
+	struct evict_print p = { o->verbose || o->dry_run, o->dry_run };
+	struct store_evict_result r;
+	if (store_evict(st, &eo, on_evict, &p, &r))
+		cli_die("%s", kb_error());
+	char b1[32], b2[32], b3[32];
+	if (r.n_removed)
+		printf("%s %" PRIu64 " cache%s, %s (%s); ", o->dry_run ? "would remove" : "removed", r.n_removed,
+		       r.n_removed == 1 ? "" : "s", fmt_bytes(b1, sizeof b1, r.bytes_removed),
+		       store_policy_name(o->policy));
+	else
+		printf("nothing to remove; ");
+	printf("the store %s %" PRIu64 " cache%s, %s (budget %s)\n", o->dry_run ? "would hold" : "holds", r.n_left,
+	       r.n_left == 1 ? "" : "s", fmt_bytes(b2, sizeof b2, r.bytes_left), fmt_bytes(b3, sizeof b3, o->max_bytes));
+	if (r.n_temp_removed)
+		printf("removed %" PRIu64 " unfinished write%s\n", r.n_temp_removed, r.n_temp_removed == 1 ? "" : "s");
+	if (r.bytes_left > o->max_bytes) {
+		fprintf(stderr, "%s: %s over the budget: %" PRIu64 " pinned cache%s take%s %s\n", cli_tool,
+			o->dry_run ? "would stay" : "still", r.n_pinned, r.n_pinned == 1 ? "" : "s",
+			r.n_pinned == 1 ? "s" : "", fmt_bytes(b1, sizeof b1, r.bytes_pinned));
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- list, stats ---- */
+
+static int print_entry(void *ctx, const struct store_entry *e)
+{
+	const struct opts *o = ctx;
+	if (o->json) {
+		json_t *j = json_object();
+		json_object_set_new(j, "key", json_string(e->key));
+		json_object_set_new(j, "bytes", json_integer((json_int_t)e->size));
+		json_object_set_new(j, "tokens", json_integer(e->n_tokens));
+		json_object_set_new(j, "model", json_string(e->model));
+		json_object_set_new(j, "created", json_time(e->created));
+		json_object_set_new(j, "last_used", json_time(e->last_used));
+		json_object_set_new(j, "hits", json_integer((json_int_t)e->hits));
+		json_object_set_new(j, "cost", e->cost >= 0 ? json_real(e->cost) : json_null());
+		json_object_set_new(j, "pinned", json_boolean(e->pinned));
+		json_object_set_new(j, "queue", json_string(e->queue == STORE_QUEUE_MAIN ? "main" : "small"));
+		json_object_set_new(j, "freq", json_integer(e->freq));
+		json_object_set_new(j, "tool", json_string(e->tool));
+		json_line(j);
+		return 0;
+	}
+	char b[32], t[32];
+	printf("%s %10s %6" PRId64 " tokens %5" PRIu64 " hits  last used %s%s\n", e->key, fmt_bytes(b, sizeof b, e->size),
+	       e->n_tokens, e->hits, fmt_time(t, sizeof t, e->last_used), e->pinned ? "  pinned" : "");
+	return 0;
+}
+
+static int collect_model(void *ctx, const struct store_model_stats *m)
+{
+	json_t *a = ctx;
+	json_t *j = json_object();
+	json_object_set_new(j, "model", json_string(m->model));
+	json_object_set_new(j, "entries", json_integer((json_int_t)m->entries));
+	json_object_set_new(j, "bytes", json_integer((json_int_t)m->bytes));
+	json_object_set_new(j, "tokens", json_integer((json_int_t)m->tokens));
+	json_object_set_new(j, "hits", json_integer((json_int_t)m->hits));
+	json_object_set_new(j, "oldest", json_time(m->oldest));
+	json_object_set_new(j, "newest", json_time(m->newest));
+	json_object_set_new(j, "last_used", json_time(m->last_used));
+	json_array_append_new(a, j);
+	return 0;
+}
+
+static int print_model(void *ctx, const struct store_model_stats *m)
+{
+	(void)ctx;
+	char b[32], t[32];
+	printf("  %.16s  %" PRIu64 " cache%s, %s, %" PRIu64 " tokens, %" PRIu64 " hits, last used %s\n", m->model,
+	       m->entries, m->entries == 1 ? "" : "s", fmt_bytes(b, sizeof b, m->bytes), m->tokens, m->hits,
+	       fmt_time(t, sizeof t, m->last_used));
+	return 0;
+}
+
+static void do_stats(struct store *st, const struct opts *o)
+{
+	struct store_stats s;
+	if (store_stats(st, &s))
+		cli_die("%s", kb_error());
+	if (o->json) {
+		json_t *j = json_object(), *models = json_array();
+		json_object_set_new(j, "store", json_string(store_dir(st)));
+		json_object_set_new(j, "entries", json_integer((json_int_t)s.entries));
+		json_object_set_new(j, "bytes", json_integer((json_int_t)s.bytes));
+		json_object_set_new(j, "tokens", json_integer((json_int_t)s.tokens));
+		json_object_set_new(j, "hits", json_integer((json_int_t)s.hits));
+		json_object_set_new(j, "pinned", json_integer((json_int_t)s.pinned));
+		json_object_set_new(j, "pinned_bytes", json_integer((json_int_t)s.pinned_bytes));
+		json_object_set_new(j, "oldest", json_time(s.oldest));
+		json_object_set_new(j, "newest", json_time(s.newest));
+		json_object_set_new(j, "last_used", json_time(s.last_used));
+		json_object_set_new(j, "s3fifo_small", json_integer((json_int_t)s.small));
+		json_object_set_new(j, "s3fifo_small_bytes", json_integer((json_int_t)s.small_bytes));
+		json_object_set_new(j, "s3fifo_ghosts", json_integer((json_int_t)s.ghosts));
+		if (store_stats_models(st, collect_model, models))
+			cli_die("%s", kb_error());
+		json_object_set_new(j, "models", models);
+		json_line(j);
+		return;
+	}
+	char b1[32], b2[32], t1[32], t2[32];
+	printf("store      %s\n", store_dir(st));
+	printf("caches     %" PRIu64 " (%" PRIu64 " pinned)\n", s.entries, s.pinned);
+	printf("size       %s (%s pinned)\n", fmt_bytes(b1, sizeof b1, s.bytes), fmt_bytes(b2, sizeof b2, s.pinned_bytes));
+	printf("tokens     %" PRIu64 "\n", s.tokens);
+	printf("hits       %" PRIu64 "\n", s.hits);
+	printf("created    %s .. %s\n", fmt_time(t1, sizeof t1, s.oldest), fmt_time(t2, sizeof t2, s.newest));
+	printf("last used  %s\n", fmt_time(t1, sizeof t1, s.last_used));
+	printf("s3fifo     %" PRIu64 " small (%s), %" PRIu64 " main, %" PRIu64 " ghosts\n", s.small,
+	       fmt_bytes(b1, sizeof b1, s.small_bytes), s.entries - s.small, s.ghosts);
+	printf("models     %d\n", s.models);
+	if (store_stats_models(st, print_model, NULL))
+		cli_die("%s", kb_error());
+}
+
+int main(int argc, char **argv)
+{
+	cli_tool = "kvblend-evict";
+	struct opts o = { .policy = STORE_LRU };
+	parse(argc, argv, &o);
+	struct store *st;
+	if (store_open(&st, o.store))
+		cli_die("%s", kb_error());
+	int status = do_pins(st, &o);
+	if (o.verify)
+		status |= do_verify(st, &o);
+	if (o.evict)
+		status |= do_evict(st, &o);
+	if (o.list && store_list(st, print_entry, &o))
+		cli_die("%s", kb_error());
+	if (o.stats)
+		do_stats(st, &o);
+	store_close(st);
+	if (fflush(stdout) == EOF || ferror(stdout))
+		cli_die("<stdout>: write error");
+	return status;
+}

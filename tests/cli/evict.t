@@ -1,0 +1,156 @@
+#!/bin/sh
+# kvblend evict: a store filled by kvblend prefill; --stats, --list, --verify on
+# a corrupted store and on a lost index, --max-bytes with each policy, pins,
+# --dry-run, usage errors and the planned token level.
+. "$(dirname "$0")/tap.sh"
+need_bin evict
+E=$KVBLEND_BIN/kvblend-evict
+t=$TAP_TMP
+
+# bytes N: the "bytes" figure of --stats --json for store N
+bytes() { "$E" --store "$1" --stats --json | sed 's/.*"entries":[0-9]*,"bytes":\([0-9]*\).*/\1/'; }
+entries() { "$E" --store "$1" --stats --json | sed 's/.*"entries":\([0-9]*\).*/\1/'; }
+objects() { find "$1/objects" -name '*.kvc' | wc -l | tr -d ' '; }
+
+# ---- usage ----
+run "$E" --help
+[ $RUN_RC -eq 0 ] && case $RUN_OUT in usage:*) true ;; *) false ;; esac; ok $? "--help prints usage, exit 0"
+run "$E" --store "$t/u" --max-bytes 1M --policy fifo
+[ $RUN_RC -eq 2 ]; ok $? "an unknown --policy: exit 2"
+like "$RUN_ERR" "*unknown policy 'fifo'*" "and says which"
+run "$E" --store "$t/u" --max-bytes 12Q
+[ $RUN_RC -eq 2 ]; ok $? "a bad --max-bytes: exit 2"
+run "$E" --store "$t/u"
+[ $RUN_RC -eq 2 ]; ok $? "nothing to do: exit 2"
+run "$E" --store "$t/u" --stats x.kvc
+[ $RUN_RC -eq 2 ]; ok $? "a cache operand (token level): exit 2"
+like "$RUN_ERR" "*not implemented yet*" "it says the token level is not implemented yet"
+run "$E" --tokens 128
+[ $RUN_RC -eq 2 ] && [ -n "$RUN_ERR" ]; ok $? "--tokens: the same"
+
+# ---- bash completion ----
+# comp WORD...: the candidates for the last word, sorted, space-separated
+comp() {
+	PATH=$KVBLEND_BIN:$PATH bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
+		_kvblend >/dev/null 2>&1; printf "%s\n" "${COMPREPLY[@]}" | LC_ALL=C sort | paste -sd" " -' \
+		_ "$KVBLEND_ROOT/completions/kvblend.bash" "$@"
+}
+if command -v bash >/dev/null 2>&1; then
+	is "$(comp kvblend evict --policy '')" "cost lfu lru s3fifo" "completion: --policy offers the four policies"
+	mkdir "$t/c" "$t/c/st1" && : >"$t/c/file"
+	is "$(cd "$t/c" && comp kvblend evict --store '')" "st1" "completion: --store offers folders only"
+	is "$(comp kvblend evict -n --dry)" "--dry-run" "completion: -n takes no value"
+	is "$(comp kvblend-evict --ver)" "--verbose --verify" "completion: the options come from the tool"
+else
+	for i in 1 2 3 4; do skip "bash is not installed"; done
+fi
+
+# ---- an empty store ----
+run "$E" --store "$t/empty" --stats
+[ $RUN_RC -eq 0 ]; ok $? "--stats on a new store: exit 0"
+like "$RUN_OUT" "*caches*0 (0 pinned)*" "it holds 0 caches"
+[ -d "$t/empty/objects" ] && [ -f "$t/empty/index.db" ]; ok $? "the store was created"
+run "$E" --store "$t/empty" --stats --json
+like "$RUN_OUT" '{"store":*"entries":0,"bytes":0,*"models":\[\]}' "--stats --json: one object, empty"
+KVBLEND_STORE=$t/env run "$E" --stats
+[ $RUN_RC -eq 0 ] && [ -f "$t/env/index.db" ]; ok $? "\$KVBLEND_STORE is the default store"
+run "$E" --store "$t/empty" --verify
+[ $RUN_RC -eq 0 ]; ok $? "--verify on an empty store: exit 0"
+run "$E" --store "$t/empty" --max-bytes 0
+[ $RUN_RC -eq 0 ]; ok $? "--max-bytes on an empty store: exit 0"
+like "$RUN_OUT" "nothing to remove*" "nothing to remove"
+
+# ---- a store filled by prefill ----
+model=$(tap_shared models/stories260Ktok512.gguf) || { done_testing; }
+[ -x "$KVBLEND_BIN/kvblend-prefill" ] || { done_testing; }
+for s in "Once upon a time there was a cat" "Joe loves writing stories" "The dog ran to the park" \
+	"Lily and Ben played in the garden all day long" "A bird sang" "The sun was hot and the sky was blue" \
+	"Tom had a red ball" "Sue found a big box under her bed"; do
+	printf '{"text":"%s"}\n' "$s"
+done >"$t/chunks.jsonl"
+S=$t/st
+"$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$S" -q <"$t/chunks.jsonl" >"$t/out.jsonl"
+ok $? "prefill fills a store with 8 chunk caches"
+keys=$(sed 's/.*"kv":"\([0-9a-f]*\)".*/\1/' "$t/out.jsonl")
+is "$(entries "$S")" 8 "--stats: 8 caches"
+is "$("$E" --store "$S" --list | wc -l | tr -d ' ')" 8 "--list: 8 lines"
+is "$("$E" --store "$S" --list --json | grep -c '"pinned":false')" 8 "--list --json: 8 objects"
+total=$(bytes "$S")
+[ "$total" -gt 0 ] && [ "$total" -eq "$(cat "$S"/objects/*/*.kvc | wc -c)" ]; ok $? "--stats bytes = the objects' bytes ($total)"
+run "$E" --store "$S" --verify
+[ $RUN_RC -eq 0 ]; ok $? "--verify: a sound store, exit 0"
+like "$RUN_OUT" "verified 8 caches: 8 sound" "8 caches read and sound"
+run "$KVBLEND_BIN/kvblend" evict --store "$S" --stats
+[ $RUN_RC -eq 0 ]; ok $? "kvblend evict runs through the dispatcher"
+cp -R "$S" "$t/clean"
+
+# ---- --dry-run ----
+half=$((total / 2))
+run "$E" --store "$S" --max-bytes $half --dry-run
+[ $RUN_RC -eq 0 ]; ok $? "--dry-run --max-bytes: exit 0"
+n=$(printf '%s\n' "$RUN_OUT" | grep -c '^would remove [0-9a-f]\{64\} ')
+[ "$n" -ge 1 ]; ok $? "one line per cache it would remove ($n)"
+[ "$(entries "$S")" -eq 8 ] && [ "$(objects "$S")" -eq 8 ] && [ "$(bytes "$S")" -eq "$total" ]
+ok $? "--dry-run removed nothing"
+printf '%s\n' "$RUN_OUT" | grep '^would remove [0-9a-f]' | cut -d' ' -f3 >"$t/dry"
+run "$E" --store "$S" --max-bytes $half -v
+printf '%s\n' "$RUN_OUT" | grep '^removed [0-9a-f]' | cut -d' ' -f2 >"$t/real"
+cmp -s "$t/dry" "$t/real"; ok $? "the real run removes what the dry run said"
+[ "$(bytes "$S")" -le $half ] && [ "$(objects "$S")" -eq "$(entries "$S")" ]; ok $? "under the budget, files and rows agree"
+
+# ---- each policy ----
+for pol in lru lfu s3fifo cost; do
+	rm -rf "$t/p" && cp -R "$t/clean" "$t/p"
+	budget=$((total * 2 / 3))
+	run "$E" --store "$t/p" --max-bytes $budget --policy $pol
+	[ $RUN_RC -eq 0 ] && [ "$(bytes "$t/p")" -le $budget ] && [ "$(bytes "$t/p")" -gt 0 ]
+	ok $? "--policy $pol --max-bytes $budget: under the budget, not empty"
+	like "$RUN_OUT" "removed * caches, *($pol); the store holds*" "--policy $pol: the summary"
+done
+rm -rf "$t/p" && cp -R "$t/clean" "$t/p"
+run "$E" --store "$t/p" --max-bytes 1K --dry-run
+like "$RUN_OUT" "*budget 1.0 KiB)" "--max-bytes 1K is 1024 bytes"
+run "$E" --store "$t/p" --max-bytes 1.5KiB --half-life 2h --policy cost --dry-run
+like "$RUN_OUT" "*budget 1.5 KiB)" "--max-bytes 1.5KiB, --half-life 2h"
+
+# ---- pins ----
+k1=$(echo "$keys" | sed -n 1p) k2=$(echo "$keys" | sed -n 2p)
+run "$E" --store "$t/p" --pin "$k1" --pin "$(echo "$k2" | cut -c1-8)" --max-bytes 0 --policy lfu
+[ $RUN_RC -eq 1 ]; ok $? "pinned caches over a budget of 0: exit 1"
+like "$RUN_ERR" "*over the budget: 2 pinned caches take*" "it says the pinned caches are over the budget"
+[ "$("$E" --store "$t/p" --list | cut -d' ' -f1 | sort | paste -sd' ')" = "$(printf '%s\n' "$k1" "$k2" | sort | paste -sd' ')" ]
+ok $? "--pin (a full key and a prefix): only the pinned caches are left"
+run "$E" --store "$t/p" --pin 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+[ $RUN_RC -eq 1 ]; ok $? "pinning a key not in the store: exit 1"
+run "$E" --store "$t/p" --unpin "$k1" --unpin "$k2" --max-bytes 0
+[ $RUN_RC -eq 0 ] && [ "$(entries "$t/p")" -eq 0 ] && [ "$(objects "$t/p")" -eq 0 ]; ok $? "--unpin: then everything goes"
+
+# ---- --verify on a corrupted store ----
+f=$(find "$S/objects" -name '*.kvc' | head -1)
+key=$(basename "$(dirname "$f")")$(basename "$f" .kvc)
+size=$(wc -c <"$f")
+perl -e 'open F, "+<:raw", $ARGV[0] or die; seek F, $ARGV[1], 0; read F, $c, 1; seek F, $ARGV[1], 0; print F chr(ord($c) ^ 1)' "$f" $((size - 100))
+n=$(entries "$S")
+run "$E" --store "$S" --verify --dry-run
+[ $RUN_RC -eq 1 ] && [ -f "$f" ]; ok $? "--verify --dry-run: a flipped byte found (exit 1), nothing removed"
+run "$E" --store "$S" --verify
+[ $RUN_RC -eq 1 ]; ok $? "--verify: a flipped byte, exit 1"
+like "$RUN_OUT" "$key: *checksum mismatch*(removed)*" "it names the cache and the checksum, and removed it"
+[ ! -f "$f" ] && [ "$(entries "$S")" -eq $((n - 1)) ]; ok $? "the cache and its row are gone"
+run "$E" --store "$S" --verify
+[ $RUN_RC -eq 0 ]; ok $? "a second --verify: exit 0"
+
+# ---- a lost index, an unfinished write ----
+n=$(objects "$S")
+rm -f "$S/index.db" "$S/index.db-wal" "$S/index.db-shm"
+d=$(find "$S/objects" -mindepth 1 -maxdepth 1 -type d | head -1)
+printf 'half a cache' >"$d/.tmp-999999-deadbeef"
+touch -d '2 hours ago' "$d/.tmp-999999-deadbeef"
+run "$E" --store "$S" --verify
+[ $RUN_RC -eq 1 ]; ok $? "--verify with the index lost: exit 1"
+is "$(printf '%s\n' "$RUN_OUT" | grep -c '(adopted)')" "$n" "every sound cache is adopted"
+like "$RUN_OUT" "*.tmp-999999-deadbeef: an unfinished write*(removed)*" "an old unfinished write is removed"
+[ ! -e "$d/.tmp-999999-deadbeef" ] && [ "$(entries "$S")" -eq "$n" ]; ok $? "the index has them all again"
+run "$E" --store "$S" --verify
+[ $RUN_RC -eq 0 ]; ok $? "and verifies clean"
+done_testing
