@@ -369,8 +369,11 @@ static enum dataset_format detect(const json_t *o)
 	return DATASET_CACHEBLEND;
 }
 
-static int samsum_items(struct dataset *d, struct pair *pairs, int n, int limit)
+static int samsum_items(const struct parser *p, struct dataset *d, struct pair *pairs, int n, int limit)
 {
+	if (n < 2)
+		return kb_fail(KB_ERR_FORMAT, "'%s': one dialogue: SAMSum needs two or more (the others are its "
+			       "few-shot examples)", p->name);
 	int n_items = limit > 0 && limit < n ? limit : n;
 	d->items = kb_calloc((size_t)n_items, sizeof *d->items);
 	if (!d->items)
@@ -508,7 +511,7 @@ int dataset_load_mem(struct dataset **out, const char *data, size_t len, const c
 		}
 	}
 	if (rc == KB_OK && n_pairs > 0)
-		rc = samsum_items(d, pairs, n_pairs, limit);
+		rc = samsum_items(&p, d, pairs, n_pairs, limit);
 	if (rc == KB_OK && d->n_items == 0)
 		rc = kb_fail(KB_ERR_FORMAT, "'%s': no records", name);
 	if (rc == KB_OK && !d->name && !(d->name = dup_n(dataset_format_name(d->format), strlen(dataset_format_name(d->format)))))

@@ -1,6 +1,6 @@
 #!/bin/sh
-# run.sh — build and run the fuzz targets: gguf (the GGUF reader) and kvc (the
-# .kvc KV-cache reader).
+# run.sh — build and run the fuzz targets: gguf (the GGUF reader), kvc (the
+# .kvc KV-cache reader) and dataset (bench's dataset reader).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -12,7 +12,8 @@
 #                                    crash files kept from earlier runs
 #   tests/fuzz/run.sh --seeds [TARGET...]
 #                                    regenerate tests/fuzz/corpus/TARGET/ with the
-#                                    target's writer (GGUF writer, kvc writer)
+#                                    target's writer (GGUF writer, kvc writer, literal
+#                                    dataset files)
 #
 # Builds go to $FUZZ_BUILD (default build-fuzz/). New interesting inputs collect in
 # tests/fuzz/corpus-run/TARGET/ (git-ignored), never in the seed directory; a crash is
@@ -24,7 +25,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc"
+all_targets="gguf kvc dataset"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -33,6 +34,7 @@ srcs() {
 	case $1 in
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
+	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
 		exit 2
@@ -40,10 +42,17 @@ srcs() {
 	esac
 }
 
+# libs TARGET: the libraries it links beyond libm and libpthread
+libs() {
+	case $1 in
+	dataset) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
+	esac
+}
+
 standalone() {
 	# shellcheck disable=SC2046
 	${CC:-cc} $flags -DKVBLEND_FUZZ_MAIN -fsanitize=address,undefined \
-		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") -lm -lpthread
+		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") $(libs "$1") -lm -lpthread
 }
 
 mode=run
@@ -112,7 +121,7 @@ each=$((secs / n))
 for t in $targets; do
 	# shellcheck disable=SC2046
 	clang $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-o "$out/fuzz_$t" $(srcs "$t") -lm -lpthread
+		-o "$out/fuzz_$t" $(srcs "$t") $(libs "$t") -lm -lpthread
 	work=tests/fuzz/corpus-run/$t
 	mkdir -p "$work"
 	echo "run.sh: fuzz_$t for $each s"

@@ -177,6 +177,8 @@ static void test_errors(void)
 	fails("", "empty dataset", "an empty file");
 	fails("  \n ", "empty dataset", "white space only");
 	fails("[]", "no records", "an empty array");
+	fails("{\"id\": \"1\", \"summary\": \"S\", \"dialogue\": \"D\"}", "SAMSum needs two or more",
+	      "one SAMSum dialogue: no few-shot examples");
 	fails("[{\"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]},", "line 1: not JSON",
 	      "a truncated array");
 	fails("{\"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}\n{\"question\": \"q\"",

@@ -1,0 +1,169 @@
+/* fuzz_dataset.c — fuzz target for the dataset reader of kvblend bench
+ * (common/dataset.c).
+ *
+ * libFuzzer:   tests/fuzz/run.sh [SECONDS] dataset   (clang -fsanitize=fuzzer,address,undefined)
+ * standalone:  cc -DKVBLEND_FUZZ_MAIN ... builds a main() that runs the target
+ *              over the files and directories named on the command line, and
+ *              `fuzz_dataset --write-seeds DIR` writes the seed corpus (one
+ *              small file per format, as an array and as JSON Lines):
+ *              tests/fuzz/corpus/dataset/ was made by `tests/fuzz/run.sh --seeds dataset`.
+ *
+ * Every input either loads — every item has at least one answer and one
+ * passage, every string is a C string, and every prompt piece can be built —
+ * or fails with KB_ERR_FORMAT and a message naming the input; with a limit the
+ * result is the same items, cut. Anything else (a crash, a sanitizer report, an
+ * ASSERT) is a bug.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "dataset.h"
+
+static volatile size_t sink;
+
+static void touch(const struct dataset *d)
+{
+	ASSERT(d->n_items > 0 && d->name);
+	for (int i = 0; i < d->n_items; i++) {
+		const struct dataset_item *it = &d->items[i];
+		ASSERT(it->id && it->question && it->n_answers >= 1 && it->n_passages >= 1);
+		for (int k = 0; k < it->n_answers; k++)
+			sink += strlen(it->answers[k]);
+		char *p = dataset_prefix(d, it), *q = dataset_query(d, it);
+		ASSERT(p && q);
+		sink += strlen(p) + strlen(q);
+		free(p), free(q);
+		for (int k = 0; k < it->n_passages; k++) {
+			char *c = dataset_chunk(d, it, k);
+			ASSERT(c && it->passages[k].title && it->passages[k].text);
+			sink += strlen(c);
+			free(c);
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct dataset *d = NULL, *d1 = NULL;
+	int rc = dataset_load_mem(&d, (const char *)data, size, "fuzz", 0);
+	if (rc != KB_OK) {
+		ASSERT(rc == KB_ERR_FORMAT || rc == KB_ERR_NOMEM);
+		ASSERT(strncmp(kb_error(), "'fuzz': ", 8) == 0);
+		ASSERT(d == NULL);
+		return 0;
+	}
+	touch(d);
+	/* the first item alone: the same as the first of all */
+	rc = dataset_load_mem(&d1, (const char *)data, size, "fuzz", 1);
+	ASSERT(rc == KB_OK && d1->n_items == 1 && d1->format == d->format);
+	ASSERT(strcmp(d1->items[0].question, d->items[0].question) == 0);
+	ASSERT(d1->items[0].n_passages == d->items[0].n_passages && d1->items[0].n_answers == d->items[0].n_answers);
+	dataset_free(d1);
+	dataset_free(d);
+	return 0;
+}
+
+#ifdef KVBLEND_FUZZ_MAIN
+#include <dirent.h>
+#include <sys/stat.h>
+
+static int run_path(const char *path, int *n)
+{
+	struct stat sb;
+	if (stat(path, &sb) != 0) {
+		perror(path);
+		return 1;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		DIR *dir = opendir(path);
+		struct dirent *e;
+		int bad = 0;
+		while (dir && (e = readdir(dir))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char sub[4096];
+			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+			bad |= run_path(sub, n);
+		}
+		if (dir)
+			closedir(dir);
+		return bad;
+	}
+	char *buf;
+	size_t len;
+	if (kb_read_file(path, &buf, &len) != KB_OK) {
+		fprintf(stderr, "fuzz_dataset: %s\n", kb_error());
+		return 1;
+	}
+	/* an exact-size copy, so a sanitizer sees any read past the end */
+	uint8_t *exact = malloc(len ? len : 1);
+	memcpy(exact, buf, len);
+	free(buf);
+	LLVMFuzzerTestOneInput(exact, len);
+	free(exact);
+	++*n;
+	return 0;
+}
+
+/* ---- the seed corpus: one small file per format ---- */
+
+static const struct {
+	const char *name, *text;
+} seeds[] = {
+	{ "cacheblend-array.seed",
+	  "[{\"question\": \"Where was the wife of Francis I born?\", \"answers\": [[\"Croatia\"]],\n"
+	  "  \"ctxs\": [{\"title\": \"\", \"text\": \"march 1666, she married\"}, {\"title\": \"T\", \"text\": \"x\"}]},\n"
+	  " {\"question\": \"who\", \"answers\": \"Ann\", \"ctxs\": [{\"text\": \"y\"}]}]\n" },
+	{ "cacheblend-lines.seed",
+	  "{\"question\": \"q1?\", \"answers\": [\"a\", [\"b\", \"c\"]], \"ctxs\": [{\"title\": \"t\", \"text\": \"x\"}]}\n"
+	  "\n"
+	  "{\"question\": \"Q2\", \"answers\": [\"\"], \"ctxs\": [{\"title\": \"\\u00e9\", \"text\": \"\\n\"}]}\n" },
+	{ "ircot.seed",
+	  "{\"question_id\": \"5a8c\", \"question_text\": \"What position?\", \"answers_objects\": [{\"number\": \"\", "
+	  "\"date\": {\"day\": \"\", \"month\": \"\", \"year\": \"\"}, \"spans\": [\"Chief of\", \"Protocol\"]}], "
+	  "\"contexts\": [{\"id\": \"0\", \"title\": \"Meet\", \"paragraph_text\": \"ran from 1943\", \"is_supporting\": "
+	  "false}, {\"id\": \"1\", \"title\": \"S\", \"paragraph_text\": \"Chief\", \"is_supporting\": true}]}\n" },
+	{ "longbench.seed",
+	  "{\"input\": \"\", \"context\": \"Passage 1:\\nFirst.\\nPassage 2:\\nSecond.\\nPassage 10:\\n\", "
+	  "\"answers\": [\"A summary.\"], \"length\": 5, \"dataset\": \"multi_news\", \"language\": \"en\", "
+	  "\"all_classes\": null, \"_id\": \"x1\"}\n" },
+	{ "longbench-qa.seed",
+	  "{\"input\": \"who?\", \"context\": \"Passage 1:\\nA\\n\", \"answers\": [\"me\"], \"dataset\": \"hotpotqa\"}\n" },
+	{ "samsum.seed",
+	  "{\"id\": \"1\", \"summary\": \"S1\", \"dialogue\": \"A: hi\\nB: yo\"}\n"
+	  "{\"id\": \"2\", \"summary\": \"S2\", \"dialogue\": \"D2\"}\n" },
+	{ "samsum-pairs.seed",
+	  "[{\"context\": \"A: x\\r\\nB: y\", \"response\": \"R\"}, {\"context\": \"C\", \"response\": \"R2\"}]" },
+};
+
+static int write_seeds(const char *dir)
+{
+	int bad = 0;
+	for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
+		FILE *f = fopen(path, "wb");
+		if (!f || fputs(seeds[i].text, f) < 0 || fclose(f) != 0) {
+			perror(path);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	int n = 0, bad = 0;
+	if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
+		return write_seeds(argv[2]);
+	if (argc < 2) {
+		fprintf(stderr, "usage: fuzz_dataset FILE|DIR...\n       fuzz_dataset --write-seeds DIR\n");
+		return 2;
+	}
+	for (int i = 1; i < argc; i++)
+		bad |= run_path(argv[i], &n);
+	printf("fuzz_dataset: %d inputs ran\n", n);
+	return bad;
+}
+#endif
