@@ -1,7 +1,8 @@
 /* matmul.c — kern_matmul: the dispatcher, the threading and the portable C
  * variant. The SIMD variants live in matmul_avx2.c and matmul_avx512.c; all
- * share the driver here: quantize the activations (quantized weights only),
- * then split the output rows into blocks of MM_ROW_BLOCK across threads. */
+ * share the driver here: quantize the activations (quantized weights only:
+ * blocks of 32, or K-quant records of 256), then split the output rows into
+ * blocks of MM_ROW_BLOCK across threads. */
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -18,15 +19,18 @@
 /* Tokens per pass over a weight row in the portable variant. */
 #define GEN_TOK 8
 
+/* Weight types whose kernels take quantized activations. */
 static int is_q(int wtype)
 {
-	return wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0;
+	return wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0 || mm_is_k(wtype);
 }
 
 size_t kern_matmul_wsize(int wtype, int n_tok, int n_in)
 {
 	if (!is_q(wtype) || n_tok <= 0)
 		return 0;
+	if (mm_is_k(wtype)) /* rows or tiles of MM_XT tokens, one record per super-block */
+		return (size_t)mm_round_up(n_tok, MM_XT) * (size_t)(n_in / QK_K) * MM_KX_REC;
 	size_t rows = (size_t)n_tok * mm_xq_stride(n_in / 32);
 	size_t tiled = (size_t)mm_round_up(n_tok, MM_XT) / MM_XT * (n_in / 32) * MM_XT_BLOCK;
 	return rows > tiled ? rows : tiled;
@@ -68,6 +72,69 @@ void mm_quant_generic(const struct mm_args *a, int t)
 	memset(qs + a->nb * 32, 0, (size_t)(nb2 - a->nb) * 32);
 	for (int b = a->nb; b < nbp; b++)
 		d[b] = c[b] = 0, ks[b] = 0;
+}
+
+/* Token t (>= n_tok: zeros) into its K-quant records (see matmul_impl.h). */
+void mm_quant_k_generic(const struct mm_args *a, int t)
+{
+	int g = mm_k_group(a->wtype);
+	for (int b = 0; b < a->nb; b++) {
+		uint8_t *rec = mm_kx_rec(a, t, b);
+		int8_t *qs = (int8_t *)rec;
+		float *fx = (float *)(rec + MM_KX_FX), *d = (float *)(rec + MM_KX_D);
+		if (t >= a->n_tok) {
+			memset(rec, 0, MM_KX_D + sizeof(float));
+			continue;
+		}
+		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
+		float amax = 0;
+		for (int j = 0; j < QK_K; j++)
+			amax = fmaxf(amax, fabsf(x[j]));
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		for (int k = 0; k < 16; k++)
+			fx[k] = 0;
+		for (int j = 0; j < QK_K; j++) {
+			qs[j] = (int8_t)gen_quant(x[j] * id);
+			fx[j / g] += (float)qs[j]; /* integers < 2^13: exact */
+		}
+		for (int k = 0; k < 16; k++)
+			fx[k] *= db;
+		*d = db;
+	}
+}
+
+/* ---- K-quant super-blocks, unpacked (portable) ---- */
+
+void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
+{
+	if (wtype == QTYPE_Q6_K) {
+		const block_q6_K *k = (const block_q6_K *)row + b;
+		for (int e = 0; e < QK_K; e++) {
+			int h = e / 128, i = e % 128 / 32, l = e % 32;
+			int lo = k->ql[64 * h + l + 32 * (i & 1)] >> (i >= 2 ? 4 : 0) & 15;
+			o->q[e] = (uint8_t)(lo | (k->qh[32 * h + l] >> (2 * i) & 3) << 4);
+		}
+		for (int j = 0; j < 16; j++)
+			o->sc[j] = k->scales[j], o->m[j] = 32 * k->scales[j];
+		o->ng = 16;
+		o->d = o->dm = fp16_to_fp32(k->d);
+		return;
+	}
+	/* Q4_K, Q5_K: the same header; Q5_K adds a fifth bit from qh */
+	const uint8_t *blk = row + (size_t)b * (wtype == QTYPE_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K));
+	const block_q4_K *h4 = (const block_q4_K *)blk;
+	const uint8_t *qs = wtype == QTYPE_Q4_K ? h4->qs : ((const block_q5_K *)blk)->qs;
+	for (int j = 0; j < 8; j++) {
+		kq_scale_min(h4->scales, j, &o->sc[j], &o->m[j]);
+		for (int l = 0; l < 32; l++)
+			o->q[32 * j + l] = (uint8_t)(qs[32 * (j / 2) + l] >> (j & 1 ? 4 : 0) & 15);
+	}
+	if (wtype == QTYPE_Q5_K)
+		for (int e = 0; e < QK_K; e++)
+			o->q[e] |= (uint8_t)((((const block_q5_K *)blk)->qh[e % 32] >> (e / 32) & 1) << 4);
+	o->ng = 8;
+	o->d = fp16_to_fp32(h4->d);
+	o->dm = fp16_to_fp32(h4->dmin);
 }
 
 /* ---- the portable variant ---- */
@@ -121,6 +188,45 @@ static void gen_rows_q(const struct mm_args *a, int r0, int r1)
 	}
 }
 
+/* K-quant weights: each super-block unpacked once for GEN_TOK tokens. */
+static void gen_rows_k(const struct mm_args *a, int r0, int r1)
+{
+	struct mm_kq_block kb;
+	float acc[GEN_TOK];
+
+	for (int r = r0; r < r1; r++) {
+		const uint8_t *row = a->w + (size_t)r * a->w_stride;
+		for (int t0 = 0; t0 < a->n_tok; t0 += GEN_TOK) {
+			int nt = a->n_tok - t0 < GEN_TOK ? a->n_tok - t0 : GEN_TOK;
+			for (int t = 0; t < nt; t++)
+				acc[t] = 0;
+			for (int b = 0; b < a->nb; b++) {
+				mm_kq_unpack(a->wtype, row, b, &kb);
+				int g = QK_K / kb.ng;
+				for (int t = 0; t < nt; t++) {
+					const uint8_t *rec = mm_kx_rec(a, t0 + t, b);
+					const int8_t *xq = (const int8_t *)rec;
+					const float *fx = (const float *)(rec + MM_KX_FX);
+					float dx;
+					memcpy(&dx, rec + MM_KX_D, sizeof dx);
+					int isum = 0;
+					float msum = 0;
+					for (int j = 0; j < kb.ng; j++) {
+						int s = 0;
+						for (int e = j * g; e < (j + 1) * g; e++)
+							s += kb.q[e] * xq[e];
+						isum += kb.sc[j] * s;
+						msum += (float)kb.m[j] * fx[j];
+					}
+					acc[t] += kb.d * dx * (float)isum - kb.dm * msum;
+				}
+			}
+			for (int t = 0; t < nt; t++)
+				a->y[(size_t)(t0 + t) * a->n_out + r] = acc[t];
+		}
+	}
+}
+
 /* Float dot product with 8 partial sums (so the compiler can vectorize). */
 static float gen_dot_f32(const float *u, const float *v, int n)
 {
@@ -161,12 +267,16 @@ static void gen_rows_f(const struct mm_args *a, int r0, int r1)
 
 const struct mm_isa mm_isa_generic = {
 	.quant = mm_quant_generic,
+	.quant_k = mm_quant_k_generic,
 	.rows = {
 		[QTYPE_F32] = gen_rows_f,
 		[QTYPE_F16] = gen_rows_f,
 		[QTYPE_BF16] = gen_rows_f,
 		[QTYPE_Q8_0] = gen_rows_q,
 		[QTYPE_Q4_0] = gen_rows_q,
+		[QTYPE_Q4_K] = gen_rows_k,
+		[QTYPE_Q5_K] = gen_rows_k,
+		[QTYPE_Q6_K] = gen_rows_k,
 	},
 };
 
@@ -205,6 +315,7 @@ static const struct mm_isa *mm_isa_for(enum kern_level l)
 static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 {
 	mm_rows_fn *rows = isa->rows[a->wtype];
+	mm_quant_fn *quant = !mm_is_k(a->wtype) ? isa->quant : isa->quant_k ? isa->quant_k : mm_quant_k_generic;
 	int q = is_q(a->wtype);
 	int tq = a->xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
 	int n_rb = (a->n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
@@ -216,7 +327,7 @@ static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 
 	if (q && !par_quant)
 		for (int t = 0; t < mm_round_up(a->n_tok, tq); t++)
-			isa->quant(a, t);
+			quant(a, t);
 	if (!par) {
 		for (int i = 0; i < n_rb; i++)
 			mm_rows_block(a, rows, i);
@@ -228,7 +339,7 @@ static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 #pragma omp for schedule(static)
 			for (int t0 = 0; t0 < a->n_tok; t0 += tq)
 				for (int t = t0; t < t0 + tq; t++)
-					isa->quant(a, t);
+					quant(a, t);
 		}
 #pragma omp for schedule(static)
 		for (int i = 0; i < n_rb; i++)
@@ -251,11 +362,13 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		return;
 	ASSERT(n_in % qtype_traits(wtype)->blck_size == 0);
 	ASSERT(!is_q(wtype) || (ws && ((uintptr_t)ws & 63) == 0));
+	int k = mm_is_k(wtype), tile_min = k ? isa->tile_min_tok_k : isa->tile_min_tok;
 	struct mm_args a = {
 		.y = y, .x = x, .w = w, .w_stride = qtype_row_size(wtype, n_in),
 		.wtype = wtype, .n_tok = n_tok, .n_in = n_in, .n_out = n_out,
-		.xq = ws, .xq_stride = mm_xq_stride(n_in / 32), .nb = n_in / 32,
-		.xtiled = isa->tile_min_tok && n_tok >= isa->tile_min_tok,
+		.xq = ws, .xq_stride = k ? (size_t)(n_in / QK_K) * MM_KX_REC : mm_xq_stride(n_in / 32),
+		.nb = n_in / (k ? QK_K : 32),
+		.xtiled = tile_min && n_tok >= tile_min,
 	};
 	mm_run(isa, &a);
 }

@@ -18,6 +18,9 @@
  *   = sum_b dw_b dx_b dot(q, x)_b - K * sum_b dw_b c_b,
  * or per block in integers: dot(q - K, x) = dot(q, x) + ks.
  *
+ * K-quant weights (Q4_K, Q5_K, Q6_K) take activations in super-blocks of 256
+ * instead (ggml's Q8_K idea), see "K-quants" below.
+ *
  * Token-tiled layout (mm_args.xtiled, chosen by an ISA's tile_min_tok): the
  * tokens in tiles of MM_XT (the last padded with zero tokens), each tile
  * nb records of MM_XT_BLOCK bytes, record b holding block b of every token:
@@ -40,7 +43,7 @@ struct mm_args {
 	int wtype, n_tok, n_in, n_out;
 	uint8_t *xq;         /* quantized activations, n_tok rows of xq_stride (64-aligned) */
 	size_t xq_stride;
-	int nb;              /* blocks of 32 per row (quantized types) */
+	int nb;              /* blocks of 32 per row (Q8_0, Q4_0); super-blocks of 256 (K-quants) */
 	int xtiled;          /* xq in the token-tiled layout */
 };
 
@@ -95,6 +98,58 @@ static inline int mm_offset(int wtype)
 /* Blocks of 32 per K chunk: kernels keep per-row tables of this many scales. */
 #define MM_KCHUNK 256
 
+/* ---- K-quants ----
+ * Q4_K / Q5_K / Q6_K weights meet activations quantized per super-block of
+ * 256 to int8 with one float scale, in records of MM_KX_REC bytes:
+ *   int8_t qs[256]   quants in element order (x ~ d * q, d = amax / 127)
+ *   float  fx[16]    d * (sum of the quants of group g), groups of the weight
+ *                    type's sub-block size: Q4_K / Q5_K 8 groups of 32 (fx[8..15]
+ *                    zero), Q6_K 16 of 16; with them a sub-block's min term is
+ *                    one multiply-add: sum_i m * x_i = m * fx[g]
+ *   float  d
+ * A super-block's dot product is then, with the weights as
+ * x = dw * sc[j] * q - dm * m[j] (q >= 0, sc, m small integers per sub-block j;
+ * Q6_K: dm = dw, m[j] = 32 * sc[j] for its offset of 32):
+ *   dw * d * sum_j sc[j] * dot(q_j, qs_j) - dm * sum_j m[j] * fx[j]
+ * the first sum in integers (u8 x s8 products: q <= 63, so pairs fit int16).
+ * Row layout: super-block b of token t at xq + t * xq_stride + b * MM_KX_REC;
+ * token-tiled layout: tiles of MM_XT tokens (the last padded with zero tokens),
+ * super-block b of token t at xq + ((t / MM_XT * nb + b) * MM_XT + t % MM_XT) * MM_KX_REC. */
+#define MM_KX_REC 384
+#define MM_KX_FX 256 /* offset of fx[16] in a record */
+#define MM_KX_D 320  /* offset of d */
+
+static inline int mm_is_k(int wtype)
+{
+	return wtype == QTYPE_Q4_K || wtype == QTYPE_Q5_K || wtype == QTYPE_Q6_K;
+}
+
+/* Elements per sub-block (group of fx) of a K-quant weight type. */
+static inline int mm_k_group(int wtype)
+{
+	return wtype == QTYPE_Q6_K ? 16 : 32;
+}
+
+/* The record of super-block b of token t. */
+static inline uint8_t *mm_kx_rec(const struct mm_args *a, int t, int b)
+{
+	if (a->xtiled)
+		return a->xq + ((size_t)(t / MM_XT) * a->nb * MM_XT + (size_t)b * MM_XT + t % MM_XT) * MM_KX_REC;
+	return a->xq + (size_t)t * a->xq_stride + (size_t)b * MM_KX_REC;
+}
+
+/* A K-quant super-block unpacked (portable kernels, tests of the SIMD unpacks):
+ * x[e] = d * sc[e / g] * q[e] - dm * m[e / g], g = 256 / ng. */
+struct mm_kq_block {
+	uint8_t q[256]; /* 0 .. 15 (Q4_K), 31 (Q5_K), 63 (Q6_K) */
+	int sc[16], m[16];
+	int ng;         /* sub-blocks: 8 or 16 */
+	float d, dm;
+};
+
+/* Unpack super-block b of a row of wtype. */
+void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *out);
+
 /* Quantize token row t of a->x into the scratch (pads with zeros); a token
  * t >= n_tok (tiled layout only) is all zeros. */
 typedef void mm_quant_fn(const struct mm_args *a, int t);
@@ -103,14 +158,17 @@ typedef void mm_rows_fn(const struct mm_args *a, int r0, int r1);
 
 /* One ISA's kernels; a NULL entry falls back to the generic one. */
 struct mm_isa {
-	mm_quant_fn *quant;          /* activations -> int8 blocks */
+	mm_quant_fn *quant;          /* activations -> int8 blocks (Q8_0, Q4_0) */
+	mm_quant_fn *quant_k;        /* activations -> K-quant records; NULL: the generic one */
 	mm_rows_fn *rows[QTYPE_COUNT];
 	int tile_min_tok;            /* token-tiled activations from this many tokens; 0 never */
+	int tile_min_tok_k;          /* the same for K-quant weights */
 };
 
 extern const struct mm_isa mm_isa_generic, mm_isa_avx2, mm_isa_avx512;
 
-/* The portable quantizer: d = amax / 127, q = nearest-even(x / d). */
+/* The portable quantizers: d = amax / 127, q = nearest-even(x / d). */
 void mm_quant_generic(const struct mm_args *a, int t);
+void mm_quant_k_generic(const struct mm_args *a, int t);
 
 #endif

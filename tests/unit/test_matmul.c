@@ -1,6 +1,7 @@
 /* test_matmul.c — kern_matmul at every level this CPU runs against
  * kern_matmul_ref, for every supported weight type, on decode (n_tok = 1) and
- * prefill shapes, odd row counts, float tails and the K-chunked path. */
+ * prefill shapes, odd row counts, float tails and the K-chunked path; the
+ * K-quants (Q4_K, Q5_K, Q6_K) on rows of whole super-blocks of 256. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -23,10 +24,25 @@
 #define TOL_Q_ALL 1e-2
 #define TOL_Q_ONE 0.1
 #define TOL_EXACT 1e-5
+/* K-quants: activations in int8 super-blocks of 256 (one scale per 256, not
+ * per 32): the same 1/254 of the max for uniform data (3.7e-3), but token 2
+ * below puts 32 values 64x the rest into one super-block, whose other 224
+ * values then get a step of ~1 for values ~1: 0.29 rms each, against the 32
+ * large ones: sqrt(224) * 0.29 / (sqrt(32) * 64 * 1.15) = 0.0104 relative,
+ * and token 2's outputs, 64x the others, dominate the sums over all shapes:
+ * ~0.0102 measured, so 2e-2. Exact activations (integers times a power of
+ * two per super-block) leave float rounding only. */
+#define TOL_K_ALL 2e-2
+#define TOL_K_ONE 0.1
 
 static int is_q(int wtype)
 {
 	return wtype == QTYPE_Q8_0 || wtype == QTYPE_Q4_0;
+}
+
+static int is_k(int wtype)
+{
+	return wtype == QTYPE_Q4_K || wtype == QTYPE_Q5_K || wtype == QTYPE_Q6_K;
 }
 
 static const char *const levels[] = { "ref", "generic", "avx2", "avx512" };
@@ -40,25 +56,30 @@ static double nerr_of(struct err e)
 	return sqrt(e.num) / (e.den > 1e-30 ? sqrt(e.den) : 1e-15);
 }
 
-/* Random activations; exact: each block is integers in [-127, 127] (one of them
- * +-127) times a power of two, which int8 blocks represent exactly. */
-static void fill_x(float *x, int n_tok, int n_in, int exact)
+/* Random activations; exact: each block of eb (the kernels' activation block:
+ * 32, or 256 for K-quants) is integers in [-127, 127] (one of them +-127)
+ * times a power of two, which int8 blocks represent exactly. */
+static void fill_x(float *x, int n_tok, int n_in, int exact, int eb)
 {
 	for (int t = 0; t < n_tok; t++) {
 		float *xt = x + (size_t)t * n_in;
 		for (int i = 0; i < n_in; i++)
 			xt[i] = tap_randf(-2, 2);
 		if (exact) {
-			for (int b = 0; b < n_in / 32; b++) {
+			for (int b = 0; b < n_in / eb; b++) {
 				float c = ldexpf(1, (int)tap_randf(-8, 4));
-				for (int j = 0; j < 32; j++)
-					xt[b * 32 + j] = c * (float)(int)tap_randf(-127, 128);
-				xt[b * 32 + (int)tap_randf(0, 32)] = c * (b & 1 ? 127 : -127);
+				for (int j = 0; j < eb; j++)
+					xt[b * eb + j] = c * (float)(int)tap_randf(-127, 128);
+				/* in the upper half: token 2 below zeroes the first 32 elements */
+				xt[b * eb + eb / 2 + (int)tap_randf(0, (float)eb / 2)] = c * (b & 1 ? 127 : -127);
 			}
 		}
-		if (t == 2) /* a token with an all-zero block and a large one */
+		if (t == 2) { /* a token with an all-zero block and 32 large values (exact: a block of eb) */
 			for (int i = 0; i < 32 && i < n_in; i++)
-				xt[i] = 0, xt[n_in - 1 - i] *= 64;
+				xt[i] = 0;
+			for (int i = 0; i < (exact ? eb : 32) && i < n_in; i++)
+				xt[n_in - 1 - i] *= 64;
+		}
 	}
 }
 
@@ -81,7 +102,7 @@ static struct err run_case(int wtype, int n_tok, int n_in, int n_out, int exact)
 			wf[i] = s * tap_randf(-1, 1);
 		tr->from_float(wf, w + (size_t)o * row, n_in);
 	}
-	fill_x(x, n_tok, n_in, exact);
+	fill_x(x, n_tok, n_in, exact, is_k(wtype) ? 256 : 32);
 	if (ws)
 		memset(ws, 0xff, ws_size); /* garbage (NaN bytes): kernels must not read unwritten scratch */
 	for (size_t i = 0; i < ny + 16; i++)
@@ -109,14 +130,15 @@ static struct err run_case(int wtype, int n_tok, int n_in, int n_out, int exact)
 static void check_shapes(const char *lv, int wt, int exact, double tol_one, double tol_all)
 {
 	static const int toks[] = { 1, 3, 7, 12, 64 };
-	static const int ins[] = { 64, 288, 576 };
-	static const int outs[] = { 5, 37, 96 };
+	static const int ins_32[] = { 64, 288, 576 }, ins_k[] = { 256, 512, 1536 };
+	static const int outs[] = { 5, 37, 97 };
+	const int *ins = is_k(wt) ? ins_k : ins_32;
 	struct err all = { 0, 0 };
 	double worst = 0;
 	int n = 0, bad = 0;
 
 	for (size_t a = 0; a < sizeof toks / sizeof *toks; a++)
-		for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
+		for (size_t b = 0; b < 3; b++)
 			for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) {
 				struct err e = run_case(wt, toks[a], ins[b], outs[c], exact);
 				double ne = nerr_of(e);
@@ -132,7 +154,8 @@ static void check_shapes(const char *lv, int wt, int exact, double tol_one, doub
 
 static void test_level(int level)
 {
-	static const int types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0 };
+	static const int types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0,
+				     QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
 	const char *lv = levels[level];
 	int r = level == KERN_REF; /* the reference level must be the reference, bit for bit */
 
@@ -141,6 +164,9 @@ static void test_level(int level)
 		int wt = types[ty];
 		if (is_q(wt)) {
 			check_shapes(lv, wt, 0, r ? 0 : TOL_Q_ONE, r ? 0 : TOL_Q_ALL);
+			check_shapes(lv, wt, 1, r ? 0 : TOL_EXACT, r ? 0 : TOL_EXACT);
+		} else if (is_k(wt)) {
+			check_shapes(lv, wt, 0, r ? 0 : TOL_K_ONE, r ? 0 : TOL_K_ALL);
 			check_shapes(lv, wt, 1, r ? 0 : TOL_EXACT, r ? 0 : TOL_EXACT);
 		} else {
 			check_shapes(lv, wt, 0, r ? 0 : TOL_FLOAT, r ? 0 : TOL_FLOAT);
@@ -168,6 +194,20 @@ static void test_level(int level)
 		   "%s %s exact x n_in 8288 / 19232 / 4192 (K chunks): nerr %.3g %.3g %.3g", lv, qtype_name(wt),
 		   e1, e2, e3);
 	}
+	/* K-quants: long rows (odd super-block counts, over the kernels' K chunks),
+	 * one token, few, many; n_tok not a multiple of any tile, many row blocks */
+	static const int ktypes[] = { QTYPE_Q4_K, QTYPE_Q5_K, QTYPE_Q6_K };
+	for (size_t ty = 0; ty < sizeof ktypes / sizeof *ktypes; ty++) {
+		int wt = ktypes[ty];
+		double e1 = nerr_of(run_case(wt, 1, 256 * 37, 21, 1));
+		double e2 = nerr_of(run_case(wt, 5, 256 * 19, 19, 1));
+		double e3 = nerr_of(run_case(wt, 29, 256 * 13, 35, 1));
+		double e4 = nerr_of(run_case(wt, 13, 768, 203, 1));
+		double tol = r ? 0 : TOL_EXACT;
+		ok(e1 <= tol && e2 <= tol && e3 <= tol && e4 <= tol,
+		   "%s %s exact x n_in 9472 / 4864 / 3328, 13 x 768 -> 203: nerr %.3g %.3g %.3g %.3g", lv,
+		   qtype_name(wt), e1, e2, e3, e4);
+	}
 	/* n_tok not a multiple of any tile, n_out over many row blocks */
 	double e = nerr_of(run_case(QTYPE_Q8_0, 13, 96, 203, 1)), f = nerr_of(run_case(QTYPE_F16, 13, 96, 203, 0));
 	ok(e <= (r ? 0 : TOL_EXACT) && f <= (r ? 0 : TOL_FLOAT), "%s q8_0 / f16 13 x 96 -> 203: nerr %.3g %.3g",
@@ -180,7 +220,8 @@ int main(void)
 	kern_init();
 	int top = kern_cpu_level();
 	diag("cpu level %s", levels[top]);
-	ok(kern_matmul_wsize(QTYPE_F16, 64, 576) == 0 && kern_matmul_wsize(QTYPE_Q8_0, 64, 576) >= 64 * 576,
+	ok(kern_matmul_wsize(QTYPE_F16, 64, 576) == 0 && kern_matmul_wsize(QTYPE_Q8_0, 64, 576) >= 64 * 576 &&
+	   kern_matmul_wsize(QTYPE_Q4_K, 3, 512) >= 3 * 512 && kern_matmul_wsize(QTYPE_Q6_K, 64, 1536) >= 64 * 1536,
 	   "wsize: none for float weights, room for int8 activations for quantized ones");
 	for (int l = 0; l <= top; l++)
 		test_level(l);
