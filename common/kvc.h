@@ -247,7 +247,8 @@ int kvc_reader_layer(struct kvc_reader *r, float *k, float *v, size_t row_stride
 /* The next layer's payload as stored (checksum verified), not decoded: *k and
  * *v point at n_tokens rows of kvc_row_bytes(dtype, kv_dim) bytes each, *bytes
  * is the size of one of them. The pointers are into the mapping or the
- * reader's buffer, valid until the next call on r. Same returns as kvc_reader_layer. */
+ * reader's buffer, valid until the next call on r, and 64-byte aligned (for a
+ * memory reader: when its buffer is). Same returns as kvc_reader_layer. */
 int kvc_reader_layer_raw(struct kvc_reader *r, const void **k, const void **v, size_t *bytes) KB_WUR;
 /* Skip the rest of the current cache's layers (verified) and check its end
  * record. KB_OK or an error. After it, kvc_reader_layer returns KB_EOF. */

@@ -50,7 +50,7 @@ libs() {
 }
 
 standalone() {
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2046,SC2086
 	${CC:-cc} $flags -DKVBLEND_FUZZ_MAIN -fsanitize=address,undefined \
 		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") $(libs "$1") -lm -lpthread
 }
@@ -68,7 +68,7 @@ case "${1:-}" in
 esac
 
 secs=60
-if [ $mode = run ] && [ $# -gt 0 ]; then
+if [ "$mode" = run ] && [ $# -gt 0 ]; then
 	secs=$1
 	shift
 	case "$secs" in
@@ -115,11 +115,11 @@ if ! command -v clang >/dev/null 2>&1; then
 	echo "run.sh: clang not found (apt-get install -y clang libclang-rt-14-dev)" >&2
 	exit 2
 fi
-n=$(echo $targets | wc -w)
+n=$(echo "$targets" | wc -w)
 each=$((secs / n))
 [ $each -ge 1 ] || each=1
 for t in $targets; do
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2046,SC2086
 	clang $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-o "$out/fuzz_$t" $(srcs "$t") $(libs "$t") -lm -lpthread
 	work=tests/fuzz/corpus-run/$t
