@@ -11,6 +11,7 @@
 
 /* Parallelise a loop only when it has at least this many floats of work. */
 #define OPS_PAR_MIN 32768
+#define OPS_ATT_PAR_MIN (1 << 18) /* multiply-adds of q.k below which attention stays on one thread */
 
 /* ================= portable C workers ================= */
 
@@ -485,7 +486,7 @@ void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim
 	const size_t row = (size_t)n_head * head_dim;
 	const int half = r->n_rot / 2;
 	/* each thread a run of consecutive rows, so the angles can step from row to row */
-	#pragma omp parallel if (n_tok >= 4)
+	#pragma omp parallel if (n_tok >= 4 && (int64_t)n_tok * n_head * r->n_rot >= OPS_PAR_MIN)
 	{
 		struct rope_angles g = { .steps = -1 };
 		int t0 = (int)((int64_t)n_tok * ops_thread() / ops_team());
@@ -710,6 +711,10 @@ void kern_attention(float *out, const float *q, int q_stride,
 	}
 	char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
 	int nt = ops_max_threads();
+	/* a fork/join costs microseconds, and far more when another process holds
+	 * the other cores: small attentions (short chunks, tiny models) run alone */
+	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
+		nt = 1;
 	if (head_dim <= OPS_ATT_MAX_HD && n_q <= OPS_ATT_SPLIT_MAX_Q)
 		att_run_split(&a, base, nt, chunk);
 	else if (tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= w / 2)
