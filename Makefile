@@ -3,7 +3,7 @@
 #   make check         run every test (prove); skips what needs ../shared when it is absent
 #   make debug         the same tree built with ASan + UBSan into build-debug/ (make DEBUG=1 check runs it)
 #   make install       PREFIX=/usr/local DESTDIR= BINDIR= MANDIR=
-#   make demo          .ci/setup, build, then decode a prompt (MODEL=file.gguf PROMPT=text)
+#   make demo          .ci/setup, build, then the RAG pipeline end to end (tests/demo.sh; MODEL=file.gguf)
 #   make lint-man      mandoc -Tlint the man pages
 #   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
 #   make clean
@@ -100,16 +100,14 @@ install: all
 	install -m 644 completions/_kvblend $(DESTDIR)$(ZSHCOMPDIR)/_kvblend
 
 MODEL  ?= ../shared/models/stories260Ktok512.gguf
-PROMPT ?= Once upon a time
 # The two, quoted for the shell.
 model_q  = '$(subst ','\'',$(MODEL))'
-prompt_q = '$(subst ','\'',$(PROMPT))'
 demo:
 	@bash .ci/setup
 	@echo "make demo: building the tools in $(B)/"
 	@$(MAKE) -s --no-print-directory $(BINS)
 	@test -r $(model_q) || { echo "make demo: cannot read the model "$(model_q)": put ../shared beside this checkout or give MODEL=path/to/model.gguf" >&2; exit 1; }
-	$(B)/bin/kvblend decode -m $(model_q) -p $(prompt_q) -n 48
+	sh tests/demo.sh $(B)/bin $(model_q)
 
 lint-man:
 	@command -v mandoc >/dev/null || { echo "make lint-man: mandoc is missing (bash .ci/setup installs it)" >&2; exit 1; }

@@ -190,7 +190,7 @@ static void tile_pack_g(struct tile_g *t, const struct ops_att *a, int g, int v0
 	t->nv = 0;
 	t->qmax = INT32_MIN;
 	for (int l = 0; l < GW; l++) {
-		int i, h;
+		int i = 0, h = 0;
 		t->m[l] = -INFINITY;
 		t->l[l] = 0.0f;
 		t->live_lane[l] = ops_att_lane(a, g, v0 + l, &i, &h);
