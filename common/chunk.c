@@ -819,34 +819,64 @@ static int back_search(const struct chunker *c, size_t s, size_t e, size_t *p_ou
 	return KB_OK;
 }
 
+/* The index of the first token at or after byte p, from index i on. */
+static size_t token_at(const size_t *offs, size_t n, size_t i, size_t p)
+{
+	while (i < n && offs[i] < p)
+		i++;
+	return i;
+}
+
+/* Windows of max_tokens tokens, each starting `overlap` tokens before the end
+ * of the one before. A window that would end where the one before ended (it
+ * re-tokenizes longer alone and was shortened) starts later instead, so every
+ * window adds text. */
 static int windows(struct chunker *c)
 {
-	size_t *offs, n, i = 0, s = 0, e, tk, len = c->len, ov = c->o.overlap;
+	size_t *offs, n, i = 0, s = 0, e, tk, len = c->len, ov = c->o.overlap, prev_e = 0;
 	int rc = token_map(c, 0, len, &offs, &n);
 	if (rc == KB_EOF) { // tokens cannot be placed: measure instead
-		for (rc = KB_OK; !rc; s = e) {
-			if ((rc = fit_search(c, s, len, &e, &tk)) || (rc = emit(c, s, e, tk)) || e >= len)
+		for (rc = KB_OK;;) {
+			if ((rc = fit_search(c, s, len, &e, &tk)))
 				break;
-			if (ov && (rc = back_search(c, s, e, &e)))
+			if (c->n && e <= prev_e) { // nothing new: no overlap this time
+				s = prev_e;
+				continue;
+			}
+			if ((rc = emit(c, s, e, tk)) || e >= len)
 				break;
+			prev_e = e;
+			if (ov && (rc = back_search(c, s, e, &s)))
+				break;
+			if (!ov)
+				s = e;
 		}
 		return rc;
 	}
-	while (!rc) {
-		if ((rc = fit_tokens(c, offs, n, i, s, len, &e, &tk)) || (rc = emit(c, s, e, tk)) || e >= len)
+	for (;;) {
+		if ((rc = fit_tokens(c, offs, n, i, s, len, &e, &tk)))
 			break;
-		size_t end = i; // the first token at or after e
-		while (end < n && offs[end] < e)
-			end++;
-		if (ov == 0) {
-			s = e;
-			i = end;
+		if (c->n && e <= prev_e) { // nothing new: start at the next token, at most at prev_e
+			size_t ni = i + 1;
+			while (ni < n && char_floor(c, offs[ni]) <= s)
+				ni++;
+			if (ni < n && char_floor(c, offs[ni]) < prev_e) {
+				s = char_floor(c, offs[ni]);
+				i = ni;
+			} else {
+				s = prev_e;
+				i = token_at(offs, n, i, s);
+			}
 			continue;
 		}
+		if ((rc = emit(c, s, e, tk)) || e >= len)
+			break;
+		prev_e = e;
+		size_t end = token_at(offs, n, i, e);
 		size_t ni = end - i > ov ? end - ov : i + 1;
 		while (ni < n && char_floor(c, offs[ni]) <= s)
 			ni++;
-		if (ni >= n || char_floor(c, offs[ni]) >= e) {
+		if (ov == 0 || ni >= n || char_floor(c, offs[ni]) >= e) {
 			s = e;
 			i = end;
 		} else {

@@ -199,8 +199,8 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT)" "0:--model --by --split --max-tokens --min-tokens --overlap --max-bytes --timeout --output --quiet --help" \
-	"--complete-options lists the long options"
+is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --max-bytes --timeout --output --quiet --help" \
+	"--complete-options lists the long options (a trailing = on those with a value)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \
 	"--split a --by sentence" "--max-bytes 0" "--max-bytes 1X" "--timeout -1" "--bogus" "-x"; do

@@ -3,6 +3,7 @@
  * custom regexes, CRLF), greedy merging and splitting under a budget, windows
  * with overlap, min_tokens, invalid UTF-8 (U+FFFD, offsets into the original),
  * empty and white-space-only documents, pathological inputs in linear time,
+ * random documents of tricky fragments (KVBLEND_SEED replays them),
  * and the invariants of chunk.h on slices of ../shared/data/text with every
  * tokenizer there is (stories260K and llama-spm: SentencePiece, gpt-2:
  * byte-level BPE, bert-bge: WordPiece, whose tokens are placed by search) and
@@ -517,6 +518,48 @@ static void test_pathological(struct tok *t)
 	free(d);
 }
 
+/* ---- random documents ---- */
+
+/* Documents made of tricky fragments (CRLF, lone CR, blank lines, headings,
+ * fences, abbreviations, multi-byte and invalid UTF-8, NUL), random modes,
+ * budgets, overlaps and min_tokens, random tokenizers: the invariants hold. */
+static void test_random(struct tok **toks, size_t nt, int iters)
+{
+	static const char *frag[] = {
+		"\r\n", "\n\n", ". ", "\xc3\xa9", "\xff", "# ", "```\n", "\xe6\x97\xa5\xe3\x80\x82", " ", "a", "Mr. ",
+		"\n", "word", "\xe2\x82", "!", "\t", "\xf0\x9f\x98\x80", "\r", "X. ", "\n   \n", "1. ", "",
+	};
+	size_t nf = sizeof frag / sizeof *frag;
+	char doc[4096];
+	int bad = 0;
+	for (int it = 0; it < iters; it++) {
+		size_t len = 0, nfr = (size_t)tap_randf(0, 200);
+		for (size_t k = 0; k < nfr; k++) {
+			size_t f = (size_t)tap_randf(0, (float)nf), fl = f == nf - 1 ? 1 : strlen(frag[f]); // "" is a NUL
+			if (f >= nf || len + fl >= sizeof doc)
+				break;
+			memcpy(doc + len, frag[f], fl);
+			len += fl;
+		}
+		size_t ti = (size_t)tap_randf(0, (float)nt);
+		struct chunk_opts o = opts((enum chunk_by)(int)tap_randf(0, 5), toks[ti < nt ? ti : 0],
+					   (size_t)tap_randf(0, 40));
+		o.split = "(?=X)|;";
+		if (o.by == CHUNK_BY_WINDOW) {
+			o.max_tokens += !o.max_tokens;
+			o.overlap = (size_t)tap_randf(0, (float)o.max_tokens) % o.max_tokens;
+		} else if (tap_randf(0, 1) < 0.3f) {
+			o.min_tokens = (size_t)tap_randf(0, 10);
+		}
+		if (!check(&o, doc, len, NULL)) {
+			diag("document %d: %s, budget %zu, overlap %zu, min %zu", it, chunk_by_name(o.by), o.max_tokens,
+			     o.overlap, o.min_tokens);
+			bad++;
+		}
+	}
+	ok(bad == 0, "%d random documents: the invariants hold (%d failed)", iters, bad);
+}
+
 int main(void)
 {
 	test_paragraphs();
@@ -548,6 +591,8 @@ int main(void)
 	}
 	test_utf8_tiny(toks, names, nt);
 	test_texts(toks, names, nt);
+	tap_seed();
+	test_random(toks, nt, 600);
 	test_pathological(toks[1]);
 	for (size_t i = 1; i < nt; i++)
 		tok_free(toks[i]);
