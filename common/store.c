@@ -470,12 +470,14 @@ char *store_object_path(const struct store *st, const char *key)
 
 /* ---- lookups ---- */
 
+enum entry_state { ENTRY_NO_ROW, ENTRY_SOUND, ENTRY_DROPPED };
+
 /* Under the write lock: bring key's row and file into agreement. A row whose
  * file is gone is deleted; a row whose file has another size is deleted with
- * its file. *sound = true when a row and a file of its size remain. */
-static int reconcile_locked(struct store *st, const char *key, const char *path, bool *sound)
+ * its file. *state says which case it was. */
+static int reconcile_locked(struct store *st, const char *key, const char *path, enum entry_state *state)
 {
-	*sound = false;
+	*state = ENTRY_NO_ROW;
 	sqlite3_stmt *s;
 	int rc = prep(st, &s, "SELECT size FROM objects WHERE key = ?1");
 	if (rc)
@@ -492,9 +494,10 @@ static int reconcile_locked(struct store *st, const char *key, const char *path,
 	struct stat sb;
 	int sr = stat(path, &sb);
 	if (sr == 0 && sb.st_size == size) {
-		*sound = true;
+		*state = ENTRY_SOUND;
 		return KB_OK;
 	}
+	*state = ENTRY_DROPPED;
 	if (sr < 0 && errno != ENOENT)
 		return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
 	if (sr == 0 && unlink(path) < 0 && errno != ENOENT)
@@ -504,11 +507,11 @@ static int reconcile_locked(struct store *st, const char *key, const char *path,
 
 static int reconcile(struct store *st, const char *key, const char *path)
 {
-	bool sound;
+	enum entry_state state;
 	int rc = begin(st);
 	if (rc)
 		return rc;
-	return finish(st, reconcile_locked(st, key, path, &sound));
+	return finish(st, reconcile_locked(st, key, path, &state));
 }
 
 /* Look key up: with hit, count one. On KB_OK, *fd (if fd) is the object open
@@ -764,8 +767,11 @@ static int insert_row(struct store *st, const char *key, uint64_t size, const st
 	return run_stmt(st, s, "insert");
 }
 
-/* Under the write lock: put the written temporary file in place (unless the
- * key is already stored) and index it. */
+/* Under the write lock: index the written temporary file and rename it into
+ * place (unless the key is already stored). The row goes in first, so the
+ * only moment where a kill leaves an object without its row (an orphan, which
+ * is never served and which store_verify adopts) is between the rename and
+ * the COMMIT that follows it. */
 static int place_locked(struct store *st, struct store_put *p, const char *path, const struct store_meta *m)
 {
 	int rc = row_exists(st, p->key);
@@ -778,21 +784,16 @@ static int place_locked(struct store *st, struct store_put *p, const char *path,
 	}
 	/* no row, or a row whose file is gone; a file without a row is an orphan of
 	 * an interrupted put, replaced by ours (which we know whole) */
+	if (stat(p->tmp, &sb) < 0)
+		return kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
+	if ((rc = insert_row(st, p->key, (uint64_t)sb.st_size, m, now(st))))
+		return rc;
 	if (rename(p->tmp, path) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': rename: %s", path, strerror(errno));
 	free(p->tmp);
 	p->tmp = NULL;
 	hook(st, STORE_HOOK_PUT_RENAMED);
-	char *dir = str_printf("%s/objects/%.2s", st->dir, p->key);
-	if (!dir)
-		return KB_ERR_NOMEM;
-	rc = fsync_dir(dir);
-	free(dir);
-	if (rc)
-		return rc;
-	if (stat(path, &sb) < 0)
-		return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
-	return insert_row(st, p->key, (uint64_t)sb.st_size, m, now(st));
+	return KB_OK;
 }
 
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta)
@@ -836,7 +837,13 @@ int store_put_commit(struct store *st, struct store_put *p, const struct store_m
 	}
 	if ((rc = begin(st)))
 		goto out;
-	rc = finish(st, place_locked(st, p, path, &m));
+	if ((rc = finish(st, place_locked(st, p, path, &m))) == KB_OK && !p->existed) {
+		/* make the rename durable (the row is, at the next checkpoint: until
+		 * then a power cut forgets both, or leaves an orphan verify adopts) */
+		char *dir = str_printf("%s/objects/%.2s", st->dir, p->key);
+		rc = dir ? fsync_dir(dir) : KB_ERR_NOMEM;
+		free(dir);
+	}
 out:
 	if (rfd >= 0)
 		close(rfd);
@@ -1467,15 +1474,22 @@ static int verify_row(struct verifier *v, const struct row *w)
 	struct stat sb;
 	int cr = read_object(path, name, w->key, &info, &sb);
 	char msg[600];
-	if (cr == KB_ERR_NOMEM) {
-		rc = cr;
+	if (cr == KB_ERR_NOMEM || cr == KB_ERR_IO) {
+		rc = cr; /* the machine's trouble, not the object's: stop */
+	} else if (cr == KB_ERR_UNSUPPORTED) {
+		r->checked++;
+		r->unknown++; /* a newer kvblend's object, maybe: not ours to remove */
+		report(v, w->key, without_name(kb_error(), name), "left alone");
 	} else if (cr == KB_EOF) {
 		if (v->repair && !(rc = begin(st))) {
-			bool sound;
-			rc = finish(st, reconcile_locked(st, w->key, path, &sound));
-			if (!rc && sound) /* put back meanwhile */
+			enum entry_state state;
+			rc = finish(st, reconcile_locked(st, w->key, path, &state));
+			if (!rc && state != ENTRY_DROPPED) /* evicted, or put back, meanwhile */
 				goto out;
+		} else if (!v->repair && (rc = row_exists(st, w->key)) <= 0) {
+			goto out; /* evicted meanwhile (or an error) */
 		}
+		rc = rc > 0 ? KB_OK : rc;
 		r->missing++;
 		r->repaired += v->repair && !rc;
 		report(v, w->key, "the index lists it but its file is missing", "removed");
@@ -1531,13 +1545,22 @@ static int verify_orphan(struct verifier *v, const char *key, const char *path, 
 	struct object_info info;
 	struct stat sb;
 	int cr = read_object(path, name, key, &info, &sb), rc = KB_OK;
-	if (cr == KB_EOF || cr == KB_ERR_NOMEM)
+	if (cr == KB_EOF || cr == KB_ERR_NOMEM || cr == KB_ERR_IO)
 		return cr == KB_EOF ? KB_OK : cr;
 	v->r->checked++;
+	if (cr == KB_ERR_UNSUPPORTED) {
+		v->r->unknown++;
+		report(v, key, without_name(kb_error(), name), "left alone");
+		return KB_OK;
+	}
 	char msg[600] = "";
 	if (cr)
 		snprintf(msg, sizeof msg, "not in the index, and broken: %s", without_name(kb_error(), name));
-	if (v->repair) {
+	if (!v->repair) {
+		int exists = row_exists(st, key); /* a put may have indexed it meanwhile */
+		if (exists)
+			return exists < 0 ? exists : KB_OK;
+	} else {
 		if ((rc = begin(st)))
 			return rc;
 		/* again under the lock: a put may have indexed or replaced it meanwhile */

@@ -158,9 +158,10 @@ struct store_meta {
 int store_put_begin(struct store *st, const char *key, struct store_put *p) KB_WUR;
 /* Finish a put: read the written cache's header back and check that it is one
  * .kvc cache whose model fingerprint and tokens give the key (KB_ERR_MISMATCH
- * otherwise, KB_ERR_FORMAT if it is not a cache), fsync the file, rename it into
- * place unless the key's object is already there (then drop it: p->existed),
- * fsync the folder and insert the index row, all in one write transaction.
+ * otherwise, KB_ERR_FORMAT if it is not a cache), fsync the file; then, in one
+ * write transaction, insert the index row and rename the file into place
+ * unless the key's object is already there (then drop it: p->existed); then
+ * fsync the folder.
  * meta may be NULL: n_tokens, model and tool then come from the header and the
  * cost is unknown; given, its n_tokens and model_fp must match the header.
  * A duplicate put is not an error and never makes a second entry: the entry
@@ -290,7 +291,8 @@ struct store_verify_result {
 	uint64_t orphans_removed;/* broken objects with no row, removed */
 	uint64_t stale_temps;    /* temporary files of dead writers */
 	uint64_t live_temps;     /* temporary files still being written (left alone) */
-	uint64_t unknown;        /* files or folders the store does not make (left alone) */
+	uint64_t unknown;        /* files or folders the store does not make, objects of another
+	                          * .kvc major version (left alone) */
 	uint64_t db_errors;      /* lines of PRAGMA integrity_check other than "ok" */
 	uint64_t repaired;       /* problems fixed (removed, adopted, corrected) */
 };
@@ -325,7 +327,7 @@ int store_verify(struct store *st, bool repair, store_verify_fn fn, void *ctx,
 void store_set_clock(struct store *st, double t);
 /* Points where a test hook is called (to kill the process there). */
 enum store_hook_point {
-	STORE_HOOK_PUT_RENAMED,  /* commit: the object renamed into place, its row not inserted */
+	STORE_HOOK_PUT_RENAMED,  /* commit: the object renamed into place, its row not committed */
 	STORE_HOOK_EVICT_UNLINKED, /* evict: an object unlinked, the transaction not committed */
 };
 void store_set_test_hook(struct store *st, void (*fn)(void *ctx, int point), void *ctx);
