@@ -2,23 +2,23 @@
 #
 # Nothing here lists options by hand: tool names come from `kvblend --list-tools`,
 # each tool's long options from `kvblend <tool> --complete-options` (one per
-# line, a trailing "=" tolerated) and the quantize types from
+# line, "--name=" for those that take a value) and the quantize types from
 # `kvblend quantize --list-types`, so the completion follows the code.
-# Only the kinds of option values are known here: which options name a model,
-# a file, a folder, or a number, the four values of chunk --by and the four
-# evict --policy values.
 
-# Options whose value is a GGUF model, any file, or something to type.
-_kvblend_model_opts='-m --model'
-_kvblend_file_opts='-f --file -o --output'
-_kvblend_value_opts='-p --prompt -n --n-predict --temp --top-k --top-p --seed -t --threads --ctx
-	--n-prompt --n-gen -r --reps -b --batch --synthetic --split --max-tokens --min-tokens --overlap
-	--max-bytes --timeout --half-life --pin --unpin --tokens'
-# Options whose value is a folder: the store.
-_kvblend_dir_opts='--store'
-# Options with a fixed set of values: chunk --by, evict --policy.
+# Which long options take a value the tools say themselves: --complete-options
+# prints them with a trailing "=". Known here is only what kind of value an
+# option name means (a model, a file, a folder, one of a few words) and which
+# short options take one.
+_kvblend_short_value_opts='-m -p -f -c -n -t -o -b -r -k -q'
+# Value lists of the options with a fixed set.
 _kvblend_by_values='paragraph sentence heading window'
 _kvblend_policy_values='lru lfu s3fifo cost'
+_kvblend_mode_values='blend full reuse prefix epic'
+_kvblend_template_values='plain chatml llama3 mistral'
+_kvblend_metric_values='kv k v'
+_kvblend_dtype_values='f16 bf16 f32 q8_0'
+_kvblend_order_values='rank reverse doc'
+_kvblend_pool_values='mean cls last'
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -51,37 +51,42 @@ _kvblend_tool()
 	if [[ $prev == = && $COMP_CWORD -ge $((first + 1)) ]]; then
 		prev=${COMP_WORDS[COMP_CWORD-2]}
 	fi
+	local opts
+	opts=$(kvblend "$tool" --complete-options 2>/dev/null || "kvblend-$tool" --complete-options 2>/dev/null)
 	# evict -n is --dry-run, which takes no value
 	[[ $tool == evict && $prev == -n ]] && prev=
-	if [[ $tool == quantize && $prev == --synthetic ]]; then
-		COMPREPLY=($(compgen -W "$(kvblend quantize --list-shapes 2>/dev/null)" -- "$cur"))
-		return
-	elif [[ $prev == --by ]]; then
-		COMPREPLY=($(compgen -W "$_kvblend_by_values" -- "$cur"))
-		return
-	elif [[ $prev == --policy ]]; then
-		COMPREPLY=($(compgen -W "$_kvblend_policy_values" -- "$cur"))
-		return
-	elif _kvblend_word_in "$prev" "$_kvblend_dir_opts"; then
-		compopt -o filenames 2>/dev/null
-		local IFS=$'\n'
-		COMPREPLY=($(compgen -d -- "$cur"))
-		return
-	elif _kvblend_word_in "$prev" "$_kvblend_model_opts"; then
-		_kvblend_files '*.[gG][gG][uU][fF]'
-		return
-	elif _kvblend_word_in "$prev" "$_kvblend_file_opts"; then
-		_kvblend_files
-		return
-	elif _kvblend_word_in "$prev" "$_kvblend_value_opts"; then
-		COMPREPLY=()
+	local takes=
+	if [[ $prev == --* ]]; then
+		_kvblend_word_in "$prev=" "$opts" && takes=1
+	elif [[ -n $prev ]] && _kvblend_word_in "$prev" "$_kvblend_short_value_opts"; then
+		takes=1
+	fi
+	if [[ -n $takes ]]; then
+		local words=
+		case $prev in
+		-m | --model) _kvblend_files '*.[gG][gG][uU][fF]'; return ;;
+		--store)
+			compopt -o filenames 2>/dev/null
+			local IFS=$'\n'
+			COMPREPLY=($(compgen -d -- "$cur"))
+			return ;;
+		-f | -o | -c | --file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab)
+			_kvblend_files; return ;;
+		--synthetic) words=$(kvblend quantize --list-shapes 2>/dev/null) ;;
+		--by) words=$_kvblend_by_values ;;
+		--policy) words=$_kvblend_policy_values ;;
+		--mode) words=$_kvblend_mode_values ;;
+		--template) words=$_kvblend_template_values ;;
+		--metric) words=$_kvblend_metric_values ;;
+		--dtype) words=$_kvblend_dtype_values ;;
+		--order) words=$_kvblend_order_values ;;
+		--pool) words=$_kvblend_pool_values ;;
+		esac
+		COMPREPLY=($(compgen -W "$words" -- "$cur"))
 		return
 	fi
 
 	if [[ $cur == -* ]]; then
-		local opts
-		opts=$(kvblend "$tool" --complete-options 2>/dev/null ||
-		       "kvblend-$tool" --complete-options 2>/dev/null)
 		COMPREPLY=($(compgen -W "${opts//=/}" -- "$cur"))
 		return
 	fi
@@ -97,7 +102,8 @@ _kvblend_tool()
 		elif [[ -n $skip ]]; then
 			skip=
 		elif [[ $w == -* ]]; then
-			_kvblend_word_in "$w" "$_kvblend_model_opts $_kvblend_file_opts $_kvblend_value_opts $_kvblend_dir_opts --by --policy" && skip=1
+			{ _kvblend_word_in "$w=" "$opts" || _kvblend_word_in "$w" "$_kvblend_short_value_opts"; } &&
+				! [[ $tool == evict && $w == -n ]] && skip=1
 		else
 			n=$((n + 1))
 		fi
