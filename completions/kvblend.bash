@@ -42,6 +42,13 @@ _kvblend_word_in()
 	return 1
 }
 
+# _kvblend_short_flag TOOL OPT: OPT is in _kvblend_short_value_opts but TOOL's
+# takes no value (evict -n is --dry-run; chunk and bench -q are --quiet).
+_kvblend_short_flag()
+{
+	[[ ($1 == evict && $2 == -n) || (($1 == chunk || $1 == bench) && $2 == -q) ]]
+}
+
 # _kvblend_tool TOOL FIRST: complete for TOOL, whose arguments start at COMP_WORDS[FIRST].
 _kvblend_tool()
 {
@@ -53,8 +60,7 @@ _kvblend_tool()
 	fi
 	local opts
 	opts=$(kvblend "$tool" --complete-options 2>/dev/null || "kvblend-$tool" --complete-options 2>/dev/null)
-	# evict -n is --dry-run, which takes no value
-	[[ $tool == evict && $prev == -n ]] && prev=
+	_kvblend_short_flag "$tool" "$prev" && prev=
 	local takes=
 	if [[ $prev == --* ]]; then
 		_kvblend_word_in "$prev=" "$opts" && takes=1
@@ -103,7 +109,7 @@ _kvblend_tool()
 			skip=
 		elif [[ $w == -* ]]; then
 			{ _kvblend_word_in "$w=" "$opts" || _kvblend_word_in "$w" "$_kvblend_short_value_opts"; } &&
-				! [[ $tool == evict && $w == -n ]] && skip=1
+				! _kvblend_short_flag "$tool" "$w" && skip=1
 		else
 			n=$((n + 1))
 		fi
