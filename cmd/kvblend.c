@@ -11,7 +11,7 @@ static const struct {
 	const char *name, *what;
 } tools[] = {
 	{ "chunk", "split documents into chunk records" },
-	{ "embed", "embed chunks, search the store (planned)" },
+	{ "embed", "embed chunks, search the store" },
 	{ "prefill", "compute KV caches: of a text, or of every chunk into the store" },
 	{ "blend", "fuse chunk caches at query time: CacheBlend" },
 	{ "decode", "generate text from a prompt or a KV cache" },

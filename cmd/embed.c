@@ -1,0 +1,437 @@
+/* kvblend-embed — chunk records into the store's chunk index (text for BM25,
+ * vectors from an embedding model), and top-k retrieval for queries. */
+#include <stdbool.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "embedder.h"
+#include "index.h"
+#include "records.h"
+#include "store.h"
+
+static const struct option longopts[] = {
+	{ "model", required_argument, NULL, 'm' },
+	{ "store", required_argument, NULL, 'S' },
+	{ "query", required_argument, NULL, 'q' },
+	{ "top-k", required_argument, NULL, 'k' },
+	{ "lexical", no_argument, NULL, 'L' },
+	{ "dense", no_argument, NULL, 'D' },
+	{ "hybrid", no_argument, NULL, 'H' },
+	{ "order", required_argument, NULL, 'R' },
+	{ "pool", required_argument, NULL, 'P' },
+	{ "batch", required_argument, NULL, 'B' },
+	{ "threads", required_argument, NULL, 't' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "complete-options", no_argument, NULL, 'O' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+	printf("usage: kvblend embed [-m MODEL] [--store DIR] < chunks.jsonl\n"
+	       "       kvblend embed [-m MODEL] [--store DIR] (--query TEXT | -k N < queries.jsonl) [options]\n"
+	       "Keep chunk records in the store's chunk index (BM25 over their text, and their\n"
+	       "embeddings with -m), or print the top k chunk records for each query.\n\n"
+	       "  -m, --model FILE       embedding model (GGUF: bert, or llama/qwen2 with --pool)\n"
+	       "      --store DIR        the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
+	       "  -q, --query TEXT       search for TEXT (without it, -k reads {\"query\": ...} lines)\n"
+	       "  -k, --top-k N          how many chunks per query (default 5)\n"
+	       "      --lexical          BM25 only (the default without -m)\n"
+	       "      --dense            embeddings only (needs -m)\n"
+	       "      --hybrid           both, fused by reciprocal rank (the default with -m)\n"
+	       "      --order ORDER      rank (best first, default), reverse (best last) or doc\n"
+	       "      --pool POOL        mean, cls or last (default: the model's, else mean)\n"
+	       "      --batch N          chunks embedded per batch (default 32)\n"
+	       "  -t, --threads N        threads (default: all cores)\n"
+	       "  -v, --verbose          counts and timings on stderr\n"
+	       "  -h, --help             this help\n");
+}
+
+enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
+enum order { O_RANK, O_REVERSE, O_DOC };
+
+struct opts {
+	const char *model, *store, *query, *pool;
+	int k, batch, threads;
+	bool search, verbose;
+	enum method method;
+	enum order order;
+};
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	int c;
+	while ((c = getopt_long(argc, argv, "m:q:k:t:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 'S': o->store = optarg; break;
+		case 'q': o->query = optarg, o->search = true; break;
+		case 'k': o->k = (int)cli_long("--top-k", optarg, 1, 1 << 20), o->search = true; break;
+		case 'L':
+		case 'D':
+		case 'H':
+			if (o->method != M_DEFAULT)
+				cli_usage_error("give one of --lexical, --dense and --hybrid");
+			o->method = c == 'L' ? M_LEXICAL : c == 'D' ? M_DENSE : M_HYBRID;
+			break;
+		case 'R':
+			if (!strcmp(optarg, "rank"))
+				o->order = O_RANK;
+			else if (!strcmp(optarg, "reverse"))
+				o->order = O_REVERSE;
+			else if (!strcmp(optarg, "doc"))
+				o->order = O_DOC;
+			else
+				cli_usage_error("--order: unknown order '%s' (rank, reverse, doc)", optarg);
+			break;
+		case 'P':
+			if (strcmp(optarg, "mean") && strcmp(optarg, "cls") && strcmp(optarg, "last"))
+				cli_usage_error("--pool: unknown pooling '%s' (mean, cls, last)", optarg);
+			o->pool = optarg;
+			break;
+		case 'B': o->batch = (int)cli_long("--batch", optarg, 1, 4096); break;
+		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(); exit(0);
+		case 'O': cli_complete_options(longopts); exit(0);
+		default: cli_usage_error("bad usage");
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("unexpected operand '%s' (chunk records and queries come on stdin)", argv[optind]);
+	if ((o->method == M_DENSE || o->method == M_HYBRID) && !o->model)
+		cli_usage_error("--%s needs an embedding model (-m MODEL)", o->method == M_DENSE ? "dense" : "hybrid");
+	if (o->method == M_DEFAULT)
+		o->method = o->model ? M_HYBRID : M_LEXICAL;
+	if (!o->search && o->method != M_LEXICAL && !o->model)
+		cli_usage_error("a model is required (-m MODEL)");
+	if (o->query && !*o->query)
+		cli_usage_error("--query: the query is empty");
+	if (!o->k)
+		o->k = 5;
+	if (!o->batch)
+		o->batch = 32;
+	if (!o->search && isatty(STDIN_FILENO))
+		cli_usage_error("no chunks: give chunk records on stdin");
+	if (o->search && !o->query && isatty(STDIN_FILENO))
+		cli_usage_error("no query: give --query TEXT or {\"query\": ...} lines on stdin");
+}
+
+/* ---- storing ---- */
+
+#define TXN_RECORDS 512 /* records added per write transaction */
+
+struct pending {
+	json_t **recs;  /* owned references */
+	int64_t *rows;
+	int n;
+};
+
+/* Embed the pending chunks that have no vector yet and store the vectors. */
+static int flush_vectors(struct embedder *e, struct index *ix, struct pending *p, double *t_embed, long *n_vec)
+{
+	if (!e || !p->n)
+		return KB_OK;
+	const char **texts = malloc((size_t)p->n * sizeof *texts);
+	int64_t *rows = malloc((size_t)p->n * sizeof *rows);
+	int dim = embedder_dim(e), m = 0, rc = KB_OK;
+	if (!texts || !rows)
+		cli_die("out of memory");
+	for (int i = 0; i < p->n; i++) {
+		bool has;
+		if ((rc = index_has_vector(ix, embedder_space(e), p->rows[i], &has)))
+			goto out;
+		if (!has) {
+			size_t len;
+			texts[m] = rec_text(p->recs[i], &len);
+			rows[m++] = p->rows[i];
+		}
+	}
+	if (m) {
+		float *v = malloc((size_t)m * (size_t)dim * sizeof *v);
+		if (!v)
+			cli_die("out of memory");
+		double t0 = kb_now();
+		rc = embedder_run(e, texts, m, v);
+		*t_embed += kb_now() - t0;
+		for (int i = 0; !rc && i < m; i++)
+			rc = index_put_vector(ix, embedder_space(e), rows[i], v + (size_t)i * (size_t)dim, dim);
+		*n_vec += m;
+		free(v);
+	}
+out:
+	for (int i = 0; i < p->n; i++)
+		json_decref(p->recs[i]);
+	p->n = 0;
+	free(texts);
+	free(rows);
+	return rc;
+}
+
+static int store_chunks(const struct opts *o, struct index *ix, struct embedder *e)
+{
+	struct rec_reader rr;
+	rec_reader_init(&rr, stdin, "<stdin>");
+	struct pending p = { 0 };
+	int cap = o->batch > TXN_RECORDS ? o->batch : TXN_RECORDS;
+	p.recs = malloc((size_t)cap * sizeof *p.recs);
+	p.rows = malloc((size_t)cap * sizeof *p.rows);
+	if (!p.recs || !p.rows)
+		cli_die("out of memory");
+	long n_in = 0, n_added = 0, n_bad = 0, n_vec = 0, in_txn = 0;
+	double t0 = kb_now(), t_embed = 0;
+	int rc, status = 0;
+	if (e && index_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
+		cli_die("%s", kb_error());
+	json_t *rec;
+	for (;;) {
+		rc = rec_next(&rr, &rec);
+		if (rc == KB_EOF)
+			break;
+		if (rc == KB_ERR_IO)
+			cli_die("%s", kb_error());
+		if (rc) { /* a bad line: say so, go on with the next */
+			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			n_bad++, status = 1;
+			continue;
+		}
+		if (!in_txn && index_begin(ix))
+			cli_die("%s", kb_error());
+		in_txn++;
+		bool added;
+		int64_t row;
+		if ((rc = index_add(ix, rec, &added, &row))) {
+			if (rc != KB_ERR_FORMAT)
+				cli_die("%s", kb_error());
+			fprintf(stderr, "%s: '<stdin>': line %ld: %s\n", cli_tool, rr.lineno, kb_error());
+			json_decref(rec);
+			n_bad++, status = 1;
+			continue;
+		}
+		n_in++;
+		n_added += added;
+		if (e) {
+			p.recs[p.n] = rec, p.rows[p.n++] = row;
+			if (p.n == o->batch && flush_vectors(e, ix, &p, &t_embed, &n_vec))
+				cli_die("%s", kb_error());
+		} else {
+			json_decref(rec);
+		}
+		if (in_txn >= TXN_RECORDS && p.n == 0) {
+			if (index_commit(ix))
+				cli_die("%s", kb_error());
+			in_txn = 0;
+		}
+	}
+	if (flush_vectors(e, ix, &p, &t_embed, &n_vec))
+		cli_die("%s", kb_error());
+	if (in_txn && index_commit(ix))
+		cli_die("%s", kb_error());
+	rec_reader_free(&rr);
+	free(p.recs);
+	free(p.rows);
+	if (o->verbose) {
+		int64_t total = 0;
+		if (index_count(ix, &total))
+			cli_die("%s", kb_error());
+		fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; "
+			"%.3f s", cli_tool, n_in + n_bad, n_added, n_in - n_added, n_bad, (long long)total,
+			kb_now() - t0);
+		if (e)
+			fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", n_vec, t_embed,
+				t_embed > 0 ? n_vec / t_embed : 0.0);
+		fputc('\n', stderr);
+	}
+	return status;
+}
+
+/* ---- searching ---- */
+
+struct searcher {
+	struct index *ix;
+	struct embedder *e;       /* NULL for lexical */
+	struct index_vectors vecs; /* the model's space, loaded once */
+	const struct index_dense_ops *ops;
+	void *state;
+	float *qv;                /* the query's embedding */
+};
+
+static int search_one(const struct opts *o, struct searcher *s, const char *query, struct index_hit **hits,
+		      int *n)
+{
+	struct index_hit *lex = NULL, *den = NULL;
+	int n_lex = 0, n_den = 0, rc = KB_OK;
+	/* hybrid fuses deeper lists than k, so a chunk ranked well by one side can surface */
+	int depth = o->method == M_HYBRID ? (o->k < 50 ? 50 : o->k) : o->k;
+	if (o->method != M_DENSE && (rc = index_search_lexical(s->ix, query, depth, &lex, &n_lex)))
+		return rc;
+	if (o->method != M_LEXICAL) {
+		if ((rc = embedder_run(s->e, &query, 1, s->qv)))
+			goto out;
+		den = malloc((size_t)depth * sizeof *den);
+		if (!den)
+			cli_die("out of memory");
+		int m = s->ops->search(s->state, &s->vecs, s->qv, depth, den);
+		if (m < 0) {
+			rc = m;
+			goto out;
+		}
+		n_den = m;
+	}
+	if (o->method == M_HYBRID) {
+		const struct index_hit *lists[2] = { lex, den };
+		int lens[2] = { n_lex, n_den };
+		rc = index_rrf(lists, lens, 2, 60, o->k, hits, n);
+	} else if (o->method == M_LEXICAL) {
+		*hits = lex, *n = n_lex, lex = NULL;
+	} else {
+		*hits = den, *n = n_den < o->k ? n_den : o->k, den = NULL;
+	}
+out:
+	free(lex);
+	free(den);
+	return rc;
+}
+
+struct placed {
+	struct index_hit h;
+	int rank;
+	char *doc;
+	int64_t seq;
+};
+
+static int cmp_doc(const void *a, const void *b)
+{
+	const struct placed *x = a, *y = b;
+	int c = strcmp(x->doc, y->doc);
+	if (c)
+		return c;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->rank - y->rank;
+}
+
+/* Print the hits in the chosen order; extra fields (may be NULL) are added to each. */
+static void print_hits(const struct opts *o, struct index *ix, const struct index_hit *hits, int n,
+		       const char *query_text, const json_t *qid)
+{
+	struct placed *p = calloc((size_t)(n ? n : 1), sizeof *p);
+	if (!p)
+		cli_die("out of memory");
+	for (int i = 0; i < n; i++) {
+		p[i] = (struct placed){ .h = hits[i], .rank = i };
+		if (o->order == O_DOC && index_doc_seq(ix, hits[i].row, &p[i].doc, &p[i].seq))
+			cli_die("%s", kb_error());
+	}
+	if (o->order == O_DOC)
+		qsort(p, (size_t)n, sizeof *p, cmp_doc);
+	for (int j = 0; j < n; j++) {
+		const struct placed *q = &p[o->order == O_REVERSE ? n - 1 - j : j];
+		json_t *rec;
+		int rc = index_record(ix, q->h.row, &rec);
+		if (rc)
+			cli_die("%s", rc == KB_EOF ? "a chunk vanished from the index while searching" : kb_error());
+		json_object_set_new(rec, "score", json_real(q->h.score));
+		json_object_set_new(rec, "rank", json_integer(q->rank + 1));
+		if (query_text)
+			json_object_set_new(rec, "query", json_string(query_text));
+		if (qid)
+			json_object_set(rec, "qid", (json_t *)qid);
+		if (rec_write(stdout, rec))
+			cli_die("%s", kb_error());
+		json_decref(rec);
+	}
+	for (int i = 0; i < n; i++)
+		free(p[i].doc);
+	free(p);
+}
+
+static int search(const struct opts *o, struct index *ix, struct embedder *e)
+{
+	struct searcher s = { .ix = ix, .e = e, .ops = &index_dense_exact };
+	if (o->method != M_LEXICAL) {
+		if (index_load_vectors(ix, embedder_space(e), &s.vecs) || s.ops->build(&s.state, &s.vecs))
+			cli_die("%s", kb_error());
+		if (!(s.qv = malloc((size_t)embedder_dim(e) * sizeof *s.qv)))
+			cli_die("out of memory");
+	}
+	int status = 1; /* like grep: 1 when nothing matched */
+	struct index_hit *hits;
+	int n;
+	double t0 = kb_now();
+	long n_q = 0;
+	if (o->query) {
+		if (search_one(o, &s, o->query, &hits, &n))
+			cli_die("%s", kb_error());
+		print_hits(o, ix, hits, n, NULL, NULL);
+		status = n ? 0 : 1;
+		free(hits);
+		n_q = 1;
+	} else {
+		struct rec_reader rr;
+		rec_reader_init(&rr, stdin, "<stdin>");
+		json_t *qr;
+		int rc;
+		bool bad = false;
+		while ((rc = rec_next(&rr, &qr)) != KB_EOF) {
+			if (rc == KB_ERR_IO)
+				cli_die("%s", kb_error());
+			if (rc) {
+				fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+				bad = true;
+				continue;
+			}
+			const json_t *jq = json_object_get(qr, "query");
+			if (!json_is_string(jq) || json_string_length(jq) == 0) {
+				fprintf(stderr, "%s: '<stdin>': line %ld: the record has no \"query\" string\n", cli_tool,
+					rr.lineno);
+				bad = true;
+				json_decref(qr);
+				continue;
+			}
+			if (search_one(o, &s, json_string_value(jq), &hits, &n))
+				cli_die("%s", kb_error());
+			print_hits(o, ix, hits, n, json_string_value(jq), json_object_get(qr, "qid"));
+			if (n)
+				status = 0;
+			free(hits);
+			json_decref(qr);
+			n_q++;
+		}
+		rec_reader_free(&rr);
+		if (bad)
+			status = 1;
+	}
+	if (o->verbose)
+		fprintf(stderr, "%s: %ld queries in %.3f s (%s search%s%lld vectors)\n", cli_tool, n_q, kb_now() - t0,
+			o->method == M_LEXICAL ? "lexical" : o->method == M_DENSE ? "dense" : "hybrid",
+			o->method == M_LEXICAL ? "" : ", ", o->method == M_LEXICAL ? 0LL : (long long)s.vecs.n);
+	if (s.ops && s.state)
+		s.ops->free(s.state);
+	index_vectors_free(&s.vecs);
+	free(s.qv);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	cli_tool = "kvblend-embed";
+	struct opts o = { 0 };
+	parse(argc, argv, &o);
+	kb_set_threads(o.threads);
+	char *dir = NULL;
+	if (!o.store && store_default_dir(&dir))
+		cli_die("%s", kb_error());
+	struct index *ix;
+	if (index_open(&ix, o.store ? o.store : dir))
+		cli_die("%s", kb_error());
+	struct embedder *e = NULL;
+	if (o.model && o.method != M_LEXICAL && embedder_open(&e, o.model, o.pool))
+		cli_die("%s", kb_error());
+	int status = o.search ? search(&o, ix, e) : store_chunks(&o, ix, e);
+	embedder_free(e);
+	index_close(ix);
+	free(dir);
+	return status;
+}

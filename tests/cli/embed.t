@@ -1,0 +1,80 @@
+#!/bin/sh
+# kvblend embed: chunk records into the chunk index, BM25 top-k retrieval,
+# orders, queries on stdin, hostile query text, bad records, usage errors.
+. "$(dirname "$0")/tap.sh"
+need_bin embed
+E=$KVBLEND_BIN/kvblend-embed t=$TAP_TMP st=$t/st
+cat >"$t/chunks.jsonl" <<'REC'
+{"doc":"pets.txt","seq":0,"text":"Lily had a red ball and a small cat."}
+{"doc":"pets.txt","seq":1,"text":"Tom had a big dog named Max who loved to run after the ball."}
+{"doc":"space.txt","seq":0,"text":"The rocket carried astronauts to the moon."}
+{"doc":"space.txt","seq":1,"text":"A moon orbits a planet; astronauts walked on it in 1969."}
+{"id":"cook-1","doc":"cook.txt","seq":0,"text":"Bake the bread at a high heat.","lang":"en"}
+REC
+run "$E" --store "$st" -v <"$t/chunks.jsonl"
+[ $RUN_RC -eq 0 ] && [ -z "$RUN_OUT" ]; ok $? "five chunks go in, nothing on stdout"
+like "$RUN_ERR" "*5 added, 0 already there, 0 bad; 5 in the index*" "-v counts them: $RUN_ERR"
+[ -f "$st/chunks.db" ]; ok $? "the index is DIR/chunks.db"
+run "$E" --store "$st" -v <"$t/chunks.jsonl"
+like "$RUN_ERR" "*0 added, 5 already there*" "stored chunks are skipped the second time"
+
+run "$E" --store "$st" --query "Who walked on the moon?" -k 2
+[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 2 ]; ok $? "-k 2 gives two records"
+first=$(printf '%s\n' "$RUN_OUT" | head -1)
+like "$first" '*"text":"A moon orbits a planet; astronauts walked on it in 1969."*"score":*"rank":1*' "the best passage first"
+like "$first" '*"id":"[0-9a-f][0-9a-f][0-9a-f][0-9a-f]*' "records without id got the SHA-256 of the text"
+want=$(printf '%s' "A moon orbits a planet; astronauts walked on it in 1969." | sha256sum | cut -d' ' -f1)
+like "$first" "*\"id\":\"$want\"*" "the id is the SHA-256 hex of the text"
+run "$E" --store "$st" --query "Who walked on the moon?" -k 2 --order reverse
+is "$(printf '%s\n' "$RUN_OUT" | tail -1)" "$first" "--order reverse puts the best last"
+run "$E" --store "$st" --query "ball dog cat moon" -k 5 --order doc
+is "$(printf '%s\n' "$RUN_OUT" | sed 's/.*"doc":"\([^"]*\)","seq":\([0-9]*\).*/\1 \2/' | tr '\n' ,)" \
+	"pets.txt 0,pets.txt 1,space.txt 0,space.txt 1," "--order doc: by doc, then seq"
+run "$E" --store "$st" --query "bread" -k 1
+like "$RUN_OUT" '{"id":"cook-1","doc":"cook.txt","seq":0,"text":"Bake the bread at a high heat.","lang":"en","score":*,"rank":1}' \
+	"every stored field comes back, in order, with score and rank"
+
+for q in '"' 'moon AND' 'NOT moon' 'moon*' '(moon' 'text:moon' 'NEAR(moon rocket)' '^moon' "it's -moon +rocket" '\'; do
+	run "$E" --store "$st" --query "$q" -k 1
+	[ $RUN_RC -le 1 ] && [ -z "$RUN_ERR" ]; ok $? "FTS5 syntax in the query is plain text: '$q'"
+done
+run "$E" --store "$st" --query '?!' -k 3
+[ $RUN_RC -eq 1 ] && [ -z "$RUN_OUT" ]; ok $? "no words, no match: exit 1"
+run "$E" --store "$st" --query "zzzzunknown" -k 3
+[ $RUN_RC -eq 1 ] && [ -z "$RUN_OUT" ]; ok $? "nothing matches: exit 1"
+
+printf '%s\n' '{"query":"rocket moon","qid":"q1"}' '{"query":"dog ball","qid":2}' >"$t/q.jsonl"
+run "$E" --store "$st" -k 1 <"$t/q.jsonl"
+[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 2 ]; ok $? "queries as JSON Lines: one block each"
+like "$(printf '%s\n' "$RUN_OUT" | head -1)" '*The rocket*"query":"rocket moon","qid":"q1"}' "the block names its query"
+like "$(printf '%s\n' "$RUN_OUT" | tail -1)" '*big dog*"query":"dog ball","qid":2}' "the second block"
+printf '%s\n' '{"q":"x"}' '{"query":"moon"}' | "$E" --store "$st" -k 1 >"$t/o" 2>"$t/e"; rc=$?
+[ $rc -eq 1 ] && grep -q 'line 1: the record has no "query" string' "$t/e" && [ "$(wc -l <"$t/o")" -eq 1 ]
+ok $? "a query line without query: an error, the others still answered"
+
+printf '%s\n' '{"text":""}' 'not json' '{"id":3,"text":"x"}' '{"doc":"n.txt","text":"A new chunk about rockets."}' |
+	"$E" --store "$st" -v 2>"$t/e"; rc=$?
+[ $rc -eq 1 ]; ok $? "bad records: exit 1"
+grep -q "line 1: the record's text is empty" "$t/e"; ok $? "empty text named: $(sed -n 1p "$t/e")"
+grep -q "line 2: not JSON" "$t/e"; ok $? "not JSON named"
+grep -q "line 3: the record's \"id\" is not a non-empty string" "$t/e"; ok $? "bad id named"
+grep -q "1 added, 0 already there, 3 bad; 6 in the index" "$t/e"; ok $? "the good record still went in"
+
+KVBLEND_STORE=$st run "$E" --query "bread" -k 1
+like "$RUN_OUT" '*cook-1*' "\$KVBLEND_STORE is the default store"
+run "$E" --store "$st" --query "x" --order sideways
+[ $RUN_RC -eq 2 ]; ok $? "an unknown order is a usage error"
+run "$E" --store "$st" --query "x" --lexical --hybrid
+[ $RUN_RC -eq 2 ]; ok $? "two methods are a usage error"
+run "$E" --store "$st" --query "x" --dense
+[ $RUN_RC -eq 2 ]; ok $? "--dense without a model is a usage error"
+run "$E" --store "$st" --query "x" -k 0
+[ $RUN_RC -eq 2 ]; ok $? "-k 0 is a usage error"
+run "$E" --store "$st" somefile
+[ $RUN_RC -eq 2 ]; ok $? "an operand is a usage error"
+mkdir -p "$t/bad" && echo "not a database at all, definitely not one, no" >"$t/bad/chunks.db"
+run "$E" --store "$t/bad" --query x
+[ $RUN_RC -eq 1 ]; ok $? "a broken chunks.db: exit 1: $RUN_ERR"
+run "$E" --help
+[ $RUN_RC -eq 0 ] && like "$RUN_OUT" "usage: kvblend embed*" "--help"
+done_testing
