@@ -19,6 +19,7 @@
 
 #include "hash.h"
 #include "kvc.h"
+#include "quant.h"
 #include "tap.h"
 
 static int has(const char *needle)
@@ -325,6 +326,39 @@ static void test_header_api(void)
 	kvc_writer_free(NULL);
 	close(fd);
 	cache_free(&c);
+}
+
+/* The row decoders against quant.c's scalar conversions, every 16-bit pattern. */
+static void test_decode_exhaustive(void)
+{
+	uint8_t *src = malloc(65536 * 2 + 1);
+	float *got = malloc(65537 * 4);
+	for (int odd = 0; odd < 2; odd++) { /* an unaligned source too */
+		for (unsigned i = 0; i < 65536; i++) {
+			src[odd + 2 * i] = (uint8_t)i;
+			src[odd + 2 * i + 1] = (uint8_t)(i >> 8);
+		}
+		for (int dt = KVC_F16; dt <= KVC_BF16; dt++) {
+			/* one row of 65536, and rows of 3 (the tail path) */
+			int bad = 0;
+			for (int shape = 0; shape < 2; shape++) {
+				size_t kv_dim = shape ? 3 : 65536, rows = shape ? 21845 : 1;
+				kvc_decode_rows(dt, src + odd, rows, kv_dim, got, kv_dim);
+				for (unsigned i = 0; i < rows * kv_dim; i++) {
+					float want = dt == KVC_F16 ? fp16_to_fp32((uint16_t)i) : bf16_to_fp32((uint16_t)i);
+					uint32_t g, w;
+					memcpy(&g, &got[i], 4);
+					memcpy(&w, &want, 4);
+					if (g != w && !bad++)
+						diag("%s %04x: got %08x want %08x", kvc_dtype_name(dt), i, g, w);
+				}
+			}
+			ok(bad == 0, "%s: every value decodes bit-exactly as quant.c's%s", kvc_dtype_name(dt),
+			   odd ? " (unaligned source)" : "");
+		}
+	}
+	free(src);
+	free(got);
 }
 
 /* A slice of a bigger cache (row_stride > kv_dim) out, into another stride in. */
@@ -1034,6 +1068,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	test_header_api();
 	test_round_trip();
+	test_decode_exhaustive();
 	test_row_stride();
 	test_concat();
 	test_pipe_pipelined();
