@@ -403,10 +403,13 @@ static int search(const struct opts *o, struct index *ix, struct embedder *e)
 		if (bad)
 			status = 1;
 	}
-	if (o->verbose)
-		fprintf(stderr, "%s: %ld queries in %.3f s (%s search%s%lld vectors)\n", cli_tool, n_q, kb_now() - t0,
-			o->method == M_LEXICAL ? "lexical" : o->method == M_DENSE ? "dense" : "hybrid",
-			o->method == M_LEXICAL ? "" : ", ", o->method == M_LEXICAL ? 0LL : (long long)s.vecs.n);
+	if (o->verbose) {
+		fprintf(stderr, "%s: %ld queries in %.3f s (%s search", cli_tool, n_q, kb_now() - t0,
+			o->method == M_LEXICAL ? "lexical" : o->method == M_DENSE ? "dense" : "hybrid");
+		if (o->method != M_LEXICAL)
+			fprintf(stderr, ", %lld vectors, %s", (long long)s.vecs.n, s.ops->name);
+		fprintf(stderr, ")\n");
+	}
 	if (s.ops && s.state)
 		s.ops->free(s.state);
 	index_vectors_free(&s.vecs);
