@@ -589,7 +589,7 @@ static int topk(const float *scores, const int64_t *rows, int64_t n, int k, stru
 	return m;
 }
 
-#define DOT_BLOCK 4096 /* vectors scored per matmul call: the scores stay in cache */
+#define DOT_BLOCK (1 << 20) /* vectors scored per matmul call (one fork/join of the threads each) */
 
 int index_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, const float *q, int k,
 		   struct index_hit *hits)

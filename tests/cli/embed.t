@@ -75,6 +75,30 @@ run "$E" --store "$st" somefile
 mkdir -p "$t/bad" && echo "not a database at all, definitely not one, no" >"$t/bad/chunks.db"
 run "$E" --store "$t/bad" --query x
 [ $RUN_RC -eq 1 ]; ok $? "a broken chunks.db: exit 1: $RUN_ERR"
+# dense and hybrid search with a decoder's pooled hidden state (stories260K)
+if model=$(tap_shared models/stories260Ktok512.gguf); then
+	run "$E" --store "$t/d1" -m "$model" --batch 32 -v <"$t/chunks.jsonl"
+	like "$RUN_ERR" "*5 added*; 5 embedded in*chunks/s)" "-m embeds every chunk: $RUN_ERR"
+	run "$E" --store "$t/d1" -m "$model" -v <"$t/chunks.jsonl"
+	like "$RUN_ERR" "*0 added, 5 already there*; 0 embedded*" "stored vectors are not computed again"
+	"$E" --store "$t/d2" -m "$model" --batch 1 <"$t/chunks.jsonl"
+	"$E" --store "$t/d1" -m "$model" --dense -q "the moon and astronauts" -k 5 >"$t/a"
+	"$E" --store "$t/d2" -m "$model" --dense -q "the moon and astronauts" -k 5 >"$t/b"
+	ok $? "--dense search"
+	[ "$(wc -l <"$t/a")" -eq 5 ] && perl -ne '/"id":"([^"]+)".*"score":([-0-9.e]+)/ and printf "%s %.5f\n", $1, $2' "$t/a" >"$t/a2" &&
+		perl -ne '/"id":"([^"]+)".*"score":([-0-9.e]+)/ and printf "%s %.5f\n", $1, $2' "$t/b" >"$t/b2" && cmp -s "$t/a2" "$t/b2"
+	ok $? "batched embeddings equal one-by-one ones (ids and cosines)"
+	run "$E" --store "$t/d1" -m "$model" -q "the moon and astronauts" -k 3
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 3 ]; ok $? "-m: hybrid by default"
+	like "$(printf '%s\n' "$RUN_OUT" | head -1)" '*"score":0.03*' "hybrid scores are reciprocal-rank sums (k = 60)"
+	run "$E" --store "$st" -m "$model" --dense -q "moon" -k 3
+	[ $RUN_RC -eq 1 ] && like "$RUN_ERR" "*no vectors of this model*" "--dense on a store without this model's vectors: $RUN_ERR"
+	run "$E" --store "$t/d1" -m "$model" --pool cls -q "moon"
+	[ $RUN_RC -eq 1 ]; ok $? "cls pooling on a decoder: $RUN_ERR"
+else
+	skip "stories260K is absent: no dense tests"
+fi
+
 run "$E" --help
 [ $RUN_RC -eq 0 ] && like "$RUN_OUT" "usage: kvblend embed*" "--help"
 done_testing
