@@ -105,8 +105,28 @@ void mm_quant_k_generic(const struct mm_args *a, int t)
 
 /* ---- K-quant super-blocks, unpacked (portable) ---- */
 
+void mm_kq_scales(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
+{
+	if (wtype == QTYPE_Q6_K) {
+		const block_q6_K *k = (const block_q6_K *)row + b;
+		for (int j = 0; j < 16; j++)
+			o->sc[j] = k->scales[j], o->m[j] = 32 * k->scales[j];
+		o->ng = 16;
+		o->d = o->dm = fp16_to_fp32(k->d);
+		return;
+	}
+	/* Q4_K, Q5_K: the same header */
+	const block_q4_K *k = (const block_q4_K *)(row + (size_t)b * mm_kq_bytes(wtype));
+	for (int j = 0; j < 8; j++)
+		kq_scale_min(k->scales, j, &o->sc[j], &o->m[j]);
+	o->ng = 8;
+	o->d = fp16_to_fp32(k->d);
+	o->dm = fp16_to_fp32(k->dmin);
+}
+
 void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
 {
+	mm_kq_scales(wtype, row, b, o);
 	if (wtype == QTYPE_Q6_K) {
 		const block_q6_K *k = (const block_q6_K *)row + b;
 		for (int e = 0; e < QK_K; e++) {
@@ -114,27 +134,16 @@ void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
 			int lo = k->ql[64 * h + l + 32 * (i & 1)] >> (i >= 2 ? 4 : 0) & 15;
 			o->q[e] = (uint8_t)(lo | (k->qh[32 * h + l] >> (2 * i) & 3) << 4);
 		}
-		for (int j = 0; j < 16; j++)
-			o->sc[j] = k->scales[j], o->m[j] = 32 * k->scales[j];
-		o->ng = 16;
-		o->d = o->dm = fp16_to_fp32(k->d);
 		return;
 	}
-	/* Q4_K, Q5_K: the same header; Q5_K adds a fifth bit from qh */
-	const uint8_t *blk = row + (size_t)b * (wtype == QTYPE_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K));
-	const block_q4_K *h4 = (const block_q4_K *)blk;
-	const uint8_t *qs = wtype == QTYPE_Q4_K ? h4->qs : ((const block_q5_K *)blk)->qs;
-	for (int j = 0; j < 8; j++) {
-		kq_scale_min(h4->scales, j, &o->sc[j], &o->m[j]);
-		for (int l = 0; l < 32; l++)
-			o->q[32 * j + l] = (uint8_t)(qs[32 * (j / 2) + l] >> (j & 1 ? 4 : 0) & 15);
-	}
+	/* Q4_K, Q5_K: nibbles of qs; Q5_K adds a fifth bit from qh */
+	const uint8_t *blk = row + (size_t)b * mm_kq_bytes(wtype);
+	const uint8_t *qs = wtype == QTYPE_Q4_K ? ((const block_q4_K *)blk)->qs : ((const block_q5_K *)blk)->qs;
+	for (int e = 0; e < QK_K; e++)
+		o->q[e] = (uint8_t)(qs[32 * (e / 64) + e % 32] >> (e / 32 & 1 ? 4 : 0) & 15);
 	if (wtype == QTYPE_Q5_K)
 		for (int e = 0; e < QK_K; e++)
 			o->q[e] |= (uint8_t)((((const block_q5_K *)blk)->qh[e % 32] >> (e / 32) & 1) << 4);
-	o->ng = 8;
-	o->d = fp16_to_fp32(h4->d);
-	o->dm = fp16_to_fp32(h4->dmin);
 }
 
 /* ---- the portable variant ---- */

@@ -8,6 +8,7 @@
  *   with ones (no saturation: |w| <= 128, |x| <= 127); Q4_0 nibbles are
  *   unsigned already, maddubs(q, x), and the offset of 8 is taken out once per
  *   output (see matmul_impl.h).
+ * K-quants: register tiles over the weights in place (yk_*, see there).
  * F32 / F16 (vcvtph2ps) / BF16 (shift into f32): register tiles, 8 floats per
  * step, FMA (yf_*).
  * Edge tiles repeat the last valid row (not stored); short token tiles have
@@ -418,6 +419,181 @@ static void yq_rows_any(const struct mm_args *a, int r0, int r1)
 		yp_rows_Q4_0(a, r0, r1);
 }
 
+/* ---- K-quant weights (Q4_K, Q5_K, Q6_K) ----
+ * Activations in records of 256 (matmul_impl.h). Register tiles of YR rows
+ * x T <= YT tokens over the weights in place: per super-block and row, each
+ * vector of 32 quants (element order) is unpacked once for the tile's tokens;
+ * per token maddubs (quant pairs to int16; q <= 63, no saturation), madd
+ * with the sub-block scales as int16 lanes into int32, then per super-block
+ * one convert and FMA with dw * dx and one or two FMAs for the mins (yk_*). */
+
+/* Quants 32 v .. 32 v + 31 of super-block blk (unsigned bytes). */
+AI __m256i yk_quants(int wt, const uint8_t *blk, int v)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	if (wt == QTYPE_Q6_K) {
+		/* half h = v / 4, i = v % 4: low 4 bits from ql[64 h + 32 (i & 1) ..], low nibble
+		 * for i < 2; bits 2i, 2i + 1 of qh[32 h ..] */
+		const block_q6_K *k = (const block_q6_K *)blk;
+		int h = v / 4, i = v % 4;
+		__m256i l = _mm256_loadu_si256((const __m256i *)(k->ql + 64 * h + 32 * (i & 1)));
+		__m256i hh = _mm256_loadu_si256((const __m256i *)(k->qh + 32 * h));
+		if (i >= 2)
+			l = _mm256_srli_epi16(l, 4);
+		hh = i == 0 ? _mm256_slli_epi16(hh, 4) : i == 1 ? _mm256_slli_epi16(hh, 2) : i == 2 ? hh : _mm256_srli_epi16(hh, 2);
+		return _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_and_si256(hh, m2));
+	}
+	const uint8_t *qs = blk + (wt == QTYPE_Q4_K ? 16 : 48);
+	__m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (v / 2)));
+	if (v & 1)
+		q = _mm256_srli_epi16(q, 4);
+	q = _mm256_and_si256(q, m4);
+	if (wt == QTYPE_Q5_K) { /* bit v of qh[l] to bit 4 */
+		__m256i hh = _mm256_loadu_si256((const __m256i *)(blk + 16));
+		hh = v <= 4 ? _mm256_slli_epi16(hh, 4 - v) : _mm256_srli_epi16(hh, v - 4);
+		q = _mm256_or_si256(q, _mm256_and_si256(hh, _mm256_set1_epi8(0x10)));
+	}
+	return q;
+}
+
+/* YR rows from r (nr valid; missing rows repeat the last, not stored) x T
+ * tokens from t0 (nt valid) over every super-block. */
+AI void yk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt)
+{
+	const size_t bsz = mm_kq_bytes(wt);
+	const int ng = wt == QTYPE_Q6_K ? 16 : 8;
+	const uint8_t *wp[YR], *xr[YT];
+	__m256 acc[YR][YT];
+
+	UNROLL
+	for (int i = 0; i < YR; i++)
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	UNROLL
+	for (int j = 0; j < T; j++) {
+		xr[j] = mm_kx_rec(a, t0 + (j < nt ? j : nt - 1), 0);
+		UNROLL
+		for (int i = 0; i < YR; i++)
+			acc[i][j] = _mm256_setzero_ps();
+	}
+	for (int b = 0; b < a->nb; b++) {
+		UNROLL
+		for (int i = 0; i < YR; i++) {
+			const uint8_t *blk = wp[i] + (size_t)b * bsz;
+			/* the sub-block scales and mins as int16 / float, d */
+			int16_t sc[16] __attribute__((aligned(32)));
+			float mn[16] __attribute__((aligned(32)));
+			float dw;
+			uint16_t h[2];
+			if (wt == QTYPE_Q6_K) {
+				const block_q6_K *k = (const block_q6_K *)blk;
+				__m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)k->scales));
+				_mm256_store_si256((__m256i *)sc, s16);
+				memcpy(h, &k->d, 2);
+				dw = _cvtsh_ss(h[0]);
+				__m256 f32 = _mm256_set1_ps(32 * dw);
+				_mm256_store_ps(mn, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16))), f32));
+				_mm256_store_ps(mn + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1))), f32));
+			} else {
+				uint64_t s8, m8;
+				mm_kq_scales8(((const block_q4_K *)blk)->scales, &s8, &m8);
+				_mm_store_si128((__m128i *)sc, _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)s8)));
+				memcpy(h, blk, 4);
+				dw = _cvtsh_ss(h[0]);
+				_mm256_store_ps(mn, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m8))),
+								  _mm256_set1_ps(_cvtsh_ss(h[1]))));
+			}
+			__m256i is[YT];
+			UNROLL
+			for (int j = 0; j < T; j++)
+				is[j] = _mm256_setzero_si256();
+			UNROLL
+			for (int v = 0; v < 8; v++) {
+				__m256i q = yk_quants(wt, blk, v);
+				/* int16 pair lanes 0-7 | 8-15: sub-blocks 2v | 2v + 1 (Q6_K), v (else) */
+				__m256i sv = ng == 16 ? _mm256_set_m128i(_mm_set1_epi16(sc[2 * v + 1]), _mm_set1_epi16(sc[2 * v]))
+						      : _mm256_set1_epi16(sc[v]);
+				UNROLL
+				for (int j = 0; j < T; j++) {
+					__m256i x = _mm256_load_si256((const __m256i *)(xr[j] + (size_t)b * MM_KX_REC + 32 * v));
+					is[j] = _mm256_add_epi32(is[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), sv));
+				}
+			}
+			UNROLL
+			for (int j = 0; j < T; j++) {
+				const uint8_t *rec = xr[j] + (size_t)b * MM_KX_REC;
+				float dx;
+				memcpy(&dx, rec + MM_KX_D, sizeof dx);
+				const float *fx = (const float *)(rec + MM_KX_FX);
+				__m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[j]), _mm256_set1_ps(dw * dx), acc[i][j]);
+				v = _mm256_fnmadd_ps(_mm256_load_ps(mn), _mm256_load_ps(fx), v);
+				if (ng == 16)
+					v = _mm256_fnmadd_ps(_mm256_load_ps(mn + 8), _mm256_load_ps(fx + 8), v);
+				acc[i][j] = v;
+			}
+		}
+	}
+	UNROLL
+	for (int j = 0; j < nt && j < T; j++)
+		y_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
+}
+
+#define YK_ROWS(wt)                                                                 \
+	static void yk_rows_##wt(const struct mm_args *a, int r0, int r1)          \
+	{                                                                           \
+		for (int t0 = 0; t0 < a->n_tok; t0 += YT) {                         \
+			int nt = a->n_tok - t0 < YT ? a->n_tok - t0 : YT;           \
+			for (int r = r0; r < r1; r += YR) {                         \
+				int nr = r1 - r < YR ? r1 - r : YR;                 \
+				if (nt == 1)                                        \
+					yk_tile(QTYPE_##wt, 1, a, r, nr, t0, nt);   \
+				else                                                \
+					yk_tile(QTYPE_##wt, YT, a, r, nr, t0, nt);  \
+			}                                                           \
+		}                                                                   \
+	}
+YK_ROWS(Q4_K)
+YK_ROWS(Q5_K)
+YK_ROWS(Q6_K)
+
+/* Token t (>= n_tok: zeros) into its K-quant records. */
+static void yk_quant(const struct mm_args *a, int t)
+{
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const int G = mm_k_group(a->wtype);
+	for (int b = 0; b < a->nb; b++) {
+		uint8_t *rec = mm_kx_rec(a, t, b);
+		if (t >= a->n_tok) {
+			for (int k = 0; k < MM_KX_REC / 32; k++)
+				_mm256_store_si256((__m256i *)(rec + 32 * k), _mm256_setzero_si256());
+			continue;
+		}
+		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
+		__m256 mx = _mm256_setzero_ps();
+		for (int k = 0; k < 32; k++)
+			mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + 8 * k), absmask));
+		float amax = y_hmax8(mx);
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		__m256 vid = _mm256_set1_ps(id);
+		float fx[16] __attribute__((aligned(32))) = { 0 };
+		for (int c = 0; c < 8; c++) { /* 32 elements */
+			__m256i qi[4];
+			for (int k = 0; k < 4; k++)
+				qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * c + 8 * k), vid));
+			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+			_mm256_store_si256((__m256i *)(rec + 32 * c), p);
+			int s0 = y_hsum8i(_mm256_add_epi32(qi[0], qi[1])), s1 = y_hsum8i(_mm256_add_epi32(qi[2], qi[3]));
+			if (G == 16)
+				fx[2 * c] = db * (float)s0, fx[2 * c + 1] = db * (float)s1;
+			else
+				fx[c] = db * (float)(s0 + s1);
+		}
+		memcpy(rec + MM_KX_FX, fx, sizeof fx);
+		memcpy(rec + MM_KX_D, &db, sizeof db);
+	}
+}
+
 /* ---- float weights ---- */
 
 /* 8 weights from element k of a row as f32; n < 8 reads a zero-padded tail. */
@@ -514,7 +690,11 @@ const struct mm_isa mm_isa_avx2 = {
 		[QTYPE_BF16] = yf_rows_BF16,
 		[QTYPE_Q8_0] = yq_rows_any,
 		[QTYPE_Q4_0] = yq_rows_any,
+		[QTYPE_Q4_K] = yk_rows_Q4_K,
+		[QTYPE_Q5_K] = yk_rows_Q5_K,
+		[QTYPE_Q6_K] = yk_rows_Q6_K,
 	},
+	.quant_k = yk_quant,
 	.tile_min_tok = YP_MIN_TOK,
 };
 

@@ -509,6 +509,369 @@ static void zq_rows_any(const struct mm_args *a, int r0, int r1)
 		zp_rows_Q4_0(a, r0, r1);
 }
 
+/* ---- K-quant weights (Q4_K, Q5_K, Q6_K) ----
+ * Activations in records of 256 (matmul_impl.h). A super-block of a row is
+ * unpacked to 4 vectors of 64 unsigned quants in element order (zk_quants).
+ * - fewer than ZKP_MIN_TOK tokens (decode): register tiles of ZK_R rows x
+ *   T <= ZT tokens over the weights in place; per super-block, row and token:
+ *   maddubs (quant pairs to int16; q <= 63, so no saturation), vpdpwssd with
+ *   the sub-block scales as int16 lanes into int32, one convert and FMA with
+ *   dw * dx, one FMA for the mins (zk_*).
+ * - more (prefill): a 16-row block repacked into a panel of rows in lanes per
+ *   ZKP_KB super-blocks, as zp_* for Q4_0: per sub-block and token, G/4
+ *   vpdpbusd with the token's 4 quants broadcast, one convert, one FMA with
+ *   the 16 rows' float scales, one FMA with their mins (zkp_*). */
+
+#define ZK_R 4        /* rows per register tile */
+#define ZKP_KB 4      /* super-blocks per panel */
+#define ZKP_MIN_TOK 20 /* panels from this many tokens (below, the repacking costs more than it saves) */
+#define ZKP_T 8       /* tokens per pass over a panel */
+
+/* Super-block b of a row as 4 vectors of 64 unsigned quants, elements 64 v .. 64 v + 63. */
+AI void zk_quants(int wt, const uint8_t *row, int b, __m512i q[4])
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0f);
+	if (wt == QTYPE_Q6_K) {
+		const block_q6_K *k = (const block_q6_K *)row + b;
+		const __m512i m2 = _mm512_set1_epi8(0x30);
+		UNROLL
+		for (int h = 0; h < 2; h++) {
+			/* ql[64 h ..]: low nibbles elements 0-63 of the half, high nibbles 64-127;
+			 * bits 2i, 2i+1 of qh[32 h + l]: element 32 i + l of the half */
+			__m512i z = _mm512_loadu_si512(k->ql + 64 * h);
+			__m512i hh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(k->qh + 32 * h)));
+			__m512i h0 = _mm512_mask_slli_epi16(_mm512_slli_epi16(hh, 4), 0xFFFF0000, hh, 2);
+			__m512i h1 = _mm512_mask_srli_epi16(hh, 0xFFFF0000, hh, 2);
+			q[2 * h] = _mm512_or_si512(_mm512_and_si512(z, m4), _mm512_and_si512(h0, m2));
+			q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(z, 4), m4),
+						       _mm512_and_si512(h1, m2));
+		}
+		return;
+	}
+	const uint8_t *blk = row + (size_t)b * mm_kq_bytes(wt);
+	const uint8_t *qs = blk + (wt == QTYPE_Q4_K ? 16 : 48);
+	UNROLL
+	for (int v = 0; v < 4; v++) { /* qs[32 v ..]: low nibbles sub-block 2v, high 2v + 1 */
+		__m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * v)));
+		q[v] = _mm512_and_si512(_mm512_mask_srli_epi16(z, 0xFFFF0000, z, 4), m4);
+	}
+	if (wt == QTYPE_Q5_K) { /* the fifth bit of element 32 j + l: bit j of qh[l] */
+		__m512i hh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16)));
+		UNROLL
+		for (int v = 0; v < 4; v++) {
+			__m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << 2 * v)),
+							 _mm256_set1_epi8((char)(1 << (2 * v + 1))), 1);
+			q[v] = _mm512_mask_add_epi8(q[v], _mm512_test_epi8_mask(hh, bit), q[v], _mm512_set1_epi8(16));
+		}
+	}
+}
+
+/* The scales of super-block b of a row: sv[v] the int16 scales of the 32 quant
+ * pairs of vector v (zk_quants); mf[g] = dm * m of sub-block g (zero past the
+ * sub-blocks); *dw. */
+AI void zk_scales(int wt, const uint8_t *row, int b, __m512i sv[4], __m512 *mf, float *dw)
+{
+	/* pair lane i of vector v: sub-block (64 v + 2 i) / G */
+	const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+					      15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+	uint16_t h[2];
+	__m512i s16;
+	if (wt == QTYPE_Q6_K) {
+		const block_q6_K *k = (const block_q6_K *)row + b;
+		__m128i s8 = _mm_loadu_si128((const __m128i *)k->scales);
+		s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s8));
+		memcpy(h, &k->d, 2);
+		*dw = _cvtsh_ss(h[0]);
+		*mf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8)), _mm512_set1_ps(32 * *dw));
+		UNROLL
+		for (int v = 0; v < 4; v++)
+			sv[v] = _mm512_permutexvar_epi16(_mm512_add_epi16(_mm512_srli_epi16(lane, 3),
+									  _mm512_set1_epi16((short)(4 * v))), s16);
+		return;
+	}
+	const block_q4_K *k = (const block_q4_K *)(row + (size_t)b * mm_kq_bytes(wt));
+	uint64_t sc, m;
+	mm_kq_scales8(k->scales, &sc, &m);
+	s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+	memcpy(h, k, 4);
+	*dw = _cvtsh_ss(h[0]);
+	*mf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m))),
+			    _mm512_set1_ps(_cvtsh_ss(h[1])));
+	UNROLL
+	for (int v = 0; v < 4; v++)
+		sv[v] = _mm512_permutexvar_epi16(_mm512_add_epi16(_mm512_srli_epi16(lane, 4),
+								  _mm512_set1_epi16((short)(2 * v))), s16);
+}
+
+/* ZK_R rows from r (nr valid; missing rows repeat the last, not stored) x T
+ * tokens from t0 (nt valid) over every super-block; row layout. */
+AI void zk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, int nt)
+{
+	const uint8_t *wp[ZK_R], *xr[ZT];
+	__m512 acc[ZK_R][ZT];
+
+	UNROLL
+	for (int i = 0; i < ZK_R; i++)
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+	UNROLL
+	for (int j = 0; j < T; j++) {
+		xr[j] = mm_kx_rec(a, t0 + (j < nt ? j : nt - 1), 0);
+		UNROLL
+		for (int i = 0; i < ZK_R; i++)
+			acc[i][j] = _mm512_setzero_ps();
+	}
+	for (int b = 0; b < a->nb; b++) {
+		UNROLL
+		for (int i = 0; i < ZK_R; i++) {
+			__m512i q[4], sv[4];
+			__m512 mf;
+			float dw;
+			zk_quants(wt, wp[i], b, q);
+			zk_scales(wt, wp[i], b, sv, &mf, &dw);
+			UNROLL
+			for (int j = 0; j < T; j++) {
+				const uint8_t *rec = xr[j] + (size_t)b * MM_KX_REC;
+				__m512i s = _mm512_madd_epi16(_mm512_maddubs_epi16(q[0], _mm512_load_si512(rec)), sv[0]);
+				UNROLL
+				for (int v = 1; v < 4; v++)
+					s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[v], _mm512_load_si512(rec + 64 * v)),
+								sv[v]);
+				float dx;
+				memcpy(&dx, rec + MM_KX_D, sizeof dx);
+				acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dw * dx), acc[i][j]);
+				acc[i][j] = _mm512_fnmadd_ps(mf, _mm512_load_ps((const float *)(rec + MM_KX_FX)), acc[i][j]);
+			}
+		}
+	}
+	UNROLL
+	for (int j = 0; j < nt && j < T; j++)
+		z_store4(a->y + (size_t)(t0 + j) * a->n_out + r,
+			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
+}
+
+#define ZK_ROWS(wt)                                                                 \
+	static void zk_rows_##wt(const struct mm_args *a, int r0, int r1)          \
+	{                                                                           \
+		for (int t0 = 0; t0 < a->n_tok; t0 += ZT) {                         \
+			int nt = a->n_tok - t0 < ZT ? a->n_tok - t0 : ZT;           \
+			for (int r = r0; r < r1; r += ZK_R) {                       \
+				int nr = r1 - r < ZK_R ? r1 - r : ZK_R;             \
+				switch (nt) {                                       \
+				case 1: zk_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); break; \
+				case 2: zk_tile(QTYPE_##wt, 2, a, r, nr, t0, nt); break; \
+				case 3: zk_tile(QTYPE_##wt, 3, a, r, nr, t0, nt); break; \
+				default: zk_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt); break; \
+				}                                                   \
+			}                                                           \
+		}                                                                   \
+	}
+ZK_ROWS(Q4_K)
+ZK_ROWS(Q5_K)
+ZK_ROWS(Q6_K)
+
+/* ---- K-quant weights, prefill: rows in lanes ---- */
+
+struct zkp_panel {
+	int32_t q[ZKP_KB][64][16] __attribute__((aligned(64))); /* [super-block][group of 4 quants][row] */
+	float sc[ZKP_KB][16][16] __attribute__((aligned(64)));  /* [super-block][sub-block][row]: dw * sc */
+	float mn[ZKP_KB][16][16] __attribute__((aligned(64)));  /* dm * m */
+};
+
+/* The float scales dw * sc[j] (lane j) and mins dm * m[j] of super-block b of a row. */
+AI void zk_fscales(int wt, const uint8_t *row, int b, __m512 *fsc, __m512 *fmn)
+{
+	uint16_t h[2];
+	if (wt == QTYPE_Q6_K) {
+		const block_q6_K *k = (const block_q6_K *)row + b;
+		memcpy(h, &k->d, 2);
+		__m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)k->scales)));
+		*fsc = _mm512_mul_ps(sc, _mm512_set1_ps(_cvtsh_ss(h[0])));
+		*fmn = _mm512_mul_ps(*fsc, _mm512_set1_ps(32.0f));
+		return;
+	}
+	const block_q4_K *k = (const block_q4_K *)(row + (size_t)b * mm_kq_bytes(wt));
+	uint64_t sc, m;
+	mm_kq_scales8(k->scales, &sc, &m);
+	memcpy(h, k, 4);
+	*fsc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc))),
+			     _mm512_set1_ps(_cvtsh_ss(h[0])));
+	*fmn = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m))),
+			     _mm512_set1_ps(_cvtsh_ss(h[1])));
+}
+
+/* out[j] = lane j of v[0..15] (16 x 16 floats), for j < 8 * halves. */
+AI void zkp_transpose16(const __m512 v[16], int halves, __m512 out[16])
+{
+	for (int hd = 0; hd < halves; hd++) {
+		__m512i z[8], o[8];
+		for (int k = 0; k < 8; k++) { /* [lanes 8hd.. of row k' | row k' + 4], k' = k + 4 (k >= 4) */
+			int r = k < 4 ? k : k + 4;
+			z[k] = _mm512_castps_si512(hd ? _mm512_shuffle_f32x4(v[r], v[r + 4], 0xEE)
+						      : _mm512_shuffle_f32x4(v[r], v[r + 4], 0x44));
+		}
+		zp_transpose(z, o);
+		for (int g = 0; g < 8; g++)
+			out[8 * hd + g] = _mm512_castsi512_ps(o[g]);
+	}
+}
+
+/* Repack super-blocks [kb0, kb0 + nbk) of rows [r0, r0 + nr) (missing rows repeat the last). */
+AI void zkp_pack(int wt, const struct mm_args *a, int r0, int nr, int kb0, int nbk, struct zkp_panel *p)
+{
+	const int halves = wt == QTYPE_Q6_K ? 2 : 1;
+	uint8_t u[16][QK_K] __attribute__((aligned(64)));
+	for (int b = 0; b < nbk; b++) {
+		__m512 fsc[16], fmn[16], t[16];
+		for (int i = 0; i < 16; i++) {
+			const uint8_t *row = a->w + (size_t)(r0 + (i < nr ? i : nr - 1)) * a->w_stride;
+			__m512i q[4];
+			zk_quants(wt, row, kb0 + b, q);
+			for (int v = 0; v < 4; v++)
+				_mm512_store_si512(u[i] + 64 * v, q[v]);
+			zk_fscales(wt, row, kb0 + b, &fsc[i], &fmn[i]);
+		}
+		zkp_transpose16(fsc, halves, t);
+		for (int j = 0; j < 8 * halves; j++)
+			_mm512_store_ps(p->sc[b][j], t[j]);
+		zkp_transpose16(fmn, halves, t);
+		for (int j = 0; j < 8 * halves; j++)
+			_mm512_store_ps(p->mn[b][j], t[j]);
+		/* 32 quants (8 groups of 4) at a time: [row k | row k + 4], [row 8 + k | row 12 + k] */
+		for (int c = 0; c < 8; c++) {
+			__m512i z[8], out[8];
+			for (int k = 0; k < 4; k++) {
+				z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u[k] + 32 * c))),
+							  _mm256_load_si256((const __m256i *)(u[k + 4] + 32 * c)), 1);
+				z[k + 4] = _mm512_inserti64x4(
+					_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)(u[k + 8] + 32 * c))),
+					_mm256_load_si256((const __m256i *)(u[k + 12] + 32 * c)), 1);
+			}
+			zp_transpose(z, out);
+			for (int g = 0; g < 8; g++)
+				_mm512_store_si512(p->q[b][8 * c + g], out[g]);
+		}
+	}
+}
+
+/* 16 rows x ZKP_T tokens (t0 + j0 ..) of the tile at t0 over one panel; tiled
+ * layout. Per super-block and token, fs = sum_j dw sc_j * dot_j, then
+ * acc += dx * fs; the mins go into acc directly (fx already has dx). */
+AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int r0, int nr, int t0, int j0,
+		 int kb0, int nbk, int accum)
+{
+	const int G = mm_k_group(wt), ng = QK_K / G;
+	__m512 acc[ZKP_T];
+
+	UNROLL
+	for (int t = 0; t < ZKP_T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int b = 0; b < nbk; b++) {
+		const uint8_t *rec = mm_kx_rec(a, t0, kb0 + b) + j0 * MM_KX_REC; /* token t at rec + t * MM_KX_REC */
+		const int32_t(*q)[16] = p->q[b];
+		__m512 fs[ZKP_T];
+		UNROLL
+		for (int t = 0; t < ZKP_T; t++)
+			fs[t] = _mm512_setzero_ps();
+		for (int j = 0; j < ng; j++, q += G / 4) {
+			__m512i w[8];
+			UNROLL
+			for (int g = 0; g < G / 4; g++)
+				w[g] = _mm512_load_si512(q[g]);
+			__m512 sc = _mm512_load_ps(p->sc[b][j]), mn = _mm512_load_ps(p->mn[b][j]);
+			UNROLL
+			for (int t = 0; t < ZKP_T; t++) {
+				const uint8_t *xr = rec + t * MM_KX_REC + j * G;
+				/* two chains of G / 8 (latency) */
+				__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+				UNROLL
+				for (int g = 0; g < G / 4; g += 2) {
+					s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(z_ld32(xr + 4 * g)));
+					s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(z_ld32(xr + 4 * g + 4)));
+				}
+				__m512i s = _mm512_add_epi32(s0, s1);
+				float fx;
+				memcpy(&fx, rec + t * MM_KX_REC + MM_KX_FX + 4 * j, sizeof fx);
+				fs[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, fs[t]);
+				acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(fx), acc[t]);
+			}
+		}
+		UNROLL
+		for (int t = 0; t < ZKP_T; t++) {
+			float dx;
+			memcpy(&dx, rec + t * MM_KX_REC + MM_KX_D, sizeof dx);
+			acc[t] = _mm512_fmadd_ps(fs[t], _mm512_set1_ps(dx), acc[t]);
+		}
+	}
+	__mmask16 m = (__mmask16)((1u << nr) - 1);
+	int nt = a->n_tok - t0 - j0 < ZKP_T ? a->n_tok - t0 - j0 : ZKP_T;
+	for (int t = 0; t < nt; t++) {
+		float *y = a->y + (size_t)(t0 + j0 + t) * a->n_out + r0;
+		__m512 v = accum ? _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, y)) : acc[t];
+		_mm512_mask_storeu_ps(y, m, v);
+	}
+}
+
+#define ZKP_ROWS(wt)                                                                  \
+	static void zkp_rows_##wt(const struct mm_args *a, int r0, int r1)           \
+	{                                                                             \
+		struct zkp_panel p;                                                   \
+		for (int kb0 = 0; kb0 < a->nb; kb0 += ZKP_KB) {                       \
+			int nbk = a->nb - kb0 < ZKP_KB ? a->nb - kb0 : ZKP_KB;        \
+			zkp_pack(QTYPE_##wt, a, r0, r1 - r0, kb0, nbk, &p);           \
+			for (int t0 = 0; t0 < a->n_tok; t0 += MM_XT)                  \
+				for (int j0 = 0; j0 < MM_XT && t0 + j0 < a->n_tok; j0 += ZKP_T) \
+					zkp_tile(QTYPE_##wt, a, &p, r0, r1 - r0, t0, j0, kb0, nbk, kb0 > 0); \
+		}                                                                     \
+	}
+ZKP_ROWS(Q4_K)
+ZKP_ROWS(Q5_K)
+ZKP_ROWS(Q6_K)
+
+static void zk_rows_any(const struct mm_args *a, int r0, int r1)
+{
+	ASSERT(r1 - r0 <= 16);
+	switch (a->wtype) {
+	case QTYPE_Q4_K: (a->xtiled ? zkp_rows_Q4_K : zk_rows_Q4_K)(a, r0, r1); break;
+	case QTYPE_Q5_K: (a->xtiled ? zkp_rows_Q5_K : zk_rows_Q5_K)(a, r0, r1); break;
+	default: (a->xtiled ? zkp_rows_Q6_K : zk_rows_Q6_K)(a, r0, r1); break;
+	}
+}
+
+/* Token t (>= n_tok: zeros) into its K-quant records. */
+static void zk_quant(const struct mm_args *a, int t)
+{
+	const int G = mm_k_group(a->wtype);
+	for (int b = 0; b < a->nb; b++) {
+		uint8_t *rec = mm_kx_rec(a, t, b);
+		if (t >= a->n_tok) {
+			for (int k = 0; k < MM_KX_REC / 64; k++)
+				_mm512_store_si512(rec + 64 * k, _mm512_setzero_si512());
+			continue;
+		}
+		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
+		__m512 v[16], mx = _mm512_setzero_ps();
+		for (int k = 0; k < 16; k++) {
+			v[k] = _mm512_loadu_ps(x + 16 * k);
+			mx = _mm512_max_ps(mx, _mm512_abs_ps(v[k]));
+		}
+		float amax = _mm512_reduce_max_ps(mx);
+		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
+		__m512 vid = _mm512_set1_ps(id);
+		float fx[16] __attribute__((aligned(64)));
+		__m512i qi[16];
+		for (int k = 0; k < 16; k++) {
+			qi[k] = _mm512_cvtps_epi32(_mm512_mul_ps(v[k], vid));
+			_mm_store_si128((__m128i *)(rec + 16 * k), _mm512_cvtepi32_epi8(qi[k]));
+		}
+		for (int g = 0; g < 16; g++)
+			fx[g] = g < QK_K / G ? db * (float)(G == 16 ? _mm512_reduce_add_epi32(qi[g])
+								    : _mm512_reduce_add_epi32(_mm512_add_epi32(qi[2 * g], qi[2 * g + 1])))
+					     : 0.0f;
+		_mm512_store_ps((float *)(rec + MM_KX_FX), _mm512_load_ps(fx));
+		memcpy(rec + MM_KX_D, &db, sizeof db);
+	}
+}
+
 /* ---- float weights ---- */
 
 /* 16 weights from element k of a row as f32; m masks a short tail. */
@@ -596,8 +959,13 @@ const struct mm_isa mm_isa_avx512 = {
 		[QTYPE_BF16] = zf_rows_BF16,
 		[QTYPE_Q8_0] = zq_rows_any,
 		[QTYPE_Q4_0] = zq_rows_any,
+		[QTYPE_Q4_K] = zk_rows_any,
+		[QTYPE_Q5_K] = zk_rows_any,
+		[QTYPE_Q6_K] = zk_rows_any,
 	},
+	.quant_k = zk_quant,
 	.tile_min_tok = ZP_MIN_TOK,
+	.tile_min_tok_k = ZKP_MIN_TOK,
 };
 
 #else

@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -147,8 +148,34 @@ struct mm_kq_block {
 	float d, dm;
 };
 
-/* Unpack super-block b of a row of wtype. */
+/* Unpack super-block b of a row of wtype: mm_kq_scales sets sc, m, ng, d, dm;
+ * mm_kq_unpack also the quants. */
+void mm_kq_scales(int wtype, const uint8_t *row, int b, struct mm_kq_block *out);
 void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *out);
+
+/* The 8 6-bit scales and 8 mins of a Q4_K / Q5_K block header (scales[12]),
+ * one per byte, sub-block j in byte j. */
+static inline void mm_kq_scales8(const uint8_t *scales, uint64_t *sc, uint64_t *m)
+{
+	uint32_t u0, u1, u2;
+	memcpy(&u0, scales, 4);
+	memcpy(&u1, scales + 4, 4);
+	memcpy(&u2, scales + 8, 4);
+	/* j < 4: the low 6 bits of bytes j (scale), j + 4 (min); j >= 4: a nibble
+	 * of byte j + 4, and the top 2 bits of bytes j - 4 (scale), j (min) */
+	uint32_t s_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
+	uint32_t s_hi = (u2 & 0x0f0f0f0f) | (u0 >> 2 & 0x30303030);
+	uint32_t m_hi = (u2 >> 4 & 0x0f0f0f0f) | (u1 >> 2 & 0x30303030);
+	*sc = s_lo | (uint64_t)s_hi << 32;
+	*m = m_lo | (uint64_t)m_hi << 32;
+}
+
+/* Bytes of a super-block of a K-quant type; offsets of its fields. */
+static inline size_t mm_kq_bytes(int wtype)
+{
+	return wtype == QTYPE_Q4_K ? sizeof(block_q4_K) : wtype == QTYPE_Q5_K ? sizeof(block_q5_K)
+									   : sizeof(block_q6_K);
+}
 
 /* Quantize token row t of a->x into the scratch (pads with zeros); a token
  * t >= n_tok (tiled layout only) is all zeros. */
