@@ -23,8 +23,10 @@ static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
 	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] OUT.gguf TYPE\n"
-	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0 or q4_0.\n"
-	       "2-D weights become TYPE (f32 when their rows are not whole blocks of it);\n"
+	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0, q4_0,\n"
+	       "q4_k, q5_k, q6_k, or the mixes q4_k_m, q5_k_m (q6_k for the output and some\n"
+	       "attn_v, ffn_down). 2-D weights become TYPE (when their rows are not whole\n"
+	       "blocks of it: q8_0 for the K-quants if they are whole blocks of 32, else f32);\n"
 	       "1-D tensors (norms, biases) become f32; the metadata is kept, with\n"
 	       "general.file_type set to match. OUT is replaced atomically ('-' = stdout).\n\n"
 	       "  -v, --verbose      one line per tensor on stderr: name, shape, types\n"
@@ -43,15 +45,15 @@ static void list_types(void)
 	int n;
 	const int *types = convert_types(&n);
 	for (int i = 0; i < n; i++)
-		printf("%s\n", qtype_name(types[i]));
+		printf("%s\n", convert_target_name(types[i]));
 }
 
 /* TYPE, case-insensitive, one of convert_types(). */
 static int parse_type(const char *s)
 {
-	int t = qtype_from_name(s);
-	if (t < 0 || convert_ftype(t) < 0)
-		cli_usage_error("unknown type '%s' (the types are f32, f16, bf16, q8_0, q4_0)", s);
+	int t = convert_target_from_name(s);
+	if (t < 0)
+		cli_usage_error("unknown type '%s' (see --list-types)", s);
 	return t;
 }
 
@@ -64,13 +66,15 @@ static void report(void *ctx, const struct convert_tensor *t)
 		n += snprintf(shape + n, sizeof shape - (size_t)n, ", %" PRId64, t->ne[d]);
 	if (n > 0 && (size_t)n < sizeof shape)
 		snprintf(shape + n, sizeof shape - (size_t)n, "]");
-	const char *why = "";
+	char why[96] = "";
 	switch (t->action) {
 	case CONVERT_CONVERTED: break;
-	case CONVERT_COPIED: why = " (copied)"; break;
-	case CONVERT_KEPT_1D: why = " (1-D: kept in f32)"; break;
-	case CONVERT_KEPT_BLOCKS: why = " (rows are not whole blocks: kept in f32)"; break;
-	case CONVERT_KEPT_AS_IS: why = " (not weights: copied)"; break;
+	case CONVERT_COPIED: snprintf(why, sizeof why, " (copied)"); break;
+	case CONVERT_KEPT_1D: snprintf(why, sizeof why, " (1-D: kept in f32)"); break;
+	case CONVERT_KEPT_BLOCKS:
+		snprintf(why, sizeof why, " (rows are not whole %s blocks)", qtype_name(t->want));
+		break;
+	case CONVERT_KEPT_AS_IS: snprintf(why, sizeof why, " (not weights: copied)"); break;
 	}
 	fprintf(stderr, "%s: %s %s %s -> %s%s\n", cli_tool, t->name, shape, qtype_name(t->from),
 		qtype_name(t->to), why);
@@ -116,7 +120,7 @@ int main(int argc, char **argv)
 		if (synth_write(argv[optind], &sp))
 			cli_die("%s", kb_error());
 		fprintf(stderr, "%s: wrote %s (synthetic %s, %s, seed %llu)\n", cli_tool, argv[optind], shape,
-			qtype_name(sp.type), (unsigned long long)seed);
+			convert_target_name(sp.type), (unsigned long long)seed);
 		return 0;
 	}
 	if (vocab)
@@ -137,14 +141,22 @@ int main(int argc, char **argv)
 	fprintf(stderr, "%s: wrote %s (%" PRIu64 " tensors, %s%.2f MiB -> %.2f MiB", cli_tool,
 		file ? out : "<stdout>", st.n_tensors, file ? "" : "weights ",
 		mib(file ? st.in_file_bytes : st.in_tensor_bytes), mib(file ? st.out_file_bytes : st.out_tensor_bytes));
-	fprintf(stderr, "; %" PRIu64 " in %s", st.n_converted + st.n_copied, qtype_name(type));
-	if (st.n_kept_blocks)
-		fprintf(stderr, ", %" PRIu64 " kept in f32 as their rows are not whole %s blocks", st.n_kept_blocks,
-			qtype_name(type));
+	/* the 2-D weights by type (the 1-D ones are all f32; integer data is counted below) */
+	const char *sep = "; ";
+	for (int ty = 0; ty < QTYPE_COUNT; ty++) {
+		uint64_t n = st.n_by_type[ty] - (ty == QTYPE_F32 ? st.n_kept_1d : 0);
+		if (n > 0 && !(ty >= 24 && ty <= 28)) {
+			fprintf(stderr, "%s%" PRIu64 " in %s", sep, n, qtype_name(ty));
+			sep = ", ";
+		}
+	}
 	if (st.n_kept_1d)
-		fprintf(stderr, ", %" PRIu64 " 1-D in f32", st.n_kept_1d);
+		fprintf(stderr, "%s%" PRIu64 " 1-D in f32", sep, st.n_kept_1d);
 	if (st.n_kept_as_is)
 		fprintf(stderr, ", %" PRIu64 " copied as they are", st.n_kept_as_is);
+	if (st.n_kept_blocks)
+		fprintf(stderr, "; %" PRIu64 " fell back as their rows are not whole blocks of their type",
+			st.n_kept_blocks);
 	fprintf(stderr, ")\n");
 	return 0;
 }

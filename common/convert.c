@@ -3,7 +3,9 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "gguf.h"
@@ -11,23 +13,57 @@
 
 #define GGML_QNT_VERSION 2 /* general.quantization_version llama.cpp writes */
 
-/* The types convert_gguf() writes and their llama.cpp LLAMA_FTYPE numbers. */
-static const int target_types[] = { QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0 };
-static const int target_ftypes[] = { 0, 1, 32, 7, 2 };
-#define N_TARGETS (sizeof target_types / sizeof *target_types)
+/* The targets convert_gguf() writes, their names and llama.cpp LLAMA_FTYPE numbers. */
+static const struct {
+	int target;
+	const char *name;
+	int ftype;
+} targets[] = {
+	{ QTYPE_F32, "f32", 0 },       { QTYPE_F16, "f16", 1 },         { QTYPE_BF16, "bf16", 32 },
+	{ QTYPE_Q8_0, "q8_0", 7 },     { QTYPE_Q4_0, "q4_0", 2 },       { QTYPE_Q4_K, "q4_k", 14 },
+	{ QTYPE_Q5_K, "q5_k", 16 },    { QTYPE_Q6_K, "q6_k", 18 },      { CONVERT_Q4_K_M, "q4_k_m", 15 },
+	{ CONVERT_Q5_K_M, "q5_k_m", 17 },
+};
+#define N_TARGETS (sizeof targets / sizeof *targets)
 
-int convert_ftype(int type)
+int convert_ftype(int target)
 {
 	for (size_t i = 0; i < N_TARGETS; i++)
-		if (target_types[i] == type)
-			return target_ftypes[i];
+		if (targets[i].target == target)
+			return targets[i].ftype;
 	return -1;
 }
 
 const int *convert_types(int *n)
 {
+	static int ids[N_TARGETS];
+	for (size_t i = 0; i < N_TARGETS; i++)
+		ids[i] = targets[i].target;
 	*n = (int)N_TARGETS;
-	return target_types;
+	return ids;
+}
+
+const char *convert_target_name(int target)
+{
+	for (size_t i = 0; i < N_TARGETS; i++)
+		if (targets[i].target == target)
+			return targets[i].name;
+	return NULL;
+}
+
+int convert_target_from_name(const char *name)
+{
+	for (size_t i = 0; name && i < N_TARGETS; i++)
+		if (strcasecmp(targets[i].name, name) == 0)
+			return targets[i].target;
+	return -1;
+}
+
+/* Name of any target for messages: its own, a type's, or "type N". */
+static const char *target_label(int target)
+{
+	const char *n = convert_target_name(target);
+	return n ? n : qtype_name(target);
 }
 
 /* i8, i16, i32, i64, f64 (ggml ids 24..28): data, not weights; never converted. */
@@ -36,23 +72,86 @@ static bool is_plain_data(int type)
 	return type >= 24 && type <= 28;
 }
 
-/* What becomes of tensor t when the target is type. */
-static void plan(const struct gguf_tensor *t, int type, int *to, enum convert_action *act)
+static bool ends_with(const char *s, const char *suffix)
 {
-	const struct qtype_traits *tt = qtype_traits(type);
-	if (is_plain_data(t->type)) {
-		*to = t->type;
-		*act = CONVERT_KEPT_AS_IS;
-	} else if (t->n_dims < 2) {
-		*to = QTYPE_F32;
-		*act = CONVERT_KEPT_1D;
-	} else if (t->ne[0] % tt->blck_size) {
-		*to = QTYPE_F32;
-		*act = CONVERT_KEPT_BLOCKS;
-	} else {
-		*to = type;
-		*act = t->type == type ? CONVERT_COPIED : CONVERT_CONVERTED;
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* llama.cpp's use_more_bits: the first and last eighth of the layers, and every
+ * third layer in between. */
+static bool more_bits(int il, int n_layer)
+{
+	return il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2;
+}
+
+/* Layer of a "blk.N." tensor, or -1. */
+static int layer_of(const char *name)
+{
+	int il, n = 0;
+	return sscanf(name, "blk.%d.%n", &il, &n) == 1 && n > 0 && il >= 0 ? il : -1;
+}
+
+int convert_tensor_type(int target, const char *name, uint32_t n_dims, int64_t ne0, int n_layer, bool has_output,
+			int *want)
+{
+	int t = target == CONVERT_Q4_K_M ? QTYPE_Q4_K : target == CONVERT_Q5_K_M ? QTYPE_Q5_K : target;
+	if (n_dims < 2) {
+		t = QTYPE_F32;
+	} else if (target == CONVERT_Q4_K_M || target == CONVERT_Q5_K_M) {
+		int il = layer_of(name);
+		if (strcmp(name, "output.weight") == 0 || (!has_output && strcmp(name, "token_embd.weight") == 0))
+			t = QTYPE_Q6_K;
+		else if ((ends_with(name, ".attn_v.weight") || ends_with(name, ".ffn_down.weight")) && il >= 0 &&
+			 more_bits(il, n_layer))
+			t = QTYPE_Q6_K;
+		else if (ends_with(name, ".attn_qkv.weight"))
+			t = target == CONVERT_Q4_K_M ? QTYPE_Q5_K : QTYPE_Q6_K;
 	}
+	if (want)
+		*want = t;
+	const struct qtype_traits *tr = qtype_traits(t);
+	ASSERT(tr);
+	if (ne0 % tr->blck_size == 0)
+		return t;
+	bool k = t == QTYPE_Q4_K || t == QTYPE_Q5_K || t == QTYPE_Q6_K;
+	return k && ne0 % QK8_0 == 0 ? QTYPE_Q8_0 : QTYPE_F32;
+}
+
+/* The layer count (1 + the largest "blk.N." index) and whether an output.weight exists. */
+static void model_shape(const struct gguf *g, int *n_layer, bool *has_output)
+{
+	*n_layer = 0;
+	*has_output = false;
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		char name[128];
+		const struct gguf_str *s = &g->tensors[i].name;
+		size_t n = s->len < sizeof name - 1 ? s->len : sizeof name - 1;
+		memcpy(name, s->data, n);
+		name[n] = '\0';
+		int il = layer_of(name);
+		if (il >= *n_layer)
+			*n_layer = il + 1;
+		*has_output |= strcmp(name, "output.weight") == 0;
+	}
+}
+
+/* What becomes of tensor t (called name) when the target is target. */
+static void plan(const struct gguf_tensor *t, const char *name, int target, int n_layer, bool has_output, int *to,
+		 int *want, enum convert_action *act)
+{
+	if (is_plain_data(t->type)) {
+		*to = *want = t->type;
+		*act = CONVERT_KEPT_AS_IS;
+		return;
+	}
+	*to = convert_tensor_type(target, name, t->n_dims, t->ne[0], n_layer, has_output, want);
+	if (t->n_dims < 2)
+		*act = CONVERT_KEPT_1D;
+	else if (*to != *want)
+		*act = CONVERT_KEPT_BLOCKS;
+	else
+		*act = t->type == *to ? CONVERT_COPIED : CONVERT_CONVERTED;
 }
 
 /* Rows of t converted to type `to` into a new buffer (*out, *size; free()). */
@@ -110,19 +209,22 @@ static void count(struct convert_stats *st, enum convert_action act)
 }
 
 /* Plan, convert (or reference) and add every tensor of g to w; bufs[i] gets what was allocated. */
-static int add_tensors(struct gguf *g, struct gguf_writer *w, int type, const struct convert_opts *opts,
+static int add_tensors(struct gguf *g, struct gguf_writer *w, int target, const struct convert_opts *opts,
 		       void **bufs, struct convert_stats *st)
 {
+	int n_layer;
+	bool has_output;
+	model_shape(g, &n_layer, &has_output);
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
-		int to, rc;
+		int to, want, rc;
 		enum convert_action act;
 		const void *data = t->data;
 		size_t size = t->size;
 		char *name = gguf_str_dup(t->name);
 		if (!name)
 			return KB_ERR_NOMEM;
-		plan(t, type, &to, &act);
+		plan(t, name, target, n_layer, has_output, &to, &want, &act);
 		if (to != t->type && (rc = convert_rows(g, t, name, to, &bufs[i], &size))) {
 			free(name);
 			return rc;
@@ -130,10 +232,12 @@ static int add_tensors(struct gguf *g, struct gguf_writer *w, int type, const st
 		if (bufs[i])
 			data = bufs[i];
 		if (opts && opts->on_tensor) {
-			struct convert_tensor ct = { name, t->n_dims, t->ne, t->type, to, act };
+			struct convert_tensor ct = { name, t->n_dims, t->ne, t->type, to, want, act };
 			opts->on_tensor(opts->ctx, &ct);
 		}
 		count(st, act);
+		if (to >= 0 && to < QTYPE_COUNT)
+			st->n_by_type[to]++;
 		st->in_tensor_bytes += t->size;
 		st->out_tensor_bytes += size;
 		rc = gguf_writer_add_tensor(w, name, to, t->n_dims, t->ne, data, size);
@@ -144,18 +248,18 @@ static int add_tensors(struct gguf *g, struct gguf_writer *w, int type, const st
 	return KB_OK;
 }
 
-int convert_gguf(const char *in, const char *out, int type, const struct convert_opts *opts,
+int convert_gguf(const char *in, const char *out, int target, const struct convert_opts *opts,
 		 struct convert_stats *stats)
 {
 	struct gguf *g = NULL;
 	struct gguf_writer *w = NULL;
 	void **bufs = NULL;
 	struct convert_stats st = { 0 };
-	int rc, ftype = convert_ftype(type);
+	int rc, ftype = convert_ftype(target);
 
-	if (ftype < 0 || !qtype_traits(type))
-		return kb_fail(KB_ERR_ARG, "cannot convert to %s (the types are f32, f16, bf16, q8_0, q4_0)",
-			       qtype_name(type));
+	if (ftype < 0)
+		return kb_fail(KB_ERR_ARG, "cannot convert to %s (the types are f32, f16, bf16, q8_0, q4_0, q4_k, "
+			       "q5_k, q6_k, q4_k_m, q5_k_m)", target_label(target));
 	if ((rc = gguf_open(&g, in)))
 		return rc;
 	w = gguf_writer_init();
@@ -169,12 +273,12 @@ int convert_gguf(const char *in, const char *out, int type, const struct convert
 			goto out;
 	if ((rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)))
 		goto out;
-	if (qtype_traits(type)->is_quantized &&
+	if ((target >= QTYPE_COUNT || qtype_traits(target)->is_quantized) &&
 	    (rc = gguf_writer_set_u32(w, "general.quantization_version", GGML_QNT_VERSION)))
 		goto out;
 	st.n_tensors = g->n_tensors;
 	st.in_file_bytes = g->size;
-	if ((rc = add_tensors(g, w, type, opts, bufs, &st)) || (rc = gguf_writer_write(w, out)))
+	if ((rc = add_tensors(g, w, target, opts, bufs, &st)) || (rc = gguf_writer_write(w, out)))
 		goto out;
 	struct stat sb;
 	if (strcmp(out, "-") != 0 && stat(out, &sb) == 0)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "convert.h"
 #include "gguf.h"
 #include "quant.h"
 #include "tokjson.h"
@@ -26,7 +27,9 @@ static float rng_uniform(uint64_t *s)
 struct synth {
 	struct gguf_writer *w;
 	uint64_t rng;
-	int type;
+	int type;        /* a convert target: a type or a mix (convert_tensor_type) */
+	int n_layer;
+	bool has_output;
 	void **bufs; /* owned tensor data, freed after the write */
 	size_t n_bufs, cap_bufs;
 };
@@ -58,10 +61,8 @@ static int add_random(struct synth *s, const char *name, int64_t ne0, int64_t ne
 		return KB_ERR_NOMEM;
 	for (size_t i = 0; i < n; i++)
 		f[i] = base + scale * rng_uniform(&s->rng);
-	int type = ne1 > 1 ? s->type : 0;
+	int type = convert_tensor_type(s->type, name, ne1 > 1 ? 2 : 1, ne0, s->n_layer, s->has_output, NULL);
 	const struct qtype_traits *tr = qtype_traits(type);
-	if (!tr || ne0 % tr->blck_size)
-		type = 0, tr = qtype_traits(0);
 	void *data = f;
 	size_t size = qtype_row_size(type, ne0) * ne1;
 	if (type != 0) {
@@ -151,7 +152,7 @@ static int add_hparams(struct synth *s, const struct synth_spec *sp)
 	    (rc = gguf_writer_set_f32(s->w, KEY("rope.freq_base"), sp->rope_base > 0 ? sp->rope_base : 10000.0f)) ||
 	    (rc = gguf_writer_set_f32(s->w, KEY("attention.layer_norm_rms_epsilon"),
 				      sp->norm_eps > 0 ? sp->norm_eps : 1e-5f)) ||
-	    (rc = gguf_writer_set_u32(s->w, "general.file_type", sp->type == QTYPE_F32 ? 0 : sp->type == QTYPE_F16 ? 1 : sp->type == QTYPE_Q4_0 ? 2 : sp->type == QTYPE_Q8_0 ? 7 : sp->type == QTYPE_BF16 ? 32 : 0)))
+	    (rc = gguf_writer_set_u32(s->w, "general.file_type", (uint32_t)convert_ftype(sp->type))))
 		return rc;
 #undef KEY
 	return KB_OK;
@@ -175,9 +176,10 @@ int synth_write(const char *path, const struct synth_spec *sp)
 	if ((sp->n_vocab < 259 && !sp->tokenizer_json) || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
 	    sp->n_embd % sp->n_head || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 || sp->n_ff <= 0)
 		return kb_fail(KB_ERR_ARG, "synthetic model: inconsistent shape");
-	if (!qtype_traits(sp->type))
+	if (convert_ftype(sp->type) < 0)
 		return kb_fail(KB_ERR_ARG, "synthetic model: unsupported weight type %d", sp->type);
-	struct synth s = { .w = gguf_writer_init(), .rng = sp->seed ? sp->seed : 1, .type = sp->type };
+	struct synth s = { .w = gguf_writer_init(), .rng = sp->seed ? sp->seed : 1, .type = sp->type,
+			   .n_layer = sp->n_layer, .has_output = !sp->tied };
 	if (!s.w)
 		return KB_ERR_NOMEM;
 	const int64_t d = sp->n_embd, hd = sp->n_embd / sp->n_head, qd = (int64_t)sp->n_head * hd,
@@ -237,6 +239,9 @@ static const struct {
 	{ "tiny-qwen2", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
 			  .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true,
 			  .tied = true } },
+	/* rows of whole K-quant super-blocks (256) */
+	{ "tiny-256", { .arch = "llama", .n_vocab = 512, .n_embd = 256, .n_layer = 2, .n_head = 4,
+			.n_kv_head = 2, .n_ff = 512, .n_ctx = 512 } },
 };
 
 int synth_shape(const char *name, struct synth_spec *out)

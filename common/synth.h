@@ -20,7 +20,8 @@ struct synth_spec {
 	float norm_eps;    /* 0: 1e-5 */
 	bool qkv_bias;     /* attn_{q,k,v}.bias tensors (qwen2) */
 	bool tied;         /* no output.weight: the output projection is token_embd */
-	int type;          /* enum qtype of the 2-D weights (F32 = 0) */
+	int type;          /* the 2-D weights: an enum qtype (F32 = 0) or a K-quant mix, as
+			      convert_tensor_type() (convert.h) gives each tensor */
 	uint64_t seed;
 	const char *tokenizer_json; /* a Hugging Face tokenizer.json: the vocabulary, and n_vocab
 				       (overriding the one above), come from it (tokjson.h); NULL:
@@ -34,7 +35,7 @@ struct synth_spec {
 int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
 /* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
- * "qwen2.5-0.5b", "tiny-llama", "tiny-qwen2"); type and seed are left 0.
+ * "qwen2.5-0.5b", "tiny-llama", "tiny-qwen2", "tiny-256"); type and seed are left 0.
  * KB_ERR_ARG for an unknown name. */
 int synth_shape(const char *name, struct synth_spec *out) KB_WUR;
 /* Name of shape i, or NULL past the last one (for listings). */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # kvblend quantize: conversions that decode, synthetic models of real shapes, errors.
 . "$(dirname "$0")/tap.sh"
-need_bin quantize decode
+need_bin quantize decode info
 q=$KVBLEND_BIN/kvblend-quantize
 d=$KVBLEND_BIN/kvblend-decode
 
@@ -17,6 +17,35 @@ cmp -s "$TAP_TMP/tq.gguf" "$TAP_TMP/tq2.gguf"; ok $? "the same seed writes the s
 "$q" "$TAP_TMP/none.gguf" "$TAP_TMP/x.gguf" f16 2>"$TAP_TMP/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "^kvblend-quantize: .*none.gguf" "$TAP_TMP/err"; ok $? "a missing input exits 1 naming it"
 [ ! -e "$TAP_TMP/x.gguf" ]; ok $? "nothing is left at OUT after a failure"
+
+# K-quants: tiny-256 has rows of 256 (2 layers: layer 1 is the last eighth)
+"$q" --synthetic tiny-256 --seed 5 "$TAP_TMP/k-f32.gguf" f32 2>/dev/null
+ok $? "--synthetic tiny-256 writes an f32 model"
+want=$("$d" -m "$TAP_TMP/k-f32.gguf" -p "ab cd ef" -n 8 --ids)
+for t in q4_k q5_k q6_k q4_k_m q5_k_m; do
+	"$q" "$TAP_TMP/k-f32.gguf" "$TAP_TMP/k-$t.gguf" $t 2>"$TAP_TMP/err"
+	ok $? "tiny-256 to $t: $(cat "$TAP_TMP/err")"
+	got=$("$d" -m "$TAP_TMP/k-$t.gguf" -p "ab cd ef" -n 8 --ids)
+	[ "$(echo "$got" | wc -w)" -eq 8 ]; ok $? "$t decodes 8 tokens: $got (f32: $want)"
+done
+"$q" -v "$TAP_TMP/k-f32.gguf" "$TAP_TMP/k-m.gguf" q4_k_m 2>"$TAP_TMP/err"
+types=$(sed -n 's/^kvblend-quantize: \([^ ]*\) .* -> \([^ ]*\).*/\1=\2/p' "$TAP_TMP/err" |
+	grep -E '^(output|token_embd|blk\.[01]\.(attn_v|ffn_down|attn_q))\.weight=' | paste -sd ' ')
+is "$types" "token_embd.weight=q4_K output.weight=q6_K blk.0.attn_q.weight=q4_K blk.0.attn_v.weight=q4_K blk.0.ffn_down.weight=q4_K blk.1.attn_q.weight=q4_K blk.1.attn_v.weight=q6_K blk.1.ffn_down.weight=q6_K" \
+	"q4_k_m: q6_K for the output, attn_v and ffn_down of the last layer"
+"$q" --synthetic tiny-256 --seed 5 "$TAP_TMP/k-syn.gguf" q4_k_m 2>/dev/null
+info() { "$KVBLEND_BIN/kvblend" info "$1" | grep -E '^  (tensors|model) ' | paste -sd ' '; }
+is "$(info "$TAP_TMP/k-syn.gguf")" "$(info "$TAP_TMP/k-m.gguf")" \
+	"--synthetic q4_k_m gives the tensors (types, bytes, fingerprint) of the f32 model converted"
+got=$("$d" -m "$TAP_TMP/k-syn.gguf" -p "ab cd ef" -n 8 --ids)
+[ "$(echo "$got" | wc -w)" -eq 8 ]; ok $? "--synthetic tiny-256 q4_k_m decodes: $got"
+# rows of 64 (tiny-qwen2): the K-quant falls back to q8_0
+"$q" -v "$TAP_TMP/tq.gguf" "$TAP_TMP/tq-k.gguf" q4_k 2>"$TAP_TMP/err"
+grep -q "attn_q.weight \[64, 64\] q8_0 -> q8_0 (rows are not whole q4_K blocks)" "$TAP_TMP/err"
+ok $? "rows of 64 fall back to q8_0 for q4_k"
+got=$("$d" -m "$TAP_TMP/tq-k.gguf" -p "ab cd ef" -n 6 --ids)
+[ "$got" = "$out" ]; ok $? "...and decode as the q8_0 model did ($got)"
+"$q" --list-types | grep -qx q4_k_m; ok $? "--list-types lists q4_k_m"
 
 model=$(tap_shared models/stories260Ktok512.gguf)
 if [ -n "$model" ]; then
