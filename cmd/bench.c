@@ -200,6 +200,7 @@ struct method {
 	bool listed;          /* shown (full always runs: it is the reference) */
 	/* per question */
 	double *ttft;         /* [n_q] seconds to the first token's logits */
+	double *load;         /* [n_q] seconds of it reading chunk caches from the store */
 	double *speedup;      /* [n_q] full's ttft / this ttft */
 	double *quality;      /* [n_q] F1 or Rouge-L of the answer */
 	char **answer;        /* [n_q] owned: the generated answer */
@@ -528,6 +529,7 @@ static void run_method(struct bench *b, const struct question *q, int qi, struct
 	if (blend_prompt(b->m, &b->ws, &b->kv, b->segs, q->n_parts, &me->bo, b->logits, &bst))
 		cli_die("%s", kb_error());
 	me->ttft[qi] = kb_now() - t0;
+	me->load[qi] = cst.t_load + cst.t_compute;
 	me->kv_bytes += cst.bytes_read;
 	me->misses += cst.misses;
 	me->recompute += (double)bst.n_selected / N;
@@ -577,7 +579,7 @@ static void run_method(struct bench *b, const struct question *q, int qi, struct
 /* ---- --dataset: output ---- */
 
 struct summary {
-	double ttft_p50, ttft_p90, speedup, decode_tps, quality, first, top1, kl, recompute, kv_mib, rss_mib;
+	double ttft_p50, ttft_p90, load_p50, speedup, decode_tps, quality, first, top1, kl, recompute, kv_mib, rss_mib;
 };
 
 static void summarize(const struct method *me, int n_q, struct summary *s)
@@ -589,6 +591,7 @@ static void summarize(const struct method *me, int n_q, struct summary *s)
 	*s = (struct summary){
 		.ttft_p50 = 1e3 * metrics_quantile(me->ttft, n_q, 0.5),
 		.ttft_p90 = 1e3 * metrics_quantile(me->ttft, n_q, 0.9),
+		.load_p50 = 1e3 * metrics_quantile(me->load, n_q, 0.5),
 		.speedup = metrics_quantile(me->speedup, n_q, 0.5),
 		.decode_tps = me->decode_s > 0 ? me->decode_n / me->decode_s : NAN,
 		.quality = q / n_q,
@@ -614,31 +617,31 @@ static void print_table(const struct bench *b, const struct method *ms, int n_m,
 	printf("# %s on %s (%s, %s): %d questions, %.0f prompt tokens on average, %d threads, %d tokens generated\n",
 	       base_name(o->model), base_name(o->dataset), b->d->name, dataset_task_name(b->d->items[0].task), n_q,
 	       mean_tokens, kb_get_threads(), b->n_gen + 1);
-	printf("%-12s %9s %9s %8s %10s %7s %9s %11s %9s %9s %8s %12s\n", "method", "TTFT ms", "p90 ms", "speedup",
+	printf("%-12s %9s %9s %8s %8s %10s %7s %9s %11s %9s %9s %8s %12s\n", "method", "TTFT ms", "p90 ms", "load ms", "speedup",
 	       "decode t/s", qname, "1st agree", "top-1 agree", "KL", "recompute", "KV MiB/q", "peak RSS MiB");
 	for (int i = 0; i < n_m; i++) {
 		if (!ms[i].listed)
 			continue;
 		struct summary s;
 		summarize(&ms[i], n_q, &s);
-		printf("%-12s %9.1f %9.1f %7.2fx %10.1f %7.3f %9.3f %11.3f %9.5f %8.1f%% %8.2f %12.1f\n", ms[i].label,
-		       s.ttft_p50, s.ttft_p90, s.speedup, s.decode_tps, s.quality, s.first, s.top1, s.kl,
+		printf("%-12s %9.1f %9.1f %8.1f %7.2fx %10.1f %7.3f %9.3f %11.3f %9.5f %8.1f%% %8.2f %12.1f\n", ms[i].label,
+		       s.ttft_p50, s.ttft_p90, s.load_p50, s.speedup, s.decode_tps, s.quality, s.first, s.top1, s.kl,
 		       100 * s.recompute, s.kv_mib, s.rss_mib);
 	}
 }
 
 static void print_tsv(const struct method *ms, int n_m, int n_q)
 {
-	printf("method\tmode\tratio\tttft_ms_median\tttft_ms_p90\tspeedup\tdecode_tps\tquality\tfirst_token_agreement"
+	printf("method\tmode\tratio\tttft_ms_median\tttft_ms_p90\tload_ms_median\tspeedup\tdecode_tps\tquality\tfirst_token_agreement"
 	       "\ttop1_agreement\tkl\trecompute\tkv_mib_per_question\tpeak_rss_mib\n");
 	for (int i = 0; i < n_m; i++) {
 		if (!ms[i].listed)
 			continue;
 		struct summary s;
 		summarize(&ms[i], n_q, &s);
-		printf("%s\t%s\t%g\t%.3f\t%.3f\t%.4f\t%.2f\t%.4f\t%.4f\t%.4f\t%.6g\t%.4f\t%.3f\t%.1f\n", ms[i].label,
+		printf("%s\t%s\t%g\t%.3f\t%.3f\t%.3f\t%.4f\t%.2f\t%.4f\t%.4f\t%.4f\t%.6g\t%.4f\t%.3f\t%.1f\n", ms[i].label,
 		       blend_mode_name(ms[i].bo.mode), ms[i].bo.mode == BLEND_BLEND ? ms[i].bo.ratio : NAN, s.ttft_p50,
-		       s.ttft_p90, s.speedup, s.decode_tps, s.quality, s.first, s.top1, s.kl, s.recompute, s.kv_mib,
+		       s.ttft_p90, s.load_p50, s.speedup, s.decode_tps, s.quality, s.first, s.top1, s.kl, s.recompute, s.kv_mib,
 		       s.rss_mib);
 	}
 }
@@ -666,6 +669,7 @@ static void print_json(const struct bench *b, const struct question *qs, const s
 			json_object_set_new(j, "epic_k", json_integer(ms[i].bo.epic_k));
 		json_object_set_new(j, "ttft_ms_median", jnum(s.ttft_p50));
 		json_object_set_new(j, "ttft_ms_p90", jnum(s.ttft_p90));
+		json_object_set_new(j, "load_ms_median", jnum(s.load_p50));
 		json_object_set_new(j, "speedup", jnum(s.speedup));
 		json_object_set_new(j, "decode_tps", jnum(s.decode_tps));
 		json_object_set_new(j, task == DATASET_SUMMARY ? "rouge_l" : "f1", jnum(s.quality));
@@ -965,10 +969,11 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		struct method *me = &ms[i];
 		me->ttft = calloc((size_t)n_q, sizeof *me->ttft);
 		me->speedup = calloc((size_t)n_q, sizeof *me->speedup);
+		me->load = calloc((size_t)n_q, sizeof *me->load);
 		me->quality = calloc((size_t)n_q, sizeof *me->quality);
 		me->answer = calloc((size_t)n_q, sizeof *me->answer);
 		me->first_agree = calloc((size_t)n_q, sizeof *me->first_agree);
-		if (!me->ttft || !me->speedup || !me->quality || !me->answer || !me->first_agree)
+		if (!me->ttft || !me->speedup || !me->load || !me->quality || !me->answer || !me->first_agree)
 			cli_die("out of memory");
 	}
 	b.tty = isatty(STDERR_FILENO);
@@ -1050,7 +1055,7 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	for (int i = 0; i < n_m; i++) {
 		for (int qi = 0; qi < n_q; qi++)
 			free(ms[i].answer[qi]);
-		free(ms[i].answer), free(ms[i].ttft), free(ms[i].speedup), free(ms[i].quality), free(ms[i].first_agree);
+		free(ms[i].answer), free(ms[i].ttft), free(ms[i].load), free(ms[i].speedup), free(ms[i].quality), free(ms[i].first_agree);
 	}
 	for (int i = 0; i < n_q; i++) {
 		for (int k = 0; k < qs[i].n_parts; k++)

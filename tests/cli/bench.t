@@ -25,7 +25,7 @@ ok $RUN_RC "--dataset runs (exit $RUN_RC)"
 [ -n "$RUN_ERR" ] && diag "$RUN_ERR"
 rows=$(printf '%s\n' "$RUN_OUT" | awk '$1 ~ /^(full|reuse|blend:0\.15|blend:1)$/ { print $1 }' | paste -sd ' ')
 is "$rows" "full reuse blend:0.15 blend:1" "a row per method, in the order asked"
-like "$RUN_OUT" "*method*TTFT ms*speedup*decode t/s*F1*top-1 agree*KL*KV MiB/q*peak RSS MiB*" "the header names the columns"
+like "$RUN_OUT" "*method*TTFT ms*load ms*speedup*decode t/s*F1*top-1 agree*KL*KV MiB/q*peak RSS MiB*" "the header names the columns"
 like "$RUN_OUT" "*stories260Ktok512.gguf on cacheblend_wikimqa_s_clean.json*2 questions*" "the title line names model, dataset, questions"
 # 2 questions x (instruction + 10 passages), the instruction the same for both
 like "$RUN_ERR" "*22 chunk caches in the store (21 computed now, 1 there already)*" "the store is filled before timing"
@@ -71,6 +71,7 @@ check=$(perl -MJSON::PP -e '
 	for my $x (@{$j->{methods}}) {
 		push @bad, "$x->{method} misses" if $x->{store_misses};
 		push @bad, "$x->{method} ttft" unless $x->{ttft_ms_median} > 0 && $x->{ttft_ms_p90} >= $x->{ttft_ms_median};
+		push @bad, "$x->{method} load" unless $x->{load_ms_median} >= 0 && $x->{load_ms_median} <= $x->{ttft_ms_p90};
 		push @bad, "$x->{method} range" unless $x->{f1} >= 0 && $x->{f1} <= 1 && $x->{top1_agreement} <= 1 && $x->{kl} >= 0 && $x->{peak_rss_mib} > 0;
 	}
 	my $q = $j->{per_question}[0];
@@ -82,7 +83,7 @@ is "$check" "" "--json parses and agrees: blend:1 is full prefill (first token 1
 # --tsv
 run "$bench" --dataset "$wiki" $small --methods full,blend:0.3 --tsv --quiet
 ok $RUN_RC "--tsv runs"
-is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 14 "--tsv: 14 columns on every line"
+is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 15 "--tsv: 15 columns on every line"
 is "$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "method full blend:0.3" "--tsv: a header, then a row per method"
 like "$RUN_ERR" "*context length of 128*" "a warning when prompts run past the model's context"
 case $RUN_ERR in *question*) r=1 ;; *) r=0 ;; esac
