@@ -505,6 +505,101 @@ static void test_concurrent(void)
 	store_close(st);
 }
 
+/* Writers, an evictor and a reader at once: whatever a get serves reads whole. */
+static int child_mixed(const char *dir, int role)
+{
+	struct store *st;
+	if (store_open(&st, dir))
+		return 1;
+	tap_rng = 0x9E3779B97F4A7C15ull * (unsigned long long)(role + 1) ^ (unsigned long long)getpid();
+	int bad = 0, served = 0;
+	uint64_t budget = 0;
+	if (role == 2) { /* about a third of all 60 objects */
+		for (int id = 0; id < 60; id++)
+			budget += 300 + 136 * (uint64_t)tokens_of(id, (int32_t[64]){ 0 });
+		budget /= 3;
+	}
+	/* the reader reads until it was served 40 objects (or 20 s went by) */
+	double t_end = kb_now() + 20;
+	for (int i = 0; role == 3 ? served < 40 && kb_now() < t_end : i < 120; i++) {
+		int id = (int)tap_randf(0, 60);
+		if (role == 3)
+			usleep(1000);
+		if (role < 2) { /* writers */
+			if (put(st, id, 0.01) != KB_OK) {
+				fprintf(stderr, "writer: %s\n", kb_error());
+				bad++;
+			}
+		} else if (role == 2) { /* the evictor */
+			struct store_evict_opts o = { .policy = (enum store_policy)(i % STORE_POLICY_COUNT), .max_bytes = budget };
+			if (store_evict(st, &o, NULL, NULL, NULL)) {
+				fprintf(stderr, "evictor: %s\n", kb_error());
+				bad++;
+			}
+		} else { /* the reader */
+			char key[65];
+			int fd, rc;
+			key_of(FP_A, id, key);
+			if ((rc = store_get_fd(st, key, &fd)) == KB_OK) {
+				struct kvc_reader *r;
+				const struct kvc_header *h;
+				int l = -9;
+				if (kvc_reader_open_fd(&r, fd, key) == KB_OK) {
+					if (kvc_reader_next_header(r, &h) == KB_OK)
+						while ((l = kvc_reader_layer(r, NULL, NULL, 0)) >= 0)
+							;
+					kvc_reader_free(r);
+				}
+				close(fd);
+				served++;
+				if (l != KB_EOF) {
+					fprintf(stderr, "reader: %s served broken: %s\n", key, kb_error());
+					bad++;
+				}
+			} else if (rc != KB_EOF) {
+				fprintf(stderr, "reader: %s\n", kb_error());
+				bad++;
+			}
+		}
+	}
+	store_close(st);
+	if (role == 3 && served == 0) {
+		fprintf(stderr, "reader: not one hit\n");
+		bad++;
+	}
+	return bad ? 1 : 0;
+}
+
+static void test_mixed(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	if (store_open(&st, dir)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	pid_t pid[4];
+	for (int k = 0; k < 4; k++) {
+		fflush(stdout);
+		if ((pid[k] = fork()) == 0)
+			_exit(child_mixed(dir, k));
+	}
+	int good = 0;
+	for (int k = 0; k < 4; k++) {
+		int status;
+		if (waitpid(pid[k], &status, 0) == pid[k] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			good++;
+	}
+	ok(good == 4, "two writers, an evictor cycling the policies and a reader at once: no error, nothing broken served");
+	struct store_verify_result r;
+	int n_obj, n_tmp;
+	count_files(dir, &n_obj, &n_tmp, NULL);
+	struct store_stats s;
+	ok(problems(st, true, &r) == 0 && store_stats(st, &s) == KB_OK && s.entries == (uint64_t)n_obj && n_tmp == 0,
+	   "then the store verifies clean, one row per file (%d)", n_obj);
+	store_close(st);
+}
+
 /* ---- killed in the middle ---- */
 
 static void kill_hook(void *ctx, int point)
@@ -989,6 +1084,7 @@ int main(void)
 	test_open();
 	test_round_trip();
 	test_concurrent();
+	test_mixed();
 	test_killed();
 	test_corrupt();
 	test_lru_lfu();
