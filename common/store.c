@@ -1659,7 +1659,7 @@ static int walk_objects(struct store *st, struct verifier *v, bool remove_temps,
 				}
 			} else if (v && len == STORE_KEY_HEX - 2 + 4 && !strcmp(f + len - 4, ".kvc") && is_hex(f, len - 4)) {
 				char key[STORE_KEY_HEX + 1];
-				snprintf(key, sizeof key, "%s%.*s", sub, (int)(len - 4), f);
+				snprintf(key, sizeof key, "%.2s%.*s", sub, (int)(len - 4), f);
 				int exists = row_exists(st, key);
 				if (exists < 0)
 					rc = exists;
