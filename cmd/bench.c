@@ -424,7 +424,8 @@ struct bench {
 	struct chunkcache *cc;
 	struct kv_cache kv;
 	struct model_ws ws;
-	struct blend_seg *segs;
+	struct blend_seg *segs;       /* [max parts] */
+	struct chunkcache_part *cp;   /* [max parts] */
 	int32_t *pos;       /* [n_ctx]: pos[i] = i */
 	int n_gen;          /* tokens after the first */
 	int n_vocab;
@@ -511,22 +512,28 @@ static void run_method(struct bench *b, const struct question *q, int qi, struct
 		memcpy(b->kv.tok + slot, q->parts[i].tok, (size_t)q->parts[i].n * sizeof *b->kv.tok);
 		slot += q->parts[i].n;
 	}
-	b->kv.n = 0;
 	double t0 = kb_now();
+	int n_cp = 0;
 	slot = 0;
 	for (int i = 0; i < q->n_parts; i++) {
 		const struct part *p = &q->parts[i];
-		b->segs[i] = (struct blend_seg){ .slot0 = slot, .n = p->n };
 		bool want = p->cacheable && me->bo.mode != BLEND_FULL && !(me->bo.mode == BLEND_PREFIX && i > 0);
-		if (want) {
-			if (chunkcache_load(b->cc, b->m, &b->ws, &b->kv, slot, p->tok, p->n, NULL, &cst))
-				cli_die("%s", kb_error());
-			b->segs[i].cached = true;
-		}
+		b->segs[i] = (struct blend_seg){ .slot0 = slot, .n = p->n, .cached = want };
+		if (want)
+			b->cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = p->tok, .n = p->n };
 		slot += p->n;
 	}
+	/* as kvblend-blend does: the stored caches are read layer by layer on a
+	 * thread while the first layers run */
+	struct chunkcache_loading *ld;
+	b->kv.n = 0;
+	if (chunkcache_load_begin(b->cc, b->m, &b->ws, &b->kv, b->cp, n_cp, &cst, &ld))
+		cli_die("%s", kb_error());
 	b->kv.n = N;
-	if (blend_prompt(b->m, &b->ws, &b->kv, b->segs, q->n_parts, &me->bo, b->logits, &bst))
+	struct blend_loader loader = { .wait_layer = chunkcache_wait_layer, .ctx = ld };
+	int rc = blend_prompt_loaded(b->m, &b->ws, &b->kv, b->segs, q->n_parts, &me->bo, &loader, b->logits, &bst);
+	int rc2 = chunkcache_load_end(ld);
+	if (rc || rc2)
 		cli_die("%s", kb_error());
 	me->ttft[qi] = kb_now() - t0;
 	me->load[qi] = cst.t_load + cst.t_compute;
@@ -958,8 +965,9 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	b.ref_logits = malloc((size_t)(b.n_gen + 1) * b.n_vocab * sizeof *b.ref_logits);
 	b.ref_tok = malloc((size_t)(b.n_gen + 1) * sizeof *b.ref_tok);
 	b.segs = calloc((size_t)max_parts, sizeof *b.segs);
+	b.cp = calloc((size_t)max_parts, sizeof *b.cp);
 	b.pos = malloc((size_t)max_n * sizeof *b.pos);
-	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.segs || !b.pos)
+	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.segs || !b.cp || !b.pos)
 		cli_die("out of memory");
 	for (int i = 0; i < max_n; i++)
 		b.pos[i] = i;
@@ -1063,7 +1071,7 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		free(qs[i].parts);
 	}
 	free(qs);
-	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.segs), free(b.pos);
+	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.segs), free(b.cp), free(b.pos);
 	chunkcache_close(b.cc);
 	kv_cache_free(&b.kv);
 	model_ws_free(&b.ws);
