@@ -427,6 +427,7 @@ struct bench {
 	struct blend_seg *segs;       /* [max parts] */
 	struct chunkcache_part *cp;   /* [max parts] */
 	int32_t *pos;       /* [n_ctx]: pos[i] = i */
+	int32_t *toks;      /* [n_ctx]: the prompt's tokens */
 	int n_gen;          /* tokens after the first */
 	int n_vocab;
 	float *logits;      /* [n_vocab] */
@@ -466,12 +467,12 @@ static void run_full(struct bench *b, const struct question *q, int qi, struct m
 	const int N = q->n_tokens, V = b->n_vocab;
 	int slot = 0;
 	for (int i = 0; i < q->n_parts; i++) {
-		memcpy(b->kv.tok + slot, q->parts[i].tok, (size_t)q->parts[i].n * sizeof *b->kv.tok);
+		memcpy(b->toks + slot, q->parts[i].tok, (size_t)q->parts[i].n * sizeof *b->toks);
 		slot += q->parts[i].n;
 	}
 	b->kv.n = 0;
 	double t0 = kb_now();
-	if (model_forward(b->m, &b->ws, &b->kv, b->kv.tok, b->pos, N, b->ref_logits, false))
+	if (model_forward(b->m, &b->ws, &b->kv, b->toks, b->pos, N, b->ref_logits, false))
 		cli_die("%s", kb_error());
 	me->ttft[qi] = kb_now() - t0;
 	me->recompute += 1;
@@ -967,7 +968,8 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	b.segs = calloc((size_t)max_parts, sizeof *b.segs);
 	b.cp = calloc((size_t)max_parts, sizeof *b.cp);
 	b.pos = malloc((size_t)max_n * sizeof *b.pos);
-	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.segs || !b.cp || !b.pos)
+	b.toks = malloc((size_t)max_n * sizeof *b.toks);
+	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.segs || !b.cp || !b.pos || !b.toks)
 		cli_die("out of memory");
 	for (int i = 0; i < max_n; i++)
 		b.pos[i] = i;
@@ -1071,7 +1073,7 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		free(qs[i].parts);
 	}
 	free(qs);
-	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.segs), free(b.cp), free(b.pos);
+	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.segs), free(b.cp), free(b.pos), free(b.toks);
 	chunkcache_close(b.cc);
 	kv_cache_free(&b.kv);
 	model_ws_free(&b.ws);
