@@ -239,6 +239,9 @@ static const struct {
 	{ "tiny-qwen2", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
 			  .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true,
 			  .tied = true } },
+	/* TinyLlama-1.1B: a real shape with rows of whole K-quant super-blocks (256) */
+	{ "tinyllama-1.1b", { .arch = "llama", .n_vocab = 32000, .n_embd = 2048, .n_layer = 22, .n_head = 32,
+			      .n_kv_head = 4, .n_ff = 5632, .n_ctx = 2048 } },
 	/* rows of whole K-quant super-blocks (256) */
 	{ "tiny-256", { .arch = "llama", .n_vocab = 512, .n_embd = 256, .n_layer = 2, .n_head = 4,
 			.n_kv_head = 2, .n_ff = 512, .n_ctx = 512 } },

@@ -35,7 +35,7 @@ struct synth_spec {
 int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
 /* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
- * "qwen2.5-0.5b", "tiny-llama", "tiny-qwen2", "tiny-256"); type and seed are left 0.
+ * "qwen2.5-0.5b", "tinyllama-1.1b", "tiny-llama", "tiny-qwen2", "tiny-256"); type and seed are left 0.
  * KB_ERR_ARG for an unknown name. */
 int synth_shape(const char *name, struct synth_spec *out) KB_WUR;
 /* Name of shape i, or NULL past the last one (for listings). */
