@@ -9,6 +9,7 @@
  * - fewer tokens (decode): register tiles of ZR rows x T <= ZT tokens over the
  *   weights in place, 64 bytes = two blocks per step, per-lane scales (lanes
  *   0-7 block 0, 8-15 block 1) (zq_*).
+ * K-quants (Q4_K, Q5_K, Q6_K): the same two shapes, see there (zk_*, zkp_*).
  * F32 / F16 (vcvtph2ps) / BF16 (shift into f32): register tiles of ZR rows x
  * T <= ZT tokens, 16 floats per step, FMA (zf_*).
  * Edge tiles reuse the full-height kernels: missing rows repeat the last valid
@@ -518,14 +519,14 @@ static void zq_rows_any(const struct mm_args *a, int r0, int r1)
  *   the sub-block scales as int16 lanes into int32, one convert and FMA with
  *   dw * dx, one FMA for the mins (zk_*).
  * - more (prefill): a 16-row block repacked into a panel of rows in lanes per
- *   ZKP_KB super-blocks, as zp_* for Q4_0: per sub-block and token, G/4
- *   vpdpbusd with the token's 4 quants broadcast, one convert, one FMA with
- *   the 16 rows' float scales, one FMA with their mins (zkp_*). */
+ *   ZKP_KB super-blocks (quants and scales transposed with shuffles), as zp_*
+ *   for Q4_0: per sub-block of G and token, G/4 vpdpbusd with the token's 4
+ *   quants broadcast, one convert, one FMA with the 16 rows' float scales,
+ *   one FMA with their mins; dx once per super-block (zkp_*). */
 
 #define ZK_R 4        /* rows per register tile */
 #define ZKP_KB 4      /* super-blocks per panel */
 #define ZKP_MIN_TOK 20 /* panels from this many tokens (below, the repacking costs more than it saves) */
-#define ZKP_T 8       /* tokens per pass over a panel */
 
 /* Super-block b of a row as 4 vectors of 64 unsigned quants, elements 64 v .. 64 v + 63. */
 AI void zk_quants(int wt, const uint8_t *row, int b, __m512i q[4])
@@ -753,24 +754,25 @@ AI void zkp_pack(int wt, const struct mm_args *a, int r0, int nr, int kb0, int n
 	}
 }
 
-/* 16 rows x ZKP_T tokens (t0 + j0 ..) of the tile at t0 over one panel; tiled
- * layout. Per super-block and token, fs = sum_j dw sc_j * dot_j, then
- * acc += dx * fs; the mins go into acc directly (fx already has dx). */
-AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int r0, int nr, int t0, int j0,
-		 int kb0, int nbk, int accum)
+/* 16 rows x the MM_XT tokens of the tile at t0 over one panel; tiled layout.
+ * Per super-block and token, fs = sum_j dw sc_j * dot_j, then acc += dx * fs;
+ * the mins go into acc directly (fx already has dx). Each token's dot of a
+ * sub-block is two vpdpbusd chains (latency). */
+AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int r0, int nr, int t0, int kb0,
+		 int nbk, int accum)
 {
 	const int G = mm_k_group(wt), ng = QK_K / G;
-	__m512 acc[ZKP_T];
+	__m512 acc[MM_XT];
 
 	UNROLL
-	for (int t = 0; t < ZKP_T; t++)
+	for (int t = 0; t < MM_XT; t++)
 		acc[t] = _mm512_setzero_ps();
 	for (int b = 0; b < nbk; b++) {
-		const uint8_t *rec = mm_kx_rec(a, t0, kb0 + b) + j0 * MM_KX_REC; /* token t at rec + t * MM_KX_REC */
+		const uint8_t *rec = mm_kx_rec(a, t0, kb0 + b); /* token t at rec + t * MM_KX_REC */
 		const int32_t(*q)[16] = p->q[b];
-		__m512 fs[ZKP_T];
+		__m512 fs[MM_XT];
 		UNROLL
-		for (int t = 0; t < ZKP_T; t++)
+		for (int t = 0; t < MM_XT; t++)
 			fs[t] = _mm512_setzero_ps();
 		for (int j = 0; j < ng; j++, q += G / 4) {
 			__m512i w[8];
@@ -779,9 +781,8 @@ AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int
 				w[g] = _mm512_load_si512(q[g]);
 			__m512 sc = _mm512_load_ps(p->sc[b][j]), mn = _mm512_load_ps(p->mn[b][j]);
 			UNROLL
-			for (int t = 0; t < ZKP_T; t++) {
+			for (int t = 0; t < MM_XT; t++) {
 				const uint8_t *xr = rec + t * MM_KX_REC + j * G;
-				/* two chains of G / 8 (latency) */
 				__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 				UNROLL
 				for (int g = 0; g < G / 4; g += 2) {
@@ -796,16 +797,16 @@ AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int
 			}
 		}
 		UNROLL
-		for (int t = 0; t < ZKP_T; t++) {
+		for (int t = 0; t < MM_XT; t++) {
 			float dx;
 			memcpy(&dx, rec + t * MM_KX_REC + MM_KX_D, sizeof dx);
 			acc[t] = _mm512_fmadd_ps(fs[t], _mm512_set1_ps(dx), acc[t]);
 		}
 	}
 	__mmask16 m = (__mmask16)((1u << nr) - 1);
-	int nt = a->n_tok - t0 - j0 < ZKP_T ? a->n_tok - t0 - j0 : ZKP_T;
+	int nt = a->n_tok - t0 < MM_XT ? a->n_tok - t0 : MM_XT;
 	for (int t = 0; t < nt; t++) {
-		float *y = a->y + (size_t)(t0 + j0 + t) * a->n_out + r0;
+		float *y = a->y + (size_t)(t0 + t) * a->n_out + r0;
 		__m512 v = accum ? _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, y)) : acc[t];
 		_mm512_mask_storeu_ps(y, m, v);
 	}
@@ -819,8 +820,7 @@ AI void zkp_tile(int wt, const struct mm_args *a, const struct zkp_panel *p, int
 			int nbk = a->nb - kb0 < ZKP_KB ? a->nb - kb0 : ZKP_KB;        \
 			zkp_pack(QTYPE_##wt, a, r0, r1 - r0, kb0, nbk, &p);           \
 			for (int t0 = 0; t0 < a->n_tok; t0 += MM_XT)                  \
-				for (int j0 = 0; j0 < MM_XT && t0 + j0 < a->n_tok; j0 += ZKP_T) \
-					zkp_tile(QTYPE_##wt, a, &p, r0, r1 - r0, t0, j0, kb0, nbk, kb0 > 0); \
+				zkp_tile(QTYPE_##wt, a, &p, r0, r1 - r0, t0, kb0, nbk, kb0 > 0); \
 		}                                                                     \
 	}
 ZKP_ROWS(Q4_K)
