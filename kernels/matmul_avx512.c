@@ -526,7 +526,7 @@ static void zq_rows_any(const struct mm_args *a, int r0, int r1)
 
 #define ZK_R 4        /* rows per register tile */
 #define ZKP_KB 4      /* super-blocks per panel */
-#define ZKP_MIN_TOK 20 /* panels from this many tokens (below, the repacking costs more than it saves) */
+#define ZKP_MIN_TOK 16 /* panels from this many tokens (below, the repacking costs more than it saves) */
 
 /* Super-block b of a row as 4 vectors of 64 unsigned quants, elements 64 v .. 64 v + 63. */
 AI void zk_quants(int wt, const uint8_t *row, int b, __m512i q[4])
