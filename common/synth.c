@@ -71,7 +71,11 @@ static int add_random(struct synth *s, const char *name, int64_t ne0, int64_t ne
 			free(f);
 			return KB_ERR_NOMEM;
 		}
-		tr->from_float(f, data, (int64_t)n);
+		/* row by row on all threads (the K-quant quantizers are slow) */
+		const size_t row = qtype_row_size(type, ne0);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+		for (int64_t r = 0; r < ne1; r++)
+			tr->from_float(f + (size_t)r * ne0, (uint8_t *)data + (size_t)r * row, ne0);
 		free(f);
 	}
 	if (!keep(s, data))
