@@ -862,50 +862,79 @@ static void write_plot(const struct bench *b, const struct method *ms, int n_m, 
 	fprintf(f, "<g transform=\"translate(22 %.1f) rotate(-90)\">", T + ph / 2);
 	svg_text(f, 0, 0, "middle", NULL, "top-1 agreement with full prefill");
 	fprintf(f, "</g>\n");
-	/* points, then labels: each at the first of a few spots around its point
-	 * that stays inside the plot and clears every point and earlier label
-	 * (sizes estimated from the font), else further out with a leader line */
+	/* points, then labels. Points within a few pixels of each other share one
+	 * label ("full, prefix"). Each label goes to the first of a few spots around
+	 * its point that stays inside the plot, clears every point and every label
+	 * placed (sizes estimated from the font) and is nearer its own point than
+	 * any other; failing that, the first spot clear of points and labels, with
+	 * a leader line; failing that, stacked at the lower right. */
+	int grp[MAX_METHODS];
 	double bx[MAX_METHODS][4];
-	for (int k = 0; k < n; k++)
+	int n_box = 0;
+	for (int k = 0; k < n; k++) {
 		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" stroke=\"white\" stroke-width=\"1\"/>\n",
 			PX(xs[k]), PY(ys[k]), method_color(&ms[idx[k]]));
+		grp[k] = k;
+		for (int j = 0; j < k && grp[k] == k; j++)
+			if (grp[j] == j && hypot(PX(xs[k]) - PX(xs[j]), PY(ys[k]) - PY(ys[j])) < 4)
+				grp[k] = j;
+	}
+	static const double cand[][2] = { { 9, -7 }, { 9, 15 }, { -9, -7 }, { -9, 15 }, { 0, -12 }, { 0, 24 },
+					  { 9, -24 }, { 9, 32 }, { -9, -24 }, { -9, 32 }, { 20, -40 }, { 20, 48 },
+					  { -20, -40 }, { -20, 48 } };
+	const int n_cand = (int)(sizeof cand / sizeof *cand), n_near = 6;
 	for (int k = 0; k < n; k++) {
-		const struct method *me = &ms[idx[k]];
-		const double px = PX(xs[k]), py = PY(ys[k]), w = 7.3 * strlen(me->label) + 2, h = 14;
-		/* candidate offsets of the label's left edge and baseline from the point */
-		static const double cand[][2] = { { 9, -7 }, { 9, 15 }, { -9, -7 }, { -9, 15 }, { 0, -12 }, { 0, 24 },
-						  { 9, -24 }, { 9, 32 }, { -9, -24 }, { -9, 32 }, { 20, -40 }, { 20, 48 },
-						  { -20, -40 }, { -20, 48 } };
-		const int n_cand = (int)(sizeof cand / sizeof *cand);
+		if (grp[k] != k)
+			continue;
+		size_t chars = 0;
+		for (int j = k; j < n; j++)
+			if (grp[j] == k)
+				chars += strlen(ms[idx[j]].label) + (j > k ? 2 : 0);
+		const double px = PX(xs[k]), py = PY(ys[k]), w = 7.3 * chars + 2, h = 14;
 		int pick = -1;
 		double x = 0, y = 0;
-		for (int c = 0; c < n_cand + 40 && pick < 0; c++) {
-			/* after the fixed spots: further and further below, right then left */
-			double dx = c < n_cand ? cand[c][0] : (c - n_cand) % 2 ? -9 : 9;
-			double dy = c < n_cand ? cand[c][1] : 48 + 16 * ((c - n_cand) / 2);
-			x = dx > 0 ? px + dx : dx < 0 ? px + dx - w : px - w / 2;
-			y = py + dy;
-			bool fits = x >= L + 2 && x + w <= L + pw - 2 && y - h >= T + 1 && y + 3 <= T + ph - 1;
-			for (int j = 0; j < n && fits; j++) { /* clear of every point */
-				double qx = PX(xs[j]), qy = PY(ys[j]);
-				fits = !(qx + 6 > x && qx - 6 < x + w && qy + 6 > y - h + 2 && qy - 6 < y + 3);
+		for (int pass = 0; pass < 2 && pick < 0; pass++)
+			for (int c = 0; c < n_cand + 40 && pick < 0; c++) {
+				/* after the fixed spots: further and further below, right then left */
+				double dx = c < n_cand ? cand[c][0] : (c - n_cand) % 2 ? -9 : 9;
+				double dy = c < n_cand ? cand[c][1] : 48 + 16 * ((c - n_cand) / 2);
+				x = dx > 0 ? px + dx : dx < 0 ? px + dx - w : px - w / 2;
+				y = py + dy;
+				bool fits = x >= L + 2 && x + w <= L + pw - 2 && y - h >= T + 1 && y + 3 <= T + ph - 1;
+				for (int j = 0; j < n && fits; j++) { /* clear of every point */
+					double qx = PX(xs[j]), qy = PY(ys[j]);
+					fits = !(qx + 6 > x && qx - 6 < x + w && qy + 6 > y - h + 2 && qy - 6 < y + 3);
+				}
+				for (int j = 0; j < n_box && fits; j++) /* and of the labels placed */
+					fits = !(bx[j][0] < x + w && x < bx[j][2] && bx[j][1] < y + 3 && y - h + 2 < bx[j][3]);
+				/* first pass: near, and nearer its own point than any other */
+				double ax = dx > 0 ? x : dx < 0 ? x + w : x + w / 2, ay = y - 4, own = hypot(ax - px, ay - py);
+				for (int j = 0; j < n && fits && pass == 0; j++)
+					fits = c < n_near && (grp[j] == k || hypot(ax - PX(xs[j]), ay - PY(ys[j])) > own + 6);
+				if (fits)
+					pick = pass == 0 ? c : n_cand + c;
 			}
-			for (int j = 0; j < k && fits; j++) /* and of the labels placed */
-				fits = !(bx[j][0] < x + w && x < bx[j][2] && bx[j][1] < y + 3 && y - h + 2 < bx[j][3]);
-			if (fits)
-				pick = c;
-		}
-		if (pick < 0) { /* crowded: below the plot's lower right, stacked, with a leader line */
+		if (pick < 0) {
 			x = L + pw - w - 6;
-			y = T + ph - 8 - 16.0 * k;
+			y = T + ph - 8 - 16.0 * n_box;
 		}
-		bx[k][0] = x, bx[k][1] = y - h + 2, bx[k][2] = x + w, bx[k][3] = y + 3;
-		if (pick < 0 || pick >= 6)
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"0.8\"/>\n",
-				px, py, x < px ? x + w : x, y - 4, method_color(me));
-		char style[64];
-		snprintf(style, sizeof style, "fill=\"%s\"", method_color(me));
-		svg_text(f, x, y, "start", style, me->label);
+		bx[n_box][0] = x, bx[n_box][1] = y - h + 2, bx[n_box][2] = x + w, bx[n_box][3] = y + 3;
+		n_box++;
+		if (pick < 0 || pick >= n_near)
+			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888888\" stroke-width=\"0.8\"/>\n",
+				px, py, x + w / 2 < px ? x + w : x, y - 4);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" xml:space=\"preserve\">", x, y);
+		for (int j = k; j < n; j++) {
+			if (grp[j] != k)
+				continue;
+			if (j > k)
+				fputs("<tspan fill=\"#666666\">, </tspan>", f);
+			fprintf(f, "<tspan fill=\"%s\">", method_color(&ms[idx[j]]));
+			for (const char *c = ms[idx[j]].label; *c; c++)
+				*c == '<' ? fputs("&lt;", f) : *c == '&' ? fputs("&amp;", f) : fputc(*c, f);
+			fputs("</tspan>", f);
+		}
+		fputs("</text>\n", f);
 	}
 #undef PX
 #undef PY
