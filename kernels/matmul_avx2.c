@@ -427,6 +427,8 @@ static void yq_rows_any(const struct mm_args *a, int r0, int r1)
  * with the sub-block scales as int16 lanes into int32, then per super-block
  * one convert and FMA with dw * dx and one or two FMAs for the mins (yk_*). */
 
+#define YK_PF 2 /* decode: prefetch each row this many super-blocks ahead */
+
 /* Quants 32 v .. 32 v + 31 of super-block blk (unsigned bytes). */
 AI __m256i yk_quants(int wt, const uint8_t *blk, int v)
 {
@@ -479,6 +481,9 @@ AI void yk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 		UNROLL
 		for (int i = 0; i < YR; i++) {
 			const uint8_t *blk = wp[i] + (size_t)b * bsz;
+			if (b + YK_PF < a->nb) /* DRAM-bound decode: see matmul_avx512.c */
+				for (size_t l = 0; l < bsz; l += 64)
+					_mm_prefetch((const char *)blk + YK_PF * bsz + l, _MM_HINT_T0);
 			/* the sub-block scales and mins as int16 / float, d */
 			int16_t sc[16] __attribute__((aligned(32)));
 			float mn[16] __attribute__((aligned(32)));

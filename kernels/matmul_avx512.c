@@ -524,6 +524,9 @@ static void zq_rows_any(const struct mm_args *a, int r0, int r1)
  *   quants broadcast, one convert, one FMA with the 16 rows' float scales,
  *   one FMA with their mins; dx once per super-block (zkp_*). */
 
+
+
+#define ZK_PF 2       /* decode: prefetch each row this many super-blocks ahead */
 #define ZK_R 4        /* rows per register tile */
 #define ZKP_KB 4      /* super-blocks per panel */
 #define ZKP_MIN_TOK 16 /* panels from this many tokens (below, the repacking costs more than it saves) */
@@ -627,6 +630,14 @@ AI void zk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			__m512i q[4], sv[4];
 			__m512 mf;
 			float dw;
+			/* the hardware prefetchers keep up with 4 interleaved rows
+			 * poorly: decode from DRAM 1.6x faster with this */
+			if (b + ZK_PF < a->nb) {
+				const uint8_t *pf = wp[i] + (size_t)(b + ZK_PF) * mm_kq_bytes(wt);
+				UNROLL
+				for (int l = 0; l < (int)mm_kq_bytes(wt); l += 64)
+					_mm_prefetch((const char *)pf + l, _MM_HINT_T0);
+			}
 			zk_quants(wt, wp[i], b, q);
 			zk_scales(wt, wp[i], b, sv, &mf, &dw);
 			UNROLL
