@@ -124,26 +124,55 @@ void mm_kq_scales(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
 	o->dm = fp16_to_fp32(k->dmin);
 }
 
+/* 8 bytes at a time (the per-byte masks keep shifted bits in their byte). */
+static uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static void st64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+#define B8(x) (0x0101010101010101ull * (x))
+
 void mm_kq_unpack(int wtype, const uint8_t *row, int b, struct mm_kq_block *o)
 {
 	mm_kq_scales(wtype, row, b, o);
 	if (wtype == QTYPE_Q6_K) {
+		/* half h, l < 32: ql[64h + l] feeds elements l (low nibble), l + 64 (high),
+		 * ql[64h + 32 + l] elements l + 32, l + 96; bits 2i of qh[32h + l] are the
+		 * top 2 bits of element 32i + l */
 		const block_q6_K *k = (const block_q6_K *)row + b;
-		for (int e = 0; e < QK_K; e++) {
-			int h = e / 128, i = e % 128 / 32, l = e % 32;
-			int lo = k->ql[64 * h + l + 32 * (i & 1)] >> (i >= 2 ? 4 : 0) & 15;
-			o->q[e] = (uint8_t)(lo | (k->qh[32 * h + l] >> (2 * i) & 3) << 4);
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = k->ql + 64 * h, *qh = k->qh + 32 * h;
+			uint8_t *q = o->q + 128 * h;
+			for (int l = 0; l < 32; l += 8) {
+				uint64_t a = ld64(ql + l), c = ld64(ql + 32 + l), hb = ld64(qh + l);
+				st64(q + l, (a & B8(15)) | (hb & B8(3)) << 4);
+				st64(q + l + 32, (c & B8(15)) | (hb >> 2 & B8(3)) << 4);
+				st64(q + l + 64, (a >> 4 & B8(15)) | (hb >> 4 & B8(3)) << 4);
+				st64(q + l + 96, (c >> 4 & B8(15)) | (hb >> 6 & B8(3)) << 4);
+			}
 		}
 		return;
 	}
-	/* Q4_K, Q5_K: nibbles of qs; Q5_K adds a fifth bit from qh */
+	/* Q4_K, Q5_K: qs[32k + l] holds elements 64k + l (low nibble), 64k + 32 + l
+	 * (high); Q5_K adds a fifth bit, bit j of qh[l] for element 32j + l */
 	const uint8_t *blk = row + (size_t)b * mm_kq_bytes(wtype);
 	const uint8_t *qs = wtype == QTYPE_Q4_K ? ((const block_q4_K *)blk)->qs : ((const block_q5_K *)blk)->qs;
-	for (int e = 0; e < QK_K; e++)
-		o->q[e] = (uint8_t)(qs[32 * (e / 64) + e % 32] >> (e / 32 & 1 ? 4 : 0) & 15);
-	if (wtype == QTYPE_Q5_K)
-		for (int e = 0; e < QK_K; e++)
-			o->q[e] |= (uint8_t)((((const block_q5_K *)blk)->qh[e % 32] >> (e / 32) & 1) << 4);
+	const uint8_t *qh = wtype == QTYPE_Q5_K ? ((const block_q5_K *)blk)->qh : NULL;
+	for (int j = 0; j < 8; j++) {
+		for (int l = 0; l < 32; l += 8) {
+			uint64_t v = ld64(qs + 32 * (j / 2) + l) >> (j & 1 ? 4 : 0) & B8(15);
+			if (qh)
+				v |= (ld64(qh + l) >> j & B8(1)) << 4;
+			st64(o->q + 32 * j + l, v);
+		}
+	}
 }
 
 /* ---- the portable variant ---- */
@@ -197,6 +226,15 @@ static void gen_rows_q(const struct mm_args *a, int r0, int r1)
 	}
 }
 
+/* Dot product of 16 unsigned quants with 16 int8 activations. */
+static int gen_dot_u8_16(const uint8_t *q, const int8_t *x)
+{
+	int s = 0;
+	for (int j = 0; j < 16; j++)
+		s += q[j] * x[j];
+	return s;
+}
+
 /* K-quant weights: each super-block unpacked once for GEN_TOK tokens. */
 static void gen_rows_k(const struct mm_args *a, int r0, int r1)
 {
@@ -221,9 +259,9 @@ static void gen_rows_k(const struct mm_args *a, int r0, int r1)
 					int isum = 0;
 					float msum = 0;
 					for (int j = 0; j < kb.ng; j++) {
-						int s = 0;
-						for (int e = j * g; e < (j + 1) * g; e++)
-							s += kb.q[e] * xq[e];
+						int s = gen_dot_u8_16(kb.q + j * g, xq + j * g);
+						if (g == 32)
+							s += gen_dot_u8_16(kb.q + j * g + 16, xq + j * g + 16);
 						isum += kb.sc[j] * s;
 						msum += (float)kb.m[j] * fx[j];
 					}
