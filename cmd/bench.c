@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "sample.h"
+#include "template.h"
 
 static const struct option longopts[] = {
 	{ "speed", no_argument, NULL, 'S' },
@@ -264,32 +265,6 @@ struct question {
 	int n_tokens;
 };
 
-/* The template's text before the chunks (with the prefix) and after them (with
- * the query), as kvblend-blend frames them. */
-static void template_text(const char *t, const char *prefix, const char *query, char **head, char **tail)
-{
-	int a, b;
-	bool pre = prefix && *prefix;
-	if (!strcmp(t, "chatml")) {
-		a = asprintf(head, "%s%s%s<|im_start|>user\n", pre ? "<|im_start|>system\n" : "", pre ? prefix : "",
-			     pre ? "<|im_end|>\n" : "");
-		b = asprintf(tail, "%s<|im_end|>\n<|im_start|>assistant\n", query);
-	} else if (!strcmp(t, "llama3")) {
-		a = asprintf(head, "%s%s%s<|start_header_id|>user<|end_header_id|>\n\n",
-			     pre ? "<|start_header_id|>system<|end_header_id|>\n\n" : "", pre ? prefix : "",
-			     pre ? "<|eot_id|>" : "");
-		b = asprintf(tail, "%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", query);
-	} else if (!strcmp(t, "mistral")) {
-		a = asprintf(head, "[INST] %s%s", pre ? prefix : "", pre ? "\n\n" : "");
-		b = asprintf(tail, "%s [/INST]", query);
-	} else {
-		a = asprintf(head, "%s", pre ? prefix : "");
-		b = asprintf(tail, "%s", query);
-	}
-	if (a < 0 || b < 0)
-		cli_die("out of memory");
-}
-
 static void tokenize(const struct model *m, struct part *p, const char *text, bool bos, bool special, int max)
 {
 	size_t n = 0;
@@ -305,7 +280,8 @@ static void build_question(const struct opts *o, const struct model *m, const st
 	char *prefix = dataset_prefix(d, it), *query = dataset_query(d, it), *head, *tail;
 	if (!prefix || !query)
 		cli_die("out of memory");
-	template_text(o->template, prefix, query, &head, &tail);
+	if (template_frame(o->template, prefix, query, &head, &tail))
+		cli_die("%s", kb_error());
 	int np = o->max_passages > 0 && o->max_passages < it->n_passages ? o->max_passages : it->n_passages;
 	q->n_parts = np + 2;
 	q->parts = calloc((size_t)q->n_parts, sizeof *q->parts);
@@ -1161,9 +1137,8 @@ int main(int argc, char **argv)
 		cli_usage_error("--json and --tsv do not go together");
 	if (!o.template)
 		o.template = "plain";
-	if (strcmp(o.template, "plain") && strcmp(o.template, "chatml") && strcmp(o.template, "llama3") &&
-	    strcmp(o.template, "mistral"))
-		cli_usage_error("--template: unknown template '%s' (plain, chatml, llama3, mistral)", o.template);
+	if (!template_known(o.template))
+		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", o.template);
 	kb_set_threads(o.threads);
 	if (o.speed)
 		bench_speed(&o);

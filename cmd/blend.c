@@ -12,6 +12,7 @@
 #include "kvfile.h"
 #include "records.h"
 #include "sample.h"
+#include "template.h"
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -128,9 +129,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("--store and --no-store do not go together");
 	if (!o->template)
 		o->template = "plain";
-	if (strcmp(o->template, "plain") && strcmp(o->template, "chatml") && strcmp(o->template, "llama3") &&
-	    strcmp(o->template, "mistral"))
-		cli_usage_error("--template: unknown template '%s' (plain, chatml, llama3, mistral)", o->template);
+	if (!template_known(o->template))
+		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", o->template);
 	if (!strcmp(o->output, "-") && isatty(STDOUT_FILENO))
 		cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
 }
@@ -182,37 +182,13 @@ static char *slurp(const char *path)
 	return s;
 }
 
-/* The template's text before the chunks (with the prefix) and after them (with the query). */
-static void template_text(const char *t, const char *prefix, const char *query, char **head, char **tail)
-{
-	int a, b;
-	bool pre = prefix && *prefix;
-	if (!strcmp(t, "chatml")) {
-		a = asprintf(head, "%s%s%s<|im_start|>user\n", pre ? "<|im_start|>system\n" : "", pre ? prefix : "",
-			     pre ? "<|im_end|>\n" : "");
-		b = asprintf(tail, "%s<|im_end|>\n<|im_start|>assistant\n", query);
-	} else if (!strcmp(t, "llama3")) {
-		a = asprintf(head, "%s%s%s<|start_header_id|>user<|end_header_id|>\n\n",
-			     pre ? "<|start_header_id|>system<|end_header_id|>\n\n" : "", pre ? prefix : "",
-			     pre ? "<|eot_id|>" : "");
-		b = asprintf(tail, "%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", query);
-	} else if (!strcmp(t, "mistral")) {
-		a = asprintf(head, "[INST] %s%s", pre ? prefix : "", pre ? "\n\n" : "");
-		b = asprintf(tail, "%s [/INST]", query);
-	} else {
-		a = asprintf(head, "%s", pre ? prefix : "");
-		b = asprintf(tail, "%s", query);
-	}
-	if (a < 0 || b < 0)
-		cli_die("out of memory");
-}
-
 /* Prefix, chunks (operands, else records on stdin), query. */
 static void build_prompt(const struct opts *o, const struct model *m, int n_ops, char **ops, struct prompt *p)
 {
 	char *pfx = o->prefix_file ? slurp(o->prefix_file) : NULL, *qry = o->query_file ? slurp(o->query_file) : NULL;
 	char *head, *tail;
-	template_text(o->template, o->prefix ? o->prefix : pfx, o->query ? o->query : qry, &head, &tail);
+	if (template_frame(o->template, o->prefix ? o->prefix : pfx, o->query ? o->query : qry, &head, &tail))
+		cli_die("%s", kb_error());
 	struct part *q = add_part(p);
 	tokenize_into(m, q, head, strlen(head), true, true);
 	q->cacheable = true;
