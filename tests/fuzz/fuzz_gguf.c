@@ -109,46 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVBLEND_FUZZ_MAIN
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int run_path(const char *path, int *n)
-{
-	struct stat sb;
-	if (stat(path, &sb) != 0) {
-		perror(path);
-		return 1;
-	}
-	if (S_ISDIR(sb.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *e;
-		int bad = 0;
-		while (d && (e = readdir(d))) {
-			if (e->d_name[0] == '.')
-				continue;
-			char sub[4096];
-			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-			bad |= run_path(sub, n);
-		}
-		if (d)
-			closedir(d);
-		return bad;
-	}
-	char *buf;
-	size_t len;
-	if (kb_read_file(path, &buf, &len) != KB_OK) {
-		fprintf(stderr, "fuzz_gguf: %s\n", kb_error());
-		return 1;
-	}
-	/* an exact-size copy, so a sanitizer sees any read past the end */
-	uint8_t *exact = malloc(len ? len : 1);
-	memcpy(exact, buf, len);
-	free(buf);
-	LLVMFuzzerTestOneInput(exact, len);
-	free(exact);
-	++*n;
-	return 0;
-}
+#define FUZZ_NAME "fuzz_gguf"
 
 /* ---- the seed corpus ---- */
 
@@ -237,18 +198,5 @@ static int write_seeds(const char *dir)
 	return bad;
 }
 
-int main(int argc, char **argv)
-{
-	int n = 0, bad = 0;
-	if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
-		return write_seeds(argv[2]);
-	if (argc < 2) {
-		fprintf(stderr, "usage: fuzz_gguf FILE|DIR...\n       fuzz_gguf --write-seeds DIR\n");
-		return 2;
-	}
-	for (int i = 1; i < argc; i++)
-		bad |= run_path(argv[i], &n);
-	printf("fuzz_gguf: %d inputs ran\n", n);
-	return bad;
-}
+#include "driver.h"
 #endif
