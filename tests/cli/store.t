@@ -36,6 +36,7 @@ grep -q "^caches *$uniq " "$t/s"; ok $? "the index has one row per object"
 # kill prefills at several moments: nothing broken is left or served
 "$B/kvblend-chunk" -m "$model" --max-tokens 20 "$t/doc.txt" >"$t/new.jsonl"
 for after in 1 5 12 30; do
+	: >"$t/k.out" # exists before the loop below reads it, however late the job starts
 	"$B/kvblend-prefill" -m "$model" --store "$st" --batch 8 -q <"$t/new.jsonl" >"$t/k.out" 2>/dev/null &
 	pid=$!
 	i=0
