@@ -47,6 +47,12 @@ void kern_matmul_ref(float *y, const float *x, const void *w, int wtype,
 void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps);
 void kern_rmsnorm_ref(float *y, const float *x, const float *w, int n_rows, int n, float eps);
 
+/* ---- LayerNorm: y[r] = (x[r] - mean) / sqrt(var + eps) * w + b, for n_rows rows of n ----
+ * var is the biased (population) variance, as BERT's LayerNorm; y may alias x. */
+void kern_layernorm(float *y, const float *x, const float *w, const float *b, int n_rows, int n, float eps);
+void kern_layernorm_ref(float *y, const float *x, const float *w, const float *b, int n_rows, int n,
+			float eps);
+
 /* ---- RoPE ----
  * Rotates, in place, the first n_rot dims of every head of n_tok rows
  * (row r = n_head heads of head_dim floats, row stride n_head * head_dim) by
@@ -72,6 +78,13 @@ void kern_softmax_ref(float *x, int n);
 /* ---- SwiGLU: out[i] = silu(gate[i]) * up[i]; out may alias gate ---- */
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kern_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
+
+/* ---- GELU, tanh form: out[i] = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); out may alias x ----
+ * The approximation llama.cpp's ggml_gelu computes for BERT (not the erf form
+ * of Hugging Face's "gelu": they differ by < 1e-3 absolute). Written as
+ * x / (1 + e^(-2u)), the same value, so the SIMD variants need only exp. */
+void kern_gelu(float *out, const float *x, int64_t n);
+void kern_gelu_ref(float *out, const float *x, int64_t n);
 
 /* ---- attention over a KV cache, GQA, causal mask by position ----
  * q:   [n_q][n_head * head_dim] (row stride q_stride)

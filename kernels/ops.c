@@ -75,6 +75,38 @@ static void swiglu_generic(float *out, const float *gate, const float *up, int64
 	}
 }
 
+static void gelu_generic(float *out, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i];
+		out[i] = v / (1.0f + expf(-2.0f * v * (OPS_GELU_A + OPS_GELU_B * v * v)));
+	}
+}
+
+/* One row: the mean first (summed in double: a float sum of a few hundred
+ * values near 30, where BERT's residual stream can sit, is off by ~1e-5 of the
+ * spread), then the variance about it in float (the centred values are small). */
+static void layernorm_row(float *y, const float *x, const float *w, const float *b, int n, float eps)
+{
+	double s = 0;
+	for (int i = 0; i < n; i++)
+		s += x[i];
+	const float mean = (float)(s / n);
+	float acc[8] = { 0 };
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += (x[i + l] - mean) * (x[i + l] - mean);
+	float ss = 0;
+	for (; i < n; i++)
+		ss += (x[i] - mean) * (x[i] - mean);
+	for (int l = 0; l < 8; l++)
+		ss += acc[l];
+	const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+	for (i = 0; i < n; i++)
+		y[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
 static float dot_generic(const float *a, const float *b, int n)
 {
 	float acc[8] = { 0 };
@@ -378,6 +410,19 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, f
 		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
 
+/* Rows are short (hundreds of floats) and the compiler vectorises the plain
+ * loops of layernorm_row well enough: one variant for every level but ref. */
+void kern_layernorm(float *y, const float *x, const float *w, const float *b, int n_rows, int n, float eps)
+{
+	if (kern_level == KERN_REF) {
+		kern_layernorm_ref(y, x, w, b, n_rows, n, eps);
+		return;
+	}
+	#pragma omp parallel for schedule(static) if ((int64_t)n_rows * n >= OPS_PAR_MIN && n_rows > 1)
+	for (int r = 0; r < n_rows; r++)
+		layernorm_row(y + (size_t)r * n, x + (size_t)r * n, w, b, n, eps);
+}
+
 /* cos/sin of one row's angles pos * inv_freq[i], i < half, in double: the
  * previous row's when the position repeats; when it is the previous row's + 1
  * (prefill), the previous row's rotated by inv_freq: a few multiplies, drifting
@@ -544,6 +589,33 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 	for (int64_t c = 0; c < n_chunk; c++) {
 		int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
 		f(out + i0, gate + i0, up + i0, m);
+	}
+}
+
+void kern_gelu(float *out, const float *x, int64_t n)
+{
+	ops_gelu_fn *f = gelu_generic;
+	switch (kern_level) {
+	case KERN_REF:
+		kern_gelu_ref(out, x, n);
+		return;
+#ifdef OPS_X86
+	case KERN_AVX512:
+		f = ops_gelu_avx512;
+		break;
+	case KERN_AVX2:
+		f = ops_gelu_avx2;
+		break;
+#endif
+	default:
+		break;
+	}
+	const int64_t chunk = 8192; /* a multiple of every SIMD width */
+	const int64_t n_chunk = (n + chunk - 1) / chunk;
+	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
+	for (int64_t c = 0; c < n_chunk; c++) {
+		int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+		f(out + i0, x + i0, m);
 	}
 }
 

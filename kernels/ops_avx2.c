@@ -153,6 +153,21 @@ void ops_swiglu_avx2(float *out, const float *gate, const float *up, int64_t n)
 	}
 }
 
+/* x / (1 + e^(-2u)) = x/2 (1 + tanh u): see kern_gelu. For x < -10 e^(-2u)
+ * saturates at e^88.3 and the result is ~0, as it should be. */
+void ops_gelu_avx2(float *out, const float *x, int64_t n)
+{
+	const __m256 one = _mm256_set1_ps(1.0f), a = _mm256_set1_ps(-2 * OPS_GELU_A),
+		     b = _mm256_set1_ps(-2 * OPS_GELU_B);
+	for (int64_t i = 0; i < n; i += 8) {
+		__m256i m = tail8((int)(n - i < 8 ? n - i : 8));
+		__m256 v = _mm256_maskload_ps(x + i, m);
+		__m256 u = _mm256_mul_ps(v, _mm256_fmadd_ps(_mm256_mul_ps(v, v), b, a)); /* -2u */
+		__m256 r = _mm256_div_ps(v, _mm256_add_ps(one, exp256(u)));
+		_mm256_maskstore_ps(out + i, m, r);
+	}
+}
+
 /* ---- attention: row path ---- */
 
 static inline float dot256(const float *a, const float *b, int n)

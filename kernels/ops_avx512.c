@@ -126,6 +126,20 @@ void ops_swiglu_avx512(float *out, const float *gate, const float *up, int64_t n
 	}
 }
 
+/* See ops_gelu_avx2. */
+void ops_gelu_avx512(float *out, const float *x, int64_t n)
+{
+	const __m512 one = _mm512_set1_ps(1.0f), a = _mm512_set1_ps(-2 * OPS_GELU_A),
+		     b = _mm512_set1_ps(-2 * OPS_GELU_B);
+	for (int64_t i = 0; i < n; i += 16) {
+		__mmask16 m = tail16((int)(n - i < 16 ? n - i : 16));
+		__m512 v = _mm512_maskz_loadu_ps(m, x + i);
+		__m512 u = _mm512_mul_ps(v, _mm512_fmadd_ps(_mm512_mul_ps(v, v), b, a)); /* -2u */
+		__m512 r = _mm512_div_ps(v, _mm512_add_ps(one, exp512(u)));
+		_mm512_mask_storeu_ps(out + i, m, r);
+	}
+}
+
 /* ---- attention: row path ---- */
 
 static inline float dot512(const float *a, const float *b, int n)

@@ -66,6 +66,10 @@ static inline void ops_rope_cs(double pos, float inv_freq, float *c, float *s)
 /* ---- softmax over n, SwiGLU over n ---- */
 typedef void ops_softmax_fn(float *x, int n);
 typedef void ops_swiglu_fn(float *out, const float *gate, const float *up, int64_t n);
+typedef void ops_gelu_fn(float *out, const float *x, int64_t n);
+/* The GELU's constants: u = OPS_GELU_A x + OPS_GELU_B x^3 is sqrt(2/pi) (x + 0.044715 x^3). */
+#define OPS_GELU_A 0.7978845608028654f
+#define OPS_GELU_B (0.7978845608028654f * 0.044715f)
 
 /* ---- attention ----
  * Three work decompositions, chosen in ops.c:
@@ -135,6 +139,7 @@ ops_rope_norm_fn ops_rope_norm_avx2, ops_rope_norm_avx512;
 ops_rope_neox_fn ops_rope_neox_avx2, ops_rope_neox_avx512;
 ops_softmax_fn ops_softmax_avx2, ops_softmax_avx512;
 ops_swiglu_fn ops_swiglu_avx2, ops_swiglu_avx512;
+ops_gelu_fn ops_gelu_avx2, ops_gelu_avx512;
 ops_att_chunk_fn ops_att_chunk_avx2, ops_att_chunk_avx512;
 ops_att_tile_fn ops_att_tile_avx2, ops_att_tile_avx512;
 #endif

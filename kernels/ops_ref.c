@@ -24,6 +24,24 @@ void kern_rmsnorm_ref(float *y, const float *x, const float *w, int n_rows, int 
 	}
 }
 
+void kern_layernorm_ref(float *y, const float *x, const float *w, const float *b, int n_rows, int n,
+			float eps)
+{
+	for (int r = 0; r < n_rows; r++) {
+		const float *xr = x + (size_t)r * n;
+		float *yr = y + (size_t)r * n;
+		double mean = 0, var = 0;
+		for (int i = 0; i < n; i++)
+			mean += xr[i];
+		mean /= n;
+		for (int i = 0; i < n; i++)
+			var += (xr[i] - mean) * (xr[i] - mean);
+		double scale = 1.0 / sqrt(var / n + eps);
+		for (int i = 0; i < n; i++)
+			yr[i] = (float)((xr[i] - mean) * scale * w[i] + b[i]);
+	}
+}
+
 /* Rotate (x0, x1) by the angle whose cos and sin are c, s. */
 static void rotate_pair(float *x0, float *x1, double c, double s)
 {
@@ -73,6 +91,15 @@ void kern_swiglu_ref(float *out, const float *gate, const float *up, int64_t n)
 	for (int64_t i = 0; i < n; i++) {
 		double g = gate[i];
 		out[i] = (float)(g / (1.0 + exp(-g)) * up[i]);
+	}
+}
+
+void kern_gelu_ref(float *out, const float *x, int64_t n)
+{
+	const double c = sqrt(2.0 / M_PI);
+	for (int64_t i = 0; i < n; i++) {
+		double v = x[i];
+		out[i] = (float)(0.5 * v * (1.0 + tanh(c * (v + 0.044715 * v * v * v))));
 	}
 }
 

@@ -1,4 +1,4 @@
-/* test_ops.c — RMSNorm, RoPE, softmax, SwiGLU and attention: every variant this
+/* test_ops.c — RMSNorm, LayerNorm, RoPE, softmax, SwiGLU, GELU and attention: every variant this
  * CPU runs against the scalar reference on random data (normalized error), plus
  * known answers that hold for every variant, the reference included.
  *
@@ -80,6 +80,39 @@ static void kat_rmsnorm(const char *isa)
 	float r = sqrtf(12.5f);
 	ok(fabsf(y[0] - 3 / r) < 1e-6f && fabsf(y[1] + 8 / r) < 1e-6f,
 	   "%s rmsnorm [3 4] * [1 -2] = [%g %g]", isa, y[0], y[1]);
+}
+
+/* ================= LayerNorm ================= */
+
+/* Float sums vs double, as RMSNorm; rows offset by a large mean (BERT's residual
+ * stream drifts) check the variance is taken about the mean, not as E[x^2] - m^2. */
+#define TOL_LAYERNORM 2e-6
+
+static void cmp_layernorm(const char *isa)
+{
+	static const int shapes[][2] = { { 1, 1 }, { 3, 7 }, { 5, 17 }, { 2, 64 }, { 7, 384 },
+					 { 4, 1001 }, { 64, 384 }, { 1, 4096 } };
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+		int rows = shapes[s][0], n = shapes[s][1];
+		float off = s % 2 ? 30.0f : 0.0f;
+		float *x = randv((long)rows * n, off - 2, off + 2), *w = randv(n, 0.5f, 1.5f), *b = randv(n, -0.1f, 0.1f);
+		float *y0 = randv((long)rows * n, 0, 1), *y1 = randv((long)rows * n, 0, 1);
+		kern_layernorm_ref(y0, x, w, b, rows, n, 1e-12f);
+		kern_layernorm(y1, x, w, b, rows, n, 1e-12f);
+		double e = tap_nerr(y1, y0, (long)rows * n);
+		ok(e < TOL_LAYERNORM, "%s layernorm %dx%d (mean %g) vs ref: nerr %.2g", isa, rows, n, off, e);
+		kern_layernorm(x, x, w, b, rows, n, 1e-12f); /* in place */
+		ok(memcmp(x, y1, (size_t)rows * n * sizeof *x) == 0, "%s layernorm %dx%d in place", isa, rows, n);
+		free(x), free(w), free(b), free(y0), free(y1);
+	}
+}
+
+static void kat_layernorm(const char *isa)
+{
+	float x[2] = { 3, 5 }, w[2] = { 1, -2 }, b[2] = { 0.5f, 0.25f }, y[2];
+	kern_layernorm(y, x, w, b, 1, 2, 0.0f); /* mean 4, sd 1: [-1 1] */
+	ok(fabsf(y[0] + 0.5f) < 1e-6f && fabsf(y[1] + 1.75f) < 1e-6f,
+	   "%s layernorm [3 5] * [1 -2] + [.5 .25] = [%g %g]", isa, y[0], y[1]);
 }
 
 /* ================= RoPE ================= */
@@ -237,6 +270,48 @@ static void kat_swiglu(const char *isa)
 	kern_swiglu(y, g, u, 3);
 	ok(y[0] == 0 && fabsf(y[1] - 0.7310586f) < 1e-6f && fabsf(y[2] - 50) < 1e-5f,
 	   "%s swiglu silu(0,1,100) * up = [%g %g %g]", isa, y[0], y[1], y[2]);
+}
+
+/* gelu(x) = x s(x) with s in [0, 1]: the error is measured as that of s,
+ * max |y - ref| / max(|x|, 1). Far left s is e^-(tens), where the float argument
+ * alone moves it by a relative 1e-5 and SIMD exp clamps below e^-87: nothing a
+ * relative error of y could judge fairly, nothing that matters absolutely.
+ * exp to ~2 ulp and one division vs double tanh: ~1e-7. */
+#define TOL_GELU 1e-6
+
+static double gelu_err(const float *y, const float *ref, const float *x, long n)
+{
+	double e = 0;
+	for (long i = 0; i < n; i++) {
+		double d = fabs((double)y[i] - ref[i]) / fmax(fabs((double)x[i]), 1.0);
+		e = d > e ? d : e;
+	}
+	return e;
+}
+
+static void cmp_gelu(const char *isa)
+{
+	static const long ns[] = { 1, 7, 17, 1000, 100003 };
+	for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
+		long n = ns[s];
+		float *x = randv(n, -12, 12), *y0 = randv(n, 0, 1), *y1 = randv(n, 0, 1);
+		kern_gelu_ref(y0, x, n);
+		kern_gelu(y1, x, n);
+		double e = gelu_err(y1, y0, x, n);
+		ok(e < TOL_GELU, "%s gelu n %ld vs ref: error %.2g", isa, n, e);
+		kern_gelu(x, x, n); /* in place */
+		ok(memcmp(x, y1, (size_t)n * sizeof *x) == 0, "%s gelu n %ld in place", isa, n);
+		free(x), free(y0), free(y1);
+	}
+}
+
+static void kat_gelu(const char *isa)
+{
+	/* the tanh form at 1: 0.5 (1 + tanh(0.7978846 * 1.044715)) = 0.8411920 (erf form: 0.8413447) */
+	float x[4] = { 0, 1, -100, 100 }, y[4];
+	kern_gelu(y, x, 4);
+	ok(y[0] == 0 && fabsf(y[1] - 0.8411920f) < 1e-6f && fabsf(y[2]) < 1e-30f && fabsf(y[3] - 100) < 1e-5f,
+	   "%s gelu (0, 1, -100, 100) = [%g %.7f %g %g]", isa, y[0], y[1], y[2], y[3]);
 }
 
 /* ================= attention ================= */
@@ -572,6 +647,8 @@ int main(int argc, char **argv)
 		kat_rope_group(isa);
 		kat_softmax(isa);
 		kat_swiglu(isa);
+		kat_layernorm(isa);
+		kat_gelu(isa);
 		kat_attention(isa);
 		if (l == KERN_REF)
 			continue;
@@ -579,6 +656,8 @@ int main(int argc, char **argv)
 		cmp_rope(isa);
 		cmp_softmax(isa);
 		cmp_swiglu(isa);
+		cmp_layernorm(isa);
+		cmp_gelu(isa);
 		cmp_attention(isa);
 	}
 	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
