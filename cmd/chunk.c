@@ -3,7 +3,8 @@
  * Each input is read whole (a URL with libcurl), cut by the chunker (chunk.h)
  * and written as one record per chunk: id, doc, seq, start, end, [tokens,] text
  * (kvblend-chunks(5)). An input that cannot be read or cut is reported and
- * skipped; the exit status is then 1. */
+ * skipped; the exit status is then 1. --by ppl loads the whole model (it
+ * scores the sentences, ppl.h); the other modes only its tokenizer. */
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -14,10 +15,11 @@
 #include "fetch.h"
 #include "gguf.h"
 #include "hash.h"
+#include "model.h"
 #include "tok.h"
 
-enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_MAX_BYTES, OPT_TIMEOUT,
-       OPT_COMPLETE };
+enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_MAX_BYTES,
+       OPT_TIMEOUT, OPT_COMPLETE };
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -26,6 +28,7 @@ static const struct option longopts[] = {
 	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
 	{ "min-tokens", required_argument, NULL, OPT_MIN_TOKENS },
 	{ "overlap", required_argument, NULL, OPT_OVERLAP },
+	{ "ppl-threshold", required_argument, NULL, OPT_PPL_THRESHOLD },
 	{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "output", required_argument, NULL, 'o' },
@@ -39,19 +42,22 @@ static const struct option longopts[] = {
 
 static void usage(void)
 {
-	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window | --split REGEX]\n"
-	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [-o FILE] [-q]\n"
-	       "                     [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
+	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window|ppl | --split REGEX]\n"
+	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [--ppl-threshold X]\n"
+	       "                     [-o FILE] [-q] [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
 	       "Cut documents into chunk records, one JSON object per line:\n"
 	       "  {\"id\":SHA-256 of text,\"doc\":FILE or URL,\"seq\":N,\"start\":BYTE,\"end\":BYTE,\"tokens\":N,\"text\":...}\n"
 	       "Inputs are files, http(s):// and file:// URLs, or stdin (- or none).\n\n"
 	       "  -m, --model FILE       count tokens with this GGUF model's tokenizer (else ~ bytes/4)\n"
-	       "      --by MODE          paragraph (default), sentence, heading (Markdown #), or window\n"
-	       "                         (fixed windows of --max-tokens tokens)\n"
+	       "      --by MODE          paragraph (default), sentence, heading (Markdown #), window\n"
+	       "                         (fixed windows of --max-tokens tokens), or ppl (sentences grouped\n"
+	       "                         where their perplexity under -m MODEL dips; Meta-Chunking)\n"
 	       "      --split REGEX      cut after each match of this PCRE2 regex instead\n"
 	       "      --max-tokens N     token budget of a chunk (default 256; 0: pieces as they are)\n"
 	       "      --min-tokens N     merge smaller chunks with a neighbour when both fit (default 0)\n"
 	       "      --overlap N        tokens consecutive windows share (--by window; default 0)\n"
+	       "      --ppl-threshold X  how far below both neighbours a sentence's perplexity must dip\n"
+	       "                         to end a group (--by ppl; default 0: every local minimum)\n"
 	       "      --max-bytes N      largest document fetched by URL (default 64M; k, M, G suffixes)\n"
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
 	       "  -o, --output FILE      write the records to FILE\n"
@@ -63,7 +69,7 @@ struct opts {
 	const char *model, *output;
 	struct chunk_opts c;
 	struct fetch_opts f;
-	bool quiet, by_set, overlap_set, min_set;
+	bool quiet, by_set, overlap_set, min_set, threshold_set;
 	char **inputs;
 	int n_inputs;
 };
@@ -107,7 +113,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'm': o->model = optarg; break;
 		case OPT_BY:
 			if (chunk_by_parse(optarg, &o->c.by) || o->c.by == CHUNK_BY_REGEX)
-				cli_usage_error("--by: '%s' is not paragraph, sentence, heading or window "
+				cli_usage_error("--by: '%s' is not paragraph, sentence, heading, window or ppl "
 						"(for a regex use --split)", optarg);
 			o->by_set = true;
 			break;
@@ -124,6 +130,10 @@ static void parse(int argc, char **argv, struct opts *o)
 		case OPT_OVERLAP:
 			o->c.overlap = (size_t)cli_long("--overlap", optarg, 0, MAX_BUDGET);
 			o->overlap_set = true;
+			break;
+		case OPT_PPL_THRESHOLD:
+			o->c.ppl_threshold = cli_double("--ppl-threshold", optarg, 0, 1e9);
+			o->threshold_set = true;
 			break;
 		case OPT_MAX_BYTES: o->f.max_bytes = parse_bytes("--max-bytes", optarg); break;
 		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
@@ -143,6 +153,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("--overlap is for --by window");
 	if (o->min_set && window)
 		cli_usage_error("--min-tokens is not for --by window");
+	if (o->threshold_set && o->c.by != CHUNK_BY_PPL)
+		cli_usage_error("--ppl-threshold is for --by ppl");
 	if (window && o->c.max_tokens == 0)
 		cli_usage_error("--by window needs --max-tokens above 0");
 	if (window && o->c.overlap >= o->c.max_tokens)
@@ -154,6 +166,14 @@ static void parse(int argc, char **argv, struct opts *o)
 	o->n_inputs = argc - optind;
 	if (o->n_inputs == 0 && isatty(STDIN_FILENO))
 		cli_usage_error("no input: give a FILE, a URL or text on stdin");
+	if (o->c.by == CHUNK_BY_PPL && !o->model)
+		cli_die("--by ppl needs a model to score the sentences: give -m MODEL");
+}
+
+static void tok_warn(const struct tok *t, bool quiet)
+{
+	if (tok_warning(t) && !quiet)
+		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(t));
 }
 
 static struct tok *load_tokenizer(const char *path, bool quiet)
@@ -166,8 +186,7 @@ static struct tok *load_tokenizer(const char *path, bool quiet)
 	gguf_close(g); // the tokenizer keeps its own copy
 	if (rc)
 		cli_die("%s", kb_error());
-	if (tok_warning(t) && !quiet)
-		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(t));
+	tok_warn(t, quiet);
 	return t;
 }
 
@@ -237,8 +256,17 @@ int main(int argc, char **argv)
 	struct opts o = { .c = { .by = CHUNK_BY_PARAGRAPH, .max_tokens = 256 }, .f = FETCH_OPTS_DEFAULT };
 	parse(argc, argv, &o);
 
-	struct tok *t = o.model ? load_tokenizer(o.model, o.quiet) : NULL;
-	o.c.tok = t;
+	struct model *m = NULL;
+	struct tok *t = NULL;
+	if (o.c.by == CHUNK_BY_PPL) {
+		if (model_load(&m, o.model))
+			cli_die("%s", kb_error());
+		tok_warn(m->tok, o.quiet);
+		o.c.model = m;
+		o.c.tok = m->tok;
+	} else if (o.model) {
+		o.c.tok = t = load_tokenizer(o.model, o.quiet);
+	}
 	struct chunker *ch;
 	if (chunker_init(&ch, &o.c)) {
 		if (o.c.split)
@@ -265,5 +293,6 @@ int main(int argc, char **argv)
 
 	chunker_free(ch);
 	tok_free(t);
+	model_free(m);
 	return failed ? 1 : 0;
 }

@@ -14,17 +14,25 @@
  *             where decoding does not give the text back (WordPiece lowercases)
  *             the longest prefix within the budget is searched for instead;
  *   small     chunks below min_tokens merge with a neighbour.
+ * The ppl level is the sentence level thinned out: the document is tokenized
+ * once, each token goes to the sentence that holds its last byte (so a word's
+ * leading space, which BPE and SentencePiece glue to it, does not move it to
+ * the sentence before), the model scores every token (ppl.h), and only the
+ * sentence ends where the perplexity dips are kept.
  * Each byte is tokenized a bounded number of times per level, so the whole is
  * linear in the document (no quadratic merging).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "chunk.h"
 
+#include <math.h>
 #include <pcre2.h>
 #include <stdint.h>
 #include <string.h>
 
-enum level { L_HEADING, L_REGEX, L_PARAGRAPH, L_SENTENCE, L_LINE, L_WORD, L_TOKEN, L_COUNT };
+#include "ppl.h"
+
+enum level { L_PPL, L_HEADING, L_REGEX, L_PARAGRAPH, L_SENTENCE, L_LINE, L_WORD, L_TOKEN, L_COUNT };
 
 /* The levels each mode goes through, coarsest first; each ends with L_TOKEN. */
 static const enum level mode_levels[][L_COUNT] = {
@@ -33,6 +41,7 @@ static const enum level mode_levels[][L_COUNT] = {
 	[CHUNK_BY_HEADING] = { L_HEADING, L_PARAGRAPH, L_SENTENCE, L_LINE, L_WORD, L_TOKEN },
 	[CHUNK_BY_REGEX] = { L_REGEX, L_PARAGRAPH, L_SENTENCE, L_LINE, L_WORD, L_TOKEN },
 	[CHUNK_BY_WINDOW] = { L_TOKEN },
+	[CHUNK_BY_PPL] = { L_PPL, L_SENTENCE, L_LINE, L_WORD, L_TOKEN },
 };
 
 /* Runs of blank lines after a line end (a blank line holds horizontal space at most). */
@@ -85,6 +94,7 @@ struct chunker {
 	pcre2_match_data *md;         /* owned */
 	pcre2_match_context *mctx;    /* owned */
 	pcre2_jit_stack *jit_stack;   /* owned */
+	struct ppl *ppl;              /* owned; ppl mode only */
 	/* the current document */
 	const char *text;             /* the clean text: the document, or clean */
 	size_t len;
@@ -267,6 +277,7 @@ static const char *const by_names[] = {
 	[CHUNK_BY_HEADING] = "heading",
 	[CHUNK_BY_REGEX] = "regex",
 	[CHUNK_BY_WINDOW] = "window",
+	[CHUNK_BY_PPL] = "ppl",
 };
 
 int chunk_by_parse(const char *name, enum chunk_by *out)
@@ -332,7 +343,7 @@ static size_t longest_token(const struct tok *t)
 int chunker_init(struct chunker **out, const struct chunk_opts *o)
 {
 	*out = NULL;
-	if ((unsigned)o->by > CHUNK_BY_WINDOW)
+	if ((unsigned)o->by > CHUNK_BY_PPL)
 		return kb_fail(KB_ERR_ARG, "unknown chunking mode %d", (int)o->by);
 	if (o->by == CHUNK_BY_REGEX && (!o->split || !*o->split))
 		return kb_fail(KB_ERR_ARG, "no boundary regex given");
@@ -341,6 +352,10 @@ int chunker_init(struct chunker **out, const struct chunk_opts *o)
 	if (o->by == CHUNK_BY_WINDOW && o->overlap >= o->max_tokens)
 		return kb_fail(KB_ERR_ARG, "the overlap (%zu) must be less than the budget (%zu)", o->overlap,
 			       o->max_tokens);
+	if (o->by == CHUNK_BY_PPL && (!o->model || !o->tok))
+		return kb_fail(KB_ERR_ARG, "perplexity chunking needs a model and its tokenizer");
+	if (o->by == CHUNK_BY_PPL && !(o->ppl_threshold >= 0 && isfinite(o->ppl_threshold)))
+		return kb_fail(KB_ERR_ARG, "the perplexity threshold (%g) must be a number >= 0", o->ppl_threshold);
 	struct chunker *c = kb_calloc(1, sizeof *c);
 	if (!c)
 		return KB_ERR_NOMEM;
@@ -348,8 +363,11 @@ int chunker_init(struct chunker **out, const struct chunk_opts *o)
 	c->levels = mode_levels[o->by];
 	c->token_bytes = longest_token(o->tok);
 	int rc = KB_OK;
+	if (o->by == CHUNK_BY_PPL)
+		rc = ppl_init(&c->ppl, o->model, &(struct ppl_opts){ o->ppl_window, o->ppl_context });
 	for (const enum level *lv = c->levels; *lv != L_TOKEN && !rc; lv++)
-		rc = *lv == L_REGEX ? compile(c, L_REGEX, o->split, "regex")
+		rc = *lv == L_PPL ? KB_OK // its sentences come from the next level's regex
+		   : *lv == L_REGEX ? compile(c, L_REGEX, o->split, "regex")
 				    : compile(c, *lv, level_re[*lv], "built-in regex");
 	if (rc)
 		goto fail;
@@ -377,6 +395,7 @@ void chunker_free(struct chunker *c)
 	pcre2_match_data_free(c->md);
 	pcre2_match_context_free(c->mctx);
 	pcre2_jit_stack_free(c->jit_stack);
+	ppl_free(c->ppl);
 	free(c->clean);
 	free(c->anch);
 	free(c->v);
@@ -466,8 +485,12 @@ static bool period_ends_sentence(const struct chunker *c, size_t p)
 
 /* The piece boundaries of clean text [a, b) at level lv into *bd: a, the cuts,
  * b. A cut that would leave a piece of white space only is not taken. */
+static int ppl_cuts(struct chunker *c, size_t a, size_t b, struct sizes *bd);
+
 static int level_cuts(struct chunker *c, enum level lv, size_t a, size_t b, struct sizes *bd)
 {
+	if (lv == L_PPL)
+		return ppl_cuts(c, a, b, bd);
 	bd->n = 0;
 	int rc = sizes_push(bd, a);
 	size_t last = a, scanned = a, pos = a;
@@ -530,15 +553,88 @@ static int level_cuts(struct chunker *c, enum level lv, size_t a, size_t b, stru
 	return sizes_push(bd, b);
 }
 
+/* ---- the ppl level ---- */
+
+static int token_map(const struct chunker *c, size_t a, size_t b, size_t **offs, size_t *n, int32_t **ids_out);
+
+/* ends[i] = the tokens of sentences 0..i, token k belonging to the sentence
+ * [bd[i], bd[i + 1]) that holds its last byte (a zero-width token: its first). */
+static void sentence_token_ends(const size_t *bd, size_t ns, const size_t *offs, size_t nt, size_t b,
+				size_t *ends)
+{
+	size_t si = 0;
+	for (size_t k = 0; k < nt; k++) {
+		size_t end = k + 1 < nt ? offs[k + 1] : b, last = end > offs[k] ? end - 1 : offs[k];
+		while (si + 1 < ns && last >= bd[si + 1])
+			ends[si++] = k;
+	}
+	while (si < ns)
+		ends[si++] = nt;
+}
+
+/* The pieces of clean text [a, b) at the ppl level into *bd: its sentences,
+ * scored by the model, cut only after the dips (ppl_minima). */
+static int ppl_cuts(struct chunker *c, size_t a, size_t b, struct sizes *bd)
+{
+	int rc = level_cuts(c, L_SENTENCE, a, b, bd);
+	size_t ns = bd->n - 1, nt = 0, *offs = NULL, *ends = NULL;
+	if (rc || ns < 3) { // no sentence has two neighbours: one piece
+		if (!rc) {
+			bd->v[1] = b;
+			bd->n = 2;
+		}
+		return rc;
+	}
+	int32_t *ids = NULL;
+	float *lp = NULL;
+	double *pp = NULL;
+	bool *cut = NULL;
+	rc = token_map(c, a, b, &offs, &nt, &ids);
+	if (rc == KB_EOF)
+		rc = kb_fail(KB_ERR_UNSUPPORTED, "the model's tokens do not decode to the text: sentences cannot be scored");
+	if (rc)
+		goto out;
+	ends = kb_malloc(ns * sizeof *ends);
+	lp = kb_malloc((nt ? nt : 1) * sizeof *lp);
+	pp = kb_malloc(ns * sizeof *pp);
+	cut = kb_malloc(ns * sizeof *cut);
+	if (!ends || !lp || !pp || !cut) {
+		rc = KB_ERR_NOMEM;
+		goto out;
+	}
+	sentence_token_ends(bd->v, ns, offs, nt, b, ends);
+	if ((rc = ppl_logprobs(c->ppl, ids, nt, lp)))
+		goto out;
+	ppl_spans(lp, ends, ns, pp);
+	ppl_minima(pp, ns, c->o.ppl_threshold, cut);
+	size_t w = 1;
+	for (size_t i = 0; i + 1 < ns; i++)
+		if (cut[i])
+			bd->v[w++] = bd->v[i + 1];
+	bd->v[w++] = b;
+	bd->n = w;
+out:
+	free(ids);
+	free(offs);
+	free(ends);
+	free(lp);
+	free(pp);
+	free(cut);
+	return rc;
+}
+
 /* ---- cutting at tokens ---- */
 
 /* The byte offsets of the tokens of clean text [a, b): (*offs)[k] is where
- * token k starts (malloc()ed, *n of them). KB_EOF (no message) when decoding the
- * tokens does not give the text back, so tokens cannot be placed. */
-static int token_map(const struct chunker *c, size_t a, size_t b, size_t **offs, size_t *n)
+ * token k starts (malloc()ed, *n of them); their ids in *ids_out (malloc()ed;
+ * NULL without a tokenizer) unless ids_out is NULL. KB_EOF (no message) when
+ * decoding the tokens does not give the text back, so tokens cannot be placed. */
+static int token_map(const struct chunker *c, size_t a, size_t b, size_t **offs, size_t *n, int32_t **ids_out)
 {
 	*offs = NULL;
 	*n = 0;
+	if (ids_out)
+		*ids_out = NULL;
 	if (!c->o.tok) {
 		size_t k = (b - a + 3) / 4;
 		size_t *o = kb_malloc(k * sizeof *o);
@@ -594,6 +690,10 @@ static int token_map(const struct chunker *c, size_t a, size_t b, size_t **offs,
 	*offs = o;
 	*n = k;
 	o = NULL;
+	if (ids_out) {
+		*ids_out = ids;
+		ids = NULL;
+	}
 out:
 	free(o);
 	free(buf);
@@ -680,7 +780,7 @@ static int fit_tokens(const struct chunker *c, const size_t *offs, size_t n, siz
 static int split_tokens(struct chunker *c, size_t a, size_t b)
 {
 	size_t *offs, n, i = 0, s = a, e, tk;
-	int rc = token_map(c, a, b, &offs, &n);
+	int rc = token_map(c, a, b, &offs, &n, NULL);
 	if (rc == KB_EOF) {
 		for (rc = KB_OK; s < b; s = e)
 			if ((rc = fit_search(c, s, b, &e, &tk)) || (rc = emit(c, s, e, tk)))
@@ -834,7 +934,7 @@ static size_t token_at(const size_t *offs, size_t n, size_t i, size_t p)
 static int windows(struct chunker *c)
 {
 	size_t *offs, n, i = 0, s = 0, e, tk, len = c->len, ov = c->o.overlap, prev_e = 0;
-	int rc = token_map(c, 0, len, &offs, &n);
+	int rc = token_map(c, 0, len, &offs, &n, NULL);
 	if (rc == KB_EOF) { // tokens cannot be placed: measure instead
 		for (rc = KB_OK;;) {
 			if ((rc = fit_search(c, s, len, &e, &tk)))

@@ -5,6 +5,9 @@
  * a piece over the budget is cut at the next, finer level and its parts merged
  * the same way, down to tokens:
  *
+ *   ppl        the sentences (below) whose perplexity under a model dips below
+ *              both neighbours' (Meta-Chunking's PPL chunking, ppl.h): the
+ *              text is scored once, whole, in windows; each dip ends a piece
  *   heading    a Markdown ATX heading (# .. ######, up to 3 spaces of indent,
  *              not inside a ``` or ~~~ fence) starts a piece; sections are
  *              never merged with each other (only min_tokens merges them)
@@ -21,7 +24,8 @@
  *              sequence
  *
  * The levels used after the first: heading -> paragraph -> sentence -> line ->
- * word -> token; regex and paragraph go on with sentence; sentence with line.
+ * word -> token; regex and paragraph go on with sentence; sentence with line;
+ * ppl with sentence (a group of sentences over the budget is cut between them).
  * A boundary that would leave a piece of only white space (ASCII space, tab,
  * CR, LF, FF, VT) is not taken: white space joins the following piece, and
  * trailing white space the last one.
@@ -57,7 +61,10 @@ enum chunk_by {
 	CHUNK_BY_HEADING = 2,
 	CHUNK_BY_REGEX = 3,
 	CHUNK_BY_WINDOW = 4, /* fixed windows of max_tokens tokens, overlap tokens shared */
+	CHUNK_BY_PPL = 5,    /* sentences grouped at perplexity dips (needs a model) */
 };
+
+struct model;
 
 struct chunk_opts {
 	enum chunk_by by;
@@ -69,6 +76,12 @@ struct chunk_opts {
 	size_t min_tokens;     /* a chunk below this merges with a neighbour when the two fit
 				  the budget; 0: off; ignored for windows */
 	size_t overlap;        /* tokens consecutive windows share, < max_tokens (windows only) */
+	/* CHUNK_BY_PPL only: */
+	const struct model *model; /* scores the sentences; tok must be its tokenizer */
+	double ppl_threshold;  /* how far a sentence's perplexity must dip below its neighbours'
+				  to end a piece (ppl_minima); >= 0, 0 as in the paper */
+	int ppl_window;        /* tokens per model pass (struct ppl_opts); 0: the default */
+	int ppl_context;       /* tokens a window reads again; 0: the default */
 };
 
 struct chunk {
@@ -97,7 +110,7 @@ void chunker_free(struct chunker *c);
 int chunker_run(struct chunker *c, const char *doc, size_t len, const struct chunk **chunks,
 		size_t *n, size_t *n_invalid) KB_WUR;
 
-/* "paragraph", "sentence", "heading", "regex", "window" <-> enum chunk_by.
+/* "paragraph", "sentence", "heading", "regex", "window", "ppl" <-> enum chunk_by.
  * chunk_by_parse returns KB_OK, or KB_ERR_ARG (no message) for an unknown name. */
 int chunk_by_parse(const char *name, enum chunk_by *out) KB_WUR;
 const char *chunk_by_name(enum chunk_by by);

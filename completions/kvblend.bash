@@ -11,7 +11,7 @@
 # short options take one.
 _kvblend_short_value_opts='-m -p -f -c -n -t -o -b -r -k -q'
 # Value lists of the options with a fixed set.
-_kvblend_by_values='paragraph sentence heading window'
+_kvblend_by_values='paragraph sentence heading window ppl'
 _kvblend_policy_values='lru lfu s3fifo cost'
 _kvblend_mode_values='blend full reuse prefix epic'
 _kvblend_template_values='plain chatml llama3 mistral'

@@ -2,7 +2,9 @@
 # kvblend-chunk end to end: every file of ../shared/data/text gives valid chunk
 # records (checked with perl's core JSON::PP and Digest::SHA, not jq) that
 # cover it exactly, with and without a model (tokens within --max-tokens);
-# windows; stdin, -o, empty input, CRLF, invalid UTF-8 (a warning, U+FFFD, no
+# windows; --by ppl (perplexity dips under stories260K: covered, within the
+# budget, a higher threshold never more chunks, no -m a one-line error);
+# stdin, -o, empty input, CRLF, invalid UTF-8 (a warning, U+FFFD, no
 # crash); usage errors (2) and failing inputs (1, one line, the others still
 # done); URLs from a local HTTP server (python3 -m http.server on 127.0.0.1, a
 # free port; skipped without python3): a document, a redirect followed, a 404,
@@ -97,8 +99,12 @@ if [ -d "$texts" ] && ls "$texts"/*.txt >/dev/null 2>&1; then
 		run "$chunk" -m "$model" --by sentence --max-tokens 32 --min-tokens 8 "$f"
 		n=$(check "$TAP_TMP/out" "$f" "$f" 32)
 		like "$RUN_RC:$n" "0:[1-9]*" "rfc2616.txt, sentences, 32 tokens, min 8 ($n)"
+		f=$texts/gutenberg_pg11_alice_in_wonderland.txt
+		run "$chunk" -m "$model" --by ppl --max-tokens 128 "$f"
+		n=$(check "$TAP_TMP/out" "$f" "$f" 128)
+		like "$RUN_RC:$RUN_ERR:$n" "0::[1-9]*" "alice, --by ppl --max-tokens 128: tokens <= 128, covered ($n)"
 	else
-		for i in 1 2 3 4 5 6 7 8 9; do skip "$model is absent"; done
+		for i in 1 2 3 4 5 6 7 8 9 10; do skip "$model is absent"; done
 	fi
 	f=$texts/gutenberg_pg11_alice_in_wonderland.txt
 	if [ -r "$f" ]; then
@@ -190,6 +196,34 @@ run "$chunk" -q --max-tokens 16 "$TAP_TMP/random.bin"
 n=$(check "$TAP_TMP/out" "$TAP_TMP/random.bin" "$TAP_TMP/random.bin" "" lossy)
 like "$RUN_RC:$n" "0:[1-9]*" "random bytes: valid records, no crash ($n)"
 
+# ---- perplexity ----
+cat >"$TAP_TMP/story.txt" <<'EOF'
+Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park. She ran to the ball and kicked it. The ball went very high!
+
+Lily's mom called her home. "Lily, it is time to eat," she said. Lily ran home and ate her soup. It was yummy. After dinner, Lily went to bed. She dreamed of the big red ball.
+
+Tom was a small dog. He liked to dig in the garden. One day, he found a bone. He was very happy. He showed the bone to his friend, the cat. The cat did not like bones. Tom and the cat played together all day.
+EOF
+if [ -r "$model" ]; then
+	run "$chunk" -m "$model" --by ppl --max-tokens 0 "$TAP_TMP/story.txt"
+	n0=$(check "$TAP_TMP/out" "$TAP_TMP/story.txt" "$TAP_TMP/story.txt")
+	like "$RUN_RC:$RUN_ERR:$n0" "0::[2-9]*" "--by ppl --max-tokens 0: groups of sentences, covered ($n0)"
+	run "$chunk" -m "$model" --by ppl --max-tokens 0 --ppl-threshold 3 - <"$TAP_TMP/story.txt"
+	n3=$(check "$TAP_TMP/out" "$TAP_TMP/story.txt" -)
+	[ -n "$n3" ] && [ "$n3" -ge 1 ] && [ "$n3" -le "$n0" ]
+	ok $? "--ppl-threshold 3: no more groups than threshold 0 ($n3 <= $n0)"
+	run "$chunk" -m "$model" --by ppl --max-tokens 24 --min-tokens 8 "$TAP_TMP/story.txt"
+	n=$(check "$TAP_TMP/out" "$TAP_TMP/story.txt" "$TAP_TMP/story.txt" 24)
+	like "$RUN_RC:$n" "0:[1-9]*" "--by ppl --max-tokens 24 --min-tokens 8: tokens <= 24, covered ($n)"
+	like "$(first)" '{"doc":"'"$TAP_TMP"'/story.txt","seq":0,"start":0,"end":[1-9]*,"tokens":[1-9]*,"text":"Once upon*"}' \
+		"--by ppl: the same record fields in the same order"
+else
+	for i in 1 2 3 4; do skip "$model is absent"; done
+fi
+run "$chunk" --by ppl "$TAP_TMP/story.txt"
+is "$RUN_RC:$RUN_OUT:$RUN_ERR" "1::kvblend-chunk: --by ppl needs a model to score the sentences: give -m MODEL" \
+	"--by ppl without -m: exit 1, one line"
+
 # ---- failures ----
 run "$chunk" "$TAP_TMP/no-such.txt" "$TAP_TMP/p.txt"
 is "$RUN_RC" 1 "a missing file: exit 1"
@@ -204,11 +238,12 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --max-bytes --timeout --output --quiet --help" \
+is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --max-bytes --timeout --output --quiet --help" \
 	"--complete-options lists the long options (a trailing = on those with a value)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \
-	"--split a --by sentence" "--max-bytes 0" "--max-bytes 1X" "--timeout -1" "--bogus" "-x"; do
+	"--split a --by sentence" "--ppl-threshold 1" "--by sentence --ppl-threshold 1" "--by ppl --ppl-threshold -1" \
+	"--by ppl --ppl-threshold x" "--by ppl --ppl-threshold nan" "--max-bytes 0" "--max-bytes 1X" "--timeout -1" "--bogus" "-x"; do
 	# shellcheck disable=SC2086
 	run "$chunk" $args "$TAP_TMP/p.txt"
 	like "$RUN_RC:$RUN_OUT:$(wc -l <"$TAP_TMP/err" | tr -d ' '):$RUN_ERR" "2::2:kvblend-chunk: *Try*" "usage error: $args"
