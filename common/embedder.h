@@ -10,9 +10,11 @@
 
 struct embedder;
 
-/* Load the GGUF at path. pool: "mean", "cls", "last" or NULL (the model's
- * bert.pooling_type, else mean). KB_ERR_UNSUPPORTED for other architectures.
- * *out is freed by embedder_free. */
+/* Load the GGUF at path: general.architecture bert (bert.h), else a decoder
+ * (model.h; llama, qwen2). pool: "mean", "cls" (bert only), "last" (decoders
+ * only) or NULL (bert: the file's bert.pooling_type, else mean; decoders:
+ * mean); a pooling that does not suit the model is KB_ERR_ARG naming it.
+ * KB_ERR_UNSUPPORTED for other architectures. *out is freed by embedder_free. */
 int embedder_open(struct embedder **out, const char *path, const char *pool) KB_WUR;
 void embedder_free(struct embedder *e);
 /* Dimensions of a vector. */
@@ -22,7 +24,9 @@ const char *embedder_space(const struct embedder *e);
 /* "arch, pooling, file" for the index's spaces table. */
 const char *embedder_describe(const struct embedder *e);
 /* Embed n texts (NUL-terminated) into out[n][dim], each L2-normalized. A text
- * longer than the model's context is cut to it. */
+ * is framed as the tokenizer says ([CLS] text [SEP] for WordPiece); one longer
+ * than the model's context (at most 512 tokens) is cut to it, keeping the
+ * closing [SEP] (or EOS) as its last token. */
 int embedder_run(struct embedder *e, const char *const *texts, int n, float *out) KB_WUR;
 
 #endif

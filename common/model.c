@@ -128,41 +128,39 @@ static int load_hparams(struct model *m, const char *arch)
 }
 
 /* Find a tensor and check its type and shape (ne0 x ne1; ne1 = 1 for vectors). */
-static int find_tensor(const struct model *m, const char *name, int64_t ne0, int64_t ne1,
+static int find_tensor(const struct gguf *g, const char *name, int64_t ne0, int64_t ne1,
 		       const struct gguf_tensor **out, bool required)
 {
-	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+	const struct gguf_tensor *t = gguf_find_tensor(g, name);
 	*out = NULL;
 	if (!t)
-		return required ? kb_fail(KB_ERR_FORMAT, "'%s': missing tensor '%s'", m->gguf->path, name) : KB_OK;
+		return required ? kb_fail(KB_ERR_FORMAT, "'%s': missing tensor '%s'", g->path, name) : KB_OK;
 	if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
 		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
-			       m->gguf->path, name, (long long)t->ne[0], (long long)t->ne[1],
+			       g->path, name, (long long)t->ne[0], (long long)t->ne[1],
 			       (long long)t->ne[2], (long long)t->ne[3], (long long)ne0, (long long)ne1);
 	if (!qtype_traits(t->type))
 		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': tensor '%s' has type %s, which is not supported",
-			       m->gguf->path, name, qtype_name(t->type));
+			       g->path, name, qtype_name(t->type));
 	*out = t;
 	return KB_OK;
 }
 
-static int load_weight(const struct model *m, const char *name, int64_t n_in, int64_t n_out,
-		       struct weight *w)
+int model_load_weight(const struct gguf *g, const char *name, int64_t n_in, int64_t n_out, struct weight *w)
 {
 	const struct gguf_tensor *t;
-	int rc = find_tensor(m, name, n_in, n_out, &t, true);
+	int rc = find_tensor(g, name, n_in, n_out, &t, true);
 	if (rc)
 		return rc;
 	*w = (struct weight){ .data = t->data, .type = t->type, .n_in = n_in, .n_out = n_out };
 	return KB_OK;
 }
 
-/* A vector (norm weight, bias) converted to an owned f32 copy; absent optional ones give NULL. */
-static int load_vec(const struct model *m, const char *name, int64_t n, float **out, bool required)
+int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **out, bool required)
 {
 	const struct gguf_tensor *t;
 	*out = NULL;
-	int rc = find_tensor(m, name, n, 1, &t, required);
+	int rc = find_tensor(g, name, n, 1, &t, required);
 	if (rc || !t)
 		return rc;
 	float *v = kb_malloc((size_t)n * sizeof *v);
@@ -171,6 +169,18 @@ static int load_vec(const struct model *m, const char *name, int64_t n, float **
 	qtype_traits(t->type)->to_float(t->data, v, n);
 	*out = v;
 	return KB_OK;
+}
+
+/* The two above on the model's file. */
+static int load_weight(const struct model *m, const char *name, int64_t n_in, int64_t n_out,
+		       struct weight *w)
+{
+	return model_load_weight(m->gguf, name, n_in, n_out, w);
+}
+
+static int load_vec(const struct model *m, const char *name, int64_t n, float **out, bool required)
+{
+	return model_load_vec(m->gguf, name, n, out, required);
 }
 
 static int load_tensors(struct model *m)

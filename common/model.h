@@ -82,6 +82,14 @@ struct model {
 int model_load(struct model **out, const char *path) KB_WUR;
 void model_free(struct model *m);
 const char *model_arch_name(enum model_arch a);
+/* Loading pieces shared with the BERT encoder (bert.h). model_load_weight: the
+ * matrix name of n_out rows of n_in, used in place; model_load_vec: the vector
+ * name of n values as an owned f32 copy (*out = NULL when it is absent and not
+ * required). A missing required tensor, another shape or an unsupported type is
+ * KB_ERR_FORMAT / KB_ERR_UNSUPPORTED naming the file and the tensor. */
+int model_load_weight(const struct gguf *g, const char *name, int64_t n_in, int64_t n_out,
+		      struct weight *w) KB_WUR;
+int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **out, bool required) KB_WUR;
 /* Fill inv_freq[n_rot/2] from the hyper-parameters (and the optional llama3
  * frequency factors, freq_factors[n_rot/2] or NULL). */
 void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, float *inv_freq);

@@ -138,6 +138,120 @@ out:
 	return rc;
 }
 
+/* A WordPiece vocabulary as llama.cpp converts one (tokjson.h): a word-initial
+ * piece "x" stored as "▁x", a continuation "##x" as "x". */
+static int add_vocab_wpm(struct synth *s, int n_vocab)
+{
+	static const char *const special[] = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" };
+	char **toks = kb_calloc((size_t)n_vocab, sizeof *toks);
+	int32_t *types = kb_calloc((size_t)n_vocab, sizeof *types);
+	int rc = KB_ERR_NOMEM;
+	if (!toks || !types)
+		goto out;
+	for (int i = 0; i < n_vocab; i++) {
+		char buf[32];
+		const int n_chars = 127 - 33; /* '!' .. '~' */
+		if (i < 5) {
+			snprintf(buf, sizeof buf, "%s", special[i]);
+			types[i] = i == 1 ? 2 : 3;
+		} else if (i < 5 + 2 * n_chars) {
+			int k = i - 5, c = '!' + k / 2;
+			snprintf(buf, sizeof buf, k % 2 ? "%c" : "\xe2\x96\x81%c", c);
+			types[i] = 1;
+		} else {
+			/* "▁aa", "▁ab", ...: whole words of two letters and more */
+			int k = i - 5 - 2 * n_chars + 26;
+			char word[8];
+			int len = 0;
+			do {
+				word[len++] = (char)('a' + k % 26);
+				k = k / 26 - 1;
+			} while (k >= 0 && len < 6);
+			word[len] = '\0';
+			snprintf(buf, sizeof buf, "\xe2\x96\x81%s", word);
+			types[i] = 1;
+		}
+		if (!(toks[i] = strdup(buf)))
+			goto out;
+	}
+	if ((rc = gguf_writer_set_str(s->w, "tokenizer.ggml.model", "bert")) ||
+	    (rc = gguf_writer_set_arr_str(s->w, "tokenizer.ggml.tokens", (const char *const *)toks,
+					  (uint64_t)n_vocab)) ||
+	    (rc = gguf_writer_set_arr(s->w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types,
+				      (uint64_t)n_vocab)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.padding_token_id", 0)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.unknown_token_id", 1)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.cls_token_id", 2)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.seperator_token_id", 3)) ||
+	    (rc = gguf_writer_set_u32(s->w, "tokenizer.ggml.mask_token_id", 4)))
+		goto out;
+	rc = KB_OK;
+out:
+	for (int i = 0; toks && i < n_vocab; i++)
+		free(toks[i]);
+	free(toks);
+	free(types);
+	return rc;
+}
+
+/* The keys llama.cpp's converter writes for a BERT model. */
+static int add_hparams_bert(struct synth *s, const struct synth_spec *sp)
+{
+	int rc;
+	if ((rc = gguf_writer_set_str(s->w, "general.architecture", "bert")) ||
+	    (rc = gguf_writer_set_str(s->w, "general.name", "kvblend synthetic")) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.context_length", (uint32_t)sp->n_ctx)) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.embedding_length", (uint32_t)sp->n_embd)) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.feed_forward_length", (uint32_t)sp->n_ff)) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.block_count", (uint32_t)sp->n_layer)) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.attention.head_count", (uint32_t)sp->n_head)) ||
+	    (rc = gguf_writer_set_f32(s->w, "bert.attention.layer_norm_epsilon",
+				      sp->norm_eps > 0 ? sp->norm_eps : 1e-12f)) ||
+	    (rc = gguf_writer_set_bool(s->w, "bert.attention.causal", false)) ||
+	    (rc = gguf_writer_set_u32(s->w, "bert.pooling_type", (uint32_t)sp->pooling)) ||
+	    (rc = gguf_writer_set_u32(s->w, "general.file_type", (uint32_t)convert_ftype(sp->type))))
+		return rc;
+	return KB_OK;
+}
+
+/* The tensors of a BERT encoder: matrices of scale 1/sqrt(n_in), as the
+ * decoders', so each projection keeps its input's size; biases small. */
+static int add_bert_tensors(struct synth *s, const struct synth_spec *sp, int n_vocab)
+{
+	const int64_t d = sp->n_embd, ff = sp->n_ff;
+	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
+	int rc;
+	if ((rc = add_random(s, "token_embd.weight", d, n_vocab, 0, 1.0f)) ||
+	    (rc = add_random(s, "position_embd.weight", d, sp->n_ctx, 0, 0.5f)) ||
+	    (rc = add_random(s, "token_types.weight", d, 2, 0, 0.5f)) ||
+	    (rc = add_random(s, "token_embd_norm.weight", d, 1, 1.0f, 0.1f)) ||
+	    (rc = add_random(s, "token_embd_norm.bias", d, 1, 0, 0.1f)))
+		return rc;
+	for (int l = 0; l < sp->n_layer; l++) {
+		char n[96];
+#define NAME(x) (snprintf(n, sizeof n, "blk.%d.%s", l, x), n)
+		if ((rc = add_random(s, NAME("attn_q.weight"), d, d, 0, sd)) ||
+		    (rc = add_random(s, NAME("attn_q.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("attn_k.weight"), d, d, 0, sd)) ||
+		    (rc = add_random(s, NAME("attn_k.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("attn_v.weight"), d, d, 0, sd)) ||
+		    (rc = add_random(s, NAME("attn_v.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("attn_output.weight"), d, d, 0, sd)) ||
+		    (rc = add_random(s, NAME("attn_output.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("attn_output_norm.weight"), d, 1, 1.0f, 0.1f)) ||
+		    (rc = add_random(s, NAME("attn_output_norm.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("ffn_up.weight"), d, ff, 0, sd)) ||
+		    (rc = add_random(s, NAME("ffn_up.bias"), ff, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("ffn_down.weight"), ff, d, 0, sf)) ||
+		    (rc = add_random(s, NAME("ffn_down.bias"), d, 1, 0, 0.1f)) ||
+		    (rc = add_random(s, NAME("layer_output_norm.weight"), d, 1, 1.0f, 0.1f)) ||
+		    (rc = add_random(s, NAME("layer_output_norm.bias"), d, 1, 0, 0.1f)))
+			return rc;
+#undef NAME
+	}
+	return KB_OK;
+}
+
 static int add_hparams(struct synth *s, const struct synth_spec *sp)
 {
 	char k[96];
@@ -180,6 +294,8 @@ int synth_write(const char *path, const struct synth_spec *sp)
 	if ((sp->n_vocab < 259 && !sp->tokenizer_json) || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
 	    sp->n_embd % sp->n_head || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 || sp->n_ff <= 0)
 		return kb_fail(KB_ERR_ARG, "synthetic model: inconsistent shape");
+	if (!strcmp(sp->arch, "bert") && (sp->n_kv_head != sp->n_head || sp->n_ctx <= 0))
+		return kb_fail(KB_ERR_ARG, "synthetic model: a bert needs as many kv heads as heads, and a context");
 	if (convert_ftype(sp->type) < 0)
 		return kb_fail(KB_ERR_ARG, "synthetic model: unsupported weight type %d", sp->type);
 	struct synth s = { .w = gguf_writer_init(), .rng = sp->seed ? sp->seed : 1, .type = sp->type,
@@ -190,6 +306,15 @@ int synth_write(const char *path, const struct synth_spec *sp)
 		      kvd = (int64_t)sp->n_kv_head * hd, ff = sp->n_ff;
 	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff), sq = 1.0f / sqrtf((float)qd);
 	int rc, n_vocab = sp->n_vocab;
+	if (!strcmp(sp->arch, "bert")) {
+		if ((rc = add_hparams_bert(&s, sp)) ||
+		    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab)
+					     : add_vocab_wpm(&s, n_vocab)) ||
+		    (rc = add_bert_tensors(&s, sp, n_vocab)))
+			goto out;
+		rc = gguf_writer_write(s.w, path);
+		goto out;
+	}
 	if ((rc = add_hparams(&s, sp)) ||
 	    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab) : add_vocab(&s, n_vocab)) ||
 	    (rc = add_random(&s, "token_embd.weight", d, n_vocab, 0, 1.0f)) ||
@@ -246,6 +371,12 @@ static const struct {
 	/* TinyLlama-1.1B: a real shape with rows of whole K-quant super-blocks (256) */
 	{ "tinyllama-1.1b", { .arch = "llama", .n_vocab = 32000, .n_embd = 2048, .n_layer = 22, .n_head = 32,
 			      .n_kv_head = 4, .n_ff = 5632, .n_ctx = 2048 } },
+	/* sentence-transformers/all-MiniLM-L6-v2 (BERT, mean pooling) */
+	{ "all-minilm-l6-v2", { .arch = "bert", .n_vocab = 30522, .n_embd = 384, .n_layer = 6, .n_head = 12,
+				.n_kv_head = 12, .n_ff = 1536, .n_ctx = 512, .norm_eps = 1e-12f,
+				.pooling = 1 } },
+	{ "tiny-bert", { .arch = "bert", .n_vocab = 400, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			 .n_kv_head = 4, .n_ff = 128, .n_ctx = 64, .norm_eps = 1e-12f, .pooling = 1 } },
 	/* rows of whole K-quant super-blocks (256) */
 	{ "tiny-256", { .arch = "llama", .n_vocab = 512, .n_embd = 256, .n_layer = 2, .n_head = 4,
 			.n_kv_head = 2, .n_ff = 512, .n_ctx = 512 } },

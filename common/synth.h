@@ -13,11 +13,12 @@
 #include "util.h"
 
 struct synth_spec {
-	const char *arch;  /* "llama" or "qwen2" */
-	int n_vocab;       /* >= 259 for the generated SentencePiece vocabulary */
+	const char *arch;  /* "llama", "qwen2" or "bert" */
+	int n_vocab;       /* >= 259 for the generated vocabulary (SentencePiece; WordPiece for bert) */
 	int n_embd, n_layer, n_head, n_kv_head, n_ff, n_ctx;
 	float rope_base;   /* 0: 10000 */
-	float norm_eps;    /* 0: 1e-5 */
+	float norm_eps;    /* 0: 1e-5 (bert: 1e-12) */
+	int pooling;       /* bert: bert.pooling_type (0 none, 1 mean, 2 cls) */
 	bool qkv_bias;     /* attn_{q,k,v}.bias tensors (qwen2) */
 	bool tied;         /* no output.weight: the output projection is token_embd */
 	int type;          /* the 2-D weights: an enum qtype (F32 = 0) or a K-quant mix, as
@@ -29,13 +30,19 @@ struct synth_spec {
 };
 
 /* Write the model to path (atomically). The tokenizer is the one of
- * s->tokenizer_json when set, else a generated SentencePiece vocabulary:
- * <unk> <s> </s>, the 256 byte tokens, then "▁"-prefixed letter pieces up to
- * n_vocab. Returns KB_OK or an error. */
+ * s->tokenizer_json when set, else a generated one: for llama/qwen2 a
+ * SentencePiece vocabulary (<unk> <s> </s>, the 256 byte tokens, then
+ * "▁"-prefixed letter pieces up to n_vocab); for bert a WordPiece one ([PAD]
+ * [UNK] [CLS] [SEP] [MASK], each printable ASCII character word-initial and
+ * as a continuation, then letter words up to n_vocab).
+ * A bert model has the tensors llama.cpp's converter writes for BERT (bert.h):
+ * LayerNorm weights near 1 and biases near 0, so activations stay O(1) through
+ * the layers. Returns KB_OK or an error. */
 int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
 /* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
- * "qwen2.5-0.5b", "tinyllama-1.1b", "tiny-llama", "tiny-qwen2", "tiny-256"); type and seed are left 0.
+ * "qwen2.5-0.5b", "tinyllama-1.1b", "all-minilm-l6-v2", "tiny-llama", "tiny-qwen2",
+ * "tiny-256", "tiny-bert"); type and seed are left 0.
  * KB_ERR_ARG for an unknown name. */
 int synth_shape(const char *name, struct synth_spec *out) KB_WUR;
 /* Name of shape i, or NULL past the last one (for listings). */
