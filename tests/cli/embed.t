@@ -1,6 +1,7 @@
 #!/bin/sh
 # kvblend embed: chunk records into the chunk index, BM25 top-k retrieval,
-# orders, queries on stdin, hostile query text, bad records, usage errors.
+# orders, queries on stdin, hostile query text, bad records, usage errors;
+# dense search with a decoder (stories260K) and a BERT encoder (synthetic MiniLM).
 . "$(dirname "$0")/tap.sh"
 need_bin embed
 E=$KVBLEND_BIN/kvblend-embed t=$TAP_TMP st=$t/st
@@ -97,6 +98,37 @@ if model=$(tap_shared models/stories260Ktok512.gguf); then
 	[ $RUN_RC -eq 1 ]; ok $? "cls pooling on a decoder: $RUN_ERR"
 else
 	skip "stories260K is absent: no dense tests"
+fi
+
+# dense search with a BERT encoder: a synthetic model of all-MiniLM-L6-v2's shape
+# (its real vocabulary when ../shared has it, else a generated WordPiece one)
+vocab= && v=$(tap_shared tokenizers/all-MiniLM-L6-v2/tokenizer.json) && vocab="--vocab $v"
+Q=$KVBLEND_BIN/kvblend-quantize
+if [ -x "$Q" ] && "$Q" --synthetic all-minilm-l6-v2 $vocab "$t/minilm.gguf" q8_0 2>/dev/null; then
+	run "$E" --store "$t/bst1" -m "$t/minilm.gguf" -v <"$t/chunks.jsonl"
+	[ $RUN_RC -eq 0 ] && like "$RUN_ERR" "*5 added*; 5 embedded in*chunks/s)" "bert: -m embeds every chunk: $RUN_ERR"
+	run "$E" --store "$t/bst1" -m "$t/minilm.gguf" --dense -q "Who walked on the moon?" -k 5
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 5 ]; ok $? "bert: --dense gives five records"
+	like "$(printf '%s\n' "$RUN_OUT" | head -1)" '*"score":0.*"rank":1}' "bert: cosine scores, best first"
+	"$E" --store "$t/bst2" -m "$t/minilm.gguf" --batch 1 <"$t/chunks.jsonl" &&
+		"$E" --store "$t/bst2" -m "$t/minilm.gguf" --dense -q "Who walked on the moon?" -k 5 >"$t/b"
+	printf '%s\n' "$RUN_OUT" | perl -ne '/"id":"([^"]+)".*"score":([-0-9.e]+)/ and printf "%s %.5f\n", $1, $2' >"$t/a2"
+	perl -ne '/"id":"([^"]+)".*"score":([-0-9.e]+)/ and printf "%s %.5f\n", $1, $2' "$t/b" >"$t/b2"
+	cmp -s "$t/a2" "$t/b2"; ok $? "bert: batched embeddings equal one-by-one ones (ids and cosines)"
+	run "$E" --store "$t/bst1" -m "$t/minilm.gguf" --pool cls --dense -q "moon"
+	[ $RUN_RC -eq 1 ] && like "$RUN_ERR" "*no vectors of this model*" "bert: cls pooling is another vector space: $RUN_ERR"
+	run "$E" --store "$t/bst1" -m "$t/minilm.gguf" --pool last -q "moon"
+	[ $RUN_RC -eq 1 ] && [ "$(printf '%s\n' "$RUN_ERR" | wc -l)" -eq 1 ]
+	like "$RUN_ERR" "kvblend-embed: *minilm.gguf': pooling 'last' does not suit a BERT encoder (mean or cls)" \
+		"bert: --pool last is one line naming the pooling, exit 1"
+	"$Q" --synthetic tiny-bert "$t/tiny.gguf" f32 2>/dev/null &&
+		perl -0777 -pe 's/blk\.1\.ffn_up\.bias/blk.1.ffn_up.bixs/' "$t/tiny.gguf" >"$t/broken.gguf"
+	run "$E" --store "$t/bst3" -m "$t/broken.gguf" <"$t/chunks.jsonl"
+	[ $RUN_RC -eq 1 ] && [ "$(printf '%s\n' "$RUN_ERR" | wc -l)" -eq 1 ]
+	like "$RUN_ERR" "kvblend-embed: *broken.gguf': missing tensor 'blk.1.ffn_up.bias'" \
+		"bert: a missing tensor is one line naming it, exit 1"
+else
+	skip "kvblend-quantize cannot write a synthetic bert: no bert tests"
 fi
 
 run "$E" --help
