@@ -35,7 +35,7 @@ static void usage(void)
 	       "                     weights instead of converting one (for speed work)\n"
 	       "      --seed N       seed of the synthetic weights (default 1)\n"
 	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json\n"
-	       "                     (default: a generated SentencePiece vocabulary)\n"
+	       "                     (default: a generated SentencePiece vocabulary, WordPiece for bert)\n"
 	       "      --list-shapes  print the shapes --synthetic knows, one per line\n"
 	       "  -h, --help         this help\n");
 }

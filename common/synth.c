@@ -310,6 +310,8 @@ int synth_write(const char *path, const struct synth_spec *sp)
 		if ((rc = add_hparams_bert(&s, sp)) ||
 		    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab)
 					     : add_vocab_wpm(&s, n_vocab)) ||
+		    /* the rows of token_types, which llama.cpp checks the tensor against */
+		    (rc = gguf_writer_set_u32(s.w, "tokenizer.ggml.token_type_count", 2)) ||
 		    (rc = add_bert_tensors(&s, sp, n_vocab)))
 			goto out;
 		rc = gguf_writer_write(s.w, path);
