@@ -96,7 +96,9 @@ int convert_tensor_type(int target, const char *name, uint32_t n_dims, int64_t n
 			int *want)
 {
 	int t = target == CONVERT_Q4_K_M ? QTYPE_Q4_K : target == CONVERT_Q5_K_M ? QTYPE_Q5_K : target;
-	if (n_dims < 2) {
+	if (n_dims < 2 || !strcmp(name, "position_embd.weight") || !strcmp(name, "token_types.weight")) {
+		/* vectors, and BERT's position and token-type tables, which are added
+		 * to the token embeddings as they are (llama.cpp keeps them f32 too) */
 		t = QTYPE_F32;
 	} else if (target == CONVERT_Q4_K_M || target == CONVERT_Q5_K_M) {
 		int il = layer_of(name);

@@ -1,7 +1,8 @@
 /* test_convert.c — convert_gguf(), what kvblend-quantize runs: every target type
  * on a synthetic model (types chosen per tensor, values within each type's
  * error, metadata kept, general.file_type set), copies byte for byte, the
- * errors, and stories260K to q8_0 when ../shared is there. */
+ * errors, the per-tensor choices of the mixes, and stories260K to q8_0 when
+ * ../shared is there. */
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -265,6 +266,22 @@ static void test_stories(void)
 	gguf_close(b);
 }
 
+/* What convert_tensor_type() picks for single tensors, as llama.cpp's quantizer does. */
+static void test_types(void)
+{
+	ok(convert_tensor_type(QTYPE_Q8_0, "blk.0.attn_q.weight", 2, 384, 6, false, NULL) == QTYPE_Q8_0,
+	   "a matrix gets the target type");
+	ok(convert_tensor_type(QTYPE_Q8_0, "blk.0.attn_q.bias", 1, 384, 6, false, NULL) == QTYPE_F32,
+	   "a vector stays f32");
+	ok(convert_tensor_type(QTYPE_Q8_0, "position_embd.weight", 2, 384, 6, false, NULL) == QTYPE_F32 &&
+		   convert_tensor_type(CONVERT_Q4_K_M, "token_types.weight", 2, 384, 6, false, NULL) == QTYPE_F32,
+	   "BERT's position and token-type tables stay f32");
+	ok(convert_tensor_type(QTYPE_Q4_K, "blk.0.ffn_up.weight", 2, 384, 6, false, NULL) == QTYPE_Q8_0,
+	   "a K-quant row of 384 (not whole super-blocks) falls back to q8_0");
+	ok(convert_tensor_type(CONVERT_Q4_K_M, "token_embd.weight", 2, 512, 8, false, NULL) == QTYPE_Q6_K,
+	   "q4_k_m: a tied token_embd gets q6_k");
+}
+
 int main(void)
 {
 	tap_seed();
@@ -273,6 +290,7 @@ int main(void)
 		printf("Bail out! mkdtemp: %s\n", strerror(errno));
 		return 1;
 	}
+	test_types();
 	test_synth();
 	test_stories();
 	char cmd[600];
