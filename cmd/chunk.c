@@ -164,10 +164,10 @@ static void parse(int argc, char **argv, struct opts *o)
 	o->f.connect_timeout = o->f.timeout && o->f.timeout < 10 ? o->f.timeout : 10;
 	o->inputs = argv + optind;
 	o->n_inputs = argc - optind;
+	if (o->c.by == CHUNK_BY_PPL && !o->model)
+		cli_usage_error("--by ppl needs a model to score the sentences: give -m MODEL");
 	if (o->n_inputs == 0 && isatty(STDIN_FILENO))
 		cli_usage_error("no input: give a FILE, a URL or text on stdin");
-	if (o->c.by == CHUNK_BY_PPL && !o->model)
-		cli_die("--by ppl needs a model to score the sentences: give -m MODEL");
 }
 
 static void tok_warn(const struct tok *t, bool quiet)

@@ -221,8 +221,8 @@ else
 	for i in 1 2 3 4; do skip "$model is absent"; done
 fi
 run "$chunk" --by ppl "$TAP_TMP/story.txt"
-is "$RUN_RC:$RUN_OUT:$RUN_ERR" "1::kvblend-chunk: --by ppl needs a model to score the sentences: give -m MODEL" \
-	"--by ppl without -m: exit 1, one line"
+like "$RUN_RC:$RUN_OUT:$RUN_ERR" "2::kvblend-chunk: --by ppl needs a model to score the sentences: give -m MODEL*Try*" \
+	"--by ppl without -m: a usage error, exit 2 (as decode and prefill without -m)"
 
 # ---- failures ----
 run "$chunk" "$TAP_TMP/no-such.txt" "$TAP_TMP/p.txt"
