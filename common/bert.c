@@ -142,13 +142,8 @@ int bert_load(struct bert **out, const char *path)
 	if (!b)
 		return KB_ERR_NOMEM;
 	kern_init();
-	int rc = gguf_open(&b->gguf, path);
-	if (rc)
-		goto fail;
 	struct gguf_str arch;
-	rc = gguf_get_str(b->gguf, "general.architecture", &arch);
-	if (rc == KB_EOF)
-		rc = kb_fail(KB_ERR_FORMAT, "'%s': no general.architecture: not a model file", path);
+	int rc = gguf_open_model(&b->gguf, path, &arch);
 	if (rc)
 		goto fail;
 	if (!gguf_str_eq(arch, "bert")) {

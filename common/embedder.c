@@ -99,9 +99,9 @@ static bool is_bert(const char *path)
 {
 	struct gguf *g;
 	struct gguf_str arch;
-	if (gguf_open(&g, path))
+	if (gguf_open_model(&g, path, &arch))
 		return false;
-	bool yes = gguf_get_str(g, "general.architecture", &arch) == KB_OK && gguf_str_eq(arch, "bert");
+	bool yes = gguf_str_eq(arch, "bert");
 	gguf_close(g);
 	return yes;
 }

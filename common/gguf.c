@@ -659,6 +659,21 @@ int gguf_open_mem(struct gguf **out, const void *buf, size_t len, const char *na
 	return finish_open(out, gi);
 }
 
+int gguf_open_model(struct gguf **out, const char *path, struct gguf_str *arch)
+{
+	int rc = gguf_open(out, path);
+	if (rc)
+		return rc;
+	rc = gguf_get_str(*out, "general.architecture", arch);
+	if (rc == KB_EOF)
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': no general.architecture: not a model file", path);
+	if (rc) {
+		gguf_close(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 void gguf_close(struct gguf *g)
 {
 	if (!g)

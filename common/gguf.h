@@ -83,6 +83,10 @@ int gguf_open(struct gguf **out, const char *path) KB_WUR;
 int gguf_open_mem(struct gguf **out, const void *buf, size_t len, const char *name) KB_WUR;
 /* Unmap and free; gguf_close(NULL) is a no-op. */
 void gguf_close(struct gguf *g);
+/* Open a model file: gguf_open, then its general.architecture into *arch
+ * (pointing into the file). A file without one is KB_ERR_FORMAT, "not a model
+ * file". On error *out is NULL. */
+int gguf_open_model(struct gguf **out, const char *path, struct gguf_str *arch) KB_WUR;
 
 /* Index of a key, or -1. */
 int64_t gguf_find_key(const struct gguf *g, const char *key);

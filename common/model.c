@@ -294,13 +294,8 @@ int model_load(struct model **out, const char *path)
 	if (!m)
 		return KB_ERR_NOMEM;
 	kern_init();
-	int rc = gguf_open(&m->gguf, path);
-	if (rc)
-		goto fail;
 	struct gguf_str arch;
-	rc = gguf_get_str(m->gguf, "general.architecture", &arch);
-	if (rc == KB_EOF)
-		rc = kb_fail(KB_ERR_FORMAT, "'%s': no general.architecture: not a model file", path);
+	int rc = gguf_open_model(&m->gguf, path, &arch);
 	if (rc)
 		goto fail;
 	if (gguf_str_eq(arch, "llama")) {
