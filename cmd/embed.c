@@ -20,6 +20,7 @@ static const struct option longopts[] = {
 	{ "order", required_argument, NULL, 'R' },
 	{ "pool", required_argument, NULL, 'P' },
 	{ "batch", required_argument, NULL, 'B' },
+	{ "vectors", no_argument, NULL, 'V' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -31,8 +32,10 @@ static void usage(void)
 {
 	printf("usage: kvblend embed [-m MODEL] [--store DIR] < chunks.jsonl\n"
 	       "       kvblend embed [-m MODEL] [--store DIR] (--query TEXT | -k N < queries.jsonl) [options]\n"
+       "       kvblend embed -m MODEL --vectors < records.jsonl\n"
 	       "Keep chunk records in the store's chunk index (BM25 over their text, and their\n"
-	       "embeddings with -m), or print the top k chunk records for each query.\n\n"
+	       "embeddings with -m), or print the top k chunk records for each query; or\n"
+	       "print each record with its embedding (--vectors, no store).\n\n"
 	       "  -m, --model FILE       embedding model (GGUF: bert, or llama/qwen2 with --pool)\n"
 	       "      --store DIR        the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -q, --query TEXT       search for TEXT (without it, -k reads {\"query\": ...} lines)\n"
@@ -43,6 +46,8 @@ static void usage(void)
 	       "      --order ORDER      rank (best first, default), reverse (best last) or doc\n"
 	       "      --pool POOL        mean, cls or last (default: the model's, else mean)\n"
 	       "      --batch N          chunks embedded per batch (default 32)\n"
+	       "      --vectors          print each record of stdin with an \"embedding\" array (of its\n"
+	       "                         \"text\", else its \"query\"), L2-normalized; needs -m\n"
 	       "  -t, --threads N        threads (default: all cores)\n"
 	       "  -v, --verbose          counts and timings on stderr\n"
 	       "  -h, --help             this help\n");
@@ -54,7 +59,7 @@ enum order { O_RANK, O_REVERSE, O_DOC };
 struct opts {
 	const char *model, *store, *query, *pool;
 	int k, batch, threads;
-	bool search, verbose;
+	bool search, verbose, vectors, store_set, method_set, order_set;
 	enum method method;
 	enum order order;
 };
@@ -65,7 +70,7 @@ static void parse(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, "m:q:k:t:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
-		case 'S': o->store = optarg; break;
+		case 'S': o->store = optarg, o->store_set = true; break;
 		case 'q': o->query = optarg, o->search = true; break;
 		case 'k': o->k = (int)cli_long("--top-k", optarg, 1, 1 << 20), o->search = true; break;
 		case 'L':
@@ -74,8 +79,10 @@ static void parse(int argc, char **argv, struct opts *o)
 			if (o->method != M_DEFAULT)
 				cli_usage_error("give one of --lexical, --dense and --hybrid");
 			o->method = c == 'L' ? M_LEXICAL : c == 'D' ? M_DENSE : M_HYBRID;
+			o->method_set = true;
 			break;
 		case 'R':
+			o->order_set = true;
 			if (!strcmp(optarg, "rank"))
 				o->order = O_RANK;
 			else if (!strcmp(optarg, "reverse"))
@@ -91,6 +98,7 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->pool = optarg;
 			break;
 		case 'B': o->batch = (int)cli_long("--batch", optarg, 1, 4096); break;
+		case 'V': o->vectors = true; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
 		case 'h': usage(); exit(0);
@@ -100,6 +108,18 @@ static void parse(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		cli_usage_error("unexpected operand '%s' (chunk records and queries come on stdin)", argv[optind]);
+	if (o->vectors) {
+		if (!o->model)
+			cli_usage_error("--vectors needs an embedding model (-m MODEL)");
+		if (o->search || o->store_set || o->method_set || o->order_set)
+			cli_usage_error("--vectors prints embeddings: it takes no --store, --query, -k, "
+					"--lexical, --dense, --hybrid or --order");
+		if (isatty(STDIN_FILENO))
+			cli_usage_error("no records: give JSON Lines with a \"text\" or \"query\" on stdin");
+		if (!o->batch)
+			o->batch = 32;
+		return;
+	}
 	if ((o->method == M_DENSE || o->method == M_HYBRID) && !o->model)
 		cli_usage_error("--%s needs an embedding model (-m MODEL)", o->method == M_DENSE ? "dense" : "hybrid");
 	if (o->method == M_DEFAULT)
@@ -243,6 +263,84 @@ static int store_chunks(const struct opts *o, struct index *ix, struct embedder 
 				t_embed > 0 ? n_vec / t_embed : 0.0);
 		fputc('\n', stderr);
 	}
+	return status;
+}
+
+/* ---- --vectors ---- */
+
+/* The text a record is embedded by: its "text", else its "query". */
+static const char *embed_text(const json_t *rec)
+{
+	size_t len;
+	const char *t = rec_text(rec, &len);
+	if (t)
+		return t;
+	const json_t *q = json_object_get(rec, "query");
+	return json_is_string(q) ? json_string_value(q) : NULL;
+}
+
+/* Embed the n records and print each with its "embedding"; releases them. */
+static void print_vectors(struct embedder *e, json_t **recs, const char **texts, int n)
+{
+	const int dim = embedder_dim(e);
+	float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
+	if (!v)
+		cli_die("out of memory");
+	if (embedder_run(e, texts, n, v))
+		cli_die("%s", kb_error());
+	for (int i = 0; i < n; i++) {
+		json_t *a = json_array();
+		for (int j = 0; a && j < dim; j++)
+			if (json_array_append_new(a, json_real(v[(size_t)i * dim + j])))
+				cli_die("out of memory");
+		if (!a || json_object_set_new(recs[i], "embedding", a))
+			cli_die("out of memory");
+		/* 9 significant digits give back every float exactly */
+		if (json_dumpf(recs[i], stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) ||
+		    putchar('\n') == EOF || fflush(stdout))
+			cli_die("write: %s", strerror(errno));
+		json_decref(recs[i]);
+	}
+	free(v);
+}
+
+static int vectors(const struct opts *o, struct embedder *e)
+{
+	struct rec_reader rr;
+	rec_reader_init(&rr, stdin, "<stdin>");
+	json_t **recs = malloc((size_t)o->batch * sizeof *recs);
+	const char **texts = malloc((size_t)o->batch * sizeof *texts);
+	if (!recs || !texts)
+		cli_die("out of memory");
+	int n = 0, rc, status = 0;
+	json_t *rec;
+	while ((rc = rec_next(&rr, &rec)) != KB_EOF) {
+		if (rc == KB_ERR_IO)
+			cli_die("%s", kb_error());
+		if (rc) { /* a bad line: say so, go on with the next */
+			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			status = 1;
+			continue;
+		}
+		const char *t = embed_text(rec);
+		if (!t || !*t) {
+			fprintf(stderr, "%s: '<stdin>': line %ld: the record has no \"text\" or \"query\" to embed\n",
+				cli_tool, rr.lineno);
+			json_decref(rec);
+			status = 1;
+			continue;
+		}
+		recs[n] = rec, texts[n++] = t;
+		if (n == o->batch) {
+			print_vectors(e, recs, texts, n);
+			n = 0;
+		}
+	}
+	if (n)
+		print_vectors(e, recs, texts, n);
+	rec_reader_free(&rr);
+	free(recs);
+	free(texts);
 	return status;
 }
 
@@ -423,6 +521,14 @@ int main(int argc, char **argv)
 	struct opts o = { 0 };
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);
+	if (o.vectors) {
+		struct embedder *e;
+		if (embedder_open(&e, o.model, o.pool))
+			cli_die("%s", kb_error());
+		int status = vectors(&o, e);
+		embedder_free(e);
+		return status;
+	}
 	char *dir = NULL;
 	if (!o.store && store_default_dir(&dir))
 		cli_die("%s", kb_error());

@@ -121,6 +121,36 @@ if [ -x "$Q" ] && "$Q" --synthetic all-minilm-l6-v2 $vocab "$t/minilm.gguf" q8_0
 	[ $RUN_RC -eq 1 ] && [ "$(printf '%s\n' "$RUN_ERR" | wc -l)" -eq 1 ]
 	like "$RUN_ERR" "kvblend-embed: *minilm.gguf': pooling 'last' does not suit a BERT encoder (mean or cls)" \
 		"bert: --pool last is one line naming the pooling, exit 1"
+	# --vectors: the records back with their embeddings, which are the ones search uses
+	run "$E" -m "$t/minilm.gguf" --vectors <"$t/chunks.jsonl"
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | grep -c '"embedding":\[')" -eq 5 ]
+	ok $? "--vectors: five records with an embedding"
+	norms=$(printf '%s\n' "$RUN_OUT" | perl -ne '/"doc":"[^"]+","seq":\d.*"embedding":\[([^\]]*)\]/ or next;
+		my $s = 0; $s += $_ * $_ for split /,/, $1; printf "%d:%.5f ", scalar(split /,/, $1), sqrt $s')
+	is "$norms" "384:1.00000 384:1.00000 384:1.00000 384:1.00000 384:1.00000 " \
+		"--vectors: 384 numbers of norm 1 after the record's own fields"
+	printf '%s\n' "$RUN_OUT" >"$t/vecs"
+	printf '{"query":"Who walked on the moon?","qid":3}\n' | "$E" -m "$t/minilm.gguf" --vectors >"$t/qvec"
+	"$E" --store "$t/bst1" -m "$t/minilm.gguf" --dense -q "Who walked on the moon?" -k 1 >"$t/top"
+	perl -e 'sub vec_of { $_[0] =~ /"embedding":\[([^\]]*)\]/; [split /,/, $1] }
+		open my $q, "<", $ARGV[0]; my $qv = vec_of(scalar <$q>);
+		open my $t, "<", $ARGV[1]; my $top = <$t>; $top =~ /("text":"[^"]+").*"score":([-0-9.e]+)/ or exit 1;
+		my ($text, $score) = ($1, $2);
+		open my $v, "<", $ARGV[2]; while (<$v>) { next unless /\Q$text\E/; my $cv = vec_of($_);
+			my $d = 0; $d += $qv->[$_] * $cv->[$_] for 0 .. $#$qv; exit(abs($d - $score) < 1e-5 ? 0 : 1) }
+		exit 1' "$t/qvec" "$t/top" "$t/vecs"
+	ok $? "--vectors: the query's and the best chunk's vectors give the search's score"
+	like "$(cat "$t/qvec")" '{"query":"Who walked on the moon?","qid":3,"embedding":\[*\]}' "--vectors: a query record keeps its fields"
+	run "$E" -m "$t/minilm.gguf" --vectors <<-EOF
+	{"text":"one"}
+	{"title":"no text"}
+	{"text":"two"}
+	EOF
+	[ $RUN_RC -eq 1 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 2 ]
+	like "$RUN_ERR" "kvblend-embed: '<stdin>': line 2: the record has no \"text\" or \"query\" to embed" \
+		"--vectors: a record with nothing to embed is named, the others printed, exit 1"
+	run "$E" -m "$t/minilm.gguf" --vectors --store "$t/bst1" </dev/null
+	like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --vectors prints embeddings: it takes no --store*" "--vectors --store: usage, exit 2"
 	"$Q" --synthetic tiny-bert "$t/tiny.gguf" f32 2>/dev/null &&
 		perl -0777 -pe 's/blk\.1\.ffn_up\.bias/blk.1.ffn_up.bixs/' "$t/tiny.gguf" >"$t/broken.gguf"
 	run "$E" --store "$t/bst3" -m "$t/broken.gguf" <"$t/chunks.jsonl"
@@ -130,6 +160,9 @@ if [ -x "$Q" ] && "$Q" --synthetic all-minilm-l6-v2 $vocab "$t/minilm.gguf" q8_0
 else
 	skip "kvblend-quantize cannot write a synthetic bert: no bert tests"
 fi
+
+run "$E" --vectors </dev/null
+like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --vectors needs an embedding model (-m MODEL)*" "--vectors without -m: usage, exit 2"
 
 run "$E" --help
 [ $RUN_RC -eq 0 ] && like "$RUN_OUT" "usage: kvblend embed*" "--help"
