@@ -33,6 +33,7 @@ static const struct option longopts[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "output", required_argument, NULL, 'o' },
 	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "complete-options", no_argument, NULL, OPT_COMPLETE },
 	{ NULL, 0, NULL, 0 },
@@ -44,7 +45,7 @@ static void usage(void)
 {
 	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window|ppl | --split REGEX]\n"
 	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [--ppl-threshold X]\n"
-	       "                     [-o FILE] [-q] [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
+	       "                     [-o FILE] [-q] [-v] [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
 	       "Cut documents into chunk records, one JSON object per line:\n"
 	       "  {\"id\":SHA-256 of text,\"doc\":FILE or URL,\"seq\":N,\"start\":BYTE,\"end\":BYTE,\"tokens\":N,\"text\":...}\n"
 	       "Inputs are files, http(s):// and file:// URLs, or stdin (- or none).\n\n"
@@ -62,6 +63,8 @@ static void usage(void)
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
 	       "  -o, --output FILE      write the records to FILE\n"
 	       "  -q, --quiet            no warnings (invalid UTF-8, the tokenizer's)\n"
+	       "  -v, --verbose          counts and time on stderr; with --by ppl, the perplexities and\n"
+	       "                         the depths of their dips, to choose --ppl-threshold by\n"
 	       "  -h, --help             this help\n");
 }
 
@@ -69,7 +72,7 @@ struct opts {
 	const char *model, *output;
 	struct chunk_opts c;
 	struct fetch_opts f;
-	bool quiet, by_set, overlap_set, min_set, threshold_set;
+	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set;
 	char **inputs;
 	int n_inputs;
 };
@@ -108,7 +111,7 @@ static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "m:o:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:o:qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case OPT_BY:
@@ -139,6 +142,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
 		case 'o': o->output = optarg; break;
 		case 'q': o->quiet = true; break;
+		case 'v': o->verbose = true; break;
 		case 'h': usage(); exit(0);
 		case OPT_COMPLETE: cli_complete_options(longopts); exit(0);
 		default: bad_option(argv);
@@ -221,8 +225,13 @@ static int write_records(FILE *out, const char *doc, const struct chunk *v, size
 	return 0;
 }
 
+struct totals {
+	long inputs, chunks;
+	size_t bytes, tokens;
+};
+
 /* Read, cut and write one input; 0, or -1 after reporting why not. */
-static int chunk_input(const struct opts *o, struct chunker *ch, const char *in, FILE *out)
+static int chunk_input(const struct opts *o, struct chunker *ch, const char *in, FILE *out, struct totals *tot)
 {
 	char *data;
 	size_t len, n, n_invalid;
@@ -245,9 +254,32 @@ static int chunk_input(const struct opts *o, struct chunker *ch, const char *in,
 	rc = write_records(out, name, v, n, o->model != NULL);
 	if (rc)
 		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
+	tot->inputs++, tot->chunks += (long)n, tot->bytes += len;
+	for (size_t i = 0; i < n; i++)
+		tot->tokens += v[i].tokens;
 	free(name);
 	free(data);
 	return rc;
+}
+
+/* -v: what was cut, and for --by ppl what the model saw, on stderr. */
+static void report(const struct opts *o, const struct chunker *ch, const struct totals *tot, double secs)
+{
+	fprintf(stderr, "%s: --by %s: %ld input%s, %zu bytes: %ld chunks, %zu tokens%s, %.2f s\n", cli_tool,
+		o->c.split ? "regex" : chunk_by_name(o->c.by), tot->inputs, tot->inputs == 1 ? "" : "s", tot->bytes,
+		tot->chunks, tot->tokens, o->model ? "" : " (about bytes / 4)", secs);
+	if (o->c.by != CHUNK_BY_PPL)
+		return;
+	struct chunk_ppl_stats st;
+	chunker_ppl_stats(ch, &st);
+	fprintf(stderr, "%s: %zu sentences scored, perplexity", cli_tool, st.n_sentences);
+	for (int k = 0; k < CHUNK_PPL_NQ; k++)
+		fprintf(stderr, "%s p%.0f %.3g", k ? "," : "", 100 * chunk_ppl_q[k], st.ppl[k]);
+	fprintf(stderr, "\n%s: %zu dips (the cuts at threshold 0), depth", cli_tool, st.n_dips);
+	for (int k = 0; k < CHUNK_PPL_NQ; k++)
+		fprintf(stderr, "%s p%.0f %.3g", k ? "," : "", 100 * chunk_ppl_q[k], st.dip[k]);
+	fprintf(stderr, "\n%s: %zu cut at --ppl-threshold %g (a threshold at the depths' pN keeps about "
+		"100-N%% of the dips)\n", cli_tool, st.n_cuts, o->c.ppl_threshold);
 }
 
 int main(int argc, char **argv)
@@ -280,8 +312,10 @@ int main(int argc, char **argv)
 	char *stdin_only[] = { "-" };
 	char **in = o.n_inputs ? o.inputs : stdin_only;
 	int n_in = o.n_inputs ? o.n_inputs : 1, failed = 0;
+	struct totals tot = { 0 };
+	double t0 = kb_now();
 	for (int i = 0; i < n_in; i++) {
-		failed |= chunk_input(&o, ch, in[i], out) != 0;
+		failed |= chunk_input(&o, ch, in[i], out, &tot) != 0;
 		if (ferror(out))
 			break;
 	}
@@ -291,6 +325,8 @@ int main(int argc, char **argv)
 		cli_die("write error: %s", strerror(errno));
 	}
 
+	if (o.verbose)
+		report(&o, ch, &tot, kb_now() - t0);
 	chunker_free(ch);
 	tok_free(t);
 	model_free(m);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "ppl.h"
 
 enum level { L_PPL, L_HEADING, L_REGEX, L_PARAGRAPH, L_SENTENCE, L_LINE, L_WORD, L_TOKEN, L_COUNT };
@@ -95,6 +96,8 @@ struct chunker {
 	pcre2_match_context *mctx;    /* owned */
 	pcre2_jit_stack *jit_stack;   /* owned */
 	struct ppl *ppl;              /* owned; ppl mode only */
+	double *seen_ppl, *seen_dip;  /* owned: every sentence's perplexity, every dip's depth */
+	size_t n_seen_ppl, n_seen_dip, cap_seen_ppl, cap_seen_dip, n_cuts;
 	/* the current document */
 	const char *text;             /* the clean text: the document, or clean */
 	size_t len;
@@ -396,6 +399,8 @@ void chunker_free(struct chunker *c)
 	pcre2_match_context_free(c->mctx);
 	pcre2_jit_stack_free(c->jit_stack);
 	ppl_free(c->ppl);
+	free(c->seen_ppl);
+	free(c->seen_dip);
 	free(c->clean);
 	free(c->anch);
 	free(c->v);
@@ -572,6 +577,47 @@ static void sentence_token_ends(const size_t *bd, size_t ns, const size_t *offs,
 		ends[si++] = nt;
 }
 
+static int push_double(double **v, size_t *n, size_t *cap, double x)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 256;
+		double *nv = realloc(*v, nc * sizeof *nv);
+		if (!nv)
+			return kb_fail(KB_ERR_NOMEM, "out of memory");
+		*v = nv, *cap = nc;
+	}
+	(*v)[(*n)++] = x;
+	return KB_OK;
+}
+
+/* Keep the ns sentence perplexities and their dips' depths for chunker_ppl_stats. */
+static int ppl_remember(struct chunker *c, const double *pp, size_t ns)
+{
+	int rc = KB_OK;
+	for (size_t i = 0; i < ns && !rc; i++) {
+		double d = ppl_dip(pp, ns, i);
+		if (!isnan(pp[i]))
+			rc = push_double(&c->seen_ppl, &c->n_seen_ppl, &c->cap_seen_ppl, pp[i]);
+		if (!rc && d > 0)
+			rc = push_double(&c->seen_dip, &c->n_seen_dip, &c->cap_seen_dip, d);
+	}
+	return rc;
+}
+
+const double chunk_ppl_q[CHUNK_PPL_NQ] = { 0.1, 0.25, 0.5, 0.75, 0.9 };
+
+void chunker_ppl_stats(const struct chunker *c, struct chunk_ppl_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->n_sentences = c->n_seen_ppl;
+	out->n_dips = c->n_seen_dip;
+	out->n_cuts = c->n_cuts;
+	for (int k = 0; k < CHUNK_PPL_NQ; k++) {
+		out->ppl[k] = metrics_quantile(c->seen_ppl, (int)c->n_seen_ppl, chunk_ppl_q[k]);
+		out->dip[k] = metrics_quantile(c->seen_dip, (int)c->n_seen_dip, chunk_ppl_q[k]);
+	}
+}
+
 /* The pieces of clean text [a, b) at the ppl level into *bd: its sentences,
  * scored by the model, cut only after the dips (ppl_minima). */
 static int ppl_cuts(struct chunker *c, size_t a, size_t b, struct sizes *bd)
@@ -606,7 +652,9 @@ static int ppl_cuts(struct chunker *c, size_t a, size_t b, struct sizes *bd)
 	if ((rc = ppl_logprobs(c->ppl, ids, nt, lp)))
 		goto out;
 	ppl_spans(lp, ends, ns, pp);
-	ppl_minima(pp, ns, c->o.ppl_threshold, cut);
+	c->n_cuts += ppl_minima(pp, ns, c->o.ppl_threshold, cut);
+	if ((rc = ppl_remember(c, pp, ns)))
+		goto out;
 	size_t w = 1;
 	for (size_t i = 0; i + 1 < ns; i++)
 		if (cut[i])

@@ -110,6 +110,20 @@ void chunker_free(struct chunker *c);
 int chunker_run(struct chunker *c, const char *doc, size_t len, const struct chunk **chunks,
 		size_t *n, size_t *n_invalid) KB_WUR;
 
+/* What the ppl mode saw in every document so far, to choose a threshold by:
+ * quantiles (q = 0.1, 0.25, 0.5, 0.75, 0.9) of the sentences' perplexities and
+ * of the depths of their dips (ppl_dip(): the dips are the cuts at threshold 0;
+ * a threshold at the depths' q-quantile keeps about 1 - q of them). Quantiles
+ * of nothing are NaN. */
+#define CHUNK_PPL_NQ 5
+extern const double chunk_ppl_q[CHUNK_PPL_NQ];
+struct chunk_ppl_stats {
+	size_t n_sentences, n_dips, n_cuts; /* n_cuts: at the chunker's threshold */
+	double ppl[CHUNK_PPL_NQ], dip[CHUNK_PPL_NQ];
+};
+/* Zero counts outside the ppl mode. */
+void chunker_ppl_stats(const struct chunker *c, struct chunk_ppl_stats *out);
+
 /* "paragraph", "sentence", "heading", "regex", "window", "ppl" <-> enum chunk_by.
  * chunk_by_parse returns KB_OK, or KB_ERR_ARG (no message) for an unknown name. */
 int chunk_by_parse(const char *name, enum chunk_by *out) KB_WUR;

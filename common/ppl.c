@@ -162,18 +162,24 @@ void ppl_spans(const float *lp, const size_t *ends, size_t n_spans, double *ppl)
  * threshold, or below the one before with a flat stretch after. (The code
  * released with the paper is looser for thresholds above 0: a dip of the
  * threshold on either side is enough. With the default 0 the two agree.) */
+double ppl_dip(const double *ppl, size_t n, size_t i)
+{
+	if (i == 0 || i + 1 >= n)
+		return NAN;
+	double before = ppl[i - 1] - ppl[i], after = ppl[i + 1] - ppl[i];
+	if (isnan(before) || isnan(after))
+		return NAN;
+	return after == 0 ? before : fmin(before, after);
+}
+
 size_t ppl_minima(const double *ppl, size_t n, double threshold, bool *cut)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		cut[i] = false;
-		if (i == 0 || i + 1 >= n)
-			continue;
-		double before = ppl[i - 1] - ppl[i], after = ppl[i + 1] - ppl[i];
-		if (before > threshold && (after > threshold || after == 0)) {
-			cut[i] = true;
-			k++;
-		}
+		/* NaN compares false: no cut */
+		double d = ppl_dip(ppl, n, i);
+		cut[i] = d > threshold && d > 0;
+		k += cut[i];
 	}
 	return k;
 }

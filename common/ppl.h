@@ -72,4 +72,12 @@ void ppl_spans(const float *lp, const size_t *ends, size_t n_spans, double *ppl)
  * sharper dips. Returns the number of cuts. Pure: no model needed. */
 size_t ppl_minima(const double *ppl, size_t n, double threshold, bool *cut);
 
+/* How deep sentence i dips, in the rule's terms: the smaller of the drops from
+ * its two neighbours, or the drop before it when the sequence stays flat after
+ * it; ppl_minima cuts after i exactly when this is above the threshold (and
+ * positive). <= 0 when i is no dip, NaN for the first and last sentences and
+ * next to a NaN. The depths of a text's dips are the thresholds that matter:
+ * a threshold at their q-quantile keeps about 1 - q of the cuts. */
+double ppl_dip(const double *ppl, size_t n, size_t i);
+
 #endif

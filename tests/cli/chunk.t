@@ -217,9 +217,17 @@ if [ -r "$model" ]; then
 	like "$RUN_RC:$n" "0:[1-9]*" "--by ppl --max-tokens 24 --min-tokens 8: tokens <= 24, covered ($n)"
 	like "$(first)" '{"doc":"'"$TAP_TMP"'/story.txt","seq":0,"start":0,"end":[1-9]*,"tokens":[1-9]*,"text":"Once upon*"}' \
 		"--by ppl: the same record fields in the same order"
+	run "$chunk" -m "$model" --by ppl --max-tokens 0 -v "$TAP_TMP/story.txt"
+	dips=$(printf '%s\n' "$RUN_ERR" | sed -n 's/.*: \([0-9]*\) dips (the cuts at threshold 0).*/\1/p')
+	like "$RUN_ERR" "*--by ppl: 1 input, * bytes: $n0 chunks, * tokens, * s*sentences scored, perplexity p10 *, p90 *cut at --ppl-threshold 0 *" \
+		"-v: counts, the perplexities' quantiles, the cuts"
+	[ -n "$dips" ] && [ "$dips" -eq $((n0 - 1)) ]; ok $? "-v: the dips are the cuts at threshold 0 ($dips, $n0 groups)"
 else
-	for i in 1 2 3 4; do skip "$model is absent"; done
+	for i in 1 2 3 4 5 6; do skip "$model is absent"; done
 fi
+run "$chunk" -v --max-tokens 0 "$TAP_TMP/story.txt"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-chunk: --by paragraph: 1 input, 584 bytes: 3 chunks, * tokens (about bytes / 4), * s" \
+	"-v without a model: one line, tokens approximate"
 run "$chunk" --by ppl "$TAP_TMP/story.txt"
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "2::kvblend-chunk: --by ppl needs a model to score the sentences: give -m MODEL*Try*" \
 	"--by ppl without -m: a usage error, exit 2 (as decode and prefill without -m)"
@@ -238,7 +246,7 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --max-bytes --timeout --output --quiet --help" \
+is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --max-bytes --timeout --output --quiet --verbose --help" \
 	"--complete-options lists the long options (a trailing = on those with a value)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \

@@ -60,6 +60,19 @@ static void test_rule(void)
 	   minima(nan_, 8, 0));
 	ok(!strcmp(minima(v, 0, 0), "") && !strcmp(minima(v, 1, 0), "") && !strcmp(minima(v, 2, 0), ""),
 	   "rule: fewer than 3 sentences, no cut");
+	// the depths: dip(i) > threshold (and > 0) is exactly the rule
+	ok(ppl_dip(v, 8, 1) == 2 && ppl_dip(v, 8, 3) == 4 && ppl_dip(v, 8, 4) == 0 && ppl_dip(v, 8, 6) == 3 &&
+		   ppl_dip(v, 8, 2) == -4 && isnan(ppl_dip(v, 8, 0)) && isnan(ppl_dip(v, 8, 7)) &&
+		   isnan(ppl_dip(nan_, 8, 2)),
+	   "ppl_dip: the smaller drop, the drop before a flat stretch, NaN at the ends and beside a NaN");
+	bool same = true;
+	for (double thr = 0; thr < 5; thr += 0.5) {
+		bool cut[8];
+		ppl_minima(v, 8, thr, cut);
+		for (size_t i = 0; i < 8; i++)
+			same &= cut[i] == (ppl_dip(v, 8, i) > thr && ppl_dip(v, 8, i) > 0);
+	}
+	ok(same, "ppl_minima cuts where ppl_dip is above the threshold, for thresholds 0 .. 4.5");
 	float lp[] = { -1, -2, NAN, -3, -0.5f, -0.5f };
 	size_t ends[] = { 2, 4, 4, 6 };
 	double pp[4];
@@ -265,6 +278,49 @@ static void test_boundaries(const struct model *m, const int32_t *ids, size_t n)
 	po.ppl_threshold = 1e6;
 	ok(fewer && more > 0 && chunk_ends(&po, story, len, got, 64) == 1 && got[0] == len,
 	   "thresholds 0.5 .. 64: never more pieces (fewer %zu times); 1e6: the document whole", more);
+
+	// what -v reports: the sentences and dips seen, a threshold at the depths' median
+	struct chunker *c;
+	const struct chunk *v;
+	size_t nv, inv;
+	struct chunk_ppl_stats st = { 0 }, st2 = { 0 };
+	po.ppl_threshold = 0;
+	bool sgood = good && !chunker_init(&c, &po) && !chunker_run(c, story, len, &v, &nv, &inv);
+	if (sgood) {
+		chunker_ppl_stats(c, &st);
+		chunker_free(c);
+	}
+	size_t above = 0;
+	double want_med = NAN;
+	if (sgood) {
+		double depth[64];
+		size_t nd = 0;
+		for (size_t i = 0; i < ns; i++)
+			if (ppl_dip(pp, ns, i) > 0)
+				depth[nd++] = ppl_dip(pp, ns, i);
+		for (size_t i = 0; i < nd; i++)
+			above += depth[i] > st.dip[2];
+		double sorted[64];
+		memcpy(sorted, pp, ns * sizeof *pp);
+		for (size_t i = 1; i < ns; i++) // insertion sort: the median of ns values
+			for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+				double t = sorted[j];
+				sorted[j] = sorted[j - 1], sorted[j - 1] = t;
+			}
+		want_med = ns % 2 ? sorted[ns / 2] : (sorted[ns / 2 - 1] + sorted[ns / 2]) / 2;
+		sgood = st.n_sentences == ns && st.n_dips == nw - 1 && st.n_cuts == st.n_dips &&
+			fabs(st.ppl[2] - want_med) < 1e-6 * want_med && st.dip[0] <= st.dip[2] && st.dip[2] <= st.dip[4];
+	}
+	ok(sgood, "stats: %zu sentences, %zu dips = the cuts at 0, median perplexity %.4f (here %.4f)", st.n_sentences,
+	   st.n_dips, sgood ? st.ppl[2] : 0.0, want_med);
+	po.ppl_threshold = sgood ? st.dip[2] : 0;
+	sgood = sgood && !chunker_init(&c, &po) && !chunker_run(c, story, len, &v, &nv, &inv);
+	if (sgood) {
+		chunker_ppl_stats(c, &st2);
+		chunker_free(c);
+	}
+	ok(sgood && st2.n_cuts == above && st2.n_dips == st.n_dips,
+	   "stats: at the depths' median %.3f, the %zu dips deeper than it are cut", po.ppl_threshold, above);
 	free(offs);
 	free(lp);
 }
