@@ -3,7 +3,9 @@
  * share the driver here: quantize the activations (quantized weights only:
  * blocks of 32, or K-quant records of 256), then split the output rows into
  * blocks of MM_ROW_BLOCK across threads. */
+#include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -38,12 +40,23 @@ size_t kern_matmul_wsize(int wtype, int n_tok, int n_in)
 
 /* ---- activation quantization (portable) ---- */
 
-/* v rounded to nearest even in [-127, 127]; NaN (from non-finite input) gives 0. */
+/* v rounded to nearest even in [-127, 127] (v is finite: see below). */
 static int gen_quant(float v)
 {
 	if (!(v >= -127.0f && v <= 127.0f))
-		return v != v ? 0 : v < 0 ? -127 : 127;
+		return v < 0 ? -127 : 127;
 	return (int)nearbyintf(v);
+}
+
+/* A block holding NaN or infinity is quantized as zeros with a NaN scale (every
+ * ISA does the same), so the products it enters are NaN, as they are in f32,
+ * and no NaN is ever converted to an integer. */
+static bool gen_nonfinite(const float *x, int n)
+{
+	bool bad = false;
+	for (int j = 0; j < n; j++)
+		bad |= !(fabsf(x[j]) <= FLT_MAX);
+	return bad;
 }
 
 void mm_quant_generic(const struct mm_args *a, int t)
@@ -55,6 +68,11 @@ void mm_quant_generic(const struct mm_args *a, int t)
 	int nb2 = mm_round_up(a->nb, 2), nbp = mm_round_up(a->nb, 16), k = mm_offset(a->wtype);
 
 	for (int b = 0; b < a->nb; b++, x += 32) {
+		if (gen_nonfinite(x, 32)) {
+			memset(qs + b * 32, 0, 32);
+			d[b] = c[b] = NAN, ks[b] = 0;
+			continue;
+		}
 		float amax = 0;
 		for (int j = 0; j < 32; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
@@ -87,6 +105,13 @@ void mm_quant_k_generic(const struct mm_args *a, int t)
 			continue;
 		}
 		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
+		if (gen_nonfinite(x, QK_K)) {
+			memset(qs, 0, QK_K);
+			for (int k = 0; k < 16; k++)
+				fx[k] = NAN;
+			*d = NAN;
+			continue;
+		}
 		float amax = 0;
 		for (int j = 0; j < QK_K; j++)
 			amax = fmaxf(amax, fabsf(x[j]));

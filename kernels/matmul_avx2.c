@@ -72,12 +72,26 @@ AI void y_store4(float *y, __m128 v, int nr, int accum)
 /* ---- activation quantization ---- */
 
 /* One block of 32 activations: quants to q (32 bytes), returns sum(q), sets *d. */
+/* Whether v holds NaN or infinity: v - v is then NaN, else 0. */
+AI int y_nonfinite(__m256 v)
+{
+	return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
 AI int y_quant_block(const float *x, int8_t *q, float *d)
 {
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 	__m256 v[4];
-	for (int k = 0; k < 4; k++)
+	int bad = 0;
+	for (int k = 0; k < 4; k++) {
 		v[k] = _mm256_loadu_ps(x + 8 * k);
+		bad |= y_nonfinite(v[k]);
+	}
+	if (bad) { /* zeros and a NaN scale, as in matmul.c */
+		_mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+		*d = __builtin_nanf("");
+		return 0;
+	}
 	__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
 				 _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
 	float amax = y_hmax8(m);
@@ -575,8 +589,22 @@ static void yk_quant(const struct mm_args *a, int t)
 		}
 		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
 		__m256 mx = _mm256_setzero_ps();
-		for (int k = 0; k < 32; k++)
-			mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + 8 * k), absmask));
+		int bad = 0;
+		for (int k = 0; k < 32; k++) {
+			__m256 v = _mm256_loadu_ps(x + 8 * k);
+			mx = _mm256_max_ps(mx, _mm256_and_ps(v, absmask));
+			bad |= y_nonfinite(v);
+		}
+		if (bad) { /* zeros and NaN scales, as in matmul.c */
+			float nan = __builtin_nanf(""), fxn[16];
+			for (int k = 0; k < 16; k++)
+				fxn[k] = nan;
+			for (int k = 0; k < MM_KX_FX / 32; k++)
+				_mm256_store_si256((__m256i *)(rec + 32 * k), _mm256_setzero_si256());
+			memcpy(rec + MM_KX_FX, fxn, sizeof fxn);
+			memcpy(rec + MM_KX_D, &nan, sizeof nan);
+			continue;
+		}
 		float amax = y_hmax8(mx);
 		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
 		__m256 vid = _mm256_set1_ps(id);

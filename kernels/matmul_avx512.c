@@ -61,10 +61,22 @@ AI void z_store4(float *y, __m128 v, int nr, int accum)
 
 /* ---- activation quantization ---- */
 
-/* One block of 32 activations: quants to q (32 bytes), returns sum(q), sets *d. */
+/* Whether v holds NaN or infinity: v - v is then NaN, else 0. */
+AI __mmask16 z_nonfinite(__m512 v)
+{
+	return _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
+/* A block of 32 activations as int8 and a scale; the sum of the int8s. A block
+ * holding NaN or infinity gives zeros and a NaN scale, as in matmul.c. */
 AI int z_quant_block(const float *x, int8_t *q, float *d)
 {
 	__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+	if (z_nonfinite(v0) | z_nonfinite(v1)) {
+		_mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+		*d = __builtin_nanf("");
+		return 0;
+	}
 	float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
 	float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;
 	__m512 vid = _mm512_set1_ps(id);
@@ -861,9 +873,19 @@ static void zk_quant(const struct mm_args *a, int t)
 		}
 		const float *x = a->x + (size_t)t * a->n_in + (size_t)b * QK_K;
 		__m512 v[16], mx = _mm512_setzero_ps();
+		__mmask16 bad = 0;
 		for (int k = 0; k < 16; k++) {
 			v[k] = _mm512_loadu_ps(x + 16 * k);
 			mx = _mm512_max_ps(mx, _mm512_abs_ps(v[k]));
+			bad |= z_nonfinite(v[k]);
+		}
+		if (bad) { /* zeros and NaN scales, as in matmul.c */
+			for (int k = 0; k < MM_KX_REC / 64; k++)
+				_mm512_store_si512(rec + 64 * k, _mm512_setzero_si512());
+			_mm512_store_ps((float *)(rec + MM_KX_FX), _mm512_set1_ps(__builtin_nanf("")));
+			float nan = __builtin_nanf("");
+			memcpy(rec + MM_KX_D, &nan, sizeof nan);
+			continue;
 		}
 		float amax = _mm512_reduce_max_ps(mx);
 		float db = amax / 127, id = db != 0 ? 1.0f / db : 0.0f;

@@ -125,6 +125,46 @@ static struct err run_case(int wtype, int n_tok, int n_in, int n_out, int exact)
 	return e;
 }
 
+/* Tokens 1 and 3 of n_tok hold a NaN and an infinity: none of their outputs is
+ * finite, as in f32 (NaN, or +-inf for the infinity; the int8 paths quantize
+ * such a block as zeros with a NaN scale, never converting a NaN to an
+ * integer), and every other output is finite and near the reference's (the
+ * precision is checked above; 1e-2 here). Returns whether that held. */
+static int nonfinite_case(int wtype, int n_tok, int n_in, int n_out)
+{
+	const struct qtype_traits *tr = qtype_traits(wtype);
+	size_t row = qtype_row_size(wtype, n_in), ws_size = kern_matmul_wsize(wtype, n_tok, n_in);
+	size_t ny = (size_t)n_tok * n_out;
+	float *wf = malloc((size_t)n_in * sizeof *wf), *x = malloc((size_t)n_tok * n_in * sizeof *x);
+	float *y = malloc(ny * sizeof *y), *ref = malloc(ny * sizeof *ref);
+	uint8_t *w = kb_aligned_alloc(64, (size_t)n_out * row + 64);
+	void *ws = ws_size ? kb_aligned_alloc(64, ws_size) : NULL;
+	ASSERT(wf && x && y && ref && w && (ws || !ws_size));
+	for (int o = 0; o < n_out; o++) {
+		for (int i = 0; i < n_in; i++)
+			wf[i] = tap_randf(-1, 1);
+		tr->from_float(wf, w + (size_t)o * row, n_in);
+	}
+	fill_x(x, n_tok, n_in, 1, is_k(wtype) ? 256 : 32);
+	x[(size_t)1 * n_in + n_in / 2] = NAN;
+	x[(size_t)3 * n_in + 5] = INFINITY;
+	kern_matmul_ref(ref, x, w, wtype, n_tok, n_in, n_out);
+	kern_matmul(y, x, w, wtype, n_tok, n_in, n_out, ws);
+	int good = 1;
+	for (int t = 0; t < n_tok; t++)
+		for (int o = 0; o < n_out; o++) {
+			float v = y[(size_t)t * n_out + o], r = ref[(size_t)t * n_out + o];
+			int g = t == 1 || t == 3 ? !isfinite(v) && !isfinite(r)
+						 : isfinite(v) && fabsf(v - r) <= 1e-2f * (1 + fabsf(r));
+			if (!g && good)
+				diag("%s n_tok %d: token %d output %d is %g, the reference %g", qtype_name(wtype), n_tok, t, o,
+				     v, r);
+			good &= g;
+		}
+	free(wf), free(x), free(y), free(ref), free(w), free(ws);
+	return good;
+}
+
 /* Every shape of one type at the current level: per-shape bound tol_one, all
  * shapes together tol_all. */
 static void check_shapes(const char *lv, int wt, int exact, double tol_one, double tol_all)
@@ -207,6 +247,13 @@ static void test_level(int level)
 		ok(e1 <= tol && e2 <= tol && e3 <= tol && e4 <= tol,
 		   "%s %s exact x n_in 9472 / 4864 / 3328, 13 x 768 -> 203: nerr %.3g %.3g %.3g %.3g", lv,
 		   qtype_name(wt), e1, e2, e3, e4);
+	}
+	/* NaN and infinity in the activations, decode-sized and tiled batches */
+	for (size_t ty = 0; ty < sizeof types / sizeof *types; ty++) {
+		int wt = types[ty], n_in = is_k(wt) ? 512 : 96;
+		ok(nonfinite_case(wt, 5, n_in, 7) && nonfinite_case(wt, 19, n_in, 37),
+		   "%s %s: a token holding NaN or infinity gives no finite output, the others are untouched", lv,
+		   qtype_name(wt));
 	}
 	/* n_tok not a multiple of any tile, n_out over many row blocks */
 	double e = nerr_of(run_case(QTYPE_Q8_0, 13, 96, 203, 1)), f = nerr_of(run_case(QTYPE_F16, 13, 96, 203, 0));
