@@ -1,6 +1,9 @@
 /* dispatch.c — choose the kernel variants for this CPU, once. */
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kernels.h"
 
@@ -11,6 +14,15 @@ static const char *const level_names[] = {
 	[KERN_REF] = "ref", [KERN_GENERIC] = "generic", [KERN_AVX2] = "avx2", [KERN_AVX512] = "avx512",
 };
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c" */
+static int has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 enum kern_level kern_cpu_level(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -19,8 +31,7 @@ enum kern_level kern_cpu_level(void)
 	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
 	    __builtin_cpu_supports("avx512vnni"))
 		return KERN_AVX512;
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	    __builtin_cpu_supports("f16c"))
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
 		return KERN_AVX2;
 #endif
 	return KERN_GENERIC;
