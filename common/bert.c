@@ -56,6 +56,9 @@ static int load_hparams(struct bert *b)
 		return kb_fail(KB_ERR_FORMAT, "'%s': hyper-parameters must be positive "
 			       "(n_embd %d, n_layer %d, n_head %d, n_ff %d, context %d)",
 			       g->path, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff, hp->n_ctx_train);
+	if ((uint64_t)hp->n_layer > g->n_tensors) /* each layer has its tensors: no huge table for a lie */
+		return kb_fail(KB_ERR_FORMAT, "'%s': block_count %d, but the file holds only %llu tensors", g->path,
+			       hp->n_layer, (unsigned long long)g->n_tensors);
 	if (hp->n_embd % hp->n_head)
 		return kb_fail(KB_ERR_FORMAT, "'%s': embedding_length %d is not a multiple of head_count %d",
 			       g->path, hp->n_embd, hp->n_head);

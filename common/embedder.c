@@ -170,14 +170,18 @@ const char *embedder_describe(const struct embedder *e)
 	return e->describe;
 }
 
+/* v / |v| (a zero vector stays zero). Divided in double: the reciprocal of a
+ * tiny norm would overflow a float. */
 static void l2_normalize(float *v, int n)
 {
 	double s = 0;
 	for (int i = 0; i < n; i++)
 		s += (double)v[i] * v[i];
-	float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+	if (s == 0)
+		return;
+	double norm = sqrt(s);
 	for (int i = 0; i < n; i++)
-		v[i] *= inv;
+		v[i] = (float)(v[i] / norm);
 }
 
 /* Pool the n rows of hidden states x [n][d] into v, L2-normalized. */
@@ -225,8 +229,16 @@ static int run_batch(struct embedder *e, const struct model_seq *seqs, int n_seq
 			model_layer_seqs(m, &e->ws, l, e->x, e->slots, n_tok, &e->kv, seqs, n_seqs);
 		kern_rmsnorm(e->x, e->x, m->output_norm, n_tok, d, m->hp.norm_eps);
 	}
-	for (int s = 0; s < n_seqs; s++)
-		pool_rows(e->pool, e->x + (size_t)seqs[s].row0 * d, seqs[s].n_rows, d, out + (size_t)s * d);
+	for (int s = 0; s < n_seqs; s++) {
+		float *v = out + (size_t)s * d;
+		pool_rows(e->pool, e->x + (size_t)seqs[s].row0 * d, seqs[s].n_rows, d, v);
+		/* NaN or infinity in a model's weights reach here: refuse to hand them on
+		 * (an index ranks by these numbers) */
+		for (int j = 0; j < d; j++)
+			if (!isfinite(v[j]))
+				return kb_fail(KB_ERR_FORMAT, "'%s': the model gives a non-finite embedding (its weights "
+					       "hold NaN or overflow)", e->b ? e->b->gguf->path : e->m->gguf->path);
+	}
 	return KB_OK;
 }
 

@@ -75,6 +75,9 @@ static int load_hparams(struct model *m, const char *arch)
 		return kb_fail(KB_ERR_FORMAT, "'%s': hyper-parameters must be positive "
 			       "(n_embd %d, n_layer %d, n_head %d, n_ff %d)",
 			       g->path, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff);
+	if ((uint64_t)hp->n_layer > g->n_tensors) /* each layer has its tensors: no huge table for a lie */
+		return kb_fail(KB_ERR_FORMAT, "'%s': block_count %d, but the file holds only %llu tensors", g->path,
+			       hp->n_layer, (unsigned long long)g->n_tensors);
 	if (hp->n_kv_head < 0)
 		hp->n_kv_head = hp->n_head;
 	if (hp->head_dim < 0) {

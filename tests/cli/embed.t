@@ -161,6 +161,15 @@ else
 	skip "kvblend-quantize cannot write a synthetic bert: no bert tests"
 fi
 
+# a model whose weights hold NaN (a fuzz regression seed): refused, not stored or printed
+printf '{"text":"Once upon a time"}\n' >"$t/one.jsonl"
+run "$E" -m "$KVBLEND_ROOT/tests/fuzz/corpus/model/regress-nan-weights.seed" --vectors <"$t/one.jsonl"
+like "$RUN_RC:$RUN_OUT:$RUN_ERR" "1::kvblend-embed: *regress-nan-weights.seed': the model gives a non-finite embedding*" \
+	"NaN weights: a one-line error naming the model, exit 1, nothing printed"
+run "$E" -m "$KVBLEND_ROOT/tests/fuzz/corpus/model/regress-block-count.seed" --vectors <"$t/one.jsonl"
+like "$RUN_RC:$RUN_ERR" "1:kvblend-embed: *': block_count 805306368, but the file holds only 12 tensors" \
+	"a block_count beyond the tensors: refused before allocating for it"
+
 run "$E" --vectors </dev/null
 like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --vectors needs an embedding model (-m MODEL)*" "--vectors without -m: usage, exit 2"
 

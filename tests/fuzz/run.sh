@@ -1,6 +1,7 @@
 #!/bin/sh
 # run.sh — build and run the fuzz targets: gguf (the GGUF reader), kvc (the
-# .kvc KV-cache reader) and dataset (bench's dataset reader).
+# .kvc KV-cache reader), dataset (bench's dataset reader) and model (the
+# decoder and BERT loaders and their tokenizers, as kvblend embed opens a model).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -25,7 +26,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc dataset"
+all_targets="gguf kvc dataset model"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -35,6 +36,7 @@ srcs() {
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
+	model) echo "tests/fuzz/fuzz_model.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
 		exit 2
@@ -46,13 +48,31 @@ srcs() {
 libs() {
 	case $1 in
 	dataset) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
+	model) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 2>/dev/null ||
+		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 ;;
 	esac
+}
+
+# lib TARGET fuzzer|standalone: the library a target links, built by the
+# Makefile (its kernels need their own ISA flags) with the target's sanitizers,
+# without OpenMP; prints its path, or nothing for a target of a few sources
+lib() {
+	[ "$1" = model ] || return 0
+	if [ "$2" = fuzzer ]; then
+		make -s -j"${JOBS:-2}" CC=clang OPENMP=0 B="$out/lib-fuzzer" CFLAGS="-O1 -fsanitize=fuzzer-no-link,address,undefined \
+			-fno-sanitize-recover=undefined -fno-omit-frame-pointer" "$out/lib-fuzzer/libkvblend.a" >&2
+		echo "$out/lib-fuzzer/libkvblend.a"
+	else
+		make -s -j"${JOBS:-2}" CC="${CC:-cc}" OPENMP=0 DEBUG=1 B="$out/lib-standalone" "$out/lib-standalone/libkvblend.a" >&2
+		echo "$out/lib-standalone/libkvblend.a"
+	fi
 }
 
 standalone() {
 	# shellcheck disable=SC2046,SC2086
 	${CC:-cc} $flags -DKVBLEND_FUZZ_MAIN -fsanitize=address,undefined \
-		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") $(libs "$1") -lm -lpthread
+		-fno-sanitize-recover=undefined -o "$out/fuzz_$1_main" $(srcs "$1") $(lib "$1" standalone) $(libs "$1") \
+		-lm -lpthread
 }
 
 mode=run
@@ -121,12 +141,14 @@ each=$((secs / n))
 for t in $targets; do
 	# shellcheck disable=SC2046,SC2086
 	clang $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-o "$out/fuzz_$t" $(srcs "$t") $(libs "$t") -lm -lpthread
+		-o "$out/fuzz_$t" $(srcs "$t") $(lib "$t" fuzzer) $(libs "$t") -lm -lpthread
 	work=tests/fuzz/corpus-run/$t
 	mkdir -p "$work"
 	echo "run.sh: fuzz_$t for $each s"
 	# the first directory receives new inputs; the seeds are only read
-	"$out/fuzz_$t" -max_total_time="$each" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+	maxlen=16384
+	[ "$t" = model ] && maxlen=32768 # the seed models are up to 26 KB
+	"$out/fuzz_$t" -max_total_time="$each" -max_len="$maxlen" -timeout=10 -rss_limit_mb=2048 \
 		-dict="tests/fuzz/$t.dict" -artifact_prefix="$out/$t-" -print_final_stats=1 \
 		"$work" "tests/fuzz/corpus/$t"
 done
