@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh — build and run the fuzz targets: gguf (the GGUF reader), kvc (the
-# .kvc KV-cache reader), dataset (bench's dataset reader) and model (the
-# decoder and BERT loaders and their tokenizers, as kvblend embed opens a model).
+# .kvc KV-cache reader), dataset (bench's dataset reader), model (the decoder
+# and BERT loaders and their tokenizers, as kvblend embed opens a model) and
+# tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -26,7 +27,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc dataset model"
+all_targets="gguf kvc dataset model tokjson"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -36,7 +37,7 @@ srcs() {
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
-	model) echo "tests/fuzz/fuzz_model.c" ;; # and the whole library: lib()
+	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
 		exit 2
@@ -48,7 +49,7 @@ srcs() {
 libs() {
 	case $1 in
 	dataset) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
-	model) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 2>/dev/null ||
+	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 2>/dev/null ||
 		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 ;;
 	esac
 }
@@ -57,7 +58,7 @@ libs() {
 # Makefile (its kernels need their own ISA flags) with the target's sanitizers,
 # without OpenMP; prints its path, or nothing for a target of a few sources
 lib() {
-	[ "$1" = model ] || return 0
+	case $1 in model | tokjson) ;; *) return 0 ;; esac
 	if [ "$2" = fuzzer ]; then
 		make -s -j"${JOBS:-2}" CC=clang OPENMP=0 B="$out/lib-fuzzer" CFLAGS="-O1 -fsanitize=fuzzer-no-link,address,undefined \
 			-fno-sanitize-recover=undefined -fno-omit-frame-pointer" "$out/lib-fuzzer/libkvblend.a" >&2
