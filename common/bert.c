@@ -155,13 +155,8 @@ int bert_load(struct bert **out, const char *path)
 		goto fail;
 	}
 	if ((rc = load_hparams(b)) || (rc = load_embeddings(b)) || (rc = load_layers(b)) ||
-	    (rc = tok_load(&b->tok, b->gguf)))
+	    (rc = model_load_tokenizer(b->gguf, b->hp.n_vocab, &b->tok)))
 		goto fail;
-	if (tok_n_vocab(b->tok) > b->hp.n_vocab) {
-		rc = kb_fail(KB_ERR_FORMAT, "'%s': tokenizer has %d tokens but token_embd only %d rows",
-			     path, tok_n_vocab(b->tok), b->hp.n_vocab);
-		goto fail;
-	}
 	gguf_fingerprint(b->gguf, b->fingerprint);
 	*out = b;
 	return KB_OK;

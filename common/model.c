@@ -291,6 +291,20 @@ static int load_rope(struct model *m)
 	return KB_OK;
 }
 
+int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out)
+{
+	int rc = tok_load(out, g);
+	if (rc)
+		return rc;
+	if (tok_n_vocab(*out) > n_vocab) {
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': tokenizer has %d tokens but token_embd only %d rows", g->path,
+			     tok_n_vocab(*out), n_vocab);
+		tok_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int model_load(struct model **out, const char *path)
 {
 	struct model *m = kb_calloc(1, sizeof *m);
@@ -315,13 +329,8 @@ int model_load(struct model **out, const char *path)
 	if ((rc = load_hparams(m, model_arch_name(m->hp.arch))) || (rc = load_tensors(m)) ||
 	    (rc = load_rope(m)))
 		goto fail;
-	if ((rc = tok_load(&m->tok, m->gguf)))
+	if ((rc = model_load_tokenizer(m->gguf, m->hp.n_vocab, &m->tok)))
 		goto fail;
-	if (tok_n_vocab(m->tok) > m->hp.n_vocab) {
-		rc = kb_fail(KB_ERR_FORMAT, "'%s': tokenizer has %d tokens but token_embd only %d rows",
-			     path, tok_n_vocab(m->tok), m->hp.n_vocab);
-		goto fail;
-	}
 	gguf_fingerprint(m->gguf, m->fingerprint);
 	gguf_tokenizer_fingerprint(m->gguf, m->tok_fingerprint);
 	*out = m;

@@ -90,6 +90,8 @@ const char *model_arch_name(enum model_arch a);
 int model_load_weight(const struct gguf *g, const char *name, int64_t n_in, int64_t n_out,
 		      struct weight *w) KB_WUR;
 int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **out, bool required) KB_WUR;
+/* The tokenizer of g (tok_load), checked to fit the n_vocab rows of token_embd. */
+int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out) KB_WUR;
 /* Fill inv_freq[n_rot/2] from the hyper-parameters (and the optional llama3
  * frequency factors, freq_factors[n_rot/2] or NULL). */
 void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, float *inv_freq);

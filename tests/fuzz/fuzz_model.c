@@ -22,39 +22,18 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "embedder.h"
+#include "memfile.h"
 #include "util.h"
-
-static int memfd = -1;
-static char path[64];
-
-/* The input as a file the loaders can open and map. */
-static int as_file(const uint8_t *data, size_t size)
-{
-	if (memfd < 0) {
-		memfd = memfd_create("fuzz_model.gguf", 0);
-		ASSERT(memfd >= 0);
-		snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
-	}
-	if (ftruncate(memfd, 0) != 0)
-		return -1;
-	for (size_t off = 0; off < size;) {
-		ssize_t w = pwrite(memfd, data + off, size - off, (off_t)off);
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *texts[] = { "Once upon a time, Lily saw a cat. It was big!", "x", "\xc3\xa9t\xc3\xa9 [SEP] ##a" };
-	if (as_file(data, size))
+	const char *path = fuzz_memfile(data, size);
+	if (!path)
 		return 0;
 	struct embedder *e = NULL;
 	int rc = embedder_open(&e, path, NULL);

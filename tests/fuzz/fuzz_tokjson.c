@@ -17,36 +17,15 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gguf.h"
 #include "tok.h"
 #include "tokjson.h"
+#include "memfile.h"
 #include "util.h"
 
-static int memfd = -1;
-static char path[64], gguf_path[128];
-
-static int as_file(const uint8_t *data, size_t size)
-{
-	if (memfd < 0) {
-		memfd = memfd_create("tokenizer.json", 0);
-		ASSERT(memfd >= 0);
-		snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
-		snprintf(gguf_path, sizeof gguf_path, "%s/fuzz_tokjson-%d.gguf",
-			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
-	}
-	if (ftruncate(memfd, 0) != 0)
-		return -1;
-	for (size_t off = 0; off < size;) {
-		ssize_t w = pwrite(memfd, data + off, size - off, (off_t)off);
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
-}
+static char gguf_path[128];
 
 /* The imported keys as a GGUF file a tokenizer loads from. */
 static void load_back(const struct tokjson *tj)
@@ -93,8 +72,12 @@ static void load_back(const struct tokjson *tj)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (as_file(data, size))
+	const char *path = fuzz_memfile(data, size);
+	if (!path)
 		return 0;
+	if (!gguf_path[0])
+		snprintf(gguf_path, sizeof gguf_path, "%s/fuzz_tokjson-%d.gguf",
+			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
 	struct tokjson tj;
 	int rc = tokjson_load(path, &tj);
 	if (rc != KB_OK) {
