@@ -21,6 +21,8 @@ static const struct option longopts[] = {
 	{ "pool", required_argument, NULL, 'P' },
 	{ "batch", required_argument, NULL, 'B' },
 	{ "vectors", no_argument, NULL, 'V' },
+	{ "passage-prefix", required_argument, NULL, 'A' },
+	{ "query-prefix", required_argument, NULL, 'U' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -32,7 +34,7 @@ static void usage(void)
 {
 	printf("usage: kvblend embed [-m MODEL] [--store DIR] < chunks.jsonl\n"
 	       "       kvblend embed [-m MODEL] [--store DIR] (--query TEXT | -k N < queries.jsonl) [options]\n"
-       "       kvblend embed -m MODEL --vectors < records.jsonl\n"
+	       "       kvblend embed -m MODEL --vectors < records.jsonl\n"
 	       "Keep chunk records in the store's chunk index (BM25 over their text, and their\n"
 	       "embeddings with -m), or print the top k chunk records for each query; or\n"
 	       "print each record with its embedding (--vectors, no store).\n\n"
@@ -45,6 +47,9 @@ static void usage(void)
 	       "      --hybrid           both, fused by reciprocal rank (the default with -m)\n"
 	       "      --order ORDER      rank (best first, default), reverse (best last) or doc\n"
 	       "      --pool POOL        mean, cls or last (default: the model's, else mean)\n"
+	       "      --passage-prefix T put T before each chunk's text when embedding it (e5: \"passage: \");\n"
+	       "                         its vectors are a space of their own\n"
+	       "      --query-prefix T   put T before each query when embedding it (e5: \"query: \")\n"
 	       "      --batch N          chunks embedded per batch (default 32)\n"
 	       "      --vectors          print each record of stdin with an \"embedding\" array (of its\n"
 	       "                         \"text\", else its \"query\"), L2-normalized; needs -m\n"
@@ -57,7 +62,7 @@ enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
 enum order { O_RANK, O_REVERSE, O_DOC };
 
 struct opts {
-	const char *model, *store, *query, *pool;
+	const char *model, *store, *query, *pool, *passage_prefix, *query_prefix;
 	int k, batch, threads;
 	bool search, verbose, vectors, store_set, method_set, order_set;
 	enum method method;
@@ -99,6 +104,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'B': o->batch = (int)cli_long("--batch", optarg, 1, 4096); break;
 		case 'V': o->vectors = true; break;
+		case 'A': o->passage_prefix = optarg; break;
+		case 'U': o->query_prefix = optarg; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
 		case 'h': usage(); exit(0);
@@ -120,6 +127,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->batch = 32;
 		return;
 	}
+	if ((o->passage_prefix || o->query_prefix) && (!o->model || o->method == M_LEXICAL))
+		cli_usage_error("--passage-prefix and --query-prefix go with an embedding model (-m), not --lexical");
 	if ((o->method == M_DENSE || o->method == M_HYBRID) && !o->model)
 		cli_usage_error("--%s needs an embedding model (-m MODEL)", o->method == M_DENSE ? "dense" : "hybrid");
 	if (o->method == M_DEFAULT)
@@ -269,25 +278,42 @@ static int store_chunks(const struct opts *o, struct index *ix, struct embedder 
 /* ---- --vectors ---- */
 
 /* The text a record is embedded by: its "text", else its "query". */
-static const char *embed_text(const json_t *rec)
+/* The text a record is embedded by: its "text" (a passage), else its "query". */
+static const char *embed_text(const json_t *rec, bool *is_query)
 {
 	size_t len;
 	const char *t = rec_text(rec, &len);
+	*is_query = !t;
 	if (t)
 		return t;
 	const json_t *q = json_object_get(rec, "query");
 	return json_is_string(q) ? json_string_value(q) : NULL;
 }
 
-/* Embed the n records and print each with its "embedding"; releases them. */
-static void print_vectors(struct embedder *e, json_t **recs, const char **texts, int n)
+/* Embed the n records (the passages together, each query alone, with their
+ * prefixes) and print each with its "embedding"; releases them. */
+static void print_vectors(struct embedder *e, json_t **recs, const char **texts, const bool *is_query, int n)
 {
 	const int dim = embedder_dim(e);
-	float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
-	if (!v)
+	float *v = malloc((size_t)n * (size_t)dim * sizeof *v), *pv = malloc((size_t)n * (size_t)dim * sizeof *pv);
+	const char **pt = malloc((size_t)n * sizeof *pt);
+	if (!v || !pv || !pt)
 		cli_die("out of memory");
-	if (embedder_run(e, texts, n, v))
+	int np = 0;
+	for (int i = 0; i < n; i++)
+		if (!is_query[i])
+			pt[np++] = texts[i];
+	if (np && embedder_run(e, pt, np, pv))
 		cli_die("%s", kb_error());
+	for (int i = 0, k = 0; i < n; i++) {
+		float *vi = v + (size_t)i * dim;
+		if (!is_query[i])
+			memcpy(vi, pv + (size_t)k++ * dim, (size_t)dim * sizeof *vi);
+		else if (embedder_run_query(e, texts[i], vi))
+			cli_die("%s", kb_error());
+	}
+	free(pv);
+	free(pt);
 	for (int i = 0; i < n; i++) {
 		json_t *a = json_array();
 		for (int j = 0; a && j < dim; j++)
@@ -310,7 +336,8 @@ static int vectors(const struct opts *o, struct embedder *e)
 	rec_reader_init(&rr, stdin, "<stdin>");
 	json_t **recs = malloc((size_t)o->batch * sizeof *recs);
 	const char **texts = malloc((size_t)o->batch * sizeof *texts);
-	if (!recs || !texts)
+	bool *is_query = malloc((size_t)o->batch * sizeof *is_query);
+	if (!recs || !texts || !is_query)
 		cli_die("out of memory");
 	int n = 0, rc, status = 0;
 	json_t *rec;
@@ -322,7 +349,8 @@ static int vectors(const struct opts *o, struct embedder *e)
 			status = 1;
 			continue;
 		}
-		const char *t = embed_text(rec);
+		bool q;
+		const char *t = embed_text(rec, &q);
 		if (!t || !*t) {
 			fprintf(stderr, "%s: '<stdin>': line %ld: the record has no \"text\" or \"query\" to embed\n",
 				cli_tool, rr.lineno);
@@ -330,17 +358,18 @@ static int vectors(const struct opts *o, struct embedder *e)
 			status = 1;
 			continue;
 		}
-		recs[n] = rec, texts[n++] = t;
+		recs[n] = rec, texts[n] = t, is_query[n++] = q;
 		if (n == o->batch) {
-			print_vectors(e, recs, texts, n);
+			print_vectors(e, recs, texts, is_query, n);
 			n = 0;
 		}
 	}
 	if (n)
-		print_vectors(e, recs, texts, n);
+		print_vectors(e, recs, texts, is_query, n);
 	rec_reader_free(&rr);
 	free(recs);
 	free(texts);
+	free(is_query);
 	return status;
 }
 
@@ -365,7 +394,7 @@ static int search_one(const struct opts *o, struct searcher *s, const char *quer
 	if (o->method != M_DENSE && (rc = index_search_lexical(s->ix, query, depth, &lex, &n_lex)))
 		return rc;
 	if (o->method != M_LEXICAL) {
-		if ((rc = embedder_run(s->e, &query, 1, s->qv)))
+		if ((rc = embedder_run_query(s->e, query, s->qv)))
 			goto out;
 		den = malloc((size_t)depth * sizeof *den);
 		if (!den)
@@ -523,7 +552,7 @@ int main(int argc, char **argv)
 	kb_set_threads(o.threads);
 	if (o.vectors) {
 		struct embedder *e;
-		if (embedder_open(&e, o.model, o.pool))
+		if (embedder_open(&e, o.model, o.pool) || embedder_set_prefixes(e, o.passage_prefix, o.query_prefix))
 			cli_die("%s", kb_error());
 		int status = vectors(&o, e);
 		embedder_free(e);
@@ -536,7 +565,8 @@ int main(int argc, char **argv)
 	if (index_open(&ix, o.store ? o.store : dir))
 		cli_die("%s", kb_error());
 	struct embedder *e = NULL;
-	if (o.model && o.method != M_LEXICAL && embedder_open(&e, o.model, o.pool))
+	if (o.model && o.method != M_LEXICAL &&
+	    (embedder_open(&e, o.model, o.pool) || embedder_set_prefixes(e, o.passage_prefix, o.query_prefix)))
 		cli_die("%s", kb_error());
 	int status = o.search ? search(&o, ix, e) : store_chunks(&o, ix, e);
 	embedder_free(e);

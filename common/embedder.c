@@ -27,7 +27,9 @@ struct embedder {
 	int n_embd;
 	enum pool pool;
 	int max_tokens;       /* per text */
-	char space[65];       /* hex of SHA-256(model fingerprint || pooling name) */
+	char space[65];       /* hex of SHA-256(model fingerprint || pooling name [|| passage prefix]) */
+	char *passage_prefix; /* owned, NULL for none: put before every passage */
+	char *query_prefix;   /* owned, NULL for none: put before every query */
 	char describe[512];
 	struct model_ws ws;   /* decoder: sized for EMB_BATCH_TOKENS rows */
 	struct kv_cache kv;   /* decoder */
@@ -106,6 +108,40 @@ static bool is_bert(const char *path)
 	return yes;
 }
 
+/* The space: the model (its fingerprint covers the architecture, hyper-parameters
+ * and tensor table), the pooling, and a passage prefix when there is one. */
+static void name_space(struct embedder *e)
+{
+	const uint8_t *fp = e->b ? e->b->fingerprint : e->m->fingerprint;
+	struct sha256 s;
+	uint8_t h[32];
+	sha256_init(&s);
+	sha256_update(&s, fp, 32);
+	sha256_update(&s, pool_name(e->pool), strlen(pool_name(e->pool)));
+	if (e->passage_prefix) {
+		static const char tag[] = "\0passage prefix\0";
+		sha256_update(&s, tag, sizeof tag - 1);
+		sha256_update(&s, e->passage_prefix, strlen(e->passage_prefix));
+	}
+	sha256_final(&s, h);
+	hash_hex(h, 32, e->space);
+}
+
+int embedder_set_prefixes(struct embedder *e, const char *passage, const char *query)
+{
+	char *p = passage && *passage ? strdup(passage) : NULL, *q = query && *query ? strdup(query) : NULL;
+	if ((passage && *passage && !p) || (query && *query && !q)) {
+		free(p);
+		free(q);
+		return kb_fail(KB_ERR_NOMEM, "out of memory");
+	}
+	free(e->passage_prefix);
+	free(e->query_prefix);
+	e->passage_prefix = p, e->query_prefix = q;
+	name_space(e);
+	return KB_OK;
+}
+
 int embedder_open(struct embedder **out, const char *path, const char *pool)
 {
 	*out = NULL;
@@ -120,16 +156,7 @@ int embedder_open(struct embedder **out, const char *path, const char *pool)
 		embedder_free(e);
 		return rc;
 	}
-	/* the space: the model (its fingerprint covers the architecture, hyper-parameters
-	 * and tensor table) and the pooling */
-	const uint8_t *fp = e->b ? e->b->fingerprint : e->m->fingerprint;
-	struct sha256 s;
-	uint8_t h[32];
-	sha256_init(&s);
-	sha256_update(&s, fp, 32);
-	sha256_update(&s, pool_name(e->pool), strlen(pool_name(e->pool)));
-	sha256_final(&s, h);
-	hash_hex(h, 32, e->space);
+	name_space(e);
 	const char *base = strrchr(path, '/');
 	snprintf(e->describe, sizeof e->describe, "%s, %d-d, %s pooling, %s",
 		 e->b ? "bert" : model_arch_name(e->m->hp.arch), e->n_embd, pool_name(e->pool), base ? base + 1 : path);
@@ -152,6 +179,8 @@ void embedder_free(struct embedder *e)
 	free(e->x);
 	free(e->tok);
 	free(e->slots);
+	free(e->passage_prefix);
+	free(e->query_prefix);
 	free(e);
 }
 
@@ -268,7 +297,8 @@ static int text_tokens(const struct embedder *e, const char *text, int32_t **ids
 	return KB_OK;
 }
 
-int embedder_run(struct embedder *e, const char *const *texts, int n, float *out)
+/* Embed n texts, each with prefix (NULL: none) before it. */
+static int run_texts(struct embedder *e, const char *prefix, const char *const *texts, int n, float *out)
 {
 	const int d = e->n_embd;
 	struct model_seq seqs[EMB_MAX_SEQS];
@@ -276,7 +306,12 @@ int embedder_run(struct embedder *e, const char *const *texts, int n, float *out
 	for (int t = 0; t < n; t++) {
 		int32_t *ids;
 		int take = 0;
-		if ((rc = text_tokens(e, texts[t], &ids, &take)))
+		char *joined = NULL;
+		if (prefix && asprintf(&joined, "%s%s", prefix, texts[t]) < 0)
+			return kb_fail(KB_ERR_NOMEM, "out of memory");
+		rc = text_tokens(e, joined ? joined : texts[t], &ids, &take);
+		free(joined);
+		if (rc)
 			return rc;
 		if (n_tok + take > EMB_BATCH_TOKENS || n_seqs == EMB_MAX_SEQS) {
 			if ((rc = run_batch(e, seqs, n_seqs, n_tok, out + (size_t)first * d))) {
@@ -293,4 +328,14 @@ int embedder_run(struct embedder *e, const char *const *texts, int n, float *out
 	if (n_seqs)
 		return run_batch(e, seqs, n_seqs, n_tok, out + (size_t)first * d);
 	return KB_OK;
+}
+
+int embedder_run(struct embedder *e, const char *const *texts, int n, float *out)
+{
+	return run_texts(e, e->passage_prefix, texts, n, out);
+}
+
+int embedder_run_query(struct embedder *e, const char *query, float *out)
+{
+	return run_texts(e, e->query_prefix, &query, 1, out);
 }

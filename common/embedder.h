@@ -19,14 +19,24 @@ int embedder_open(struct embedder **out, const char *path, const char *pool) KB_
 void embedder_free(struct embedder *e);
 /* Dimensions of a vector. */
 int embedder_dim(const struct embedder *e);
-/* The vector space's name: hex of SHA-256(model fingerprint || pooling). */
+/* The vector space's name: hex of SHA-256(model fingerprint || pooling [|| passage prefix]). */
 const char *embedder_space(const struct embedder *e);
 /* "arch, pooling, file" for the index's spaces table. */
 const char *embedder_describe(const struct embedder *e);
-/* Embed n texts (NUL-terminated) into out[n][dim], each L2-normalized. A text
- * is framed as the tokenizer says ([CLS] text [SEP] for WordPiece); one longer
- * than the model's context (at most 512 tokens) is cut to it, keeping the
- * closing [SEP] (or EOS) as its last token. */
+/* Embed n passages (NUL-terminated texts, each after the passage prefix) into
+ * out[n][dim], each L2-normalized. A text is framed as the tokenizer says
+ * ([CLS] text [SEP] for WordPiece); one longer than the model's context (at
+ * most 512 tokens) is cut to it, keeping the closing [SEP] (or EOS) as its
+ * last token. KB_ERR_ARG for a text of no tokens, KB_ERR_FORMAT for a
+ * non-finite embedding (broken weights). */
 int embedder_run(struct embedder *e, const char *const *texts, int n, float *out) KB_WUR;
+/* Embed one query, as embedder_run does a passage but after the query prefix. */
+int embedder_run_query(struct embedder *e, const char *query, float *out) KB_WUR;
+/* Text put before every passage and every query, as some models were trained
+ * (e5: "passage: " and "query: "; bge: an instruction before short queries).
+ * The passage prefix is part of the vector space's name, so vectors made with
+ * and without it never mix; the query prefix is not (queries are not stored).
+ * NULL or "" for none. KB_OK or KB_ERR_NOMEM. */
+int embedder_set_prefixes(struct embedder *e, const char *passage, const char *query) KB_WUR;
 
 #endif

@@ -486,8 +486,8 @@ int index_load_vectors(struct index *ix, const char *space, struct index_vectors
 	int r = sqlite3_step(s);
 	if (r != SQLITE_ROW) {
 		sqlite3_finalize(s);
-		return r == SQLITE_DONE ? kb_fail(KB_ERR_ARG, "'%s': no vectors of this model (space %s): "
-					  "embed the chunks with it first", ix->path, space)
+		return r == SQLITE_DONE ? kb_fail(KB_ERR_ARG, "'%s': no vectors of this model (space %s): embed the "
+					  "chunks with it first (the same --pool and --passage-prefix)", ix->path, space)
 					: db_fail(ix, "read a vector space");
 	}
 	int dim = sqlite3_column_int(s, 0);

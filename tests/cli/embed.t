@@ -151,6 +151,23 @@ if [ -x "$Q" ] && "$Q" --synthetic all-minilm-l6-v2 $vocab "$t/minilm.gguf" q8_0
 		"--vectors: a record with nothing to embed is named, the others printed, exit 1"
 	run "$E" -m "$t/minilm.gguf" --vectors --store "$t/bst1" </dev/null
 	like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --vectors prints embeddings: it takes no --store*" "--vectors --store: usage, exit 2"
+	# prefixes (e5's "passage: " / "query: "): the passage prefix is a space of its own
+	"$E" --store "$t/bst1" -m "$t/minilm.gguf" --passage-prefix "passage: " <"$t/chunks.jsonl"
+	run "$E" --store "$t/bst1" -m "$t/minilm.gguf" --passage-prefix "passage: " --query-prefix "query: " \
+		--dense -q "Who walked on the moon?" -k 5
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 5 ]
+	ok $? "--passage-prefix: the chunks embedded again into their own space, searched with --query-prefix"
+	printf '{"text":"passage: A moon orbits a planet."}\n{"query":"query: moon"}\n' |
+		"$E" -m "$t/minilm.gguf" --vectors >"$t/pv1"
+	printf '{"text":"A moon orbits a planet."}\n{"query":"moon"}\n' |
+		"$E" -m "$t/minilm.gguf" --vectors --passage-prefix "passage: " --query-prefix "query: " >"$t/pv2"
+	sed 's/.*"embedding"//' "$t/pv1" >"$t/pv1e"
+	sed 's/.*"embedding"//' "$t/pv2" >"$t/pv2e"
+	[ "$(wc -l <"$t/pv1e")" -eq 2 ] && cmp -s "$t/pv1e" "$t/pv2e"
+	ok $? "--vectors: a text after --passage-prefix and a query after --query-prefix, as if written in them"
+	run "$E" --store "$t/bst1" --lexical --query-prefix "query: " -q moon
+	like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --passage-prefix and --query-prefix go with an embedding model*" \
+		"a prefix with --lexical: usage, exit 2"
 	"$Q" --synthetic tiny-bert "$t/tiny.gguf" f32 2>/dev/null &&
 		perl -0777 -pe 's/blk\.1\.ffn_up\.bias/blk.1.ffn_up.bixs/' "$t/tiny.gguf" >"$t/broken.gguf"
 	run "$E" --store "$t/bst3" -m "$t/broken.gguf" <"$t/chunks.jsonl"

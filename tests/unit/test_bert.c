@@ -265,6 +265,36 @@ static void check_batching(const char *path)
 	embedder_free(e);
 }
 
+/* Prefixes: a passage prefix is the same as writing it before the text, and a
+ * space of its own; a query prefix applies to queries only, and leaves the
+ * space alone (queries are not stored). */
+static void check_prefixes(const char *path)
+{
+	struct embedder *plain, *pre;
+	ASSERT(embedder_open(&plain, path, NULL) == KB_OK && embedder_open(&pre, path, NULL) == KB_OK);
+	const int d = embedder_dim(plain);
+	const char *text = "the cat sat on the mat", *joined_p = "passage: the cat sat on the mat",
+		   *joined_q = "query: the cat sat on the mat";
+	float *a = malloc((size_t)d * sizeof *a), *b = malloc((size_t)d * sizeof *b);
+	char space0[65];
+	snprintf(space0, sizeof space0, "%s", embedder_space(pre));
+	ASSERT(embedder_set_prefixes(pre, NULL, "query: ") == KB_OK);
+	ok(!strcmp(space0, embedder_space(pre)), "a query prefix leaves the vector space alone");
+	ASSERT(embedder_run(pre, &text, 1, a) == KB_OK && embedder_run(plain, &text, 1, b) == KB_OK);
+	ok(tap_nerr(a, b, d) == 0, "a query prefix does not touch passages");
+	ASSERT(embedder_run_query(pre, text, a) == KB_OK && embedder_run(plain, &joined_q, 1, b) == KB_OK);
+	ok(tap_nerr(a, b, d) == 0, "embedder_run_query = the text after the query prefix");
+	ASSERT(embedder_set_prefixes(pre, "passage: ", "query: ") == KB_OK);
+	ASSERT(embedder_run(pre, &text, 1, a) == KB_OK && embedder_run(plain, &joined_p, 1, b) == KB_OK);
+	ok(tap_nerr(a, b, d) == 0, "embedder_run = the text after the passage prefix");
+	ok(strcmp(space0, embedder_space(pre)) != 0, "a passage prefix makes a space of its own");
+	ASSERT(embedder_set_prefixes(pre, "", NULL) == KB_OK);
+	ok(!strcmp(space0, embedder_space(pre)), "no prefix again: the plain space");
+	free(a), free(b);
+	embedder_free(plain);
+	embedder_free(pre);
+}
+
 /* The embedder tokenizes as llama.cpp does: a few of bert-bge's reference cases
  * (.inp / .out, ids without the [CLS] [SEP] frame) through the model's tokenizer,
  * and the embedder's vector of each text equals the direct one of [CLS] ids [SEP]. */
@@ -442,6 +472,7 @@ int main(void)
 	check_quant(path, "f16", 2e-3);
 	check_quant(path, "q8_0", 2e-2);
 	check_batching(path);
+	check_prefixes(path);
 	if (sp.tokenizer_json)
 		check_ids(path);
 	else
