@@ -18,8 +18,8 @@
 #include "model.h"
 #include "tok.h"
 
-enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_MAX_BYTES,
-       OPT_TIMEOUT, OPT_COMPLETE };
+enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_PPL_WINDOW,
+       OPT_PPL_CONTEXT, OPT_MAX_BYTES, OPT_TIMEOUT, OPT_COMPLETE };
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -29,6 +29,8 @@ static const struct option longopts[] = {
 	{ "min-tokens", required_argument, NULL, OPT_MIN_TOKENS },
 	{ "overlap", required_argument, NULL, OPT_OVERLAP },
 	{ "ppl-threshold", required_argument, NULL, OPT_PPL_THRESHOLD },
+	{ "ppl-window", required_argument, NULL, OPT_PPL_WINDOW },
+	{ "ppl-context", required_argument, NULL, OPT_PPL_CONTEXT },
 	{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "output", required_argument, NULL, 'o' },
@@ -59,6 +61,9 @@ static void usage(void)
 	       "      --overlap N        tokens consecutive windows share (--by window; default 0)\n"
 	       "      --ppl-threshold X  how far below both neighbours a sentence's perplexity must dip\n"
 	       "                         to end a group (--by ppl; default 0: every local minimum)\n"
+	       "      --ppl-window N     tokens per model pass scoring sentences (--by ppl; default: the\n"
+	       "                         model's context, at most 1024)\n"
+	       "      --ppl-context N    tokens a pass reads again from the one before (default window / 4)\n"
 	       "      --max-bytes N      largest document fetched by URL (default 64M; k, M, G suffixes)\n"
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
 	       "  -o, --output FILE      write the records to FILE\n"
@@ -72,7 +77,7 @@ struct opts {
 	const char *model, *output;
 	struct chunk_opts c;
 	struct fetch_opts f;
-	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set;
+	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set, window_set;
 	char **inputs;
 	int n_inputs;
 };
@@ -138,6 +143,14 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->c.ppl_threshold = cli_double("--ppl-threshold", optarg, 0, 1e9);
 			o->threshold_set = true;
 			break;
+		case OPT_PPL_WINDOW:
+			o->c.ppl_window = (int)cli_long("--ppl-window", optarg, 2, 1 << 20);
+			o->window_set = true;
+			break;
+		case OPT_PPL_CONTEXT:
+			o->c.ppl_context = (int)cli_long("--ppl-context", optarg, 1, 1 << 20);
+			o->window_set = true;
+			break;
 		case OPT_MAX_BYTES: o->f.max_bytes = parse_bytes("--max-bytes", optarg); break;
 		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
 		case 'o': o->output = optarg; break;
@@ -159,6 +172,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("--min-tokens is not for --by window");
 	if (o->threshold_set && o->c.by != CHUNK_BY_PPL)
 		cli_usage_error("--ppl-threshold is for --by ppl");
+	if (o->window_set && o->c.by != CHUNK_BY_PPL)
+		cli_usage_error("--ppl-window and --ppl-context are for --by ppl");
 	if (window && o->c.max_tokens == 0)
 		cli_usage_error("--by window needs --max-tokens above 0");
 	if (window && o->c.overlap >= o->c.max_tokens)
@@ -303,6 +318,8 @@ int main(int argc, char **argv)
 	if (chunker_init(&ch, &o.c)) {
 		if (o.c.split)
 			cli_usage_error("--split: %s", kb_error());
+		if (o.window_set)
+			cli_usage_error("--ppl-window, --ppl-context: %s", kb_error());
 		cli_die("%s", kb_error());
 	}
 	FILE *out = stdout;

@@ -222,9 +222,17 @@ if [ -r "$model" ]; then
 	like "$RUN_ERR" "*--by ppl: 1 input, * bytes: $n0 chunks, * tokens, * s*sentences scored, perplexity p10 *, p90 *cut at --ppl-threshold 0 *" \
 		"-v: counts, the perplexities' quantiles, the cuts"
 	[ -n "$dips" ] && [ "$dips" -eq $((n0 - 1)) ]; ok $? "-v: the dips are the cuts at threshold 0 ($dips, $n0 groups)"
+	run "$chunk" -m "$model" --by ppl --ppl-window 24 --ppl-context 6 --max-tokens 32 "$TAP_TMP/story.txt"
+	n=$(check "$TAP_TMP/out" "$TAP_TMP/story.txt" "$TAP_TMP/story.txt" 32)
+	like "$RUN_RC:$n" "0:[1-9]*" "--ppl-window 24 --ppl-context 6: many short passes, covered ($n)"
+	run "$chunk" -m "$model" --by ppl --ppl-window 24 --ppl-context 30 "$TAP_TMP/story.txt"
+	like "$RUN_RC:$RUN_ERR" "2:kvblend-chunk: --ppl-window, --ppl-context: a context of 30 tokens leaves nothing to score in a window of 24*" \
+		"a context that fills the window: usage, exit 2"
 else
-	for i in 1 2 3 4 5 6; do skip "$model is absent"; done
+	for i in 1 2 3 4 5 6 7 8; do skip "$model is absent"; done
 fi
+run "$chunk" --ppl-window 64 "$TAP_TMP/story.txt"
+like "$RUN_RC:$RUN_ERR" "2:kvblend-chunk: --ppl-window and --ppl-context are for --by ppl*" "--ppl-window without --by ppl: usage, exit 2"
 run "$chunk" -v --max-tokens 0 "$TAP_TMP/story.txt"
 like "$RUN_RC:$RUN_ERR" "0:kvblend-chunk: --by paragraph: 1 input, 584 bytes: 3 chunks, * tokens (about bytes / 4), * s" \
 	"-v without a model: one line, tokens approximate"
@@ -246,7 +254,7 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --max-bytes --timeout --output --quiet --verbose --help" \
+is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --ppl-window --ppl-context --max-bytes --timeout --output --quiet --verbose --help" \
 	"--complete-options lists the long options (a trailing = on those with a value)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \
