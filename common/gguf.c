@@ -1424,50 +1424,6 @@ static int w_header(const struct gguf_writer *w, size_t align, struct wbuf *b)
 	return b->err;
 }
 
-/* Create a fresh temporary file next to path; *tmp is malloc()ed. */
-static int open_temp(const char *path, char **tmp)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	size_t n = strlen(path) + 48;
-	char *p = kb_malloc(n);
-	if (!p)
-		return -1;
-	static unsigned counter;
-	for (int tries = 0; tries < 100; tries++) {
-		unsigned c = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-		snprintf(p, n, "%.*s.%s.%ld.%u.tmp", (int)dirlen, path, path + dirlen, (long)getpid(), c);
-		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-		if (fd >= 0) {
-			*tmp = p;
-			return fd;
-		}
-		if (errno != EEXIST) {
-			kb_fail(KB_ERR_IO, "'%s': cannot create a temporary file: %s", path, strerror(errno));
-			free(p);
-			return -1;
-		}
-	}
-	kb_fail(KB_ERR_IO, "'%s': cannot create a temporary file", path);
-	free(p);
-	return -1;
-}
-
-static void fsync_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[4096];
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else
-		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd); /* best effort: the rename is durable once the directory is */
-		close(fd);
-	}
-}
-
 int gguf_writer_write(struct gguf_writer *w, const char *path)
 {
 	struct wbuf hdr = { 0 };
@@ -1487,7 +1443,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path)
 			goto out;
 		}
 		fd = STDOUT_FILENO;
-	} else if ((fd = open_temp(path, &tmp)) < 0) {
+	} else if ((fd = kb_open_temp(path, &tmp)) < 0) {
 		st = KB_ERR_IO;
 		goto out;
 	}
@@ -1508,7 +1464,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path)
 		fd = -1;
 		if (rename(tmp, path) < 0)
 			goto io_err;
-		fsync_dir(path);
+		kb_fsync_parent(path);
 	}
 	st = KB_OK;
 	goto out;

@@ -597,47 +597,6 @@ void kvc_writer_free(struct kvc_writer *w)
 
 /* ---- whole files, atomically ---- */
 
-/* Create a fresh temporary file next to path; *tmp is malloc()ed. */
-static int open_temp(const char *path, char **tmp)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	size_t n = strlen(path) + 48;
-	char *p = kb_malloc(n);
-	if (!p)
-		return -1;
-	static unsigned counter;
-	for (int tries = 0; tries < 100; tries++) {
-		unsigned c = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-		snprintf(p, n, "%.*s.%s.%ld.%u.tmp", (int)dirlen, path, path + dirlen, (long)getpid(), c);
-		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-		if (fd >= 0) {
-			*tmp = p;
-			return fd;
-		}
-		if (errno != EEXIST)
-			break;
-	}
-	kb_fail(KB_ERR_IO, "'%s': cannot create a temporary file: %s", path, strerror(errno));
-	free(p);
-	return -1;
-}
-
-static void fsync_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[4096];
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else
-		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd); /* best effort: the rename is durable once the directory is */
-		close(fd);
-	}
-}
-
 struct strided {
 	const float *k, *v;
 	size_t layer_stride, row_stride;
@@ -676,7 +635,7 @@ int kvc_write_file_cb(const char *path, const struct kvc_header *h, kvc_layer_fn
 		fd = STDOUT_FILENO;
 	else if (in_place && (fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
-	else if (!in_place && (fd = open_temp(path, &tmp)) < 0)
+	else if (!in_place && (fd = kb_open_temp(path, &tmp)) < 0)
 		return KB_ERR_IO;
 	if (in_place && isatty(fd)) {
 		rc = kb_fail(KB_ERR_ARG, "refusing to write a binary KV cache to a terminal");
@@ -699,7 +658,7 @@ int kvc_write_file_cb(const char *path, const struct kvc_header *h, kvc_layer_fn
 		rc = kb_fail(KB_ERR_IO, "'%s': %s", shown, strerror(errno));
 		goto out;
 	}
-	fsync_dir(path);
+	kb_fsync_parent(path);
 out:
 	if (rc == KB_ERR_IO && strncmp(kb_error(), "write:", 6) == 0) {
 		char msg[256];

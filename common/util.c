@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -110,6 +112,46 @@ fail:
 	if (!stdin_)
 		fclose(f);
 	return KB_ERR_IO;
+}
+
+int kb_open_temp(const char *path, char **tmp)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+	size_t n = strlen(path) + 48;
+	char *p = kb_malloc(n);
+	if (!p)
+		return -1;
+	static unsigned counter;
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned c = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+		snprintf(p, n, "%.*s.%s.%ld.%u.tmp", (int)dirlen, path, path + dirlen, (long)getpid(), c);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd >= 0) {
+			*tmp = p;
+			return fd;
+		}
+		if (errno != EEXIST)
+			break;
+	}
+	kb_fail(KB_ERR_IO, "'%s': cannot create a temporary file: %s", path, strerror(errno));
+	free(p);
+	return -1;
+}
+
+void kb_fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else
+		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd); /* best effort: the rename is durable once the directory is */
+		close(fd);
+	}
 }
 
 int kb_write_all(int fd, const void *buf, size_t n)

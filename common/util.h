@@ -45,6 +45,14 @@ void *kb_aligned_alloc(size_t align, size_t n) KB_WUR;
  * Returns KB_OK and sets *data (owned by the caller) and *len, or an error. */
 int kb_read_file(const char *path, char **data, size_t *len) KB_WUR;
 
+/* Create a new temporary file beside path (".NAME.PID.N.tmp" in its folder),
+ * for writing a file atomically: write, fsync, rename over path, then
+ * kb_fsync_parent(path). Returns the descriptor and sets *tmp (malloc()ed), or
+ * -1 with a message naming path. */
+int kb_open_temp(const char *path, char **tmp) KB_WUR;
+/* fsync the folder holding path, so a rename into it is durable (best effort). */
+void kb_fsync_parent(const char *path);
+
 /* Write all n bytes to fd, retrying on EINTR and short writes. */
 int kb_write_all(int fd, const void *buf, size_t n) KB_WUR;
 
