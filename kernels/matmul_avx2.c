@@ -557,23 +557,26 @@ AI void yk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
 }
 
-#define YK_ROWS(wt)                                                                 \
-	static void yk_rows_##wt(const struct mm_args *a, int r0, int r1)          \
+/* The token-by-row tile walk of a weight type over rows [r0, r1): p##_tile
+ * (yk: K-quants, yf: float weights) for each YT tokens and YR rows, a
+ * single-token tile where one token is left. */
+#define Y_ROWS(p, wt)                                                               \
+	static void p##_rows_##wt(const struct mm_args *a, int r0, int r1)         \
 	{                                                                           \
 		for (int t0 = 0; t0 < a->n_tok; t0 += YT) {                         \
 			int nt = a->n_tok - t0 < YT ? a->n_tok - t0 : YT;           \
 			for (int r = r0; r < r1; r += YR) {                         \
 				int nr = r1 - r < YR ? r1 - r : YR;                 \
 				if (nt == 1)                                        \
-					yk_tile(QTYPE_##wt, 1, a, r, nr, t0, nt);   \
+					p##_tile(QTYPE_##wt, 1, a, r, nr, t0, nt);  \
 				else                                                \
-					yk_tile(QTYPE_##wt, YT, a, r, nr, t0, nt);  \
+					p##_tile(QTYPE_##wt, YT, a, r, nr, t0, nt); \
 			}                                                           \
 		}                                                                   \
 	}
-YK_ROWS(Q4_K)
-YK_ROWS(Q5_K)
-YK_ROWS(Q6_K)
+Y_ROWS(yk, Q4_K)
+Y_ROWS(yk, Q5_K)
+Y_ROWS(yk, Q6_K)
 
 /* Token t (>= n_tok: zeros) into its K-quant records. */
 static void yk_quant(const struct mm_args *a, int t)
@@ -697,23 +700,9 @@ AI void yf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			 y_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
 }
 
-#define YF_ROWS(wt)                                                             \
-	static void yf_rows_##wt(const struct mm_args *a, int r0, int r1)      \
-	{                                                                       \
-		for (int t0 = 0; t0 < a->n_tok; t0 += YT) {                     \
-			int nt = a->n_tok - t0 < YT ? a->n_tok - t0 : YT;       \
-			for (int r = r0; r < r1; r += YR) {                     \
-				int nr = r1 - r < YR ? r1 - r : YR;             \
-				if (nt == 1)                                    \
-					yf_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); \
-				else                                            \
-					yf_tile(QTYPE_##wt, YT, a, r, nr, t0, nt); \
-			}                                                       \
-		}                                                               \
-	}
-YF_ROWS(F32)
-YF_ROWS(F16)
-YF_ROWS(BF16)
+Y_ROWS(yf, F32)
+Y_ROWS(yf, F16)
+Y_ROWS(yf, BF16)
 
 const struct mm_isa mm_isa_avx2 = {
 	.quant = y_quant,

@@ -673,25 +673,28 @@ AI void zk_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
 }
 
-#define ZK_ROWS(wt)                                                                 \
-	static void zk_rows_##wt(const struct mm_args *a, int r0, int r1)          \
+/* The token-by-row tile walk of a weight type over rows [r0, r1): p##_tile
+ * (zk: K-quants, R = ZK_R rows; zf: float weights, R = ZR) for each ZT tokens
+ * and R rows, with tiles of 1, 2 or 3 tokens for what is left. */
+#define Z_ROWS(p, R, wt)                                                            \
+	static void p##_rows_##wt(const struct mm_args *a, int r0, int r1)         \
 	{                                                                           \
 		for (int t0 = 0; t0 < a->n_tok; t0 += ZT) {                         \
 			int nt = a->n_tok - t0 < ZT ? a->n_tok - t0 : ZT;           \
-			for (int r = r0; r < r1; r += ZK_R) {                       \
-				int nr = r1 - r < ZK_R ? r1 - r : ZK_R;             \
+			for (int r = r0; r < r1; r += R) {                          \
+				int nr = r1 - r < R ? r1 - r : R;                   \
 				switch (nt) {                                       \
-				case 1: zk_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); break; \
-				case 2: zk_tile(QTYPE_##wt, 2, a, r, nr, t0, nt); break; \
-				case 3: zk_tile(QTYPE_##wt, 3, a, r, nr, t0, nt); break; \
-				default: zk_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt); break; \
+				case 1: p##_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); break; \
+				case 2: p##_tile(QTYPE_##wt, 2, a, r, nr, t0, nt); break; \
+				case 3: p##_tile(QTYPE_##wt, 3, a, r, nr, t0, nt); break; \
+				default: p##_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt); break; \
 				}                                                   \
 			}                                                           \
 		}                                                                   \
 	}
-ZK_ROWS(Q4_K)
-ZK_ROWS(Q5_K)
-ZK_ROWS(Q6_K)
+Z_ROWS(zk, ZK_R, Q4_K)
+Z_ROWS(zk, ZK_R, Q5_K)
+Z_ROWS(zk, ZK_R, Q6_K)
 
 /* ---- K-quant weights, prefill: rows in lanes ---- */
 
@@ -964,25 +967,9 @@ AI void zf_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			 z_hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), nr, 0);
 }
 
-#define ZF_ROWS(wt)                                                             \
-	static void zf_rows_##wt(const struct mm_args *a, int r0, int r1)      \
-	{                                                                       \
-		for (int t0 = 0; t0 < a->n_tok; t0 += ZT) {                     \
-			int nt = a->n_tok - t0 < ZT ? a->n_tok - t0 : ZT;       \
-			for (int r = r0; r < r1; r += ZR) {                     \
-				int nr = r1 - r < ZR ? r1 - r : ZR;             \
-				switch (nt) {                                   \
-				case 1: zf_tile(QTYPE_##wt, 1, a, r, nr, t0, nt); break; \
-				case 2: zf_tile(QTYPE_##wt, 2, a, r, nr, t0, nt); break; \
-				case 3: zf_tile(QTYPE_##wt, 3, a, r, nr, t0, nt); break; \
-				default: zf_tile(QTYPE_##wt, ZT, a, r, nr, t0, nt); break; \
-				}                                               \
-			}                                                       \
-		}                                                               \
-	}
-ZF_ROWS(F32)
-ZF_ROWS(F16)
-ZF_ROWS(BF16)
+Z_ROWS(zf, ZR, F32)
+Z_ROWS(zf, ZR, F16)
+Z_ROWS(zf, ZR, BF16)
 
 const struct mm_isa mm_isa_avx512 = {
 	.quant = z_quant,
