@@ -113,14 +113,8 @@ struct chunker {
 
 static int sizes_push(struct sizes *s, size_t x)
 {
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-		size_t *v = kb_realloc_array(s->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	if (kb_grow(&s->v, &s->cap, s->n, sizeof *s->v, 64))
+		return KB_ERR_NOMEM;
 	s->v[s->n++] = x;
 	return KB_OK;
 }
@@ -445,14 +439,8 @@ static int count_pieces(const struct chunker *c, const size_t *bd, size_t np, si
 
 static int emit(struct chunker *c, size_t a, size_t b, size_t tokens)
 {
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 256;
-		struct chunk *v = kb_realloc_array(c->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		c->v = v;
-		c->cap = cap;
-	}
+	if (kb_grow(&c->v, &c->cap, c->n, sizeof *c->v, 256))
+		return KB_ERR_NOMEM;
 	c->v[c->n++] = (struct chunk){
 		.start = map_orig(c, a), .end = map_orig(c, b), .text = c->text + a, .len = b - a, .tokens = tokens,
 	};
@@ -579,13 +567,8 @@ static void sentence_token_ends(const size_t *bd, size_t ns, const size_t *offs,
 
 static int push_double(double **v, size_t *n, size_t *cap, double x)
 {
-	if (*n == *cap) {
-		size_t nc = *cap ? 2 * *cap : 256;
-		double *nv = realloc(*v, nc * sizeof *nv);
-		if (!nv)
-			return kb_fail(KB_ERR_NOMEM, "out of memory");
-		*v = nv, *cap = nc;
-	}
+	if (kb_grow(v, cap, *n, sizeof **v, 256))
+		return KB_ERR_NOMEM;
 	(*v)[(*n)++] = x;
 	return KB_OK;
 }

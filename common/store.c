@@ -1132,14 +1132,9 @@ static int load_cands(struct store *st, struct cand **out, size_t *n)
 		return rc;
 	int r;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 256;
-			struct cand *c = kb_realloc_array(*out, cap, sizeof **out);
-			if (!c) {
-				rc = KB_ERR_NOMEM;
-				break;
-			}
-			*out = c;
+		if (kb_grow(out, &cap, *n, sizeof **out, 256)) {
+			rc = KB_ERR_NOMEM;
+			break;
 		}
 		struct cand *c = &(*out)[(*n)++];
 		memset(c, 0, sizeof *c);
@@ -1426,14 +1421,9 @@ static int load_rows(struct store *st, struct row **out, size_t *n)
 		return rc;
 	int r;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 256;
-			struct row *p = kb_realloc_array(*out, cap, sizeof **out);
-			if (!p) {
-				rc = KB_ERR_NOMEM;
-				break;
-			}
-			*out = p;
+		if (kb_grow(out, &cap, *n, sizeof **out, 256)) {
+			rc = KB_ERR_NOMEM;
+			break;
 		}
 		struct row *w = &(*out)[(*n)++];
 		memset(w, 0, sizeof *w);

@@ -112,14 +112,8 @@ static int map_build(struct tok *t, const char *path)
 
 int tok_ids_push(struct tok_ids *out, int32_t id)
 {
-	if (out->n == out->cap) {
-		size_t cap = out->cap ? 2 * out->cap : 256;
-		int32_t *v = kb_realloc_array(out->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		out->v = v;
-		out->cap = cap;
-	}
+	if (kb_grow(&out->v, &out->cap, out->n, sizeof *out->v, 256))
+		return KB_ERR_NOMEM;
 	out->v[out->n++] = id;
 	return KB_OK;
 }
@@ -578,14 +572,8 @@ struct frags {
 
 static int frags_push(struct frags *f, size_t off, size_t len, int32_t id)
 {
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? 2 * f->cap : 16;
-		struct frag *v = kb_realloc_array(f->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		f->v = v;
-		f->cap = cap;
-	}
+	if (kb_grow(&f->v, &f->cap, f->n, sizeof *f->v, 16))
+		return KB_ERR_NOMEM;
 	f->v[f->n++] = (struct frag){ off, len, id };
 	return KB_OK;
 }

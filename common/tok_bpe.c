@@ -588,14 +588,8 @@ static bool pair_before(const struct bpe_pair *a, const struct bpe_pair *b)
 
 static int heap_push(struct bpe_work *w, struct bpe_pair p)
 {
-	if (w->heap_n == w->heap_cap) {
-		size_t cap = w->heap_cap ? 2 * w->heap_cap : 64;
-		struct bpe_pair *v = kb_realloc_array(w->heap, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		w->heap = v;
-		w->heap_cap = cap;
-	}
+	if (kb_grow(&w->heap, &w->heap_cap, w->heap_n, sizeof *w->heap, 64))
+		return KB_ERR_NOMEM;
 	size_t i = w->heap_n++;
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;

@@ -46,14 +46,8 @@ static bool pair_before(const struct spm_pair *a, const struct spm_pair *b)
 
 static int heap_push(struct spm_heap *h, struct spm_pair p)
 {
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? 2 * h->cap : 64;
-		struct spm_pair *v = kb_realloc_array(h->v, cap, sizeof *v);
-		if (!v)
-			return KB_ERR_NOMEM;
-		h->v = v;
-		h->cap = cap;
-	}
+	if (kb_grow(&h->v, &h->cap, h->n, sizeof *h->v, 64))
+		return KB_ERR_NOMEM;
 	size_t i = h->n++;
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;

@@ -114,6 +114,20 @@ fail:
 	return KB_ERR_IO;
 }
 
+int kb_grow(void *pv, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return KB_OK;
+	void *old, *nv;
+	memcpy(&old, pv, sizeof old); /* pv is a T **: copied, not type-punned */
+	size_t nc = *cap ? 2 * *cap : first;
+	if (!(nv = kb_realloc_array(old, nc, elem)))
+		return KB_ERR_NOMEM;
+	memcpy(pv, &nv, sizeof nv);
+	*cap = nc;
+	return KB_OK;
+}
+
 int kb_open_temp(const char *path, char **tmp)
 {
 	const char *slash = strrchr(path, '/');
