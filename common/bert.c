@@ -201,10 +201,8 @@ int bert_ws_init(struct bert_ws *ws, const struct bert *b, int n_batch)
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct bert_layer *L = &b->layers[l];
 		const struct weight *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_up, &L->w_down };
-		for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
-			size_t s = kern_matmul_wsize(w[i]->type, n_batch, (int)w[i]->n_in);
-			mm = s > mm ? s : mm;
-		}
+		size_t s = model_weights_wsize(w, sizeof w / sizeof *w, n_batch);
+		mm = s > mm ? s : mm;
 	}
 #define ALLOC(p, count) ((p) = kb_aligned_alloc(64, (count) * sizeof *(p)))
 	if (!ALLOC(ws->xb, nb * d) || !ALLOC(ws->q, nb * d) || !ALLOC(ws->k, nb * d) ||

@@ -291,6 +291,16 @@ static int load_rope(struct model *m)
 	return KB_OK;
 }
 
+size_t model_weights_wsize(const struct weight *const *w, size_t n, int n_batch)
+{
+	size_t mm = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t s = kern_matmul_wsize(w[i]->type, n_batch, (int)w[i]->n_in);
+		mm = s > mm ? s : mm;
+	}
+	return mm;
+}
+
 int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out)
 {
 	int rc = tok_load(out, g);
@@ -407,10 +417,8 @@ int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
 		const struct weight *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-		for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
-			size_t s = kern_matmul_wsize(w[i]->type, n_batch, (int)w[i]->n_in);
-			mm = s > mm ? s : mm;
-		}
+		size_t s = model_weights_wsize(w, sizeof w / sizeof *w, n_batch);
+		mm = s > mm ? s : mm;
 	}
 #define ALLOC(p, count) ((p) = kb_aligned_alloc(64, (count) * sizeof *(p)))
 	if (!ALLOC(ws->x, nb * hp->n_embd) || !ALLOC(ws->xb, nb * hp->n_embd) ||

@@ -90,6 +90,8 @@ const char *model_arch_name(enum model_arch a);
 int model_load_weight(const struct gguf *g, const char *name, int64_t n_in, int64_t n_out,
 		      struct weight *w) KB_WUR;
 int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **out, bool required) KB_WUR;
+/* The largest kern_matmul scratch any of the n weights needs for n_batch tokens. */
+size_t model_weights_wsize(const struct weight *const *w, size_t n, int n_batch);
 /* The tokenizer of g (tok_load), checked to fit the n_vocab rows of token_embd. */
 int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out) KB_WUR;
 /* Fill inv_freq[n_rot/2] from the hyper-parameters (and the optional llama3
