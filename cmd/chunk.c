@@ -82,19 +82,6 @@ struct opts {
 	int n_inputs;
 };
 
-/* getopt's complaint as a usage error named after the tool (opterr is off). */
-static void bad_option(char **argv)
-{
-	const char *arg = argv[optind - 1];
-	for (const struct option *lo = longopts; lo->name; lo++)
-		if (optopt && lo->val == optopt)
-			cli_usage_error(lo->has_arg ? "option '%s' needs a value" : "option '%s' takes no value",
-					arg);
-	if (optopt > 0 && optopt < 256)
-		cli_usage_error("unknown option '-%c'", optopt);
-	cli_usage_error("unknown option '%s'", arg);
-}
-
 /* A byte count: digits and an optional k, M or G (powers of 1024). */
 static size_t parse_bytes(const char *opt, const char *s)
 {
@@ -158,7 +145,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'v': o->verbose = true; break;
 		case 'h': usage(); exit(0);
 		case OPT_COMPLETE: cli_complete_options(longopts); exit(0);
-		default: bad_option(argv);
+		default: cli_bad_option(argv, longopts);
 		}
 	}
 	if (o->c.split && o->by_set)

@@ -47,6 +47,20 @@ static void cli_complete_options(const struct option *opts)
 			printf("--%s%s\n", o->name, o->has_arg == required_argument ? "=" : "");
 }
 
+/* getopt's complaint as a usage error named after the tool (for tools that set
+ * opterr = 0): a missing or unwanted value, or an unknown option. */
+__attribute__((noreturn, unused)) static void cli_bad_option(char **argv, const struct option *longopts)
+{
+	const char *arg = argv[optind - 1];
+	for (const struct option *lo = longopts; lo->name; lo++)
+		if (optopt && lo->val == optopt)
+			cli_usage_error(lo->has_arg ? "option '%s' needs a value" : "option '%s' takes no value",
+					arg);
+	if (optopt > 0 && optopt < 256)
+		cli_usage_error("unknown option '-%c'", optopt);
+	cli_usage_error("unknown option '%s'", arg);
+}
+
 static __attribute__((unused)) long cli_long(const char *opt, const char *s, long lo, long hi)
 {
 	char *end;

@@ -36,19 +36,6 @@ struct opts {
 	bool no_bos, parse_special, pieces;
 };
 
-/* getopt's complaint as a usage error named after the tool (opterr is off). */
-static void bad_option(char **argv)
-{
-	const char *arg = argv[optind - 1];
-	for (const struct option *lo = longopts; lo->name; lo++)
-		if (optopt && lo->val == optopt)
-			cli_usage_error(lo->has_arg ? "option '%s' needs a value" : "option '%s' takes no value",
-					arg);
-	if (optopt)
-		cli_usage_error("unknown option '-%c'", optopt);
-	cli_usage_error("unknown option '%s'", arg);
-}
-
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
@@ -61,7 +48,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'P': o->pieces = true; break;
 		case 'h': usage(); exit(0);
 		case 'O': cli_complete_options(longopts); exit(0);
-		default: bad_option(argv);
+		default: cli_bad_option(argv, longopts);
 		}
 	}
 	if (!o->model)
