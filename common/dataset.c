@@ -47,16 +47,6 @@ __attribute__((format(printf, 3, 4))) static int bad(const struct parser *p, con
 	return kb_fail(KB_ERR_FORMAT, "'%s': .[%ld]%s: %s", p->name, p->where, path ? path : "", msg);
 }
 
-static char *dup_n(const char *s, size_t n)
-{
-	char *r = kb_malloc(n + 1);
-	if (r) {
-		memcpy(r, s, n);
-		r[n] = '\0';
-	}
-	return r;
-}
-
 /* The string field key of obj (NULL with an error when missing or not a string;
  * "" for a missing one when optional). *out is malloc()ed. */
 static int get_str(const struct parser *p, const json_t *obj, const char *path, const char *key, bool optional,
@@ -67,7 +57,7 @@ static int get_str(const struct parser *p, const json_t *obj, const char *path, 
 		return bad(p, path, "no \"%s\"", key);
 	if (v && !json_is_string(v))
 		return bad(p, path, "\"%s\" is not a string", key);
-	*out = v ? dup_n(json_string_value(v), json_string_length(v)) : dup_n("", 0);
+	*out = v ? kb_strndup(json_string_value(v), json_string_length(v)) : kb_strndup("", 0);
 	return *out ? KB_OK : KB_ERR_NOMEM;
 }
 
@@ -106,7 +96,7 @@ static int add_answer(struct dataset_item *it, const char *s, size_t n)
 	if (!a)
 		return KB_ERR_NOMEM;
 	it->answers = a;
-	if (!(a[it->n_answers] = dup_n(s, n)))
+	if (!(a[it->n_answers] = kb_strndup(s, n)))
 		return KB_ERR_NOMEM;
 	it->n_answers++;
 	return KB_OK;
@@ -182,10 +172,10 @@ static int get_id(const json_t *obj, const char *key, long index, struct dataset
 	const json_t *v = json_object_get(obj, key);
 	char buf[32];
 	if (json_is_string(v))
-		it->id = dup_n(json_string_value(v), json_string_length(v));
+		it->id = kb_strndup(json_string_value(v), json_string_length(v));
 	else {
 		snprintf(buf, sizeof buf, "%ld", index);
-		it->id = dup_n(buf, strlen(buf));
+		it->id = kb_strndup(buf, strlen(buf));
 	}
 	return it->id ? KB_OK : KB_ERR_NOMEM;
 }
@@ -279,7 +269,7 @@ static int add_passage(struct dataset_item *it, const char *s, size_t n)
 	if (!ps)
 		return KB_ERR_NOMEM;
 	it->passages = ps;
-	ps[it->n_passages] = (struct dataset_passage){ .title = dup_n("", 0), .text = dup_n(s, n) };
+	ps[it->n_passages] = (struct dataset_passage){ .title = kb_strndup("", 0), .text = kb_strndup(s, n) };
 	it->n_passages++;
 	return ps[it->n_passages - 1].title && ps[it->n_passages - 1].text ? KB_OK : KB_ERR_NOMEM;
 }
@@ -298,7 +288,7 @@ static int parse_longbench(struct parser *p, const json_t *o, struct dataset_ite
 		goto out;
 	if (!*set) {
 		free(set);
-		set = dup_n("longbench", 9);
+		set = kb_strndup("longbench", 9);
 		if (!set) {
 			rc = KB_ERR_NOMEM;
 			goto out;
@@ -385,7 +375,7 @@ static int samsum_items(const struct parser *p, struct dataset *d, struct pair *
 		char num[32];
 		snprintf(num, sizeof num, "%d", i);
 		const char *id = *pairs[i].id ? pairs[i].id : num;
-		if (!(it->id = dup_n(id, strlen(id))) || !(it->question = dup_n(pairs[i].dialogue, strlen(pairs[i].dialogue))) ||
+		if (!(it->id = kb_strndup(id, strlen(id))) || !(it->question = kb_strndup(pairs[i].dialogue, strlen(pairs[i].dialogue))) ||
 		    add_answer(it, pairs[i].summary, strlen(pairs[i].summary)))
 			return KB_ERR_NOMEM;
 		int shots = n - 1 < DATASET_SHOTS ? n - 1 : DATASET_SHOTS;
@@ -514,7 +504,7 @@ int dataset_load_mem(struct dataset **out, const char *data, size_t len, const c
 		rc = samsum_items(&p, d, pairs, n_pairs, limit);
 	if (rc == KB_OK && d->n_items == 0)
 		rc = kb_fail(KB_ERR_FORMAT, "'%s': no records", name);
-	if (rc == KB_OK && !d->name && !(d->name = dup_n(dataset_format_name(d->format), strlen(dataset_format_name(d->format)))))
+	if (rc == KB_OK && !d->name && !(d->name = kb_strndup(dataset_format_name(d->format), strlen(dataset_format_name(d->format)))))
 		rc = KB_ERR_NOMEM;
 out:
 	for (int k = 0; k < n_pairs; k++)

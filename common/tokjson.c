@@ -12,16 +12,6 @@
 
 /* ---- helpers ---- */
 
-static char *dup_n(const char *s, size_t n)
-{
-	char *p = kb_malloc(n + 1);
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
 /* The JSON file beside path named name, or NULL when absent; a file that is there
  * but broken is an error. */
 static int load_sibling(const char *path, const char *name, json_t **out)
@@ -108,9 +98,9 @@ static char *wordpiece_text(const char *s)
 {
 	size_t n = strlen(s);
 	if (n >= 2 && s[0] == '[' && s[n - 1] == ']')
-		return dup_n(s, n);
+		return kb_strndup(s, n);
 	if (n >= 2 && s[0] == '#' && s[1] == '#')
-		return dup_n(s + 2, n - 2);
+		return kb_strndup(s + 2, n - 2);
 	char *p = kb_malloc(n + 4);
 	if (p) {
 		memcpy(p, "\xe2\x96\x81", 3);
@@ -122,7 +112,7 @@ static char *wordpiece_text(const char *s)
 static int set_token(struct build *b, int32_t id, const char *s, int32_t type)
 {
 	struct tokjson *tj = b->tj;
-	char *p = b->wordpiece ? wordpiece_text(s) : dup_n(s, strlen(s));
+	char *p = b->wordpiece ? wordpiece_text(s) : kb_strndup(s, strlen(s));
 	if (!p)
 		return KB_ERR_NOMEM;
 	free(tj->tokens[id]);
@@ -169,7 +159,7 @@ static int load_tokens(struct build *b)
 		if (!tj->tokens[id]) {
 			char buf[32];
 			snprintf(buf, sizeof buf, "[PAD%d]", id);
-			if (!(tj->tokens[id] = dup_n(buf, strlen(buf))))
+			if (!(tj->tokens[id] = kb_strndup(buf, strlen(buf))))
 				return KB_ERR_NOMEM;
 			tj->types[id] = TOK_TYPE_UNUSED;
 		}
@@ -190,7 +180,7 @@ static int load_merges(struct build *b)
 	json_array_foreach(merges, i, v) {
 		const char *s = json_string_value(v);
 		if (s) {
-			tj->merges[i] = dup_n(s, strlen(s));
+			tj->merges[i] = kb_strndup(s, strlen(s));
 		} else if (json_array_size(v) == 2 && json_is_string(json_array_get(v, 0)) &&
 			   json_is_string(json_array_get(v, 1))) {
 			const char *l = json_string_value(json_array_get(v, 0)), *r = json_string_value(json_array_get(v, 1));
@@ -282,7 +272,7 @@ static int infer_pre(struct build *b)
 				 type ? type : "(none)");
 		}
 	}
-	return (tj->pre = dup_n(pre, strlen(pre))) ? KB_OK : KB_ERR_NOMEM;
+	return (tj->pre = kb_strndup(pre, strlen(pre))) ? KB_OK : KB_ERR_NOMEM;
 }
 
 /* ---- special ids ---- */
@@ -406,7 +396,7 @@ int tokjson_load(const char *path, struct tokjson *out)
 	if ((rc = load_sibling(path, "config.json", &b.config)) ||
 	    (rc = load_sibling(path, "tokenizer_config.json", &b.tconfig)))
 		goto done;
-	out->model = dup_n(b.wordpiece ? "bert" : "gpt2", 4);
+	out->model = kb_strndup(b.wordpiece ? "bert" : "gpt2", 4);
 	if (!out->model) {
 		rc = KB_ERR_NOMEM;
 		goto done;

@@ -114,6 +114,16 @@ fail:
 	return KB_ERR_IO;
 }
 
+char *kb_strndup(const char *s, size_t n)
+{
+	char *r = kb_malloc(n + 1);
+	if (r) {
+		memcpy(r, s, n);
+		r[n] = '\0';
+	}
+	return r;
+}
+
 int kb_grow(void *pv, size_t *cap, size_t n, size_t elem, size_t first)
 {
 	if (n < *cap)

@@ -38,6 +38,8 @@ const char *kb_error(void);
 void *kb_malloc(size_t n) KB_WUR;
 void *kb_calloc(size_t count, size_t size) KB_WUR;
 void *kb_realloc_array(void *p, size_t count, size_t size) KB_WUR;
+/* A malloc()ed, NUL-terminated copy of s[0..n) (s may hold NULs), or NULL (out of memory). */
+char *kb_strndup(const char *s, size_t n) KB_WUR;
 /* Room for element n of a growing array: pv points to the array pointer (of
  * elements of elem bytes, *cap allocated); when n == *cap it doubles (to first
  * when empty). KB_OK, or KB_ERR_NOMEM with the array as it was. */
