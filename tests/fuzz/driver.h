@@ -1,7 +1,7 @@
 /* driver.h — the standalone main() of a fuzz target, for machines without
  * libFuzzer (tests/fuzz/run.sh --replay). A target built with
- * -DKVBLEND_FUZZ_MAIN defines FUZZ_NAME and write_seeds(), then includes
- * this file last:
+ * -DKVBLEND_FUZZ_MAIN defines FUZZ_NAME, includes this file, then defines
+ * write_seeds():
  *
  *   fuzz_NAME FILE|DIR...         run LLVMFuzzerTestOneInput over the files,
  *                                 directories walked recursively
@@ -21,6 +21,28 @@
 #include "util.h"
 
 static int write_seeds(const char *dir);
+
+/* A seed given as its text, for targets whose inputs are text files. */
+struct fuzz_text_seed {
+	const char *name, *text;
+};
+
+/* Write each of the n seeds as dir/name: 0, or 1 after saying what failed. */
+static __attribute__((unused)) int fuzz_write_text_seeds(const char *dir, const struct fuzz_text_seed *seeds,
+							  size_t n)
+{
+	int bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
+		FILE *f = fopen(path, "wb");
+		if (!f || fputs(seeds[i].text, f) < 0 || fclose(f) != 0) {
+			perror(path);
+			bad = 1;
+		}
+	}
+	return bad;
+}
 
 static int run_path(const char *path, int *n)
 {

@@ -66,12 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVBLEND_FUZZ_MAIN
 #define FUZZ_NAME "fuzz_dataset"
+#include "driver.h"
 
 /* ---- the seed corpus: one small file per format ---- */
 
-static const struct {
-	const char *name, *text;
-} seeds[] = {
+static const struct fuzz_text_seed seeds[] = {
 	{ "cacheblend-array.seed",
 	  "[{\"question\": \"Where was the wife of Francis I born?\", \"answers\": [[\"Croatia\"]],\n"
 	  "  \"ctxs\": [{\"title\": \"\", \"text\": \"march 1666, she married\"}, {\"title\": \"T\", \"text\": \"x\"}]},\n"
@@ -100,18 +99,7 @@ static const struct {
 
 static int write_seeds(const char *dir)
 {
-	int bad = 0;
-	for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
-		char path[4096];
-		snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
-		FILE *f = fopen(path, "wb");
-		if (!f || fputs(seeds[i].text, f) < 0 || fclose(f) != 0) {
-			perror(path);
-			bad = 1;
-		}
-	}
-	return bad;
+	return fuzz_write_text_seeds(dir, seeds, sizeof seeds / sizeof *seeds);
 }
 
-#include "driver.h"
 #endif

@@ -110,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVBLEND_FUZZ_MAIN
 #define FUZZ_NAME "fuzz_gguf"
+#include "driver.h"
 
 /* ---- the seed corpus ---- */
 
@@ -198,5 +199,4 @@ static int write_seeds(const char *dir)
 	return bad;
 }
 
-#include "driver.h"
 #endif

@@ -216,6 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVBLEND_FUZZ_MAIN
 #define FUZZ_NAME "fuzz_kvc"
+#include "driver.h"
 
 /* ---- the seed corpus: tiny caches, each well under 4 KB ---- */
 
@@ -319,5 +320,4 @@ static int write_seeds(const char *dir)
 	return bad;
 }
 
-#include "driver.h"
 #endif

@@ -67,6 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVBLEND_FUZZ_MAIN
 #define FUZZ_NAME "fuzz_model"
+#include "driver.h"
 
 #include "convert.h"
 #include "quant.h"
@@ -107,5 +108,4 @@ static int write_seeds(const char *dir)
 	return bad;
 }
 
-#include "driver.h"
 #endif

@@ -100,10 +100,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVBLEND_FUZZ_MAIN
 #define FUZZ_NAME "fuzz_tokjson"
+#include "driver.h"
 
-static const struct {
-	const char *name, *text;
-} seeds[] = {
+static const struct fuzz_text_seed seeds[] = {
 	{ "bpe.seed",
 	  "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 5, \"content\": \"<|endoftext|>\", \"special\": true},"
 	  " {\"id\": 6, \"content\": \"<|im_start|>\", \"special\": true}, {\"id\": 7, \"content\": \"xyz\", "
@@ -137,18 +136,7 @@ static const struct {
 
 static int write_seeds(const char *dir)
 {
-	int bad = 0;
-	for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
-		char p[4096];
-		snprintf(p, sizeof p, "%s/%s", dir, seeds[i].name);
-		FILE *f = fopen(p, "wb");
-		if (!f || fputs(seeds[i].text, f) < 0 || fclose(f) != 0) {
-			perror(p);
-			bad = 1;
-		}
-	}
-	return bad;
+	return fuzz_write_text_seeds(dir, seeds, sizeof seeds / sizeof *seeds);
 }
 
-#include "driver.h"
 #endif
