@@ -5,8 +5,9 @@
 
 #include "cli.h"
 #include "embedder.h"
-#include "index.h"
+#include "chunkdb.h"
 #include "records.h"
+#include "search.h"
 #include "store.h"
 
 static const struct option longopts[] = {
@@ -158,7 +159,7 @@ struct pending {
 };
 
 /* Embed the pending chunks that have no vector yet and store the vectors. */
-static int flush_vectors(struct embedder *e, struct index *ix, struct pending *p, double *t_embed, long *n_vec)
+static int flush_vectors(struct embedder *e, struct chunkdb *ix, struct pending *p, double *t_embed, long *n_vec)
 {
 	if (!e || !p->n)
 		return KB_OK;
@@ -169,7 +170,7 @@ static int flush_vectors(struct embedder *e, struct index *ix, struct pending *p
 		cli_die("out of memory");
 	for (int i = 0; i < p->n; i++) {
 		bool has;
-		if ((rc = index_has_vector(ix, embedder_space(e), p->rows[i], &has)))
+		if ((rc = chunkdb_has_vector(ix, embedder_space(e), p->rows[i], &has)))
 			goto out;
 		if (!has) {
 			size_t len;
@@ -185,7 +186,7 @@ static int flush_vectors(struct embedder *e, struct index *ix, struct pending *p
 		rc = embedder_run(e, texts, m, v);
 		*t_embed += kb_now() - t0;
 		for (int i = 0; !rc && i < m; i++)
-			rc = index_put_vector(ix, embedder_space(e), rows[i], v + (size_t)i * (size_t)dim, dim);
+			rc = chunkdb_put_vector(ix, embedder_space(e), rows[i], v + (size_t)i * (size_t)dim, dim);
 		*n_vec += m;
 		free(v);
 	}
@@ -198,7 +199,7 @@ out:
 	return rc;
 }
 
-static int store_chunks(const struct opts *o, struct index *ix, struct embedder *e)
+static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 {
 	struct rec_reader rr;
 	rec_reader_init(&rr, stdin, "<stdin>");
@@ -211,7 +212,7 @@ static int store_chunks(const struct opts *o, struct index *ix, struct embedder 
 	long n_in = 0, n_added = 0, n_bad = 0, n_vec = 0, in_txn = 0;
 	double t0 = kb_now(), t_embed = 0;
 	int rc, status = 0;
-	if (e && index_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
+	if (e && chunkdb_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
 		cli_die("%s", kb_error());
 	json_t *rec;
 	for (;;) {
@@ -225,12 +226,12 @@ static int store_chunks(const struct opts *o, struct index *ix, struct embedder 
 			n_bad++, status = 1;
 			continue;
 		}
-		if (!in_txn && index_begin(ix))
+		if (!in_txn && chunkdb_begin(ix))
 			cli_die("%s", kb_error());
 		in_txn++;
 		bool added;
 		int64_t row;
-		if ((rc = index_add(ix, rec, &added, &row))) {
+		if ((rc = chunkdb_add(ix, rec, &added, &row))) {
 			if (rc != KB_ERR_FORMAT)
 				cli_die("%s", kb_error());
 			fprintf(stderr, "%s: '<stdin>': line %ld: %s\n", cli_tool, rr.lineno, kb_error());
@@ -248,21 +249,21 @@ static int store_chunks(const struct opts *o, struct index *ix, struct embedder 
 			json_decref(rec);
 		}
 		if (in_txn >= TXN_RECORDS && p.n == 0) {
-			if (index_commit(ix))
+			if (chunkdb_commit(ix))
 				cli_die("%s", kb_error());
 			in_txn = 0;
 		}
 	}
 	if (flush_vectors(e, ix, &p, &t_embed, &n_vec))
 		cli_die("%s", kb_error());
-	if (in_txn && index_commit(ix))
+	if (in_txn && chunkdb_commit(ix))
 		cli_die("%s", kb_error());
 	rec_reader_free(&rr);
 	free(p.recs);
 	free(p.rows);
 	if (o->verbose) {
 		int64_t total = 0;
-		if (index_count(ix, &total))
+		if (chunkdb_count(ix, &total))
 			cli_die("%s", kb_error());
 		fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; "
 			"%.3f s", cli_tool, n_in + n_bad, n_added, n_in - n_added, n_bad, (long long)total,
@@ -375,54 +376,8 @@ static int vectors(const struct opts *o, struct embedder *e)
 
 /* ---- searching ---- */
 
-struct searcher {
-	struct index *ix;
-	struct embedder *e;       /* NULL for lexical */
-	struct index_vectors vecs; /* the model's space, loaded once */
-	const struct index_dense_ops *ops;
-	void *state;
-	float *qv;                /* the query's embedding */
-};
-
-static int search_one(const struct opts *o, struct searcher *s, const char *query, struct index_hit **hits,
-		      int *n)
-{
-	struct index_hit *lex = NULL, *den = NULL;
-	int n_lex = 0, n_den = 0, rc = KB_OK;
-	/* hybrid fuses deeper lists than k, so a chunk ranked well by one side can surface */
-	int depth = o->method == M_HYBRID ? (o->k < 50 ? 50 : o->k) : o->k;
-	if (o->method != M_DENSE && (rc = index_search_lexical(s->ix, query, depth, &lex, &n_lex)))
-		return rc;
-	if (o->method != M_LEXICAL) {
-		if ((rc = embedder_run_query(s->e, query, s->qv)))
-			goto out;
-		den = malloc((size_t)depth * sizeof *den);
-		if (!den)
-			cli_die("out of memory");
-		int m = s->ops->search(s->state, &s->vecs, s->qv, depth, den);
-		if (m < 0) {
-			rc = m;
-			goto out;
-		}
-		n_den = m;
-	}
-	if (o->method == M_HYBRID) {
-		const struct index_hit *lists[2] = { lex, den };
-		int lens[2] = { n_lex, n_den };
-		rc = index_rrf(lists, lens, 2, 60, o->k, hits, n);
-	} else if (o->method == M_LEXICAL) {
-		*hits = lex, *n = n_lex, lex = NULL;
-	} else {
-		*hits = den, *n = n_den < o->k ? n_den : o->k, den = NULL;
-	}
-out:
-	free(lex);
-	free(den);
-	return rc;
-}
-
 struct placed {
-	struct index_hit h;
+	struct chunkdb_hit h;
 	int rank;
 	char *doc;
 	int64_t seq;
@@ -440,7 +395,7 @@ static int cmp_doc(const void *a, const void *b)
 }
 
 /* Print the hits in the chosen order; extra fields (may be NULL) are added to each. */
-static void print_hits(const struct opts *o, struct index *ix, const struct index_hit *hits, int n,
+static void print_hits(const struct opts *o, struct chunkdb *ix, const struct chunkdb_hit *hits, int n,
 		       const char *query_text, const json_t *qid)
 {
 	struct placed *p = calloc((size_t)(n ? n : 1), sizeof *p);
@@ -448,7 +403,7 @@ static void print_hits(const struct opts *o, struct index *ix, const struct inde
 		cli_die("out of memory");
 	for (int i = 0; i < n; i++) {
 		p[i] = (struct placed){ .h = hits[i], .rank = i };
-		if (o->order == O_DOC && index_doc_seq(ix, hits[i].row, &p[i].doc, &p[i].seq))
+		if (o->order == O_DOC && chunkdb_doc_seq(ix, hits[i].row, &p[i].doc, &p[i].seq))
 			cli_die("%s", kb_error());
 	}
 	if (o->order == O_DOC)
@@ -456,7 +411,7 @@ static void print_hits(const struct opts *o, struct index *ix, const struct inde
 	for (int j = 0; j < n; j++) {
 		const struct placed *q = &p[o->order == O_REVERSE ? n - 1 - j : j];
 		json_t *rec;
-		int rc = index_record(ix, q->h.row, &rec);
+		int rc = chunkdb_record(ix, q->h.row, &rec);
 		if (rc)
 			cli_die("%s", rc == KB_EOF ? "a chunk vanished from the index while searching" : kb_error());
 		json_object_set_new(rec, "score", json_real(q->h.score));
@@ -474,22 +429,23 @@ static void print_hits(const struct opts *o, struct index *ix, const struct inde
 	free(p);
 }
 
-static int search(const struct opts *o, struct index *ix, struct embedder *e)
+static enum search_method search_method(enum method m)
 {
-	struct searcher s = { .ix = ix, .e = e, .ops = &index_dense_exact };
-	if (o->method != M_LEXICAL) {
-		if (index_load_vectors(ix, embedder_space(e), &s.vecs) || s.ops->build(&s.state, &s.vecs))
-			cli_die("%s", kb_error());
-		if (!(s.qv = malloc((size_t)embedder_dim(e) * sizeof *s.qv)))
-			cli_die("out of memory");
-	}
+	return m == M_LEXICAL ? SEARCH_LEXICAL : m == M_DENSE ? SEARCH_DENSE : SEARCH_HYBRID;
+}
+
+static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
+{
+	struct search *s;
+	if (search_open(&s, ix, e, search_method(o->method)))
+		cli_die("%s", kb_error());
 	int status = 1; /* like grep: 1 when nothing matched */
-	struct index_hit *hits;
+	struct chunkdb_hit *hits;
 	int n;
 	double t0 = kb_now();
 	long n_q = 0;
 	if (o->query) {
-		if (search_one(o, &s, o->query, &hits, &n))
+		if (search_run(s, o->query, o->k, &hits, &n))
 			cli_die("%s", kb_error());
 		print_hits(o, ix, hits, n, NULL, NULL);
 		status = n ? 0 : 1;
@@ -517,7 +473,7 @@ static int search(const struct opts *o, struct index *ix, struct embedder *e)
 				json_decref(qr);
 				continue;
 			}
-			if (search_one(o, &s, json_string_value(jq), &hits, &n))
+			if (search_run(s, json_string_value(jq), o->k, &hits, &n))
 				cli_die("%s", kb_error());
 			print_hits(o, ix, hits, n, json_string_value(jq), json_object_get(qr, "qid"));
 			if (n)
@@ -532,15 +488,12 @@ static int search(const struct opts *o, struct index *ix, struct embedder *e)
 	}
 	if (o->verbose) {
 		fprintf(stderr, "%s: %ld queries in %.3f s (%s search", cli_tool, n_q, kb_now() - t0,
-			o->method == M_LEXICAL ? "lexical" : o->method == M_DENSE ? "dense" : "hybrid");
+			search_method_name(search_method(o->method)));
 		if (o->method != M_LEXICAL)
-			fprintf(stderr, ", %lld vectors, %s", (long long)s.vecs.n, s.ops->name);
+			fprintf(stderr, ", %lld vectors, %s", (long long)search_n_vectors(s), search_dense_name(s));
 		fprintf(stderr, ")\n");
 	}
-	if (s.ops && s.state)
-		s.ops->free(s.state);
-	index_vectors_free(&s.vecs);
-	free(s.qv);
+	search_free(s);
 	return status;
 }
 
@@ -561,8 +514,8 @@ int main(int argc, char **argv)
 	char *dir = NULL;
 	if (!o.store && store_default_dir(&dir))
 		cli_die("%s", kb_error());
-	struct index *ix;
-	if (index_open(&ix, o.store ? o.store : dir))
+	struct chunkdb *ix;
+	if (chunkdb_open(&ix, o.store ? o.store : dir, !o.search))
 		cli_die("%s", kb_error());
 	struct embedder *e = NULL;
 	if (o.model && o.method != M_LEXICAL &&
@@ -570,7 +523,7 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	int status = o.search ? search(&o, ix, e) : store_chunks(&o, ix, e);
 	embedder_free(e);
-	index_close(ix);
+	chunkdb_close(ix);
 	free(dir);
 	return status;
 }

@@ -58,12 +58,25 @@ struct store;
 int store_default_dir(char **dir) KB_WUR;
 
 /* Open the store in dir (NULL: store_default_dir), creating dir, dir/objects
- * and the index schema when missing. Sets WAL mode, synchronous=NORMAL and a
- * busy timeout, so concurrent processes wait for each other instead of failing.
+ * and the index schema when missing (for writers: prefill). Sets WAL mode,
+ * synchronous=NORMAL and a busy timeout, so concurrent processes wait for each
+ * other instead of failing. A store the process cannot write is opened
+ * read-only (store_readonly).
  * Refuses an index made by a newer kvblend (user_version > STORE_SCHEMA_VERSION:
  * KB_ERR_UNSUPPORTED). Returns KB_OK and *out, or KB_ERR_IO / KB_ERR_FORMAT
  * (index.db is not an SQLite database) / KB_ERR_NOMEM. */
 int store_open(struct store **out, const char *dir) KB_WUR;
+/* Open the existing store in dir (NULL: store_default_dir) for lookups and
+ * maintenance: nothing is created. A missing folder or index.db is KB_ERR_ARG
+ * ("'DIR': no such store", "'DIR': no cache store here"), so a mistyped --store
+ * is an error rather than an empty store. Otherwise as store_open. */
+int store_open_existing(struct store **out, const char *dir) KB_WUR;
+/* true when the store was opened read-only (the process may not write
+ * index.db or its folder): lookups work (hits are not counted, a broken entry
+ * is a miss left in place); store_put_begin, store_pin, store_remove,
+ * store_evict (but a dry run) and a repairing store_verify fail with KB_ERR_IO
+ * and a message saying the store is read-only. */
+bool store_readonly(const struct store *st);
 /* Close the store; store_close(NULL) is a no-op. */
 void store_close(struct store *st);
 /* The store's directory, as given to store_open (owned by the store). */
@@ -239,6 +252,9 @@ struct store_evict_result {
 	uint64_t n_left, bytes_left;        /* what stays */
 	uint64_t n_pinned, bytes_pinned;    /* of which pinned */
 	uint64_t n_temp_removed;            /* stale temporary files removed (not in a dry run) */
+	uint64_t n_bad_rows;                /* index rows with a malformed key (planted or damaged):
+	                                     * removed from the index, no file touched (a dry run
+	                                     * only counts them) */
 };
 
 /* Called for each object removed (or that would be, dry run), in order:
@@ -329,6 +345,7 @@ void store_set_clock(struct store *st, double t);
 enum store_hook_point {
 	STORE_HOOK_PUT_RENAMED,  /* commit: the object renamed into place, its row not committed */
 	STORE_HOOK_EVICT_UNLINKED, /* evict: an object unlinked, the transaction not committed */
+	STORE_HOOK_VERIFY_READ,  /* verify: an object read whole, not yet judged against its row */
 };
 void store_set_test_hook(struct store *st, void (*fn)(void *ctx, int point), void *ctx);
 

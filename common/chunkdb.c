@@ -1,5 +1,5 @@
-/* index.c — see index.h. */
-#include "index.h"
+/* chunkdb.c — see chunkdb.h. */
+#include "chunkdb.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -7,44 +7,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "hash.h"
 #include "records.h"
 #include "kernels.h"
 #include "quant.h"
 
-#define BUSY_TIMEOUT_MS 60000
-
-struct index {
-	sqlite3 *db;
-	char *path; /* owned: DIR/chunks.db, for messages */
+struct chunkdb {
+	struct db db;
 	sqlite3_stmt *add, *find, *get, *docseq, *search;
 };
-
-/* ---- SQLite helpers ---- */
-
-static int db_fail(struct index *ix, const char *what)
-{
-	int code = sqlite3_errcode(ix->db) & 0xff;
-	int status = code == SQLITE_NOTADB || code == SQLITE_CORRUPT ? KB_ERR_FORMAT
-		   : code == SQLITE_NOMEM ? KB_ERR_NOMEM : KB_ERR_IO;
-	return kb_fail(status, "'%s': %s: %s", ix->path, what, sqlite3_errmsg(ix->db));
-}
-
-static int exec(struct index *ix, const char *sql)
-{
-	if (sqlite3_exec(ix->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(ix, sql);
-	return KB_OK;
-}
-
-static int prep(struct index *ix, sqlite3_stmt **s, const char *sql)
-{
-	if (sqlite3_prepare_v2(ix->db, sql, -1, s, NULL) != SQLITE_OK) {
-		*s = NULL;
-		return db_fail(ix, "prepare");
-	}
-	return KB_OK;
-}
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS chunks ("
@@ -71,152 +43,78 @@ static const char schema[] =
 	"CREATE TRIGGER IF NOT EXISTS chunks_vd AFTER DELETE ON chunks BEGIN"
 	" DELETE FROM vectors WHERE chunk = old.row; END;";
 
-static int set_wal(struct index *ix)
-{
-	for (int tries = 0;; tries++) {
-		int r = sqlite3_exec(ix->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-		if (r == SQLITE_OK)
-			return KB_OK;
-		if (((r & 0xff) != SQLITE_BUSY && (r & 0xff) != SQLITE_LOCKED) || tries * 10 > BUSY_TIMEOUT_MS)
-			return db_fail(ix, "PRAGMA journal_mode=WAL");
-		usleep(10000);
-	}
-}
-
-static int init_schema(struct index *ix)
-{
-	sqlite3_stmt *s;
-	int v = 0, rc = prep(ix, &s, "PRAGMA user_version");
-	if (rc)
-		return rc;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		v = sqlite3_column_int(s, 0);
-	else
-		rc = db_fail(ix, "PRAGMA user_version");
-	sqlite3_finalize(s);
-	if (rc || v == INDEX_SCHEMA_VERSION)
-		return rc;
-	if (v > INDEX_SCHEMA_VERSION)
-		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': index version %d is newer than this kvblend knows (%d)",
-			       ix->path, v, INDEX_SCHEMA_VERSION);
-	char ver[64];
-	snprintf(ver, sizeof ver, "PRAGMA user_version = %d", INDEX_SCHEMA_VERSION);
-	if ((rc = exec(ix, "BEGIN IMMEDIATE")))
-		return rc;
-	if ((rc = exec(ix, schema)) || (rc = exec(ix, ver))) {
-		sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-		return rc;
-	}
-	return exec(ix, "COMMIT");
-}
-
-static int mkdir_p(const char *dir)
-{
-	char *p = strdup(dir);
-	if (!p)
-		return kb_fail(KB_ERR_NOMEM, "out of memory");
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || !*s) {
-			char c = *s;
-			*s = 0;
-			if (mkdir(p, 0777) && errno != EEXIST) {
-				int rc = kb_fail(KB_ERR_IO, "'%s': %s", p, strerror(errno));
-				free(p);
-				return rc;
-			}
-			*s = c;
-			if (!c)
-				break;
-		}
-	}
-	free(p);
-	return KB_OK;
-}
-
-int index_open(struct index **out, const char *dir)
+int chunkdb_open(struct chunkdb **out, const char *dir, bool create)
 {
 	*out = NULL;
 	if (!dir || !*dir)
 		return kb_fail(KB_ERR_ARG, "the store folder is an empty string");
-	struct index *ix = kb_calloc(1, sizeof *ix);
+	struct chunkdb *ix = kb_calloc(1, sizeof *ix);
 	if (!ix)
 		return KB_ERR_NOMEM;
-	int rc;
-	size_t n = strlen(dir) + sizeof "/chunks.db";
-	if (!(ix->path = kb_malloc(n))) {
-		free(ix);
-		return KB_ERR_NOMEM;
-	}
-	snprintf(ix->path, n, "%s/chunks.db", dir);
-	if ((rc = mkdir_p(dir)))
+	struct stat sb;
+	int rc = db_open(&ix->db, dir, "chunks.db", create ? DB_CREATE : DB_EXISTING);
+	if (rc == KB_EOF)
+		rc = stat(dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store: %s", dir, strerror(errno))
+		     : kb_fail(KB_ERR_ARG, "'%s': no chunk index in this store (index chunk records with kvblend embed first)", dir);
+	if (rc || (!ix->db.readonly && (rc = db_exec(&ix->db, "PRAGMA foreign_keys=ON"))) ||
+	    (rc = db_init_schema(&ix->db, schema, CHUNKDB_SCHEMA_VERSION)))
 		goto fail;
-	if (sqlite3_open_v2(ix->path, &ix->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-		rc = ix->db ? db_fail(ix, "open") : kb_fail(KB_ERR_NOMEM, "out of memory");
-		goto fail;
-	}
-	sqlite3_busy_timeout(ix->db, BUSY_TIMEOUT_MS);
-	if ((rc = set_wal(ix)) || (rc = exec(ix, "PRAGMA synchronous=NORMAL")) ||
-	    (rc = exec(ix, "PRAGMA foreign_keys=ON")) || (rc = init_schema(ix)))
-		goto fail;
-	if ((rc = prep(ix, &ix->add, "INSERT OR IGNORE INTO chunks(id, doc, seq, text, record) VALUES (?1, ?2, ?3, ?4, ?5)")) ||
-	    (rc = prep(ix, &ix->find, "SELECT row FROM chunks WHERE id = ?1")) ||
-	    (rc = prep(ix, &ix->get, "SELECT record FROM chunks WHERE row = ?1")) ||
-	    (rc = prep(ix, &ix->docseq, "SELECT doc, seq FROM chunks WHERE row = ?1")) ||
-	    (rc = prep(ix, &ix->search, "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
+	if ((rc = db_prep(&ix->db, &ix->add, "INSERT OR IGNORE INTO chunks(id, doc, seq, text, record) VALUES (?1, ?2, ?3, ?4, ?5)")) ||
+	    (rc = db_prep(&ix->db, &ix->find, "SELECT row FROM chunks WHERE id = ?1")) ||
+	    (rc = db_prep(&ix->db, &ix->get, "SELECT record FROM chunks WHERE row = ?1")) ||
+	    (rc = db_prep(&ix->db, &ix->docseq, "SELECT doc, seq FROM chunks WHERE row = ?1")) ||
+	    (rc = db_prep(&ix->db, &ix->search, "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1"
 					" ORDER BY bm25(chunks_fts), rowid LIMIT ?2")))
 		goto fail;
 	*out = ix;
 	return KB_OK;
 fail:
-	index_close(ix);
+	chunkdb_close(ix);
 	return rc;
 }
 
-void index_close(struct index *ix)
+void chunkdb_close(struct chunkdb *ix)
 {
 	if (!ix)
 		return;
-	if (ix->db && !sqlite3_get_autocommit(ix->db))
-		sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+	if (ix->db.h && !sqlite3_get_autocommit(ix->db.h))
+		sqlite3_exec(ix->db.h, "COMMIT", NULL, NULL, NULL);
 	sqlite3_finalize(ix->add);
 	sqlite3_finalize(ix->find);
 	sqlite3_finalize(ix->get);
 	sqlite3_finalize(ix->docseq);
 	sqlite3_finalize(ix->search);
-	sqlite3_close(ix->db);
-	free(ix->path);
+	db_close(&ix->db);
 	free(ix);
 }
 
-int index_begin(struct index *ix)
+int chunkdb_begin(struct chunkdb *ix)
 {
-	return exec(ix, "BEGIN IMMEDIATE");
+	int rc = db_writable(&ix->db, "change the chunk index");
+	return rc ? rc : db_begin(&ix->db);
 }
 
-int index_commit(struct index *ix)
+int chunkdb_commit(struct chunkdb *ix)
 {
-	int rc = exec(ix, "COMMIT");
-	if (rc)
-		sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	return db_commit(&ix->db);
 }
 
 /* ---- records ---- */
 
-static int find_row(struct index *ix, const char *id, int64_t *row)
+static int find_row(struct chunkdb *ix, const char *id, int64_t *row)
 {
 	sqlite3_stmt *s = ix->find;
 	sqlite3_reset(s);
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	int r = sqlite3_step(s);
-	int rc = r == SQLITE_ROW ? KB_OK : r == SQLITE_DONE ? KB_EOF : db_fail(ix, "find a chunk");
+	int rc = r == SQLITE_ROW ? KB_OK : r == SQLITE_DONE ? KB_EOF : db_fail(&ix->db, "find a chunk");
 	if (r == SQLITE_ROW)
 		*row = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc;
 }
 
-int index_add(struct index *ix, json_t *rec, bool *added, int64_t *row)
+int chunkdb_add(struct chunkdb *ix, json_t *rec, bool *added, int64_t *row)
 {
 	*added = false;
 	if (!json_is_object(rec))
@@ -233,8 +131,8 @@ int index_add(struct index *ix, json_t *rec, bool *added, int64_t *row)
 	if (jid) {
 		if (!json_is_string(jid) || json_string_length(jid) == 0)
 			return kb_fail(KB_ERR_FORMAT, "the record's \"id\" is not a non-empty string");
-		if (json_string_length(jid) > INDEX_ID_MAX)
-			return kb_fail(KB_ERR_FORMAT, "the record's \"id\" is longer than %d bytes", INDEX_ID_MAX);
+		if (json_string_length(jid) > CHUNKDB_ID_MAX)
+			return kb_fail(KB_ERR_FORMAT, "the record's \"id\" is longer than %d bytes", CHUNKDB_ID_MAX);
 		if (memchr(json_string_value(jid), 0, json_string_length(jid)))
 			return kb_fail(KB_ERR_FORMAT, "the record's \"id\" holds a NUL character");
 	} else {
@@ -259,35 +157,35 @@ int index_add(struct index *ix, json_t *rec, bool *added, int64_t *row)
 	sqlite3_bind_text(s, 4, text, (int)len, SQLITE_STATIC);
 	sqlite3_bind_text(s, 5, js, -1, SQLITE_STATIC);
 	int r = sqlite3_step(s);
-	int rc = r == SQLITE_DONE ? KB_OK : db_fail(ix, "add a chunk");
+	int rc = r == SQLITE_DONE ? KB_OK : db_fail(&ix->db, "add a chunk");
 	sqlite3_reset(s);
 	free(js);
 	if (rc)
 		return rc;
-	*added = sqlite3_changes(ix->db) > 0;
-	int64_t rw = sqlite3_last_insert_rowid(ix->db);
+	*added = sqlite3_changes(ix->db.h) > 0;
+	int64_t rw = sqlite3_last_insert_rowid(ix->db.h);
 	if (!*added && (rc = find_row(ix, id, &rw)))
-		return rc == KB_EOF ? kb_fail(KB_ERR_IO, "'%s': chunk '%s' vanished", ix->path, id) : rc;
+		return rc == KB_EOF ? kb_fail(KB_ERR_IO, "'%s': chunk '%s' vanished", ix->db.path, id) : rc;
 	if (row)
 		*row = rw;
 	return KB_OK;
 }
 
-int index_count(struct index *ix, int64_t *n)
+int chunkdb_count(struct chunkdb *ix, int64_t *n)
 {
 	sqlite3_stmt *s;
-	int rc = prep(ix, &s, "SELECT count(*) FROM chunks");
+	int rc = db_prep(&ix->db, &s, "SELECT count(*) FROM chunks");
 	if (rc)
 		return rc;
 	if (sqlite3_step(s) == SQLITE_ROW)
 		*n = sqlite3_column_int64(s, 0);
 	else
-		rc = db_fail(ix, "count the chunks");
+		rc = db_fail(&ix->db, "count the chunks");
 	sqlite3_finalize(s);
 	return rc;
 }
 
-int index_record(struct index *ix, int64_t row, json_t **rec)
+int chunkdb_record(struct chunkdb *ix, int64_t row, json_t **rec)
 {
 	sqlite3_stmt *s = ix->get;
 	sqlite3_reset(s);
@@ -296,16 +194,16 @@ int index_record(struct index *ix, int64_t row, json_t **rec)
 	if (r == SQLITE_ROW) {
 		json_error_t err;
 		*rec = json_loadb((const char *)sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0), 0, &err);
-		rc = *rec ? KB_OK : kb_fail(KB_ERR_FORMAT, "'%s': chunk row %lld: bad record: %s", ix->path,
+		rc = *rec ? KB_OK : kb_fail(KB_ERR_FORMAT, "'%s': chunk row %lld: bad record: %s", ix->db.path,
 					    (long long)row, err.text);
 	} else {
-		rc = r == SQLITE_DONE ? KB_EOF : db_fail(ix, "read a chunk");
+		rc = r == SQLITE_DONE ? KB_EOF : db_fail(&ix->db, "read a chunk");
 	}
 	sqlite3_reset(s);
 	return rc;
 }
 
-int index_doc_seq(struct index *ix, int64_t row, char **doc, int64_t *seq)
+int chunkdb_doc_seq(struct chunkdb *ix, int64_t row, char **doc, int64_t *seq)
 {
 	sqlite3_stmt *s = ix->docseq;
 	sqlite3_reset(s);
@@ -317,7 +215,7 @@ int index_doc_seq(struct index *ix, int64_t row, char **doc, int64_t *seq)
 		if (!*doc)
 			rc = kb_fail(KB_ERR_NOMEM, "out of memory");
 	} else {
-		rc = r == SQLITE_DONE ? KB_EOF : db_fail(ix, "read a chunk");
+		rc = r == SQLITE_DONE ? KB_EOF : db_fail(&ix->db, "read a chunk");
 	}
 	sqlite3_reset(s);
 	return rc;
@@ -330,7 +228,7 @@ static int is_word_byte(unsigned char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
 
-char *index_fts_query(const char *text)
+char *chunkdb_fts_query(const char *text)
 {
 	size_t n = strlen(text), cap = 1, len = 0;
 	/* worst case: every byte a one-letter word: "x" OR  (7 bytes each) */
@@ -359,20 +257,20 @@ char *index_fts_query(const char *text)
 	return q;
 }
 
-int index_search_lexical(struct index *ix, const char *query, int k, struct index_hit **hits, int *n)
+int chunkdb_search_lexical(struct chunkdb *ix, const char *query, int k, struct chunkdb_hit **hits, int *n)
 {
 	*hits = NULL;
 	*n = 0;
 	if (k <= 0)
 		return KB_OK;
-	char *q = index_fts_query(query);
+	char *q = chunkdb_fts_query(query);
 	if (!q)
 		return kb_fail(KB_ERR_NOMEM, "out of memory");
 	if (!*q) {
 		free(q);
 		return KB_OK;
 	}
-	struct index_hit *h = kb_calloc((size_t)k, sizeof *h);
+	struct chunkdb_hit *h = kb_calloc((size_t)k, sizeof *h);
 	if (!h) {
 		free(q);
 		return KB_ERR_NOMEM;
@@ -388,7 +286,7 @@ int index_search_lexical(struct index *ix, const char *query, int k, struct inde
 		m++;
 	}
 	if (r != SQLITE_ROW && r != SQLITE_DONE)
-		rc = db_fail(ix, "search");
+		rc = db_fail(&ix->db, "search");
 	sqlite3_reset(s);
 	free(q);
 	if (rc) {
@@ -402,10 +300,10 @@ int index_search_lexical(struct index *ix, const char *query, int k, struct inde
 
 /* ---- vectors ---- */
 
-int index_space(struct index *ix, const char *space, int dim, const char *model)
+int chunkdb_space(struct chunkdb *ix, const char *space, int dim, const char *model)
 {
 	sqlite3_stmt *s;
-	int rc = prep(ix, &s, "INSERT OR IGNORE INTO spaces(space, dim, model) VALUES (?1, ?2, ?3)");
+	int rc = db_prep(&ix->db, &s, "INSERT OR IGNORE INTO spaces(space, dim, model) VALUES (?1, ?2, ?3)");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
@@ -414,34 +312,34 @@ int index_space(struct index *ix, const char *space, int dim, const char *model)
 	int r = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (r != SQLITE_DONE)
-		return db_fail(ix, "add a vector space");
-	if ((rc = prep(ix, &s, "SELECT dim FROM spaces WHERE space = ?1")))
+		return db_fail(&ix->db, "add a vector space");
+	if ((rc = db_prep(&ix->db, &s, "SELECT dim FROM spaces WHERE space = ?1")))
 		return rc;
 	sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
 	int d = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
 	sqlite3_finalize(s);
 	if (d != dim)
-		return kb_fail(KB_ERR_MISMATCH, "'%s': vector space %s has %d dimensions, not %d", ix->path, space, d,
+		return kb_fail(KB_ERR_MISMATCH, "'%s': vector space %s has %d dimensions, not %d", ix->db.path, space, d,
 			       dim);
 	return KB_OK;
 }
 
-int index_has_vector(struct index *ix, const char *space, int64_t row, bool *has)
+int chunkdb_has_vector(struct chunkdb *ix, const char *space, int64_t row, bool *has)
 {
 	sqlite3_stmt *s;
-	int rc = prep(ix, &s, "SELECT 1 FROM vectors WHERE space = ?1 AND chunk = ?2");
+	int rc = db_prep(&ix->db, &s, "SELECT 1 FROM vectors WHERE space = ?1 AND chunk = ?2");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, row);
 	int r = sqlite3_step(s);
 	*has = r == SQLITE_ROW;
-	rc = r == SQLITE_ROW || r == SQLITE_DONE ? KB_OK : db_fail(ix, "look up a vector");
+	rc = r == SQLITE_ROW || r == SQLITE_DONE ? KB_OK : db_fail(&ix->db, "look up a vector");
 	sqlite3_finalize(s);
 	return rc;
 }
 
-int index_put_vector(struct index *ix, const char *space, int64_t row, const float *v, int dim)
+int chunkdb_put_vector(struct chunkdb *ix, const char *space, int64_t row, const float *v, int dim)
 {
 	uint8_t *b = kb_malloc((size_t)dim * 4);
 	if (!b)
@@ -453,33 +351,33 @@ int index_put_vector(struct index *ix, const char *space, int64_t row, const flo
 		b[4 * i + 3] = (uint8_t)(u >> 24);
 	}
 	sqlite3_stmt *s;
-	int rc = prep(ix, &s, "INSERT OR REPLACE INTO vectors(space, chunk, vec) VALUES (?1, ?2, ?3)");
+	int rc = db_prep(&ix->db, &s, "INSERT OR REPLACE INTO vectors(space, chunk, vec) VALUES (?1, ?2, ?3)");
 	if (!rc) {
 		sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, row);
 		sqlite3_bind_blob(s, 3, b, dim * 4, SQLITE_STATIC);
 		if (sqlite3_step(s) != SQLITE_DONE)
-			rc = db_fail(ix, "store a vector");
+			rc = db_fail(&ix->db, "store a vector");
 		sqlite3_finalize(s);
 	}
 	free(b);
 	return rc;
 }
 
-void index_vectors_free(struct index_vectors *v)
+void chunkdb_vectors_free(struct chunkdb_vectors *v)
 {
 	if (!v)
 		return;
 	free(v->rows);
 	free(v->vecs);
-	*v = (struct index_vectors){ 0 };
+	*v = (struct chunkdb_vectors){ 0 };
 }
 
-int index_load_vectors(struct index *ix, const char *space, struct index_vectors *out)
+int chunkdb_load_vectors(struct chunkdb *ix, const char *space, struct chunkdb_vectors *out)
 {
-	*out = (struct index_vectors){ 0 };
+	*out = (struct chunkdb_vectors){ 0 };
 	sqlite3_stmt *s;
-	int rc = prep(ix, &s, "SELECT dim, (SELECT count(*) FROM vectors WHERE space = ?1) FROM spaces WHERE space = ?1");
+	int rc = db_prep(&ix->db, &s, "SELECT dim, (SELECT count(*) FROM vectors WHERE space = ?1) FROM spaces WHERE space = ?1");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
@@ -487,24 +385,24 @@ int index_load_vectors(struct index *ix, const char *space, struct index_vectors
 	if (r != SQLITE_ROW) {
 		sqlite3_finalize(s);
 		return r == SQLITE_DONE ? kb_fail(KB_ERR_ARG, "'%s': no vectors of this model (space %s): embed the "
-					  "chunks with it first (the same --pool and --passage-prefix)", ix->path, space)
-					: db_fail(ix, "read a vector space");
+					  "chunks with it first (the same --pool and --passage-prefix)", ix->db.path, space)
+					: db_fail(&ix->db, "read a vector space");
 	}
 	int dim = sqlite3_column_int(s, 0);
 	int64_t n = sqlite3_column_int64(s, 1);
 	sqlite3_finalize(s);
 	size_t bytes;
 	if (dim <= 0 || n < 0 || kb_mul_size((size_t)n, (size_t)dim * 4, &bytes))
-		return kb_fail(KB_ERR_FORMAT, "'%s': space %s: bad size", ix->path, space);
+		return kb_fail(KB_ERR_FORMAT, "'%s': space %s: bad size", ix->db.path, space);
 	out->dim = dim;
 	out->rows = kb_malloc((size_t)(n ? n : 1) * sizeof *out->rows);
 	out->vecs = kb_aligned_alloc(64, ((bytes ? bytes : 64) + 63) / 64 * 64);
 	if (!out->rows || !out->vecs) {
-		index_vectors_free(out);
+		chunkdb_vectors_free(out);
 		return KB_ERR_NOMEM;
 	}
-	if ((rc = prep(ix, &s, "SELECT chunk, vec FROM vectors WHERE space = ?1 ORDER BY chunk"))) {
-		index_vectors_free(out);
+	if ((rc = db_prep(&ix->db, &s, "SELECT chunk, vec FROM vectors WHERE space = ?1 ORDER BY chunk"))) {
+		chunkdb_vectors_free(out);
 		return rc;
 	}
 	sqlite3_bind_text(s, 1, space, -1, SQLITE_STATIC);
@@ -512,7 +410,7 @@ int index_load_vectors(struct index *ix, const char *space, struct index_vectors
 	while ((r = sqlite3_step(s)) == SQLITE_ROW && i < n) {
 		const uint8_t *b = sqlite3_column_blob(s, 1);
 		if (sqlite3_column_bytes(s, 1) != dim * 4) {
-			rc = kb_fail(KB_ERR_FORMAT, "'%s': a vector of space %s has %d bytes, not %d", ix->path, space,
+			rc = kb_fail(KB_ERR_FORMAT, "'%s': a vector of space %s has %d bytes, not %d", ix->db.path, space,
 				     sqlite3_column_bytes(s, 1), dim * 4);
 			break;
 		}
@@ -522,23 +420,23 @@ int index_load_vectors(struct index *ix, const char *space, struct index_vectors
 		i++;
 	}
 	if (!rc && r != SQLITE_ROW && r != SQLITE_DONE)
-		rc = db_fail(ix, "read the vectors");
+		rc = db_fail(&ix->db, "read the vectors");
 	sqlite3_finalize(s);
 	out->n = i;
 	if (rc)
-		index_vectors_free(out);
+		chunkdb_vectors_free(out);
 	return rc;
 }
 
 /* ---- dense search ---- */
 
 /* Keep the best k of a stream in a min-heap on score (ties: lower row wins). */
-static int worse(const struct index_hit *a, const struct index_hit *b)
+static int worse(const struct chunkdb_hit *a, const struct chunkdb_hit *b)
 {
 	return a->score < b->score || (a->score == b->score && a->row > b->row);
 }
 
-static void heap_down(struct index_hit *h, int n, int i)
+static void heap_down(struct chunkdb_hit *h, int n, int i)
 {
 	for (;;) {
 		int l = 2 * i + 1, r = l + 1, m = i;
@@ -548,30 +446,30 @@ static void heap_down(struct index_hit *h, int n, int i)
 			m = r;
 		if (m == i)
 			return;
-		struct index_hit t = h[i];
+		struct chunkdb_hit t = h[i];
 		h[i] = h[m], h[m] = t;
 		i = m;
 	}
 }
 
-static void heap_up(struct index_hit *h, int i)
+static void heap_up(struct chunkdb_hit *h, int i)
 {
 	while (i > 0) {
 		int p = (i - 1) / 2;
 		if (!worse(&h[i], &h[p]))
 			return;
-		struct index_hit t = h[i];
+		struct chunkdb_hit t = h[i];
 		h[i] = h[p], h[p] = t;
 		i = p;
 	}
 }
 
 /* The best k of scores[n] (rows from rows[] or the index), sorted best first. */
-static int topk(const float *scores, const int64_t *rows, int64_t n, int k, struct index_hit *hits)
+static int topk(const float *scores, const int64_t *rows, int64_t n, int k, struct chunkdb_hit *hits)
 {
 	int m = 0;
 	for (int64_t i = 0; i < n; i++) {
-		struct index_hit c = { rows ? rows[i] : i, scores[i] };
+		struct chunkdb_hit c = { rows ? rows[i] : i, scores[i] };
 		if (m < k) {
 			hits[m] = c;
 			heap_up(hits, m++);
@@ -582,7 +480,7 @@ static int topk(const float *scores, const int64_t *rows, int64_t n, int k, stru
 	}
 	/* heap sort: pop the worst to the end */
 	for (int e = m - 1; e > 0; e--) {
-		struct index_hit t = hits[0];
+		struct chunkdb_hit t = hits[0];
 		hits[0] = hits[e], hits[e] = t;
 		heap_down(hits, e, 0);
 	}
@@ -591,8 +489,8 @@ static int topk(const float *scores, const int64_t *rows, int64_t n, int k, stru
 
 #define DOT_BLOCK (1 << 20) /* vectors scored per matmul call (one fork/join of the threads each) */
 
-int index_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, const float *q, int k,
-		   struct index_hit *hits)
+int chunkdb_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, const float *q, int k,
+		   struct chunkdb_hit *hits)
 {
 	if (k <= 0 || n <= 0)
 		return 0;
@@ -611,15 +509,15 @@ int index_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, c
 	return m;
 }
 
-static int exact_build(void **state, const struct index_vectors *v)
+static int exact_build(void **state, const struct chunkdb_vectors *v)
 {
 	*state = NULL;
 	return KB_OK;
 }
 
-static int exact_search(void *state, const struct index_vectors *v, const float *q, int k, struct index_hit *hits)
+static int exact_search(void *state, const struct chunkdb_vectors *v, const float *q, int k, struct chunkdb_hit *hits)
 {
-	int m = index_topk_dot(v->vecs, v->rows, v->n, v->dim, q, k, hits);
+	int m = chunkdb_topk_dot(v->vecs, v->rows, v->n, v->dim, q, k, hits);
 	return m < 0 ? KB_ERR_NOMEM : m;
 }
 
@@ -627,7 +525,7 @@ static void exact_free(void *state)
 {
 }
 
-const struct index_dense_ops index_dense_exact = {
+const struct chunkdb_dense_ops chunkdb_dense_exact = {
 	.name = "exact",
 	.build = exact_build,
 	.search = exact_search,
@@ -638,25 +536,25 @@ const struct index_dense_ops index_dense_exact = {
 
 static int cmp_row(const void *a, const void *b)
 {
-	const struct index_hit *x = a, *y = b;
+	const struct chunkdb_hit *x = a, *y = b;
 	return x->row < y->row ? -1 : x->row > y->row;
 }
 
-int index_rrf(const struct index_hit *const *lists, const int *lens, int n_lists, int rrf_k, int k,
-	      struct index_hit **out, int *n_out)
+int chunkdb_rrf(const struct chunkdb_hit *const *lists, const int *lens, int n_lists, int rrf_k, int k,
+	      struct chunkdb_hit **out, int *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
 	size_t total = 0;
 	for (int l = 0; l < n_lists; l++)
 		total += (size_t)lens[l];
-	struct index_hit *all = kb_malloc((total ? total : 1) * sizeof *all);
+	struct chunkdb_hit *all = kb_malloc((total ? total : 1) * sizeof *all);
 	if (!all)
 		return KB_ERR_NOMEM;
 	size_t m = 0;
 	for (int l = 0; l < n_lists; l++)
 		for (int r = 0; r < lens[l]; r++)
-			all[m++] = (struct index_hit){ lists[l][r].row, 1.0 / (rrf_k + r + 1) };
+			all[m++] = (struct chunkdb_hit){ lists[l][r].row, 1.0 / (rrf_k + r + 1) };
 	qsort(all, m, sizeof *all, cmp_row);
 	size_t u = 0;
 	for (size_t i = 0; i < m; i++) {
@@ -666,7 +564,7 @@ int index_rrf(const struct index_hit *const *lists, const int *lens, int n_lists
 			all[u++] = all[i];
 	}
 	int kk = k < (int)u ? k : (int)u;
-	struct index_hit *h = kb_malloc((size_t)(kk ? kk : 1) * sizeof *h);
+	struct chunkdb_hit *h = kb_malloc((size_t)(kk ? kk : 1) * sizeof *h);
 	float *sc = kb_malloc((u ? u : 1) * sizeof *sc);
 	int64_t *rows = kb_malloc((u ? u : 1) * sizeof *rows);
 	if (!h || !sc || !rows) {

@@ -1,6 +1,7 @@
-/* index.h — the chunk index: chunk records, their text for BM25 (SQLite FTS5)
+/* chunkdb.h — the chunk index: chunk records, their text for BM25 (SQLite FTS5)
  * and their embedding vectors, in DIR/chunks.db beside the cache store's
- * index.db (a separate file, so the two modules never share a schema).
+ * object index, DIR/index.db (store.h; a separate file, so the two modules
+ * never share a schema). Retrieval policy (hybrid fusion) is search.h's.
  *
  *	chunks(rowid, id UNIQUE, doc, seq, text, record)   one row per chunk; record
  *	                                 is the whole JSON record as it came (with id)
@@ -10,13 +11,15 @@
  *	                                 (space = the model's fingerprint, hex)
  *	vectors(space, chunk, vec)       float32 little-endian, L2-normalized
  *
- * WAL and a busy timeout, as the store: many processes may read and write.
- * A struct index is one SQLite connection: one thread at a time.
+ * WAL and a busy timeout, as the store: many processes may read and write
+ * (db.h). A chunk index the process cannot write is opened read-only: searches
+ * work, changes fail with a message saying so.
+ * A struct chunkdb is one SQLite connection: one thread at a time.
  *
  * Errors: KB_OK, or a status < 0 with the message in kb_error().
  */
-#ifndef KB_INDEX_H
-#define KB_INDEX_H
+#ifndef KB_CHUNKDB_H
+#define KB_CHUNKDB_H
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -24,96 +27,98 @@
 
 #include "util.h"
 
-#define INDEX_SCHEMA_VERSION 1 /* chunks.db's PRAGMA user_version */
-#define INDEX_ID_MAX 256       /* longest chunk id accepted, in bytes */
+#define CHUNKDB_SCHEMA_VERSION 1 /* chunks.db's PRAGMA user_version */
+#define CHUNKDB_ID_MAX 256       /* longest chunk id accepted, in bytes */
 
-struct index;
+struct chunkdb;
 
 /* A hit: the chunk's row and its score (higher is better: -bm25 for lexical,
  * the cosine similarity for dense, the reciprocal-rank sum for hybrid). */
-struct index_hit {
+struct chunkdb_hit {
 	int64_t row;
 	double score;
 };
 
-/* Open (creating when missing: the directory and the schema) DIR/chunks.db.
- * Refuses a newer schema (KB_ERR_UNSUPPORTED). *out is freed by index_close. */
-int index_open(struct index **out, const char *dir) KB_WUR;
-/* Close; index_close(NULL) is a no-op. Commits an open batch. */
-void index_close(struct index *ix);
+/* Open DIR/chunks.db. With create, the folder and the schema are made when
+ * missing; without (for lookups), nothing is created: a missing store or
+ * chunk index is KB_ERR_ARG with a message saying which. Refuses a newer
+ * schema (KB_ERR_UNSUPPORTED). *out is freed by chunkdb_close. */
+int chunkdb_open(struct chunkdb **out, const char *dir, bool create) KB_WUR;
+/* Close; chunkdb_close(NULL) is a no-op. Commits an open batch. */
+void chunkdb_close(struct chunkdb *ix);
 
 /* Group adds in one write transaction (much faster than one per record).
- * index_begin starts it (BEGIN IMMEDIATE), index_commit ends it. */
-int index_begin(struct index *ix) KB_WUR;
-int index_commit(struct index *ix) KB_WUR;
+ * chunkdb_begin starts it (BEGIN IMMEDIATE), chunkdb_commit ends it. */
+int chunkdb_begin(struct chunkdb *ix) KB_WUR;
+int chunkdb_commit(struct chunkdb *ix) KB_WUR;
 
 /* Add a chunk record (a JSON object with a non-empty string "text"; "id", when
- * present, a non-empty string of at most INDEX_ID_MAX bytes; else the id is the
+ * present, a non-empty string of at most CHUNKDB_ID_MAX bytes; else the id is the
  * SHA-256 hex of the text and is added to rec). A record whose id is already
  * stored is skipped: *added = false. *row (may be NULL) is the chunk's row
  * either way. KB_ERR_FORMAT for a bad record (message says why). */
-int index_add(struct index *ix, json_t *rec, bool *added, int64_t *row) KB_WUR;
+int chunkdb_add(struct chunkdb *ix, json_t *rec, bool *added, int64_t *row) KB_WUR;
 
 /* Number of chunks stored. */
-int index_count(struct index *ix, int64_t *n) KB_WUR;
+int chunkdb_count(struct chunkdb *ix, int64_t *n) KB_WUR;
 
 /* The FTS5 query for free user text: every word (a run of letters, digits or
  * non-ASCII bytes) as a quoted string, joined by OR, so no punctuation ever
  * becomes FTS5 syntax. Returns a malloc()ed string ("" when the text has no
  * words), or NULL when out of memory. */
-char *index_fts_query(const char *text);
+char *chunkdb_fts_query(const char *text);
 
 /* BM25 search: the best k chunks (fewer when fewer match) in *hits (malloc()ed,
  * the caller frees), best first, *n of them. A query without words matches
  * nothing (*n = 0). */
-int index_search_lexical(struct index *ix, const char *query, int k, struct index_hit **hits, int *n) KB_WUR;
+int chunkdb_search_lexical(struct chunkdb *ix, const char *query, int k, struct chunkdb_hit **hits, int *n) KB_WUR;
 
 /* The stored record of row (a new reference), or KB_EOF when there is none. */
-int index_record(struct index *ix, int64_t row, json_t **rec) KB_WUR;
+int chunkdb_record(struct chunkdb *ix, int64_t row, json_t **rec) KB_WUR;
 /* The doc and seq of a row, for ordering by document ("" and 0 when absent). */
-int index_doc_seq(struct index *ix, int64_t row, char **doc, int64_t *seq) KB_WUR;
+int chunkdb_doc_seq(struct chunkdb *ix, int64_t row, char **doc, int64_t *seq) KB_WUR;
 
 /* ---- dense vectors ---- */
 
 /* Declare a vector space (space: a short name, e.g. the model fingerprint in
  * hex; dim > 0; model: a description). KB_ERR_MISMATCH when it exists with
  * another dim. */
-int index_space(struct index *ix, const char *space, int dim, const char *model) KB_WUR;
+int chunkdb_space(struct chunkdb *ix, const char *space, int dim, const char *model) KB_WUR;
 /* true when row already has a vector in space. */
-int index_has_vector(struct index *ix, const char *space, int64_t row, bool *has) KB_WUR;
+int chunkdb_has_vector(struct chunkdb *ix, const char *space, int64_t row, bool *has) KB_WUR;
 /* Store row's vector (dim floats, normalized by the caller) in space. */
-int index_put_vector(struct index *ix, const char *space, int64_t row, const float *v, int dim) KB_WUR;
+int chunkdb_put_vector(struct chunkdb *ix, const char *space, int64_t row, const float *v, int dim) KB_WUR;
 
 /* All vectors of a space, loaded for search: rows[n], vecs[n * dim]. */
-struct index_vectors {
+struct chunkdb_vectors {
 	int dim;
 	int64_t n;
 	int64_t *rows; /* owned */
 	float *vecs;   /* owned, 64-byte aligned, n * dim */
 };
-int index_load_vectors(struct index *ix, const char *space, struct index_vectors *out) KB_WUR;
-void index_vectors_free(struct index_vectors *v);
+int chunkdb_load_vectors(struct chunkdb *ix, const char *space, struct chunkdb_vectors *out) KB_WUR;
+void chunkdb_vectors_free(struct chunkdb_vectors *v);
 
 /* A dense searcher: the seam where an approximate index (HNSW, IVF) can go.
  * search: the best k of the vectors by dot product with q (dim floats), best
  * first, into hits (k of them; fewer when there are fewer vectors), returning
  * how many. The exact one scans every vector (SIMD dot products, threads). */
-struct index_dense_ops {
+struct chunkdb_dense_ops {
 	const char *name;
-	int (*build)(void **state, const struct index_vectors *v);
-	int (*search)(void *state, const struct index_vectors *v, const float *q, int k, struct index_hit *hits);
+	int (*build)(void **state, const struct chunkdb_vectors *v);
+	int (*search)(void *state, const struct chunkdb_vectors *v, const float *q, int k, struct chunkdb_hit *hits);
 	void (*free)(void *state);
 };
-extern const struct index_dense_ops index_dense_exact;
+extern const struct chunkdb_dense_ops chunkdb_dense_exact;
 
 /* Brute force over n vectors of dim floats (rows given by rows[], or the index
  * when rows is NULL): the best k by dot product, best first. Returns the count. */
-int index_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, const float *q, int k,
-		   struct index_hit *hits);
+int chunkdb_topk_dot(const float *vecs, const int64_t *rows, int64_t n, int dim, const float *q, int k,
+		   struct chunkdb_hit *hits);
 
 /* Reciprocal-rank fusion: score(d) = sum over lists of 1 / (rrf_k + rank), rank
  * from 1. The best k of the union into *out (malloc()ed), best first. */
-int index_rrf(const struct index_hit *const *lists, const int *lens, int n_lists, int rrf_k, int k,
-	      struct index_hit **out, int *n_out) KB_WUR;
+int chunkdb_rrf(const struct chunkdb_hit *const *lists, const int *lens, int n_lists, int rrf_k, int k,
+	      struct chunkdb_hit **out, int *n_out) KB_WUR;
 
 #endif

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 #include "hash.h"
-#include "index.h"
+#include "chunkdb.h"
 #include "tap.h"
 
 static json_t *rec(const char *js)
@@ -21,15 +21,15 @@ static json_t *rec(const char *js)
 }
 
 /* Add js; the status, and *added. */
-static int add(struct index *ix, const char *js, bool *added, int64_t *row)
+static int add(struct chunkdb *ix, const char *js, bool *added, int64_t *row)
 {
 	json_t *o = rec(js);
-	int rc = index_add(ix, o, added, row);
+	int rc = chunkdb_add(ix, o, added, row);
 	json_decref(o);
 	return rc;
 }
 
-static void test_add(struct index *ix)
+static void test_add(struct chunkdb *ix)
 {
 	bool added;
 	int64_t r1, r2;
@@ -38,7 +38,7 @@ static void test_add(struct index *ix)
 	ok(add(ix, "{\"doc\":\"a.txt\",\"seq\":0,\"text\":\"The quick brown fox jumps over the lazy dog.\"}", &added,
 	       &r2) == KB_OK && !added && r1 == r2, "the same text again is skipped, same row");
 	json_t *o = rec("{\"text\":\"Pack my box with five dozen liquor jugs.\",\"extra\":[1,2]}");
-	ok(index_add(ix, o, &added, &r2) == KB_OK && added, "a record without id goes in");
+	ok(chunkdb_add(ix, o, &added, &r2) == KB_OK && added, "a record without id goes in");
 	uint8_t h[32];
 	char hex[65];
 	sha256("Pack my box with five dozen liquor jugs.", 40, h);
@@ -47,10 +47,10 @@ static void test_add(struct index *ix)
 	   "its id is the SHA-256 of the text");
 	json_decref(o);
 	json_t *back;
-	ok(index_record(ix, r2, &back) == KB_OK && json_is_array(json_object_get(back, "extra")) &&
+	ok(chunkdb_record(ix, r2, &back) == KB_OK && json_is_array(json_object_get(back, "extra")) &&
 	   !strcmp(json_string_value(json_object_get(back, "id")), hex), "the stored record keeps every field");
 	json_decref(back);
-	ok(index_record(ix, 999999, &back) == KB_EOF, "no such row: KB_EOF");
+	ok(chunkdb_record(ix, 999999, &back) == KB_EOF, "no such row: KB_EOF");
 	ok(add(ix, "{\"id\":\"mine\",\"doc\":\"b.txt\",\"seq\":3,\"text\":\"Sphinx of black quartz, judge my vow!\"}",
 	       &added, NULL) == KB_OK && added, "a record with its own id");
 	ok(add(ix, "{\"id\":\"mine\",\"text\":\"other text\"}", &added, NULL) == KB_OK && !added,
@@ -65,43 +65,43 @@ static void test_add(struct index *ix)
 	ok(add(ix, "{\"id\":\"\",\"text\":\"t\"}", &added, NULL) == KB_ERR_FORMAT, "empty id: %s", kb_error());
 	json_t *nul = json_object();
 	json_object_set_new(nul, "text", json_stringn("a\0b", 3));
-	ok(index_add(ix, nul, &added, NULL) == KB_ERR_FORMAT, "NUL in text: %s", kb_error());
+	ok(chunkdb_add(ix, nul, &added, NULL) == KB_ERR_FORMAT, "NUL in text: %s", kb_error());
 	json_decref(nul);
-	char big[INDEX_ID_MAX + 64];
-	snprintf(big, sizeof big, "{\"id\":\"%0*d\",\"text\":\"t\"}", INDEX_ID_MAX + 1, 0);
+	char big[CHUNKDB_ID_MAX + 64];
+	snprintf(big, sizeof big, "{\"id\":\"%0*d\",\"text\":\"t\"}", CHUNKDB_ID_MAX + 1, 0);
 	ok(add(ix, big, &added, NULL) == KB_ERR_FORMAT, "id too long: %s", kb_error());
 	json_t *arr = json_array();
-	ok(index_add(ix, arr, &added, NULL) == KB_ERR_FORMAT, "not an object");
+	ok(chunkdb_add(ix, arr, &added, NULL) == KB_ERR_FORMAT, "not an object");
 	json_decref(arr);
 	int64_t n;
-	ok(index_count(ix, &n) == KB_OK && n == 3, "3 chunks stored (got %lld)", (long long)n);
+	ok(chunkdb_count(ix, &n) == KB_OK && n == 3, "3 chunks stored (got %lld)", (long long)n);
 }
 
 static void test_fts_query(void)
 {
-	char *q = index_fts_query("He said \"hi\" AND (bye) OR NEAR* x-y:z^ é");
+	char *q = chunkdb_fts_query("He said \"hi\" AND (bye) OR NEAR* x-y:z^ é");
 	ok(q && !strcmp(q, "\"He\" OR \"said\" OR \"hi\" OR \"AND\" OR \"bye\" OR \"OR\" OR \"NEAR\" OR \"x\" OR "
 			  "\"y\" OR \"z\" OR \"é\""), "user text becomes quoted words: %s", q);
 	free(q);
-	q = index_fts_query("?! \"\" () *");
+	q = chunkdb_fts_query("?! \"\" () *");
 	ok(q && !*q, "punctuation only: no words");
 	free(q);
 }
 
-static int first_row_with(struct index *ix, const char *query, int k, struct index_hit **h)
+static int first_row_with(struct chunkdb *ix, const char *query, int k, struct chunkdb_hit **h)
 {
 	int n = -1;
-	if (index_search_lexical(ix, query, k, h, &n))
+	if (chunkdb_search_lexical(ix, query, k, h, &n))
 		return -1;
 	return n;
 }
 
-static void test_search(struct index *ix)
+static void test_search(struct chunkdb *ix)
 {
-	struct index_hit *h;
+	struct chunkdb_hit *h;
 	int n = first_row_with(ix, "lazy dogs", 5, &h);
 	json_t *r = NULL;
-	ok(n == 1 && index_record(ix, h[0].row, &r) == KB_OK && strstr(json_string_value(json_object_get(r, "text")), "lazy dog"),
+	ok(n == 1 && chunkdb_record(ix, h[0].row, &r) == KB_OK && strstr(json_string_value(json_object_get(r, "text")), "lazy dog"),
 	   "BM25 finds the fox (porter stems dogs)");
 	ok(n == 1 && h[0].score > 0, "score is positive (higher is better)");
 	json_decref(r);
@@ -124,27 +124,27 @@ static void test_search(struct index *ix)
 	free(h);
 }
 
-static void test_vectors(struct index *ix)
+static void test_vectors(struct chunkdb *ix)
 {
-	ok(index_space(ix, "sp1", 4, "test") == KB_OK, "a vector space");
-	ok(index_space(ix, "sp1", 4, "test") == KB_OK, "the same again");
-	ok(index_space(ix, "sp1", 8, "test") == KB_ERR_MISMATCH, "another dim: %s", kb_error());
+	ok(chunkdb_space(ix, "sp1", 4, "test") == KB_OK, "a vector space");
+	ok(chunkdb_space(ix, "sp1", 4, "test") == KB_OK, "the same again");
+	ok(chunkdb_space(ix, "sp1", 8, "test") == KB_ERR_MISMATCH, "another dim: %s", kb_error());
 	float v[3][4] = { { 1, 0, 0, 0 }, { 0, 1, 0, 0 }, { 0.6f, 0.8f, 0, 0 } };
 	for (int i = 0; i < 3; i++)
-		ok(index_put_vector(ix, "sp1", i + 1, v[i], 4) == KB_OK, "vector %d stored", i + 1);
+		ok(chunkdb_put_vector(ix, "sp1", i + 1, v[i], 4) == KB_OK, "vector %d stored", i + 1);
 	bool has;
-	ok(index_has_vector(ix, "sp1", 2, &has) == KB_OK && has, "has it");
-	ok(index_has_vector(ix, "sp2", 2, &has) == KB_OK && !has, "not in another space");
-	struct index_vectors vs;
-	ok(index_load_vectors(ix, "sp1", &vs) == KB_OK && vs.n == 3 && vs.dim == 4 && vs.vecs[2 * 4 + 1] == 0.8f,
+	ok(chunkdb_has_vector(ix, "sp1", 2, &has) == KB_OK && has, "has it");
+	ok(chunkdb_has_vector(ix, "sp2", 2, &has) == KB_OK && !has, "not in another space");
+	struct chunkdb_vectors vs;
+	ok(chunkdb_load_vectors(ix, "sp1", &vs) == KB_OK && vs.n == 3 && vs.dim == 4 && vs.vecs[2 * 4 + 1] == 0.8f,
 	   "vectors load back");
 	float q[4] = { 0.8f, 0.6f, 0, 0 };
-	struct index_hit h[3];
-	int m = index_dense_exact.search(NULL, &vs, q, 3, h);
+	struct chunkdb_hit h[3];
+	int m = chunkdb_dense_exact.search(NULL, &vs, q, 3, h);
 	ok(m == 3 && h[0].row == 3 && h[1].row == 1 && h[2].row == 2, "exact dense: 3, 1, 2 (%lld %lld %lld)",
 	   (long long)h[0].row, (long long)h[1].row, (long long)h[2].row);
-	index_vectors_free(&vs);
-	ok(index_load_vectors(ix, "nosuch", &vs) == KB_ERR_ARG, "unknown space: %s", kb_error());
+	chunkdb_vectors_free(&vs);
+	ok(chunkdb_load_vectors(ix, "nosuch", &vs) == KB_ERR_ARG, "unknown space: %s", kb_error());
 }
 
 static void test_topk(void)
@@ -155,8 +155,8 @@ static void test_topk(void)
 		v[i] = tap_randf(-1, 1);
 	for (int i = 0; i < dim; i++)
 		q[i] = tap_randf(-1, 1);
-	struct index_hit h[10];
-	int m = index_topk_dot(v, NULL, n, dim, q, k, h);
+	struct chunkdb_hit h[10];
+	int m = chunkdb_topk_dot(v, NULL, n, dim, q, k, h);
 	/* plain scan in double */
 	double *s = malloc((size_t)n * sizeof *s);
 	for (int i = 0; i < n; i++) {
@@ -193,17 +193,17 @@ static void test_topk_100k(void)
 		v[i] = tap_randf(-1, 1);
 	for (int i = 0; i < dim; i++)
 		q[i] = tap_randf(-1, 1);
-	struct index_hit h[10], want[10];
-	int m = index_topk_dot(v, NULL, n, dim, q, k, h); /* also warms: pages in, threads up */
+	struct chunkdb_hit h[10], want[10];
+	int m = chunkdb_topk_dot(v, NULL, n, dim, q, k, h); /* also warms: pages in, threads up */
 	double t0 = kb_now();
 	const int reps = 5;
 	for (int r = 0; r < reps; r++)
-		index_topk_dot(v, NULL, n, dim, q, k, h);
+		chunkdb_topk_dot(v, NULL, n, dim, q, k, h);
 	double t = (kb_now() - t0) / reps;
 	diag("exact top-%d over %ld x %d vectors: %.1f ms per query", k, n, dim, t * 1e3);
 
 	for (int j = 0; j < k; j++)
-		want[j] = (struct index_hit){ -1, -INFINITY };
+		want[j] = (struct chunkdb_hit){ -1, -INFINITY };
 	for (long i = 0; i < n; i++) {
 		double d = 0;
 		for (int j = 0; j < dim; j++)
@@ -213,7 +213,7 @@ static void test_topk_100k(void)
 		int j = k - 1;
 		for (; j > 0 && want[j - 1].score < d; j--)
 			want[j] = want[j - 1];
-		want[j] = (struct index_hit){ i, d };
+		want[j] = (struct chunkdb_hit){ i, d };
 	}
 	int same = m == k;
 	double worst = 0;
@@ -227,17 +227,17 @@ static void test_topk_100k(void)
 
 static void test_rrf(void)
 {
-	struct index_hit a[3] = { { 10, 9 }, { 20, 8 }, { 30, 7 } }, b[3] = { { 30, 1 }, { 40, .5 }, { 10, .2 } };
-	const struct index_hit *lists[2] = { a, b };
+	struct chunkdb_hit a[3] = { { 10, 9 }, { 20, 8 }, { 30, 7 } }, b[3] = { { 30, 1 }, { 40, .5 }, { 10, .2 } };
+	const struct chunkdb_hit *lists[2] = { a, b };
 	int lens[2] = { 3, 3 }, n = 0;
-	struct index_hit *out;
-	ok(index_rrf(lists, lens, 2, 60, 10, &out, &n) == KB_OK && n == 4, "rrf: the union (%d)", n);
+	struct chunkdb_hit *out;
+	ok(chunkdb_rrf(lists, lens, 2, 60, 10, &out, &n) == KB_OK && n == 4, "rrf: the union (%d)", n);
 	/* 10: 1/61 + 1/63; 30: 1/63 + 1/61; tie broken by row; 20: 1/62; 40: 1/62 */
 	ok(n == 4 && out[0].row == 10 && out[1].row == 30 && out[2].row == 20 && out[3].row == 40,
 	   "rrf order 10 30 20 40");
 	ok(n == 4 && fabs(out[0].score - (1.0 / 61 + 1.0 / 63)) < 1e-12, "rrf score 1/61 + 1/63");
 	free(out);
-	ok(index_rrf(lists, lens, 2, 60, 2, &out, &n) == KB_OK && n == 2, "rrf: k caps");
+	ok(chunkdb_rrf(lists, lens, 2, 60, 2, &out, &n) == KB_OK && n == 2, "rrf: k caps");
 	free(out);
 }
 
@@ -247,18 +247,18 @@ int main(void)
 	char dir[] = "/tmp/kvblend-test-index.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	struct index *ix;
-	ok(index_open(&ix, dir) == KB_OK, "open a new index");
+	struct chunkdb *ix;
+	ok(chunkdb_open(&ix, dir, true) == KB_OK, "open a new index");
 	test_add(ix);
 	test_fts_query();
 	test_search(ix);
 	test_vectors(ix);
-	index_close(ix);
-	ok(index_open(&ix, dir) == KB_OK, "reopen");
+	chunkdb_close(ix);
+	ok(chunkdb_open(&ix, dir, true) == KB_OK, "reopen");
 	int64_t n = 0;
-	ok(index_count(ix, &n) == KB_OK && n == 3, "the chunks are still there");
-	index_close(ix);
-	index_close(NULL);
+	ok(chunkdb_count(ix, &n) == KB_OK && n == 3, "the chunks are still there");
+	chunkdb_close(ix);
+	chunkdb_close(NULL);
 	char bad[256], path[300];
 	snprintf(bad, sizeof bad, "%s/bad", dir);
 	snprintf(path, sizeof path, "%s/chunks.db", bad);
@@ -267,7 +267,7 @@ int main(void)
 		fputs("this is not an SQLite database, not at all, and it is long enough to be read", f);
 		fclose(f);
 	}
-	ok(f && index_open(&ix, bad) == KB_ERR_FORMAT, "not a database: %s", kb_error());
+	ok(f && chunkdb_open(&ix, bad, true) == KB_ERR_FORMAT, "not a database: %s", kb_error());
 	test_topk();
 	test_topk_100k();
 	test_rrf();
