@@ -20,12 +20,11 @@
 
 #include <jansson.h>
 
-#include "blend.h"
-#include "chunkcache.h"
 #include "cli.h"
 #include "dataset.h"
 #include "metrics.h"
 #include "model.h"
+#include "prompt.h"
 #include "sample.h"
 #include "template.h"
 
@@ -43,6 +42,7 @@ static const struct option longopts[] = {
 	{ "max-chunk-tokens", required_argument, NULL, 'X' },
 	{ "max-passages", required_argument, NULL, 'P' },
 	{ "template", required_argument, NULL, 'E' },
+	{ "ctx", required_argument, NULL, 'C' },
 	{ "store", required_argument, NULL, 's' },
 	{ "dtype", required_argument, NULL, 'Y' },
 	{ "json", no_argument, NULL, 'J' },
@@ -78,6 +78,8 @@ static void usage(void)
 	       "      --max-passages N      the first N passages of each question (default all)\n"
 	       "      --max-chunk-tokens N  cut each passage to N tokens (default: no cut)\n"
 	       "      --template NAME       plain (default), chatml, llama3 or mistral\n"
+	       "      --ctx N               skip questions whose prompt and answer do not fit N tokens\n"
+	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
 	       "      --dtype TYPE          f16 (default), bf16, f32 or q8_0 for caches put in the store\n"
@@ -134,7 +136,7 @@ static double run_once(const struct model *m, struct model_ws *ws, struct kv_cac
 
 struct opts {
 	const char *model, *dataset, *methods, *template, *store, *plot, *n_gen;
-	int pp[16], n_pp, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype;
+	int pp[16], n_pp, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype, ctx;
 	bool speed, tsv, json, progress, quiet, speed_only;
 };
 
@@ -252,57 +254,30 @@ static int parse_methods(const char *list, struct method *ms)
 
 /* ---- --dataset: the prompts ---- */
 
-/* One segment of a prompt: the head (template + instruction), a passage, the query. */
-struct part {
-	int32_t *tok; /* owned */
-	int n;
-	bool cacheable; /* its cache may come from the store (the head and the passages) */
-};
-
 struct question {
-	struct part *parts; /* owned, [n_parts]: head, passages, query */
-	int n_parts;
-	int n_tokens;
+	struct prompt p;                /* head, passages, query */
+	const struct dataset_item *it;
 };
-
-static void tokenize(const struct model *m, struct part *p, const char *text, bool bos, bool special, int max)
-{
-	size_t n = 0;
-	p->tok = NULL;
-	if ((*text || bos) && tok_encode(m->tok, text, strlen(text), bos && tok_add_bos(m->tok), special, &p->tok, &n))
-		cli_die("%s", kb_error());
-	p->n = max > 0 && (int)n > max ? max : (int)n;
-}
 
 static void build_question(const struct opts *o, const struct model *m, const struct dataset *d,
 			   const struct dataset_item *it, struct question *q)
 {
-	char *prefix = dataset_prefix(d, it), *query = dataset_query(d, it), *head, *tail;
+	char *prefix = dataset_prefix(d, it), *query = dataset_query(d, it);
 	if (!prefix || !query)
 		cli_die("out of memory");
-	if (template_frame(o->template, prefix, query, &head, &tail))
+	q->it = it;
+	if (prompt_begin(&q->p, m, o->template, prefix, query))
 		cli_die("%s", kb_error());
 	int np = o->max_passages > 0 && o->max_passages < it->n_passages ? o->max_passages : it->n_passages;
-	q->n_parts = np + 2;
-	q->parts = calloc((size_t)q->n_parts, sizeof *q->parts);
-	if (!q->parts)
-		cli_die("out of memory");
-	tokenize(m, &q->parts[0], head, true, true, 0);
-	q->parts[0].cacheable = q->parts[0].n > 0;
 	for (int i = 0; i < np; i++) {
 		char *c = dataset_chunk(d, it, i);
-		if (!c)
-			cli_die("out of memory");
-		tokenize(m, &q->parts[1 + i], c, false, false, o->max_chunk_tokens);
-		q->parts[1 + i].cacheable = q->parts[1 + i].n > 0;
+		if (!c || prompt_add_text(&q->p, m, c, strlen(c), o->max_chunk_tokens))
+			cli_die("%s", c ? kb_error() : "out of memory");
 		free(c);
 	}
-	tokenize(m, &q->parts[np + 1], tail, false, true, 0);
-	if (q->parts[np + 1].n == 0)
-		cli_die("question %s: the query is empty", it->id);
-	for (int i = 0; i < q->n_parts; i++)
-		q->n_tokens += q->parts[i].n;
-	free(prefix), free(query), free(head), free(tail);
+	if (prompt_end(&q->p, m))
+		cli_die("question %s: %s", it->id, kb_error());
+	free(prefix), free(query);
 }
 
 /* ---- --dataset: measuring ---- */
@@ -400,8 +375,6 @@ struct bench {
 	struct chunkcache *cc;
 	struct kv_cache kv;
 	struct model_ws ws;
-	struct blend_seg *segs;       /* [max parts] */
-	struct chunkcache_part *cp;   /* [max parts] */
 	int32_t *pos;       /* [n_ctx]: pos[i] = i */
 	int32_t *toks;      /* [n_ctx]: the prompt's tokens */
 	int n_gen;          /* tokens after the first */
@@ -440,12 +413,8 @@ static void step(struct bench *b, int32_t tok, int slot, float *logits)
  * continuation with every step's logits kept, timed as decoding. */
 static void run_full(struct bench *b, const struct question *q, int qi, struct method *me)
 {
-	const int N = q->n_tokens, V = b->n_vocab;
-	int slot = 0;
-	for (int i = 0; i < q->n_parts; i++) {
-		memcpy(b->toks + slot, q->parts[i].tok, (size_t)q->parts[i].n * sizeof *b->toks);
-		slot += q->parts[i].n;
-	}
+	const int N = q->p.n_tokens, V = b->n_vocab;
+	prompt_tokens(&q->p, b->toks);
 	b->kv.n = 0;
 	double t0 = kb_now();
 	if (model_forward(b->m, &b->ws, &b->kv, b->toks, b->pos, N, b->ref_logits, false))
@@ -479,44 +448,17 @@ static void run_full(struct bench *b, const struct question *q, int qi, struct m
 /* A cached method: load the chunk caches from the store and blend (timed to
  * the first token); follow full's continuation (fidelity, timed as decoding);
  * then its own greedy answer, which is full's up to where they first differ. */
-static void run_method(struct bench *b, const struct question *q, int qi, struct method *me)
+static void run_method(struct bench *b, struct question *q, int qi, struct method *me)
 {
-	const int N = q->n_tokens, V = b->n_vocab;
-	struct chunkcache_stats cst = { 0 };
-	struct blend_stats bst;
-	int slot = 0;
-	for (int i = 0; i < q->n_parts; i++) {
-		memcpy(b->kv.tok + slot, q->parts[i].tok, (size_t)q->parts[i].n * sizeof *b->kv.tok);
-		slot += q->parts[i].n;
-	}
-	double t0 = kb_now();
-	int n_cp = 0;
-	slot = 0;
-	for (int i = 0; i < q->n_parts; i++) {
-		const struct part *p = &q->parts[i];
-		bool want = p->cacheable && me->bo.mode != BLEND_FULL && !(me->bo.mode == BLEND_PREFIX && i > 0);
-		b->segs[i] = (struct blend_seg){ .slot0 = slot, .n = p->n, .cached = want };
-		if (want)
-			b->cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = p->tok, .n = p->n };
-		slot += p->n;
-	}
-	/* as kvblend-blend does: the stored caches are read layer by layer on a
-	 * thread while the first layers run */
-	struct chunkcache_loading *ld;
-	b->kv.n = 0;
-	if (chunkcache_load_begin(b->cc, b->m, &b->ws, &b->kv, b->cp, n_cp, &cst, &ld))
+	const int N = q->p.n_tokens, V = b->n_vocab;
+	struct prompt_stats st;
+	if (prompt_run(&q->p, b->m, &b->ws, &b->kv, b->cc, &me->bo, b->logits, &st))
 		cli_die("%s", kb_error());
-	b->kv.n = N;
-	struct blend_loader loader = { .wait_layer = chunkcache_wait_layer, .ctx = ld };
-	int rc = blend_prompt_loaded(b->m, &b->ws, &b->kv, b->segs, q->n_parts, &me->bo, &loader, b->logits, &bst);
-	int rc2 = chunkcache_load_end(ld);
-	if (rc || rc2)
-		cli_die("%s", kb_error());
-	me->ttft[qi] = kb_now() - t0;
-	me->load[qi] = cst.t_load + cst.t_compute;
-	me->kv_bytes += cst.bytes_read;
-	me->misses += cst.misses;
-	me->recompute += (double)bst.n_selected / N;
+	me->ttft[qi] = st.t_ttft;
+	me->load[qi] = st.cache.t_load + st.cache.t_compute;
+	me->kv_bytes += st.cache.bytes_read;
+	me->misses += st.cache.misses;
+	me->recompute += (double)st.blend.n_selected / N;
 
 	/* teacher-forced: feed full's continuation, compare the next-token distributions */
 	int diverge = -1;
@@ -668,7 +610,7 @@ static void print_json(const struct bench *b, const struct question *qs, const s
 		json_array_append_new(methods, j);
 	}
 	for (int qi = 0; qi < n_q; qi++) {
-		const struct dataset_item *it = &b->d->items[qi];
+		const struct dataset_item *it = qs[qi].it;
 		json_t *golds = json_array(), *res = json_object();
 		for (int k = 0; k < it->n_answers; k++)
 			json_array_append_new(golds, json_string(it->answers[k]));
@@ -681,8 +623,8 @@ static void print_json(const struct bench *b, const struct question *qs, const s
 			json_object_set_new(res, ms[i].label, r);
 		}
 		json_array_append_new(questions, json_pack("{s:s, s:s, s:o, s:i, s:i, s:o}", "id", it->id, "question",
-							   it->question, "answers", golds, "passages", qs[qi].n_parts - 2,
-							   "tokens", qs[qi].n_tokens, "methods", res));
+							   it->question, "answers", golds, "passages", (int)qs[qi].p.n_segs - 2,
+							   "tokens", qs[qi].p.n_tokens, "methods", res));
 	}
 	json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:b, s:o, s:o}", "model",
 				 base_name(o->model), "dataset", base_name(o->dataset), "name", b->d->name, "format",
@@ -947,34 +889,39 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	if (model_load(&m, o->model))
 		cli_die("%s", kb_error());
 	b.m = m, b.d = d, b.n_vocab = m->hp.n_vocab;
-	const int n_q = d->n_items;
 
-	/* every prompt, tokenized */
-	struct question *qs = calloc((size_t)n_q, sizeof *qs);
+	/* every prompt, tokenized; those that do not fit the context are skipped */
+	struct question *qs = calloc((size_t)(d->n_items ? d->n_items : 1), sizeof *qs);
 	if (!qs)
 		cli_die("out of memory");
-	int max_n = 1, max_parts = 1;
+	const int n_ctx = o->ctx ? o->ctx : m->hp.n_ctx_train;
+	int n_q = 0, max_n = 1, n_skip = 0, max_skip = 0;
 	double mean_tokens = 0;
-	for (int i = 0; i < n_q; i++) {
-		build_question(o, m, d, &d->items[i], &qs[i]);
-		int need = qs[i].n_tokens + b.n_gen + 1;
+	for (int i = 0; i < d->n_items; i++) {
+		build_question(o, m, d, &d->items[i], &qs[n_q]);
+		int need = qs[n_q].p.n_tokens + b.n_gen + 1;
+		if (prompt_fit(&qs[n_q].p, n_ctx, b.n_gen + 1)) {
+			n_skip++, max_skip = need > max_skip ? need : max_skip;
+			prompt_free(&qs[n_q].p);
+			continue;
+		}
 		max_n = need > max_n ? need : max_n;
-		max_parts = qs[i].n_parts > max_parts ? qs[i].n_parts : max_parts;
-		mean_tokens += (double)qs[i].n_tokens / n_q;
+		mean_tokens += qs[n_q++].p.n_tokens;
 	}
-	/* past the trained context a model still runs (RoPE goes on), but its answers suffer */
-	if (m->hp.n_ctx_train > 0 && max_n > m->hp.n_ctx_train)
-		fprintf(stderr, "%s: warning: prompts of up to %d tokens (with the %d generated) run past the model's "
-			"context length of %d (cut the passages: --max-chunk-tokens, --max-passages)\n",
-			cli_tool, max_n, b.n_gen + 1, m->hp.n_ctx_train);
+	mean_tokens /= n_q ? n_q : 1;
+	if (n_skip)
+		fprintf(stderr, "%s: %s%d of %d questions skipped: prompts of up to %d tokens (with the %d generated) do not "
+			"fit the context of %d (%s; cut the passages: --max-chunk-tokens, --max-passages)\n", cli_tool,
+			n_q ? "warning: " : "", n_skip, d->n_items, max_skip, b.n_gen + 1, n_ctx,
+			o->ctx ? "--ctx" : "the model's; --ctx N to go past it");
+	if (n_q == 0)
+		exit(1);
 	b.logits = malloc((size_t)b.n_vocab * sizeof *b.logits);
 	b.ref_logits = malloc((size_t)(b.n_gen + 1) * b.n_vocab * sizeof *b.ref_logits);
 	b.ref_tok = malloc((size_t)(b.n_gen + 1) * sizeof *b.ref_tok);
-	b.segs = calloc((size_t)max_parts, sizeof *b.segs);
-	b.cp = calloc((size_t)max_parts, sizeof *b.cp);
 	b.pos = malloc((size_t)max_n * sizeof *b.pos);
 	b.toks = malloc((size_t)max_n * sizeof *b.toks);
-	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.segs || !b.cp || !b.pos || !b.toks)
+	if (!b.logits || !b.ref_logits || !b.ref_tok || !b.pos || !b.toks)
 		cli_die("out of memory");
 	for (int i = 0; i < max_n; i++)
 		b.pos[i] = i;
@@ -1001,12 +948,12 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	struct chunkcache_stats warm = { 0 };
 	int n_chunks = 0, done = 0;
 	for (int i = 0; i < n_q; i++)
-		for (int k = 0; k < qs[i].n_parts; k++)
-			n_chunks += qs[i].parts[k].cacheable;
+		for (size_t k = 0; k < qs[i].p.n_segs; k++)
+			n_chunks += qs[i].p.segs[k].cacheable && qs[i].p.segs[k].n > 0;
 	for (int i = 0; i < n_q; i++)
-		for (int k = 0; k < qs[i].n_parts; k++) {
-			const struct part *p = &qs[i].parts[k];
-			if (!p->cacheable)
+		for (size_t k = 0; k < qs[i].p.n_segs; k++) {
+			const struct prompt_seg *p = &qs[i].p.segs[k];
+			if (!p->cacheable || p->n == 0)
 				continue;
 			if (done % 16 == 0 && b.tty)
 				progress(&b, "chunk caches into the store: %d/%d", done, n_chunks);
@@ -1021,19 +968,19 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		fputc('\n', stderr);
 	/* page the weights in */
 	b.kv.n = 0;
-	if (model_forward(m, &b.ws, &b.kv, qs[0].parts[0].tok, b.pos, qs[0].parts[0].n < 64 ? qs[0].parts[0].n : 64,
+	if (model_forward(m, &b.ws, &b.kv, qs[0].p.segs[0].tok, b.pos, qs[0].p.segs[0].n < 64 ? qs[0].p.segs[0].n : 64,
 			  NULL, false))
 		cli_die("%s", kb_error());
 
 	/* each question: the reference, then every other method on the same prompt */
 	for (int qi = 0; qi < n_q; qi++) {
-		const struct dataset_item *it = &d->items[qi];
+		const struct dataset_item *it = qs[qi].it;
 		for (int i = -1; i < n_m; i++) {
 			int mi = i < 0 ? full : i;
 			if (i == full)
 				continue;
 			struct method *me = &ms[mi];
-			progress(&b, "question %d/%d (%d tokens): %s", qi + 1, n_q, qs[qi].n_tokens, me->label);
+			progress(&b, "question %d/%d (%d tokens): %s", qi + 1, n_q, qs[qi].p.n_tokens, me->label);
 			rss_reset();
 			if (mi == full)
 				run_full(&b, &qs[qi], qi, me);
@@ -1073,12 +1020,10 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		free(ms[i].answer), free(ms[i].ttft), free(ms[i].load), free(ms[i].speedup), free(ms[i].quality), free(ms[i].first_agree);
 	}
 	for (int i = 0; i < n_q; i++) {
-		for (int k = 0; k < qs[i].n_parts; k++)
-			free(qs[i].parts[k].tok);
-		free(qs[i].parts);
+		prompt_free(&qs[i].p);
 	}
 	free(qs);
-	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.segs), free(b.cp), free(b.pos), free(b.toks);
+	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.pos), free(b.toks);
 	chunkcache_close(b.cc);
 	kv_cache_free(&b.kv);
 	model_ws_free(&b.ws);
@@ -1107,6 +1052,7 @@ int main(int argc, char **argv)
 		case 'X': o.max_chunk_tokens = (int)cli_long("--max-chunk-tokens", optarg, 1, 1 << 20), dataset_only = true; break;
 		case 'P': o.max_passages = (int)cli_long("--max-passages", optarg, 1, 1 << 20), dataset_only = true; break;
 		case 'E': o.template = optarg, dataset_only = true; break;
+		case 'C': o.ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24), dataset_only = true; break;
 		case 's': o.store = optarg, dataset_only = true; break;
 		case 'Y':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)

@@ -2,16 +2,13 @@
  * query, built from the chunks' precomputed caches with a selective recompute.
  * Chunk records on stdin (or .kvc operands), in prompt order; the cache of the
  * whole prompt, with the last token's logits, goes to stdout or -o. */
-#include <math.h>
 #include <stdbool.h>
 #include <unistd.h>
 
-#include "blend.h"
-#include "chunkcache.h"
 #include "cli.h"
 #include "kvfile.h"
+#include "prompt.h"
 #include "records.h"
-#include "sample.h"
 #include "template.h"
 
 static const struct option longopts[] = {
@@ -29,6 +26,7 @@ static const struct option longopts[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "dtype", required_argument, NULL, 'D' },
 	{ "threads", required_argument, NULL, 't' },
+	{ "ctx", required_argument, NULL, 'c' },
 	{ "store", required_argument, NULL, 'S' },
 	{ "no-store", no_argument, NULL, 'N' },
 	{ "verify", no_argument, NULL, 'V' },
@@ -57,6 +55,7 @@ static void usage(void)
 	       "  -o, --output FILE        the prompt's cache (default '-': stdout, not a terminal)\n"
 	       "      --dtype TYPE         f16 (default), bf16, f32 or q8_0 for the output cache\n"
 	       "  -t, --threads N          threads (default: all cores)\n"
+	       "      --ctx N              the prompt must fit N tokens (default: the model's context)\n"
 	       "      --store DIR          chunk caches from this store (default $KVBLEND_STORE or\n"
 	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
 	       "      --no-store           compute every chunk cache, store nothing\n"
@@ -68,7 +67,7 @@ static void usage(void)
 struct opts {
 	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
 	struct blend_opts bo;
-	int dtype, threads;
+	int dtype, threads, ctx;
 	bool verify, verbose, no_store;
 };
 
@@ -110,6 +109,7 @@ static void parse(int argc, char **argv, struct opts *o)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
 			break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
+		case 'c': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;
 		case 'S': o->store = optarg; break;
 		case 'N': o->no_store = true; break;
 		case 'V': o->verify = true; break;
@@ -135,44 +135,6 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
 }
 
-/* The prompt: segments of token ids in slot order, and where cached ones come from. */
-struct part {
-	int32_t *tok; /* owned */
-	int n;
-	bool cacheable;            /* a chunk (or the prefix): its cache may come from elsewhere */
-	struct kvc_reader *reader; /* an operand's cache, header read (or NULL) */
-	const struct kvc_header *h; /* its header (owned by the reader) */
-};
-
-struct prompt {
-	struct part *parts; /* owned, [n_parts] */
-	int n_parts, cap;
-	int n_tokens;
-};
-
-static struct part *add_part(struct prompt *p)
-{
-	if (p->n_parts == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 16;
-		p->parts = kb_realloc_array(p->parts, (size_t)p->cap, sizeof *p->parts);
-		if (!p->parts)
-			cli_die("%s", kb_error());
-	}
-	struct part *q = &p->parts[p->n_parts++];
-	memset(q, 0, sizeof *q);
-	return q;
-}
-
-static void tokenize_into(const struct model *m, struct part *q, const char *text, size_t len, bool bos,
-			  bool special)
-{
-	size_t n = 0;
-	q->tok = NULL;
-	if ((len > 0 || bos) && tok_encode(m->tok, text, len, bos && tok_add_bos(m->tok), special, &q->tok, &n))
-		cli_die("%s", kb_error());
-	q->n = (int)n;
-}
-
 static char *slurp(const char *path)
 {
 	char *s;
@@ -182,80 +144,53 @@ static char *slurp(const char *path)
 	return s;
 }
 
-/* Prefix, chunks (operands, else records on stdin), query. */
+/* The chunks from the records on stdin, in order. Kept to this one function so
+ * that the shared record loop can take its place. */
+static void read_records(struct prompt *p, const struct model *m)
+{
+	if (isatty(STDIN_FILENO))
+		cli_usage_error("no chunks: give chunk records on stdin or .kvc files as operands");
+	struct rec_reader rr;
+	rec_reader_init(&rr, stdin, "<stdin>");
+	json_t *rec;
+	int rc;
+	while ((rc = rec_next(&rr, &rec)) == KB_OK) {
+		size_t len;
+		const char *text = rec_text(rec, &len);
+		if (!text || len == 0)
+			cli_die("'<stdin>': line %ld: %s", rr.lineno, text ? "text is empty" : "the record has no \"text\"");
+		if (prompt_add_text(p, m, text, len, 0))
+			cli_die("%s", kb_error());
+		json_decref(rec);
+	}
+	if (rc != KB_EOF)
+		cli_die("%s", kb_error());
+	rec_reader_free(&rr);
+}
+
+/* Prefix, chunks (.kvc operands, else records on stdin), query; then whether it
+ * fits the context, before anything is computed. */
 static void build_prompt(const struct opts *o, const struct model *m, int n_ops, char **ops, struct prompt *p)
 {
 	char *pfx = o->prefix_file ? slurp(o->prefix_file) : NULL, *qry = o->query_file ? slurp(o->query_file) : NULL;
-	char *head, *tail;
-	if (template_frame(o->template, o->prefix ? o->prefix : pfx, o->query ? o->query : qry, &head, &tail))
+	if (prompt_begin(p, m, o->template, o->prefix ? o->prefix : pfx, o->query ? o->query : qry))
 		cli_die("%s", kb_error());
-	struct part *q = add_part(p);
-	tokenize_into(m, q, head, strlen(head), true, true);
-	q->cacheable = true;
-	if (n_ops > 0) {
-		for (int i = 0; i < n_ops; i++) {
-			q = add_part(p);
-			const struct kvc_header *h;
-			int rc = kvc_reader_open_file(&q->reader, ops[i]);
-			if (rc == KB_OK && (rc = kvc_reader_next_header(q->reader, &h)) == KB_EOF)
-				rc = kb_fail(KB_ERR_FORMAT, "'%s': no cache in the stream", ops[i]);
-			if (rc == KB_OK)
-				rc = kvc_check_model(h, m->fingerprint, m->tok_fingerprint, m->hp.n_layer,
-						     m->hp.n_kv_head, m->hp.head_dim);
-			if (rc)
-				cli_die("%s", kb_error());
-			q->h = h;
-			q->n = h->n_tokens;
-			q->tok = malloc((size_t)(q->n ? q->n : 1) * sizeof *q->tok);
-			if (!q->tok)
-				cli_die("out of memory");
-			memcpy(q->tok, h->tokens, (size_t)q->n * sizeof *q->tok);
-			q->cacheable = true;
-		}
-	} else {
-		if (isatty(STDIN_FILENO))
-			cli_usage_error("no chunks: give chunk records on stdin or .kvc files as operands");
-		struct rec_reader rr;
-		rec_reader_init(&rr, stdin, "<stdin>");
-		json_t *rec;
-		int rc;
-		while ((rc = rec_next(&rr, &rec)) == KB_OK) {
-			size_t len;
-			const char *text = rec_text(rec, &len);
-			if (!text)
-				cli_die("'<stdin>': line %ld: the record has no \"text\"", rr.lineno);
-			q = add_part(p);
-			tokenize_into(m, q, text, len, false, false);
-			q->cacheable = true;
-			json_decref(rec);
-		}
-		if (rc != KB_EOF)
+	for (int i = 0; i < n_ops; i++)
+		if (prompt_add_kvc(p, m, ops[i]))
 			cli_die("%s", kb_error());
-		rec_reader_free(&rr);
-	}
-	q = add_part(p);
-	tokenize_into(m, q, tail, strlen(tail), false, true);
-	if (q->n == 0)
-		cli_die("the query is empty");
-	for (int i = 0; i < p->n_parts; i++)
-		p->n_tokens += p->parts[i].n;
-	free(head), free(tail), free(pfx), free(qry);
+	if (n_ops == 0)
+		read_records(p, m);
+	if (prompt_end(p, m) || prompt_fit(p, o->ctx ? o->ctx : m->hp.n_ctx_train, 0))
+		cli_die("%s%s", kb_error(), o->ctx ? "" : " (the model's; --ctx N to go past it)");
+	free(pfx), free(qry);
 }
 
-/* First-token agreement and KL(full || blend) of the last-token distributions. */
-static void fidelity(const float *full, const float *got, int n, bool *agree, double *kl)
+static void warn_chunk(void *ctx, int id, const char *msg)
 {
-	double mf = -INFINITY, mg = -INFINITY, zf = 0, zg = 0, k = 0;
-	for (int i = 0; i < n; i++)
-		mf = fmax(mf, full[i]), mg = fmax(mg, got[i]);
-	for (int i = 0; i < n; i++)
-		zf += exp(full[i] - mf), zg += exp(got[i] - mg);
-	for (int i = 0; i < n; i++) {
-		double lf = full[i] - mf - log(zf), lg = got[i] - mg - log(zg);
-		k += exp(lf) * (lf - lg);
-	}
-	*agree = sample_greedy(full, n) == sample_greedy(got, n);
-	*kl = k;
+	if (id > 0)
+		fprintf(stderr, "%s: warning: chunk %d: %s\n", cli_tool, id, msg);
+	else
+		fprintf(stderr, "%s: warning: %s: %s\n", cli_tool, id == 0 ? "the prefix" : "a chunk", msg);
 }
 
 int main(int argc, char **argv)
@@ -276,92 +211,41 @@ int main(int argc, char **argv)
 	struct kv_cache kv;
 	struct model_ws ws;
 	float *logits = malloc((size_t)m->hp.n_vocab * sizeof *logits);
-	struct blend_seg *segs = calloc((size_t)p.n_parts, sizeof *segs);
-	if (!logits || !segs || kv_cache_init(&kv, m, N) || model_ws_init(&ws, m, N < 512 ? N : 512, N))
+	if (!logits || kv_cache_init(&kv, m, N) || model_ws_init(&ws, m, N < 512 ? N : 512, N))
 		cli_die("%s", kb_error());
-
 	struct chunkcache *cc;
-	struct chunkcache_stats cst = { 0 };
-	if (chunkcache_open(&cc, o.store, !o.no_store, KVC_F16))
-		cli_die("%s", kb_error());
+	if (chunkcache_open(&cc, o.store, !o.no_store, KVC_F16)) { /* the caches can be computed all the same */
+		fprintf(stderr, "%s: warning: %s: computing every chunk's cache\n", cli_tool, kb_error());
+		if (chunkcache_open(&cc, NULL, false, KVC_F16))
+			cli_die("%s", kb_error());
+	}
 	chunkcache_set_tool(cc, cli_tool, argc, argv);
+	chunkcache_set_warn(cc, warn_chunk, NULL);
 
 	/* time to first token: from here (the model is loaded) to the logits */
-	double t0 = kb_now();
-	int slot = 0, n_cp = 0;
-	struct chunkcache_part *cp = calloc((size_t)p.n_parts, sizeof *cp);
-	if (!cp)
-		cli_die("out of memory");
-	for (int i = 0; i < p.n_parts; i++) {
-		struct part *q = &p.parts[i];
-		memcpy(kv.tok + slot, q->tok, (size_t)q->n * sizeof *kv.tok);
-		segs[i] = (struct blend_seg){ .slot0 = slot, .n = q->n };
-		bool want = q->cacheable && q->n > 0 && o.bo.mode != BLEND_FULL && !(o.bo.mode == BLEND_PREFIX && i > 0);
-		if (want && q->reader) {
-			kv.n = slot;
-			if (kvfile_read(q->reader, q->h, m, &kv))
-				cli_die("%s", kb_error());
-		} else if (want) {
-			cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = q->tok, .n = q->n };
-		}
-		segs[i].cached = want;
-		slot += q->n;
-	}
-	/* the stored caches load layer by layer while the first layers run */
-	struct chunkcache_loading *ld;
-	kv.n = 0;
-	if (chunkcache_load_begin(cc, m, &ws, &kv, cp, n_cp, &cst, &ld))
+	struct prompt_stats st;
+	if (prompt_run(&p, m, &ws, &kv, cc, &o.bo, logits, &st))
 		cli_die("%s", kb_error());
-	double t1 = kb_now();
-	kv.n = N;
-	struct blend_stats st;
-	struct blend_loader loader = { .wait_layer = chunkcache_wait_layer, .ctx = ld };
-	int rc = blend_prompt_loaded(m, &ws, &kv, segs, p.n_parts, &o.bo, &loader, logits, &st);
-	int rc2 = chunkcache_load_end(ld);
-	if (rc || rc2)
-		cli_die("%s", kb_error());
-	double t2 = kb_now();
-	free(cp);
-
 	struct kvc_header h;
 	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, argc, argv);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
 	if (o.verbose)
-		fprintf(stderr, "%s: %d tokens in %d parts, %d from caches; mode %s: %d layers for every token, "
+		fprintf(stderr, "%s: %d tokens in %zu parts, %d from caches; mode %s: %d layers for every token, "
 			"%d tokens in the others; %d caches stored, %d computed (%.3f s), %.1f MiB read (%.3f s, "
 			"overlapping the blend), blend %.3f s, time to first token %.3f s\n",
-			cli_tool, N, p.n_parts, st.n_cached, blend_mode_name(o.bo.mode), st.n_full_layers,
-			st.n_selected, cst.hits, cst.misses, cst.t_compute, cst.bytes_read / 1048576.0, cst.t_load,
-			t2 - t1, t2 - t0);
+			cli_tool, N, p.n_segs, st.blend.n_cached, blend_mode_name(o.bo.mode), st.blend.n_full_layers,
+			st.blend.n_selected, st.cache.hits, st.cache.misses, st.cache.t_compute,
+			st.cache.bytes_read / 1048576.0, st.cache.t_load, st.t_blend, st.t_ttft);
 	if (o.verify) {
-		float *full = malloc((size_t)m->hp.n_vocab * sizeof *full);
-		int32_t *pos = malloc((size_t)N * sizeof *pos);
-		if (!full || !pos)
-			cli_die("out of memory");
-		for (int i = 0; i < N; i++)
-			pos[i] = i;
-		kv.n = 0;
-		double t3 = kb_now();
-		if (model_forward(m, &ws, &kv, kv.tok, pos, N, full, false))
+		struct prompt_fidelity f;
+		if (prompt_verify(m, &ws, &kv, logits, &f))
 			cli_die("%s", kb_error());
-		double t4 = kb_now();
-		bool agree;
-		double kl;
-		fidelity(full, logits, m->hp.n_vocab, &agree, &kl);
 		fprintf(stderr, "%s: verify: first token %s full prefill (%d vs %d), KL %.6f; full prefill %.3f s, "
-			"blend %.3f s (%.2fx)\n", cli_tool, agree ? "agrees with" : "differs from",
-			sample_greedy(logits, m->hp.n_vocab), sample_greedy(full, m->hp.n_vocab), kl, t4 - t3,
-			t2 - t0, (t4 - t3) / (t2 - t0));
-		free(full);
-		free(pos);
+			"blend %.3f s (%.2fx)\n", cli_tool, f.tok == f.tok_full ? "agrees with" : "differs from",
+			f.tok, f.tok_full, f.kl, f.t_full, st.t_ttft, f.t_full / st.t_ttft);
 	}
-	for (int i = 0; i < p.n_parts; i++) {
-		free(p.parts[i].tok);
-		kvc_reader_free(p.parts[i].reader);
-	}
-	free(p.parts);
-	free(segs);
+	prompt_free(&p);
 	chunkcache_close(cc);
 	free(logits);
 	kv_cache_free(&kv);

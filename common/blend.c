@@ -28,6 +28,11 @@ int blend_mode_from_name(const char *s)
 	return -1;
 }
 
+bool blend_seg_reused(enum blend_mode mode, int i, int n)
+{
+	return n > 0 && mode != BLEND_FULL && !(mode == BLEND_PREFIX && i > 0);
+}
+
 void blend_rotate(const struct model *m, struct kv_cache *kv, int slot0, int n, const int32_t *delta)
 {
 	for (int l = 0; l < m->hp.n_layer; l++)
@@ -145,7 +150,7 @@ int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_ca
 		goto out;
 	for (int s = 0; s < n_segs; s++) {
 		const struct blend_seg *g = &segs[s];
-		use[s] = g->cached && mode != BLEND_FULL && !(mode == BLEND_PREFIX && s > 0);
+		use[s] = g->cached && blend_seg_reused(mode, s, g->n);
 		for (int i = 0; i < g->n; i++) {
 			reuse[g->slot0 + i] = use[s] && !(mode == BLEND_EPIC && i < o->epic_k);
 			delta[g->slot0 + i] = g->slot0 + i - kv->pos[g->slot0 + i];

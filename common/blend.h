@@ -51,6 +51,12 @@ struct blend_stats {
 	int n_full_layers; /* layers run for every token */
 };
 
+/* Whether segment i of a prompt (0: the head), of n tokens, takes its K/V from
+ * a cache in mode when one is there: never in FULL, only the first segment
+ * in PREFIX, never an empty one. The one place this is decided (prompt.c and
+ * blend_prompt both ask it). */
+bool blend_seg_reused(enum blend_mode mode, int i, int n);
+
 /* Set o to the defaults (blend, ratio 0.15, check layer 1, metric kv, epic 16). */
 void blend_opts_init(struct blend_opts *o);
 const char *blend_mode_name(enum blend_mode m);

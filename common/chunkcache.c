@@ -2,6 +2,8 @@
 #include "chunkcache.h"
 
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +17,8 @@ struct chunkcache {
 	const char *tool;
 	int argc;
 	char **argv;
+	void (*warn)(void *ctx, int id, const char *msg); /* NULL: troubles survived go unsaid */
+	void *warn_ctx;
 };
 
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype)
@@ -54,6 +58,42 @@ struct store *chunkcache_store(struct chunkcache *cc)
 {
 	return cc->st;
 }
+
+void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, const char *msg), void *ctx)
+{
+	cc->warn = warn;
+	cc->warn_ctx = ctx;
+}
+
+static void warn(struct chunkcache *cc, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void warn(struct chunkcache *cc, int id, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!cc->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	cc->warn(cc->warn_ctx, id, msg);
+}
+
+/* A stored object that cannot be used (kb_error() says why) goes from the
+ * store, so it is never served again; the chunk is computed instead. */
+static void drop_unusable(struct chunkcache *cc, int id, const char *key)
+{
+	char why[600];
+	snprintf(why, sizeof why, "%s", kb_error());
+	if (store_remove(cc->st, key) < KB_EOF)
+		warn(cc, id, "%s; computing it instead (and it cannot be removed from the store: %s)", why, kb_error());
+	else
+		warn(cc, id, "%s; removed from the store, computing it instead", why);
+}
+
+/* Store a computed cache; a store that fails costs the next run a recompute,
+ * not this one its result. */
+static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
+			  int n, const char *key, double cost, int id);
 
 /* Read key's object into slots from slot0. KB_OK, KB_EOF on a miss, or an
  * error when the object is there but unusable (the caller recomputes it). */
@@ -140,8 +180,8 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 			st->t_load += kb_now() - t0;
 			return KB_OK;
 		}
-		if (rc != KB_EOF && store_remove(cc->st, key) < KB_EOF)
-			return rc; /* unusable and cannot even be removed */
+		if (rc != KB_EOF)
+			drop_unusable(cc, -1, key);
 	}
 	double t0 = kb_now();
 	int rc = compute(m, ws, kv, slot0, tokens, n);
@@ -149,8 +189,15 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 	st->misses++;
 	st->t_compute += cost;
 	if (rc == KB_OK && cc->st)
-		rc = store_computed(cc, m, kv, slot0, n, key, cost);
+		store_or_warn(cc, m, kv, slot0, n, key, cost, -1);
 	return rc;
+}
+
+static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
+			  int n, const char *key, double cost, int id)
+{
+	if (store_computed(cc, m, kv, slot0, n, key, cost))
+		warn(cc, id, "its cache was computed but cannot be stored: %s", kb_error());
 }
 
 /* ---- pipelined loading ---- */
@@ -159,6 +206,8 @@ struct hit {
 	struct kvc_reader *r;
 	int fd;
 	int slot0;
+	int id; /* chunkcache_part.id */
+	char *bad; /* owned: why its object failed to read (NULL: it did not) */
 	char key[STORE_KEY_HEX + 1];
 };
 
@@ -175,46 +224,50 @@ struct chunkcache_loading {
 	pthread_cond_t cv;
 	int loaded;       /* layers [0, loaded) of every hit are in kv */
 	int rc;           /* the loader's first error */
-	int bad_hit;      /* index of the hit whose object failed, or -1 */
 	char msg[512];    /* its message (kb_error is per thread) */
 	double t_load;
 };
 
+/* Layer l of hit h into kv; on failure h->bad says why. */
+static int read_layer(struct chunkcache_loading *ld, struct hit *h, int l)
+{
+	int got = l < ld->n_layer ? kvc_reader_layer(h->r, kv_k(ld->kv, l, h->slot0), kv_v(ld->kv, l, h->slot0),
+						     (size_t)ld->kv->kv_dim)
+				  : kvc_reader_layer(h->r, NULL, NULL, 0);
+	int rc = KB_OK;
+	if (l < ld->n_layer && got != l)
+		rc = got < 0 && got != KB_EOF ? got
+			: kb_fail(KB_ERR_FORMAT, "stored object %.12s…: layer %d missing", h->key, l);
+	else if (l == ld->n_layer && got != KB_EOF)
+		rc = got < 0 ? got : kb_fail(KB_ERR_FORMAT, "stored object %.12s…: more layers than the model has", h->key);
+	if (rc && !(h->bad = strdup(kb_error())))
+		h->bad = "";
+	return rc;
+}
+
+/* Layer by layer, every hit's; a hit that fails stops the waiters (its K/V
+ * are wrong from there on) but the others are read to their end record, so
+ * that every unusable object is found in one pass. */
 static void *loader_main(void *arg)
 {
 	struct chunkcache_loading *ld = arg;
 	const double t0 = kb_now();
-	int rc = KB_OK, bad = -1;
-	for (int l = 0; l < ld->n_layer && rc == KB_OK; l++) {
-		for (int i = 0; i < ld->n_hits && rc == KB_OK; i++) {
+	int rc = KB_OK;
+	for (int l = 0; l <= ld->n_layer; l++) { /* l == n_layer: the end records */
+		for (int i = 0; i < ld->n_hits; i++) {
 			struct hit *h = &ld->hits[i];
-			int got = kvc_reader_layer(h->r, kv_k(ld->kv, l, h->slot0), kv_v(ld->kv, l, h->slot0),
-						   (size_t)ld->kv->kv_dim);
-			if (got != l) {
-				rc = got < 0 && got != KB_EOF ? got
-					: kb_fail(KB_ERR_FORMAT, "stored object %.12s…: layer %d missing", h->key, l);
-				bad = i;
-			}
+			int r = h->bad ? KB_OK : read_layer(ld, h, l);
+			if (r && rc == KB_OK)
+				rc = r, snprintf(ld->msg, sizeof ld->msg, "%s", kb_error());
 		}
 		pthread_mutex_lock(&ld->mu);
-		if (rc == KB_OK)
+		if (rc == KB_OK && l < ld->n_layer)
 			ld->loaded = l + 1;
+		ld->rc = rc;
 		pthread_cond_broadcast(&ld->cv);
 		pthread_mutex_unlock(&ld->mu);
 	}
-	/* every cache must end with its end record */
-	for (int i = 0; i < ld->n_hits && rc == KB_OK; i++) {
-		int got = kvc_reader_layer(ld->hits[i].r, NULL, NULL, 0);
-		if (got != KB_EOF)
-			rc = got < 0 ? got : kb_fail(KB_ERR_FORMAT, "stored object %.12s…: more layers than the model has",
-						     ld->hits[i].key), bad = i;
-	}
 	pthread_mutex_lock(&ld->mu);
-	if (rc != KB_OK) {
-		ld->rc = rc;
-		ld->bad_hit = bad;
-		snprintf(ld->msg, sizeof ld->msg, "%s", kb_error());
-	}
 	ld->t_load = kb_now() - t0;
 	pthread_cond_broadcast(&ld->cv);
 	pthread_mutex_unlock(&ld->mu);
@@ -264,7 +317,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 		return KB_ERR_NOMEM;
 	}
 	*ld = (struct chunkcache_loading){ .cc = cc, .kv = kv, .n_layer = m->hp.n_layer, .hits = ld->hits,
-					   .st = st ? st : &dummy, .bad_hit = -1 };
+					   .st = st ? st : &dummy };
 	pthread_mutex_init(&ld->mu, NULL);
 	pthread_cond_init(&ld->cv, NULL);
 	int rc = KB_OK, end = kv->n;
@@ -277,6 +330,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 		end = p->slot0 + p->n > end ? p->slot0 + p->n : end;
 		struct hit *h = &ld->hits[ld->n_hits];
 		h->slot0 = p->slot0;
+		h->id = p->id;
 		store_key(m->fingerprint, p->tokens, (size_t)p->n, h->key);
 		if (cc->st) {
 			uint64_t bytes = 0;
@@ -287,10 +341,8 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 				ld->n_hits++;
 				continue;
 			}
-			if (hr != KB_EOF && store_remove(cc->st, h->key) < KB_EOF) {
-				rc = hr;
-				break;
-			}
+			if (hr != KB_EOF)
+				drop_unusable(cc, p->id, h->key);
 		}
 		/* a miss: compute it now (and store it) */
 		double t0 = kb_now();
@@ -299,7 +351,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 		ld->st->misses++;
 		ld->st->t_compute += cost;
 		if (rc == KB_OK && cc->st)
-			rc = store_computed(cc, m, kv, p->slot0, p->n, h->key, cost);
+			store_or_warn(cc, m, kv, p->slot0, p->n, h->key, cost, p->id);
 	}
 	kv->n = end;
 	if (rc == KB_OK && ld->n_hits > 0) {
@@ -311,7 +363,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 	if (rc == KB_OK && !ld->started)
 		ld->loaded = m->hp.n_layer;
 	if (rc) {
-		int r2 = chunkcache_load_end(ld);
+		int r2 = chunkcache_load_end(ld, NULL);
 		(void)r2;
 		return rc;
 	}
@@ -332,8 +384,10 @@ int chunkcache_wait_layer(void *arg, int layer)
 	return rc;
 }
 
-int chunkcache_load_end(struct chunkcache_loading *ld)
+int chunkcache_load_end(struct chunkcache_loading *ld, bool *retry)
 {
+	if (retry)
+		*retry = false;
 	if (!ld)
 		return KB_OK;
 	if (ld->started)
@@ -342,18 +396,22 @@ int chunkcache_load_end(struct chunkcache_loading *ld)
 	if (rc)
 		kb_fail(rc, "%s", ld->msg);
 	ld->st->t_load += ld->t_load;
-	for (int i = 0; i < ld->n_hits; i++) {
-		kvc_reader_free(ld->hits[i].r);
-		close(ld->hits[i].fd);
-	}
 	/* a stored object that did not read back whole goes: it is never served again */
-	if (rc && ld->bad_hit >= 0 && ld->cc->st) {
-		char msg[600];
-		snprintf(msg, sizeof msg, "%s", kb_error());
-		int r2 = store_remove(ld->cc->st, ld->hits[ld->bad_hit].key);
-		(void)r2;
-		kb_fail(rc, "%s (removed from the store)", msg);
+	for (int i = 0; i < ld->n_hits; i++) {
+		struct hit *h = &ld->hits[i];
+		kvc_reader_free(h->r);
+		close(h->fd);
+		if (h->bad) {
+			kb_fail(rc, "%s", h->bad);
+			drop_unusable(ld->cc, h->id, h->key);
+			if (*h->bad)
+				free(h->bad);
+			if (retry)
+				*retry = true;
+		}
 	}
+	if (rc)
+		kb_fail(rc, "%s", ld->msg);
 	pthread_mutex_destroy(&ld->mu);
 	pthread_cond_destroy(&ld->cv);
 	free(ld->hits);

@@ -29,11 +29,17 @@ void chunkcache_close(struct chunkcache *cc);
 void chunkcache_set_tool(struct chunkcache *cc, const char *tool, int argc, char **argv);
 /* The store in use, or NULL when nothing is stored. */
 struct store *chunkcache_store(struct chunkcache *cc);
+/* Where the store's troubles go that a lookup survives: a stored cache found
+ * unusable (it is removed and the chunk computed instead) or a computed cache
+ * that cannot be stored (it is used all the same). warn(ctx, id, message) gets
+ * the part's id (chunkcache_part.id; -1 from chunkcache_load) and a one-line
+ * reason; default: none. */
+void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, const char *msg), void *ctx);
 
 /* Make slots [slot0, slot0 + n) of kv hold the cache of tokens[0..n) computed
  * alone at positions 0..n-1 (kv->pos and kv->tok set accordingly; kv->n is
  * left at slot0 + n): from the store on a hit, else computed with ws (its
- * n_ctx >= n) and stored. key_out (65 bytes) gets the store key when not NULL.
+ * n_ctx >= n) and stored (a store that fails is warned of, not an error). key_out (65 bytes) gets the store key when not NULL.
  * Counts go to st (may be NULL). */
 int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		    int slot0, const int32_t *tokens, int n, char *key_out, struct chunkcache_stats *st) KB_WUR;
@@ -46,19 +52,23 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
  * layers are still being read. chunkcache_wait_layer (a blend_loader
  * wait_layer) returns once layer l of every part is in kv. chunkcache_load_end
  * waits for the thread, checks every cache's end record and frees *ld; an
- * object found broken is removed from the store. kv->n is set to the end of
- * the last part. */
+ * object found broken is removed from the store, warned of, and *retry set:
+ * the caller may load again (that part is then a miss). kv->n is set to the
+ * end of the last part. A hit whose header is unusable, or a computed part
+ * that cannot be stored, is warned of and the loading goes on. */
 struct chunkcache_part {
 	int slot0;             /* slots [slot0, slot0 + n) */
 	const int32_t *tokens; /* [n] */
 	int n;
+	int id;                /* the caller's name for it, in warnings */
 };
 struct chunkcache_loading;
 int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct model_ws *ws,
 			  struct kv_cache *kv, const struct chunkcache_part *parts, int n_parts,
 			  struct chunkcache_stats *st, struct chunkcache_loading **ld) KB_WUR;
 int chunkcache_wait_layer(void *ld, int layer) KB_WUR;
-/* Join the loader; KB_OK or the first error it met. Frees ld (NULL: no-op). */
-int chunkcache_load_end(struct chunkcache_loading *ld) KB_WUR;
+/* Join the loader; KB_OK or the first error it met, *retry (may be NULL) set
+ * when that error was a stored object's, now removed. Frees ld (NULL: no-op). */
+int chunkcache_load_end(struct chunkcache_loading *ld, bool *retry) KB_WUR;
 
 #endif

@@ -12,7 +12,8 @@ model=$SHARED/models/stories260Ktok512.gguf
 wiki=$SHARED/data/qa/cacheblend_wikimqa_s_clean.json
 bench=$KVBLEND_BIN/kvblend-bench
 st=$TAP_TMP/store
-small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store $st"
+# stories260K's context is 128 tokens, less than any prompt of this set: --ctx lets them run past it
+small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store $st --ctx 1024"
 
 # --speed: unchanged
 run "$bench" --speed -m "$model" -p 16 -n 4 -r 1 -t 1
@@ -85,15 +86,24 @@ run "$bench" --dataset "$wiki" $small --methods full,blend:0.3 --tsv --quiet
 ok $RUN_RC "--tsv runs"
 is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 15 "--tsv: 15 columns on every line"
 is "$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "method full blend:0.3" "--tsv: a header, then a row per method"
-like "$RUN_ERR" "*context length of 128*" "a warning when prompts run past the model's context"
 case $RUN_ERR in *question*) r=1 ;; *) r=0 ;; esac
 ok $r "--quiet: no progress"
+
+# prompts that do not fit the context: skipped with a count; none fits: exit 1
+run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store "$st" --methods full --tsv -q --ctx 720
+is "$RUN_RC:$(printf '%s\n' "$RUN_OUT" | grep -c '^full')" "0:1" "--ctx 720: the question that fits is measured"
+like "$RUN_ERR" "kvblend-bench: warning: 1 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 720 (--ctx;*" \
+	"--ctx 720: the other is skipped, with the count and both sizes"
+run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store "$st" --methods full --tsv -q
+lines=$(printf '%s\n' "$RUN_ERR" | grep -c .)
+like "$RUN_RC:$lines:$RUN_OUT:$RUN_ERR" "1:1::kvblend-bench: 2 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 128 (the model's;*" \
+	"no prompt fits the model's context of 128: exit 1, one line with both sizes, no table"
 
 # the other formats
 hotpot=$(tap_shared data/qa/hotpotqa_distractor_dev500_ircot.jsonl)
 if [ -n "$hotpot" ]; then
 	run "$bench" --dataset "$hotpot" -m "$model" --limit 1 --max-passages 3 --max-chunk-tokens 16 -n 4 -t 1 \
-		--store "$st" --methods full,blend --tsv -q
+		--store "$st" --ctx 1024 --methods full,blend --tsv -q
 	is "$RUN_RC:$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "0:method full blend" "HotpotQA (IRCoT JSON Lines)"
 else
 	skip "hotpotqa is absent"
@@ -101,7 +111,7 @@ fi
 samsum=$(tap_shared data/summ/samsum_test.jsonl)
 if [ -n "$samsum" ]; then
 	run "$bench" --dataset "$samsum" -m "$model" --limit 1 --max-passages 2 --max-chunk-tokens 24 -n 4 -t 1 \
-		--store "$st" --methods full,reuse --json -q
+		--store "$st" --ctx 1024 --methods full,reuse --json -q
 	like "$RUN_RC:$RUN_OUT" '0:*"task": "summary"*"rouge_l": *' "SAMSum: a summary set scored by Rouge-L"
 else
 	skip "samsum is absent"
@@ -109,7 +119,7 @@ fi
 
 # the prompt of --template chatml has the chat markers around it (stories has none: they are text)
 run "$bench" --dataset "$wiki" -m "$model" --limit 1 --max-passages 1 --max-chunk-tokens 8 -n 2 -t 1 \
-	--store "$st" --methods full --template chatml --json -q
+	--store "$st" --ctx 1024 --methods full --template chatml --json -q
 like "$RUN_RC:$RUN_OUT" '0:*"template": "chatml"*' "--template chatml"
 
 # errors: exit 1 with one line naming the file and the record

@@ -1,0 +1,233 @@
+/* prompt.c — see prompt.h. */
+#include "prompt.h"
+
+#include <string.h>
+
+#include "kvfile.h"
+#include "metrics.h"
+#include "sample.h"
+#include "template.h"
+
+static struct prompt_seg *add_seg(struct prompt *p)
+{
+	if (kb_grow(&p->segs, &p->cap, p->n_segs, sizeof *p->segs, 16))
+		return NULL;
+	struct prompt_seg *g = &p->segs[p->n_segs++];
+	memset(g, 0, sizeof *g);
+	return g;
+}
+
+/* Append a segment of text's tokens (at most max when max > 0). */
+static int add_tokens(struct prompt *p, const struct model *m, const char *text, size_t len, bool bos,
+		      bool special, bool cacheable, int max)
+{
+	struct prompt_seg *g = add_seg(p);
+	if (!g)
+		return KB_ERR_NOMEM;
+	size_t n = 0;
+	if (len > 0 || bos) {
+		int rc = tok_encode(m->tok, text, len, bos && tok_add_bos(m->tok), special, &g->tok, &n);
+		if (rc)
+			return rc;
+	}
+	g->n = max > 0 && n > (size_t)max ? max : (int)n;
+	g->cacheable = cacheable;
+	p->n_tokens += g->n;
+	return KB_OK;
+}
+
+int prompt_begin(struct prompt *p, const struct model *m, const char *template, const char *prefix,
+		 const char *query)
+{
+	char *head;
+	int rc = template_frame(template, prefix, query, &head, &p->tail);
+	if (rc)
+		return rc;
+	rc = add_tokens(p, m, head, strlen(head), true, true, true, 0);
+	free(head);
+	return rc;
+}
+
+int prompt_add_text(struct prompt *p, const struct model *m, const char *text, size_t len, int max_tokens)
+{
+	return add_tokens(p, m, text, len, false, false, true, max_tokens);
+}
+
+/* Open g->path and read its first cache's header, which must be m's. */
+static int open_kvc(struct prompt_seg *g, const struct model *m)
+{
+	const struct kvc_header *h;
+	int rc = kvc_reader_open_file(&g->reader, g->path);
+	if (rc == KB_OK && (rc = kvc_reader_next_header(g->reader, &h)) == KB_EOF)
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': no cache in the stream", g->path);
+	if (rc == KB_OK)
+		rc = kvc_check_model(h, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
+				     m->hp.head_dim);
+	if (rc == KB_OK && g->tok && (h->n_tokens != g->n || memcmp(h->tokens, g->tok, (size_t)g->n * sizeof *g->tok)))
+		rc = kb_fail(KB_ERR_MISMATCH, "'%s': the cache changed while it was used", g->path);
+	if (rc) {
+		kvc_reader_free(g->reader);
+		g->reader = NULL;
+		return rc;
+	}
+	g->h = h;
+	return KB_OK;
+}
+
+int prompt_add_kvc(struct prompt *p, const struct model *m, const char *path)
+{
+	struct prompt_seg *g = add_seg(p);
+	if (!g || !(g->path = strdup(path)))
+		return KB_ERR_NOMEM;
+	int rc = open_kvc(g, m);
+	if (rc)
+		return rc;
+	g->n = g->h->n_tokens;
+	g->cacheable = true;
+	if (g->n > 0) {
+		if (!(g->tok = kb_malloc((size_t)g->n * sizeof *g->tok)))
+			return KB_ERR_NOMEM;
+		memcpy(g->tok, g->h->tokens, (size_t)g->n * sizeof *g->tok);
+	}
+	p->n_tokens += g->n;
+	return KB_OK;
+}
+
+int prompt_end(struct prompt *p, const struct model *m)
+{
+	if (!p->tail)
+		return kb_fail(KB_ERR_ARG, "prompt_end without prompt_begin");
+	int rc = add_tokens(p, m, p->tail, strlen(p->tail), false, true, false, 0);
+	free(p->tail);
+	p->tail = NULL;
+	if (rc == KB_OK && p->segs[p->n_segs - 1].n == 0)
+		rc = kb_fail(KB_ERR_ARG, "the query is empty");
+	return rc;
+}
+
+int prompt_fit(const struct prompt *p, int n_ctx, int n_more)
+{
+	if (n_ctx <= 0 || (int64_t)p->n_tokens + n_more <= n_ctx)
+		return KB_OK;
+	if (n_more > 0)
+		return kb_fail(KB_ERR_ARG, "the prompt has %d tokens and %d more are to be generated: %d, more than the "
+			       "context of %d", p->n_tokens, n_more, p->n_tokens + n_more, n_ctx);
+	return kb_fail(KB_ERR_ARG, "the prompt has %d tokens, more than the context of %d", p->n_tokens, n_ctx);
+}
+
+void prompt_tokens(const struct prompt *p, int32_t *out)
+{
+	for (size_t i = 0; i < p->n_segs; i++) {
+		if (p->segs[i].n > 0)
+			memcpy(out, p->segs[i].tok, (size_t)p->segs[i].n * sizeof *out);
+		out += p->segs[i].n;
+	}
+}
+
+void prompt_free(struct prompt *p)
+{
+	for (size_t i = 0; i < p->n_segs; i++) {
+		free(p->segs[i].tok);
+		free(p->segs[i].path);
+		kvc_reader_free(p->segs[i].reader);
+	}
+	free(p->segs);
+	free(p->tail);
+	memset(p, 0, sizeof *p);
+}
+
+/* ---- the run ---- */
+
+/* One attempt: the cached segments' K/V into kv (files now, the store's
+ * pipelined), then the blend. *retry: a stored object failed and is gone. */
+static int run_once(struct prompt *p, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		    struct chunkcache *cc, const struct blend_opts *o, float *logits, struct prompt_stats *st,
+		    struct blend_seg *segs, struct chunkcache_part *cp, bool *retry)
+{
+	int slot = 0, n_cp = 0, rc = KB_OK;
+	*retry = false;
+	st->cache = (struct chunkcache_stats){ 0 }; /* the last attempt's */
+	for (size_t i = 0; i < p->n_segs && rc == KB_OK; i++) {
+		struct prompt_seg *g = &p->segs[i];
+		if (g->n > 0)
+			memcpy(kv->tok + slot, g->tok, (size_t)g->n * sizeof *kv->tok);
+		const bool want = g->cacheable && blend_seg_reused(o->mode, (int)i, g->n);
+		segs[i] = (struct blend_seg){ .slot0 = slot, .n = g->n, .cached = want };
+		if (want && g->path) {
+			if (!g->reader) /* read by an earlier attempt: open it again */
+				rc = open_kvc(g, m);
+			kv->n = slot;
+			if (rc == KB_OK)
+				rc = kvfile_read(g->reader, g->h, m, kv);
+			kvc_reader_free(g->reader);
+			g->reader = NULL;
+		} else if (want) {
+			cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = g->tok, .n = g->n, .id = (int)i };
+		}
+		slot += g->n;
+	}
+	if (rc)
+		return rc;
+	/* the stored caches load layer by layer while the first layers run */
+	struct chunkcache_loading *ld;
+	kv->n = 0;
+	if ((rc = chunkcache_load_begin(cc, m, ws, kv, cp, n_cp, &st->cache, &ld)))
+		return rc;
+	const double t1 = kb_now();
+	kv->n = p->n_tokens;
+	struct blend_loader loader = { .wait_layer = chunkcache_wait_layer, .ctx = ld };
+	rc = blend_prompt_loaded(m, ws, kv, segs, (int)p->n_segs, o, &loader, logits, &st->blend);
+	int rc2 = chunkcache_load_end(ld, retry);
+	st->t_blend = kb_now() - t1;
+	return rc2 ? rc2 : rc;
+}
+
+int prompt_run(struct prompt *p, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+	       struct chunkcache *cc, const struct blend_opts *o, float *logits, struct prompt_stats *st)
+{
+	const double t0 = kb_now();
+	*st = (struct prompt_stats){ 0 };
+	if (p->n_tokens > kv->n_ctx)
+		return kb_fail(KB_ERR_ARG, "the prompt has %d tokens, more than the cache's %d", p->n_tokens, kv->n_ctx);
+	struct blend_seg *segs = kb_calloc(p->n_segs ? p->n_segs : 1, sizeof *segs);
+	struct chunkcache_part *cp = kb_calloc(p->n_segs ? p->n_segs : 1, sizeof *cp);
+	int rc = segs && cp ? KB_OK : KB_ERR_NOMEM;
+	/* each retry follows a stored object removed: at most one per segment */
+	for (size_t attempt = 0; rc == KB_OK; attempt++) {
+		bool retry;
+		rc = run_once(p, m, ws, kv, cc, o, logits, st, segs, cp, &retry);
+		if (rc == KB_OK || !retry || attempt >= p->n_segs)
+			break;
+		st->n_retries++;
+		rc = KB_OK;
+	}
+	st->t_ttft = kb_now() - t0;
+	free(segs);
+	free(cp);
+	return rc;
+}
+
+int prompt_verify(const struct model *m, struct model_ws *ws, struct kv_cache *kv, const float *logits,
+		  struct prompt_fidelity *f)
+{
+	const int N = kv->n, V = m->hp.n_vocab;
+	float *full = kb_malloc((size_t)V * sizeof *full);
+	int32_t *pos = kb_malloc((size_t)(N ? N : 1) * sizeof *pos);
+	int rc = full && pos ? KB_OK : KB_ERR_NOMEM;
+	for (int i = 0; i < N && rc == KB_OK; i++)
+		pos[i] = i;
+	if (rc == KB_OK) {
+		kv->n = 0;
+		const double t0 = kb_now();
+		rc = model_forward(m, ws, kv, kv->tok, pos, N, full, false);
+		f->t_full = kb_now() - t0;
+	}
+	if (rc == KB_OK) {
+		f->tok = sample_greedy(logits, V);
+		f->tok_full = sample_greedy(full, V);
+		f->kl = metrics_kl(full, logits, V);
+	}
+	free(full);
+	free(pos);
+	return rc;
+}
