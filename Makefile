@@ -6,7 +6,7 @@
 #   make demo          .ci/setup, build, then the RAG pipeline end to end (tests/demo.sh; MODEL=file.gguf)
 #   make lint-man      mandoc -Tlint the man pages
 #   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
-#   make clean
+#   make clean         remove every build directory (build/, build-debug/, CI's build-noomp/, build-fuzz/)
 # Knobs: OPENMP=1 (default) or 0, DEBUG=1, CC, CFLAGS, LDFLAGS.
 
 PREFIX   ?= /usr/local
@@ -30,7 +30,7 @@ OPT      := -O2 -g
 SANLD    :=
 endif
 
-PKGS     := jansson libpcre2-8 libcurl sqlite3
+PKGS     := jansson libpcre2-8 libcurl sqlite3 libxxhash
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -55,14 +55,18 @@ TOOLS    := $(patsubst cmd/%.c,%,$(sort $(wildcard cmd/*.c)))
 BINS     := $(patsubst %,$(B)/bin/kvblend-%,$(filter-out kvblend,$(TOOLS))) $(B)/bin/kvblend
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
-HDRS     := $(wildcard common/*.h kernels/*.h tests/unit/*.h)
 MANS     := $(wildcard man/*.[1-9])
 
 all: $(BINS) $(UNITS)
 
-$(B)/%.o: %.c $(HDRS) Makefile
+# Each object also depends on the headers it includes, as the compiler lists them
+# (-MMD writes $(B)/X.d beside $(B)/X.o; -MP adds a target per header, so a
+# deleted header does not break the build): a header edit rebuilds only its users.
+$(B)/%.o: %.c Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512,$*),$(ISA_avx512),$(if $(findstring _avx2,$*),$(ISA_avx2))) -c -o $@ $<
+	$(CC) $(CPPFLAGS) -MMD -MP $(ALLCFLAGS) $(if $(findstring _avx512,$*),$(ISA_avx512),$(if $(findstring _avx2,$*),$(ISA_avx2))) -c -o $@ $<
+
+-include $(LIB_OBJ:.o=.d) $(TOOLS:%=$(B)/cmd/%.d) $(UNIT_SRC:%.c=$(B)/%.d)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -117,8 +121,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# Every build directory: the default, DEBUG=1, CI's OPENMP=0 (B=build-noomp),
+# the fuzz builds (tests/fuzz/run.sh, $$FUZZ_BUILD default build-fuzz) and any
+# other B=build-* a user chose.
 clean:
-	rm -rf build build-debug
+	rm -rf build build-*/
 
 # Speed side by side with llama.cpp: make bench LLAMA_CPP=/path/to/llama.cpp/build/bin
 bench: all
