@@ -47,6 +47,24 @@ got=$("$d" -m "$TAP_TMP/tq-k.gguf" -p "ab cd ef" -n 6 --ids)
 [ "$got" = "$out" ]; ok $? "...and decode as the q8_0 model did ($got)"
 "$q" --list-types | grep -qx q4_k_m; ok $? "--list-types lists q4_k_m"
 
+# issue 10 item 1: the weights are part of the fingerprint. Two seeds of one
+# shape: different fingerprints; a cache of one is refused by the other, and
+# the store does not take one's chunk as the other's.
+"$q" --synthetic tiny-qwen2 --seed 4 "$TAP_TMP/tq4.gguf" q8_0 2>/dev/null
+fp() { "$KVBLEND_BIN/kvblend-info" -j "$1" | sed -n 's/.*"model_fingerprint": *"\([0-9a-f]*\)".*/\1/p'; }
+fp3=$(fp "$TAP_TMP/tq.gguf") fp4=$(fp "$TAP_TMP/tq4.gguf")
+[ ${#fp3} -eq 64 ] && [ "$fp3" != "$fp4" ]; ok $? "--seed 3 and --seed 4: different model fingerprints ($fp3, $fp4)"
+is "$(fp "$TAP_TMP/tq2.gguf")" "$fp3" "the same seed: the same fingerprint"
+"$KVBLEND_BIN/kvblend-prefill" -m "$TAP_TMP/tq.gguf" -p "ab cd ef" -o "$TAP_TMP/tq.kvc" 2>/dev/null
+"$d" -m "$TAP_TMP/tq4.gguf" -c "$TAP_TMP/tq.kvc" -n 2 >/dev/null 2>"$TAP_TMP/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "another model" "$TAP_TMP/err"
+ok $? "decode refuses a cache of the other seed's model: $(cat "$TAP_TMP/err")"
+printf '{"id":"a","doc":"d","seq":0,"text":"ab cd ef gh"}\n' >"$TAP_TMP/c.jsonl"
+"$KVBLEND_BIN/kvblend-prefill" -q -m "$TAP_TMP/tq.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k3" 2>/dev/null
+"$KVBLEND_BIN/kvblend-prefill" -q -m "$TAP_TMP/tq4.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k4" 2>/dev/null
+k3=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k3") k4=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k4")
+[ -n "$k3" ] && [ -n "$k4" ] && [ "$k3" != "$k4" ]; ok $? "prefill stores the chunk once per model: two keys ($k3, $k4)"
+
 model=$(tap_shared models/stories260Ktok512.gguf)
 if [ -n "$model" ]; then
 	want=$("$d" -m "$model" -p "Joe loves writing stories" -n 16 --ids)

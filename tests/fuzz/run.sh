@@ -48,9 +48,10 @@ srcs() {
 # libs TARGET: the libraries it links beyond libm and libpthread
 libs() {
 	case $1 in
+	gguf) pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash ;; # the model fingerprint
 	dataset) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
-	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 2>/dev/null ||
-		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 ;;
+	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash 2>/dev/null ||
+		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash ;;
 	esac
 }
 

@@ -11,10 +11,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <xxhash.h>
 
 #include "gguf.h"
 #include "hash.h"
 #include "quant.h"
+
 #include "tap.h"
 
 static char tmpdir[256];
@@ -597,6 +599,14 @@ static int count_temp_files(void)
 	return n;
 }
 
+static void reverse8(uint8_t b[8])
+{
+	for (int i = 0; i < 4; i++) {
+		uint8_t c = b[i];
+		b[i] = b[7 - i], b[7 - i] = c;
+	}
+}
+
 /* The model fingerprint recomputed here from the serialisation documented in gguf.c. */
 static void fp_by_hand(const struct gguf *g, uint8_t out[32])
 {
@@ -605,7 +615,7 @@ static void fp_by_hand(const struct gguf *g, uint8_t out[32])
 	const char *keys[] = { "llama.attention.layer_norm_rms_epsilon", "llama.block_count",
 			       "llama.embedding_length" }; /* bytewise order */
 	sha256_init(&s);
-	sha256_update(&s, "kvblend-model-fingerprint-v1", 28);
+	sha256_update(&s, "kvblend-model-fingerprint-v2", 28);
 	put_u64(b, 5), sha256_update(&s, b, 8), sha256_update(&s, "llama", 5);
 	put_u64(b, 3), sha256_update(&s, b, 8);
 	for (int i = 0; i < 3; i++) {
@@ -622,6 +632,9 @@ static void fp_by_hand(const struct gguf *g, uint8_t out[32])
 		put_u32(b, t->n_dims), sha256_update(&s, b, 4);
 		for (uint32_t d = 0; d < t->n_dims; d++)
 			put_u64(b, (uint64_t)t->ne[d]), sha256_update(&s, b, 8);
+		XXH128_hash_t h = XXH3_128bits(t->data, t->size);
+		put_u64(b, h.high64), reverse8(b), sha256_update(&s, b, 8); /* big-endian */
+		put_u64(b, h.low64), reverse8(b), sha256_update(&s, b, 8);
 	}
 	sha256_final(&s, out);
 }
@@ -792,6 +805,24 @@ static void test_writer(void)
 	write_model(tmp_path("m3.gguf"), &o);
 	fp_of(tmp_path("m3.gguf"), fp2, tok2);
 	ok(memcmp(fp, fp2, 32) != 0, "a tensor shape changes the model fingerprint");
+	/* issue 10 item 1: the weights are part of the model's identity */
+	int every = 1;
+	for (size_t i = 0; i < N_SPECS; i++) {
+		size_t sz = spec_size(&specs[i]);
+		for (int end = 0; end < 2 && sz > 0; end++) {
+			size_t pos = end ? sz - 1 : 0; /* the first and the last byte */
+			tdata[i][pos] ^= 0x01;
+			o = (struct model_opts){ 0 };
+			write_model(tmp_path("m3.gguf"), &o);
+			fp_of(tmp_path("m3.gguf"), fp2, tok2);
+			tdata[i][pos] ^= 0x01;
+			if (memcmp(fp, fp2, 32) == 0 || memcmp(tok, tok2, 32) != 0) {
+				every = 0;
+				diag("tensor %s, byte %zu: model fingerprint unchanged", specs[i].name, pos);
+			}
+		}
+	}
+	ok(every, "one bit of any tensor's first or last byte changes the model fingerprint, not the tokenizer's");
 	o = (struct model_opts){ .tok0 = "<UNK>" };
 	write_model(tmp_path("m3.gguf"), &o);
 	fp_of(tmp_path("m3.gguf"), fp2, tok2);
@@ -920,12 +951,13 @@ static void test_stories(void)
 	const struct gguf_tensor *last = &g->tensors[g->n_tensors - 1];
 	ok((size_t)((const uint8_t *)last->data - g->base) + last->size == g->size, "the last tensor ends at EOF");
 	/* The fingerprint of this file, pinned: it keys cached KV files, so a change to
-	 * its serialisation must be deliberate (and bump the tag in gguf.c). */
+	 * its serialisation must be deliberate (and bump the tag in gguf.c). Regenerate:
+	 *   kvblend info -j ../shared/models/stories260Ktok512.gguf | jq -r .model_fingerprint */
 	uint8_t fp[32];
 	char hex[65];
 	gguf_fingerprint(g, fp);
 	hash_hex(fp, 32, hex);
-	ok(strcmp(hex, "a6e64ea02ddca1719adc5c75457f632108a9df84994233bba8179642c8803ab0") == 0,
+	ok(strcmp(hex, "1808ebb76988366268cde5b405ee6f4c4422b373bb1fe0e3d87d5dcaedac250f") == 0,
 	   "stories260K model fingerprint is pinned");
 	gguf_tokenizer_fingerprint(g, fp);
 	hash_hex(fp, 32, hex);
