@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -339,6 +340,9 @@ static int do_evict(struct store *st, const struct opts *o)
 	       r.n_left == 1 ? "" : "s", fmt_bytes(b2, sizeof b2, r.bytes_left), fmt_bytes(b3, sizeof b3, o->max_bytes));
 	if (r.n_temp_removed)
 		printf("removed %" PRIu64 " unfinished write%s\n", r.n_temp_removed, r.n_temp_removed == 1 ? "" : "s");
+	if (r.n_bad_rows)
+		printf("%s %" PRIu64 " index row%s whose key is not a store key (no file touched)\n",
+		       o->dry_run ? "would remove" : "removed", r.n_bad_rows, r.n_bad_rows == 1 ? "" : "s");
 	if (r.bytes_left > o->max_bytes) {
 		fprintf(stderr, "%s: %s over the budget: %" PRIu64 " pinned cache%s take%s %s\n", cli_tool,
 			o->dry_run ? "would stay" : "still", r.n_pinned, r.n_pinned == 1 ? "" : "s",
@@ -443,14 +447,32 @@ static void do_stats(struct store *st, const struct opts *o)
 		cli_die("%s", kb_error());
 }
 
+/* Open the store: it must exist (a mistyped --store is an error, nothing is
+ * created), except that a repairing --verify rebuilds a lost index.db in a
+ * folder that still has its objects/. */
+static struct store *open_store(const struct opts *o)
+{
+	struct store *st;
+	char *dir = NULL, *objects = NULL;
+	struct stat sb;
+	if (!o->store && store_default_dir(&dir))
+		cli_die("%s", kb_error());
+	const char *d = o->store ? o->store : dir;
+	bool rebuild = o->verify && !o->dry_run && asprintf(&objects, "%s/objects", d) >= 0 &&
+		       stat(objects, &sb) == 0 && S_ISDIR(sb.st_mode);
+	if ((rebuild ? store_open(&st, d) : store_open_existing(&st, d)))
+		cli_die("%s", kb_error());
+	free(objects);
+	free(dir);
+	return st;
+}
+
 int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-evict";
 	struct opts o = { .policy = STORE_LRU };
 	parse(argc, argv, &o);
-	struct store *st;
-	if (store_open(&st, o.store))
-		cli_die("%s", kb_error());
+	struct store *st = open_store(&o);
 	int status = do_pins(st, &o);
 	if (o.verify)
 		status |= do_verify(st, &o);

@@ -218,7 +218,7 @@ static int open_store(struct store **out, const char *dir, bool create)
 	struct stat sb;
 	rc = db_open(&st->db, st->dir, "index.db", create ? DB_CREATE : DB_EXISTING);
 	if (rc == KB_EOF)
-		rc = stat(st->dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store: %s", st->dir, strerror(errno))
+		rc = stat(st->dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store (%s)", st->dir, strerror(errno))
 		     : kb_fail(KB_ERR_ARG, "'%s': no cache store here (no index.db in it)", st->dir);
 	if (rc || (rc = db_init_schema(&st->db, schema, STORE_SCHEMA_VERSION)))
 		goto fail;

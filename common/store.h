@@ -345,6 +345,7 @@ void store_set_clock(struct store *st, double t);
 enum store_hook_point {
 	STORE_HOOK_PUT_RENAMED,  /* commit: the object renamed into place, its row not committed */
 	STORE_HOOK_EVICT_UNLINKED, /* evict: an object unlinked, the transaction not committed */
+	STORE_HOOK_VERIFY_LISTED, /* verify: a row listed, its object not read yet */
 	STORE_HOOK_VERIFY_READ,  /* verify: an object read whole, not yet judged against its row */
 };
 void store_set_test_hook(struct store *st, void (*fn)(void *ctx, int point), void *ctx);

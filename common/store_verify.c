@@ -342,6 +342,7 @@ static int verify_row(struct verifier *v, const struct row *w)
 	}
 	struct object_info info = { 0 };
 	struct stat sb = { 0 };
+	store_hook(st, STORE_HOOK_VERIFY_LISTED);
 	int cr = read_object(path, name, w->key, &info, &sb, &fd);
 	char why[512] = "";
 	if (cr != KB_OK && cr != KB_EOF)

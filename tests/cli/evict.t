@@ -45,15 +45,32 @@ else
 	for i in 1 2 3 4; do skip "bash is not installed"; done
 fi
 
-# ---- an empty store ----
+# ---- a missing store, an empty store ----
 run "$E" --store "$t/empty" --stats
-[ $RUN_RC -eq 0 ]; ok $? "--stats on a new store: exit 0"
+[ $RUN_RC -eq 1 ]; ok $? "--stats on a store that does not exist: exit 1"
+like "$RUN_ERR" "kvblend-evict: '$t/empty': no such store*" "it says so"
+[ ! -e "$t/empty" ]; ok $? "and creates nothing"
+for a in --list --verify "--verify -n" "--max-bytes 0" "--pin 0123"; do
+	run "$E" --store "$t/empty" $a
+	[ $RUN_RC -eq 1 ] && [ ! -e "$t/empty" ]; ok $? "$a on a store that does not exist: exit 1, nothing created"
+done
+mkdir "$t/noindex"
+run "$E" --store "$t/noindex" --stats
+[ $RUN_RC -eq 1 ] && [ ! -e "$t/noindex/index.db" ]; ok $? "a folder that is no store: exit 1, nothing created"
+like "$RUN_ERR" "*'$t/noindex': no cache store here*" "it says so"
+# a store whose objects/ is there (its index lost, or new): --verify makes the index
+mkdir -p "$t/empty/objects"
+run "$E" --store "$t/empty" --verify
+[ $RUN_RC -eq 0 ] && [ -f "$t/empty/index.db" ]; ok $? "--verify on a store with objects/ and no index makes the index"
+run "$E" --store "$t/empty" --stats
+[ $RUN_RC -eq 0 ]; ok $? "--stats on an empty store: exit 0"
 like "$RUN_OUT" "*caches*0 (0 pinned)*" "it holds 0 caches"
-[ -d "$t/empty/objects" ] && [ -f "$t/empty/index.db" ]; ok $? "the store was created"
 run "$E" --store "$t/empty" --stats --json
 like "$RUN_OUT" '{"store":*"entries":0,"bytes":0,*"models":\[\]}' "--stats --json: one object, empty"
+KVBLEND_STORE=$t/empty run "$E" --stats
+[ $RUN_RC -eq 0 ]; ok $? "\$KVBLEND_STORE is the default store"
 KVBLEND_STORE=$t/env run "$E" --stats
-[ $RUN_RC -eq 0 ] && [ -f "$t/env/index.db" ]; ok $? "\$KVBLEND_STORE is the default store"
+[ $RUN_RC -eq 1 ] && [ ! -e "$t/env" ]; ok $? "a \$KVBLEND_STORE that does not exist: exit 1, nothing created"
 run "$E" --store "$t/empty" --verify
 [ $RUN_RC -eq 0 ]; ok $? "--verify on an empty store: exit 0"
 run "$E" --store "$t/empty" --max-bytes 0
@@ -153,4 +170,59 @@ like "$RUN_OUT" "*.tmp-999999-deadbeef: an unfinished write*(removed)*" "an old 
 [ ! -e "$d/.tmp-999999-deadbeef" ] && [ "$(entries "$S")" -eq "$n" ]; ok $? "the index has them all again"
 run "$E" --store "$S" --verify
 [ $RUN_RC -eq 0 ]; ok $? "and verifies clean"
+# ---- a planted key, a FIFO, a folder (issue 10, items 2 and 6) ----
+rm -rf "$t/pk" && cp -R "$t/clean" "$t/pk"
+printf 'precious' >"$t/victim.kvc"
+if command -v sqlite3 >/dev/null 2>&1; then
+	# the old path of key "../../victim" was STORE/objects/..//../victim.kvc = $t/victim.kvc
+	sqlite3 "$t/pk/index.db" "INSERT INTO objects (key, size, n_tokens, model, created, last_used) VALUES ('../../victim', 8, 1, 'x', 0, 0)"
+	run "$E" --store "$t/pk" --max-bytes 0
+	[ $RUN_RC -eq 0 ] && [ -f "$t/victim.kvc" ]; ok $? "evict --max-bytes 0 with a planted '../../victim' row: the file outside the store stays"
+	like "$RUN_OUT" "*removed 1 index row whose key is not a store key (no file touched)*" "it removes the row and says so"
+else
+	skip "sqlite3 (the shell) is not installed: cannot plant a row"
+	skip "sqlite3 (the shell) is not installed"
+fi
+rm -rf "$t/ff" && cp -R "$t/clean" "$t/ff"
+f1=$(find "$t/ff/objects" -name '*.kvc' | sed -n 1p) f2=$(find "$t/ff/objects" -name '*.kvc' | sed -n 2p)
+rm "$f1" "$f2" && mkfifo "$f1" && mkdir "$f2"
+run timeout 60 "$E" --store "$t/ff" --verify
+[ $RUN_RC -eq 1 ]; ok $? "--verify with a FIFO and a folder in objects' places: exit 1, no hang"
+[ "$(printf '%s\n' "$RUN_OUT" | grep -c 'not a regular file (removed)')" -eq 2 ]; ok $? "both reported as not regular files and removed"
+run timeout 60 "$E" --store "$t/ff" --verify
+[ $RUN_RC -eq 0 ] && [ ! -e "$f1" ] && [ ! -e "$f2" ]; ok $? "a second --verify is clean"
+
+# ---- a read-only store (issue 10, item 7) ----
+# root ignores file modes: read as the user nobody (setpriv), else skip
+asnobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+rm -rf "$t/ro" && cp -R "$t/clean" "$t/ro" && chmod -R a+rX,a-w "$t/ro" && chmod a+rx "$t"
+if [ "$(id -u)" -ne 0 ]; then
+	why="not root: cannot become another user (setpriv)"
+elif ! command -v setpriv >/dev/null 2>&1; then
+	why="setpriv is not installed"
+elif ! asnobody test -r "$t/ro/index.db" || asnobody test -w "$t/ro"; then
+	why="the scratch folder is not readable by nobody"
+else
+	why=
+fi
+if [ -z "$why" ]; then
+	run asnobody "$E" --store "$t/ro" --stats
+	[ $RUN_RC -eq 0 ]; ok $? "--stats on a store nobody may not write: exit 0 ($RUN_ERR)"
+	like "$RUN_OUT" "*caches*8 (0 pinned)*" "it lists the 8 caches"
+	run asnobody "$E" --store "$t/ro" --list
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 8 ]; ok $? "--list: 8 lines"
+	run asnobody "$E" --store "$t/ro" --verify -n
+	[ $RUN_RC -eq 0 ]; ok $? "--verify -n reads every cache: exit 0"
+	run asnobody "$E" --store "$t/ro" --max-bytes 0
+	[ $RUN_RC -eq 1 ]; ok $? "--max-bytes on a read-only store: exit 1"
+	like "$RUN_ERR" "kvblend-evict: '$t/ro/index.db': read-only*cannot evict" "it says the store is read-only"
+	[ "$(entries "$t/ro")" -eq 8 ]; ok $? "and nothing was removed"
+	rm -rf "$t/ro2" && cp -R "$t/clean" "$t/ro2" && chmod -R a+rX,a-w "$t/ro2"
+	printf '%s\n' "$(sed -n 1p "$t/chunks.jsonl")" >"$t/one.jsonl"
+	run asnobody "$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$t/ro2" -q <"$t/one.jsonl"
+	[ $RUN_RC -eq 0 ]; ok $? "prefill of a stored chunk on a read-only store: exit 0 ($RUN_ERR)"
+else
+	for i in 1 2 3 4 5 6 7 8; do skip "$why"; done
+fi
+chmod -R u+w "$t/ro" "$t/ro2" 2>/dev/null
 done_testing

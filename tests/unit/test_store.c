@@ -16,8 +16,12 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <sys/resource.h>
+#include <time.h>
 
 #include "hash.h"
 #include "kvc.h"
@@ -55,7 +59,9 @@ static void key_of(const uint8_t *fp, int id, char key[65])
 	store_key(fp, t, (size_t)n, key);
 }
 
-/* Write object id's cache (2 layers, kv_dim 8, f32) to fd. */
+static int cache_dtype = KVC_F32; /* the dtype write_cache writes (f16: the same key, another size) */
+
+/* Write object id's cache (2 layers, kv_dim 8, cache_dtype) to fd. */
 static int write_cache(int fd, const uint8_t *fp, int id)
 {
 	int32_t t[64], pos[64];
@@ -69,7 +75,7 @@ static int write_cache(int fd, const uint8_t *fp, int id)
 	h.n_layer = 2;
 	h.n_kv_head = 2;
 	h.head_dim = 4;
-	h.dtype = KVC_F32;
+	h.dtype = cache_dtype;
 	h.n_rot = 4;
 	h.n_tokens = n;
 	h.tokens = t;
@@ -211,6 +217,7 @@ static void flip_byte(const char *path, long off)
 		abort();
 	close(fd);
 }
+
 
 /* ---- keys, opening ---- */
 
@@ -1072,6 +1079,377 @@ static void test_stats(void)
 	store_close(st);
 }
 
+/* ---- trust: keys, non-regular files, races, read-only stores (issue 10) ---- */
+
+static int count_rows(const char *dir, const char *where)
+{
+	char p[400], sql[300];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int n = -1;
+	snprintf(p, sizeof p, "%s/index.db", dir);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM objects WHERE %s", where);
+	if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+	return n;
+}
+
+/* Item 2: a planted key never makes a path outside objects/. */
+static void test_bad_keys(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	if (store_open(&st, dir)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	ok(put(st, 1, 1.0) == KB_OK, "bad keys: a sound object");
+	/* the old path of key "../../victim" was DIR/objects/..//../victim.kvc = DIR/../victim.kvc */
+	char victim[400], sql[300];
+	snprintf(victim, sizeof victim, "%s/../victim-%d.kvc", dir, n_dirs);
+	int fd = open(victim, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ok(fd >= 0 && write(fd, "precious", 8) == 8 && close(fd) == 0, "a file outside the store");
+	snprintf(sql, sizeof sql, "INSERT INTO objects (key, size, n_tokens, model, created, last_used)"
+		 " VALUES ('../../victim-%d', 8, 1, 'x', 1, 1)", n_dirs);
+	ok(sql_exec(dir, sql) == 0, "a planted row whose key climbs out of objects/");
+	ok(store_object_path(st, "../../x") == NULL, "store_object_path refuses a malformed key: %s", kb_error());
+	ok(store_get(st, "../../x", NULL) == KB_ERR_ARG && store_remove(st, "../../x") == KB_ERR_ARG &&
+	   store_pin(st, "../../x", true) == KB_ERR_ARG, "get, remove and pin refuse it");
+	struct store_evict_opts o = { .policy = STORE_LRU, .max_bytes = 0, .dry_run = true };
+	struct store_evict_result r;
+	int rc = store_evict(st, &o, NULL, NULL, &r);
+	ok(rc == KB_OK && r.n_bad_rows == 1 && r.n_removed == 1, "a dry run counts the planted row apart (%llu bad, %llu removed)",
+	   (unsigned long long)r.n_bad_rows, (unsigned long long)r.n_removed);
+	o.dry_run = false;
+	rc = store_evict(st, &o, NULL, NULL, &r);
+	ok(rc == KB_OK, "evict --max-bytes 0 with a planted row: %s", rc ? kb_error() : "ok");
+	ok(access(victim, F_OK) == 0, "the file outside the store is still there");
+	ok(r.n_bad_rows == 1 && count_rows(dir, "1") == 0, "the planted row is gone from the index");
+	ok(sql_exec(dir, "INSERT INTO objects (key, size, n_tokens, model, created, last_used)"
+			 " VALUES ('../../victim', 8, 1, 'x', 1, 1)") == 0, "planted again");
+	struct store_verify_result vr;
+	ok(store_verify(st, true, NULL, NULL, &vr) == KB_OK && vr.bad_rows == 1 && access(victim, F_OK) == 0,
+	   "verify removes it too, touching no file");
+	unlink(victim);
+	store_close(st);
+}
+
+/* What a child reports through its exit status: 0 when every check passed. */
+static int child_nonregular(const char *dir)
+{
+	alarm(30); /* a FIFO used to hang the lookup and the verify: fail, do not hang */
+	struct store *st;
+	if (store_open(&st, dir))
+		return 10;
+	char k1[65], k2[65];
+	key_of(FP_A, 1, k1);
+	key_of(FP_A, 2, k2);
+	int fd;
+	if (store_get_fd(st, k1, &fd) != KB_EOF || store_has(st, k2, NULL) != KB_EOF)
+		return 11; /* a FIFO and a folder are misses */
+	if (put(st, 3, 1.0) || put(st, 4, 1.0))
+		return 12;
+	store_close(st);
+	return 0;
+}
+
+/* Item 6: a FIFO or a folder in an object's place. */
+static void test_nonregular(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	if (store_open(&st, dir)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	for (int id = 1; id <= 4; id++)
+		if (put(st, id, 1.0))
+			ok(0, "put %d: %s", id, kb_error());
+	char *p1 = obj_path(st, 1), *p2 = obj_path(st, 2), *p3 = obj_path(st, 3), *p4 = obj_path(st, 4);
+	ok(unlink(p1) == 0 && mkfifo(p1, 0644) == 0 && unlink(p2) == 0 && mkdir(p2, 0755) == 0,
+	   "object 1 is now a FIFO, object 2 a folder");
+	ok(unlink(p3) == 0 && mkfifo(p3, 0644) == 0 && unlink(p4) == 0 && mkdir(p4, 0755) == 0,
+	   "and so are objects 3 and 4");
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_nonregular(dir));
+	int status;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "lookups of a FIFO and a folder are misses, and putting over them works (%s %d)",
+	   WIFSIGNALED(status) ? "signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	struct store_verify_result r;
+	ok(unlink(p3) == 0 && mkfifo(p3, 0644) == 0 && unlink(p4) == 0 && mkdir(p4, 0755) == 0, "FIFO and folder again");
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		alarm(30);
+		struct store *s2;
+		struct store_verify_result r2;
+		_exit(store_open(&s2, dir) || store_verify(s2, true, NULL, NULL, &r2) || r2.corrupt != 2 ? 1 : 0);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "verify finds both as corrupt and repairs them, without hanging");
+	struct stat sb;
+	ok(lstat(p3, &sb) < 0 && lstat(p4, &sb) < 0, "the FIFO and the folder are gone");
+	ok(problems(st, false, &r) == 0, "a second verify finds nothing");
+	ok(put(st, 3, 1.0) == KB_OK && put(st, 4, 1.0) == KB_OK && has_id(st, 3) == KB_OK && has_id(st, 4) == KB_OK,
+	   "the objects can be stored again");
+	/* an orphan FIFO (no row) named like an object */
+	char *p9 = obj_path(st, 9);
+	char d9[600];
+	snprintf(d9, sizeof d9, "%.*s", (int)(strrchr(p9, '/') - p9), p9);
+	mkdir(d9, 0777);
+	ok(mkfifo(p9, 0644) == 0, "an orphan FIFO named like an object");
+	ok(problems(st, true, &r) == 1 && r.orphans_removed == 1 && lstat(p9, &sb) < 0, "verify removes it");
+	free(p1), free(p2), free(p3), free(p4), free(p9);
+	store_close(st);
+}
+
+/* Item 3: verify judges against the row as it is, not a stale one. The hook
+ * (in the verifying process, on another connection) evicts the object and
+ * puts it back as f16 (the same key, another size) at one moment of verify. */
+struct swap_ctx {
+	const char *dir;
+	int point, id, fired;
+};
+
+static void swap_hook(void *vctx, int point)
+{
+	struct swap_ctx *c = vctx;
+	if (point != c->point || c->fired++)
+		return;
+	struct store *s2;
+	char key[65];
+	key_of(FP_A, c->id, key);
+	if (store_open(&s2, c->dir) || store_remove(s2, key))
+		abort();
+	cache_dtype = cache_dtype == KVC_F32 ? KVC_F16 : KVC_F32;
+	int rc = put(s2, c->id, 1.0);
+	store_close(s2);
+	if (rc)
+		abort();
+}
+
+static void test_verify_race(void)
+{
+	int points[2] = { STORE_HOOK_VERIFY_LISTED, STORE_HOOK_VERIFY_READ };
+	for (int i = 0; i < 4; i++) {
+		const char *dir = new_dir();
+		struct store *st;
+		if (store_open(&st, dir)) {
+			ok(0, "open: %s", kb_error());
+			return;
+		}
+		bool repair = i & 1;
+		cache_dtype = KVC_F32;
+		ok(put(st, 7, 1.0) == KB_OK, "race: a sound object");
+		uint64_t size0 = entry_size(st, 7);
+		struct swap_ctx c = { dir, points[i / 2], 7, 0 };
+		store_set_test_hook(st, swap_hook, &c);
+		struct store_verify_result r;
+		uint64_t n = problems(st, repair, &r);
+		store_set_test_hook(st, NULL, NULL);
+		uint64_t size1 = entry_size(st, 7);
+		ok(c.fired == 1 && size1 != size0, "the object was put again as %s meanwhile (%llu -> %llu bytes)",
+		   cache_dtype == KVC_F16 ? "f16" : "f32", (unsigned long long)size0, (unsigned long long)size1);
+		ok(n == 0, "verify%s with the object swapped %s reading it: no problem reported (%llu)",
+		   repair ? "" : " -n", i / 2 ? "after" : "before", (unsigned long long)n);
+		char *p = obj_path(st, 7);
+		struct stat sb;
+		ok(has_id(st, 7) == KB_OK && stat(p, &sb) == 0 && (uint64_t)sb.st_size == size1,
+		   "the sound cache put meanwhile is still there");
+		free(p);
+		cache_dtype = KVC_F32;
+		store_close(st);
+	}
+}
+
+/* A child of the bounded race: role 0, 1 put (f32, f16), 2 evicts, 3 verifies
+ * with repair, 4 verifies without. Verifiers exit 1 on any problem. */
+static int child_race(const char *dir, int role, double until, int rounds)
+{
+	struct store *st;
+	if (store_open(&st, dir))
+		return 2;
+	cache_dtype = role == 1 ? KVC_F16 : KVC_F32;
+	srand((unsigned)getpid());
+	for (int i = 0; i < rounds; i++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		if ((double)ts.tv_sec + ts.tv_nsec * 1e-9 > until)
+			break;
+		if (role <= 1) {
+			if (put(st, rand() % 12, 1.0))
+				return 3;
+		} else if (role == 2) {
+			struct store_evict_opts o = { .policy = STORE_LRU, .max_bytes = (uint64_t)(rand() % 4000) };
+			if (store_evict(st, &o, NULL, NULL, NULL))
+				return 4;
+		} else {
+			struct store_verify_result r;
+			if (store_verify(st, role == 3, NULL, NULL, &r))
+				return 5;
+			uint64_t bad = store_verify_problems(&r) - r.stale_temps;
+			if (bad) {
+				fprintf(stderr, "# verify%s: missing %llu, size %llu, corrupt %llu, rows %llu, adopted %llu,"
+						" orphans removed %llu\n", role == 3 ? "" : " -n",
+					(unsigned long long)r.missing, (unsigned long long)r.bad_size,
+					(unsigned long long)r.corrupt, (unsigned long long)r.bad_rows,
+					(unsigned long long)r.orphans_adopted, (unsigned long long)r.orphans_removed);
+				return 1;
+			}
+		}
+	}
+	store_close(st);
+	return 0;
+}
+
+/* Item 3: evict, two writers (the same keys at two sizes) and two verifiers at
+ * once, bounded by rounds and by time: no verifier may find (or remove) a
+ * problem, since nothing here is broken. */
+static void test_race_loop(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	if (store_open(&st, dir)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	store_close(st);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double until = (double)ts.tv_sec + 8.0;
+	pid_t pids[5];
+	fflush(stdout);
+	for (int role = 0; role < 5; role++)
+		if ((pids[role] = fork()) == 0)
+			_exit(child_race(dir, role, until, role <= 1 ? 3000 : 400));
+	int bad = 0;
+	for (int role = 0; role < 5; role++) {
+		int status;
+		waitpid(pids[role], &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			bad++;
+			diag("role %d: %s %d", role, WIFEXITED(status) ? "exit" : "signal",
+			     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		}
+	}
+	ok(bad == 0, "8 s of concurrent puts (two sizes per key), evictions and verifies: no sound cache reported or removed");
+	if (store_open(&st, dir) == KB_OK) {
+		struct store_verify_result r;
+		ok(problems(st, false, &r) == 0, "and the store verifies clean");
+		store_close(st);
+	}
+}
+
+/* Item 7: a store the process cannot write serves lookups; writes fail with a
+ * message. As root (which ignores modes) the child becomes nobody. */
+static int child_readonly(const char *dir)
+{
+	if (geteuid() == 0 && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
+		return 20;
+	if (access(dir, W_OK) == 0)
+		return 21;
+	struct store *st;
+	if (store_open_existing(&st, dir))
+		return fprintf(stderr, "# %s\n", kb_error()), 22;
+	if (!store_readonly(st))
+		return 23;
+	int fd;
+	char *path;
+	if (store_get_fd(st, v_key(1), &fd) != KB_OK)
+		return fprintf(stderr, "# %s\n", kb_error()), 24;
+	close(fd);
+	if (store_get(st, v_key(1), &path) != KB_OK)
+		return 25;
+	free(path);
+	struct store_stats s;
+	struct store_verify_result r;
+	if (store_stats(st, &s) || s.entries != 2 || store_verify(st, false, NULL, NULL, &r) ||
+	    store_verify_problems(&r))
+		return 26;
+	struct store_evict_opts o = { .policy = STORE_LRU, .max_bytes = 0, .dry_run = true };
+	struct store_evict_result er;
+	if (store_evict(st, &o, NULL, NULL, &er) || er.n_removed != 2)
+		return 27;
+	o.dry_run = false;
+	if (store_evict(st, &o, NULL, NULL, NULL) != KB_ERR_IO || !strstr(kb_error(), "read-only"))
+		return 28;
+	if (put(st, 5, 1.0) != KB_ERR_IO || !strstr(kb_error(), "read-only"))
+		return 29;
+	store_close(st);
+	return 0;
+}
+
+static void ro_skip(const char *why)
+{
+	ok(1, "a read-only store # SKIP %s", why);
+}
+
+static void test_readonly(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	if (store_open(&st, dir)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	ok(put(st, 1, 1.0) == KB_OK && put(st, 2, 1.0) == KB_OK, "read-only: two objects");
+	store_close(st);
+	char cmd[700];
+	/* readable by all, writable by none but root; root's child becomes nobody */
+	snprintf(cmd, sizeof cmd, "chmod -R a+rX,go-w '%s' && chmod a-w '%s' '%s/index.db' && chmod a+x '%s'", root,
+		 dir, dir, root);
+	if (system(cmd) != 0) {
+		ro_skip("chmod failed: cannot make a read-only store");
+		return;
+	}
+	if (geteuid() == 0) {
+		/* nobody must reach the store: every folder above it searchable */
+		char up[300];
+		snprintf(up, sizeof up, "%s", root);
+		for (char *e; (e = strrchr(up, '/')) && e != up; *e = '\0') {
+			struct stat sb;
+			if (stat(up, &sb) == 0 && !(sb.st_mode & S_IXOTH)) {
+				ro_skip("a folder above the scratch folder is closed to others: cannot test as nobody");
+				return;
+			}
+		}
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_readonly(dir));
+	int status;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a store the user %s may not write: lookups, stats, verify -n and a dry run work; evict and put fail saying read-only (%d)",
+	   geteuid() == 0 ? "nobody" : "this user", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	snprintf(cmd, sizeof cmd, "chmod -R u+w '%s'", dir);
+	if (system(cmd) != 0)
+		diag("chmod back failed");
+}
+
+/* Item 19: opening an existing store creates nothing. */
+static void test_open_existing(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	ok(store_open_existing(&st, dir) == KB_ERR_ARG && strstr(kb_error(), "no such store"),
+	   "store_open_existing on a missing folder: %s", kb_error());
+	ok(access(dir, F_OK) < 0, "and nothing was created");
+	ok(mkdir(dir, 0777) == 0 && store_open_existing(&st, dir) == KB_ERR_ARG && strstr(kb_error(), "no cache store"),
+	   "on a folder without index.db: %s", kb_error());
+	char p[400];
+	snprintf(p, sizeof p, "%s/index.db", dir);
+	ok(access(p, F_OK) < 0, "and index.db was not created");
+}
+
 int main(void)
 {
 	tap_seed();
@@ -1092,6 +1470,12 @@ int main(void)
 	test_s3fifo();
 	test_policies();
 	test_stats();
+	test_bad_keys();
+	test_nonregular();
+	test_verify_race();
+	test_race_loop();
+	test_open_existing();
+	test_readonly(); /* last: it makes the scratch folder read-only for others */
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
 	if (!tap_failed && system(cmd) != 0)
