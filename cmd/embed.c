@@ -22,6 +22,8 @@ static const struct option longopts[] = {
 	{ "pool", required_argument, NULL, 'P' },
 	{ "batch", required_argument, NULL, 'B' },
 	{ "vectors", no_argument, NULL, 'V' },
+	{ "delete", required_argument, NULL, 'E' },
+	{ "list-docs", no_argument, NULL, 'W' },
 	{ "passage-prefix", required_argument, NULL, 'A' },
 	{ "query-prefix", required_argument, NULL, 'U' },
 	{ "threads", required_argument, NULL, 't' },
@@ -36,9 +38,11 @@ static void usage(void)
 	printf("usage: kvblend embed [-m MODEL] [--store DIR] < chunks.jsonl\n"
 	       "       kvblend embed [-m MODEL] [--store DIR] (--query TEXT | -k N < queries.jsonl) [options]\n"
 	       "       kvblend embed -m MODEL --vectors < records.jsonl\n"
+	       "       kvblend embed [--store DIR] (--list-docs | --delete DOC...)\n"
 	       "Keep chunk records in the store's chunk index (BM25 over their text, and their\n"
 	       "embeddings with -m), or print the top k chunk records for each query; or\n"
-	       "print each record with its embedding (--vectors, no store).\n\n"
+	       "print each record with its embedding (--vectors, no store). Indexing a document\n"
+	       "(\"doc\") again replaces its old chunks.\n\n"
 	       "  -m, --model FILE       embedding model (GGUF: bert, or llama/qwen2 with --pool)\n"
 	       "      --store DIR        the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -q, --query TEXT       search for TEXT (without it, -k reads {\"query\": ...} lines)\n"
@@ -54,6 +58,8 @@ static void usage(void)
 	       "      --batch N          chunks embedded per batch (default 32)\n"
 	       "      --vectors          print each record of stdin with an \"embedding\" array (of its\n"
 	       "                         \"text\", else its \"query\"), L2-normalized; needs -m\n"
+	       "      --list-docs        print each indexed document and its number of chunks\n"
+	       "      --delete DOC       remove every chunk of document DOC (repeatable)\n"
 	       "  -t, --threads N        threads (default: all cores)\n"
 	       "  -v, --verbose          counts and timings on stderr\n"
 	       "  -h, --help             this help\n");
@@ -62,10 +68,13 @@ static void usage(void)
 enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
 enum order { O_RANK, O_REVERSE, O_DOC };
 
+#define MAX_DELETE 256
+
 struct opts {
 	const char *model, *store, *query, *pool, *passage_prefix, *query_prefix;
-	int k, batch, threads;
-	bool search, verbose, vectors, store_set, method_set, order_set;
+	const char *del[MAX_DELETE]; /* --delete DOC, n_del of them */
+	int k, batch, threads, n_del;
+	bool search, verbose, vectors, store_set, method_set, order_set, list_docs;
 	enum method method;
 	enum order order;
 };
@@ -105,6 +114,12 @@ static void parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'B': o->batch = (int)cli_long("--batch", optarg, 1, 4096); break;
 		case 'V': o->vectors = true; break;
+		case 'E':
+			if (o->n_del == MAX_DELETE)
+				cli_usage_error("more than %d --delete", MAX_DELETE);
+			o->del[o->n_del++] = optarg;
+			break;
+		case 'W': o->list_docs = true; break;
 		case 'A': o->passage_prefix = optarg; break;
 		case 'U': o->query_prefix = optarg; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
@@ -116,6 +131,11 @@ static void parse(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		cli_usage_error("unexpected operand '%s' (chunk records and queries come on stdin)", argv[optind]);
+	if (o->n_del || o->list_docs) {
+		if (o->search || o->vectors || o->model || o->method_set || o->order_set)
+			cli_usage_error("--delete and --list-docs take only --store (and -v)");
+		return;
+	}
 	if (o->vectors) {
 		if (!o->model)
 			cli_usage_error("--vectors needs an embedding model (-m MODEL)");
@@ -199,6 +219,26 @@ out:
 	return rc;
 }
 
+/* End a run of adds: the documents read replace their old chunks (unless a
+ * record was bad: then a document's old chunks are kept, since its new ones
+ * may be incomplete), and the last transaction commits. Returns the chunks removed. */
+static long finish_docs(struct chunkdb *ix, long n_in, long n_bad, bool in_txn)
+{
+	int64_t n = 0;
+	if (!n_in)
+		return 0; /* nothing added, nothing to replace */
+	if (!in_txn && chunkdb_begin(ix))
+		cli_die("%s", kb_error());
+	if (n_bad)
+		fprintf(stderr, "%s: %ld bad record%s: the documents read keep their old chunks too\n", cli_tool, n_bad,
+			n_bad == 1 ? "" : "s");
+	else if (chunkdb_sweep_docs(ix, &n))
+		cli_die("%s", kb_error());
+	if (chunkdb_commit(ix))
+		cli_die("%s", kb_error());
+	return (long)n;
+}
+
 static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 {
 	struct rec_reader rr;
@@ -256,8 +296,7 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 	}
 	if (flush_vectors(e, ix, &p, &t_embed, &n_vec))
 		cli_die("%s", kb_error());
-	if (in_txn && chunkdb_commit(ix))
-		cli_die("%s", kb_error());
+	long n_swept = finish_docs(ix, n_in, n_bad, in_txn > 0);
 	rec_reader_free(&rr);
 	free(p.recs);
 	free(p.rows);
@@ -271,6 +310,8 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 		if (e)
 			fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", n_vec, t_embed,
 				t_embed > 0 ? n_vec / t_embed : 0.0);
+		if (n_swept)
+			fprintf(stderr, "; %ld old chunk%s of re-indexed documents removed", n_swept, n_swept == 1 ? "" : "s");
 		fputc('\n', stderr);
 	}
 	return status;
@@ -497,6 +538,37 @@ static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 	return status;
 }
 
+/* ---- documents ---- */
+
+static int print_doc(void *ctx, const char *doc, int64_t n)
+{
+	(void)ctx;
+	printf("%s\t%lld\n", doc, (long long)n);
+	return 0;
+}
+
+/* --list-docs, --delete: 0, or 1 when a document to delete was not there. */
+static int docs(const struct opts *o, struct chunkdb *ix)
+{
+	int status = 0;
+	for (int i = 0; i < o->n_del; i++) {
+		int64_t n;
+		if (chunkdb_delete_doc(ix, o->del[i], &n))
+			cli_die("%s", kb_error());
+		if (!n) {
+			fprintf(stderr, "%s: '%s': no such document in the chunk index\n", cli_tool, o->del[i]);
+			status = 1;
+		} else if (o->verbose) {
+			fprintf(stderr, "%s: '%s': %lld chunk%s removed\n", cli_tool, o->del[i], (long long)n, n == 1 ? "" : "s");
+		}
+	}
+	if (o->list_docs && chunkdb_list_docs(ix, print_doc, NULL))
+		cli_die("%s", kb_error());
+	if (fflush(stdout) == EOF || ferror(stdout))
+		cli_die("<stdout>: write error");
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	cli_tool = "kvblend-embed";
@@ -515,8 +587,15 @@ int main(int argc, char **argv)
 	if (!o.store && store_default_dir(&dir))
 		cli_die("%s", kb_error());
 	struct chunkdb *ix;
-	if (chunkdb_open(&ix, o.store ? o.store : dir, !o.search))
+	bool lookup = o.search || o.n_del || o.list_docs; /* these create nothing */
+	if (chunkdb_open(&ix, o.store ? o.store : dir, !lookup))
 		cli_die("%s", kb_error());
+	if (o.n_del || o.list_docs) {
+		int status = docs(&o, ix);
+		chunkdb_close(ix);
+		free(dir);
+		return status;
+	}
 	struct embedder *e = NULL;
 	if (o.model && o.method != M_LEXICAL &&
 	    (embedder_open(&e, o.model, o.pool) || embedder_set_prefixes(e, o.passage_prefix, o.query_prefix)))

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 struct chunkdb {
 	struct db db;
 	sqlite3_stmt *add, *find, *get, *docseq, *search;
+	sqlite3_stmt *seen_doc, *seen_row; /* NULL until the first chunk of a doc is added */
 };
 
 static const char schema[] =
@@ -54,12 +56,17 @@ int chunkdb_open(struct chunkdb **out, const char *dir, bool create)
 	struct stat sb;
 	int rc = db_open(&ix->db, dir, "chunks.db", create ? DB_CREATE : DB_EXISTING);
 	if (rc == KB_EOF)
-		rc = stat(dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store: %s", dir, strerror(errno))
+		rc = stat(dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store (%s)", dir, strerror(errno))
 		     : kb_fail(KB_ERR_ARG, "'%s': no chunk index in this store (index chunk records with kvblend embed first)", dir);
 	if (rc || (!ix->db.readonly && (rc = db_exec(&ix->db, "PRAGMA foreign_keys=ON"))) ||
 	    (rc = db_init_schema(&ix->db, schema, CHUNKDB_SCHEMA_VERSION)))
 		goto fail;
-	if ((rc = db_prep(&ix->db, &ix->add, "INSERT OR IGNORE INTO chunks(id, doc, seq, text, record) VALUES (?1, ?2, ?3, ?4, ?5)")) ||
+	/* a chunk already there under another doc (or seq) moves to this one: the
+	 * last document read that holds the text owns it */
+	if ((rc = db_prep(&ix->db, &ix->add, "INSERT INTO chunks(id, doc, seq, text, record) VALUES (?1, ?2, ?3, ?4, ?5)"
+					     " ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, seq = excluded.seq,"
+					     " record = excluded.record WHERE excluded.doc != ''"
+					     " AND (doc != excluded.doc OR seq != excluded.seq)")) ||
 	    (rc = db_prep(&ix->db, &ix->find, "SELECT row FROM chunks WHERE id = ?1")) ||
 	    (rc = db_prep(&ix->db, &ix->get, "SELECT record FROM chunks WHERE row = ?1")) ||
 	    (rc = db_prep(&ix->db, &ix->docseq, "SELECT doc, seq FROM chunks WHERE row = ?1")) ||
@@ -84,6 +91,8 @@ void chunkdb_close(struct chunkdb *ix)
 	sqlite3_finalize(ix->get);
 	sqlite3_finalize(ix->docseq);
 	sqlite3_finalize(ix->search);
+	sqlite3_finalize(ix->seen_doc);
+	sqlite3_finalize(ix->seen_row);
 	db_close(&ix->db);
 	free(ix);
 }
@@ -112,6 +121,26 @@ static int find_row(struct chunkdb *ix, const char *id, int64_t *row)
 		*row = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc;
+}
+
+/* Note that this run added (or found) row for doc, for chunkdb_sweep_docs. */
+static int mark_seen(struct chunkdb *ix, const char *doc, int64_t row)
+{
+	int rc;
+	if (!ix->seen_doc &&
+	    ((rc = db_exec(&ix->db, "CREATE TEMP TABLE IF NOT EXISTS seen_docs (doc TEXT PRIMARY KEY);"
+				    "CREATE TEMP TABLE IF NOT EXISTS seen_rows (row INTEGER PRIMARY KEY)")) ||
+	     (rc = db_prep(&ix->db, &ix->seen_doc, "INSERT OR IGNORE INTO temp.seen_docs (doc) VALUES (?1)")) ||
+	     (rc = db_prep(&ix->db, &ix->seen_row, "INSERT OR IGNORE INTO temp.seen_rows (row) VALUES (?1)"))))
+		return rc;
+	sqlite3_reset(ix->seen_doc);
+	sqlite3_reset(ix->seen_row);
+	sqlite3_bind_text(ix->seen_doc, 1, doc, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(ix->seen_row, 1, row);
+	int a = sqlite3_step(ix->seen_doc), b = a == SQLITE_DONE ? sqlite3_step(ix->seen_row) : a;
+	sqlite3_reset(ix->seen_doc);
+	sqlite3_reset(ix->seen_row);
+	return b == SQLITE_DONE ? KB_OK : db_fail(&ix->db, "note a document");
 }
 
 int chunkdb_add(struct chunkdb *ix, json_t *rec, bool *added, int64_t *row)
@@ -149,26 +178,78 @@ int chunkdb_add(struct chunkdb *ix, json_t *rec, bool *added, int64_t *row)
 	char *js = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (!js)
 		return kb_fail(KB_ERR_NOMEM, "out of memory");
+	int64_t rw = 0;
+	int rc = find_row(ix, id, &rw);
+	if (rc && rc != KB_EOF) {
+		free(js);
+		return rc;
+	}
+	*added = rc == KB_EOF;
+	const char *doc = json_is_string(jdoc) ? json_string_value(jdoc) : "";
 	sqlite3_stmt *s = ix->add;
 	sqlite3_reset(s);
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, json_is_string(jdoc) ? json_string_value(jdoc) : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, doc, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, json_is_integer(jseq) ? (sqlite3_int64)json_integer_value(jseq) : 0);
 	sqlite3_bind_text(s, 4, text, (int)len, SQLITE_STATIC);
 	sqlite3_bind_text(s, 5, js, -1, SQLITE_STATIC);
 	int r = sqlite3_step(s);
-	int rc = r == SQLITE_DONE ? KB_OK : db_fail(&ix->db, "add a chunk");
+	rc = r == SQLITE_DONE ? KB_OK : db_fail(&ix->db, "add a chunk");
 	sqlite3_reset(s);
 	free(js);
 	if (rc)
 		return rc;
-	*added = sqlite3_changes(ix->db.h) > 0;
-	int64_t rw = sqlite3_last_insert_rowid(ix->db.h);
-	if (!*added && (rc = find_row(ix, id, &rw)))
-		return rc == KB_EOF ? kb_fail(KB_ERR_IO, "'%s': chunk '%s' vanished", ix->db.path, id) : rc;
+	if (*added)
+		rw = sqlite3_last_insert_rowid(ix->db.h);
+	if (*doc && (rc = mark_seen(ix, doc, rw)))
+		return rc;
 	if (row)
 		*row = rw;
 	return KB_OK;
+}
+
+/* ---- documents ---- */
+
+int chunkdb_sweep_docs(struct chunkdb *ix, int64_t *n_removed)
+{
+	*n_removed = 0;
+	if (!ix->seen_doc)
+		return KB_OK; /* no chunk with a doc was added */
+	int rc = db_exec(&ix->db, "DELETE FROM chunks WHERE doc IN (SELECT doc FROM temp.seen_docs)"
+				  " AND row NOT IN (SELECT row FROM temp.seen_rows)");
+	if (rc)
+		return rc;
+	*n_removed = sqlite3_changes(ix->db.h);
+	return db_exec(&ix->db, "DELETE FROM temp.seen_docs; DELETE FROM temp.seen_rows");
+}
+
+int chunkdb_delete_doc(struct chunkdb *ix, const char *doc, int64_t *n_removed)
+{
+	*n_removed = 0;
+	sqlite3_stmt *s;
+	int rc = db_writable(&ix->db, "delete a document");
+	if (rc || (rc = db_prep(&ix->db, &s, "DELETE FROM chunks WHERE doc = ?1")))
+		return rc;
+	sqlite3_bind_text(s, 1, doc, -1, SQLITE_STATIC);
+	if (!(rc = db_run(&ix->db, s, "delete a document")))
+		*n_removed = sqlite3_changes(ix->db.h);
+	return rc;
+}
+
+int chunkdb_list_docs(struct chunkdb *ix, int (*fn)(void *ctx, const char *doc, int64_t n_chunks), void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = db_prep(&ix->db, &s, "SELECT doc, count(*) FROM chunks GROUP BY doc ORDER BY doc");
+	if (rc)
+		return rc;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW)
+		if ((rc = fn(ctx, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1))))
+			break;
+	if (!rc && r != SQLITE_DONE)
+		rc = db_fail(&ix->db, "list the documents");
+	sqlite3_finalize(s);
+	return rc;
 }
 
 int chunkdb_count(struct chunkdb *ix, int64_t *n)
@@ -228,6 +309,20 @@ static int is_word_byte(unsigned char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
 }
 
+/* Is the word w[0..n) already among the terms of q (each "quoted", joined
+ * by " OR ")? ASCII letters compare without case, as FTS5's tokenizer folds them. */
+static bool has_term(const char *q, size_t len, const char *w, size_t n)
+{
+	for (size_t i = 0; i < len;) {
+		const char *t = q + i + 1, *end = memchr(t, '"', len - i - 1);
+		size_t tn = (size_t)(end - t);
+		if (tn == n && !strncasecmp(t, w, n))
+			return true;
+		i = (size_t)(end - q) + 1 + 4; /* past '"' and " OR " */
+	}
+	return false;
+}
+
 char *chunkdb_fts_query(const char *text)
 {
 	size_t n = strlen(text), cap = 1, len = 0;
@@ -237,7 +332,8 @@ char *chunkdb_fts_query(const char *text)
 	char *q = malloc(cap);
 	if (!q)
 		return NULL;
-	for (size_t i = 0; i < n;) {
+	int terms = 0;
+	for (size_t i = 0; i < n && terms < CHUNKDB_QUERY_TERMS_MAX;) {
 		if (!is_word_byte((unsigned char)text[i])) {
 			i++;
 			continue;
@@ -245,12 +341,15 @@ char *chunkdb_fts_query(const char *text)
 		size_t j = i;
 		while (j < n && is_word_byte((unsigned char)text[j]))
 			j++;
-		if (len)
-			len += (size_t)sprintf(q + len, " OR ");
-		q[len++] = '"';
-		memcpy(q + len, text + i, j - i);
-		len += j - i;
-		q[len++] = '"';
+		if (!has_term(q, len, text + i, j - i)) {
+			if (len)
+				len += (size_t)sprintf(q + len, " OR ");
+			q[len++] = '"';
+			memcpy(q + len, text + i, j - i);
+			len += j - i;
+			q[len++] = '"';
+			terms++;
+		}
 		i = j;
 	}
 	q[len] = 0;

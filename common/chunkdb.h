@@ -29,6 +29,7 @@
 
 #define CHUNKDB_SCHEMA_VERSION 1 /* chunks.db's PRAGMA user_version */
 #define CHUNKDB_ID_MAX 256       /* longest chunk id accepted, in bytes */
+#define CHUNKDB_QUERY_TERMS_MAX 64 /* distinct words of a query searched (the rest are ignored) */
 
 struct chunkdb;
 
@@ -55,17 +56,40 @@ int chunkdb_commit(struct chunkdb *ix) KB_WUR;
 /* Add a chunk record (a JSON object with a non-empty string "text"; "id", when
  * present, a non-empty string of at most CHUNKDB_ID_MAX bytes; else the id is the
  * SHA-256 hex of the text and is added to rec). A record whose id is already
- * stored is skipped: *added = false. *row (may be NULL) is the chunk's row
+ * stored is not added again (*added = false); if it comes with another
+ * non-empty "doc" or "seq", the stored chunk moves to them (the last document
+ * read that holds a text owns its chunk). *row (may be NULL) is the chunk's row
  * either way. KB_ERR_FORMAT for a bad record (message says why). */
 int chunkdb_add(struct chunkdb *ix, json_t *rec, bool *added, int64_t *row) KB_WUR;
+
+/* ---- documents ----
+ * A document ("doc" of its chunk records) is indexed as a whole: indexing it
+ * again replaces its old chunks. chunkdb_add notes the documents and chunks of
+ * this connection; chunkdb_sweep_docs then removes the chunks of those
+ * documents that were not added (or found) again, with their vectors, so an
+ * edited document's old chunks stop being found. Records without a doc are
+ * never swept. */
+
+/* Remove the chunks of the documents added since the last sweep that this
+ * connection did not add again; *n_removed of them. Call it inside the write
+ * transaction of the last chunkdb_add (after chunkdb_begin). */
+int chunkdb_sweep_docs(struct chunkdb *ix, int64_t *n_removed) KB_WUR;
+/* Remove every chunk of doc (and their vectors); *n_removed of them (0 when
+ * the index has no such document). */
+int chunkdb_delete_doc(struct chunkdb *ix, const char *doc, int64_t *n_removed) KB_WUR;
+/* Call fn for each document (by name; "" for chunks without a doc) with its
+ * number of chunks; fn returns 0 to go on, anything else stops and is returned. */
+int chunkdb_list_docs(struct chunkdb *ix, int (*fn)(void *ctx, const char *doc, int64_t n_chunks), void *ctx) KB_WUR;
 
 /* Number of chunks stored. */
 int chunkdb_count(struct chunkdb *ix, int64_t *n) KB_WUR;
 
-/* The FTS5 query for free user text: every word (a run of letters, digits or
- * non-ASCII bytes) as a quoted string, joined by OR, so no punctuation ever
- * becomes FTS5 syntax. Returns a malloc()ed string ("" when the text has no
- * words), or NULL when out of memory. */
+/* The FTS5 query for free user text: each distinct word (a run of letters,
+ * digits or non-ASCII bytes; ASCII case ignored) as a quoted string, joined
+ * by OR, so no punctuation ever becomes FTS5 syntax; the first
+ * CHUNKDB_QUERY_TERMS_MAX distinct words only, so any query is answered
+ * quickly (8,000 words once took 41 s). Returns a malloc()ed string ("" when
+ * the text has no words), or NULL when out of memory. */
 char *chunkdb_fts_query(const char *text);
 
 /* BM25 search: the best k chunks (fewer when fewer match) in *hits (malloc()ed,

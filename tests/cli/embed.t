@@ -192,4 +192,80 @@ like "$RUN_RC:$RUN_ERR" "2:kvblend-embed: --vectors needs an embedding model (-m
 
 run "$E" --help
 [ $RUN_RC -eq 0 ] && like "$RUN_OUT" "usage: kvblend embed*" "--help"
+# ---- a mistyped --store (issue 10, item 19) ----
+run "$E" --store "$t/nostore" --query moon
+[ $RUN_RC -eq 1 ]; ok $? "--query on a store that does not exist: exit 1"
+like "$RUN_ERR" "kvblend-embed: '$t/nostore': no such store*" "it says so: $RUN_ERR"
+[ ! -e "$t/nostore" ]; ok $? "and creates nothing"
+mkdir "$t/bare"
+run "$E" --store "$t/bare" --query moon
+[ $RUN_RC -eq 1 ] && [ ! -e "$t/bare/chunks.db" ]; ok $? "--query on a store with no chunk index: exit 1, nothing created"
+like "$RUN_ERR" "*'$t/bare': no chunk index in this store*" "it says so"
+run "$E" --store "$t/nostore" --list-docs
+[ $RUN_RC -eq 1 ] && [ ! -e "$t/nostore" ]; ok $? "--list-docs on a store that does not exist: exit 1, nothing created"
+
+# ---- long queries (issue 10, item 11) ----
+awk 'BEGIN { for (i = 1; i <= 50; i++) printf "{\"doc\":\"m%d\",\"text\":\"moon rocket number %d\"}\n", i, i }' |
+	"$E" --store "$t/moons"
+awk 'BEGIN { for (i = 0; i < 8000; i++) printf "moon "; print "" }' >"$t/longq"
+start=$(date +%s)
+run "$E" --store "$t/moons" --query "$(cat "$t/longq")" -k 3
+end=$(date +%s)
+[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 3 ]; ok $? "a query of one word 8,000 times answers"
+[ $((end - start)) -le 5 ]; ok $? "in seconds, not minutes ($((end - start)) s; 18 s before the terms were de-duplicated)"
+awk 'BEGIN { for (i = 0; i < 20000; i++) printf "w%d ", i; print "moon" }' >"$t/distinct"
+start=$(date +%s)
+run "$E" --store "$st" --query "$(cat "$t/distinct")" -k 3
+end=$(date +%s)
+[ $RUN_RC -le 1 ] && [ -z "$RUN_ERR" ] && [ $((end - start)) -le 5 ]; ok $? "20,000 distinct words: capped, answered in $((end - start)) s"
+
+# ---- documents (issue 10, item 20) ----
+d=$t/docs
+printf '%s\n' '{"doc":"a.txt","seq":0,"text":"The old rocket was painted red."}' \
+	'{"doc":"a.txt","seq":1,"text":"Moon dust covers everything."}' \
+	'{"doc":"b.txt","seq":0,"text":"Bread rises in a warm oven."}' | "$E" --store "$d"
+run "$E" --store "$d" --list-docs
+is "$RUN_OUT" "$(printf 'a.txt\t2\nb.txt\t1')" "--list-docs: each document and its number of chunks"
+# a.txt edited: its first chunk changes, its second stays
+printf '%s\n' '{"doc":"a.txt","seq":0,"text":"The new shuttle was painted white."}' \
+	'{"doc":"a.txt","seq":1,"text":"Moon dust covers everything."}' | "$E" --store "$d" -v 2>"$t/e"
+ok $? "a.txt indexed again"
+grep -q "1 old chunk of re-indexed documents removed" "$t/e"; ok $? "-v says one old chunk went: $(cat "$t/e")"
+run "$E" --store "$d" --query "old rocket painted red" -k 5
+[ $RUN_RC -eq 1 ] || ! printf '%s\n' "$RUN_OUT" | grep -q "old rocket"; ok $? "the edited document's old chunk is no longer found"
+run "$E" --store "$d" --query "shuttle" -k 5
+like "$RUN_OUT" '*"doc":"a.txt","seq":0,"text":"The new shuttle*' "its new chunk is"
+run "$E" --store "$d" --list-docs
+is "$RUN_OUT" "$(printf 'a.txt\t2\nb.txt\t1')" "a.txt still has two chunks, b.txt is untouched"
+# a bad record keeps a document's old chunks (its new ones may be incomplete)
+printf '%s\n' '{"doc":"b.txt","seq":0,"text":"Rye bread is dense."}' '{"doc":"b.txt","seq":1,"text":""}' |
+	"$E" --store "$d" 2>"$t/e"
+[ $? -eq 1 ] && grep -q "keep their old chunks" "$t/e"; ok $? "with a bad record, documents keep their old chunks (and it says so)"
+run "$E" --store "$d" --query "oven" -k 1
+like "$RUN_OUT" '*warm oven*' "b.txt's old chunk is still found"
+run "$E" --store "$d" --delete b.txt -v
+[ $RUN_RC -eq 0 ]; ok $? "--delete b.txt: exit 0"
+like "$RUN_ERR" "*'b.txt': 2 chunks removed*" "-v: how many chunks went"
+run "$E" --store "$d" --query "bread oven rye" -k 5
+[ $RUN_RC -eq 1 ] && [ -z "$RUN_OUT" ]; ok $? "its chunks are gone from search"
+run "$E" --store "$d" --delete b.txt
+[ $RUN_RC -eq 1 ]; ok $? "--delete of a document not there: exit 1"
+like "$RUN_ERR" "kvblend-embed: 'b.txt': no such document in the chunk index" "it says so"
+run "$E" --store "$d" --delete a.txt --query moon
+[ $RUN_RC -eq 2 ]; ok $? "--delete with --query: a usage error"
+# ---- a read-only store (issue 10, item 7): searched as the user nobody ----
+cp -R "$st" "$t/ro" && chmod -R a+rX,a-w "$t/ro" && chmod a+rx "$t"
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1; then
+	skip "not root, or no setpriv: cannot search as another user"
+	skip "not root, or no setpriv"
+elif ! setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$t/ro/chunks.db"; then
+	skip "the scratch folder is not readable by nobody"
+	skip "the scratch folder is not readable by nobody"
+else
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$E" --store "$t/ro" --query "moon" -k 1
+	[ $RUN_RC -eq 0 ] && [ -n "$RUN_OUT" ]; ok $? "--query on a store nobody may not write: found ($RUN_ERR)"
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$E" --store "$t/ro" --delete pets.txt
+	[ $RUN_RC -eq 1 ]; ok $? "--delete there: exit 1, saying read-only ($RUN_ERR)"
+fi
+chmod -R u+w "$t/ro"
 done_testing

@@ -86,6 +86,31 @@ static void test_fts_query(void)
 	q = chunkdb_fts_query("?! \"\" () *");
 	ok(q && !*q, "punctuation only: no words");
 	free(q);
+	/* issue 10 item 11: 8,000 repeated words were 8,000 ORs (41 s, 240 MB) */
+	size_t n = 8000 * 6;
+	char *text = malloc(n + 1);
+	for (size_t i = 0; i < 8000; i++)
+		memcpy(text + i * 6, i % 2 ? "CAT. " : "cats ", 6);
+	for (size_t i = 0; i < n; i++)
+		if (!text[i])
+			text[i] = ' ';
+	text[n] = 0;
+	q = chunkdb_fts_query(text);
+	ok(q && !strcmp(q, "\"cats\" OR \"CAT\""), "8,000 repeated words: each distinct word once (%.60s)", q);
+	free(q);
+	/* distinct words: the first CHUNKDB_QUERY_TERMS_MAX only */
+	char *p = text;
+	for (int i = 0; i < 1000; i++)
+		p += sprintf(p, "w%d ", i);
+	q = chunkdb_fts_query(text);
+	int terms = 0;
+	for (const char *c = q; c && (c = strstr(c, " OR ")); c += 4)
+		terms++;
+	ok(q && terms + 1 == CHUNKDB_QUERY_TERMS_MAX && !strncmp(q, "\"w0\" OR \"w1\" ", 13) &&
+	   strstr(q, "\"w63\"") && !strstr(q, "\"w64\""), "1,000 distinct words: the first %d (%d)", CHUNKDB_QUERY_TERMS_MAX,
+	   terms + 1);
+	free(q);
+	free(text);
 }
 
 static int first_row_with(struct chunkdb *ix, const char *query, int k, struct chunkdb_hit **h)
@@ -241,6 +266,75 @@ static void test_rrf(void)
 	free(out);
 }
 
+static json_t *rec_of(const char *doc, int seq, const char *text)
+{
+	return json_pack("{s:s, s:i, s:s}", "doc", doc, "seq", seq, "text", text);
+}
+
+static int add_run(struct chunkdb *ix, const char *const *texts, const char *doc, int n, int64_t *swept)
+{
+	int rc = chunkdb_begin(ix);
+	for (int i = 0; i < n && !rc; i++) {
+		json_t *r = rec_of(doc, i, texts[i]);
+		bool added;
+		rc = chunkdb_add(ix, r, &added, NULL);
+		json_decref(r);
+	}
+	if (!rc)
+		rc = chunkdb_sweep_docs(ix, swept);
+	return rc ? rc : chunkdb_commit(ix);
+}
+
+static int count_doc(void *ctx, const char *doc, int64_t n)
+{
+	char *buf = ctx;
+	sprintf(buf + strlen(buf), "%s=%lld;", doc, (long long)n);
+	return 0;
+}
+
+/* Issue 10 item 20: a document indexed again replaces its old chunks. */
+static void test_docs(const char *root)
+{
+	char dir[300];
+	snprintf(dir, sizeof dir, "%s/docs", root);
+	struct chunkdb *ix;
+	ok(chunkdb_open(&ix, dir, false) == KB_ERR_ARG && strstr(kb_error(), "no such store"),
+	   "opening without create: a missing store is an error (%s)", kb_error());
+	struct stat sb;
+	ok(stat(dir, &sb) < 0, "and nothing was created");
+	if (chunkdb_open(&ix, dir, true)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	const char *v1[] = { "The old rocket was red.", "Moon dust everywhere.", "Stars at night." };
+	const char *v2[] = { "The new shuttle was white.", "Moon dust everywhere." };
+	const char *b[] = { "Bread rises in the oven.", "Moon dust everywhere." };
+	int64_t swept = -1;
+	ok(add_run(ix, v1, "a", 3, &swept) == KB_OK && swept == 0, "a new document: nothing swept");
+	int rc = add_run(ix, v2, "a", 2, &swept);
+	ok(rc == KB_OK && swept == 2, "document a again, edited: its 2 old chunks go (%lld)", (long long)swept);
+	struct chunkdb_hit *h;
+	int n = -1;
+	ok(chunkdb_search_lexical(ix, "rocket stars", 5, &h, &n) == KB_OK && n == 0, "its old text is not found");
+	free(h);
+	ok(chunkdb_search_lexical(ix, "shuttle", 5, &h, &n) == KB_OK && n == 1, "its new text is");
+	free(h);
+	/* document b holds a text of a: the chunk moves to b; a keeps its own */
+	ok(add_run(ix, b, "b", 2, &swept) == KB_OK && swept == 0, "document b shares a text with a");
+	char buf[200] = "";
+	ok(chunkdb_list_docs(ix, count_doc, buf) == KB_OK && !strcmp(buf, "a=1;b=2;"), "the shared chunk is b's now: %s",
+	   buf);
+	ok(add_run(ix, v2, "a", 2, &swept) == KB_OK && swept == 0, "a again, unchanged: nothing swept");
+	buf[0] = 0;
+	ok(chunkdb_list_docs(ix, count_doc, buf) == KB_OK && !strcmp(buf, "a=2;b=1;"), "and it is a's again: %s", buf);
+	int64_t del = -1;
+	ok(chunkdb_delete_doc(ix, "a", &del) == KB_OK && del == 2, "delete document a: 2 chunks");
+	ok(chunkdb_delete_doc(ix, "a", &del) == KB_OK && del == 0, "again: none");
+	ok(chunkdb_search_lexical(ix, "moon shuttle", 5, &h, &n) == KB_OK && n == 0, "its chunks are not found");
+	free(h);
+	chunkdb_close(ix);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -271,6 +365,7 @@ int main(void)
 	test_topk();
 	test_topk_100k();
 	test_rrf();
+	test_docs(dir);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd))
