@@ -4,7 +4,7 @@
 #   make debug         the same tree built with ASan + UBSan into build-debug/ (make DEBUG=1 check runs it)
 #   make install       PREFIX=/usr/local DESTDIR= BINDIR= MANDIR=
 #   make demo          .ci/setup, build, then the RAG pipeline end to end (tests/demo.sh; MODEL=file.gguf)
-#   make lint-man      mandoc -Tlint the man pages
+#   make lint-man      mandoc -Tlint and groff -ww the man pages
 #   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
 #   make clean         remove every build directory (build/, build-debug/, CI's build-noomp/, build-fuzz/)
 # Knobs: OPENMP=1 (default) or 0, DEBUG=1, CC, CFLAGS, LDFLAGS.
@@ -15,6 +15,7 @@ MANDIR   ?= $(PREFIX)/share/man
 DATADIR  ?= $(PREFIX)/share
 BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR  ?= $(DATADIR)/zsh/vendor-completions
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 OPENMP   ?= 1
 DEBUG    ?= 0
 PKG_CONFIG ?= pkg-config
@@ -98,10 +99,11 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	for m in $(MANS); do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s; done
-	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 644 completions/kvblend.bash $(DESTDIR)$(BASHCOMPDIR)/kvblend
 	for t in $(filter-out kvblend,$(TOOLS)); do ln -sf kvblend $(DESTDIR)$(BASHCOMPDIR)/kvblend-$$t; done
 	install -m 644 completions/_kvblend $(DESTDIR)$(ZSHCOMPDIR)/_kvblend
+	install -m 644 completions/kvblend.fish $(DESTDIR)$(FISHCOMPDIR)/kvblend.fish
 
 MODEL  ?= ../shared/models/stories260Ktok512.gguf
 # The two, quoted for the shell.
@@ -115,7 +117,13 @@ demo:
 
 lint-man:
 	@command -v mandoc >/dev/null || { echo "make lint-man: mandoc is missing (bash .ci/setup installs it)" >&2; exit 1; }
+	@command -v groff >/dev/null || { echo "make lint-man: groff is missing (bash .ci/setup installs groff-base)" >&2; exit 1; }
 	mandoc -Tlint -Wwarning $(MANS)
+	@# man-db renders with groff: every page must be warning-free there too
+	@fail=0; for m in $(MANS); do \
+	  w=$$(groff -mandoc -Tutf8 -ww -z $$m 2>&1); \
+	  [ -z "$$w" ] || { printf '%s\n' "$$w"; fail=1; }; \
+	done; exit $$fail
 
 FUZZ_SECONDS ?= 60
 fuzz:

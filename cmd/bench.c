@@ -45,13 +45,12 @@ static const struct option longopts[] = {
 	{ "ctx", required_argument, NULL, 'C' },
 	{ "store", required_argument, NULL, 's' },
 	{ "dtype", required_argument, NULL, 'Y' },
-	{ "json", no_argument, NULL, 'J' },
+	{ "json", no_argument, NULL, 'j' },
 	{ "tsv", no_argument, NULL, 'T' },
 	{ "plot", required_argument, NULL, 'G' },
 	{ "progress", no_argument, NULL, 'R' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	{ "quiet", no_argument, NULL, 'Q' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -67,8 +66,8 @@ static void usage(void)
 	       "  -t, --threads N           threads (default: all cores)\n"
 	       "      --tsv                 tab-separated output for scripts\n"
 	       "--speed:\n"
-	       "  -p, --n-prompt LIST       prompt sizes, comma-separated (default 512,2048; 0 = none)\n"
-	       "  -n, --n-gen LIST          generation lengths (default 128; 0 = none)\n"
+	       "      --n-prompt LIST       prompt sizes, comma-separated (default 512,2048; 0 = none)\n"
+	       "      --n-gen LIST          generation lengths (default 128; 0 = none)\n"
 	       "  -r, --reps N              repetitions of each test (default 3)\n"
 	       "  -b, --batch N             prompt batch size (default 512)\n"
 	       "--dataset FILE (CacheBlend JSON/JSONL, HotpotQA IRCoT, LongBench multi_news, SAMSum):\n"
@@ -83,13 +82,23 @@ static void usage(void)
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
 	       "      --dtype TYPE          f16 (default), bf16, f32 or q8_0 for caches put in the store\n"
-	       "  -n, --n-gen N             tokens generated after the first (default 32)\n"
-	       "      --json                JSON output (methods and every question)\n"
+	       "      --n-gen N             tokens generated after the first (default 32)\n"
+	       "  -j, --json                JSON output (methods and every question)\n"
 	       "      --plot FILE.svg       plot time to first token against top-1 agreement\n"
 	       "      --progress            progress on stderr even when it is not a terminal\n"
-	       "  -q, --quiet               no progress\n"
-	       "  -h, --help                this help\n");
+	       "      --quiet               no progress\n"
+	       "  -h, --help                this help\n"
+	       "      --version             the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--methods", "full prefix reuse blend epic" },
+	{ "--template", "plain chatml llama3 mistral" },
+	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-bench", "m:r:t:b:jh", longopts, usage, values };
 
 /* ---- --speed ---- */
 
@@ -183,7 +192,7 @@ static void bench_speed(const struct opts *o)
 			else
 				printf("%-28.28s %-6s %7d %-7s %-8s %8.2f ± %4.2f\n", path, wtype, kb_get_threads(), kern_isa(),
 				       test, mean, sd);
-			fflush(stdout);
+			cli_flush();
 		}
 	}
 	free(toks);
@@ -1011,8 +1020,7 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 		print_table(&b, ms, n_m, n_q, mean_tokens);
 	if (o->plot)
 		write_plot(&b, ms, n_m, n_q);
-	if (fflush(stdout) != 0)
-		cli_die("write: %s", strerror(errno));
+	cli_flush();
 
 	for (int i = 0; i < n_m; i++) {
 		for (int qi = 0; qi < n_q; qi++)
@@ -1033,11 +1041,11 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-bench";
+	cli_start(&cli);
 	struct opts o = { .pp = { 512, 2048 }, .n_pp = 2, .reps = 3, .batch = 512, .dtype = KVC_F16 };
 	bool dataset_only = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:n:r:t:b:qh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'S': o.speed = true; break;
 		case 'd': o.dataset = optarg; break;
@@ -1059,14 +1067,12 @@ int main(int argc, char **argv)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
 			dataset_only = true;
 			break;
-		case 'J': o.json = true, dataset_only = true; break;
+		case 'j': o.json = true, dataset_only = true; break;
 		case 'T': o.tsv = true; break;
 		case 'G': o.plot = optarg, dataset_only = true; break;
 		case 'R': o.progress = true; break;
-		case 'q': o.quiet = true; break;
-		case 'h': usage(); return 0;
-		case 'O': cli_complete_options(longopts); return 0;
-		default: cli_usage_error("bad usage");
+		case 'Q': o.quiet = true; break;
+		default: cli_unreachable(c);
 		}
 	}
 	if (o.speed == !!o.dataset)

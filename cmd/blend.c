@@ -31,8 +31,7 @@ static const struct option longopts[] = {
 	{ "no-store", no_argument, NULL, 'N' },
 	{ "verify", no_argument, NULL, 'V' },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -61,8 +60,19 @@ static void usage(void)
 	       "      --no-store           compute every chunk cache, store nothing\n"
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
 	       "  -v, --verbose            tokens, selection and timings on stderr\n"
-	       "  -h, --help               this help\n");
+	       "  -h, --help               this help\n"
+	       "      --version            the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--mode", "blend full reuse prefix epic" },
+	{ "--metric", "kv k v" },
+	{ "--template", "plain chatml llama3 mistral" },
+	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-blend", "m:q:o:t:vh", longopts, usage, values };
 
 struct opts {
 	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
@@ -75,7 +85,7 @@ static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
 	blend_opts_init(&o->bo);
-	while ((c = getopt_long(argc, argv, "m:q:o:t:vh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'P': o->prefix = optarg; break;
@@ -114,9 +124,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'N': o->no_store = true; break;
 		case 'V': o->verify = true; break;
 		case 'v': o->verbose = true; break;
-		case 'h': usage(); exit(0);
-		case 'O': cli_complete_options(longopts); exit(0);
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (!o->model)
@@ -195,7 +203,7 @@ static void warn_chunk(void *ctx, int id, const char *msg)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-blend";
+	cli_start(&cli);
 	struct opts o = { .output = "-", .dtype = KVC_F16 };
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);

@@ -19,7 +19,7 @@
 #include "tok.h"
 
 enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_PPL_WINDOW,
-       OPT_PPL_CONTEXT, OPT_MAX_BYTES, OPT_TIMEOUT, OPT_COMPLETE };
+       OPT_PPL_CONTEXT, OPT_MAX_DOC_BYTES, OPT_TIMEOUT, OPT_QUIET };
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -31,13 +31,12 @@ static const struct option longopts[] = {
 	{ "ppl-threshold", required_argument, NULL, OPT_PPL_THRESHOLD },
 	{ "ppl-window", required_argument, NULL, OPT_PPL_WINDOW },
 	{ "ppl-context", required_argument, NULL, OPT_PPL_CONTEXT },
-	{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
+	{ "max-doc-bytes", required_argument, NULL, OPT_MAX_DOC_BYTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "output", required_argument, NULL, 'o' },
-	{ "quiet", no_argument, NULL, 'q' },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, OPT_COMPLETE },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -47,7 +46,7 @@ static void usage(void)
 {
 	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window|ppl | --split REGEX]\n"
 	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [--ppl-threshold X]\n"
-	       "                     [-o FILE] [-q] [-v] [--max-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
+	       "                     [-o FILE] [--quiet] [-v] [--max-doc-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
 	       "Cut documents into chunk records, one JSON object per line:\n"
 	       "  {\"id\":SHA-256 of text,\"doc\":FILE or URL,\"seq\":N,\"start\":BYTE,\"end\":BYTE,\"tokens\":N,\"text\":...}\n"
 	       "Inputs are files, http(s):// and file:// URLs, or stdin (- or none).\n\n"
@@ -64,14 +63,22 @@ static void usage(void)
 	       "      --ppl-window N     tokens per model pass scoring sentences (--by ppl; default: the\n"
 	       "                         model's context, at most 1024)\n"
 	       "      --ppl-context N    tokens a pass reads again from the one before (default window / 4)\n"
-	       "      --max-bytes N      largest document fetched by URL (default 64M; k, M, G suffixes)\n"
+	       "      --max-doc-bytes N  largest document fetched by URL (default 64M; a size: k, M, G, T)\n"
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
 	       "  -o, --output FILE      write the records to FILE\n"
-	       "  -q, --quiet            no warnings (invalid UTF-8, the tokenizer's)\n"
+	       "      --quiet            no warnings (invalid UTF-8, the tokenizer's)\n"
 	       "  -v, --verbose          counts and time on stderr; with --by ppl, the perplexities and\n"
 	       "                         the depths of their dips, to choose --ppl-threshold by\n"
-	       "  -h, --help             this help\n");
+	       "  -h, --help             this help\n"
+	       "      --version          the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--by", "paragraph sentence heading window ppl" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-chunk", "m:o:vh", longopts, usage, values };
 
 struct opts {
 	const char *model, *output;
@@ -82,28 +89,10 @@ struct opts {
 	int n_inputs;
 };
 
-/* A byte count: digits and an optional k, M or G (powers of 1024). */
-static size_t parse_bytes(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (errno || end == s || *end || *s == '-' || v == 0 || v > (1ull << 40) >> shift)
-		cli_usage_error("%s: '%s' is not a size in [1, 1T] (bytes, or with k, M, G)", opt, s);
-	return (size_t)(v << shift);
-}
-
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "m:o:qvh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case OPT_BY:
@@ -138,14 +127,12 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->c.ppl_context = (int)cli_long("--ppl-context", optarg, 1, 1 << 20);
 			o->window_set = true;
 			break;
-		case OPT_MAX_BYTES: o->f.max_bytes = parse_bytes("--max-bytes", optarg); break;
+		case OPT_MAX_DOC_BYTES: o->f.max_bytes = (size_t)cli_size("--max-doc-bytes", optarg, 1, 1ull << 40); break;
 		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
 		case 'o': o->output = optarg; break;
-		case 'q': o->quiet = true; break;
+		case OPT_QUIET: o->quiet = true; break;
 		case 'v': o->verbose = true; break;
-		case 'h': usage(); exit(0);
-		case OPT_COMPLETE: cli_complete_options(longopts); exit(0);
-		default: cli_bad_option(argv, longopts);
+		default: cli_unreachable(c);
 		}
 	}
 	if (o->c.split && o->by_set)
@@ -286,7 +273,7 @@ static void report(const struct opts *o, const struct chunker *ch, const struct 
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-chunk";
+	cli_start(&cli);
 	struct opts o = { .c = { .by = CHUNK_BY_PARAGRAPH, .max_tokens = 256 }, .f = FETCH_OPTS_DEFAULT };
 	parse(argc, argv, &o);
 
@@ -326,7 +313,7 @@ int main(int argc, char **argv)
 	if (fflush(out) || ferror(out) || (out != stdout && fclose(out))) {
 		if (out != stdout)
 			cli_die("'%s': write error: %s", o.output, strerror(errno));
-		cli_die("write error: %s", strerror(errno));
+		cli_write_failed(errno);
 	}
 
 	if (o.verbose)

@@ -24,8 +24,7 @@ static const struct option longopts[] = {
 	{ "no-bos", no_argument, NULL, 'B' },
 	{ "no-parse-special", no_argument, NULL, 'N' },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -50,8 +49,11 @@ static void usage(void)
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --no-parse-special  treat special tokens written in the prompt as plain text\n"
 	       "  -v, --verbose           timings and settings on stderr\n"
-	       "  -h, --help              this help\n");
+	       "  -h, --help              this help\n"
+	       "      --version           the version\n");
 }
+
+static const struct cli cli = { "kvblend-decode", "m:p:f:c:n:t:vh", longopts, usage, NULL };
 
 struct opts {
 	const char *model, *prompt, *file, *cache;
@@ -63,7 +65,7 @@ struct opts {
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:f:c:n:t:vh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'p': o->prompt = optarg; break;
@@ -83,9 +85,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'B': o->no_bos = true; break;
 		case 'N': o->no_special = true; break;
 		case 'v': o->verbose = true; break;
-		case 'h': usage(); exit(0);
-		case 'O': cli_complete_options(longopts); exit(0);
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (!o->model)
@@ -108,7 +108,7 @@ static void emit(const struct tok *t, int32_t id, bool ids, bool first)
 		size_t n = tok_decode(t, id, false, buf, sizeof buf);
 		fwrite(buf, 1, n < sizeof buf ? n : sizeof buf, stdout);
 	}
-	fflush(stdout);
+	cli_flush(); // a reader that cannot take it ends the generation
 }
 
 /* The input: a saved cache (from -c or sniffed on stdin), text, or both. */
@@ -175,7 +175,7 @@ static void read_input(const struct opts *o, struct input *in)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-decode";
+	cli_start(&cli);
 	struct opts o = { .n_predict = 128, .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);

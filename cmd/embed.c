@@ -28,8 +28,7 @@ static const struct option longopts[] = {
 	{ "query-prefix", required_argument, NULL, 'U' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -62,8 +61,17 @@ static void usage(void)
 	       "      --delete DOC       remove every chunk of document DOC (repeatable)\n"
 	       "  -t, --threads N        threads (default: all cores)\n"
 	       "  -v, --verbose          counts and timings on stderr\n"
-	       "  -h, --help             this help\n");
+	       "  -h, --help             this help\n"
+	       "      --version          the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--order", "rank reverse doc" },
+	{ "--pool", "mean cls last" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-embed", "m:q:k:t:vh", longopts, usage, values };
 
 enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
 enum order { O_RANK, O_REVERSE, O_DOC };
@@ -82,7 +90,7 @@ struct opts {
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	while ((c = getopt_long(argc, argv, "m:q:k:t:vh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'S': o->store = optarg, o->store_set = true; break;
@@ -124,9 +132,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'U': o->query_prefix = optarg; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
-		case 'h': usage(); exit(0);
-		case 'O': cli_complete_options(longopts); exit(0);
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (optind < argc)
@@ -364,9 +370,10 @@ static void print_vectors(struct embedder *e, json_t **recs, const char **texts,
 		if (!a || json_object_set_new(recs[i], "embedding", a))
 			cli_die("out of memory");
 		/* 9 significant digits give back every float exactly */
-		if (json_dumpf(recs[i], stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) ||
-		    putchar('\n') == EOF || fflush(stdout))
-			cli_die("write: %s", strerror(errno));
+		if (json_dumpf(recs[i], stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)))
+			cli_write_failed(errno);
+		putchar('\n');
+		cli_flush();
 		json_decref(recs[i]);
 	}
 	free(v);
@@ -571,7 +578,7 @@ static int docs(const struct opts *o, struct chunkdb *ix)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-embed";
+	cli_start(&cli);
 	struct opts o = { 0 };
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);

@@ -32,8 +32,7 @@ static const struct option longopts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "tokens", required_argument, NULL, 'T' },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -45,12 +44,12 @@ static void usage(void)
 	       "pinned ones; pin and unpin caches; check the store; show what is in it.\n\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE, else $XDG_CACHE_HOME/kvblend,\n"
 	       "                          else ~/.cache/kvblend)\n"
-	       "      --max-bytes N       evict until the caches take at most N bytes (suffixes K, M, G, T:\n"
-	       "                          KiB, MiB, GiB, TiB)\n"
+	       "      --max-bytes N       evict until the caches take at most N bytes (a size: k, M, G, T\n"
+	       "                          are KiB, MiB, GiB, TiB)\n"
 	       "      --policy P          what goes first: lru (default), lfu, s3fifo or cost\n"
 	       "      --half-life T       cost policy: an unused cache's value halves every T (default 1d;\n"
 	       "                          suffixes s, m, h, d)\n"
-	       "  -n, --dry-run           print what would be removed or repaired, change nothing\n"
+	       "      --dry-run           print what would be removed or repaired, change nothing\n"
 	       "      --pin KEY           never evict the cache KEY (a unique prefix will do; repeatable)\n"
 	       "      --unpin KEY         let KEY be evicted again (repeatable)\n"
 	       "      --verify            read every cache whole (checksums, key) and check the index;\n"
@@ -58,12 +57,20 @@ static void usage(void)
 	       "                          anything was wrong\n"
 	       "      --stats             totals and per-model figures\n"
 	       "      --list              one line per cache\n"
-	       "      --json              --stats and --list as JSON\n"
+	       "  -j, --json              --stats and --list as JSON\n"
 	       "      --tokens N          (planned) prune one KV cache to N tokens: kvblend evict --tokens N\n"
 	       "                          IN.kvc > OUT.kvc; not implemented yet\n"
 	       "  -v, --verbose           one line per removed cache\n"
-	       "  -h, --help              this help\n");
+	       "  -h, --help              this help\n"
+	       "      --version           the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--policy", "lru lfu s3fifo cost" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-evict", "jvh", longopts, usage, values };
 
 #define MAX_KEYS 256
 
@@ -76,29 +83,6 @@ struct opts {
 	const char *pin[MAX_KEYS], *unpin[MAX_KEYS];
 	int n_pin, n_unpin;
 };
-
-/* "100", "64K", "1.5G", "2GiB", "512MB" (binary units) → bytes. */
-static uint64_t parse_bytes(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double unit = 1;
-	switch (toupper((unsigned char)*end)) {
-	case 'K': unit = 1024.0; end++; break;
-	case 'M': unit = 1048576.0; end++; break;
-	case 'G': unit = 1073741824.0; end++; break;
-	case 'T': unit = 1099511627776.0; end++; break;
-	}
-	if (unit > 1 && (end[0] == 'i' || end[0] == 'I') && (end[1] == 'B' || end[1] == 'b'))
-		end += 2;
-	else if (*end == 'B' || *end == 'b')
-		end++;
-	v *= unit;
-	if (errno || end == s || *end || !(v >= 0) || v >= 9.2e18 || !isdigit((unsigned char)s[0]))
-		cli_usage_error("%s: '%s' is not a size (a number of bytes, or with K, M, G or T)", opt, s);
-	return (uint64_t)v;
-}
 
 /* "3600", "90s", "30m", "12h", "7d" → seconds (> 0). */
 static double parse_duration(const char *opt, const char *s)
@@ -120,10 +104,10 @@ static double parse_duration(const char *opt, const char *s)
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	while ((c = getopt_long(argc, argv, "nvh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'S': o->store = optarg; break;
-		case 'B': o->max_bytes = parse_bytes("--max-bytes", optarg), o->evict = true; break;
+		case 'B': o->max_bytes = cli_size("--max-bytes", optarg, 0, UINT64_MAX), o->evict = true; break;
 		case 'p':
 			if ((o->policy = store_policy_from_name(optarg)) < 0)
 				cli_usage_error("--policy: unknown policy '%s' (lru, lfu, s3fifo, cost)", optarg);
@@ -146,9 +130,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'j': o->json = true; break;
 		case 'T': o->tokens = true; break;
 		case 'v': o->verbose = true; break;
-		case 'h': usage(); exit(0);
-		case 'O': cli_complete_options(longopts); exit(0);
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (o->tokens || optind < argc) {
@@ -469,7 +451,7 @@ static struct store *open_store(const struct opts *o)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-evict";
+	cli_start(&cli);
 	struct opts o = { .policy = STORE_LRU };
 	parse(argc, argv, &o);
 	struct store *st = open_store(&o);
@@ -483,7 +465,5 @@ int main(int argc, char **argv)
 	if (o.stats)
 		do_stats(st, &o);
 	store_close(st);
-	if (fflush(stdout) == EOF || ferror(stdout))
-		cli_die("<stdout>: write error");
-	return status;
+	return status; // stdout is checked at exit (cli.h)
 }

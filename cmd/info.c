@@ -16,8 +16,7 @@
 
 static const struct option longopts[] = {
 	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -28,9 +27,12 @@ static void usage(void)
 	printf("usage: kvblend info [--json] [FILE...]\n"
 	       "Describe KV-cache streams (.kvc) and GGUF models; '-' or no FILE reads stdin.\n"
 	       "A cache's every layer checksum and its end record are verified.\n\n"
-	       "  -j, --json   one JSON object per cache or model, one per line\n"
-	       "  -h, --help   this help\n");
+	       "  -j, --json      one JSON object per cache or model, one per line\n"
+	       "  -h, --help      this help\n"
+	       "      --version   the version\n");
 }
+
+static const struct cli cli = { "kvblend-info", "jh", longopts, usage, NULL };
 
 /* ---- output helpers ---- */
 
@@ -48,7 +50,7 @@ static void json_line(json_t *o)
 		cli_die("out of memory");
 	puts(s);
 	free(s);
-	fflush(stdout);
+	cli_flush();
 }
 
 /* A float as the shortest decimal that reads back as the same f32 (1e-05, not 9.99999975e-06). */
@@ -156,7 +158,7 @@ static void kvc_print(const char *name, int idx, const struct kvc_header *h)
 	}
 	human_size(h->payload_bytes * (uint64_t)h->n_layer, sz, sizeof sz);
 	printf("\n  payload     %s (%d x %" PRIu64 ")\n", sz, h->n_layer, h->payload_bytes);
-	fflush(stdout);
+	cli_flush();
 }
 
 static json_t *kvc_json(const char *name, int idx, const struct kvc_header *h)
@@ -389,7 +391,7 @@ static int info_gguf(struct gguf *g, const char *name)
 		if (count[t])
 			printf(" %s x %" PRIu64, t < QTYPE_COUNT ? qtype_name(t) : "unknown", count[t]);
 	printf("\n  model        %.16s...\n  tokenizer fp %.16s...\n", mfp, tfph);
-	fflush(stdout);
+	cli_flush();
 	return 0;
 }
 
@@ -498,14 +500,12 @@ static int info_path(const char *path)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-info";
+	cli_start(&cli);
 	int c;
-	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'j': opt_json = true; break;
-		case 'h': usage(); return 0;
-		case 'O': cli_complete_options(longopts); return 0;
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (optind == argc && isatty(STDIN_FILENO))

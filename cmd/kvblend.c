@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
+
 static const struct {
 	const char *name, *what;
 } tools[] = {
@@ -16,7 +18,7 @@ static const struct {
 	{ "blend", "fuse chunk caches at query time: CacheBlend" },
 	{ "decode", "generate text from a prompt or a KV cache" },
 	{ "evict", "keep the cache store within a budget, verify it" },
-	{ "bench", "speed and quality of each method side by side (planned)" },
+	{ "bench", "speed and quality of each method side by side" },
 	{ "tokenize", "text to token ids with a model's tokenizer" },
 	{ "quantize", "convert a GGUF model's weights to another type" },
 	{ "info", "describe and verify KV caches (.kvc) and GGUF models" },
@@ -62,25 +64,51 @@ static void usage(FILE *f)
 {
 	char path[PATH_MAX];
 	fprintf(f, "usage: kvblend <tool> [args...]\n"
+		   "       kvblend help [TOOL]\n"
 		   "       kvblend --help | --version | --list-tools\n\n"
 		   "Fast retrieval-augmented generation by reusing the KV caches of text chunks.\n\n"
 		   "tools:\n");
 	for (size_t i = 0; i < N_TOOLS; i++)
-		if (find_tool(tools[i].name, path, sizeof path) == 0)
-			fprintf(f, "  %-10s %s\n", tools[i].name, tools[i].what);
-	fprintf(f, "\n'kvblend <tool> --help' shows a tool's options; man kvblend(7) is the overview.\n");
+		fprintf(f, "  %-10s %s%s\n", tools[i].name, tools[i].what,
+			find_tool(tools[i].name, path, sizeof path) ? " (not installed)" : "");
+	fprintf(f, "\n'kvblend help TOOL' or 'kvblend TOOL --help' shows a tool's options;\n"
+		   "man kvblend(7) is the overview, man kvblend-TOOL(1) a tool's manual.\n");
+}
+
+/* Run kvblend-<tool> with argv (argv[0] replaced by its path); returns only on failure. */
+static int run_tool(const char *tool, char **argv)
+{
+	char path[PATH_MAX];
+	if (find_tool(tool, path, sizeof path) != 0) {
+		fprintf(stderr, "kvblend: '%s' is not a kvblend tool (see 'kvblend --help')\n", tool);
+		return 2;
+	}
+	argv[0] = path;
+	execv(path, argv);
+	fprintf(stderr, "kvblend: cannot run '%s': %s\n", path, strerror(errno));
+	return 1;
 }
 
 int main(int argc, char **argv)
 {
+	cli_tool = "kvblend";
+	atexit(cli_close_stdout);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
 	}
 	const char *cmd = argv[1];
-	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || (!strcmp(cmd, "help") && argc == 2)) {
 		usage(stdout);
 		return 0;
+	}
+	if (!strcmp(cmd, "help")) { // kvblend help TOOL: the tool's --help
+		if (argc > 3)
+			cli_usage_error("help: one tool at a time ('%s' is one too many)", argv[3]);
+		if (argv[2][0] == '-' || strchr(argv[2], '/'))
+			cli_usage_error("help: '%s' is not a tool name", argv[2]);
+		char *help_argv[] = { argv[2], "--help", NULL };
+		return run_tool(argv[2], help_argv);
 	}
 	if (!strcmp(cmd, "--version")) {
 		printf("kvblend %s\n", KVBLEND_VERSION);
@@ -93,17 +121,7 @@ int main(int argc, char **argv)
 				printf("%s\n", tools[i].name);
 		return 0;
 	}
-	if (cmd[0] == '-' || strchr(cmd, '/')) {
-		fprintf(stderr, "kvblend: unknown option '%s'\nTry 'kvblend --help' for more information.\n", cmd);
-		return 2;
-	}
-	char path[PATH_MAX];
-	if (find_tool(cmd, path, sizeof path) != 0) {
-		fprintf(stderr, "kvblend: '%s' is not a kvblend tool (see 'kvblend --help')\n", cmd);
-		return 2;
-	}
-	argv[1] = path;
-	execv(path, argv + 1);
-	fprintf(stderr, "kvblend: cannot run '%s': %s\n", path, strerror(errno));
-	return 1;
+	if (cmd[0] == '-' || strchr(cmd, '/'))
+		cli_usage_error("unknown option '%s'", cmd);
+	return run_tool(cmd, argv + 1);
 }

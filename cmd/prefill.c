@@ -23,10 +23,9 @@ static const struct option longopts[] = {
 	{ "store", required_argument, NULL, 'S' },
 	{ "batch", required_argument, NULL, 'b' },
 	{ "progress", no_argument, NULL, 'P' },
-	{ "quiet", no_argument, NULL, 'q' },
+	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -49,10 +48,18 @@ static void usage(void)
 	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
 	       "      --progress          progress on stderr even when it is not a terminal\n"
-	       "  -q, --quiet             no progress\n"
+	       "      --quiet             no progress\n"
 	       "  -v, --verbose           timings on stderr\n"
-	       "  -h, --help              this help\n");
+	       "  -h, --help              this help\n"
+	       "      --version           the version\n");
 }
+
+static const struct cli_values values[] = {
+	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:vh", longopts, usage, values };
 
 struct opts {
 	const char *model, *prompt, *file, *output, *store;
@@ -241,10 +248,10 @@ static int prefill_records(const struct opts *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-prefill";
+	cli_start(&cli);
 	struct opts o = { .output = "-", .dtype = KVC_F16, .batch = 512 };
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:f:o:t:b:qvh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case 'p': o.prompt = optarg; break;
@@ -253,7 +260,7 @@ int main(int argc, char **argv)
 		case 'S': o.store = optarg; break;
 		case 'b': o.batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
 		case 'P': o.progress = true; break;
-		case 'q': o.quiet = true; break;
+		case 'Q': o.quiet = true; break;
 		case 'D':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
@@ -263,9 +270,7 @@ int main(int argc, char **argv)
 		case 'L': o.no_logits = true; break;
 		case 'N': o.no_special = true; break;
 		case 'v': o.verbose = true; break;
-		case 'h': usage(); return 0;
-		case 'O': cli_complete_options(longopts); return 0;
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (!o.model)

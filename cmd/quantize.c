@@ -14,8 +14,7 @@ static const struct option longopts[] = {
 	{ "seed", required_argument, NULL, 's' },
 	{ "vocab", required_argument, NULL, 'V' },
 	{ "list-shapes", no_argument, NULL, 'H' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -37,8 +36,11 @@ static void usage(void)
 	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json\n"
 	       "                     (default: a generated SentencePiece vocabulary, WordPiece for bert)\n"
 	       "      --list-shapes  print the shapes --synthetic knows, one per line\n"
-	       "  -h, --help         this help\n");
+	       "  -h, --help         this help\n"
+	       "      --version      the version\n");
 }
+
+static const struct cli cli = { "kvblend-quantize", "vh", longopts, usage, NULL };
 
 static void list_types(void)
 {
@@ -87,12 +89,12 @@ static double mib(uint64_t bytes)
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-quantize";
+	cli_start(&cli);
 	bool verbose = false;
 	const char *shape = NULL, *vocab = NULL;
 	uint64_t seed = 1;
 	int c;
-	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'v': verbose = true; break;
 		case 'L': list_types(); return 0;
@@ -103,9 +105,7 @@ int main(int argc, char **argv)
 			for (size_t i = 0; synth_shape_name(i); i++)
 				printf("%s\n", synth_shape_name(i));
 			return 0;
-		case 'h': usage(); return 0;
-		case 'O': cli_complete_options(longopts); return 0;
-		default: cli_usage_error("bad usage");
+		default: cli_unreachable(c);
 		}
 	}
 	if (shape) {

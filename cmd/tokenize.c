@@ -14,8 +14,7 @@ static const struct option longopts[] = {
 	{ "no-bos", no_argument, NULL, 'B' },
 	{ "parse-special", no_argument, NULL, 'S' },
 	{ "pieces", no_argument, NULL, 'P' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "complete-options", no_argument, NULL, 'O' },
+	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -28,8 +27,11 @@ static void usage(void)
 	       "      --no-bos         do not put the beginning-of-sequence token first\n"
 	       "      --parse-special  turn special tokens written in the text (<s>, <|user|>) into those tokens\n"
 	       "      --pieces         one line per token: id, a tab, its piece (control bytes escaped as \\n, \\xNN)\n"
-	       "  -h, --help           this help\n");
+	       "  -h, --help           this help\n"
+	       "      --version        the version\n");
 }
+
+static const struct cli cli = { "kvblend-tokenize", "m:h", longopts, usage, NULL };
 
 struct opts {
 	const char *model, *file;
@@ -39,16 +41,13 @@ struct opts {
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
+	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'B': o->no_bos = true; break;
 		case 'S': o->parse_special = true; break;
 		case 'P': o->pieces = true; break;
-		case 'h': usage(); exit(0);
-		case 'O': cli_complete_options(longopts); exit(0);
-		default: cli_bad_option(argv, longopts);
+		default: cli_unreachable(c);
 		}
 	}
 	if (!o->model)
@@ -97,7 +96,7 @@ static void print_ids(const struct tok *t, const int32_t *ids, size_t n, bool pi
 
 int main(int argc, char **argv)
 {
-	cli_tool = "kvblend-tokenize";
+	cli_start(&cli);
 	struct opts o = { 0 };
 	parse(argc, argv, &o);
 
@@ -121,8 +120,7 @@ int main(int argc, char **argv)
 	if (tok_encode(t, text, len, !o.no_bos && tok_add_bos(t), o.parse_special, &ids, &n))
 		cli_die("%s", kb_error());
 	print_ids(t, ids, n, o.pieces);
-	if (fflush(stdout) || ferror(stdout))
-		cli_die("write error: %s", strerror(errno));
+	cli_flush();
 
 	free(ids);
 	free(text);

@@ -1,24 +1,12 @@
 # bash completion for kvblend(1) and the kvblend-<tool> programs.
 #
-# Nothing here lists options by hand: tool names come from `kvblend --list-tools`,
-# each tool's long options from `kvblend <tool> --complete-options` (one per
-# line, "--name=" for those that take a value) and the quantize types from
-# `kvblend quantize --list-types`, so the completion follows the code.
-
-# Which long options take a value the tools say themselves: --complete-options
-# prints them with a trailing "=". Known here is only what kind of value an
-# option name means (a model, a file, a folder, one of a few words) and which
-# short options take one.
-_kvblend_short_value_opts='-m -p -f -c -n -t -o -b -r -k -q'
-# Value lists of the options with a fixed set.
-_kvblend_by_values='paragraph sentence heading window ppl'
-_kvblend_policy_values='lru lfu s3fifo cost'
-_kvblend_mode_values='blend full reuse prefix epic'
-_kvblend_template_values='plain chatml llama3 mistral'
-_kvblend_metric_values='kv k v'
-_kvblend_dtype_values='f16 bf16 f32 q8_0'
-_kvblend_order_values='rank reverse doc'
-_kvblend_pool_values='mean cls last'
+# Nothing here lists options or values by hand: tool names come from
+# `kvblend --list-tools`, each tool's options from `kvblend <tool>
+# --complete-options` (one per line: "--name", "=" when it takes a value, " -x"
+# when a short option stands for it), the words an option's value may be from
+# `kvblend <tool> --complete-values --name`, the quantize types and shapes from
+# `kvblend quantize --list-types` and `--list-shapes`: the completion follows
+# the code. Known here is only which options name a model, a file or a folder.
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -33,67 +21,61 @@ _kvblend_files()
 	fi
 }
 
-_kvblend_word_in()
+# _kvblend_long WORD: the long option WORD names, "=" and all: itself or the one
+# its short letter stands for (from the arrays long and short of _kvblend_tool).
+_kvblend_long()
 {
-	local w
-	for w in $2; do
-		[[ $1 == "$w" ]] && return 0
+	local i
+	for i in "${!long[@]}"; do
+		if [[ ${long[i]%=} == "$1" || ${short[i]} == "$1" ]]; then
+			printf '%s\n' "${long[i]}"
+			return 0
+		fi
 	done
 	return 1
-}
-
-# _kvblend_short_flag TOOL OPT: OPT is in _kvblend_short_value_opts but TOOL's
-# takes no value (evict -n is --dry-run; chunk and bench -q are --quiet).
-_kvblend_short_flag()
-{
-	[[ ($1 == evict && $2 == -n) || (($1 == chunk || $1 == bench) && $2 == -q) ]]
 }
 
 # _kvblend_tool TOOL FIRST: complete for TOOL, whose arguments start at COMP_WORDS[FIRST].
 _kvblend_tool()
 {
-	local tool=$1 first=$2 prev=${COMP_WORDS[COMP_CWORD-1]}
+	local tool=$1 first=$2 prev=${COMP_WORDS[COMP_CWORD-1]} words=
 
 	# --opt=value splits into "--opt" "=" "value" with the default COMP_WORDBREAKS.
 	if [[ $prev == = && $COMP_CWORD -ge $((first + 1)) ]]; then
 		prev=${COMP_WORDS[COMP_CWORD-2]}
 	fi
-	local opts
-	opts=$(kvblend "$tool" --complete-options 2>/dev/null || "kvblend-$tool" --complete-options 2>/dev/null)
-	_kvblend_short_flag "$tool" "$prev" && prev=
-	local takes=
-	if [[ $prev == --* ]]; then
-		_kvblend_word_in "$prev=" "$opts" && takes=1
-	elif [[ -n $prev ]] && _kvblend_word_in "$prev" "$_kvblend_short_value_opts"; then
-		takes=1
-	fi
-	if [[ -n $takes ]]; then
-		local words=
-		case $prev in
-		-m | --model) _kvblend_files '*.[gG][gG][uU][fF]'; return ;;
+	# One line per option: "--name", "=" when it takes a value, " -x" when a
+	# short option stands for it (a letter means the same in every tool).
+	local lines long=() short=() l
+	lines=$(kvblend "$tool" --complete-options 2>/dev/null || "kvblend-$tool" --complete-options 2>/dev/null)
+	local IFS=$'\n'
+	for l in $lines; do
+		long+=("${l%% *}")
+		[[ $l == *' -'? ]] && short+=("${l##* }") || short+=("")
+	done
+	unset IFS
+	local opt
+	opt=$(_kvblend_long "$prev")
+	if [[ $opt == *= ]]; then
+		opt=${opt%=}
+		case $opt in
+		--model) _kvblend_files '*.[gG][gG][uU][fF]'; return ;;
 		--store)
 			compopt -o filenames 2>/dev/null
 			local IFS=$'\n'
 			COMPREPLY=($(compgen -d -- "$cur"))
 			return ;;
-		-f | -o | -c | --file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab)
+		--file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab)
 			_kvblend_files; return ;;
 		--synthetic) words=$(kvblend quantize --list-shapes 2>/dev/null) ;;
-		--by) words=$_kvblend_by_values ;;
-		--policy) words=$_kvblend_policy_values ;;
-		--mode) words=$_kvblend_mode_values ;;
-		--template) words=$_kvblend_template_values ;;
-		--metric) words=$_kvblend_metric_values ;;
-		--dtype) words=$_kvblend_dtype_values ;;
-		--order) words=$_kvblend_order_values ;;
-		--pool) words=$_kvblend_pool_values ;;
+		*) words=$(kvblend "$tool" --complete-values "$opt" 2>/dev/null) ;;
 		esac
 		COMPREPLY=($(compgen -W "$words" -- "$cur"))
 		return
 	fi
 
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "${opts//=/}" -- "$cur"))
+		COMPREPLY=($(compgen -W "${long[*]%=}" -- "$cur"))
 		return
 	fi
 
@@ -108,8 +90,7 @@ _kvblend_tool()
 		elif [[ -n $skip ]]; then
 			skip=
 		elif [[ $w == -* ]]; then
-			{ _kvblend_word_in "$w=" "$opts" || _kvblend_word_in "$w" "$_kvblend_short_value_opts"; } &&
-				! _kvblend_short_flag "$tool" "$w" && skip=1
+			[[ $(_kvblend_long "$w") == *= ]] && skip=1
 		else
 			n=$((n + 1))
 		fi
@@ -144,7 +125,11 @@ _kvblend()
 		fi
 		return
 	fi
-	[[ ${COMP_WORDS[1]} == -* || ${COMP_WORDS[1]} == help ]] && return
+	if [[ ${COMP_WORDS[1]} == help ]]; then
+		((COMP_CWORD == 2)) && [[ $cur != -* ]] && COMPREPLY=($(compgen -W "$(kvblend --list-tools 2>/dev/null)" -- "$cur"))
+		return
+	fi
+	[[ ${COMP_WORDS[1]} == -* ]] && return
 	_kvblend_tool "${COMP_WORDS[1]}" 2
 }
 

@@ -34,7 +34,7 @@ for t in $types; do
 		fi
 	fi
 	echo "# $m: kvblend" >&2
-	"$bin/kvblend-bench" --speed --tsv -m "$m" -p "$pp" -n "$tg" -r "$reps" -t "$threads" |
+	"$bin/kvblend-bench" --speed --tsv -m "$m" --n-prompt "$pp" --n-gen "$tg" -r "$reps" -t "$threads" |
 		awk -F'\t' -v t="$t" 'NR > 1 { print t "\t" $5 "\tkvblend\t" $6 }' >>"$out"
 	if [ -n "${LLAMA_CPP:-}" ]; then
 		echo "# $m: llama.cpp" >&2

@@ -13,10 +13,10 @@ wiki=$SHARED/data/qa/cacheblend_wikimqa_s_clean.json
 bench=$KVBLEND_BIN/kvblend-bench
 st=$TAP_TMP/store
 # stories260K's context is 128 tokens, less than any prompt of this set: --ctx lets them run past it
-small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store $st --ctx 1024"
+small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store $st --ctx 1024"
 
 # --speed: unchanged
-run "$bench" --speed -m "$model" -p 16 -n 4 -r 1 -t 1
+run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1
 ok $RUN_RC "--speed runs"
 like "$RUN_OUT" "*pp16*tg4*" "--speed: pp16 and tg4 rows"
 
@@ -94,7 +94,7 @@ run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 
 is "$RUN_RC:$(printf '%s\n' "$RUN_OUT" | grep -c '^full')" "0:1" "--ctx 720: the question that fits is measured"
 like "$RUN_ERR" "kvblend-bench: warning: 1 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 720 (--ctx;*" \
 	"--ctx 720: the other is skipped, with the count and both sizes"
-run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store "$st" --methods full --tsv -q
+run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 -n 8 --store "$st" --methods full --tsv --quiet
 lines=$(printf '%s\n' "$RUN_ERR" | grep -c .)
 like "$RUN_RC:$lines:$RUN_OUT:$RUN_ERR" "1:1::kvblend-bench: 2 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 128 (the model's;*" \
 	"no prompt fits the model's context of 128: exit 1, one line with both sizes, no table"
@@ -102,24 +102,24 @@ like "$RUN_RC:$lines:$RUN_OUT:$RUN_ERR" "1:1::kvblend-bench: 2 of 2 questions sk
 # the other formats
 hotpot=$(tap_shared data/qa/hotpotqa_distractor_dev500_ircot.jsonl)
 if [ -n "$hotpot" ]; then
-	run "$bench" --dataset "$hotpot" -m "$model" --limit 1 --max-passages 3 --max-chunk-tokens 16 -n 4 -t 1 \
-		--store "$st" --ctx 1024 --methods full,blend --tsv -q
+	run "$bench" --dataset "$hotpot" -m "$model" --limit 1 --max-passages 3 --max-chunk-tokens 16 --n-gen 4 -t 1 \
+		--store "$st" --ctx 1024 --methods full,blend --tsv --quiet
 	is "$RUN_RC:$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "0:method full blend" "HotpotQA (IRCoT JSON Lines)"
 else
 	skip "hotpotqa is absent"
 fi
 samsum=$(tap_shared data/summ/samsum_test.jsonl)
 if [ -n "$samsum" ]; then
-	run "$bench" --dataset "$samsum" -m "$model" --limit 1 --max-passages 2 --max-chunk-tokens 24 -n 4 -t 1 \
-		--store "$st" --ctx 1024 --methods full,reuse --json -q
+	run "$bench" --dataset "$samsum" -m "$model" --limit 1 --max-passages 2 --max-chunk-tokens 24 --n-gen 4 -t 1 \
+		--store "$st" --ctx 1024 --methods full,reuse --json --quiet
 	like "$RUN_RC:$RUN_OUT" '0:*"task": "summary"*"rouge_l": *' "SAMSum: a summary set scored by Rouge-L"
 else
 	skip "samsum is absent"
 fi
 
 # the prompt of --template chatml has the chat markers around it (stories has none: they are text)
-run "$bench" --dataset "$wiki" -m "$model" --limit 1 --max-passages 1 --max-chunk-tokens 8 -n 2 -t 1 \
-	--store "$st" --ctx 1024 --methods full --template chatml --json -q
+run "$bench" --dataset "$wiki" -m "$model" --limit 1 --max-passages 1 --max-chunk-tokens 8 --n-gen 2 -t 1 \
+	--store "$st" --ctx 1024 --methods full --template chatml --json --quiet
 like "$RUN_RC:$RUN_OUT" '0:*"template": "chatml"*' "--template chatml"
 
 # errors: exit 1 with one line naming the file and the record

@@ -15,7 +15,7 @@ One day, the ball rolled into the pond and the dog jumped in after it.
 DOC
 "$B/kvblend-chunk" -m "$model" --max-tokens 24 "$t/doc.txt" >"$t/chunks.jsonl"
 [ "$(wc -l <"$t/chunks.jsonl")" -ge 3 ]; ok $? "chunk makes several chunks"
-"$B/kvblend-prefill" -m "$model" -q <"$t/chunks.jsonl" >"$t/kv.jsonl"
+"$B/kvblend-prefill" -m "$model" --quiet <"$t/chunks.jsonl" >"$t/kv.jsonl"
 ok $? "prefill stores every chunk"
 grep -c '"kv":"[0-9a-f]\{64\}"' "$t/kv.jsonl" | grep -qx "$(wc -l <"$t/chunks.jsonl")"; ok $? "each record gets its kv key"
 

@@ -8,7 +8,7 @@
 # crash); usage errors (2) and failing inputs (1, one line, the others still
 # done); URLs from a local HTTP server (python3 -m http.server on 127.0.0.1, a
 # free port; skipped without python3): a document, a redirect followed, a 404,
-# --max-bytes exceeded, a refused connection, file:// and unsupported schemes.
+# --max-doc-bytes exceeded, a refused connection, file:// and unsupported schemes.
 . "$(dirname "$0")/tap.sh"
 
 need_bin chunk
@@ -189,10 +189,10 @@ is "$RUN_ERR" "kvblend-chunk: '$TAP_TMP/bad.txt': 2 invalid UTF-8 sequences (rep
 	"... one warning naming the file and the count"
 is "$(first)" '{"doc":"'"$TAP_TMP"'/bad.txt","seq":0,"start":0,"end":7,"text":"ab'"$(printf '\357\277\275')"'cd\n\n"}' \
 	"... U+FFFD in the text, end counts the bytes read"
-run "$chunk" -q --max-tokens 0 "$TAP_TMP/bad.txt"
-is "$RUN_RC:$RUN_ERR" "0:" "-q: no warning"
+run "$chunk" --quiet --max-tokens 0 "$TAP_TMP/bad.txt"
+is "$RUN_RC:$RUN_ERR" "0:" "--quiet: no warning"
 head -c 3000 /dev/urandom >"$TAP_TMP/random.bin" 2>/dev/null || dd if=/dev/urandom of="$TAP_TMP/random.bin" bs=3000 count=1 2>/dev/null
-run "$chunk" -q --max-tokens 16 "$TAP_TMP/random.bin"
+run "$chunk" --quiet --max-tokens 16 "$TAP_TMP/random.bin"
 n=$(check "$TAP_TMP/out" "$TAP_TMP/random.bin" "$TAP_TMP/random.bin" "" lossy)
 like "$RUN_RC:$n" "0:[1-9]*" "random bytes: valid records, no crash ($n)"
 
@@ -254,12 +254,12 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT | tr -d =)" "0:--model --by --split --max-tokens --min-tokens --overlap --ppl-threshold --ppl-window --ppl-context --max-bytes --timeout --output --quiet --verbose --help" \
-	"--complete-options lists the long options (a trailing = on those with a value)"
+is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --by= --split= --max-tokens= --min-tokens= --overlap= --ppl-threshold= --ppl-window= --ppl-context= --max-doc-bytes= --timeout= --output= -o --quiet --verbose -v --help -h --version" \
+	"--complete-options lists the long options (a trailing = on those with a value, then the short one)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \
 	"--split a --by sentence" "--ppl-threshold 1" "--by sentence --ppl-threshold 1" "--by ppl --ppl-threshold -1" \
-	"--by ppl --ppl-threshold x" "--by ppl --ppl-threshold nan" "--max-bytes 0" "--max-bytes 1X" "--timeout -1" "--bogus" "-x"; do
+	"--by ppl --ppl-threshold x" "--by ppl --ppl-threshold nan" "--max-doc-bytes 0" "--max-doc-bytes 1X" "--timeout -1" "--bogus" "-x"; do
 	# shellcheck disable=SC2086
 	run "$chunk" $args "$TAP_TMP/p.txt"
 	like "$RUN_RC:$RUN_OUT:$(wc -l <"$TAP_TMP/err" | tr -d ' '):$RUN_ERR" "2::2:kvblend-chunk: *Try*" "usage error: $args"
@@ -304,11 +304,11 @@ if [ -n "$port" ]; then
 	run "$chunk" --timeout 20 "$url/nope.txt" "$url/doc.txt"
 	is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$url/nope.txt': HTTP 404" "http: a 404 exits 1 with one line naming the URL"
 	is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$url/doc.txt")" 1 "... and the next URL is still chunked"
-	run "$chunk" --timeout 20 --max-bytes 1k "$url/big.txt"
+	run "$chunk" --timeout 20 --max-doc-bytes 1k "$url/big.txt"
 	is "$RUN_RC:$RUN_OUT:$RUN_ERR" "1::kvblend-chunk: '$url/big.txt': larger than the limit of 1024 bytes" \
-		"http: --max-bytes exceeded: exit 1, a clear error"
-	run "$chunk" --timeout 20 --max-bytes 10000 "$url/big.txt"
-	like "$RUN_RC:$RUN_ERR:$RUN_OUT" "0::{*" "http: exactly --max-bytes is accepted"
+		"http: --max-doc-bytes exceeded: exit 1, a clear error"
+	run "$chunk" --timeout 20 --max-doc-bytes 10000 "$url/big.txt"
+	like "$RUN_RC:$RUN_ERR:$RUN_OUT" "0::{*" "http: exactly --max-doc-bytes is accepted"
 	kill $srv 2>/dev/null
 else
 	for i in 1 2 3 4 5 6; do skip "no local HTTP server (python3 -m http.server)"; done

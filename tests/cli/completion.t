@@ -90,28 +90,102 @@ else
 fi
 cd "$KVBLEND_ROOT" || exit 1
 
-# Every tool answers --complete-options with long options, and each of them is
-# in its man page: a new option cannot skip its documentation.
+# Every tool answers --complete-options with its options, one per line ("--name",
+# "=" when it takes a value, " -x" when a short option stands for it), and each
+# of them is in its man page: a new option cannot skip its documentation.
+: >"$TAP_TMP/shorts"
 for t in $tools; do
 	opts=$(kvblend "$t" --complete-options 2>&1)
 	rc=$?
-	bad=$(printf '%s\n' "$opts" | grep -vxE -- '--[a-z0-9][a-z0-9-]*=?')
+	bad=$(printf '%s\n' "$opts" | grep -vxE -- '--[a-z0-9][a-z0-9-]*=?( -[a-zA-Z0-9])?')
 	[ $rc -eq 0 ] && [ -n "$opts" ] && [ -z "$bad" ]
-	ok $? "kvblend $t --complete-options prints long options, one per line"
+	ok $? "kvblend $t --complete-options prints its options, one per line"
 	[ -n "$bad" ] && diag "$bad"
 	undoc=
-	for o in $opts; do
+	while read -r o s; do
 		o=${o%=}
 		grep -qE -- "Fl -${o#--}( |$)" "man/kvblend-$t.1" 2>/dev/null || undoc="$undoc $o"
+		[ -z "$s" ] || grep -qE -- "^\.It Fl ${s#-} , Fl -${o#--}( |$)" "man/kvblend-$t.1" || undoc="$undoc $s"
+		[ -z "$s" ] || echo "$s $o $t" >>"$TAP_TMP/shorts"
+	done <<EOF
+$opts
+EOF
+	is "$undoc" "" "every option of kvblend-$t is in man/kvblend-$t.1 (short ones as -x, --name)"
+	# --complete-values answers for every option that takes a value, and refuses others
+	nv=0
+	for o in $(printf '%s\n' "$opts" | sed -n 's/^\(--[a-z0-9-]*\)=.*/\1/p'); do
+		kvblend "$t" --complete-values "$o" >/dev/null 2>&1 || nv=$((nv + 1))
 	done
-	is "$undoc" "" "every option of kvblend-$t is in man/kvblend-$t.1"
+	kvblend "$t" --complete-values --no-such-option >/dev/null 2>&1
+	[ $? -eq 2 ] && [ $nv -eq 0 ]
+	ok $? "kvblend $t --complete-values answers for each option with a value, exit 2 for an unknown one"
 done
+
+# A short option means one thing in every tool: the same letter, the same long
+# option (and so the same kind of value), everywhere; kvblend(7) lists them.
+conflicts=$(sort -u "$TAP_TMP/shorts" | awk '{ if ($1 in long && long[$1] != $2) print $1 ": " long[$1] " (" tool[$1] ") and " $2 " (" $3 ")"; long[$1] = $2; tool[$1] = $3 }')
+is "$conflicts" "" "a short option stands for the same long option in every tool"
+[ -s "$TAP_TMP/shorts" ]; ok $? "the tools have short options to compare"
+unlisted=
+for pair in $(awk '{ print $1 "," $2 }' "$TAP_TMP/shorts" | sort -u); do
+	s=${pair%%,*} o=${pair#*,}
+	o=${o%=}
+	grep -qE -- "^\.It Fl ${s#-} , Fl -${o#--}( |$)" man/kvblend.7 || unlisted="$unlisted $s"
+done
+is "$unlisted" "" "kvblend(7) lists every short option with its one meaning"
+
+# Values come from the tools: the completion offers what --complete-values says.
+cd "$TAP_TMP/d" || exit 1
+if have chunk; then
+	is "$(cand kvblend chunk --by '')" "$(kvblend chunk --complete-values --by | LC_ALL=C sort | paste -sd ' ')" \
+		"chunk --by <TAB> offers kvblend chunk --complete-values --by"
+	has "$(cand kvblend chunk --by '')" ppl; ok $? "... which include ppl"
+	is "$(cand kvblend chunk -o x --quiet '')" "B.GGUF a.gguf notes.txt sub" "chunk --quiet takes no value: an operand follows"
+else
+	for i in 1 2 3; do skip "kvblend-chunk is not built"; done
+fi
+if have blend; then
+	is "$(cand kvblend blend -q x --mode '')" "blend epic full prefix reuse" "blend -q Q --mode <TAB>: -q takes a value, the modes follow"
+	is "$(cand kvblend blend --metric = '')" "k kv v" "blend --metric=<TAB>"
+else
+	for i in 1 2; do skip "kvblend-blend is not built"; done
+fi
+is "$(cand kvblend help '')" "$(printf '%s\n' $tools | LC_ALL=C sort | paste -sd ' ')" "kvblend help <TAB> offers the tools"
+cd "$KVBLEND_ROOT" || exit 1
 
 if command -v zsh >/dev/null 2>&1; then
 	zsh -n completions/_kvblend
 	ok $? "the zsh completion parses"
 else
 	skip "zsh is not installed"
+fi
+
+# fish: the same candidates, from the same tools.
+if command -v fish >/dev/null 2>&1; then
+	fish -n completions/kvblend.fish
+	ok $? "the fish completion parses"
+	fcand() { fish -c "source completions/kvblend.fish; complete -C'$1'" 2>>"$TAP_TMP/noise" | cut -f1 | LC_ALL=C sort | paste -sd ' '; }
+	is "$(fish -c 'source completions/kvblend.fish' 2>&1)" "" "sourcing the fish completion prints nothing"
+	is "$(fcand 'kvblend ')" "$(printf '%s\n' $tools | LC_ALL=C sort | paste -sd ' ')" "fish: kvblend <TAB> offers the tools"
+	if have evict; then
+		is "$(fcand 'kvblend evict --policy ')" "cost lfu lru s3fifo" "fish: evict --policy <TAB> offers the policies"
+		is "$(fcand 'kvblend-evict --ver')" "--verbose --verify --version" "fish: kvblend-evict --ver<TAB>"
+	else
+		for i in 1 2; do skip "kvblend-evict is not built"; done
+	fi
+	if have chunk; then
+		is "$(fcand 'kvblend chunk --by=p')" "--by=paragraph --by=ppl" "fish: chunk --by=p<TAB>"
+	else
+		skip "kvblend-chunk is not built"
+	fi
+	if have quantize; then
+		is "$(fcand 'kvblend quantize a.gguf b.gguf ')" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \
+			"fish: quantize IN OUT <TAB> offers the types"
+	else
+		skip "kvblend-quantize is not built"
+	fi
+else
+	for i in 1 2 3 4 5 6 7; do skip "fish is not installed"; done
 fi
 
 is "$(cat "$TAP_TMP/noise" 2>/dev/null)" "" "completing printed nothing of its own"

@@ -39,8 +39,8 @@ if command -v bash >/dev/null 2>&1; then
 	is "$(comp kvblend evict --policy '')" "cost lfu lru s3fifo" "completion: --policy offers the four policies"
 	mkdir "$t/c" "$t/c/st1" && : >"$t/c/file"
 	is "$(cd "$t/c" && comp kvblend evict --store '')" "st1" "completion: --store offers folders only"
-	is "$(comp kvblend evict -n --dry)" "--dry-run" "completion: -n takes no value"
-	is "$(comp kvblend-evict --ver)" "--verbose --verify" "completion: the options come from the tool"
+	is "$(comp kvblend evict -v --dry)" "--dry-run" "completion: -v takes no value"
+	is "$(comp kvblend-evict --ver)" "--verbose --verify --version" "completion: the options come from the tool"
 else
 	for i in 1 2 3 4; do skip "bash is not installed"; done
 fi
@@ -86,7 +86,7 @@ for s in "Once upon a time there was a cat" "Joe loves writing stories" "The dog
 	printf '{"text":"%s"}\n' "$s"
 done >"$t/chunks.jsonl"
 S=$t/st
-"$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$S" -q <"$t/chunks.jsonl" >"$t/out.jsonl"
+"$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$S" --quiet <"$t/chunks.jsonl" >"$t/out.jsonl"
 ok $? "prefill fills a store with 8 chunk caches"
 keys=$(sed 's/.*"kv":"\([0-9a-f]*\)".*/\1/' "$t/out.jsonl")
 is "$(entries "$S")" 8 "--stats: 8 caches"

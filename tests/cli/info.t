@@ -29,7 +29,7 @@ fi
 # ---- usage and plain errors ----
 run "$I" --help
 like "$RUN_RC/$RUN_OUT" "0/usage: kvblend info*" "--help: usage on stdout, exit 0"
-is "$("$I" --complete-options | LC_ALL=C sort | paste -sd ' ')" "--help --json" "--complete-options"
+is "$("$I" --complete-options | LC_ALL=C sort | paste -sd ' ')" "--help -h --json -j --version" "--complete-options"
 run "$I" --bogus
 is "$RUN_RC" 2 "an unknown option: exit 2"
 printf 'Once upon a time\n' >"$t/text.txt"

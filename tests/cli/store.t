@@ -18,7 +18,7 @@ sed -n "$((q + 1)),$((3 * q))p" "$t/all.jsonl" >"$t/b"
 sed -n "$((2 * q + 1)),${n}p" "$t/all.jsonl" >"$t/c"
 awk 'NR % 2' "$t/all.jsonl" >"$t/d"
 for s in a b c d; do
-	"$B/kvblend-prefill" -m "$model" --store "$st" --batch 32 -q <"$t/$s" >"$t/$s.out" 2>"$t/$s.err" &
+	"$B/kvblend-prefill" -m "$model" --store "$st" --batch 32 --quiet <"$t/$s" >"$t/$s.out" 2>"$t/$s.err" &
 done
 fails=0
 for j in 1 2 3 4; do wait %$j || fails=$((fails + 1)); done
@@ -37,7 +37,7 @@ grep -q "^caches *$uniq " "$t/s"; ok $? "the index has one row per object"
 "$B/kvblend-chunk" -m "$model" --max-tokens 20 "$t/doc.txt" >"$t/new.jsonl"
 for after in 1 5 12 30; do
 	: >"$t/k.out" # exists before the loop below reads it, however late the job starts
-	"$B/kvblend-prefill" -m "$model" --store "$st" --batch 8 -q <"$t/new.jsonl" >"$t/k.out" 2>/dev/null &
+	"$B/kvblend-prefill" -m "$model" --store "$st" --batch 8 --quiet <"$t/new.jsonl" >"$t/k.out" 2>/dev/null &
 	pid=$!
 	i=0
 	while [ "$(wc -l <"$t/k.out")" -lt $after ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i + 1)); done

@@ -68,7 +68,7 @@ run "$tok" -h
 like "$RUN_RC:$RUN_OUT" "0:usage: *" "-h too"
 
 run "$tok" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= --no-bos --parse-special --pieces --help" "--complete-options lists the long options (\"=\": takes a value)"
+is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --no-bos --parse-special --pieces --help -h --version" "--complete-options lists the long options (\"=\": takes a value; then the short one)"
 
 run "$tok" -m "$model" --bogus "$TAP_TMP/prompt.txt"
 is "$RUN_RC" 2 "a bad option exits 2"
