@@ -84,7 +84,7 @@ is "$RUN_RC" 2 "--seed is required"
 if [ -x "$KVBLEND_BIN/kvblend-bench" ] && model=$(tap_shared models/stories260Ktok512.gguf); then
 	python3 "$gen" --seed 5 --count 2 --passages 2 >"$TAP_TMP/small.json"
 	run "$KVBLEND_BIN/kvblend-bench" --dataset "$TAP_TMP/small.json" -m "$model" --methods full \
-		--ctx 1024 -n 4 -t 1 --store "$TAP_TMP/st" --json
+		--ctx 1024 --n-gen 4 -t 1 --store "$TAP_TMP/st" --json
 	ok $RUN_RC "kvblend bench --dataset reads the output unchanged (exit $RUN_RC)"
 	[ $RUN_RC -ne 0 ] && diag "$RUN_ERR"
 else

@@ -54,7 +54,7 @@ for after in 1 5 12 30; do
 	[ $rc -eq 0 ]; ok $? "SIGKILL after $(wc -l <"$t/k.out") records: the store verifies clean ($(tail -n 1 "$t/v"))"
 done
 # and what is stored serves: blend reads every chunk of a set from the store
-head -n 5 "$t/new.jsonl" | "$B/kvblend-prefill" -m "$model" --store "$st" -q >/dev/null
+head -n 5 "$t/new.jsonl" | "$B/kvblend-prefill" -m "$model" --store "$st" --quiet >/dev/null
 head -n 5 "$t/new.jsonl" | "$B/kvblend-blend" -m "$model" --store "$st" -q " Then" -v -o /dev/null 2>"$t/v"
 grep -Eq "(5|6) caches stored" "$t/v"; ok $? "after the kills, blend finds the chunks in the store"
 done_testing
