@@ -60,8 +60,8 @@ is "$(fp "$TAP_TMP/tq2.gguf")" "$fp3" "the same seed: the same fingerprint"
 [ $rc -eq 1 ] && grep -q "another model" "$TAP_TMP/err"
 ok $? "decode refuses a cache of the other seed's model: $(cat "$TAP_TMP/err")"
 printf '{"id":"a","doc":"d","seq":0,"text":"ab cd ef gh"}\n' >"$TAP_TMP/c.jsonl"
-"$KVBLEND_BIN/kvblend-prefill" -q -m "$TAP_TMP/tq.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k3" 2>/dev/null
-"$KVBLEND_BIN/kvblend-prefill" -q -m "$TAP_TMP/tq4.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k4" 2>/dev/null
+"$KVBLEND_BIN/kvblend-prefill" --quiet -m "$TAP_TMP/tq.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k3" 2>/dev/null
+"$KVBLEND_BIN/kvblend-prefill" --quiet -m "$TAP_TMP/tq4.gguf" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl" >"$TAP_TMP/k4" 2>/dev/null
 k3=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k3") k4=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k4")
 [ -n "$k3" ] && [ -n "$k4" ] && [ "$k3" != "$k4" ]; ok $? "prefill stores the chunk once per model: two keys ($k3, $k4)"
 
