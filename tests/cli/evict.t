@@ -50,7 +50,7 @@ run "$E" --store "$t/empty" --stats
 [ $RUN_RC -eq 1 ]; ok $? "--stats on a store that does not exist: exit 1"
 like "$RUN_ERR" "kvblend-evict: '$t/empty': no such store*" "it says so"
 [ ! -e "$t/empty" ]; ok $? "and creates nothing"
-for a in --list --verify "--verify -n" "--max-bytes 0" "--pin 0123"; do
+for a in --list --verify "--verify --dry-run" "--max-bytes 0" "--pin 0123"; do
 	run "$E" --store "$t/empty" $a
 	[ $RUN_RC -eq 1 ] && [ ! -e "$t/empty" ]; ok $? "$a on a store that does not exist: exit 1, nothing created"
 done
@@ -211,15 +211,15 @@ if [ -z "$why" ]; then
 	like "$RUN_OUT" "*caches*8 (0 pinned)*" "it lists the 8 caches"
 	run asnobody "$E" --store "$t/ro" --list
 	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -l)" -eq 8 ]; ok $? "--list: 8 lines"
-	run asnobody "$E" --store "$t/ro" --verify -n
-	[ $RUN_RC -eq 0 ]; ok $? "--verify -n reads every cache: exit 0"
+	run asnobody "$E" --store "$t/ro" --verify --dry-run
+	[ $RUN_RC -eq 0 ]; ok $? "--verify --dry-run reads every cache: exit 0"
 	run asnobody "$E" --store "$t/ro" --max-bytes 0
 	[ $RUN_RC -eq 1 ]; ok $? "--max-bytes on a read-only store: exit 1"
 	like "$RUN_ERR" "kvblend-evict: '$t/ro/index.db': read-only*cannot evict" "it says the store is read-only"
 	[ "$(entries "$t/ro")" -eq 8 ]; ok $? "and nothing was removed"
 	rm -rf "$t/ro2" && cp -R "$t/clean" "$t/ro2" && chmod -R a+rX,a-w "$t/ro2"
 	printf '%s\n' "$(sed -n 1p "$t/chunks.jsonl")" >"$t/one.jsonl"
-	run asnobody "$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$t/ro2" -q <"$t/one.jsonl"
+	run asnobody "$KVBLEND_BIN/kvblend-prefill" -m "$model" --store "$t/ro2" --quiet <"$t/one.jsonl"
 	[ $RUN_RC -eq 0 ]; ok $? "prefill of a stored chunk on a read-only store: exit 0 ($RUN_ERR)"
 else
 	for i in 1 2 3 4 5 6 7 8; do skip "$why"; done
