@@ -145,7 +145,7 @@ int main(int argc, char **argv)
 	const char *sep = "; ";
 	for (int ty = 0; ty < QTYPE_COUNT; ty++) {
 		uint64_t n = st.n_by_type[ty] - (ty == QTYPE_F32 ? st.n_kept_1d : 0);
-		if (n > 0 && !(ty >= 24 && ty <= 28)) {
+		if (n > 0 && !qtype_info(ty)->is_data) {
 			fprintf(stderr, "%s%" PRIu64 " in %s", sep, n, qtype_name(ty));
 			sep = ", ";
 		}

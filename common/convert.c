@@ -66,10 +66,11 @@ static const char *target_label(int target)
 	return n ? n : qtype_name(target);
 }
 
-/* i8, i16, i32, i64, f64 (ggml ids 24..28): data, not weights; never converted. */
+/* i8, i16, i32, i64, f64: data, not weights; never converted. */
 static bool is_plain_data(int type)
 {
-	return type >= 24 && type <= 28;
+	const struct qtype_traits *t = qtype_info(type);
+	return t && t->is_data;
 }
 
 static bool ends_with(const char *s, const char *suffix)

@@ -43,56 +43,13 @@
 #define GGUF_MIN_TINFO_SIZE 33  /* 8 + 1-byte name + 4 + 8 (one dim) + 4 + 8 */
 
 /* ---- tensor types ----
- * Block geometry of every ggml type id, known or not to kernels/quant.c, so a
- * file with a type we cannot compute with (q4_1, iq2_xs, ...) still loads and
- * is refused by name only where it is used. Ids 4, 5, 31-33 and 36-38 were
- * removed from ggml and are unknown here. */
-struct ggml_type_size {
-	const char *name;
-	uint32_t blck;  /* elements per block */
-	uint32_t size;  /* bytes per block */
-};
+ * Every ggml type id, known or not to the kernels, has its block geometry in
+ * quant.h's traits (qtype_info), so a file with a type we cannot compute with
+ * (q4_1, iq2_xs, ...) still loads and is refused by name only where it is used. */
 
-static const struct ggml_type_size type_sizes[QTYPE_COUNT] = {
-	[0] = { "f32", 1, 4 },
-	[1] = { "f16", 1, 2 },
-	[2] = { "q4_0", 32, 18 },
-	[3] = { "q4_1", 32, 20 },
-	[6] = { "q5_0", 32, 22 },
-	[7] = { "q5_1", 32, 24 },
-	[8] = { "q8_0", 32, 34 },
-	[9] = { "q8_1", 32, 36 },
-	[10] = { "q2_K", 256, 84 },
-	[11] = { "q3_K", 256, 110 },
-	[12] = { "q4_K", 256, 144 },
-	[13] = { "q5_K", 256, 176 },
-	[14] = { "q6_K", 256, 210 },
-	[15] = { "q8_K", 256, 292 },
-	[16] = { "iq2_xxs", 256, 66 },
-	[17] = { "iq2_xs", 256, 74 },
-	[18] = { "iq3_xxs", 256, 98 },
-	[19] = { "iq1_s", 256, 50 },
-	[20] = { "iq4_nl", 32, 18 },
-	[21] = { "iq3_s", 256, 110 },
-	[22] = { "iq2_s", 256, 82 },
-	[23] = { "iq4_xs", 256, 136 },
-	[24] = { "i8", 1, 1 },
-	[25] = { "i16", 1, 2 },
-	[26] = { "i32", 1, 4 },
-	[27] = { "i64", 1, 8 },
-	[28] = { "f64", 1, 8 },
-	[29] = { "iq1_m", 256, 56 },
-	[30] = { "bf16", 1, 2 },
-	[34] = { "tq1_0", 256, 54 },
-	[35] = { "tq2_0", 256, 66 },
-	[39] = { "mxfp4", 32, 17 },
-};
-
-static const struct ggml_type_size *type_size_of(uint64_t type)
+static const struct qtype_traits *type_size_of(uint64_t type)
 {
-	if (type >= QTYPE_COUNT || !type_sizes[type].name)
-		return NULL;
-	return &type_sizes[type];
+	return type < QTYPE_COUNT ? qtype_info((int)type) : NULL;
 }
 
 /* ---- value types ---- */
@@ -402,7 +359,7 @@ static int parse_tensor_info(struct gguf_impl *gi, struct rd *r, uint64_t i)
 	}
 	if (rd_u32(r, &type) || rd_u64(r, &t->offset))
 		return KB_ERR_FORMAT;
-	const struct ggml_type_size *ts = type_size_of(type);
+	const struct qtype_traits *ts = type_size_of(type);
 	if (!ts)
 		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has unknown type %" PRIu32, r->path, name, type);
 	t->type = (int)type;
@@ -412,11 +369,11 @@ static int parse_tensor_info(struct gguf_impl *gi, struct rd *r, uint64_t i)
 			return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has too many elements (%" PRId64 " x %" PRId64 " x %" PRId64 " x %" PRId64 ")",
 				       r->path, name, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
 	t->n_elements = n;
-	if (t->ne[0] % ts->blck)
-		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has %" PRId64 " columns, not a multiple of the %s block size %" PRIu32,
-			       r->path, name, t->ne[0], ts->name, ts->blck);
-	uint64_t size = (uint64_t)(n / ts->blck);
-	if (__builtin_mul_overflow(size, (uint64_t)ts->size, &size) || size > SIZE_MAX)
+	if (t->ne[0] % ts->blck_size)
+		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' has %" PRId64 " columns, not a multiple of the %s block size %d",
+			       r->path, name, t->ne[0], ts->name, ts->blck_size);
+	uint64_t size = (uint64_t)(n / ts->blck_size);
+	if (__builtin_mul_overflow(size, (uint64_t)ts->type_size, &size) || size > SIZE_MAX)
 		return kb_fail(KB_ERR_FORMAT, "'%s': tensor '%s' is too large (%" PRId64 " elements of %s)",
 			       r->path, name, n, ts->name);
 	t->size = (size_t)size;
@@ -1322,7 +1279,7 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, ui
 			   const int64_t *ne, const void *data, size_t size)
 {
 	size_t len = strlen(name);
-	const struct ggml_type_size *ts = type >= 0 ? type_size_of((uint64_t)type) : NULL;
+	const struct qtype_traits *ts = type >= 0 ? type_size_of((uint64_t)type) : NULL;
 	struct wtensor t = { .type = type, .n_dims = n_dims, .data = data, .size = size };
 	if (len == 0 || len > GGUF_MAX_NAME_LEN)
 		return w_fail(w, kb_fail(KB_ERR_ARG, "tensor name length %zu is out of range (1..%d)", len, GGUF_MAX_NAME_LEN));
@@ -1337,11 +1294,11 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, ui
 		if (t.ne[d] < 0 || __builtin_mul_overflow(n, t.ne[d], &n))
 			return w_fail(w, kb_fail(KB_ERR_ARG, "tensor '%s': bad shape", name));
 	}
-	if (t.ne[0] % ts->blck)
-		return w_fail(w, kb_fail(KB_ERR_ARG, "tensor '%s': %" PRId64 " columns is not a multiple of the %s block size %" PRIu32,
-					 name, t.ne[0], ts->name, ts->blck));
+	if (t.ne[0] % ts->blck_size)
+		return w_fail(w, kb_fail(KB_ERR_ARG, "tensor '%s': %" PRId64 " columns is not a multiple of the %s block size %d",
+					 name, t.ne[0], ts->name, ts->blck_size));
 	uint64_t want;
-	if (__builtin_mul_overflow((uint64_t)(n / ts->blck), (uint64_t)ts->size, &want) || want != size)
+	if (__builtin_mul_overflow((uint64_t)(n / ts->blck_size), (uint64_t)ts->type_size, &want) || want != size)
 		return w_fail(w, kb_fail(KB_ERR_ARG, "tensor '%s': %zu bytes given, its shape and type need %" PRIu64,
 					 name, size, want));
 	if (size > 0 && !data)

@@ -495,40 +495,50 @@ static void q6_K_to_float(const void *src, float *dst, int64_t n)
  * Every id GGUF defines has a name, block size and block bytes, so a reader can
  * size any tensor; only entries with conversions (to_float) are supported. */
 
+#define FLOAT(nm, bytes, to, from) \
+	{ .name = nm, .blck_size = 1, .type_size = bytes, .to_float = to, .from_float = from }
+#define QUANT(nm, blck, bytes, to, from) \
+	{ .name = nm, .blck_size = blck, .type_size = bytes, .is_quantized = true, .to_float = to, .from_float = from }
+#define DATA(nm, bytes) { .name = nm, .blck_size = 1, .type_size = bytes, .is_data = true }
+
 static const struct qtype_traits traits[QTYPE_COUNT] = {
-	[QTYPE_F32] = { "f32", 1, 4, false, f32_to_float, f32_from_float },
-	[QTYPE_F16] = { "f16", 1, 2, false, f16_to_float, f16_from_float },
-	[QTYPE_Q4_0] = { "q4_0", QK4_0, sizeof(block_q4_0), true, q4_0_to_float, q4_0_from_float },
-	[QTYPE_Q4_1] = { "q4_1", 32, 20, true, NULL, NULL },
-	[QTYPE_Q5_0] = { "q5_0", 32, 22, true, NULL, NULL },
-	[QTYPE_Q5_1] = { "q5_1", 32, 24, true, NULL, NULL },
-	[QTYPE_Q8_0] = { "q8_0", QK8_0, sizeof(block_q8_0), true, q8_0_to_float, q8_0_from_float },
-	[QTYPE_Q8_1] = { "q8_1", 32, 36, true, NULL, NULL },
-	[QTYPE_Q2_K] = { "q2_K", QK_K, 84, true, NULL, NULL },
-	[QTYPE_Q3_K] = { "q3_K", QK_K, 110, true, NULL, NULL },
-	[QTYPE_Q4_K] = { "q4_K", QK_K, sizeof(block_q4_K), true, q4_K_to_float, q4_K_from_float },
-	[QTYPE_Q5_K] = { "q5_K", QK_K, sizeof(block_q5_K), true, q5_K_to_float, q5_K_from_float },
-	[QTYPE_Q6_K] = { "q6_K", QK_K, sizeof(block_q6_K), true, q6_K_to_float, q6_K_from_float },
-	[QTYPE_Q8_K] = { "q8_K", QK_K, 292, true, NULL, NULL },
-	[16] = { "iq2_xxs", QK_K, 66, true, NULL, NULL },
-	[17] = { "iq2_xs", QK_K, 74, true, NULL, NULL },
-	[18] = { "iq3_xxs", QK_K, 98, true, NULL, NULL },
-	[19] = { "iq1_s", QK_K, 50, true, NULL, NULL },
-	[20] = { "iq4_nl", 32, 18, true, NULL, NULL },
-	[21] = { "iq3_s", QK_K, 110, true, NULL, NULL },
-	[22] = { "iq2_s", QK_K, 82, true, NULL, NULL },
-	[23] = { "iq4_xs", QK_K, 136, true, NULL, NULL },
-	[24] = { "i8", 1, 1, false, NULL, NULL },
-	[25] = { "i16", 1, 2, false, NULL, NULL },
-	[26] = { "i32", 1, 4, false, NULL, NULL },
-	[27] = { "i64", 1, 8, false, NULL, NULL },
-	[28] = { "f64", 1, 8, false, NULL, NULL },
-	[29] = { "iq1_m", QK_K, 56, true, NULL, NULL },
-	[QTYPE_BF16] = { "bf16", 1, 2, false, bf16_to_float, bf16_from_float },
-	[34] = { "tq1_0", QK_K, 54, true, NULL, NULL },
-	[35] = { "tq2_0", QK_K, 66, true, NULL, NULL },
-	[39] = { "mxfp4", 32, 17, true, NULL, NULL },
+	[QTYPE_F32] = FLOAT("f32", 4, f32_to_float, f32_from_float),
+	[QTYPE_F16] = FLOAT("f16", 2, f16_to_float, f16_from_float),
+	[QTYPE_BF16] = FLOAT("bf16", 2, bf16_to_float, bf16_from_float),
+	[QTYPE_Q4_0] = QUANT("q4_0", QK4_0, sizeof(block_q4_0), q4_0_to_float, q4_0_from_float),
+	[QTYPE_Q8_0] = QUANT("q8_0", QK8_0, sizeof(block_q8_0), q8_0_to_float, q8_0_from_float),
+	[QTYPE_Q4_K] = QUANT("q4_K", QK_K, sizeof(block_q4_K), q4_K_to_float, q4_K_from_float),
+	[QTYPE_Q5_K] = QUANT("q5_K", QK_K, sizeof(block_q5_K), q5_K_to_float, q5_K_from_float),
+	[QTYPE_Q6_K] = QUANT("q6_K", QK_K, sizeof(block_q6_K), q6_K_to_float, q6_K_from_float),
+	/* known by their geometry only */
+	[QTYPE_Q4_1] = QUANT("q4_1", 32, 20, NULL, NULL),
+	[QTYPE_Q5_0] = QUANT("q5_0", 32, 22, NULL, NULL),
+	[QTYPE_Q5_1] = QUANT("q5_1", 32, 24, NULL, NULL),
+	[QTYPE_Q8_1] = QUANT("q8_1", 32, 36, NULL, NULL),
+	[QTYPE_Q2_K] = QUANT("q2_K", QK_K, 84, NULL, NULL),
+	[QTYPE_Q3_K] = QUANT("q3_K", QK_K, 110, NULL, NULL),
+	[QTYPE_Q8_K] = QUANT("q8_K", QK_K, 292, NULL, NULL),
+	[QTYPE_IQ2_XXS] = QUANT("iq2_xxs", QK_K, 66, NULL, NULL),
+	[QTYPE_IQ2_XS] = QUANT("iq2_xs", QK_K, 74, NULL, NULL),
+	[QTYPE_IQ3_XXS] = QUANT("iq3_xxs", QK_K, 98, NULL, NULL),
+	[QTYPE_IQ1_S] = QUANT("iq1_s", QK_K, 50, NULL, NULL),
+	[QTYPE_IQ4_NL] = QUANT("iq4_nl", 32, 18, NULL, NULL),
+	[QTYPE_IQ3_S] = QUANT("iq3_s", QK_K, 110, NULL, NULL),
+	[QTYPE_IQ2_S] = QUANT("iq2_s", QK_K, 82, NULL, NULL),
+	[QTYPE_IQ4_XS] = QUANT("iq4_xs", QK_K, 136, NULL, NULL),
+	[QTYPE_IQ1_M] = QUANT("iq1_m", QK_K, 56, NULL, NULL),
+	[QTYPE_TQ1_0] = QUANT("tq1_0", QK_K, 54, NULL, NULL),
+	[QTYPE_TQ2_0] = QUANT("tq2_0", QK_K, 66, NULL, NULL),
+	[QTYPE_MXFP4] = QUANT("mxfp4", 32, 17, NULL, NULL),
+	[QTYPE_I8] = DATA("i8", 1),
+	[QTYPE_I16] = DATA("i16", 2),
+	[QTYPE_I32] = DATA("i32", 4),
+	[QTYPE_I64] = DATA("i64", 8),
+	[QTYPE_F64] = DATA("f64", 8),
 };
+#undef FLOAT
+#undef QUANT
+#undef DATA
 
 /* Entry of a known id (name set), or NULL. */
 static const struct qtype_traits *known(int type)
@@ -536,6 +546,11 @@ static const struct qtype_traits *known(int type)
 	if (type < 0 || type >= QTYPE_COUNT || !traits[type].name)
 		return NULL;
 	return &traits[type];
+}
+
+const struct qtype_traits *qtype_info(int type)
+{
+	return known(type);
 }
 
 const struct qtype_traits *qtype_traits(int type)

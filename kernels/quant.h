@@ -19,6 +19,7 @@ enum qtype {
 	QTYPE_F16 = 1,
 	QTYPE_Q4_0 = 2,
 	QTYPE_Q4_1 = 3,
+	/* 4, 5: q4_2, q4_3, removed from ggml */
 	QTYPE_Q5_0 = 6,
 	QTYPE_Q5_1 = 7,
 	QTYPE_Q8_0 = 8,
@@ -29,7 +30,26 @@ enum qtype {
 	QTYPE_Q5_K = 13,
 	QTYPE_Q6_K = 14,
 	QTYPE_Q8_K = 15,
+	QTYPE_IQ2_XXS = 16,
+	QTYPE_IQ2_XS = 17,
+	QTYPE_IQ3_XXS = 18,
+	QTYPE_IQ1_S = 19,
+	QTYPE_IQ4_NL = 20,
+	QTYPE_IQ3_S = 21,
+	QTYPE_IQ2_S = 22,
+	QTYPE_IQ4_XS = 23,
+	QTYPE_I8 = 24,
+	QTYPE_I16 = 25,
+	QTYPE_I32 = 26,
+	QTYPE_I64 = 27,
+	QTYPE_F64 = 28,
+	QTYPE_IQ1_M = 29,
 	QTYPE_BF16 = 30,
+	/* 31-33: q4_0_4_4, q4_0_4_8, q4_0_8_8, removed from ggml */
+	QTYPE_TQ1_0 = 34,
+	QTYPE_TQ2_0 = 35,
+	/* 36-38: iq4_nl_4_4, iq4_nl_4_8, iq4_nl_8_8, removed from ggml */
+	QTYPE_MXFP4 = 39,
 	QTYPE_COUNT = 40, /* bound for tables; not a type */
 };
 
@@ -112,14 +132,20 @@ struct qtype_traits {
 	const char *name;   /* "f32", "q8_0", ... as in GGUF tooling */
 	int blck_size;      /* elements per block (1 for float types) */
 	size_t type_size;   /* bytes per block */
-	bool is_quantized;
-	/* scalar reference conversions; n must be a multiple of blck_size */
+	bool is_quantized;  /* blocks of quants and scales */
+	bool is_data;       /* plain numbers (i8 .. i64, f64), not weights: never converted */
+	/* scalar reference conversions; n must be a multiple of blck_size
+	 * (NULL: a type known by its geometry only, which no kernel computes with) */
 	void (*to_float)(const void *src, float *dst, int64_t n);
 	void (*from_float)(const float *src, void *dst, int64_t n);
 };
 
-/* Traits of a type, or NULL when the id is unknown or the type is not supported. */
+/* Traits of a supported type (one with conversions), or NULL when the id is
+ * unknown or the type is not supported. */
 const struct qtype_traits *qtype_traits(int type);
+/* Traits of any type id GGUF defines, supported or not (its name and block
+ * geometry, so a file holding it can be read and sized), or NULL. */
+const struct qtype_traits *qtype_info(int type);
 /* Name of any type id ("q4_1"; "type 99" style names for unknown ids go to buf). */
 const char *qtype_name(int type);
 /* Type from its name ("q8_0", "F16"; case-insensitive); -1 if none. */

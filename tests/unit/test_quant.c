@@ -531,6 +531,19 @@ static void test_table(void)
 		if (strncmp(qtype_name(i), "type ", 5) != 0 && qtype_from_name(qtype_name(i)) != i)
 			bad++;
 	ok(bad == 0, "every named id maps back from its name");
+	int data = 0, data_ok = 1;
+	for (int i = 0; i < QTYPE_COUNT; i++) {
+		const struct qtype_traits *t = qtype_info(i);
+		if (!t)
+			continue;
+		data += t->is_data;
+		data_ok &= !t->is_data || (t->blck_size == 1 && !t->is_quantized && !t->to_float);
+	}
+	ok(data == 5 && data_ok && qtype_info(QTYPE_I8)->is_data && qtype_info(QTYPE_F64)->is_data &&
+	   !qtype_info(QTYPE_BF16)->is_data && !qtype_info(QTYPE_IQ1_M)->is_data,
+	   "is_data: exactly i8, i16, i32, i64 and f64, plain elements with no conversion");
+	ok(qtype_info(QTYPE_IQ2_XS) && qtype_info(QTYPE_IQ2_XS)->type_size == 74 && !qtype_traits(QTYPE_IQ2_XS) &&
+	   !qtype_info(4) && !qtype_info(QTYPE_COUNT), "qtype_info: the geometry of known unsupported ids, NULL for removed ones");
 }
 
 int main(void)
