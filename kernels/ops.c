@@ -1,6 +1,6 @@
 /* ops.c — the dispatched non-matmul kernels (kernels.h): the drivers that own
  * the loops over rows and the OpenMP threading, the portable C variant of each
- * worker, and the switch on kern_level that picks the worker.
+ * worker, and the table of each ISA level's workers (ops_for) that picks them.
  */
 #include <math.h>
 #include <string.h>
@@ -385,26 +385,63 @@ static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, flo
 	}
 }
 
+/* ================= the workers of each level ================= */
+
+struct ops_isa {
+	ops_rmsnorm_fn *rmsnorm;
+	ops_rope_norm_fn *rope_norm;
+	ops_rope_neox_fn *rope_neox;
+	ops_softmax_fn *softmax;
+	ops_swiglu_fn *swiglu;
+	ops_gelu_fn *gelu;
+	ops_att_chunk_fn *att_chunk;
+	ops_att_tile_fn *att_tile;
+	int att_w; /* query vectors per attention tile */
+};
+
+static const struct ops_isa ops_generic = {
+	.rmsnorm = rmsnorm_generic, .rope_norm = rope_norm_generic, .rope_neox = rope_neox_generic,
+	.softmax = softmax_generic, .swiglu = swiglu_generic, .gelu = gelu_generic,
+	.att_chunk = att_chunk_generic, .att_tile = att_tile_generic, .att_w = GW,
+};
+#ifdef OPS_X86
+static const struct ops_isa ops_avx2 = {
+	.rmsnorm = ops_rmsnorm_avx2, .rope_norm = ops_rope_norm_avx2, .rope_neox = ops_rope_neox_avx2,
+	.softmax = ops_softmax_avx2, .swiglu = ops_swiglu_avx2, .gelu = ops_gelu_avx2,
+	.att_chunk = ops_att_chunk_avx2, .att_tile = ops_att_tile_avx2, .att_w = 8,
+};
+static const struct ops_isa ops_avx512 = {
+	.rmsnorm = ops_rmsnorm_avx512, .rope_norm = ops_rope_norm_avx512, .rope_neox = ops_rope_neox_avx512,
+	.softmax = ops_softmax_avx512, .swiglu = ops_swiglu_avx512, .gelu = ops_gelu_avx512,
+	.att_chunk = ops_att_chunk_avx512, .att_tile = ops_att_tile_avx512, .att_w = 16,
+};
+#endif
+
+/* The workers of the level kern_init() chose (KERN_REF has none: each driver
+ * calls its whole-op _ref function instead). */
+static const struct ops_isa *ops_for(enum kern_level l)
+{
+	switch (l) {
+#ifdef OPS_X86
+	case KERN_AVX512:
+		return &ops_avx512;
+	case KERN_AVX2:
+		return &ops_avx2;
+#endif
+	default:
+		return &ops_generic;
+	}
+}
+
 /* ================= drivers ================= */
 
 void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps)
 {
-	ops_rmsnorm_fn *f = rmsnorm_generic;
-	switch (kern_level) {
-	case KERN_REF:
+	if (kern_level == KERN_REF) {
 		kern_rmsnorm_ref(y, x, w, n_rows, n, eps);
 		return;
-#ifdef OPS_X86
-	case KERN_AVX512:
-		f = ops_rmsnorm_avx512;
-		break;
-	case KERN_AVX2:
-		f = ops_rmsnorm_avx2;
-		break;
-#endif
-	default:
-		break;
 	}
+	ops_rmsnorm_fn *f = ops_for(kern_level)->rmsnorm;
 	#pragma omp parallel for schedule(static) if ((int64_t)n_rows * n >= OPS_PAR_MIN && n_rows > 1)
 	for (int r = 0; r < n_rows; r++)
 		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
@@ -507,25 +544,12 @@ static void rope_row(float *x, int32_t pos, const struct rope_angles *g, int n_h
 void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
 	       const struct kern_rope *r)
 {
-	ops_rope_norm_fn *norm = rope_norm_generic;
-	ops_rope_neox_fn *neox = rope_neox_generic;
-	switch (kern_level) {
-	case KERN_REF:
+	if (kern_level == KERN_REF) {
 		kern_rope_ref(x, pos, n_tok, n_head, head_dim, r);
 		return;
-#ifdef OPS_X86
-	case KERN_AVX512:
-		norm = ops_rope_norm_avx512;
-		neox = ops_rope_neox_avx512;
-		break;
-	case KERN_AVX2:
-		norm = ops_rope_norm_avx2;
-		neox = ops_rope_neox_avx2;
-		break;
-#endif
-	default:
-		break;
 	}
+	ops_rope_norm_fn *norm = ops_for(kern_level)->rope_norm;
+	ops_rope_neox_fn *neox = ops_for(kern_level)->rope_neox;
 	ASSERT(r->n_rot % 2 == 0 && r->n_rot <= head_dim);
 	ASSERT(r->mode == KERN_ROPE_NORM || r->mode == KERN_ROPE_NEOX);
 	const size_t row = (size_t)n_head * head_dim;
@@ -547,42 +571,19 @@ void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim
 
 void kern_softmax(float *x, int n)
 {
-	switch (kern_level) {
-	case KERN_REF:
+	if (kern_level == KERN_REF)
 		kern_softmax_ref(x, n);
-		return;
-#ifdef OPS_X86
-	case KERN_AVX512:
-		ops_softmax_avx512(x, n);
-		return;
-	case KERN_AVX2:
-		ops_softmax_avx2(x, n);
-		return;
-#endif
-	default:
-		softmax_generic(x, n);
-		return;
-	}
+	else
+		ops_for(kern_level)->softmax(x, n);
 }
 
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
-	ops_swiglu_fn *f = swiglu_generic;
-	switch (kern_level) {
-	case KERN_REF:
+	if (kern_level == KERN_REF) {
 		kern_swiglu_ref(out, gate, up, n);
 		return;
-#ifdef OPS_X86
-	case KERN_AVX512:
-		f = ops_swiglu_avx512;
-		break;
-	case KERN_AVX2:
-		f = ops_swiglu_avx2;
-		break;
-#endif
-	default:
-		break;
 	}
+	ops_swiglu_fn *f = ops_for(kern_level)->swiglu;
 	const int64_t chunk = 8192; /* a multiple of every SIMD width */
 	const int64_t n_chunk = (n + chunk - 1) / chunk;
 	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
@@ -594,22 +595,11 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 
 void kern_gelu(float *out, const float *x, int64_t n)
 {
-	ops_gelu_fn *f = gelu_generic;
-	switch (kern_level) {
-	case KERN_REF:
+	if (kern_level == KERN_REF) {
 		kern_gelu_ref(out, x, n);
 		return;
-#ifdef OPS_X86
-	case KERN_AVX512:
-		f = ops_gelu_avx512;
-		break;
-	case KERN_AVX2:
-		f = ops_gelu_avx2;
-		break;
-#endif
-	default:
-		break;
 	}
+	ops_gelu_fn *f = ops_for(kern_level)->gelu;
 	const int64_t chunk = 8192; /* a multiple of every SIMD width */
 	const int64_t n_chunk = (n + chunk - 1) / chunk;
 	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
@@ -762,25 +752,10 @@ void kern_attention(float *out, const float *q, int q_stride,
 		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
 		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
 	};
-	ops_att_chunk_fn *chunk = att_chunk_generic;
-	ops_att_tile_fn *tile = att_tile_generic;
-	int w = GW;
-	switch (kern_level) {
-#ifdef OPS_X86
-	case KERN_AVX512:
-		chunk = ops_att_chunk_avx512;
-		tile = ops_att_tile_avx512;
-		w = 16;
-		break;
-	case KERN_AVX2:
-		chunk = ops_att_chunk_avx2;
-		tile = ops_att_tile_avx2;
-		w = 8;
-		break;
-#endif
-	default:
-		break;
-	}
+	const struct ops_isa *isa = ops_for(kern_level);
+	ops_att_chunk_fn *chunk = isa->att_chunk;
+	ops_att_tile_fn *tile = isa->att_tile;
+	int w = isa->att_w;
 	char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
 	int nt = ops_max_threads();
 	/* a fork/join costs microseconds, and far more when another process holds
