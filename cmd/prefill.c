@@ -92,11 +92,9 @@ static void progress(const struct opts *o, const struct counts *c, bool last)
 {
 	if (o->quiet || !(o->progress || isatty(STDERR_FILENO)))
 		return;
-	double dt = kb_now() - c->t0;
 	fprintf(stderr, "\r%s: %ld chunks: %ld computed, %ld already stored, %ld bad; %ld tokens, %.0f t/s%s",
 		cli_tool, c->records, c->computed, c->stored, c->bad, c->tokens,
 		c->t_compute > 0 ? c->tokens / c->t_compute : 0.0, last ? "\n" : "");
-	(void)dt;
 }
 
 /* Run the batch's new chunks in one pass, store each, echo every record in order. */

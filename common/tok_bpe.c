@@ -465,11 +465,6 @@ void tok_bpe_free(struct tok_bpe *b)
 	free(b);
 }
 
-const char *tok_bpe_pre_name(const struct tok *t)
-{
-	return t->bpe ? pres[t->bpe->pre].name : "";
-}
-
 /* ---- encode ---- */
 
 /* The text as llama.cpp sees it: code points written back as UTF-8. Most text

@@ -100,9 +100,6 @@ int tok_spm_encode(const struct tok *t, const char *text, size_t len, bool prefi
 int tok_bpe_init(struct tok *t, const struct gguf *g, const char *path) KB_WUR;
 void tok_bpe_free(struct tok_bpe *b);
 
-/* BPE: the pre-tokenizer's name as resolved ("gpt-2", "llama3", ...), for messages. */
-const char *tok_bpe_pre_name(const struct tok *t);
-
 /* BPE: tokenize one text fragment (no special tokens inside), appending to out. */
 int tok_bpe_encode(const struct tok *t, const char *text, size_t len, struct tok_ids *out) KB_WUR;
 
