@@ -872,7 +872,7 @@ static void write_plot(const struct bench *b, const struct method *ms, int n_m, 
 
 /* ---- --dataset: the run ---- */
 
-static void bench_dataset(const struct opts *o, int argc, char **argv)
+static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 {
 	struct bench b = { .o = o, .n_gen = 32 };
 	if (o->n_gen)
@@ -953,7 +953,7 @@ static void bench_dataset(const struct opts *o, int argc, char **argv)
 	/* the store holds every chunk cache before anything is timed */
 	if (chunkcache_open(&b.cc, o->store, true, o->dtype))
 		cli_die("%s", kb_error());
-	chunkcache_set_tool(b.cc, cli_tool, argc, argv);
+	chunkcache_set_tool(b.cc, cli_tool, n_prov, prov);
 	struct chunkcache_stats warm = { 0 };
 	int n_chunks = 0, done = 0;
 	for (int i = 0; i < n_q; i++)
@@ -1092,9 +1092,14 @@ int main(int argc, char **argv)
 	if (!template_known(o.template))
 		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", o.template);
 	kb_set_threads(o.threads);
+	char **prov; /* provenance of its caches: the option names, never their values */
+	int n_prov;
+	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
+		cli_die("%s", kb_error());
 	if (o.speed)
 		bench_speed(&o);
 	else
-		bench_dataset(&o, argc, argv);
+		bench_dataset(&o, n_prov, prov);
+	free(prov);
 	return 0;
 }

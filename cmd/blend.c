@@ -206,6 +206,10 @@ int main(int argc, char **argv)
 	cli_start(&cli);
 	struct opts o = { .output = "-", .dtype = KVC_F16 };
 	parse(argc, argv, &o);
+	char **prov; /* provenance: the option names, never their values (the query, the prefix) */
+	int n_prov;
+	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
+		cli_die("%s", kb_error());
 	kb_set_threads(o.threads);
 	struct model *m;
 	if (model_load(&m, o.model))
@@ -227,7 +231,7 @@ int main(int argc, char **argv)
 		if (chunkcache_open(&cc, NULL, false, KVC_F16))
 			cli_die("%s", kb_error());
 	}
-	chunkcache_set_tool(cc, cli_tool, argc, argv);
+	chunkcache_set_tool(cc, cli_tool, n_prov, prov);
 	chunkcache_set_warn(cc, warn_chunk, NULL);
 
 	/* time to first token: from here (the model is loaded) to the logits */
@@ -235,7 +239,7 @@ int main(int argc, char **argv)
 	if (prompt_run(&p, m, &ws, &kv, cc, &o.bo, logits, &st))
 		cli_die("%s", kb_error());
 	struct kvc_header h;
-	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, argc, argv);
+	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
 	if (o.verbose)
@@ -256,6 +260,7 @@ int main(int argc, char **argv)
 	prompt_free(&p);
 	chunkcache_close(cc);
 	free(logits);
+	free(prov);
 	kv_cache_free(&kv);
 	model_ws_free(&ws);
 	model_free(m);

@@ -24,8 +24,9 @@ struct chunkcache_stats {
  * how new entries are stored (enum kvc_dtype). */
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype) KB_WUR;
 void chunkcache_close(struct chunkcache *cc);
-/* Provenance of the caches this process stores: the tool and its command line
- * (kept by reference; default "kvblend", no argv). */
+/* Provenance of the caches this process stores: the tool and its option
+ * names, as kvc_option_names makes them (never a raw argv: shared stores must
+ * not hold prompts or queries); kept by reference; default "kvblend", none. */
 void chunkcache_set_tool(struct chunkcache *cc, const char *tool, int argc, char **argv);
 /* The store in use, or NULL when nothing is stored. */
 struct store *chunkcache_store(struct chunkcache *cc);

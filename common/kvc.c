@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -76,6 +77,95 @@ void kvc_header_init(struct kvc_header *h)
 	h->rope_factor = 1;
 	h->tool = (char *)"kvblend";
 	h->version = (char *)KVBLEND_VERSION;
+}
+
+/* ---- provenance ---- */
+
+/* The long option arg (after "--", up to '=' or its end, len bytes) names: the
+ * exact match, else the only one it abbreviates, else NULL. */
+static const struct option *long_option(const struct option *lo, const char *arg, size_t len)
+{
+	const struct option *found = NULL;
+	for (; lo && lo->name; lo++) {
+		if (strncmp(lo->name, arg, len) != 0)
+			continue;
+		if (lo->name[len] == '\0')
+			return lo;
+		if (found)
+			return NULL; /* ambiguous */
+		found = lo;
+	}
+	return found;
+}
+
+/* Where walk_options puts the names: counting only when names is NULL. */
+struct names_out {
+	char **names; /* [n], or NULL */
+	char *buf;    /* their bytes */
+	int n;
+	size_t bytes;
+};
+
+static void put_name(struct names_out *o, const char *pre, const char *s, size_t len)
+{
+	size_t lp = strlen(pre);
+	if (o->names) {
+		char *d = o->names[o->n] = o->buf + o->bytes;
+		memcpy(d, pre, lp);
+		memcpy(d + lp, s, len);
+		d[lp + len] = '\0';
+	}
+	o->n++;
+	o->bytes += lp + len + 1;
+}
+
+/* Each option name of argv[1..argc) into o, as kvc_option_names says. */
+static void walk_options(int argc, char *const argv[], const char *optstring, const struct option *longopts,
+			 struct names_out *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0)
+			break;
+		if (a[0] != '-' || a[1] == '\0')
+			continue; /* an operand */
+		if (a[1] == '-') {
+			const char *eq = strchr(a + 2, '=');
+			const struct option *lo = long_option(longopts, a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+			if (!lo)
+				continue;
+			put_name(o, "--", lo->name, strlen(lo->name));
+			if (lo->has_arg == required_argument && !eq)
+				i++; /* its value is the next word */
+			continue;
+		}
+		for (const char *c = a + 1; *c; c++) {
+			const char *spec = *c == ':' ? NULL : strchr(optstring, *c);
+			if (!spec)
+				continue;
+			put_name(o, "-", c, 1);
+			if (spec[1] == ':') { /* a value: the rest of the word, or (required) the next word */
+				if (c[1] == '\0' && spec[2] != ':')
+					i++;
+				break;
+			}
+		}
+	}
+}
+
+int kvc_option_names(int argc, char *const argv[], const char *optstring, const struct option *longopts,
+		     char ***names, int *n)
+{
+	struct names_out count = { 0 };
+	walk_options(argc, argv, optstring, longopts, &count);
+	struct names_out o = { .names = kb_malloc((size_t)count.n * sizeof(char *) + count.bytes + 1) };
+	*names = o.names, *n = 0;
+	if (!o.names)
+		return KB_ERR_NOMEM;
+	o.buf = (char *)(o.names + count.n);
+	walk_options(argc, argv, optstring, longopts, &o);
+	*n = o.n;
+	return KB_OK;
 }
 
 void kvc_header_free(struct kvc_header *h)

@@ -5,7 +5,7 @@
  *	header    magic "\x89KVC", u16 major, u16 minor, u32 header size, flags,
  *	          model and tokenizer fingerprints, shape, dtype, RoPE, the token
  *	          ids and positions, optional last-token logits, provenance
- *	          (tool, version, argv), CRC32C
+ *	          (tool, version, the option names of its command line), CRC32C
  *	layer 0   "LAYR", u32 layer, u64 payload bytes, payload (K rows then V
  *	 ...      rows, in the dtype), CRC32C of the payload
  *	layer n-1
@@ -118,8 +118,9 @@ struct kvc_header {
 	float *logits;           /* [n_logits] logits after the last token, or NULL (owned when read) */
 	char *tool;              /* provenance: "kvblend-prefill" (NUL-terminated; owned when read) */
 	char *version;           /* "0.1.0" */
-	int argc;                /* the writer's command line: argv[0..argc-1] */
-	char **argv;             /* (owned when read: the array and each string) */
+	int argc;                /* the writer's option names: argv[0..argc-1], as */
+	char **argv;             /* kvc_option_names makes them, never values or operands
+				  * (owned when read: the array and each string) */
 	uint64_t payload_bytes;  /* read only: bytes of K + V payload per layer */
 	uint64_t stream_offset;  /* read only: where this cache starts in the stream */
 };
@@ -133,6 +134,19 @@ void kvc_header_init(struct kvc_header *h);
 void kvc_header_free(struct kvc_header *h);
 /* Deep copy src into *dst (owned: free with kvc_header_free). KB_OK or KB_ERR_NOMEM. */
 int kvc_header_copy(struct kvc_header *dst, const struct kvc_header *src) KB_WUR;
+
+struct option;
+/* The provenance of a cache: the option names of the writer's command line,
+ * for .argv of the header. argv[1..argc) is read by getopt_long's rules with
+ * the tool's optstring and longopts (argv as getopt_long left it, or as given);
+ * each option becomes its name as typed ("--query" for --query=X or --query X,
+ * a unique abbreviation as the full name; "-q" for -q, each letter of a
+ * cluster like -vq on its own), and every value and operand is dropped, as are
+ * words after "--" and options the tables do not know: prompts, queries,
+ * prefixes and paths never land in a cache or a shared store.
+ * On KB_OK, *names (one malloc() block: free(*names)) holds *n strings; KB_ERR_NOMEM. */
+int kvc_option_names(int argc, char *const argv[], const char *optstring, const struct option *longopts,
+		     char ***names, int *n) KB_WUR;
 
 /* "f32", "f16", "bf16", "q8_0"; "?" for an unknown id. */
 const char *kvc_dtype_name(int dtype);

@@ -13,7 +13,8 @@
 /* Describe slots [slot0, slot0 + n) of kv, made by m, in *h (kvc_header_init
  * defaults, then model fingerprints, shape, RoPE, tokens and positions pointing
  * into kv). logits: [n_vocab] or NULL. dtype: enum kvc_dtype. tool/argc/argv:
- * provenance (argv may be NULL). Nothing is allocated. */
+ * provenance: the option names from kvc_option_names, never a raw argv
+ * (argv may be NULL). Nothing is allocated. */
 void kvfile_header(struct kvc_header *h, const struct model *m, const struct kv_cache *kv, int slot0,
 		   int n, const float *logits, int dtype, const char *tool, int argc, char **argv);
 

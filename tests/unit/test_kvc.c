@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1057,6 +1058,44 @@ static void test_edges(void)
 	cache_free(&c);
 }
 
+/* The names of argv joined by spaces (issue 10 item 13: never a value). */
+static const char *names_of(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "model", required_argument, NULL, 'm' }, { "query", required_argument, NULL, 'Q' },
+		{ "prefix", required_argument, NULL, 'X' }, { "store", required_argument, NULL, 'S' },
+		{ "quiet", no_argument, NULL, 'q' },        { "color", optional_argument, NULL, 'C' },
+		{ "verbose", no_argument, NULL, 'v' },      { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static char out[512];
+	char **names;
+	int n;
+	out[0] = '\0';
+	if (kvc_option_names(argc, argv, "m:p:qvo::", lo, &names, &n) != KB_OK)
+		return "(error)";
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", names[i]);
+	free(names);
+	return out;
+}
+
+static void test_option_names(void)
+{
+	char *a1[] = { "kvblend-blend", "--store", "/home/u/st", "--query", "SECRET one", "-m", "m.gguf", "OPERAND" };
+	ok(strcmp(names_of(8, a1), "--store --query -m") == 0, "option names only: %s", names_of(8, a1));
+	char *a2[] = { "t", "--query=SECRET", "--pre=SECRET", "-pSECRET", "-vq", "-p", "-SECRET", "--color", "SECRET",
+		       "--color=SECRET", "-oSECRET", "-o", "SECRET" };
+	const char *got = names_of(13, a2);
+	ok(strcmp(got, "--query --prefix -p -v -q -p --color --color -o -o") == 0 && !strstr(got, "SECRET"),
+	   "values attached, abbreviations, clusters, optional values, a value like an option: %s", got);
+	char *a3[] = { "t", "--ver", "--nosuch", "-Z", "--", "--query", "SECRET", "-m" };
+	got = names_of(8, a3);
+	ok(strcmp(got, "") == 0, "ambiguous and unknown options and everything after -- are dropped: '%s'", got);
+	char *a4[] = { "t" };
+	ok(strcmp(names_of(1, a4), "") == 0, "no options: no names");
+}
+
 int main(void)
 {
 	tap_seed();
@@ -1078,6 +1117,7 @@ int main(void)
 	test_corruption();
 	test_check_model();
 	test_edges();
+	test_option_names();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
