@@ -1,4 +1,5 @@
 /* kvblend-decode — prefill a prompt and generate, streaming text to stdout. */
+#include <inttypes.h>
 #include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,7 +23,8 @@ static const struct option longopts[] = {
 	{ "ctx", required_argument, NULL, 'C' },
 	{ "ids", no_argument, NULL, 'I' },
 	{ "no-bos", no_argument, NULL, 'B' },
-	{ "no-parse-special", no_argument, NULL, 'N' },
+	{ "special", no_argument, NULL, 'N' },
+	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
@@ -44,10 +46,12 @@ static void usage(void)
 	       "      --top-p P           nucleus sampling mass (default 0.95, 1 = off)\n"
 	       "      --seed N            sampling seed (default: from the clock)\n"
 	       "  -t, --threads N         threads (default: all cores)\n"
-	       "      --ctx N             context size (default prompt + n-predict)\n"
+	       "      --ctx N             context size (default: the model's)\n"
 	       "      --ids               print generated token ids (one line) instead of text\n"
 	       "      --no-bos            do not prepend the BOS token\n"
-	       "      --no-parse-special  treat special tokens written in the prompt as plain text\n"
+	       "      --special           turn special tokens written in the prompt (<s>, <|im_start|>)\n"
+	       "                          into those tokens (default: they are plain text)\n"
+	       "      --quiet             no word on stderr when the context fills up\n"
 	       "  -v, --verbose           timings and settings on stderr\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
@@ -59,7 +63,7 @@ struct opts {
 	const char *model, *prompt, *file, *cache;
 	int n_predict, threads, ctx;
 	struct sampler_params sp;
-	bool ids, no_bos, no_special, verbose, seed_set;
+	bool ids, no_bos, special, quiet, verbose, seed_set;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -83,7 +87,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'C': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;
 		case 'I': o->ids = true; break;
 		case 'B': o->no_bos = true; break;
-		case 'N': o->no_special = true; break;
+		case 'N': o->special = true; break;
+		case 'Q': o->quiet = true; break;
 		case 'v': o->verbose = true; break;
 		default: cli_unreachable(c);
 		}
@@ -206,19 +211,22 @@ int main(int argc, char **argv)
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
 	bool bos = !o.no_bos && !in.cache && tok_add_bos(m->tok);
-	if (in.text_len > 0 && tok_encode(m->tok, in.text, in.text_len, bos, !o.no_special, &ids, &n_ids))
+	if (in.text_len > 0 && tok_encode(m->tok, in.text, in.text_len, bos, o.special, &ids, &n_ids))
 		cli_die("%s", kb_error());
 	if (!in.cache && n_ids == 0)
 		cli_die("prompt is empty after tokenization");
 
-	const int n_cached = ch ? ch->n_tokens : 0;
-	const int n_prompt = n_cached + (int)n_ids;
-	int n_ctx = o.ctx ? o.ctx : n_prompt + o.n_predict;
-	if (n_prompt >= n_ctx + (o.n_predict == 0))
-		cli_die("prompt of %d tokens does not fit a context of %d", n_prompt, n_ctx);
-	if (n_ctx > m->hp.n_ctx_train && o.verbose)
+	/* the context: --ctx, else the model's; the buffers only what this run can
+	 * use of it (not -n: -n 16777216 must not reserve gigabytes) */
+	const int64_t n_cached = ch ? ch->n_tokens : 0;
+	const int64_t n_prompt = n_cached + (int64_t)n_ids;
+	const int ctx = o.ctx ? o.ctx : m->hp.n_ctx_train;
+	if (n_prompt > ctx)
+		cli_die("the prompt has %" PRId64 " tokens, more than the context of %d", n_prompt, ctx);
+	const int n_ctx = n_prompt + o.n_predict < ctx ? (int)(n_prompt + o.n_predict) : ctx;
+	if (ctx > m->hp.n_ctx_train && o.verbose)
 		fprintf(stderr, "%s: context %d exceeds the model's training context %d\n",
-			cli_tool, n_ctx, m->hp.n_ctx_train);
+			cli_tool, ctx, m->hp.n_ctx_train);
 
 	struct kv_cache kv;
 	struct model_ws ws;
@@ -264,12 +272,15 @@ int main(int argc, char **argv)
 
 	/* generate */
 	int n_gen = 0;
+	bool full = false; /* stopped because the context is full */
 	while (n_gen < o.n_predict) {
 		int32_t next = sampler_sample(smp, ws.logits);
 		if (tok_is_eog(m->tok, next))
 			break;
 		emit(m->tok, next, o.ids, n_gen == 0);
-		if (++n_gen == o.n_predict || kv.n == kv.n_ctx)
+		if (++n_gen == o.n_predict)
+			break;
+		if ((full = kv.n == kv.n_ctx))
 			break;
 		int32_t p = next_pos++;
 		if (model_forward(m, &ws, &kv, &next, &p, 1, ws.logits, false))
@@ -278,10 +289,12 @@ int main(int argc, char **argv)
 	double t2 = kb_now();
 	if (o.ids || n_gen > 0)
 		putchar('\n');
+	if (full && !o.quiet)
+		fprintf(stderr, "%s: stopped after %d tokens: context full at %d tokens\n", cli_tool, n_gen, kv.n);
 	if (o.verbose) {
 		fprintf(stderr, "%s: %s, %d threads, isa %s, seed %llu\n", cli_tool, m->gguf->path,
 			kb_get_threads(), kern_isa(), (unsigned long long)o.sp.seed);
-		fprintf(stderr, "%s: %d cached tokens loaded; prompt %zu tokens in %.3f s (%.1f t/s); "
+		fprintf(stderr, "%s: %" PRId64 " cached tokens loaded; prompt %zu tokens in %.3f s (%.1f t/s); "
 			"generated %d tokens in %.3f s (%.1f t/s)\n",
 			cli_tool, n_cached, n_prefilled, t1 - t0, n_prefilled / (t1 - t0), n_gen, t2 - t1,
 			n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);

@@ -19,7 +19,7 @@ static const struct option longopts[] = {
 	{ "threads", required_argument, NULL, 't' },
 	{ "no-bos", no_argument, NULL, 'B' },
 	{ "no-logits", no_argument, NULL, 'L' },
-	{ "no-parse-special", no_argument, NULL, 'N' },
+	{ "special", no_argument, NULL, 'N' },
 	{ "store", required_argument, NULL, 'S' },
 	{ "batch", required_argument, NULL, 'b' },
 	{ "progress", no_argument, NULL, 'P' },
@@ -44,7 +44,8 @@ static void usage(void)
 	       "  -t, --threads N         threads (default: all cores)\n"
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --no-logits         do not store the logits after the last token\n"
-	       "      --no-parse-special  treat special tokens written in the text as plain text\n"
+	       "      --special           turn special tokens written in the -p/-f text (<s>, <|im_start|>)\n"
+	       "                          into those tokens (default: they are plain text)\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
 	       "      --progress          progress on stderr even when it is not a terminal\n"
@@ -64,7 +65,7 @@ static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:vh", longopts, u
 struct opts {
 	const char *model, *prompt, *file, *output, *store;
 	int dtype, threads, batch;
-	bool no_bos, no_logits, no_special, verbose, progress, quiet, output_set;
+	bool no_bos, no_logits, special, verbose, progress, quiet, output_set;
 };
 
 /* ---- chunk records → the store ---- */
@@ -99,7 +100,7 @@ static void progress(const struct opts *o, const struct counts *c, bool last)
 
 /* Run the batch's new chunks in one pass, store each, echo every record in order. */
 static int flush(const struct opts *o, const struct model *m, struct store *st, struct batch *b,
-		 struct kv_cache *kv, struct model_ws *ws, struct counts *c, int argc, char **argv)
+		 struct kv_cache *kv, struct model_ws *ws, struct counts *c, int n_prov, char **prov)
 {
 	int32_t *tok = NULL, *pos = NULL;
 	int *len = NULL, n_seq = 0, n_tok = 0, rc = KB_OK;
@@ -138,7 +139,7 @@ static int flush(const struct opts *o, const struct model *m, struct store *st, 
 				continue;
 			struct store_put p;
 			struct kvc_header h;
-			kvfile_header(&h, m, kv, q->slot0, q->n, NULL, o->dtype, cli_tool, argc, argv);
+			kvfile_header(&h, m, kv, q->slot0, q->n, NULL, o->dtype, cli_tool, n_prov, prov);
 			struct store_meta meta = { .n_tokens = q->n, .cost = dt * q->n / n_tok, .tool = cli_tool };
 			memcpy(meta.model_fp, m->fingerprint, 32);
 			if ((rc = store_put_begin(st, q->key, &p)))
@@ -166,7 +167,7 @@ static int flush(const struct opts *o, const struct model *m, struct store *st, 
 	return rc;
 }
 
-static int prefill_records(const struct opts *o, int argc, char **argv)
+static int prefill_records(const struct opts *o, int n_prov, char **prov)
 {
 	struct model *m;
 	struct store *st;
@@ -205,6 +206,14 @@ static int prefill_records(const struct opts *o, int argc, char **argv)
 		}
 		if (!tok)
 			cli_die("%s", kb_error());
+		if (n > (size_t)m->hp.n_ctx_train) { /* minutes of work for a cache no model run can use */
+			fprintf(stderr, "%s: <stdin>: line %ld: the text has %zu tokens, more than the context of %d\n",
+				cli_tool, rr.lineno, n, m->hp.n_ctx_train);
+			json_decref(rec);
+			free(tok);
+			status = 1, c.bad++;
+			continue;
+		}
 		if (b.n == b.cap) {
 			b.cap = b.cap ? 2 * b.cap : 64;
 			if (!(b.v = realloc(b.v, (size_t)b.cap * sizeof *b.v)))
@@ -225,10 +234,10 @@ static int prefill_records(const struct opts *o, int argc, char **argv)
 			b.n_tok += q->n;
 		}
 		json_object_set_new(rec, "kv", json_string(q->key));
-		if (b.n_tok >= o->batch && flush(o, m, st, &b, &kv, &ws, &c, argc, argv))
+		if (b.n_tok >= o->batch && flush(o, m, st, &b, &kv, &ws, &c, n_prov, prov))
 			cli_die("%s", kb_error());
 	}
-	if (b.n > 0 && flush(o, m, st, &b, &kv, &ws, &c, argc, argv))
+	if (b.n > 0 && flush(o, m, st, &b, &kv, &ws, &c, n_prov, prov))
 		cli_die("%s", kb_error());
 	progress(o, &c, true);
 	if (o->verbose)
@@ -266,13 +275,17 @@ int main(int argc, char **argv)
 		case 't': o.threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'B': o.no_bos = true; break;
 		case 'L': o.no_logits = true; break;
-		case 'N': o.no_special = true; break;
+		case 'N': o.special = true; break;
 		case 'v': o.verbose = true; break;
 		default: cli_unreachable(c);
 		}
 	}
 	if (!o.model)
 		cli_usage_error("a model is required (-m MODEL)");
+	char **prov; /* provenance: the option names, never their values */
+	int n_prov;
+	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
+		cli_die("%s", kb_error());
 	if (!o.prompt && !o.file) {
 		if (o.output_set)
 			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
@@ -281,7 +294,7 @@ int main(int argc, char **argv)
 		if (isatty(STDIN_FILENO))
 			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records on stdin");
 		kb_set_threads(o.threads);
-		return prefill_records(&o, argc, argv);
+		return prefill_records(&o, n_prov, prov);
 	}
 	if (o.store)
 		cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
@@ -308,10 +321,12 @@ int main(int argc, char **argv)
 	int32_t *ids;
 	size_t n;
 	if (tok_encode(m->tok, o.prompt ? o.prompt : text, len, !o.no_bos && tok_add_bos(m->tok),
-		       !o.no_special, &ids, &n))
+		       o.special, &ids, &n))
 		cli_die("%s", kb_error());
 	if (n == 0)
 		cli_die("text is empty after tokenization");
+	if (n > (size_t)m->hp.n_ctx_train)
+		cli_die("the prompt has %zu tokens, more than the context of %d", n, m->hp.n_ctx_train);
 
 	struct kv_cache kv;
 	struct model_ws ws;
@@ -325,7 +340,7 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	double t1 = kb_now();
 	struct kvc_header h;
-	kvfile_header(&h, m, &kv, 0, (int)n, o.no_logits ? NULL : ws.logits, o.dtype, cli_tool, argc, argv);
+	kvfile_header(&h, m, &kv, 0, (int)n, o.no_logits ? NULL : ws.logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
 	if (o.verbose)
@@ -334,6 +349,7 @@ int main(int argc, char **argv)
 	free(pos);
 	free(ids);
 	free(text);
+	free(prov);
 	kv_cache_free(&kv);
 	model_ws_free(&ws);
 	model_free(m);

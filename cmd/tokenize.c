@@ -12,7 +12,7 @@
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
 	{ "no-bos", no_argument, NULL, 'B' },
-	{ "parse-special", no_argument, NULL, 'S' },
+	{ "special", no_argument, NULL, 'S' },
 	{ "pieces", no_argument, NULL, 'P' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
@@ -20,12 +20,13 @@ static const struct option longopts[] = {
 
 static void usage(void)
 {
-	printf("usage: kvblend tokenize -m MODEL [--no-bos] [--parse-special] [--pieces] [FILE]\n"
+	printf("usage: kvblend tokenize -m MODEL [--no-bos] [--special] [--pieces] [FILE]\n"
 	       "Print the token ids of FILE (or stdin) on one line, separated by spaces.\n"
 	       "The text is tokenized as given, trailing newline included (printf %%s leaves it out).\n\n"
 	       "  -m, --model FILE     GGUF model whose tokenizer is used\n"
 	       "      --no-bos         do not put the beginning-of-sequence token first\n"
-	       "      --parse-special  turn special tokens written in the text (<s>, <|user|>) into those tokens\n"
+	       "      --special        turn special tokens written in the text (<s>, <|user|>) into those tokens\n"
+	       "                       (default: they are plain text, as in every tool)\n"
 	       "      --pieces         one line per token: id, a tab, its piece (control bytes escaped as \\n, \\xNN)\n"
 	       "  -h, --help           this help\n"
 	       "      --version        the version\n");

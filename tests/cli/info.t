@@ -75,7 +75,7 @@ fi
 ok $? "prefill writes two caches"
 run "$I" "$t/a.kvc"
 is "$RUN_RC" 0 "a cache: exit 0"
-like "$RUN_OUT" "*kvc 1.0 cache 1 at byte 0*dtype       f16*5 layers x 4 kv heads x 8 (kv_dim 32)*tokens      5: 1 *positions   0..4*rope        norm, n_rot 8*logits      512*made by     kvblend-prefill*'Once upon a time'*verified    5 layer checksums and the end record*" \
+like "$RUN_OUT" "*kvc 1.0 cache 1 at byte 0*dtype       f16*5 layers x 4 kv heads x 8 (kv_dim 32)*tokens      5: 1 *positions   0..4*rope        norm, n_rot 8*logits      512*made by     kvblend-prefill 0.1.0: -m -p -o*verified    5 layer checksums and the end record*" \
 	"  version, dtype, shape, tokens, positions, rope, logits, provenance, verification"
 like "$RUN_OUT" "*model       $(printf %.16s "$model_fp")...*" "  the model fingerprint is the GGUF's"
 aj=$("$I" --json "$t/a.kvc")

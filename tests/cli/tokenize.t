@@ -1,6 +1,6 @@
 #!/bin/sh
 # kvblend-tokenize end to end: the golden prompt ids of stories260K, BOS, the
-# trailing newline, --pieces, --parse-special, the exit codes and one-line
+# trailing newline, --pieces, --special, the exit codes and one-line
 # messages for usage errors (2) and runtime errors (1), and llama.cpp's ids with a
 # byte-level BPE (gpt-2) and a WordPiece (bert-bge) vocabulary.
 . "$(dirname "$0")/tap.sh"
@@ -54,11 +54,11 @@ first=$(sed -n 2p "$TAP_TMP/out")
 is "$first" "$(printf '410\t\342\226\201')" "--pieces: id, tab, the piece as stored ('▁')"
 
 printf '<s>Joe' >"$TAP_TMP/special.txt"
-run "$tok" -m "$model" --no-bos --parse-special "$TAP_TMP/special.txt"
-like "$RUN_OUT" "$bos 410 *" "--parse-special: <s> in the text becomes BOS, a space prefix follows"
+run "$tok" -m "$model" --no-bos --special "$TAP_TMP/special.txt"
+like "$RUN_OUT" "$bos 410 *" "--special: <s> in the text becomes BOS, a space prefix follows"
 run "$tok" -m "$model" --no-bos "$TAP_TMP/special.txt"
 case " $RUN_OUT " in *" $bos "*) r=1 ;; *) r=0 ;; esac
-ok $r "without --parse-special <s> is plain text"
+ok $r "without --special <s> is plain text"
 
 # help, options, usage errors (exit 2)
 run "$tok" --help
@@ -68,7 +68,7 @@ run "$tok" -h
 like "$RUN_RC:$RUN_OUT" "0:usage: *" "-h too"
 
 run "$tok" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --no-bos --parse-special --pieces --help -h --version" "--complete-options lists the long options (\"=\": takes a value; then the short one)"
+is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --no-bos --special --pieces --help -h --version" "--complete-options lists the long options (\"=\": takes a value; then the short one)"
 
 run "$tok" -m "$model" --bogus "$TAP_TMP/prompt.txt"
 is "$RUN_RC" 2 "a bad option exits 2"
@@ -103,8 +103,8 @@ if gpt2=$(tap_shared tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf); then
 	run "$tok" -m "$gpt2" --pieces "$TAP_TMP/hello.txt"
 	is "$(cut -f2 "$TAP_TMP/out" | tr '\n' ' ')" "$(printf 'Hello \304\240world ')" "gpt-2: --pieces shows the stored pieces (Ġworld)"
 	printf 'a<|endoftext|>' >"$TAP_TMP/eot.txt"
-	run "$tok" -m "$gpt2" --parse-special "$TAP_TMP/eot.txt"
-	is "$RUN_OUT" "64 50256" "gpt-2: --parse-special turns <|endoftext|> into 50256"
+	run "$tok" -m "$gpt2" --special "$TAP_TMP/eot.txt"
+	is "$RUN_OUT" "64 50256" "gpt-2: --special turns <|endoftext|> into 50256"
 else
 	skip "ggml-vocab-gpt-2.gguf is absent"
 	skip "ggml-vocab-gpt-2.gguf is absent"

@@ -1,0 +1,30 @@
+#!/bin/sh
+# prefill and the model's context (issue 10 item 10): a text longer than the
+# context is one line naming both numbers, exit 1, before any forward pass; in
+# a stream of chunk records, that record is the error and the others go on.
+. "$(dirname "$0")/tap.sh"
+need_shared models/stories260Ktok512.gguf
+need_bin prefill tokenize
+model=$SHARED/models/stories260Ktok512.gguf
+P=$KVBLEND_BIN/kvblend-prefill
+
+long=$(perl -e 'print "Once upon a time " x 60')
+np=$(printf %s "$long" | "$KVBLEND_BIN/kvblend-tokenize" -m "$model" | wc -w)
+run "$P" -m "$model" -p "$long" -o "$TAP_TMP/x.kvc"
+is "$RUN_RC:$RUN_ERR" "1:kvblend-prefill: the prompt has $np tokens, more than the context of 128" \
+	"prefill -p past the context: one line with both numbers, exit 1"
+[ ! -e "$TAP_TMP/x.kvc" ]; ok $? "  no cache is written"
+
+# a 1 MB record between two good ones
+perl -e 'print "{\"id\":\"a\",\"doc\":\"d\",\"seq\":0,\"text\":\"Joe loves writing stories\"}\n";
+	print "{\"id\":\"b\",\"doc\":\"d\",\"seq\":1,\"text\":\"", "Once upon a time " x 60000, "\"}\n";
+	print "{\"id\":\"c\",\"doc\":\"d\",\"seq\":2,\"text\":\"Lily had a red ball\"}\n"' >"$TAP_TMP/c.jsonl"
+t0=$(date +%s)
+run "$P" --quiet -m "$model" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl"
+t1=$(date +%s)
+like "$RUN_ERR" "kvblend-prefill: <stdin>: line 2: the text has * tokens, more than the context of 128" \
+	"a record past the context is named, with both numbers"
+is "$RUN_RC:$(printf '%s\n' "$RUN_ERR" | wc -l | tr -d ' ')" "1:1" "  one line, exit 1"
+is "$(printf '%s\n' "$RUN_OUT" | grep -c '"kv"')" 2 "  the two other records are stored and echoed"
+[ $((t1 - t0)) -lt 60 ]; ok $? "  in $((t1 - t0)) s, not minutes"
+done_testing
