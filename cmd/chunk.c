@@ -55,7 +55,8 @@ static void usage(void)
 	       "                         (fixed windows of --max-tokens tokens), or ppl (sentences grouped\n"
 	       "                         where their perplexity under -m MODEL dips; Meta-Chunking)\n"
 	       "      --split REGEX      cut after each match of this PCRE2 regex instead\n"
-	       "      --max-tokens N     token budget of a chunk (default 256; 0: pieces as they are)\n"
+	       "      --max-tokens N     token budget of a chunk (default 256, or the model's context if less;\n"
+	       "                         0: pieces as they are)\n"
 	       "      --min-tokens N     merge smaller chunks with a neighbour when both fit (default 0)\n"
 	       "      --overlap N        tokens consecutive windows share (--by window; default 0)\n"
 	       "      --ppl-threshold X  how far below both neighbours a sentence's perplexity must dip\n"
@@ -84,7 +85,7 @@ struct opts {
 	const char *model, *output;
 	struct chunk_opts c;
 	struct fetch_opts f;
-	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set, window_set;
+	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set, window_set, max_set;
 	char **inputs;
 	int n_inputs;
 };
@@ -106,7 +107,10 @@ static void parse(int argc, char **argv, struct opts *o)
 				cli_usage_error("--split: the regex is empty");
 			o->c.split = optarg;
 			break;
-		case OPT_MAX_TOKENS: o->c.max_tokens = (size_t)cli_long("--max-tokens", optarg, 0, MAX_BUDGET); break;
+		case OPT_MAX_TOKENS:
+			o->c.max_tokens = (size_t)cli_long("--max-tokens", optarg, 0, MAX_BUDGET);
+			o->max_set = true;
+			break;
 		case OPT_MIN_TOKENS:
 			o->c.min_tokens = (size_t)cli_long("--min-tokens", optarg, 0, MAX_BUDGET);
 			o->min_set = true;
@@ -169,12 +173,14 @@ static void tok_warn(const struct tok *t, bool quiet)
 		fprintf(stderr, "%s: warning: %s\n", cli_tool, tok_warning(t));
 }
 
-static struct tok *load_tokenizer(const char *path, bool quiet)
+/* The tokenizer of the model at path, and its context (0: unknown) in *n_ctx. */
+static struct tok *load_tokenizer(const char *path, bool quiet, uint32_t *n_ctx)
 {
 	struct gguf *g;
 	struct tok *t;
 	if (gguf_open(&g, path))
 		cli_die("%s", kb_error());
+	*n_ctx = gguf_context_length(g);
 	int rc = tok_load(&t, g);
 	gguf_close(g); // the tokenizer keeps its own copy
 	if (rc)
@@ -279,15 +285,19 @@ int main(int argc, char **argv)
 
 	struct model *m = NULL;
 	struct tok *t = NULL;
+	uint32_t n_ctx = 0; /* the model's context: the default budget must fit it */
 	if (o.c.by == CHUNK_BY_PPL) {
 		if (model_load(&m, o.model))
 			cli_die("%s", kb_error());
 		tok_warn(m->tok, o.quiet);
 		o.c.model = m;
 		o.c.tok = m->tok;
+		n_ctx = (uint32_t)m->hp.n_ctx_train;
 	} else if (o.model) {
-		o.c.tok = t = load_tokenizer(o.model, o.quiet);
+		o.c.tok = t = load_tokenizer(o.model, o.quiet, &n_ctx);
 	}
+	if (!o.max_set && n_ctx > 0 && o.c.max_tokens > n_ctx)
+		o.c.max_tokens = n_ctx;
 	struct chunker *ch;
 	if (chunker_init(&ch, &o.c)) {
 		if (o.c.split)

@@ -865,6 +865,17 @@ char *gguf_str_dup(struct gguf_str s)
 	return p;
 }
 
+uint32_t gguf_context_length(const struct gguf *g)
+{
+	struct gguf_str arch;
+	char key[96];
+	uint32_t n;
+	if (gguf_get_str(g, "general.architecture", &arch) != KB_OK || arch.len > 64)
+		return 0;
+	snprintf(key, sizeof key, "%.*s.context_length", (int)arch.len, arch.data);
+	return gguf_get_u32(g, key, &n) == KB_OK ? n : 0;
+}
+
 /* ---- fingerprints ----
  *
  * Both are SHA-256 over a byte stream built from the parsed file; integers in

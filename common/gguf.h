@@ -88,6 +88,10 @@ void gguf_close(struct gguf *g);
  * file". On error *out is NULL. */
 int gguf_open_model(struct gguf **out, const char *path, struct gguf_str *arch) KB_WUR;
 
+/* The model's context: "<general.architecture>.context_length", or 0 when the
+ * file has none (or an unusable one). */
+uint32_t gguf_context_length(const struct gguf *g);
+
 /* Index of a key, or -1. */
 int64_t gguf_find_key(const struct gguf *g, const char *key);
 /* A tensor by name, or NULL. */

@@ -27,4 +27,17 @@ like "$RUN_ERR" "kvblend-prefill: <stdin>: line 2: the text has * tokens, more t
 is "$RUN_RC:$(printf '%s\n' "$RUN_ERR" | wc -l | tr -d ' ')" "1:1" "  one line, exit 1"
 is "$(printf '%s\n' "$RUN_OUT" | grep -c '"kv"')" 2 "  the two other records are stored and echoed"
 [ $((t1 - t0)) -lt 60 ]; ok $? "  in $((t1 - t0)) s, not minutes"
+# chunk's default budget fits the model it is given (256 > stories260K's 128)
+if [ -x "$KVBLEND_BIN/kvblend-chunk" ]; then
+	perl -e 'print "Once upon a time there was a little girl named Lily. " x 80, "\n"' >"$TAP_TMP/doc.txt"
+	"$KVBLEND_BIN/kvblend-chunk" -m "$model" --by window "$TAP_TMP/doc.txt" >"$TAP_TMP/w.jsonl"
+	max=$(perl -MJSON::PP -ne '$m = decode_json($_)->{tokens}; $x = $m if $m > $x; END { print $x }' "$TAP_TMP/w.jsonl")
+	[ "$max" = 128 ]; ok $? "chunk -m: the default budget is the model's context, 128 (longest window: $max tokens)"
+	"$KVBLEND_BIN/kvblend-chunk" -m "$model" --by window --max-tokens 200 "$TAP_TMP/doc.txt" >"$TAP_TMP/w2.jsonl"
+	max=$(perl -MJSON::PP -ne '$m = decode_json($_)->{tokens}; $x = $m if $m > $x; END { print $x }' "$TAP_TMP/w2.jsonl")
+	[ "$max" = 200 ]; ok $? "  --max-tokens given: as given ($max)"
+else
+	skip "kvblend-chunk is not built"
+	skip "kvblend-chunk is not built"
+fi
 done_testing
