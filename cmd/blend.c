@@ -30,6 +30,7 @@ static const struct option longopts[] = {
 	{ "store", required_argument, NULL, 'S' },
 	{ "no-store", no_argument, NULL, 'N' },
 	{ "verify", no_argument, NULL, 'V' },
+	{ "special", no_argument, NULL, 'X' },
 	{ "verbose", no_argument, NULL, 'v' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
@@ -59,6 +60,8 @@ static void usage(void)
 	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
 	       "      --no-store           compute every chunk cache, store nothing\n"
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
+	       "      --special            turn special tokens written in the prefix and query (</s>)\n"
+	       "                           into those tokens (default: plain text, as chunks always are)\n"
 	       "  -v, --verbose            tokens, selection and timings on stderr\n"
 	       "  -h, --help               this help\n"
 	       "      --version            the version\n");
@@ -78,7 +81,7 @@ struct opts {
 	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
 	struct blend_opts bo;
 	int dtype, threads, ctx;
-	bool verify, verbose, no_store;
+	bool verify, verbose, no_store, special;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -123,6 +126,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'S': o->store = optarg; break;
 		case 'N': o->no_store = true; break;
 		case 'V': o->verify = true; break;
+		case 'X': o->special = true; break;
 		case 'v': o->verbose = true; break;
 		default: cli_unreachable(c);
 		}
@@ -181,6 +185,7 @@ static void read_records(struct prompt *p, const struct model *m)
 static void build_prompt(const struct opts *o, const struct model *m, int n_ops, char **ops, struct prompt *p)
 {
 	char *pfx = o->prefix_file ? slurp(o->prefix_file) : NULL, *qry = o->query_file ? slurp(o->query_file) : NULL;
+	p->special = o->special;
 	if (prompt_begin(p, m, o->template, o->prefix ? o->prefix : pfx, o->query ? o->query : qry))
 		cli_die("%s", kb_error());
 	for (int i = 0; i < n_ops; i++)

@@ -17,16 +17,18 @@ static struct prompt_seg *add_seg(struct prompt *p)
 	return g;
 }
 
-/* Append a segment of text's tokens (at most max when max > 0). */
+/* Append a segment of text's tokens (at most max when max > 0); with special,
+ * special tokens are parsed outside text[plain, plain + plain_len). */
 static int add_tokens(struct prompt *p, const struct model *m, const char *text, size_t len, bool bos,
-		      bool special, bool cacheable, int max)
+		      bool special, size_t plain, size_t plain_len, bool cacheable, int max)
 {
 	struct prompt_seg *g = add_seg(p);
 	if (!g)
 		return KB_ERR_NOMEM;
 	size_t n = 0;
 	if (len > 0 || bos) {
-		int rc = tok_encode(m->tok, text, len, bos && tok_add_bos(m->tok), special, &g->tok, &n);
+		int rc = tok_encode_framed(m->tok, text, len, bos && tok_add_bos(m->tok), special, plain, plain_len,
+					   &g->tok, &n);
 		if (rc)
 			return rc;
 	}
@@ -40,17 +42,19 @@ int prompt_begin(struct prompt *p, const struct model *m, const char *template, 
 		 const char *query)
 {
 	char *head;
-	int rc = template_frame(template, prefix, query, &head, &p->tail);
+	int rc = template_frame(template, prefix, query, &head, &p->tail, &p->spans);
 	if (rc)
 		return rc;
-	rc = add_tokens(p, m, head, strlen(head), true, true, true, 0);
+	if (p->special) /* the user's text too */
+		p->spans.prefix_len = p->spans.query_len = 0;
+	rc = add_tokens(p, m, head, strlen(head), true, true, p->spans.prefix_at, p->spans.prefix_len, true, 0);
 	free(head);
 	return rc;
 }
 
 int prompt_add_text(struct prompt *p, const struct model *m, const char *text, size_t len, int max_tokens)
 {
-	return add_tokens(p, m, text, len, false, false, true, max_tokens);
+	return add_tokens(p, m, text, len, false, false, 0, 0, true, max_tokens);
 }
 
 /* Open g->path and read its first cache's header, which must be m's. */
@@ -97,7 +101,8 @@ int prompt_end(struct prompt *p, const struct model *m)
 {
 	if (!p->tail)
 		return kb_fail(KB_ERR_ARG, "prompt_end without prompt_begin");
-	int rc = add_tokens(p, m, p->tail, strlen(p->tail), false, true, false, 0);
+	int rc = add_tokens(p, m, p->tail, strlen(p->tail), false, true, p->spans.query_at, p->spans.query_len,
+			    false, 0);
 	free(p->tail);
 	p->tail = NULL;
 	if (rc == KB_OK && p->segs[p->n_segs - 1].n == 0)

@@ -25,6 +25,7 @@
 #include "chunkcache.h"
 #include "kvc.h"
 #include "model.h"
+#include "template.h"
 
 struct prompt_seg {
 	int32_t *tok;               /* owned, malloc(), [n] (NULL when n == 0) */
@@ -40,12 +41,16 @@ struct prompt {
 	size_t n_segs, cap;
 	int n_tokens;            /* the sum of segs[].n */
 	char *tail;              /* owned, between prompt_begin and prompt_end: the framed query */
+	struct template_spans spans; /* where the prefix and the query are in the head and the tail */
+	bool special;            /* set before prompt_begin: special-token text in the prefix and
+				  * query is parsed too (default: plain text, as tokenize does) */
 };
 
 /* Start p (any previous content is not freed: zero it or prompt_free it
- * first): frame prefix (NULL or "" for none) and query with template (a
- * template.h name) and tokenize the head, special tokens parsed, with the
- * model's BOS. KB_OK, KB_ERR_ARG (unknown template), KB_ERR_NOMEM. */
+ * first; p->special may be set): frame prefix (NULL or "" for none) and query
+ * with template (a template.h name) and tokenize the head, special tokens
+ * parsed in the template's markup (in the prefix too with p->special), with
+ * the model's BOS. KB_OK, KB_ERR_ARG (unknown template), KB_ERR_NOMEM. */
 int prompt_begin(struct prompt *p, const struct model *m, const char *template, const char *prefix,
 		 const char *query) KB_WUR;
 /* Append a chunk: text[0..len) tokenized as plain text (no BOS, special
@@ -56,7 +61,8 @@ int prompt_add_text(struct prompt *p, const struct model *m, const char *text, s
  * tokens are the cache's, the cache must be the model's (kvc_check_model).
  * KB_OK or the reader's error (the message names the file). */
 int prompt_add_kvc(struct prompt *p, const struct model *m, const char *path) KB_WUR;
-/* Tokenize the tail (special tokens parsed). KB_ERR_ARG when it has no token
+/* Tokenize the tail (special tokens parsed in the markup, and in the query
+ * with p->special). KB_ERR_ARG when it has no token
  * ("the query is empty"). */
 int prompt_end(struct prompt *p, const struct model *m) KB_WUR;
 /* Whether the prompt and n_more tokens generated after it fit a context of

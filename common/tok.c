@@ -584,12 +584,19 @@ static bool is_space(char c)
 }
 
 /* Cut every occurrence of special token id out of the raw fragments of in, into out. */
+/* Bytes [a, b) that special tokens parse_special governs (CONTROL, UNKNOWN)
+ * are not matched across: a user's text inside a template's markup. */
+struct plain_span {
+	size_t a, b;
+};
+
 static int split_on(const struct tok *t, int32_t id, const char *text, const struct frags *in,
-		    struct frags *out)
+		    const struct plain_span *plain, struct frags *out)
 {
 	const char *s = t->text + t->off[id];
 	size_t slen = t->len[id];
 	uint16_t attr = t->attr[id];
+	bool governed = attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN);
 	int rc;
 	out->n = 0;
 	for (size_t i = 0; i < in->n; i++) {
@@ -599,15 +606,20 @@ static int split_on(const struct tok *t, int32_t id, const char *text, const str
 				return rc;
 			continue;
 		}
-		size_t base = f.off, blen = f.len;
+		size_t base = f.off, end = f.off + f.len, from = base;
 		for (;;) {
-			const char *m = memmem(text + base, blen, s, slen);
+			const char *m = from < end ? memmem(text + from, end - from, s, slen) : NULL;
+			size_t at = m ? (size_t)(m - text) : 0;
+			if (m && governed && at < plain->b && at + slen > plain->a) {
+				from = at + 1; /* inside the plain text: not this one */
+				continue;
+			}
 			if (!m) {
-				if (blen && (rc = frags_push(out, base, blen, -1)))
+				if (end > base && (rc = frags_push(out, base, end - base, -1)))
 					return rc;
 				break;
 			}
-			size_t at = (size_t)(m - text), left = at - base;
+			size_t left = at - base;
 			if (attr & TOK_ATTR_LSTRIP)
 				while (left > 0 && is_space(text[base + left - 1]))
 					left--;
@@ -615,12 +627,11 @@ static int split_on(const struct tok *t, int32_t id, const char *text, const str
 				return rc;
 			if ((rc = frags_push(out, at, slen, id)))
 				return rc;
-			size_t end = base + blen;
 			base = at + slen;
 			if (attr & TOK_ATTR_RSTRIP)
 				while (base < end && is_space(text[base]))
 					base++;
-			blen = end - base;
+			from = base;
 		}
 	}
 	return KB_OK;
@@ -629,7 +640,7 @@ static int split_on(const struct tok *t, int32_t id, const char *text, const str
 /* The fragments of text: special tokens cut out (CONTROL and UNKNOWN ones only with
  * parse_special; USER_DEFINED ones always, as llama.cpp does). */
 static int partition(const struct tok *t, const char *text, size_t len, bool parse_special,
-		     struct frags *f)
+		     const struct plain_span *plain, struct frags *f)
 {
 	struct frags tmp = { 0 };
 	int rc = KB_OK;
@@ -664,7 +675,7 @@ static int partition(const struct tok *t, const char *text, size_t len, bool par
 			any = f->v[k].id < 0 && memmem(text + f->v[k].off, f->v[k].len, t->text + t->off[id], t->len[id]);
 		if (!any)
 			continue;
-		if ((rc = split_on(t, id, text, f, &tmp)))
+		if ((rc = split_on(t, id, text, f, plain, &tmp)))
 			break;
 		struct frags swap = *f;
 		*f = tmp;
@@ -694,6 +705,13 @@ static int encode_fragment(const struct tok *t, const char *text, size_t len, bo
 int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
 	       bool parse_special, int32_t **ids, size_t *n)
 {
+	return tok_encode_framed(t, text, len, add_bos, parse_special, 0, 0, ids, n);
+}
+
+int tok_encode_framed(const struct tok *t, const char *text, size_t len, bool add_bos, bool parse_special,
+		      size_t plain, size_t plain_len, int32_t **ids, size_t *n)
+{
+	const struct plain_span span = { plain, plain + plain_len };
 	struct tok_ids out = { 0 };
 	struct frags f = { 0 };
 	*ids = NULL;
@@ -704,7 +722,7 @@ int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
 		goto fail;
 	if (add_bos && t->bos >= 0 && (rc = tok_ids_push(&out, t->bos)))
 		goto fail;
-	if ((rc = partition(t, text, len, parse_special, &f)))
+	if ((rc = partition(t, text, len, parse_special, &span, &f)))
 		goto fail;
 	bool after_special = true;
 	for (size_t i = 0; i < f.n; i++) {

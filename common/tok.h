@@ -64,6 +64,13 @@ bool tok_is_eog(const struct tok *t, int32_t id);
  * (plus BOS when asked). Invalid UTF-8 is tokenized byte by byte, never an error. */
 int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
 	       bool parse_special, int32_t **ids, size_t *n) KB_WUR;
+/* tok_encode of a template's markup framing a user's text: with parse_special,
+ * special tokens are matched everywhere except in text[plain, plain + plain_len),
+ * the user's part, which stays plain text (no match may overlap it);
+ * user-defined tokens are cut out everywhere, as always. The bytes are
+ * tokenized as tok_encode would otherwise: the span cuts nothing by itself. */
+int tok_encode_framed(const struct tok *t, const char *text, size_t len, bool add_bos, bool parse_special,
+		      size_t plain, size_t plain_len, int32_t **ids, size_t *n) KB_WUR;
 
 /* The raw vocabulary string of id (as stored, e.g. "▁the" or "<0x0A>"); "" if out of range. */
 const char *tok_piece(const struct tok *t, int32_t id);

@@ -99,6 +99,15 @@ c=$("$bin/kvblend-decode" -m "$model" -f "$tmp/hi.txt" --special -n 8 --ids)
 d=$("$bin/kvblend-decode" -m "$model" -c "$tmp/his.kvc" -n 8 --ids)
 [ -n "$a" ] && [ "$a" = "$b" ] && [ "$c" = "$d" ]
 ok $? "decode continues Hi</s>there as from prefill's cache of those ids ($a), and with --special ($c)"
+# blend: the query's ids end the blended cache
+tail=$("$bin/kvblend-tokenize" -m "$model" --no-bos "$tmp/hi.txt") tails=$("$bin/kvblend-tokenize" -m "$model" --no-bos --special "$tmp/hi.txt")
+printf '{"id":"a","doc":"d","seq":0,"text":"Once upon a time"}\n' >"$tmp/c.jsonl"
+"$bin/kvblend-blend" -m "$model" --no-store --mode full --query 'Hi</s>there' -o "$tmp/bl.kvc" <"$tmp/c.jsonl"
+"$bin/kvblend-blend" -m "$model" --no-store --mode full --special --query 'Hi</s>there' -o "$tmp/bls.kvc" <"$tmp/c.jsonl"
+got=$(kvc_tokens "$tmp/bl.kvc") gots=$(kvc_tokens "$tmp/bls.kvc")
+case "$got" in *" $tail") r=0 ;; *) r=1 ;; esac
+case "$gots" in *" $tails") ;; *) r=1 ;; esac
+ok $r "blend --query Hi</s>there ends with tokenize's ids ($tail), with --special with its --special ids ($tails): $got / $gots"
 
 # usage errors exit 2; --help exits 0 and prints to stdout
 "$bin/kvblend-decode" -p hi >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "no model is a usage error (exit 2)"

@@ -10,7 +10,7 @@
 static void frame(const char *name, const char *prefix, const char *want_head, const char *want_tail)
 {
 	char *head, *tail;
-	int rc = template_frame(name, prefix, "Q?", &head, &tail);
+	int rc = template_frame(name, prefix, "Q?", &head, &tail, NULL);
 	if (!ok(rc == KB_OK, "%s: frames (prefix '%s')", name, prefix ? prefix : "(null)"))
 		return;
 	ok(!strcmp(head, want_head), "%s: head '%s'", name, head);
@@ -37,7 +37,7 @@ int main(void)
 		ok(template_known(known[i]), "'%s' is known", known[i]);
 	char *head = (char *)1, *tail = (char *)1;
 	ok(!template_known("chatML") && !template_known(""), "names are exact");
-	ok(template_frame("vicuna", "P", "Q", &head, &tail) == KB_ERR_ARG && !head && !tail,
+	ok(template_frame("vicuna", "P", "Q", &head, &tail, NULL) == KB_ERR_ARG && !head && !tail,
 	   "unknown template: KB_ERR_ARG, nothing allocated");
 	ok(strstr(kb_error(), "'vicuna'") != NULL, "the error names it: %s", kb_error());
 	return done_testing();

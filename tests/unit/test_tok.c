@@ -309,6 +309,24 @@ static void llama_spm(void)
 		plain = plain && ids[i] != 1 && ids[i] != 2;
 	ok(plain, "llama-spm: without parse_special <s> is plain text");
 	free(ids);
+	// a template's markup around a user's text (blend): <s> parsed, the text plain
+	if (tok_encode_framed(t, s, strlen(s), false, true, 3, strlen(s) - 3, &ids, &n) == KB_OK) {
+		int32_t *tail_ids;
+		size_t n_tail = 0;
+		int ok_tail = tok_encode(t, s + 3, strlen(s) - 3, false, false, &tail_ids, &n_tail) == KB_OK;
+		bool same = ok_tail && n == n_tail + 1 && ids[0] == 1 && !memcmp(ids + 1, tail_ids, n_tail * sizeof *ids);
+		if (!ok(same, "llama-spm: tok_encode_framed parses <s> in the markup, not </s> in the plain span"))
+			diag_ids("got", ids, n);
+		free(ids);
+		if (ok_tail)
+			free(tail_ids);
+	} else {
+		ok(0, "llama-spm: tok_encode_framed: %s", kb_error());
+	}
+	if (tok_encode_framed(t, s, strlen(s), false, true, 0, 0, &ids, &n) == KB_OK) {
+		ok(ids_eq(ids, n, want, 5), "llama-spm: tok_encode_framed with an empty span is tok_encode");
+		free(ids);
+	}
 
 	// decode
 	char buf[32];
