@@ -1,0 +1,114 @@
+/* bench.h — the dataset benchmark: every way of building a RAG prompt's cache
+ * (full prefill, prefix caching, full reuse, CacheBlend at several ratios,
+ * EPIC) on the same questions, as the CacheBlend evaluation runs them.
+ *
+ * bench_run puts every chunk cache in the store first; then for each question
+ * full prefill runs first (the reference: its greedy continuation, every
+ * step's logits kept), then each other method builds the prompt's cache
+ * through prompt_run (prompt.h), timed to the first token; it follows full's
+ * continuation teacher-forced (top-1 agreement, KL), then generates its own
+ * answer, scored by token F1 (QA) or Rouge-L (summaries) against the gold
+ * answers. Peak RSS is sampled per method. The results print as a table, TSV
+ * or JSON, and plot as time to first token against top-1 agreement.
+ * Nothing here prints on its own: output goes to the FILE * given, progress
+ * and warnings to the callbacks.
+ */
+#ifndef KB_BENCH_H
+#define KB_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "blend.h"
+#include "dataset.h"
+#include "model.h"
+#include "prompt.h"
+
+#define BENCH_MAX_METHODS 32
+#define BENCH_DEFAULT_METHODS "full,prefix,reuse,blend:0.05,blend:0.15,blend:0.3,epic"
+
+struct bench_method {
+	char label[32];       /* as listed: "blend:0.15" */
+	struct blend_opts bo;
+	bool listed;          /* shown (full always runs: it is the reference) */
+	/* per question, [n_q], owned */
+	double *ttft;         /* seconds to the first token's logits */
+	double *load;         /* seconds of it reading (or computing) chunk caches */
+	double *speedup;      /* full's ttft / this ttft */
+	double *quality;      /* F1 or Rouge-L of the answer */
+	char **answer;        /* the generated answers (each owned) */
+	bool *first_agree;
+	/* over every step of every question */
+	long steps, top1;     /* teacher-forced steps, and those whose argmax is full's */
+	double kl;            /* sum of KL(full || this) over the steps */
+	double decode_s;      /* seconds of single-token steps */
+	long decode_n;
+	double recompute;     /* sum of the recomputed share of the prompt */
+	uint64_t kv_bytes;    /* .kvc bytes read from the store */
+	int misses;           /* chunk caches not in the store when timed */
+	long peak_kb;         /* peak RSS while this method ran */
+};
+
+/* Methods from a comma-separated list (full, prefix, reuse, blend[:RATIO],
+ * epic[:K]) into ms[BENCH_MAX_METHODS]; *n set. KB_ERR_ARG with a message
+ * for a bad list. */
+int bench_methods_parse(const char *list, struct bench_method *ms, int *n) KB_WUR;
+
+enum bench_progress {
+	BENCH_TICK, /* a step of many (chunk caches stored): worth showing only where it is overwritten in place */
+	BENCH_STEP, /* the question and method now running */
+	BENCH_DONE, /* a stage's summary, to keep */
+};
+
+struct bench_opts {
+	const char *template;  /* template.h name */
+	int max_passages;      /* the first N passages of each question (0: all) */
+	int max_chunk_tokens;  /* each passage cut to N tokens (0: no cut) */
+	int n_gen;             /* tokens generated after the first */
+	int ctx;               /* questions whose prompt + n_gen + 1 do not fit are skipped (0: the model's) */
+	struct chunkcache *cc; /* the store the chunk caches are put in and read from */
+	/* progress: what is being done; may be NULL */
+	void (*progress)(void *ctx, enum bench_progress kind, const char *msg);
+	void *progress_ctx;
+};
+
+struct bench_question {
+	struct prompt p;               /* head, passages, query */
+	const struct dataset_item *it; /* not owned */
+};
+
+struct bench_result {
+	const struct dataset *d;       /* not owned */
+	struct bench_question *qs;     /* owned, [n_q]: the questions measured */
+	int n_q;
+	int n_skipped, max_skipped;    /* questions that did not fit the context, and the largest need */
+	int n_ctx;                     /* the context they were measured against */
+	double mean_tokens;            /* prompt tokens on average */
+	int n_gen;
+	struct bench_method ms[BENCH_MAX_METHODS + 1]; /* the listed methods, then full if not listed */
+	int n_m, full;
+	int n_chunks, warm_misses, warm_hits; /* chunk caches put in the store first */
+	bool rss_per_method;           /* peak RSS could be reset before each method */
+};
+
+/* Run the methods of ms[0..n_m) (as bench_methods_parse gives them) on every
+ * question of d with model m into r (r->ms, r->n_m; full added, unlisted, when
+ * not among them). When no question fits the context, KB_ERR_ARG naming the
+ * sizes (r->n_skipped set). KB_OK or an error; bench_result_free(r) either way. */
+int bench_run(const struct model *m, const struct dataset *d, const struct bench_method *ms, int n_m,
+	      const struct bench_opts *o, struct bench_result *r) KB_WUR;
+void bench_result_free(struct bench_result *r);
+
+/* The results as a table (with a title line naming model and dataset), as
+ * TSV, or as JSON (methods and every question); model and dataset are the
+ * paths shown (their base names). KB_OK or KB_ERR_IO. */
+int bench_print_table(FILE *f, const struct bench_result *r, const char *model, const char *dataset) KB_WUR;
+int bench_print_tsv(FILE *f, const struct bench_result *r) KB_WUR;
+int bench_print_json(FILE *f, const struct bench_result *r, const char *model, const char *dataset,
+		     const char *template) KB_WUR;
+/* Time to first token against top-1 agreement, one point per method, as SVG
+ * (plot.h) into f. */
+int bench_plot(FILE *f, const struct bench_result *r, const char *model, const char *dataset) KB_WUR;
+
+#endif
