@@ -57,6 +57,8 @@ static void usage(void)
 	       "  -m, --model FILE          GGUF model\n"
 	       "  -t, --threads N           threads (default: all cores)\n"
 	       "      --tsv                 tab-separated output for scripts\n"
+	       "  -j, --json                JSON output: with --speed one object per line, one per row;\n"
+	       "                            with --dataset one document (methods and every question)\n"
 	       "--speed:\n"
 	       "      --n-prompt LIST       prompt sizes, comma-separated (default 512,2048; 0 = none)\n"
 	       "      --n-gen LIST          generation lengths (default 128; 0 = none)\n"
@@ -75,7 +77,6 @@ static void usage(void)
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
 	       "      --dtype TYPE          f16 (default), bf16, f32 or q8_0 for caches put in the store\n"
 	       "      --n-gen N             tokens generated after the first (default 32)\n"
-	       "  -j, --json                JSON output (methods and every question)\n"
 	       "      --plot FILE.svg       plot time to first token against top-1 agreement\n"
 	       "      --progress            progress on stderr even when it is not a terminal\n"
 	       "      --quiet               no progress\n"
@@ -141,6 +142,18 @@ struct opts {
 	bool speed, tsv, json, progress, quiet, speed_only;
 };
 
+/* One --speed --json row: an object on a line, the --tsv columns as keys. */
+static void print_speed_json(const char *path, const char *wtype, const char *test, double mean, double sd)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f}", "model", path, "type", wtype, "threads",
+			      kb_get_threads(), "isa", kern_isa(), "test", test, "tokens_per_s", round(mean * 100) / 100,
+			      "stddev", round(sd * 100) / 100);
+	if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
+		cli_die("out of memory");
+	putchar('\n');
+	json_decref(j);
+}
+
 static void bench_speed(const struct opts *o)
 {
 	int tg[16] = { 128 }, n_tg = 1;
@@ -164,7 +177,7 @@ static void bench_speed(const struct opts *o)
 	const char *wtype = qtype_name(m->layers[0].wq.type);
 	if (o->tsv)
 		printf("model\ttype\tthreads\tisa\ttest\ttokens_per_s\tstddev\n");
-	else
+	else if (!o->json)
 		printf("%-28s %-6s %7s %-7s %-8s %14s\n", "model", "type", "threads", "isa", "test", "t/s");
 	run_once(m, &ws, &kv, true, n_max < 64 ? n_max : 64, toks, pos); /* warm up: page in the weights */
 	for (int pass = 0; pass < 2; pass++) {
@@ -181,6 +194,8 @@ static void bench_speed(const struct opts *o)
 			snprintf(test, sizeof test, "%s%d", pass ? "tg" : "pp", list[i]);
 			if (o->tsv)
 				printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kb_get_threads(), kern_isa(), test, mean, sd);
+			else if (o->json)
+				print_speed_json(path, wtype, test, mean, sd);
 			else
 				printf("%-28.28s %-6s %7d %-7s %-8s %8.2f ± %4.2f\n", path, wtype, kb_get_threads(), kern_isa(),
 				       test, mean, sd);
@@ -314,7 +329,7 @@ static void parse(int argc, char **argv, struct opts *op)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
 			dataset_only = true;
 			break;
-		case 'j': o.json = true, dataset_only = true; break;
+		case 'j': o.json = true; break;
 		case 'T': o.tsv = true; break;
 		case 'G': o.plot = optarg, dataset_only = true; break;
 		case 'R': o.progress = true; break;
@@ -329,7 +344,7 @@ static void parse(int argc, char **argv, struct opts *op)
 	if (optind < argc)
 		cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (o.speed && dataset_only)
-		cli_usage_error("--limit, --methods, --max-*, --template, --store, --dtype, --json and --plot go with --dataset");
+		cli_usage_error("--limit, --methods, --max-*, --template, --store, --dtype and --plot go with --dataset");
 	if (o.dataset && o.speed_only)
 		cli_usage_error("--n-prompt, --reps and --batch go with --speed");
 	if (o.json && o.tsv)

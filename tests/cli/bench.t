@@ -19,6 +19,9 @@ small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store $st --ct
 run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1
 ok $RUN_RC "--speed runs"
 like "$RUN_OUT" "*pp16*tg4*" "--speed: pp16 and tg4 rows"
+run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1 --json
+got=$(printf '%s\n' "$RUN_OUT" | perl -MJSON::PP -ne 'my $j = decode_json($_); print "$j->{test}:", ($j->{tokens_per_s} > 0 ? "t/s" : "none"), ":$j->{threads} "')
+is "$RUN_RC:$got" "0:pp16:t/s:1 tg4:t/s:1 " "--speed --json: one object per row, with the test, its tokens/s and the threads"
 
 # the table, with the chunk caches put in a fresh store first
 run "$bench" --dataset "$wiki" $small --methods full,reuse,blend:0.15,blend:1 --plot "$TAP_TMP/p.svg" --progress
