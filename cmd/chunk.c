@@ -12,6 +12,7 @@
 
 #include "chunk.h"
 #include "cli.h"
+#include "progress.h"
 #include "fetch.h"
 #include "gguf.h"
 #include "hash.h"
@@ -67,7 +68,7 @@ static void usage(void)
 	       "      --max-doc-bytes N  largest document fetched by URL (default 64M; a size: k, M, G, T)\n"
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
 	       "  -o, --output FILE      write the records to FILE\n"
-	       "      --quiet            no warnings (invalid UTF-8, the tokenizer's)\n"
+	       "      --quiet            no progress (--by ppl) and no warnings (invalid UTF-8, the tokenizer's)\n"
 	       "  -v, --verbose          counts and time on stderr; with --by ppl, the perplexities and\n"
 	       "                         the depths of their dips, to choose --ppl-threshold by\n"
 	       "  -h, --help             this help\n"
@@ -85,6 +86,7 @@ struct opts {
 	const char *model, *output;
 	struct chunk_opts c;
 	struct fetch_opts f;
+	struct progress *meter; /* --by ppl: the tokens scored of a document */
 	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set, window_set, max_set;
 	char **inputs;
 	int n_inputs;
@@ -237,7 +239,12 @@ static int chunk_input(const struct opts *o, struct chunker *ch, const char *in,
 		return -1;
 	}
 	char *name = chunk_utf8_clean(in, strlen(in), NULL, NULL); // "doc" must be valid UTF-8 too
-	if (!name || chunker_run(ch, data, len, &v, &n, &n_invalid)) {
+	char what[64];
+	snprintf(what, sizeof what, "tokens of '%.40s' scored", in);
+	progress_start(o->meter, what, 0, o->c.by == CHUNK_BY_PPL && progress_wanted(o->quiet, o->verbose));
+	int run = name ? chunker_run(ch, data, len, &v, &n, &n_invalid) : KB_ERR_NOMEM;
+	progress_end(o->meter);
+	if (run) {
 		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
 		free(name);
 		free(data);
@@ -298,6 +305,10 @@ int main(int argc, char **argv)
 	}
 	if (!o.max_set && n_ctx > 0 && o.c.max_tokens > n_ctx)
 		o.c.max_tokens = n_ctx;
+	struct progress meter;
+	o.meter = &meter;
+	o.c.ppl_progress = progress_cb;
+	o.c.ppl_progress_ctx = &meter;
 	struct chunker *ch;
 	if (chunker_init(&ch, &o.c)) {
 		if (o.c.split)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "embedder.h"
 #include "chunkdb.h"
 #include "records.h"
@@ -28,6 +29,7 @@ static const struct option longopts[] = {
 	{ "query-prefix", required_argument, NULL, 'U' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'Q' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -60,7 +62,8 @@ static void usage(void)
 	       "      --list-docs        print each indexed document and its number of chunks\n"
 	       "      --delete DOC       remove every chunk of document DOC (repeatable)\n"
 	       "  -t, --threads N        threads (default: all cores)\n"
-	       "  -v, --verbose          counts and timings on stderr\n"
+	       "  -v, --verbose          counts and timings on stderr (and progress, as on a terminal)\n"
+	       "      --quiet            no progress\n"
 	       "  -h, --help             this help\n"
 	       "      --version          the version\n");
 }
@@ -82,7 +85,7 @@ struct opts {
 	const char *model, *store, *query, *pool, *passage_prefix, *query_prefix;
 	const char *del[MAX_DELETE]; /* --delete DOC, n_del of them */
 	int k, batch, threads, n_del;
-	bool search, verbose, vectors, store_set, method_set, order_set, list_docs;
+	bool quiet, search, verbose, vectors, store_set, method_set, order_set, list_docs;
 	enum method method;
 	enum order order;
 };
@@ -132,6 +135,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'U': o->query_prefix = optarg; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
+		case 'Q': o->quiet = true; break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -260,8 +264,11 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 	int rc, status = 0;
 	if (e && chunkdb_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
 		cli_die("%s", kb_error());
+	struct progress meter;
+	progress_start(&meter, "chunks", progress_lines(stdin), progress_wanted(o->quiet, o->verbose));
 	json_t *rec;
 	for (;;) {
+		progress_set(&meter, (uint64_t)(n_in + n_bad));
 		rc = rec_next(&rr, &rec);
 		if (rc == KB_EOF)
 			break;
@@ -302,6 +309,8 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 	}
 	if (flush_vectors(e, ix, &p, &t_embed, &n_vec))
 		cli_die("%s", kb_error());
+	progress_set(&meter, (uint64_t)(n_in + n_bad));
+	progress_end(&meter);
 	long n_swept = finish_docs(ix, n_in, n_bad, in_txn > 0);
 	rec_reader_free(&rr);
 	free(p.recs);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "kvfile.h"
 #include "model.h"
 #include "records.h"
@@ -48,8 +49,8 @@ static void usage(void)
 	       "                          into those tokens (default: they are plain text)\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
-	       "      --progress          progress on stderr even when it is not a terminal\n"
-	       "      --quiet             no progress\n"
+	       "      --progress          progress on stderr even when it is not a terminal (as -v)\n"
+	       "      --quiet             no progress (not even with -v)\n"
 	       "  -v, --verbose           timings on stderr\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
@@ -87,15 +88,16 @@ struct counts {
 	long records, stored, computed, bad;
 	long tokens;
 	double t_compute, t0;
+	struct progress meter; /* records read, of the lines of a redirected stdin */
 };
 
-static void progress(const struct opts *o, const struct counts *c, bool last)
+static void progress(const struct opts *o, struct counts *c, bool last)
 {
-	if (o->quiet || !(o->progress || isatty(STDERR_FILENO)))
-		return;
-	fprintf(stderr, "\r%s: %ld chunks: %ld computed, %ld already stored, %ld bad; %ld tokens, %.0f t/s%s",
-		cli_tool, c->records, c->computed, c->stored, c->bad, c->tokens,
-		c->t_compute > 0 ? c->tokens / c->t_compute : 0.0, last ? "\n" : "");
+	(void)o;
+	if (last)
+		progress_end(&c->meter);
+	else
+		progress_set(&c->meter, (uint64_t)(c->records + c->bad));
 }
 
 /* Run the batch's new chunks in one pass, store each, echo every record in order. */
@@ -181,6 +183,7 @@ static int prefill_records(const struct opts *o, int n_prov, char **prov)
 	rec_reader_init(&rr, stdin, "<stdin>");
 	struct batch b = { 0 };
 	struct counts c = { .t0 = kb_now() };
+	progress_start(&c.meter, "chunks", progress_lines(stdin), progress_wanted(o->quiet, o->progress || o->verbose));
 	json_t *rec;
 	int rc, status = 0;
 	while ((rc = rec_next(&rr, &rec)) != KB_EOF) {

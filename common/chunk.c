@@ -361,7 +361,8 @@ int chunker_init(struct chunker **out, const struct chunk_opts *o)
 	c->token_bytes = longest_token(o->tok);
 	int rc = KB_OK;
 	if (o->by == CHUNK_BY_PPL)
-		rc = ppl_init(&c->ppl, o->model, &(struct ppl_opts){ o->ppl_window, o->ppl_context });
+		rc = ppl_init(&c->ppl, o->model,
+			      &(struct ppl_opts){ o->ppl_window, o->ppl_context, o->ppl_progress, o->ppl_progress_ctx });
 	for (const enum level *lv = c->levels; *lv != L_TOKEN && !rc; lv++)
 		rc = *lv == L_PPL ? KB_OK // its sentences come from the next level's regex
 		   : *lv == L_REGEX ? compile(c, L_REGEX, o->split, "regex")

@@ -82,6 +82,9 @@ struct chunk_opts {
 				  to end a piece (ppl_minima); >= 0, 0 as in the paper */
 	int ppl_window;        /* tokens per model pass (struct ppl_opts); 0: the default */
 	int ppl_context;       /* tokens a window reads again; 0: the default */
+	void (*ppl_progress)(void *ctx, uint64_t done, uint64_t total); /* NULL, or told the
+				  tokens scored of each document (struct ppl_opts) */
+	void *ppl_progress_ctx;
 };
 
 struct chunk {

@@ -18,6 +18,8 @@
 struct ppl {
 	const struct model *m;
 	int window, context;
+	void (*progress)(void *ctx, uint64_t done, uint64_t total); /* may be NULL */
+	void *progress_ctx;
 	int32_t bos;          /* -1: none */
 	struct kv_cache kv;   /* owned, window slots */
 	struct model_ws ws;   /* owned */
@@ -44,6 +46,8 @@ int ppl_init(struct ppl **out, const struct model *m, const struct ppl_opts *o)
 	p->m = m;
 	p->window = w;
 	p->context = c;
+	p->progress = o->progress;
+	p->progress_ctx = o->progress_ctx;
 	p->bos = bos;
 	int nb = w < PPL_BATCH ? w : PPL_BATCH, rc;
 	if ((rc = kv_cache_init(&p->kv, m, w)) || (rc = model_ws_init(&p->ws, m, nb, w)))
@@ -139,6 +143,8 @@ int ppl_logprobs(struct ppl *p, const int32_t *tokens, size_t n, float *lp)
 		if (rc)
 			return rc;
 		s = b;
+		if (p->progress)
+			p->progress(p->progress_ctx, s, n);
 	}
 	return KB_OK;
 }

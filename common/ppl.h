@@ -31,6 +31,10 @@ struct ppl_opts {
 	int window;  /* tokens per pass, BOS included; 0: min(n_ctx_train, PPL_WINDOW_MAX) */
 	int context; /* tokens a window reads again before those it scores, < window - 1
 			(- 1 with BOS); 0: window / 4 */
+	/* NULL, or called after each window of ppl_logprobs with the tokens scored
+	 * so far and the total (the library prints nothing; a tool shows progress) */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
 };
 
 struct ppl; /* opaque: the model, a KV cache and a workspace for one window */

@@ -1,0 +1,49 @@
+#!/bin/bash
+# progress.t — one progress meter (cmd/progress.h) for long work: a count, the
+# total when it is known, the rate and the time left, on stderr only when it is
+# a terminal or with -v/--progress; --quiet silences it; logs stay clean.
+. "$(dirname "$0")/tap.sh"
+need_shared models/stories260Ktok512.gguf
+need_bin prefill embed chunk
+model=$SHARED/models/stories260Ktok512.gguf
+B=$KVBLEND_BIN
+for i in $(seq 30); do
+	printf '{"id":"c%d","doc":"d","seq":%d,"text":"Once upon a time number %d there was a cat"}\n' "$i" "$i" "$i"
+done >"$TAP_TMP/c.jsonl"
+
+run "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st1" -v <"$TAP_TMP/c.jsonl"
+like "$RUN_RC:$RUN_ERR" "0:*kvblend-prefill: 30/30 chunks (100%), *.*/s*" "prefill -v: the count of the total, done (a file on stdin gives the total)"
+run "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st2" --progress <"$TAP_TMP/c.jsonl"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-prefill: 30/30 chunks (100%)*" "prefill --progress: the same"
+run "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st3" <"$TAP_TMP/c.jsonl"
+is "$RUN_RC:$RUN_ERR" "0:" "prefill, stderr not a terminal: no progress, nothing on stderr"
+run "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st4" -v --quiet <"$TAP_TMP/c.jsonl"
+ok $(case $RUN_ERR in *"chunks ("*) echo 1 ;; *) echo 0 ;; esac) "prefill -v --quiet: no progress"
+cat "$TAP_TMP/c.jsonl" | "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st5" --progress >/dev/null 2>"$TAP_TMP/e"
+like "$(cat "$TAP_TMP/e")" "kvblend-prefill: 30 chunks, *.*/s*" "prefill from a pipe: the count and the rate, no total"
+
+mkdir "$TAP_TMP/e1" "$TAP_TMP/e2"
+run "$B/kvblend-embed" --store "$TAP_TMP/e1" -v <"$TAP_TMP/c.jsonl"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-embed: 30/30 chunks (100%)*" "embed -v: progress of the indexing"
+run "$B/kvblend-embed" --store "$TAP_TMP/e2" -v --quiet <"$TAP_TMP/c.jsonl"
+ok $(case $RUN_ERR in *"chunks ("*) echo 1 ;; *) echo 0 ;; esac) "embed --quiet: no progress"
+
+yes "Once upon a time there was a little cat. It was happy. The dog ran away." | head -n 20 >"$TAP_TMP/doc.txt"
+run "$B/kvblend-chunk" -m "$model" --by ppl -v "$TAP_TMP/doc.txt"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-chunk: *tokens of '*doc.txt' scored (100%)*" "chunk --by ppl -v: the tokens scored"
+run "$B/kvblend-chunk" -m "$model" --by ppl -v --quiet "$TAP_TMP/doc.txt"
+ok $(case $RUN_ERR in *scored\ \(*) echo 1 ;; *) echo 0 ;; esac) "chunk --by ppl --quiet: no progress"
+
+# On a terminal: one line redrawn in place (\r ... ESC[K), with the time left.
+if command -v script >/dev/null 2>&1; then
+	script -qec "$B/kvblend-prefill -m '$model' --store '$TAP_TMP/st6' --batch 8 <'$TAP_TMP/c.jsonl' >/dev/null" /dev/null >"$TAP_TMP/tty" 2>&1
+	tr '\r\033' '\n#' <"$TAP_TMP/tty" >"$TAP_TMP/tty.txt"
+	grep -q "^kvblend-prefill: [0-9]*/30 chunks ([0-9]*%), .*left#\[K" "$TAP_TMP/tty.txt"
+	ok $? "prefill on a terminal: 'N/30 chunks (P%), R/s, M:SS left', redrawn in place"
+	run script -qec "$B/kvblend-prefill -m '$model' --store '$TAP_TMP/st7' --quiet <'$TAP_TMP/c.jsonl' >/dev/null" /dev/null
+	is "$RUN_OUT" "" "--quiet on a terminal: nothing"
+else
+	skip "script(1) is not installed"
+	skip "script(1) is not installed"
+fi
+done_testing
