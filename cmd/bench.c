@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "bench.h"
 #include "cli.h"
 #include "template.h"
