@@ -328,7 +328,15 @@ typedef void (*store_verify_fn)(void *ctx, const char *what, const char *problem
  * (row and file) are removed, valid orphans adopted (a row from the header:
  * created = last_used = the file's mtime, cost unknown), broken orphans and
  * stale temporary files removed, disagreeing row metadata corrected. Without
- * repair nothing changes. Returns KB_OK and *r whatever was found (see
+ * repair nothing changes. Anything but a regular file in an object's place (a
+ * FIFO, a folder, a link) is a corrupt object (never opened in a way that
+ * blocks or follows it). Each entry is judged under the write lock (without
+ * repair too, rolled back; a read transaction on a read-only store) against
+ * its row as it is at that moment and the file that was read, held open
+ * meanwhile: an entry evicted or put again while it was read is skipped, so
+ * verify never removes a sound cache that a writer has just renamed into place
+ * nor reports one an evict is removing. Repairing needs a writable store
+ * (KB_ERR_IO otherwise). Returns KB_OK and *r whatever was found (see
  * store_verify_problems), or an error that stopped the check. If index.db
  * itself is damaged, move it away and verify: every valid object is adopted
  * again (hits, costs and pins are lost). */

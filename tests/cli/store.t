@@ -57,4 +57,23 @@ done
 head -n 5 "$t/new.jsonl" | "$B/kvblend-prefill" -m "$model" --store "$st" --quiet >/dev/null
 head -n 5 "$t/new.jsonl" | "$B/kvblend-blend" -m "$model" --store "$st" -q " Then" -v -o /dev/null 2>"$t/v"
 grep -Eq "(5|6) caches stored" "$t/v"; ok $? "after the kills, blend finds the chunks in the store"
+# a store the user may not write (issue 10, item 7): blend and prefill of
+# stored chunks still work, as the user nobody (root ignores file modes)
+cp -R "$st" "$t/ro" && chmod -R a+rX,a-w "$t/ro" && chmod a+rx "$t"
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1; then
+	skip "not root, or no setpriv: cannot run as another user"
+	skip "not root, or no setpriv"
+elif ! setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$t/ro/index.db"; then
+	skip "the scratch folder is not readable by nobody"
+	skip "the scratch folder is not readable by nobody"
+else
+	head -n 5 "$t/new.jsonl" | setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$B/kvblend-blend" -m "$model" --store "$t/ro" -q " Then" -v -o /dev/null 2>"$t/v"
+	rc=$?
+	[ $rc -eq 0 ] && grep -q "0 computed" "$t/v"; ok $? "blend on a read-only store: every chunk from the store ($(tail -n 1 "$t/v"))"
+	head -n 5 "$t/new.jsonl" | setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$B/kvblend-prefill" -m "$model" --store "$t/ro" --quiet >/dev/null 2>"$t/v"
+	[ $? -eq 0 ] && [ ! -s "$t/v" ]; ok $? "prefill of stored chunks on a read-only store: exit 0, no message"
+fi
+chmod -R u+w "$t/ro"
 done_testing
