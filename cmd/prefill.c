@@ -297,7 +297,9 @@ int main(int argc, char **argv)
 		if (isatty(STDIN_FILENO))
 			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records on stdin");
 		kb_set_threads(o.threads);
-		return prefill_records(&o, n_prov, prov);
+		int status = prefill_records(&o, n_prov, prov);
+		free(prov);
+		return status;
 	}
 	if (o.store)
 		cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
