@@ -2,8 +2,10 @@
  *
  * Each input is read whole (a URL with libcurl), cut by the chunker (chunk.h)
  * and written as one record per chunk: id, doc, seq, start, end, [tokens,] text
- * (kvblend-chunks(5)). An input that cannot be read or cut is reported and
- * skipped; the exit status is then 1. --by ppl loads the whole model (it
+ * (kvblend-chunks(5)) by the records module. An input that cannot be read or
+ * cut, or holds a NUL byte (binary data), is reported and skipped; the exit
+ * status is then 1, and -o FILE is left as it was (written atomically, all
+ * or nothing). --by ppl loads the whole model (it
  * scores the sentences, ppl.h); the other modes only its tokenizer. */
 #include <stdbool.h>
 #include <unistd.h>
@@ -15,8 +17,9 @@
 #include "progress.h"
 #include "fetch.h"
 #include "gguf.h"
-#include "hash.h"
+#include "kbio.h"
 #include "model.h"
+#include "records.h"
 #include "tok.h"
 
 enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_PPL_WINDOW,
@@ -191,37 +194,6 @@ static struct tok *load_tokenizer(const char *path, bool quiet, uint32_t *n_ctx)
 	return t;
 }
 
-/* One record per chunk. Returns 0, or -1 with a message (out of memory). */
-static int write_records(FILE *out, const char *doc, const struct chunk *v, size_t n, bool tokens)
-{
-	for (size_t i = 0; i < n; i++) {
-		uint8_t h[32];
-		char hex[65];
-		sha256(v[i].text, v[i].len, h);
-		hash_hex(h, sizeof h, hex);
-		json_t *o = json_object(), *text = json_stringn(v[i].text, v[i].len);
-		int bad = !o || !text;
-		bad |= json_object_set_new(o, "id", json_string(hex));
-		bad |= json_object_set_new(o, "doc", json_string(doc));
-		bad |= json_object_set_new(o, "seq", json_integer((json_int_t)i));
-		bad |= json_object_set_new(o, "start", json_integer((json_int_t)v[i].start));
-		bad |= json_object_set_new(o, "end", json_integer((json_int_t)v[i].end));
-		if (tokens)
-			bad |= json_object_set_new(o, "tokens", json_integer((json_int_t)v[i].tokens));
-		bad |= json_object_set_new(o, "text", text);
-		char *s = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(o);
-		if (!s) {
-			kb_fail(KB_ERR_NOMEM, "chunk %zu: cannot make its record (out of memory)", i);
-			return -1;
-		}
-		fputs(s, out);
-		putc('\n', out);
-		free(s);
-	}
-	return 0;
-}
-
 struct totals {
 	long inputs, chunks;
 	size_t bytes, tokens;
@@ -233,9 +205,16 @@ static int chunk_input(const struct opts *o, struct chunker *ch, const char *in,
 	char *data;
 	size_t len, n, n_invalid;
 	const struct chunk *v;
-	int rc = fetch_is_url(in) ? fetch_url(in, &o->f, &data, &len) : kb_read_file(in, &data, &len);
+	int rc = fetch_is_url(in) ? fetch_url(in, &o->f, &data, &len) : kbio_read_file(in, &data, &len);
 	if (rc) {
 		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+		return -1;
+	}
+	const char *nul = memchr(data, 0, len);
+	if (nul) { /* records never hold NUL (kvblend-chunks(5)): such a document is not text */
+		fprintf(stderr, "%s: '%s': binary data (a NUL byte at offset %zu), not chunked\n", cli_tool, in,
+			(size_t)(nul - data));
+		free(data);
 		return -1;
 	}
 	char *name = chunk_utf8_clean(in, strlen(in), NULL, NULL); // "doc" must be valid UTF-8 too
@@ -253,9 +232,12 @@ static int chunk_input(const struct opts *o, struct chunker *ch, const char *in,
 	if (n_invalid && !o->quiet)
 		fprintf(stderr, "%s: '%s': %zu invalid UTF-8 sequence%s (replaced by U+FFFD)\n", cli_tool, in,
 			n_invalid, n_invalid == 1 ? "" : "s");
-	rc = write_records(out, name, v, n, o->model != NULL);
-	if (rc)
-		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
+	for (size_t i = 0; i < n && rc == KB_OK; i++) {
+		struct rec_chunk c = { .doc = name, .seq = i, .start = v[i].start, .end = v[i].end,
+				       .tokens = o->model ? (long)v[i].tokens : -1, .text = v[i].text, .len = v[i].len };
+		if ((rc = rec_write_chunk(out, &c)))
+			fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
+	}
 	tot->inputs++, tot->chunks += (long)n, tot->bytes += len;
 	for (size_t i = 0; i < n; i++)
 		tot->tokens += v[i].tokens;
@@ -317,9 +299,9 @@ int main(int argc, char **argv)
 			cli_usage_error("--ppl-window, --ppl-context: %s", kb_error());
 		cli_die("%s", kb_error());
 	}
-	FILE *out = stdout;
-	if (o.output && strcmp(o.output, "-") && !(out = fopen(o.output, "w")))
-		cli_die("'%s': %s", o.output, strerror(errno));
+	struct kb_out out;
+	if (kb_out_open(&out, o.output ? o.output : "-"))
+		cli_die("%s", kb_error());
 
 	char *stdin_only[] = { "-" };
 	char **in = o.n_inputs ? o.inputs : stdin_only;
@@ -327,14 +309,18 @@ int main(int argc, char **argv)
 	struct totals tot = { 0 };
 	double t0 = kb_now();
 	for (int i = 0; i < n_in; i++) {
-		failed |= chunk_input(&o, ch, in[i], out, &tot) != 0;
-		if (ferror(out))
+		failed |= chunk_input(&o, ch, in[i], out.f, &tot) != 0;
+		if (ferror(out.f))
 			break;
 	}
-	if (fflush(out) || ferror(out) || (out != stdout && fclose(out))) {
-		if (out != stdout)
-			cli_die("'%s': write error: %s", o.output, strerror(errno));
-		cli_write_failed(errno);
+	if (failed && out.tmp) { /* -o FILE: all or nothing, so make never takes a part for the whole */
+		kb_out_abort(&out);
+	} else if (!out.path) {
+		errno = 0;
+		if (fflush(stdout) || ferror(stdout))
+			cli_write_failed(errno);
+	} else if (kb_out_commit(&out)) {
+		cli_die("%s", kb_error());
 	}
 
 	if (o.verbose)

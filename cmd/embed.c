@@ -36,9 +36,9 @@ static const struct option longopts[] = {
 
 static void usage(void)
 {
-	printf("usage: kvblend embed [-m MODEL] [--store DIR] < chunks.jsonl\n"
+	printf("usage: kvblend embed [-m MODEL] [--store DIR] [CHUNKS.jsonl | -]...\n"
 	       "       kvblend embed [-m MODEL] [--store DIR] (--query TEXT | -k N < queries.jsonl) [options]\n"
-	       "       kvblend embed -m MODEL --vectors < records.jsonl\n"
+	       "       kvblend embed -m MODEL --vectors [RECORDS.jsonl | -]...\n"
 	       "       kvblend embed [--store DIR] (--list-docs | --delete DOC...)\n"
 	       "Keep chunk records in the store's chunk index (BM25 over their text, and their\n"
 	       "embeddings with -m), or print the top k chunk records for each query; or\n"
@@ -86,6 +86,8 @@ struct opts {
 	const char *del[MAX_DELETE]; /* --delete DOC, n_del of them */
 	int k, batch, threads, n_del;
 	bool quiet, search, verbose, vectors, store_set, method_set, order_set, list_docs;
+	char **inputs; /* chunk records: these files, else stdin */
+	int n_inputs;
 	enum method method;
 	enum order order;
 };
@@ -139,8 +141,10 @@ static void parse(int argc, char **argv, struct opts *o)
 		default: cli_unreachable(c);
 		}
 	}
-	if (optind < argc)
-		cli_usage_error("unexpected operand '%s' (chunk records and queries come on stdin)", argv[optind]);
+	o->inputs = argv + optind;
+	o->n_inputs = argc - optind;
+	if (o->n_inputs && (o->search || o->n_del || o->list_docs))
+		cli_usage_error("unexpected operand '%s' (queries come with --query or on stdin)", argv[optind]);
 	if (o->n_del || o->list_docs) {
 		if (o->search || o->vectors || o->model || o->method_set || o->order_set)
 			cli_usage_error("--delete and --list-docs take only --store (and -v)");
@@ -152,8 +156,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		if (o->search || o->store_set || o->method_set || o->order_set)
 			cli_usage_error("--vectors prints embeddings: it takes no --store, --query, -k, "
 					"--lexical, --dense, --hybrid or --order");
-		if (isatty(STDIN_FILENO))
-			cli_usage_error("no records: give JSON Lines with a \"text\" or \"query\" on stdin");
+		if (!o->n_inputs && isatty(STDIN_FILENO))
+			cli_usage_error("no records: give JSON Lines with a \"text\" or \"query\" (FILE... or stdin)");
 		if (!o->batch)
 			o->batch = 32;
 		return;
@@ -172,8 +176,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		o->k = 5;
 	if (!o->batch)
 		o->batch = 32;
-	if (!o->search && isatty(STDIN_FILENO))
-		cli_usage_error("no chunks: give chunk records on stdin");
+	if (!o->search && !o->n_inputs && isatty(STDIN_FILENO))
+		cli_usage_error("no chunks: give chunk records (FILE... or stdin)");
 	if (o->search && !o->query && isatty(STDIN_FILENO))
 		cli_usage_error("no query: give --query TEXT or {\"query\": ...} lines on stdin");
 }
@@ -249,87 +253,96 @@ static long finish_docs(struct chunkdb *ix, long n_in, long n_bad, bool in_txn)
 	return (long)n;
 }
 
+/* What the record loop carries while storing. */
+struct storing {
+	const struct opts *o;
+	struct chunkdb *ix;
+	struct embedder *e;
+	struct pending p;
+	long n_added, n_vec, in_txn;
+	double t_embed;
+	const struct rec_loop *loop; /* its counts, for the meter */
+	struct progress meter;
+};
+
+/* A record from the loop: into the index (a transaction per TXN_RECORDS),
+ * its vector with the next batch. */
+static int store_one(void *ctx, json_t *rec, const struct rec_where *at)
+{
+	struct storing *s = ctx;
+	progress_set(&s->meter, (uint64_t)(s->loop->records + s->loop->bad));
+	if (!s->in_txn && chunkdb_begin(s->ix))
+		cli_die("%s", kb_error());
+	s->in_txn++;
+	bool added;
+	int64_t row;
+	int rc = chunkdb_add(s->ix, rec, &added, &row);
+	if (rc) {
+		if (rc != KB_ERR_FORMAT)
+			cli_die("%s", kb_error());
+		json_decref(rec);
+		return rc; /* reported by the loop, with the place */
+	}
+	s->n_added += added;
+	if (s->e) {
+		s->p.recs[s->p.n] = rec, s->p.rows[s->p.n++] = row;
+		if (s->p.n == s->o->batch && flush_vectors(s->e, s->ix, &s->p, &s->t_embed, &s->n_vec))
+			cli_die("%s", kb_error());
+	} else {
+		json_decref(rec);
+	}
+	if (s->in_txn >= TXN_RECORDS && s->p.n == 0) {
+		if (chunkdb_commit(s->ix))
+			cli_die("%s", kb_error());
+		s->in_txn = 0;
+	}
+	return KB_OK;
+}
+
+/* A bad record or input: say so; the loop goes on with the next. */
+static void report_bad(void *ctx, const char *msg)
+{
+	fprintf(stderr, "%s: %s\n", cli_tool, msg);
+}
+
 static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 {
-	struct rec_reader rr;
-	rec_reader_init(&rr, stdin, "<stdin>");
-	struct pending p = { 0 };
+	struct storing s = { .o = o, .ix = ix, .e = e };
 	int cap = o->batch > TXN_RECORDS ? o->batch : TXN_RECORDS;
-	p.recs = malloc((size_t)cap * sizeof *p.recs);
-	p.rows = malloc((size_t)cap * sizeof *p.rows);
-	if (!p.recs || !p.rows)
+	s.p.recs = malloc((size_t)cap * sizeof *s.p.recs);
+	s.p.rows = malloc((size_t)cap * sizeof *s.p.rows);
+	if (!s.p.recs || !s.p.rows)
 		cli_die("out of memory");
-	long n_in = 0, n_added = 0, n_bad = 0, n_vec = 0, in_txn = 0;
-	double t0 = kb_now(), t_embed = 0;
-	int rc, status = 0;
+	double t0 = kb_now();
 	if (e && chunkdb_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
 		cli_die("%s", kb_error());
-	struct progress meter;
-	progress_start(&meter, "chunks", progress_lines(stdin), progress_wanted(o->quiet, o->verbose));
-	json_t *rec;
-	for (;;) {
-		progress_set(&meter, (uint64_t)(n_in + n_bad));
-		rc = rec_next(&rr, &rec);
-		if (rc == KB_EOF)
-			break;
-		if (rc == KB_ERR_IO)
-			cli_die("%s", kb_error());
-		if (rc) { /* a bad line: say so, go on with the next */
-			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
-			n_bad++, status = 1;
-			continue;
-		}
-		if (!in_txn && chunkdb_begin(ix))
-			cli_die("%s", kb_error());
-		in_txn++;
-		bool added;
-		int64_t row;
-		if ((rc = chunkdb_add(ix, rec, &added, &row))) {
-			if (rc != KB_ERR_FORMAT)
-				cli_die("%s", kb_error());
-			fprintf(stderr, "%s: '<stdin>': line %ld: %s\n", cli_tool, rr.lineno, kb_error());
-			json_decref(rec);
-			n_bad++, status = 1;
-			continue;
-		}
-		n_in++;
-		n_added += added;
-		if (e) {
-			p.recs[p.n] = rec, p.rows[p.n++] = row;
-			if (p.n == o->batch && flush_vectors(e, ix, &p, &t_embed, &n_vec))
-				cli_die("%s", kb_error());
-		} else {
-			json_decref(rec);
-		}
-		if (in_txn >= TXN_RECORDS && p.n == 0) {
-			if (chunkdb_commit(ix))
-				cli_die("%s", kb_error());
-			in_txn = 0;
-		}
-	}
-	if (flush_vectors(e, ix, &p, &t_embed, &n_vec))
+	/* a total when the records are a redirected stdin (files as operands: none) */
+	progress_start(&s.meter, "chunks", o->n_inputs ? 0 : progress_lines(stdin), progress_wanted(o->quiet, o->verbose));
+	struct rec_loop loop = { .flags = REC_TEXT, .each = store_one, .report = report_bad, .ctx = &s };
+	s.loop = &loop;
+	if (rec_loop(&loop, o->n_inputs, o->inputs) || flush_vectors(e, ix, &s.p, &s.t_embed, &s.n_vec))
 		cli_die("%s", kb_error());
-	progress_set(&meter, (uint64_t)(n_in + n_bad));
-	progress_end(&meter);
-	long n_swept = finish_docs(ix, n_in, n_bad, in_txn > 0);
-	rec_reader_free(&rr);
-	free(p.recs);
-	free(p.rows);
+	long n_in = loop.records, n_bad = loop.bad;
+	progress_set(&s.meter, (uint64_t)(n_in + n_bad));
+	progress_end(&s.meter);
+	long n_swept = finish_docs(ix, n_in, n_bad, s.in_txn > 0);
+	free(s.p.recs);
+	free(s.p.rows);
 	if (o->verbose) {
 		int64_t total = 0;
 		if (chunkdb_count(ix, &total))
 			cli_die("%s", kb_error());
 		fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; "
-			"%.3f s", cli_tool, n_in + n_bad, n_added, n_in - n_added, n_bad, (long long)total,
+			"%.3f s", cli_tool, n_in + n_bad, s.n_added, n_in - s.n_added, n_bad, (long long)total,
 			kb_now() - t0);
 		if (e)
-			fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", n_vec, t_embed,
-				t_embed > 0 ? n_vec / t_embed : 0.0);
+			fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", s.n_vec, s.t_embed,
+				s.t_embed > 0 ? s.n_vec / s.t_embed : 0.0);
 		if (n_swept)
 			fprintf(stderr, "; %ld old chunk%s of re-indexed documents removed", n_swept, n_swept == 1 ? "" : "s");
 		fputc('\n', stderr);
 	}
-	return status;
+	return n_bad ? 1 : 0;
 }
 
 /* ---- --vectors ---- */
@@ -388,47 +401,50 @@ static void print_vectors(struct embedder *e, json_t **recs, const char **texts,
 	free(v);
 }
 
+/* What the record loop carries for --vectors: a batch of records. */
+struct batch {
+	struct embedder *e;
+	int cap, n;
+	json_t **recs;      /* owned references, [cap] */
+	const char **texts; /* in recs */
+	bool *is_query;
+};
+
+static int vector_one(void *ctx, json_t *rec, const struct rec_where *at)
+{
+	struct batch *b = ctx;
+	bool q;
+	const char *t = embed_text(rec, &q);
+	if (!t || !*t) {
+		json_decref(rec);
+		return kb_fail(KB_ERR_FORMAT, "the record has no \"text\" or \"query\" to embed");
+	}
+	b->recs[b->n] = rec, b->texts[b->n] = t, b->is_query[b->n++] = q;
+	if (b->n == b->cap) {
+		print_vectors(b->e, b->recs, b->texts, b->is_query, b->n);
+		b->n = 0;
+	}
+	return KB_OK;
+}
+
 static int vectors(const struct opts *o, struct embedder *e)
 {
-	struct rec_reader rr;
-	rec_reader_init(&rr, stdin, "<stdin>");
-	json_t **recs = malloc((size_t)o->batch * sizeof *recs);
-	const char **texts = malloc((size_t)o->batch * sizeof *texts);
-	bool *is_query = malloc((size_t)o->batch * sizeof *is_query);
-	if (!recs || !texts || !is_query)
+	struct batch b = { .e = e, .cap = o->batch };
+	b.recs = malloc((size_t)b.cap * sizeof *b.recs);
+	b.texts = malloc((size_t)b.cap * sizeof *b.texts);
+	b.is_query = malloc((size_t)b.cap * sizeof *b.is_query);
+	if (!b.recs || !b.texts || !b.is_query)
 		cli_die("out of memory");
-	int n = 0, rc, status = 0;
-	json_t *rec;
-	while ((rc = rec_next(&rr, &rec)) != KB_EOF) {
-		if (rc == KB_ERR_IO)
-			cli_die("%s", kb_error());
-		if (rc) { /* a bad line: say so, go on with the next */
-			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
-			status = 1;
-			continue;
-		}
-		bool q;
-		const char *t = embed_text(rec, &q);
-		if (!t || !*t) {
-			fprintf(stderr, "%s: '<stdin>': line %ld: the record has no \"text\" or \"query\" to embed\n",
-				cli_tool, rr.lineno);
-			json_decref(rec);
-			status = 1;
-			continue;
-		}
-		recs[n] = rec, texts[n] = t, is_query[n++] = q;
-		if (n == o->batch) {
-			print_vectors(e, recs, texts, is_query, n);
-			n = 0;
-		}
-	}
-	if (n)
-		print_vectors(e, recs, texts, is_query, n);
-	rec_reader_free(&rr);
-	free(recs);
-	free(texts);
-	free(is_query);
-	return status;
+	/* a record may hold a "query" instead of a "text": REC_TEXT is not asked */
+	struct rec_loop loop = { .each = vector_one, .report = report_bad, .ctx = &b };
+	if (rec_loop(&loop, o->n_inputs, o->inputs))
+		cli_die("%s", kb_error());
+	if (b.n)
+		print_vectors(e, b.recs, b.texts, b.is_query, b.n);
+	free(b.recs);
+	free(b.texts);
+	free(b.is_query);
+	return loop.bad ? 1 : 0;
 }
 
 /* ---- searching ---- */

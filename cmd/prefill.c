@@ -1,9 +1,11 @@
 /* kvblend-prefill — compute KV caches: one for a text (-p/-f, written to -o),
- * or one per chunk record read on stdin, each on its own from position 0 (as
- * CacheBlend stores them), several chunks per forward pass, into the store. */
+ * or one per chunk record (files given as operands, or stdin; read by the
+ * records module's loop), each on its own from position 0 (as CacheBlend
+ * stores them), several chunks per forward pass, into the store. */
 #include <stdbool.h>
 #include <unistd.h>
 
+#include "chunkcache.h"
 #include "cli.h"
 #include "progress.h"
 #include "kvfile.h"
@@ -33,10 +35,11 @@ static const struct option longopts[] = {
 static void usage(void)
 {
 	printf("usage: kvblend prefill -m MODEL (-p TEXT | -f FILE) [-o OUT.kvc] [options]\n"
-	       "       kvblend prefill -m MODEL [--store DIR] [options] < chunks.jsonl > chunks.jsonl\n"
+	       "       kvblend prefill -m MODEL [--store DIR] [options] [CHUNKS.jsonl | -]... > chunks.jsonl\n"
 	       "Compute the KV cache of a text and write it as a .kvc stream (default stdout); or,\n"
-	       "with chunk records on stdin, each chunk's cache alone from position 0 into the\n"
-	       "store, skipping those already there, echoing each record with its store key (kv).\n\n"
+	       "with chunk records (the files named, else stdin), each chunk's cache alone from\n"
+	       "position 0 into the store, skipping those already there, echoing each record with\n"
+	       "its store key (kv). A bad record is reported and skipped (exit status 1).\n\n"
 	       "  -m, --model FILE        GGUF model\n"
 	       "  -p, --prompt TEXT       the text\n"
 	       "  -f, --file FILE         read the text from FILE ('-' = stdin)\n"
@@ -73,46 +76,51 @@ struct opts {
 
 struct pending {
 	json_t *rec;     /* owned */
-	int32_t *tok;    /* owned, NULL when the record is already stored or bad */
+	int32_t *tok;    /* owned, NULL when the record is already stored */
 	int n;
 	char key[STORE_KEY_HEX + 1];
 	int slot0;       /* in the batch cache */
 };
 
-struct batch {
-	struct pending *v;
-	int n, cap, n_tok;
+struct counts {
+	long records, stored, computed;
+	long tokens;
+	double t_compute;
 };
 
-struct counts {
-	long records, stored, computed, bad;
-	long tokens;
-	double t_compute, t0;
+/* What the record loop carries from one record to the next. */
+struct run {
+	const struct opts *o;
+	const struct model *m;
+	struct chunkcache *cc;
+	struct pending *v; /* the batch, [n] of cap */
+	size_t n, cap;
+	int n_tok;         /* tokens to compute in it */
+	struct kv_cache kv;
+	struct model_ws ws;
+	struct counts c;
+	long bad;          /* the loop's count, for progress */
 	struct progress meter; /* records read, of the lines of a redirected stdin */
 };
 
-static void progress(const struct opts *o, struct counts *c, bool last)
+static void progress(struct run *r, bool last)
 {
-	(void)o;
 	if (last)
-		progress_end(&c->meter);
+		progress_end(&r->meter);
 	else
-		progress_set(&c->meter, (uint64_t)(c->records + c->bad));
+		progress_set(&r->meter, (uint64_t)(r->c.records + r->bad));
 }
 
-/* Run the batch's new chunks in one pass, store each, echo every record in order. */
-static int flush(const struct opts *o, const struct model *m, struct store *st, struct batch *b,
-		 struct kv_cache *kv, struct model_ws *ws, struct counts *c, int n_prov, char **prov)
+/* Run the batch's new chunks in one pass (each alone from position 0), store
+ * each, echo every record in order. */
+static int flush(struct run *r)
 {
-	int32_t *tok = NULL, *pos = NULL;
-	int *len = NULL, n_seq = 0, n_tok = 0, rc = KB_OK;
-	tok = malloc((size_t)(b->n_tok + 1) * sizeof *tok);
-	pos = malloc((size_t)(b->n_tok + 1) * sizeof *pos);
-	len = malloc((size_t)(b->n + 1) * sizeof *len);
+	int32_t *tok = kb_malloc((size_t)(r->n_tok + 1) * sizeof *tok), *pos = kb_malloc((size_t)(r->n_tok + 1) * sizeof *pos);
+	int *len = kb_malloc((r->n + 1) * sizeof *len), n_seq = 0, n_tok = 0, rc = KB_OK;
 	if (!tok || !pos || !len)
-		cli_die("out of memory");
-	for (int i = 0; i < b->n; i++) {
-		struct pending *q = &b->v[i];
+		cli_die("%s", kb_error());
+	for (size_t i = 0; i < r->n; i++) {
+		struct pending *q = &r->v[i];
 		if (!q->tok)
 			continue;
 		q->slot0 = n_tok;
@@ -123,137 +131,116 @@ static int flush(const struct opts *o, const struct model *m, struct store *st, 
 		len[n_seq++] = q->n;
 	}
 	if (n_seq > 0) {
-		if (kv->n_ctx < n_tok) {
-			kv_cache_free(kv);
-			model_ws_free(ws);
-			if (kv_cache_init(kv, m, n_tok) || model_ws_init(ws, m, o->batch, n_tok))
+		if (r->kv.n_ctx < n_tok) {
+			kv_cache_free(&r->kv);
+			model_ws_free(&r->ws);
+			if (kv_cache_init(&r->kv, r->m, n_tok) || model_ws_init(&r->ws, r->m, r->o->batch, n_tok))
 				cli_die("%s", kb_error());
 		}
-		kv->n = 0;
+		r->kv.n = 0;
 		double t0 = kb_now();
-		if (model_forward_seqs(m, ws, kv, tok, pos, len, n_seq, NULL))
+		if (model_forward_seqs(r->m, &r->ws, &r->kv, tok, pos, len, n_seq, NULL))
 			cli_die("%s", kb_error());
 		double dt = kb_now() - t0;
-		c->t_compute += dt;
-		for (int i = 0; i < b->n; i++) {
-			struct pending *q = &b->v[i];
+		r->c.t_compute += dt;
+		for (size_t i = 0; i < r->n && rc == KB_OK; i++) {
+			struct pending *q = &r->v[i];
 			if (!q->tok)
 				continue;
-			struct store_put p;
-			struct kvc_header h;
-			kvfile_header(&h, m, kv, q->slot0, q->n, NULL, o->dtype, cli_tool, n_prov, prov);
-			struct store_meta meta = { .n_tokens = q->n, .cost = dt * q->n / n_tok, .tool = cli_tool };
-			memcpy(meta.model_fp, m->fingerprint, 32);
-			if ((rc = store_put_begin(st, q->key, &p)))
+			if ((rc = chunkcache_put(r->cc, r->m, &r->kv, q->slot0, q->n, q->key, dt * q->n / n_tok)))
 				break;
-			if ((rc = kvfile_write_fd(p.fd, &h, kv, q->slot0))) {
-				store_put_abort(st, &p);
-				break;
-			}
-			if ((rc = store_put_commit(st, &p, &meta)))
-				break;
-			c->computed++;
-			c->tokens += q->n;
+			r->c.computed++;
+			r->c.tokens += q->n;
 		}
 	}
-	for (int i = 0; i < b->n; i++) {
-		struct pending *q = &b->v[i];
+	for (size_t i = 0; i < r->n; i++) {
+		struct pending *q = &r->v[i];
 		if (rc == KB_OK && rec_write(stdout, q->rec))
 			cli_die("%s", kb_error());
 		json_decref(q->rec);
 		free(q->tok);
 	}
-	b->n = b->n_tok = 0;
+	r->n = 0, r->n_tok = 0;
 	free(tok), free(pos), free(len);
-	progress(o, c, false);
+	progress(r, false);
 	return rc;
 }
 
-static int prefill_records(const struct opts *o, int n_prov, char **prov)
+/* A record from the loop: tokenize it, look it up, add it to the batch. */
+static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
+{
+	struct run *r = ctx;
+	struct store *st = chunkcache_store(r->cc);
+	size_t len, n = 0;
+	const char *text = rec_text(rec, &len); /* REC_TEXT: there, non-empty */
+	int32_t *tok = NULL;
+	r->c.records++;
+	if (tok_encode(r->m->tok, text, len, false, false, &tok, &n))
+		cli_die("%s", kb_error());
+	if (n == 0 || n > (size_t)r->m->hp.n_ctx_train) { /* past the context: minutes for a cache no run can use */
+		json_decref(rec);
+		free(tok);
+		if (n == 0)
+			return kb_fail(KB_ERR_FORMAT, "the record's text is empty after tokenization");
+		return kb_fail(KB_ERR_FORMAT, "the text has %zu tokens, more than the context of %d", n,
+			       r->m->hp.n_ctx_train);
+	}
+	if (kb_grow(&r->v, &r->cap, r->n, sizeof *r->v, 64))
+		cli_die("%s", kb_error());
+	struct pending *q = &r->v[r->n++];
+	*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
+	store_key(r->m->fingerprint, tok, n, q->key);
+	/* already stored, or already in this batch: nothing to compute */
+	bool dup = store_has(st, q->key, NULL) == KB_OK;
+	for (size_t i = 0; i + 1 < r->n && !dup; i++)
+		dup = r->v[i].tok && strcmp(r->v[i].key, q->key) == 0;
+	if (dup) {
+		free(q->tok);
+		q->tok = NULL;
+		r->c.stored++;
+	} else {
+		r->n_tok += q->n;
+	}
+	if (json_object_set_new(rec, "kv", json_string(q->key)))
+		cli_die("out of memory");
+	if (r->n_tok >= r->o->batch && flush(r))
+		cli_die("%s", kb_error());
+	return KB_OK;
+}
+
+static void report_bad(void *ctx, const char *msg)
+{
+	struct run *r = ctx;
+	r->bad++;
+	fprintf(stderr, "%s: %s\n", cli_tool, msg);
+}
+
+static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov, char **prov)
 {
 	struct model *m;
-	struct store *st;
-	if (model_load(&m, o->model) || store_open(&st, o->store))
+	struct run r = { .o = o };
+	if (model_load(&m, o->model) || chunkcache_open(&r.cc, o->store, true, o->dtype))
 		cli_die("%s", kb_error());
-	struct kv_cache kv;
-	struct model_ws ws;
-	if (kv_cache_init(&kv, m, o->batch) || model_ws_init(&ws, m, o->batch, o->batch))
+	chunkcache_set_tool(r.cc, cli_tool, n_prov, prov);
+	r.m = m;
+	if (kv_cache_init(&r.kv, m, o->batch) || model_ws_init(&r.ws, m, o->batch, o->batch))
 		cli_die("%s", kb_error());
-	struct rec_reader rr;
-	rec_reader_init(&rr, stdin, "<stdin>");
-	struct batch b = { 0 };
-	struct counts c = { .t0 = kb_now() };
-	progress_start(&c.meter, "chunks", progress_lines(stdin), progress_wanted(o->quiet, o->progress || o->verbose));
-	json_t *rec;
-	int rc, status = 0;
-	while ((rc = rec_next(&rr, &rec)) != KB_EOF) {
-		if (rc) {
-			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
-			if (rc == KB_ERR_IO)
-				cli_die("%s", kb_error());
-			status = 1, c.bad++;
-			continue;
-		}
-		c.records++;
-		size_t len;
-		const char *text = rec_text(rec, &len);
-		int32_t *tok = NULL;
-		size_t n = 0;
-		if (!text || (tok_encode(m->tok, text, len, false, false, &tok, &n) == KB_OK && n == 0)) {
-			fprintf(stderr, "%s: <stdin>: line %ld: %s\n", cli_tool, rr.lineno,
-				text ? "text is empty" : "the record has no \"text\"");
-			json_decref(rec);
-			free(tok);
-			status = 1, c.bad++;
-			continue;
-		}
-		if (!tok)
-			cli_die("%s", kb_error());
-		if (n > (size_t)m->hp.n_ctx_train) { /* minutes of work for a cache no model run can use */
-			fprintf(stderr, "%s: <stdin>: line %ld: the text has %zu tokens, more than the context of %d\n",
-				cli_tool, rr.lineno, n, m->hp.n_ctx_train);
-			json_decref(rec);
-			free(tok);
-			status = 1, c.bad++;
-			continue;
-		}
-		if (b.n == b.cap) {
-			b.cap = b.cap ? 2 * b.cap : 64;
-			if (!(b.v = realloc(b.v, (size_t)b.cap * sizeof *b.v)))
-				cli_die("out of memory");
-		}
-		struct pending *q = &b.v[b.n++];
-		*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
-		store_key(m->fingerprint, tok, n, q->key);
-		/* already stored, or already in this batch: nothing to compute */
-		bool dup = store_has(st, q->key, NULL) == KB_OK;
-		for (int i = 0; i < b.n - 1 && !dup; i++)
-			dup = b.v[i].tok && strcmp(b.v[i].key, q->key) == 0;
-		if (dup) {
-			free(q->tok);
-			q->tok = NULL;
-			c.stored++;
-		} else {
-			b.n_tok += q->n;
-		}
-		json_object_set_new(rec, "kv", json_string(q->key));
-		if (b.n_tok >= o->batch && flush(o, m, st, &b, &kv, &ws, &c, n_prov, prov))
-			cli_die("%s", kb_error());
-	}
-	if (b.n > 0 && flush(o, m, st, &b, &kv, &ws, &c, n_prov, prov))
+	/* a total when the records are a redirected stdin (files as operands: none) */
+	progress_start(&r.meter, "chunks", n_in ? 0 : progress_lines(stdin), progress_wanted(o->quiet, o->progress || o->verbose));
+	struct rec_loop loop = { .flags = REC_TEXT, .each = on_record, .report = report_bad, .ctx = &r };
+	if (rec_loop(&loop, n_in, in) || (r.n > 0 && flush(&r)))
 		cli_die("%s", kb_error());
-	progress(o, &c, true);
+	progress(&r, true);
 	if (o->verbose)
 		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored\n",
-			cli_tool, c.records, c.computed, c.tokens, c.t_compute,
-			c.t_compute > 0 ? c.tokens / c.t_compute : 0.0, c.stored);
-	rec_reader_free(&rr);
-	free(b.v);
-	kv_cache_free(&kv);
-	model_ws_free(&ws);
-	store_close(st);
+			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
+			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored);
+	free(r.v);
+	kv_cache_free(&r.kv);
+	model_ws_free(&r.ws);
+	chunkcache_close(r.cc);
 	model_free(m);
-	return status;
+	return loop.bad ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -292,12 +279,10 @@ int main(int argc, char **argv)
 	if (!o.prompt && !o.file) {
 		if (o.output_set)
 			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
-		if (optind < argc)
-			cli_usage_error("unexpected argument '%s'", argv[optind]);
-		if (isatty(STDIN_FILENO))
-			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records on stdin");
+		if (optind == argc && isatty(STDIN_FILENO))
+			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records (FILE... or stdin)");
 		kb_set_threads(o.threads);
-		int status = prefill_records(&o, n_prov, prov);
+		int status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
 		free(prov);
 		return status;
 	}

@@ -138,8 +138,8 @@ static int compute(const struct model *m, struct model_ws *ws, struct kv_cache *
 	return rc;
 }
 
-static int store_computed(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
-			  int n, const char *key, double cost)
+int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
+		   const char *key, double cost)
 {
 	struct store_put p;
 	int rc = store_put_begin(cc->st, key, &p);
@@ -196,7 +196,7 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
 			  int n, const char *key, double cost, int id)
 {
-	if (store_computed(cc, m, kv, slot0, n, key, cost))
+	if (chunkcache_put(cc, m, kv, slot0, n, key, cost))
 		warn(cc, id, "its cache was computed but cannot be stored: %s", kb_error());
 }
 

@@ -45,6 +45,14 @@ void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, 
 int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		    int slot0, const int32_t *tokens, int n, char *key_out, struct chunkcache_stats *st) KB_WUR;
 
+/* Store slots [slot0, slot0 + n) of kv, computed alone from position 0 by m
+ * (as chunkcache_load computes a miss), under key (store_key of m and the
+ * tokens); cost: the seconds computing them took (eviction weighs it). The
+ * store must be open (chunkcache_store(cc) != NULL). KB_OK or the store's
+ * error. */
+int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
+		   const char *key, double cost) KB_WUR;
+
 /* ---- pipelined loading of many chunks ----
  * chunkcache_load_begin looks every part up: a miss is computed (and stored)
  * at once; the hits' headers are read and checked, their tokens and positions

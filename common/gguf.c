@@ -1471,7 +1471,7 @@ out:
 		close(fd);
 	if (tmp && st != KB_OK)
 		unlink(tmp);
-	free(tmp);
+	kb_temp_free(tmp);
 	free(hdr.p);
 	return st;
 }

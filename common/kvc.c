@@ -760,7 +760,7 @@ out:
 		close(fd);
 	if (tmp && rc)
 		unlink(tmp);
-	free(tmp);
+	kb_temp_free(tmp);
 	return rc;
 }
 

@@ -51,13 +51,49 @@ void *kb_aligned_alloc(size_t align, size_t n) KB_WUR;
  * Returns KB_OK and sets *data (owned by the caller) and *len, or an error. */
 int kb_read_file(const char *path, char **data, size_t *len) KB_WUR;
 
-/* Create a new temporary file beside path (".NAME.PID.N.tmp" in its folder),
- * for writing a file atomically: write, fsync, rename over path, then
- * kb_fsync_parent(path). Returns the descriptor and sets *tmp (malloc()ed), or
- * -1 with a message naming path. */
+/* ---- atomic output ----
+ * A file is written whole or not at all: into a temporary file beside it,
+ * ".NAME.PID.HOST.N.tmp" (HOST: 8 hex digits of a hash of the host's name),
+ * fsync, rename over the target, fsync of the folder. A temporary file is
+ * registered while it exists: SIGINT, SIGTERM and SIGHUP (those the program
+ * neither ignores nor handles itself) remove every registered one, then end
+ * the process as the signal would have; exit() removes them too (a tool that
+ * gives up half-way leaves nothing behind). Creating one also removes the
+ * leftovers of earlier writes of the same NAME by processes of this host that
+ * no longer exist (killed with SIGKILL, or a crash). */
+
+/* Create a new temporary file beside path, registered, for writing path
+ * atomically: write, fsync, rename over path, kb_fsync_parent(path), then
+ * kb_temp_free(tmp). Returns the descriptor and sets *tmp (malloc()ed), or -1
+ * with a message naming path. */
 int kb_open_temp(const char *path, char **tmp) KB_WUR;
+/* Forget the temporary file tmp (after renaming or removing it) and free the
+ * string. NULL: no-op. */
+void kb_temp_free(char *tmp);
+/* Register a temporary file made otherwise, so signals remove it too; tmp is
+ * kept by reference until kb_temp_forget(tmp). KB_OK, or KB_ERR_NOMEM when
+ * too many are registered at once (the file is then not removed by signals). */
+int kb_temp_register(const char *tmp) KB_WUR;
+void kb_temp_forget(const char *tmp);
 /* fsync the folder holding path, so a rename into it is durable (best effort). */
 void kb_fsync_parent(const char *path);
+
+/* An output written atomically (path) or in place (stdout, a device, a FIFO). */
+struct kb_out {
+	FILE *f;       /* write here */
+	char *path;    /* owned: the target; NULL for stdout */
+	char *tmp;     /* owned: the temporary file, NULL when written in place */
+};
+/* Open path ("-": stdout) for writing through o->f. KB_OK, or KB_ERR_IO with
+ * a message naming path (o is then empty). */
+int kb_out_open(struct kb_out *o, const char *path) KB_WUR;
+/* Flush and check o->f; for a temporary file also fsync, rename it over the
+ * target and fsync the folder. Closes o->f except stdout. KB_OK, or
+ * KB_ERR_IO ("'out.jsonl': No space left on device", the target untouched). */
+int kb_out_commit(struct kb_out *o) KB_WUR;
+/* Give up: close o->f (not stdout), remove the temporary file; the target is
+ * as it was. After kb_out_commit, or on an empty o: no-op. */
+void kb_out_abort(struct kb_out *o);
 
 /* Write all n bytes to fd, retrying on EINTR and short writes. */
 int kb_write_all(int fd, const void *buf, size_t n) KB_WUR;

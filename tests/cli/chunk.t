@@ -141,6 +141,15 @@ fi
 
 run "$chunk" -o "$TAP_TMP/o.jsonl" --max-tokens 0 "$TAP_TMP/p.txt"
 is "$RUN_RC:$RUN_OUT:$(check "$TAP_TMP/o.jsonl" "$TAP_TMP/p.txt" "$TAP_TMP/p.txt")" "0::3" "-o FILE: the records in FILE, nothing on stdout"
+# issue 10 item 4: -o is atomic; a failing run leaves the old output as it was
+cp "$TAP_TMP/o.jsonl" "$TAP_TMP/o.before"
+printf 'Another text.\n' >"$TAP_TMP/q.txt"
+run "$chunk" -o "$TAP_TMP/o.jsonl" --max-tokens 0 "$TAP_TMP/q.txt" "$TAP_TMP/missing.txt"
+like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/missing.txt': No such file*" "-o and a missing input: exit 1, named"
+cmp -s "$TAP_TMP/o.jsonl" "$TAP_TMP/o.before"; ok $? "... the old output is untouched (no partial file for make)"
+is "$(ls -A "$TAP_TMP" | grep -c '^\.o\.jsonl\..*\.tmp$')" 0 "... and no temporary file is left"
+run "$chunk" -o "$TAP_TMP/new.jsonl" "$TAP_TMP/missing.txt"
+[ $RUN_RC -eq 1 ] && [ ! -e "$TAP_TMP/new.jsonl" ]; ok $? "a failing run with a new -o FILE creates nothing"
 
 run "$KVBLEND_BIN/kvblend" chunk --max-tokens 0 "$TAP_TMP/p.txt"
 if [ -x "$KVBLEND_BIN/kvblend" ]; then
@@ -191,10 +200,19 @@ is "$(first)" '{"doc":"'"$TAP_TMP"'/bad.txt","seq":0,"start":0,"end":7,"text":"a
 	"... U+FFFD in the text, end counts the bytes read"
 run "$chunk" --quiet --max-tokens 0 "$TAP_TMP/bad.txt"
 is "$RUN_RC:$RUN_ERR" "0:" "--quiet: no warning"
-head -c 3000 /dev/urandom >"$TAP_TMP/random.bin" 2>/dev/null || dd if=/dev/urandom of="$TAP_TMP/random.bin" bs=3000 count=1 2>/dev/null
+# random bytes but NUL (a NUL makes a document binary: see below)
+head -c 3000 /dev/urandom | tr -d '\000' >"$TAP_TMP/random.bin"
 run "$chunk" --quiet --max-tokens 16 "$TAP_TMP/random.bin"
 n=$(check "$TAP_TMP/out" "$TAP_TMP/random.bin" "$TAP_TMP/random.bin" "" lossy)
 like "$RUN_RC:$n" "0:[1-9]*" "random bytes: valid records, no crash ($n)"
+# issue 10 item 9: a record never holds NUL (embed would refuse it): a document
+# holding one is binary, refused by name; the next input is still chunked
+printf 'text\000more text\n\nand a paragraph\n' >"$TAP_TMP/nul.txt"
+run "$chunk" --max-tokens 0 "$TAP_TMP/nul.txt" "$TAP_TMP/p.txt"
+is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/nul.txt': binary data (a NUL byte at offset 4), not chunked" \
+	"a NUL byte: the document is refused as binary, exit 1, one line"
+is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$TAP_TMP/p.txt")" 3 "... the next file is still chunked"
+grep -q 'u0000' "$TAP_TMP/out"; is $? 1 "... and no record holds \\u0000"
 
 # ---- perplexity ----
 cat >"$TAP_TMP/story.txt" <<'EOF'

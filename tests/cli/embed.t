@@ -71,8 +71,10 @@ run "$E" --store "$st" --query "x" --dense
 [ $RUN_RC -eq 2 ]; ok $? "--dense without a model is a usage error"
 run "$E" --store "$st" --query "x" -k 0
 [ $RUN_RC -eq 2 ]; ok $? "-k 0 is a usage error"
-run "$E" --store "$st" somefile
-[ $RUN_RC -eq 2 ]; ok $? "an operand is a usage error"
+run "$E" --store "$st" "$t/nonexistent.jsonl"
+like "$RUN_RC:$RUN_ERR" "1:kvblend-embed: '$t/nonexistent.jsonl': No such file*" "records from a missing file: exit 1, named"
+run "$E" --store "$st" --query x somefile
+[ $RUN_RC -eq 2 ]; ok $? "an operand with --query is a usage error"
 mkdir -p "$t/bad" && echo "not a database at all, definitely not one, no" >"$t/bad/chunks.db"
 run "$E" --store "$t/bad" --query x
 [ $RUN_RC -eq 1 ]; ok $? "a broken chunks.db: exit 1: $RUN_ERR"

@@ -1,8 +1,11 @@
 /* tap.h — a tiny TAP producer for the C unit tests (run by prove).
  *
  *   ok(cond, "name %d", i);   plan is printed at the end by done_testing()
+ *   skip("why %d", i)         one test skipped ("ok N # SKIP why")
  *   skip_all("why")           when a test needs ../shared and it is absent
  *   tap_shared(rel)           path of a file under $KVBLEND_TESTDATA or ../shared, or NULL
+ *   tap_tmpdir()              a fresh directory under $TMPDIR (else /tmp), removed
+ *                             with what it holds when the test exits
  */
 #ifndef KB_TAP_H
 #define KB_TAP_H
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 static __attribute__((unused)) int tap_n, tap_failed;
@@ -47,6 +51,17 @@ static __attribute__((unused)) int done_testing(void)
 	return tap_failed ? 1 : 0;
 }
 
+__attribute__((format(printf, 1, 2), unused)) static void skip(const char *fmt, ...)
+{
+	va_list ap;
+	printf("ok %d # SKIP ", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
 static __attribute__((unused)) void skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
@@ -66,6 +81,43 @@ static __attribute__((unused)) const char *tap_shared(const char *rel)
 			return buf;
 	}
 	return NULL;
+}
+
+static __attribute__((unused)) char tap_tmp[4096];
+
+static __attribute__((unused)) void tap_tmp_remove(void)
+{
+	if (tap_tmp[0] && getpid() == (pid_t)strtol(strrchr(tap_tmp, '.') + 1, NULL, 10)) {
+		char cmd[4200];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", tap_tmp);
+		if (system(cmd) != 0)
+			fprintf(stderr, "# could not remove %s\n", tap_tmp);
+	}
+}
+
+/* A new directory "$TMPDIR/kvblend-NAME.XXXXXX.PID" (TMPDIR unset or empty:
+ * /tmp), made once per process and removed with its contents at exit (by the
+ * process that made it, not by forked children). Exits the test when it cannot
+ * be made. */
+static __attribute__((unused)) const char *tap_tmpdir(void)
+{
+	if (tap_tmp[0])
+		return tap_tmp;
+	const char *base = getenv("TMPDIR");
+	char tmpl[4000];
+	snprintf(tmpl, sizeof tmpl, "%s/kvblend-test.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(tmpl)) {
+		printf("Bail out! cannot make a temporary directory under %s\n", base && *base ? base : "/tmp");
+		exit(1);
+	}
+	/* the pid in the name tells the maker from forked children at exit */
+	snprintf(tap_tmp, sizeof tap_tmp, "%s.%ld", tmpl, (long)getpid());
+	if (rename(tmpl, tap_tmp) != 0) {
+		printf("Bail out! cannot rename %s\n", tmpl);
+		exit(1);
+	}
+	atexit(tap_tmp_remove);
+	return tap_tmp;
 }
 
 /* Normalized error ||a - b|| / max(||b||, tiny). */
