@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kbio.h"
 #include "kvfile.h"
 #include "model.h"
 #include "sample.h"
@@ -118,16 +119,24 @@ static void emit(const struct tok *t, int32_t id, bool ids, bool first)
 
 /* The input: a saved cache (from -c or sniffed on stdin), text, or both. */
 struct input {
-	struct kvc_reader *cache; /* or NULL */
+	struct kbio *io;          /* the cache's input, or NULL */
+	struct kvc_reader *cache; /* reads io, or NULL */
 	char *text;               /* owned, or NULL */
 	size_t text_len;
 };
 
+/* The cache of input io (kbio owns reading it: a file, or stdin once). */
+static void open_cache(struct input *in, const char *path)
+{
+	if (kbio_open(&in->io, path) || kbio_kvc_reader(in->io, &in->cache))
+		cli_die("%s", kb_error());
+}
+
 static void read_input(const struct opts *o, struct input *in)
 {
 	memset(in, 0, sizeof *in);
-	if (o->cache && kvc_reader_open_file(&in->cache, o->cache))
-		cli_die("%s", kb_error());
+	if (o->cache)
+		open_cache(in, o->cache);
 	if (o->prompt) {
 		in->text = strdup(o->prompt);
 		in->text_len = strlen(o->prompt);
@@ -136,7 +145,7 @@ static void read_input(const struct opts *o, struct input *in)
 		return;
 	}
 	if (o->file) {
-		if (kb_read_file(o->file, &in->text, &in->text_len))
+		if (kbio_read_file(o->file, &in->text, &in->text_len))
 			cli_die("%s", kb_error());
 		return;
 	}
@@ -144,38 +153,19 @@ static void read_input(const struct opts *o, struct input *in)
 		return;
 	if (isatty(STDIN_FILENO))
 		cli_usage_error("no prompt: give -p TEXT, -f FILE, -c CACHE, or text or a cache on stdin");
-	/* stdin: a .kvc cache (sniffed by its magic) or text */
-	char head[KVC_MAGIC_LEN];
-	size_t got = 0;
-	while (got < sizeof head) {
-		ssize_t r = read(STDIN_FILENO, head + got, sizeof head - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			cli_die("<stdin>: %s", strerror(errno));
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	if (kvc_sniff(head, got)) {
-		if (kvc_reader_open_fd_prefix(&in->cache, STDIN_FILENO, head, got, "<stdin>"))
+	/* stdin: a .kvc cache (sniffed by its magic, not consumed) or text */
+	enum kbio_type type;
+	if (kbio_open(&in->io, "-") || kbio_sniff(in->io, &type))
+		cli_die("%s", kb_error());
+	if (type == KBIO_KVC) {
+		if (kbio_kvc_reader(in->io, &in->cache))
 			cli_die("%s", kb_error());
 		return;
 	}
-	char *rest;
-	size_t rest_len = 0;
-	if (got == sizeof head && kb_read_file("-", &rest, &rest_len))
+	if (kbio_read_all(in->io, &in->text, &in->text_len))
 		cli_die("%s", kb_error());
-	in->text = malloc(got + rest_len + 1);
-	if (!in->text)
-		cli_die("out of memory");
-	memcpy(in->text, head, got);
-	if (got == sizeof head) {
-		memcpy(in->text + got, rest, rest_len);
-		free(rest);
-	}
-	in->text_len = got + rest_len;
-	in->text[in->text_len] = '\0';
+	kbio_close(in->io);
+	in->io = NULL;
 }
 
 int main(int argc, char **argv)
@@ -302,6 +292,7 @@ int main(int argc, char **argv)
 	free(ids);
 	free(in.text);
 	kvc_reader_free(in.cache);
+	kbio_close(in.io);
 	sampler_free(smp);
 	model_ws_free(&ws);
 	kv_cache_free(&kv);

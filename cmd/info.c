@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "gguf.h"
 #include "hash.h"
+#include "kbio.h"
 #include "kvc.h"
 #include "quant.h"
 
@@ -397,52 +398,18 @@ static int info_gguf(struct gguf *g, const char *name)
 
 /* ---- inputs ---- */
 
-/* Read up to n bytes (fewer only at end of input). */
-static ssize_t read_head(int fd, uint8_t *buf, size_t n)
+/* A GGUF model: mapped by its path, or read whole into memory from a pipe. */
+static int info_gguf_io(struct kbio *io)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t k = read(fd, buf + got, n - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -1;
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	return (ssize_t)got;
-}
-
-/* A GGUF model on a pipe: the rest of it into memory after the head. */
-static int info_gguf_fd(int fd, const uint8_t *head, size_t n, const char *name)
-{
-	size_t cap = 1 << 20, len = n;
-	uint8_t *buf = malloc(cap);
-	if (!buf)
-		cli_die("out of memory");
-	memcpy(buf, head, n);
-	for (;;) {
-		if (len == cap) {
-			uint8_t *nb = realloc(buf, cap *= 2);
-			if (!nb)
-				cli_die("out of memory");
-			buf = nb;
-		}
-		ssize_t k = read(fd, buf + len, cap - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			fprintf(stderr, "%s: '%s': %s\n", cli_tool, name, strerror(errno));
-			free(buf);
-			return 1;
-		}
-		if (k == 0)
-			break;
-		len += (size_t)k;
-	}
+	const char *name = kbio_name(io);
 	struct gguf *g;
-	int rc = gguf_open_mem(&g, buf, len, name);
+	char *buf = NULL;
+	size_t len;
+	int rc;
+	if (kbio_path(io))
+		rc = gguf_open(&g, kbio_path(io));
+	else if ((rc = kbio_read_all(io, &buf, &len)) == KB_OK)
+		rc = gguf_open_mem(&g, buf, len, name);
 	if (rc) {
 		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
 		free(buf);
@@ -456,45 +423,36 @@ static int info_gguf_fd(int fd, const uint8_t *head, size_t n, const char *name)
 
 static int info_path(const char *path)
 {
-	bool is_stdin = strcmp(path, "-") == 0;
-	const char *name = is_stdin ? "<stdin>" : path;
-	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "%s: '%s': %s\n", cli_tool, path, strerror(errno));
+	struct kbio *io = NULL;
+	enum kbio_type type;
+	if (kbio_open(&io, path) || kbio_sniff(io, &type)) {
+		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+		kbio_close(io);
 		return 1;
 	}
-	uint8_t head[8];
-	ssize_t n = read_head(fd, head, sizeof head);
+	const char *name = kbio_name(io);
+	struct kvc_reader *r;
 	int rc = 1;
-	if (n < 0) {
-		fprintf(stderr, "%s: '%s': %s\n", cli_tool, name, strerror(errno));
-	} else if (kvc_sniff(head, (size_t)n)) {
-		struct kvc_reader *r;
-		if (kvc_reader_open_fd_prefix(&r, fd, head, (size_t)n, name)) {
+	switch (type) {
+	case KBIO_KVC:
+		if (kbio_kvc_reader(io, &r)) {
 			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
 		} else {
 			rc = info_kvc(r, name);
 			kvc_reader_free(r);
 		}
-	} else if (n >= 4 && memcmp(head, "GGUF", 4) == 0) {
-		if (is_stdin) {
-			rc = info_gguf_fd(fd, head, (size_t)n, name);
-		} else {
-			struct gguf *g;
-			if (gguf_open(&g, path)) {
-				fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
-			} else {
-				rc = info_gguf(g, name);
-				gguf_close(g);
-			}
-		}
-	} else if (n == 0) {
+		break;
+	case KBIO_GGUF:
+		rc = info_gguf_io(io);
+		break;
+	case KBIO_EMPTY:
 		fprintf(stderr, "%s: '%s': empty input\n", cli_tool, name);
-	} else {
+		break;
+	case KBIO_OTHER:
 		fprintf(stderr, "%s: '%s': not a kvc stream or a GGUF model (unknown magic)\n", cli_tool, name);
+		break;
 	}
-	if (!is_stdin)
-		close(fd);
+	kbio_close(io);
 	return rc;
 }
 

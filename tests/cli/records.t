@@ -61,6 +61,17 @@ like "$RUN_ERR" "*5 chunks read, 0 added, 4 already there, 1 bad;*" "embed: two 
 run "$B/kvblend-embed" --store "$t/st" - - <"$t/chunks.jsonl"
 like "$RUN_RC:$RUN_ERR" "1:kvblend-embed: '-': stdin can be read only once*" "stdin is read once: a second '-' is an error"
 
+# "-" is stdin once, in the library (kbio), for every tool that reads inputs
+if [ -x "$B/kvblend-info" ] && [ -n "$model" ]; then
+	run "$B/kvblend-info" - - <"$model"
+	like "$RUN_RC:$RUN_ERR" "1:kvblend-info: '-': stdin can be read only once" "info - -: the second '-' is refused"
+	like "$RUN_OUT" "<stdin>: GGUF v*" "... the first was read (a GGUF on a pipe, sniffed)"
+	run "$B/kvblend-decode" -m "$model" -c - -f - -n 1 </dev/null
+	like "$RUN_RC:$RUN_ERR" "1:kvblend-decode: '-': stdin can be read only once" "decode -c - -f -: refused"
+else
+	skip "kvblend-info or stories260K is absent" && skip "absent" && skip "absent"
+fi
+
 if [ -n "$model" ]; then
 	"$B/kvblend-chunk" -m "$model" --max-tokens 0 "$t/doc.txt" >"$t/chunks.jsonl"
 	run "$B/kvblend-prefill" -m "$model" --store "$t/st" --quiet "$t/chunks.jsonl"
