@@ -56,6 +56,8 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p)
 	free(dir);
 	/* the lock tells cleaners this file's writer is alive (released when it dies) */
 	(void)flock(p->fd, LOCK_EX | LOCK_NB);
+	if (kb_temp_register(p->tmp)) { /* SIGINT/SIGTERM remove it; if too many, evict's cleaning does */
+	}
 	memcpy(p->key, key, STORE_KEY_HEX + 1);
 	return KB_OK;
 }
@@ -68,7 +70,7 @@ void store_put_abort(struct store *st, struct store_put *p)
 	p->fd = -1;
 	if (p->tmp)
 		unlink(p->tmp);
-	free(p->tmp);
+	kb_temp_free(p->tmp);
 	p->tmp = NULL;
 }
 
@@ -166,7 +168,7 @@ static int place_locked(struct store *st, struct store_put *p, const char *path,
 		return rc;
 	if (rename(p->tmp, path) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': rename: %s", path, strerror(errno));
-	free(p->tmp);
+	kb_temp_free(p->tmp);
 	p->tmp = NULL;
 	store_hook(st, STORE_HOOK_PUT_RENAMED);
 	return KB_OK;

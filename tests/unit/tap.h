@@ -6,6 +6,7 @@
  *   tap_shared(rel)           path of a file under $KVBLEND_TESTDATA or ../shared, or NULL
  *   tap_tmpdir()              a fresh directory under $TMPDIR (else /tmp), removed
  *                             with what it holds when the test exits
+ *   tap_mkstemp(buf, n, stem) a new file "stem-XXXXXX" in it (mkstemp): its descriptor
  */
 #ifndef KB_TAP_H
 #define KB_TAP_H
@@ -118,6 +119,13 @@ static __attribute__((unused)) const char *tap_tmpdir(void)
 	}
 	atexit(tap_tmp_remove);
 	return tap_tmp;
+}
+
+/* mkstemp of "<tap_tmpdir()>/stem-XXXXXX" into buf[n]: the descriptor, or -1. */
+static __attribute__((unused)) int tap_mkstemp(char *buf, size_t n, const char *stem)
+{
+	snprintf(buf, n, "%s/%s-XXXXXX", tap_tmpdir(), stem);
+	return mkstemp(buf);
 }
 
 /* Normalized error ||a - b|| / max(||b||, tiny). */

@@ -212,8 +212,8 @@ static void test_fidelity(const struct model *m, const char *name)
 int main(void)
 {
 	tap_seed();
-	char path[] = "/tmp/kvblend-test-blend-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-blend");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 4, .n_head = 4,

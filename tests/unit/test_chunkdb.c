@@ -295,7 +295,7 @@ static int count_doc(void *ctx, const char *doc, int64_t n)
 /* Issue 10 item 20: a document indexed again replaces its old chunks. */
 static void test_docs(const char *root)
 {
-	char dir[300];
+	char dir[4400];
 	snprintf(dir, sizeof dir, "%s/docs", root);
 	struct chunkdb *ix;
 	ok(chunkdb_open(&ix, dir, false) == KB_ERR_ARG && strstr(kb_error(), "no such store"),
@@ -338,9 +338,7 @@ static void test_docs(const char *root)
 int main(void)
 {
 	tap_seed();
-	char dir[] = "/tmp/kvblend-test-index.XXXXXX";
-	if (!mkdtemp(dir))
-		return 1;
+	const char *dir = tap_tmpdir();
 	struct chunkdb *ix;
 	ok(chunkdb_open(&ix, dir, true) == KB_OK, "open a new index");
 	test_add(ix);
@@ -353,7 +351,7 @@ int main(void)
 	ok(chunkdb_count(ix, &n) == KB_OK && n == 3, "the chunks are still there");
 	chunkdb_close(ix);
 	chunkdb_close(NULL);
-	char bad[256], path[300];
+	char bad[4400], path[4400];
 	snprintf(bad, sizeof bad, "%s/bad", dir);
 	snprintf(path, sizeof path, "%s/chunks.db", bad);
 	FILE *f = mkdir(bad, 0777) == 0 ? fopen(path, "w") : NULL;
@@ -366,9 +364,5 @@ int main(void)
 	test_topk_100k();
 	test_rrf();
 	test_docs(dir);
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd))
-		diag("could not remove %s", dir);
-	return done_testing();
+	return done_testing(); /* tap_tmpdir() goes at exit */
 }

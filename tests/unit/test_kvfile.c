@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "kvfile.h"
+#include "store.h"
 #include "synth.h"
 #include "tap.h"
 
@@ -175,6 +176,27 @@ static void test_signals(const struct model *m)
 	}
 	waitpid(pid, &ws, 0);
 	ok(WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && exists("gaveup.jsonl"), "an ignored SIGTERM stays ignored");
+	/* a store's object being written (prefill into the store) */
+	char st_dir[4400];
+	snprintf(st_dir, sizeof st_dir, "%s/st", dir);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct store *st;
+		struct store_put put;
+		char key[STORE_KEY_HEX + 1];
+		memset(key, 'a', STORE_KEY_HEX);
+		key[STORE_KEY_HEX] = 0;
+		if (store_open(&st, st_dir) || store_put_begin(st, key, &put))
+			_exit(3);
+		raise(SIGTERM);
+		_exit(4);
+	}
+	waitpid(pid, &ws, 0);
+	char cmd[4600];
+	snprintf(cmd, sizeof cmd, "test -z \"$(find '%s' -name '.tmp-*')\"", st_dir);
+	ok(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGTERM && system(cmd) == 0,
+	   "SIGTERM while a store object is written: its temporary file is removed");
 	kv_cache_free(&kv);
 }
 

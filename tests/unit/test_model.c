@@ -262,8 +262,8 @@ static void direct_forward(const struct model *m, const int32_t *toks, int n, fl
 
 static void test_synthetic(const char *arch, bool bias, bool tied)
 {
-	char path[] = "/tmp/kvblend-test-model-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-model");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = arch, .n_vocab = 300, .n_embd = 64, .n_layer = 3, .n_head = 4,
@@ -303,8 +303,8 @@ static void test_synthetic(const char *arch, bool bias, bool tied)
  * shuffled slot order give the same last-token logits. */
 static void test_slot_order(void)
 {
-	char path[] = "/tmp/kvblend-test-model-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-model");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 2, .n_head = 4,
@@ -379,8 +379,8 @@ static void test_converted(void)
 	const int nv = m->hp.n_vocab;
 	model_free(m);
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-		char out[] = "/tmp/kvblend-test-conv-XXXXXX";
-		int fd = mkstemp(out);
+		char out[4200];
+		int fd = tap_mkstemp(out, sizeof out, "kvblend-test-conv");
 		ASSERT(fd >= 0);
 		close(fd);
 		int type = qtype_from_name(cases[c].type);
@@ -406,8 +406,8 @@ static void test_converted(void)
  * tokens (the kernels' repacked panels) and single tokens (register tiles). */
 static void test_kquants(void)
 {
-	char path[] = "/tmp/kvblend-test-kq-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-kq");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = "llama", .n_vocab = 300, .n_embd = 256, .n_layer = 2, .n_head = 4,
@@ -423,9 +423,9 @@ static void test_kquants(void)
 	enum { N = 40 };
 	float *ref = NULL;
 	for (int c = -1; c < (int)(sizeof cases / sizeof *cases); c++) {
-		char out[] = "/tmp/kvblend-test-kq-conv-XXXXXX";
+		char out[4200];
 		const char *name = c < 0 ? "f32" : convert_target_name(cases[c].target);
-		fd = mkstemp(out);
+		fd = tap_mkstemp(out, sizeof out, "kvblend-test-kq-conv");
 		ASSERT(fd >= 0);
 		close(fd);
 		struct model *m;
@@ -468,8 +468,8 @@ static void test_kquants(void)
  * exactly what it gets alone: the same cached K/V and last-token logits. */
 static void test_seqs(void)
 {
-	char path[] = "/tmp/kvblend-test-model-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-model");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = "qwen2", .n_vocab = 300, .n_embd = 64, .n_layer = 2, .n_head = 4,
@@ -515,8 +515,8 @@ static void test_seqs(void)
 
 static void test_errors(void)
 {
-	char path[] = "/tmp/kvblend-test-model-XXXXXX";
-	int fd = mkstemp(path);
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-model");
 	ASSERT(fd >= 0);
 	close(fd);
 	struct synth_spec sp = { .arch = "gptneox", .n_vocab = 300, .n_embd = 32, .n_layer = 1, .n_head = 2,
