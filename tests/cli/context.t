@@ -22,7 +22,7 @@ perl -e 'print "{\"id\":\"a\",\"doc\":\"d\",\"seq\":0,\"text\":\"Joe loves writi
 t0=$(date +%s)
 run "$P" --quiet -m "$model" --store "$TAP_TMP/st" <"$TAP_TMP/c.jsonl"
 t1=$(date +%s)
-like "$RUN_ERR" "kvblend-prefill: <stdin>: line 2: the text has * tokens, more than the context of 128" \
+like "$RUN_ERR" "kvblend-prefill: '<stdin>': line 2: the text has * tokens, more than the context of 128" \
 	"a record past the context is named, with both numbers"
 is "$RUN_RC:$(printf '%s\n' "$RUN_ERR" | wc -l | tr -d ' ')" "1:1" "  one line, exit 1"
 is "$(printf '%s\n' "$RUN_OUT" | grep -c '"kv"')" 2 "  the two other records are stored and echoed"

@@ -351,7 +351,7 @@ int main(void)
 	ok(chunkdb_count(ix, &n) == KB_OK && n == 3, "the chunks are still there");
 	chunkdb_close(ix);
 	chunkdb_close(NULL);
-	char bad[4400], path[4400];
+	char bad[4400], path[4500];
 	snprintf(bad, sizeof bad, "%s/bad", dir);
 	snprintf(path, sizeof path, "%s/chunks.db", bad);
 	FILE *f = mkdir(bad, 0777) == 0 ? fopen(path, "w") : NULL;
