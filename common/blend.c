@@ -113,6 +113,30 @@ static int run_layers(const struct model *m, struct model_ws *ws, struct kv_cach
 	return KB_OK;
 }
 
+/* Score each reused slot by the deviation of layer l's fresh K/V (in kv)
+ * from the cached ones (ck, cv [N][kv_dim]) and mark the top o->ratio of them
+ * for recomputing (reuse[slot] = false). sc: scratch [N]. */
+static void select_deviating(const struct kv_cache *kv, int l, const float *ck, const float *cv,
+			     const struct blend_opts *o, bool *reuse, struct scored *sc)
+{
+	const int N = kv->n, kvd = kv->kv_dim;
+	int n_sc = 0;
+	for (int i = 0; i < N; i++) {
+		if (!reuse[i])
+			continue;
+		double dev = 0;
+		if (o->metric != BLEND_METRIC_V)
+			dev += dist2(kv_k(kv, l, i), ck + (size_t)i * kvd, kvd);
+		if (o->metric != BLEND_METRIC_K)
+			dev += dist2(kv_v(kv, l, i), cv + (size_t)i * kvd, kvd);
+		sc[n_sc++] = (struct scored){ dev, i };
+	}
+	qsort(sc, (size_t)n_sc, sizeof *sc, by_dev_desc);
+	int n_sel = (int)ceil(o->ratio * n_sc - 1e-9);
+	for (int j = 0; j < n_sel; j++)
+		reuse[sc[j].slot] = false;
+}
+
 int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
 		 struct blend_stats *st)
@@ -183,21 +207,7 @@ int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_ca
 		memcpy(cv, kv_v(kv, l, 0), (size_t)N * kvd * sizeof *cv);
 		if ((rc = run_layers(m, ws, kv, l, l + 1, x, slots, N, &prep)))
 			goto out;
-		int n_sc = 0;
-		for (int i = 0; i < N; i++) {
-			if (!reuse[i])
-				continue;
-			double dev = 0;
-			if (o->metric != BLEND_METRIC_V)
-				dev += dist2(kv_k(kv, l, i), ck + (size_t)i * kvd, kvd);
-			if (o->metric != BLEND_METRIC_K)
-				dev += dist2(kv_v(kv, l, i), cv + (size_t)i * kvd, kvd);
-			sc[n_sc++] = (struct scored){ dev, i };
-		}
-		qsort(sc, (size_t)n_sc, sizeof *sc, by_dev_desc);
-		int n_sel = (int)ceil(o->ratio * n_sc - 1e-9);
-		for (int j = 0; j < n_sel; j++)
-			reuse[sc[j].slot] = false;
+		select_deviating(kv, l, ck, cv, o, reuse, sc);
 	}
 
 	/* 4. the remaining layers for the selected rows only */
