@@ -28,6 +28,7 @@ static const struct option longopts[] = {
 	{ "progress", no_argument, NULL, 'P' },
 	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "json", no_argument, NULL, 'j' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -55,6 +56,7 @@ static void usage(void)
 	       "      --progress          progress on stderr even when it is not a terminal (as -v)\n"
 	       "      --quiet             no progress (not even with -v)\n"
 	       "  -v, --verbose           timings on stderr\n"
+	       "  -j, --json              the summary as one JSON object on stderr\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
 }
@@ -64,12 +66,12 @@ static const struct cli_values values[] = {
 	{ NULL, NULL },
 };
 
-static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:vh", longopts, usage, values };
+static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:jvh", longopts, usage, values };
 
 struct opts {
 	const char *model, *prompt, *file, *output, *store;
 	int dtype, threads, batch;
-	bool no_bos, no_logits, special, verbose, progress, quiet, output_set;
+	bool json, no_bos, no_logits, special, verbose, progress, quiet, output_set;
 };
 
 /* ---- chunk records → the store ---- */
@@ -231,7 +233,11 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	if (rec_loop(&loop, n_in, in) || (r.n > 0 && flush(&r)))
 		cli_die("%s", kb_error());
 	progress(&r, true);
-	if (o->verbose)
+	if (o->json) // the summary as one JSON object on stderr (stdout carries the records)
+		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"bad\":%ld,\"tokens\":%ld,"
+			"\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored, r.bad,
+			r.c.tokens, r.c.t_compute, r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
+	else if (o->verbose)
 		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored\n",
 			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
 			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored);
@@ -267,6 +273,7 @@ int main(int argc, char **argv)
 		case 'L': o.no_logits = true; break;
 		case 'N': o.special = true; break;
 		case 'v': o.verbose = true; break;
+		case 'j': o.json = true; break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -333,9 +340,17 @@ int main(int argc, char **argv)
 	kvfile_header(&h, m, &kv, 0, (int)n, o.no_logits ? NULL : ws.logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
-	if (o.verbose)
+	if (o.json) {
+		json_t *j = json_pack("{s:I, s:f, s:f, s:s, s:s}", "tokens", (json_int_t)n, "seconds", t1 - t0,
+				      "tokens_per_s", n / (t1 - t0), "dtype", kvc_dtype_name(o.dtype), "output", o.output);
+		if (!j || json_dumpf(j, stderr, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)))
+			cli_die("out of memory");
+		fputc('\n', stderr);
+		json_decref(j);
+	} else if (o.verbose) {
 		fprintf(stderr, "%s: %zu tokens in %.3f s (%.1f t/s), %s cache written to %s\n", cli_tool, n,
 			t1 - t0, n / (t1 - t0), kvc_dtype_name(o.dtype), o.output);
+	}
 	free(pos);
 	free(ids);
 	free(text);

@@ -46,4 +46,11 @@ else
 	skip "script(1) is not installed"
 	skip "script(1) is not installed"
 fi
+# --json: prefill's summary as one JSON object on stderr (stdout carries the records)
+run "$B/kvblend-prefill" -m "$model" --store "$TAP_TMP/st8" --json <"$TAP_TMP/c.jsonl"
+got=$(printf '%s\n' "$RUN_ERR" | perl -MJSON::PP -ne 'my $j = decode_json($_); print "$j->{chunks}:$j->{computed}:$j->{already_stored}:", ($j->{tokens} > 0 ? "tokens" : "none")')
+is "$RUN_RC:$got:$(grep -c '"kv"' "$TAP_TMP/out")" "0:30:30:0:tokens:30" "prefill --json: the summary as JSON on stderr, the records on stdout"
+run "$B/kvblend-prefill" -m "$model" -p "Once upon a time" -o "$TAP_TMP/x.kvc" -j
+got=$(printf '%s\n' "$RUN_ERR" | perl -MJSON::PP -ne 'my $j = decode_json($_); print "$j->{dtype}:", ($j->{tokens} > 0 ? "tokens" : "none"), ":", ($j->{output} =~ /x\.kvc$/ ? "out" : "?")')
+is "$RUN_RC:$got" "0:f16:tokens:out" "prefill -p -o -j: the cache's summary as JSON"
 done_testing
