@@ -156,28 +156,32 @@ static char *slurp(const char *path)
 	return s;
 }
 
-/* The chunks from the records on stdin, in order. Kept to this one function so
- * that the shared record loop can take its place. */
+struct records_ctx {
+	struct prompt *p;
+	const struct model *m;
+};
+
+/* A record from the loop (the rule checked: a non-empty text): its chunk. */
+static int add_record(void *ctx, json_t *rec, const struct rec_where *at)
+{
+	struct records_ctx *c = ctx;
+	size_t len;
+	const char *text = rec_text(rec, &len);
+	int rc = prompt_add_text(c->p, c->m, text, len, 0);
+	json_decref(rec);
+	return rc;
+}
+
+/* The chunks from the records on stdin, in order. Strict: a bad record would
+ * leave a chunk out of the prompt, so it ends the run. */
 static void read_records(struct prompt *p, const struct model *m)
 {
 	if (isatty(STDIN_FILENO))
 		cli_usage_error("no chunks: give chunk records on stdin or .kvc files as operands");
-	struct rec_reader rr;
-	rec_reader_init(&rr, stdin, "<stdin>");
-	json_t *rec;
-	int rc;
-	while ((rc = rec_next(&rr, &rec)) == KB_OK) {
-		size_t len;
-		const char *text = rec_text(rec, &len);
-		if (!text || len == 0)
-			cli_die("'<stdin>': line %ld: %s", rr.lineno, text ? "text is empty" : "the record has no \"text\"");
-		if (prompt_add_text(p, m, text, len, 0))
-			cli_die("%s", kb_error());
-		json_decref(rec);
-	}
-	if (rc != KB_EOF)
+	struct records_ctx c = { p, m };
+	struct rec_loop loop = { .flags = REC_TEXT | REC_STRICT, .each = add_record, .ctx = &c };
+	if (rec_loop(&loop, 0, NULL))
 		cli_die("%s", kb_error());
-	rec_reader_free(&rr);
 }
 
 /* Prefix, chunks (.kvc operands, else records on stdin), query; then whether it

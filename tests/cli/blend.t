@@ -92,7 +92,7 @@ ok $? "--ctx $N: it fits"
 
 # an empty text is an error, as in prefill and embed
 printf '{"text": "Lily"}\n{"text": ""}\n' | "$B/kvblend-blend" -m "$model" -q "$q" -o /dev/null 2>"$t/e"; rc=$?
-is "$rc:$(cat "$t/e")" "1:kvblend-blend: '<stdin>': line 2: text is empty" "a record with an empty text"
+is "$rc:$(cat "$t/e")" "1:kvblend-blend: '<stdin>': line 2: the record's text is empty" "a record with an empty text"
 
 # a corrupt stored cache: warned of, removed, recomputed; the result is the same
 flip() { # file: invert a byte two thirds into it (a layer's payload)

@@ -4,10 +4,10 @@
 # text, a text that is not a string, one holding NUL, a doc, seq, start, end or
 # tokens of the wrong type) gets the same one-line message naming the input and
 # line from embed, embed --vectors and prefill, is skipped, and the run exits 1;
-# the good records around it still go through. Records also come from files
+# the good records around it still go through; blend (strict) stops there. Records also come from files
 # given as operands (issue 11), "-" being stdin.
 . "$(dirname "$0")/tap.sh"
-need_bin chunk embed prefill
+need_bin chunk embed prefill blend
 B=$KVBLEND_BIN t=$TAP_TMP
 model=$(tap_shared models/stories260Ktok512.gguf) || model=
 
@@ -80,9 +80,19 @@ if [ -n "$model" ]; then
 	run "$B/kvblend-embed" -m "$model" --vectors "$t/chunks.jsonl"
 	is "$RUN_RC:$RUN_ERR:$(printf '%s\n' "$RUN_OUT" | grep -c '"embedding":')" "0::2" "embed --vectors takes what chunk writes"
 	check "kvblend-embed --vectors" 2 "$B/kvblend-embed" -m "$model" --vectors
+	# blend: the same rule, strict (a chunk left out would change the prompt)
+	run "$B/kvblend-blend" -m "$model" --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/chunks.jsonl"
+	is "$RUN_RC:$RUN_ERR" "0:" "blend takes what chunk writes"
+	i=1
+	while [ $i -le $n ]; do
+		label=$(cut -d'|' -f1 "$t/case$i.want") msg=$(cut -d'|' -f2- "$t/case$i.want")
+		run "$B/kvblend-blend" -m "$model" --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/case$i.jsonl"
+		is "$RUN_RC:$RUN_ERR" "1:kvblend-blend: '<stdin>': line 2: $msg" "kvblend-blend: $label"
+		i=$((i + 1))
+	done
 else
 	skip_rest="stories260K is absent"
-	for i in $(seq $((2 * n + 2))); do skip "$skip_rest"; done
+	for i in $(seq $((3 * n + 3))); do skip "$skip_rest"; done
 fi
 
 done_testing
