@@ -5,8 +5,9 @@
 
 #include "cli.h"
 #include "progress.h"
-#include "embedder.h"
 #include "chunkdb.h"
+#include "embedder.h"
+#include "ingest.h"
 #include "records.h"
 #include "search.h"
 #include "store.h"
@@ -77,7 +78,6 @@ static const struct cli_values values[] = {
 static const struct cli cli = { "kvblend-embed", "m:q:k:t:vh", longopts, usage, values };
 
 enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
-enum order { O_RANK, O_REVERSE, O_DOC };
 
 #define MAX_DELETE 256
 
@@ -89,7 +89,7 @@ struct opts {
 	char **inputs; /* chunk records: these files, else stdin */
 	int n_inputs;
 	enum method method;
-	enum order order;
+	enum search_order order;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -112,11 +112,11 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'R':
 			o->order_set = true;
 			if (!strcmp(optarg, "rank"))
-				o->order = O_RANK;
+				o->order = SEARCH_ORDER_RANK;
 			else if (!strcmp(optarg, "reverse"))
-				o->order = O_REVERSE;
+				o->order = SEARCH_ORDER_REVERSE;
 			else if (!strcmp(optarg, "doc"))
-				o->order = O_DOC;
+				o->order = SEARCH_ORDER_DOC;
 			else
 				cli_usage_error("--order: unknown order '%s' (rank, reverse, doc)", optarg);
 			break;
@@ -184,119 +184,22 @@ static void parse(int argc, char **argv, struct opts *o)
 
 /* ---- storing ---- */
 
-#define TXN_RECORDS 512 /* records added per write transaction */
-
-struct pending {
-	json_t **recs;  /* owned references */
-	int64_t *rows;
-	int n;
-};
-
-/* Embed the pending chunks that have no vector yet and store the vectors. */
-static int flush_vectors(struct embedder *e, struct chunkdb *ix, struct pending *p, double *t_embed, long *n_vec)
-{
-	if (!e || !p->n)
-		return KB_OK;
-	const char **texts = malloc((size_t)p->n * sizeof *texts);
-	int64_t *rows = malloc((size_t)p->n * sizeof *rows);
-	int dim = embedder_dim(e), m = 0, rc = KB_OK;
-	if (!texts || !rows)
-		cli_die("out of memory");
-	for (int i = 0; i < p->n; i++) {
-		bool has;
-		if ((rc = chunkdb_has_vector(ix, embedder_space(e), p->rows[i], &has)))
-			goto out;
-		if (!has) {
-			size_t len;
-			texts[m] = rec_text(p->recs[i], &len);
-			rows[m++] = p->rows[i];
-		}
-	}
-	if (m) {
-		float *v = malloc((size_t)m * (size_t)dim * sizeof *v);
-		if (!v)
-			cli_die("out of memory");
-		double t0 = kb_now();
-		rc = embedder_run(e, texts, m, v);
-		*t_embed += kb_now() - t0;
-		for (int i = 0; !rc && i < m; i++)
-			rc = chunkdb_put_vector(ix, embedder_space(e), rows[i], v + (size_t)i * (size_t)dim, dim);
-		*n_vec += m;
-		free(v);
-	}
-out:
-	for (int i = 0; i < p->n; i++)
-		json_decref(p->recs[i]);
-	p->n = 0;
-	free(texts);
-	free(rows);
-	return rc;
-}
-
-/* End a run of adds: the documents read replace their old chunks (unless a
- * record was bad: then a document's old chunks are kept, since its new ones
- * may be incomplete), and the last transaction commits. Returns the chunks removed. */
-static long finish_docs(struct chunkdb *ix, long n_in, long n_bad, bool in_txn)
-{
-	int64_t n = 0;
-	if (!n_in)
-		return 0; /* nothing added, nothing to replace */
-	if (!in_txn && chunkdb_begin(ix))
-		cli_die("%s", kb_error());
-	if (n_bad)
-		fprintf(stderr, "%s: %ld bad record%s: the documents read keep their old chunks too\n", cli_tool, n_bad,
-			n_bad == 1 ? "" : "s");
-	else if (chunkdb_sweep_docs(ix, &n))
-		cli_die("%s", kb_error());
-	if (chunkdb_commit(ix))
-		cli_die("%s", kb_error());
-	return (long)n;
-}
-
 /* What the record loop carries while storing. */
 struct storing {
-	const struct opts *o;
-	struct chunkdb *ix;
-	struct embedder *e;
-	struct pending p;
-	long n_added, n_vec, in_txn;
-	double t_embed;
+	struct ingest *g;
 	const struct rec_loop *loop; /* its counts, for the meter */
 	struct progress meter;
 };
 
-/* A record from the loop: into the index (a transaction per TXN_RECORDS),
- * its vector with the next batch. */
+/* A record from the loop: into the index, its vector with the next batch. */
 static int store_one(void *ctx, json_t *rec, const struct rec_where *at)
 {
 	struct storing *s = ctx;
 	progress_set(&s->meter, (uint64_t)(s->loop->records + s->loop->bad));
-	if (!s->in_txn && chunkdb_begin(s->ix))
+	int rc = ingest_add(s->g, rec);
+	if (rc && rc != KB_ERR_FORMAT)
 		cli_die("%s", kb_error());
-	s->in_txn++;
-	bool added;
-	int64_t row;
-	int rc = chunkdb_add(s->ix, rec, &added, &row);
-	if (rc) {
-		if (rc != KB_ERR_FORMAT)
-			cli_die("%s", kb_error());
-		json_decref(rec);
-		return rc; /* reported by the loop, with the place */
-	}
-	s->n_added += added;
-	if (s->e) {
-		s->p.recs[s->p.n] = rec, s->p.rows[s->p.n++] = row;
-		if (s->p.n == s->o->batch && flush_vectors(s->e, s->ix, &s->p, &s->t_embed, &s->n_vec))
-			cli_die("%s", kb_error());
-	} else {
-		json_decref(rec);
-	}
-	if (s->in_txn >= TXN_RECORDS && s->p.n == 0) {
-		if (chunkdb_commit(s->ix))
-			cli_die("%s", kb_error());
-		s->in_txn = 0;
-	}
-	return KB_OK;
+	return rc; /* a bad record is reported by the loop, with its place */
 }
 
 /* A bad record or input: say so; the loop goes on with the next. */
@@ -305,49 +208,51 @@ static void report_bad(void *ctx, const char *msg)
 	fprintf(stderr, "%s: %s\n", cli_tool, msg);
 }
 
+static void report_stored(struct chunkdb *ix, bool embedded, const struct ingest_stats *st, long n_in, long n_bad,
+			  double t)
+{
+	int64_t total = 0;
+	if (chunkdb_count(ix, &total))
+		cli_die("%s", kb_error());
+	fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; %.3f s",
+		cli_tool, n_in + n_bad, st->added, n_in - st->added, n_bad, (long long)total, t);
+	if (embedded)
+		fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", st->embedded, st->t_embed,
+			st->t_embed > 0 ? st->embedded / st->t_embed : 0.0);
+	if (st->swept)
+		fprintf(stderr, "; %ld old chunk%s of re-indexed documents removed", st->swept, st->swept == 1 ? "" : "s");
+	fputc('\n', stderr);
+}
+
 static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 {
-	struct storing s = { .o = o, .ix = ix, .e = e };
-	int cap = o->batch > TXN_RECORDS ? o->batch : TXN_RECORDS;
-	s.p.recs = malloc((size_t)cap * sizeof *s.p.recs);
-	s.p.rows = malloc((size_t)cap * sizeof *s.p.rows);
-	if (!s.p.recs || !s.p.rows)
-		cli_die("out of memory");
+	struct storing s = { 0 };
 	double t0 = kb_now();
-	if (e && chunkdb_space(ix, embedder_space(e), embedder_dim(e), embedder_describe(e)))
+	if (ingest_init(&s.g, ix, e, o->batch))
 		cli_die("%s", kb_error());
 	/* a total when the records are a redirected stdin (files as operands: none) */
 	progress_start(&s.meter, "chunks", o->n_inputs ? 0 : progress_lines(stdin), progress_wanted(o->quiet, o->verbose));
 	struct rec_loop loop = { .flags = REC_TEXT, .each = store_one, .report = report_bad, .ctx = &s };
 	s.loop = &loop;
-	if (rec_loop(&loop, o->n_inputs, o->inputs) || flush_vectors(e, ix, &s.p, &s.t_embed, &s.n_vec))
+	if (rec_loop(&loop, o->n_inputs, o->inputs))
 		cli_die("%s", kb_error());
 	long n_in = loop.records, n_bad = loop.bad;
 	progress_set(&s.meter, (uint64_t)(n_in + n_bad));
 	progress_end(&s.meter);
-	long n_swept = finish_docs(ix, n_in, n_bad, s.in_txn > 0);
-	free(s.p.recs);
-	free(s.p.rows);
-	if (o->verbose) {
-		int64_t total = 0;
-		if (chunkdb_count(ix, &total))
-			cli_die("%s", kb_error());
-		fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; "
-			"%.3f s", cli_tool, n_in + n_bad, s.n_added, n_in - s.n_added, n_bad, (long long)total,
-			kb_now() - t0);
-		if (e)
-			fprintf(stderr, "; %ld embedded in %.3f s (%.1f chunks/s)", s.n_vec, s.t_embed,
-				s.t_embed > 0 ? s.n_vec / s.t_embed : 0.0);
-		if (n_swept)
-			fprintf(stderr, "; %ld old chunk%s of re-indexed documents removed", n_swept, n_swept == 1 ? "" : "s");
-		fputc('\n', stderr);
-	}
+	/* a bad record: a document's new chunks may be incomplete, so its old ones stay */
+	if (n_bad && n_in)
+		fprintf(stderr, "%s: %ld bad record%s: the documents read keep their old chunks too\n", cli_tool, n_bad,
+			n_bad == 1 ? "" : "s");
+	if (ingest_finish(s.g, n_bad == 0))
+		cli_die("%s", kb_error());
+	if (o->verbose)
+		report_stored(ix, e != NULL, ingest_stats(s.g), n_in, n_bad, kb_now() - t0);
+	ingest_free(s.g);
 	return n_bad ? 1 : 0;
 }
 
 /* ---- --vectors ---- */
 
-/* The text a record is embedded by: its "text", else its "query". */
 /* The text a record is embedded by: its "text" (a passage), else its "query". */
 static const char *embed_text(const json_t *rec, bool *is_query)
 {
@@ -449,46 +354,20 @@ static int vectors(const struct opts *o, struct embedder *e)
 
 /* ---- searching ---- */
 
-struct placed {
-	struct chunkdb_hit h;
-	int rank;
-	char *doc;
-	int64_t seq;
-};
-
-static int cmp_doc(const void *a, const void *b)
-{
-	const struct placed *x = a, *y = b;
-	int c = strcmp(x->doc, y->doc);
-	if (c)
-		return c;
-	if (x->seq != y->seq)
-		return x->seq < y->seq ? -1 : 1;
-	return x->rank - y->rank;
-}
-
-/* Print the hits in the chosen order; extra fields (may be NULL) are added to each. */
-static void print_hits(const struct opts *o, struct chunkdb *ix, const struct chunkdb_hit *hits, int n,
+/* Print the hits in the chosen order; query_text and qid (may be NULL) are added to each. */
+static void print_hits(const struct opts *o, struct chunkdb *ix, struct chunkdb_hit *hits, int n,
 		       const char *query_text, const json_t *qid)
 {
-	struct placed *p = calloc((size_t)(n ? n : 1), sizeof *p);
-	if (!p)
-		cli_die("out of memory");
-	for (int i = 0; i < n; i++) {
-		p[i] = (struct placed){ .h = hits[i], .rank = i };
-		if (o->order == O_DOC && chunkdb_doc_seq(ix, hits[i].row, &p[i].doc, &p[i].seq))
-			cli_die("%s", kb_error());
-	}
-	if (o->order == O_DOC)
-		qsort(p, (size_t)n, sizeof *p, cmp_doc);
+	int *rank = malloc((size_t)(n ? n : 1) * sizeof *rank);
+	if (!rank || search_order(ix, hits, n, o->order, rank))
+		cli_die("%s", rank ? kb_error() : "out of memory");
 	for (int j = 0; j < n; j++) {
-		const struct placed *q = &p[o->order == O_REVERSE ? n - 1 - j : j];
 		json_t *rec;
-		int rc = chunkdb_record(ix, q->h.row, &rec);
+		int rc = chunkdb_record(ix, hits[j].row, &rec);
 		if (rc)
 			cli_die("%s", rc == KB_EOF ? "a chunk vanished from the index while searching" : kb_error());
-		json_object_set_new(rec, "score", json_real(q->h.score));
-		json_object_set_new(rec, "rank", json_integer(q->rank + 1));
+		json_object_set_new(rec, "score", json_real(hits[j].score));
+		json_object_set_new(rec, "rank", json_integer(rank[j]));
 		if (query_text)
 			json_object_set_new(rec, "query", json_string(query_text));
 		if (qid)
@@ -497,9 +376,7 @@ static void print_hits(const struct opts *o, struct chunkdb *ix, const struct ch
 			cli_die("%s", kb_error());
 		json_decref(rec);
 	}
-	for (int i = 0; i < n; i++)
-		free(p[i].doc);
-	free(p);
+	free(rank);
 }
 
 static enum search_method search_method(enum method m)
@@ -507,67 +384,57 @@ static enum search_method search_method(enum method m)
 	return m == M_LEXICAL ? SEARCH_LEXICAL : m == M_DENSE ? SEARCH_DENSE : SEARCH_HYBRID;
 }
 
-static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
-{
+/* What the record loop carries for {"query": ...} lines. */
+struct querying {
+	const struct opts *o;
+	struct chunkdb *ix;
 	struct search *s;
-	if (search_open(&s, ix, e, search_method(o->method)))
-		cli_die("%s", kb_error());
-	int status = 1; /* like grep: 1 when nothing matched */
+	long n_q, n_found;
+};
+
+/* One query: its top k, printed. */
+static int ask(struct querying *q, const char *text, const json_t *qid)
+{
 	struct chunkdb_hit *hits;
 	int n;
+	if (search_run(q->s, text, q->o->k, &hits, &n))
+		cli_die("%s", kb_error());
+	print_hits(q->o, q->ix, hits, n, qid || !q->o->query ? text : NULL, qid);
+	free(hits);
+	q->n_q++, q->n_found += n > 0;
+	return KB_OK;
+}
+
+static int ask_record(void *ctx, json_t *rec, const struct rec_where *at)
+{
+	const json_t *jq = json_object_get(rec, "query");
+	int rc = json_is_string(jq) && json_string_length(jq) > 0
+			 ? ask(ctx, json_string_value(jq), json_object_get(rec, "qid"))
+			 : kb_fail(KB_ERR_FORMAT, "the record has no \"query\" string");
+	json_decref(rec);
+	return rc;
+}
+
+static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
+{
+	struct querying q = { .o = o, .ix = ix };
+	if (search_open(&q.s, ix, e, search_method(o->method)))
+		cli_die("%s", kb_error());
 	double t0 = kb_now();
-	long n_q = 0;
-	if (o->query) {
-		if (search_run(s, o->query, o->k, &hits, &n))
-			cli_die("%s", kb_error());
-		print_hits(o, ix, hits, n, NULL, NULL);
-		status = n ? 0 : 1;
-		free(hits);
-		n_q = 1;
-	} else {
-		struct rec_reader rr;
-		rec_reader_init(&rr, stdin, "<stdin>");
-		json_t *qr;
-		int rc;
-		bool bad = false;
-		while ((rc = rec_next(&rr, &qr)) != KB_EOF) {
-			if (rc == KB_ERR_IO)
-				cli_die("%s", kb_error());
-			if (rc) {
-				fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
-				bad = true;
-				continue;
-			}
-			const json_t *jq = json_object_get(qr, "query");
-			if (!json_is_string(jq) || json_string_length(jq) == 0) {
-				fprintf(stderr, "%s: '<stdin>': line %ld: the record has no \"query\" string\n", cli_tool,
-					rr.lineno);
-				bad = true;
-				json_decref(qr);
-				continue;
-			}
-			if (search_run(s, json_string_value(jq), o->k, &hits, &n))
-				cli_die("%s", kb_error());
-			print_hits(o, ix, hits, n, json_string_value(jq), json_object_get(qr, "qid"));
-			if (n)
-				status = 0;
-			free(hits);
-			json_decref(qr);
-			n_q++;
-		}
-		rec_reader_free(&rr);
-		if (bad)
-			status = 1;
-	}
+	struct rec_loop loop = { .each = ask_record, .report = report_bad, .ctx = &q };
+	if (o->query)
+		ask(&q, o->query, NULL);
+	else if (rec_loop(&loop, 0, NULL))
+		cli_die("%s", kb_error());
 	if (o->verbose) {
-		fprintf(stderr, "%s: %ld queries in %.3f s (%s search", cli_tool, n_q, kb_now() - t0,
+		fprintf(stderr, "%s: %ld queries in %.3f s (%s search", cli_tool, q.n_q, kb_now() - t0,
 			search_method_name(search_method(o->method)));
 		if (o->method != M_LEXICAL)
-			fprintf(stderr, ", %lld vectors, %s", (long long)search_n_vectors(s), search_dense_name(s));
+			fprintf(stderr, ", %lld vectors, %s", (long long)search_n_vectors(q.s), search_dense_name(q.s));
 		fprintf(stderr, ")\n");
 	}
-	search_free(s);
-	return status;
+	search_free(q.s);
+	return q.n_found && !loop.bad ? 0 : 1; /* like grep: 1 when nothing matched */
 }
 
 /* ---- documents ---- */

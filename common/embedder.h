@@ -1,7 +1,7 @@
 /* embedder.h — text → one L2-normalized vector: a BERT-family encoder (mean or
  * CLS pooling), or the last hidden state of a llama/qwen2 decoder pooled by
  * mean or last token. Vectors of one model live in one vector space of the
- * chunk index (index.h), named by embedder_space: the model's fingerprint and
+ * chunk index (chunkdb.h), named by embedder_space: the model's fingerprint and
  * the pooling, so vectors of different models or poolings never mix. */
 #ifndef KB_EMBEDDER_H
 #define KB_EMBEDDER_H

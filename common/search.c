@@ -2,6 +2,7 @@
 #include "search.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct search {
 	struct chunkdb *ix;            /* borrowed */
@@ -110,4 +111,49 @@ void search_free(struct search *s)
 	chunkdb_vectors_free(&s->vecs);
 	free(s->qv);
 	free(s);
+}
+
+/* ---- ordering ---- */
+
+struct placed {
+	struct chunkdb_hit h;
+	int rank;
+	char *doc; /* owned */
+	int64_t seq;
+};
+
+static int cmp_doc(const void *a, const void *b)
+{
+	const struct placed *x = a, *y = b;
+	int c = strcmp(x->doc, y->doc);
+	if (c)
+		return c;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->rank - y->rank;
+}
+
+int search_order(struct chunkdb *ix, struct chunkdb_hit *hits, int n, enum search_order order, int *rank)
+{
+	struct placed *p = kb_calloc((size_t)(n ? n : 1), sizeof *p);
+	if (!p)
+		return KB_ERR_NOMEM;
+	int rc = KB_OK;
+	for (int i = 0; i < n; i++) {
+		p[i] = (struct placed){ .h = hits[i], .rank = i + 1 };
+		if (order == SEARCH_ORDER_DOC && !rc)
+			rc = chunkdb_doc_seq(ix, hits[i].row, &p[i].doc, &p[i].seq);
+	}
+	if (!rc) {
+		if (order == SEARCH_ORDER_DOC)
+			qsort(p, (size_t)n, sizeof *p, cmp_doc);
+		for (int j = 0; j < n; j++) {
+			const struct placed *q = &p[order == SEARCH_ORDER_REVERSE ? n - 1 - j : j];
+			hits[j] = q->h, rank[j] = q->rank;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		free(p[i].doc);
+	free(p);
+	return rc;
 }

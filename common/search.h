@@ -43,4 +43,16 @@ const char *search_method_name(enum search_method m);
 /* Free; search_free(NULL) is a no-op. */
 void search_free(struct search *s);
 
+/* The order retrieved chunks are handed on in (the order of the prompt). */
+enum search_order {
+	SEARCH_ORDER_RANK,    /* best first, as found */
+	SEARCH_ORDER_REVERSE, /* best last, nearest the query */
+	SEARCH_ORDER_DOC,     /* by document, then seq: reading order */
+};
+/* Reorder hits[0..n) by order; rank[i] receives the 1-based place, in the
+ * order given (score order, as search_run returns them), of the hit now at i.
+ * KB_OK, or the index's error (SEARCH_ORDER_DOC reads each hit's doc and seq)
+ * with hits as they were. */
+int search_order(struct chunkdb *ix, struct chunkdb_hit *hits, int n, enum search_order order, int *rank) KB_WUR;
+
 #endif

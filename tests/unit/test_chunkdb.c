@@ -1,12 +1,15 @@
-/* test_index.c — the chunk index: adding records (ids, duplicates, bad
+/* test_chunkdb.c — the chunk index: adding records (ids, duplicates, bad
  * records), BM25 search with hostile query text, vectors, exact top-k against
- * a plain scan, reciprocal-rank fusion. */
+ * a plain scan, reciprocal-rank fusion, documents replacing their chunks,
+ * ingest (records in transactions) and the order hits are handed on in. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 
 #include "hash.h"
 #include "chunkdb.h"
+#include "ingest.h"
+#include "search.h"
 #include "tap.h"
 
 static json_t *rec(const char *js)
@@ -335,6 +338,90 @@ static void test_docs(const char *root)
 	chunkdb_close(ix);
 }
 
+/* ingest: more records than one transaction holds, then the document again,
+ * shorter: the chunks past its new end are swept, a bad record keeps them. */
+static void test_ingest(const char *root)
+{
+	char dir[4400], text[64];
+	snprintf(dir, sizeof dir, "%s/ingest", root);
+	struct chunkdb *ix;
+	struct ingest *g;
+	if (chunkdb_open(&ix, dir, true) || ingest_init(&g, ix, NULL, 8)) {
+		ok(0, "open: %s", kb_error());
+		return;
+	}
+	int n = INGEST_TXN_RECORDS + 100, rc = KB_OK;
+	for (int i = 0; i < n && !rc; i++) {
+		snprintf(text, sizeof text, "chunk number %d of the long document", i);
+		rc = ingest_add(g, rec_of("long", i, text));
+	}
+	ok(rc == KB_OK && ingest_finish(g, true) == KB_OK, "%d records in two transactions", n);
+	ok(ingest_stats(g)->added == n && ingest_stats(g)->swept == 0, "all added (%ld), none swept",
+	   ingest_stats(g)->added);
+	ingest_free(g);
+	int64_t count = 0;
+	ok(chunkdb_count(ix, &count) == KB_OK && count == n, "and in the index");
+	ok(ingest_init(&g, ix, NULL, 8) == KB_OK, "a second run");
+	for (int i = 0; i < 10 && !rc; i++) {
+		snprintf(text, sizeof text, "chunk number %d of the long document", i);
+		rc = ingest_add(g, rec_of("long", i, text));
+	}
+	ok(ingest_add(g, json_pack("{s:i}", "text", 3)) == KB_ERR_FORMAT, "a record the index refuses: %s", kb_error());
+	ok(rc == KB_OK && ingest_finish(g, false) == KB_OK, "finished without sweeping (a record was bad)");
+	ok(chunkdb_count(ix, &count) == KB_OK && count == n, "the old chunks stay (%lld)", (long long)count);
+	ingest_free(g);
+	ok(ingest_init(&g, ix, NULL, 8) == KB_OK, "a third run");
+	for (int i = 0; i < 10 && !rc; i++) {
+		snprintf(text, sizeof text, "chunk number %d of the long document", i);
+		rc = ingest_add(g, rec_of("long", i, text));
+	}
+	rc = rc ? rc : ingest_finish(g, true);
+	ok(rc == KB_OK && ingest_stats(g)->swept == n - 10, "the document again, 10 chunks: the other %d are swept (%ld)",
+	   n - 10, ingest_stats(g)->swept);
+	ingest_free(g);
+	ingest_free(NULL);
+	ok(chunkdb_count(ix, &count) == KB_OK && count == 10, "10 chunks left");
+
+	/* search_order: rank, reversed, reading order (doc, then seq) */
+	const char *b[] = { "Bread rises in the oven.", "The oven is hot." };
+	int64_t swept;
+	ok(add_run(ix, b, "b", 2, &swept) == KB_OK, "document b");
+	struct chunkdb_hit *h;
+	int nh = 0, rank[8];
+	if (chunkdb_search_lexical(ix, "oven document chunk number 7 hot", 4, &h, &nh) || nh != 4) {
+		ok(0, "4 hits: %d %s", nh, kb_error());
+		chunkdb_close(ix);
+		return;
+	}
+	struct chunkdb_hit by_rank[4];
+	memcpy(by_rank, h, sizeof by_rank);
+	ok(search_order(ix, h, nh, SEARCH_ORDER_REVERSE, rank) == KB_OK && h[0].row == by_rank[3].row &&
+		   rank[0] == 4 && rank[3] == 1,
+	   "reversed: the best last, ranks kept");
+	memcpy(h, by_rank, sizeof by_rank);
+	ok(search_order(ix, h, nh, SEARCH_ORDER_DOC, rank) == KB_OK, "by document");
+	bool sorted = true;
+	for (int i = 1; i < nh; i++) {
+		char *d0, *d1;
+		int64_t s0, s1;
+		if (chunkdb_doc_seq(ix, h[i - 1].row, &d0, &s0) || chunkdb_doc_seq(ix, h[i].row, &d1, &s1)) {
+			sorted = false;
+			break;
+		}
+		int c = strcmp(d0, d1);
+		sorted &= c < 0 || (c == 0 && s0 < s1);
+		free(d0);
+		free(d1);
+	}
+	ok(sorted, "in reading order: doc, then seq");
+	bool same = true;
+	for (int i = 0; i < nh; i++)
+		same &= h[i].score == by_rank[rank[i] - 1].score && h[i].row == by_rank[rank[i] - 1].row;
+	ok(same, "each hit keeps its rank and score");
+	free(h);
+	chunkdb_close(ix);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -364,5 +451,6 @@ int main(void)
 	test_topk_100k();
 	test_rrf();
 	test_docs(dir);
+	test_ingest(dir);
 	return done_testing(); /* tap_tmpdir() goes at exit */
 }
