@@ -30,6 +30,7 @@ static const struct option longopts[] = {
 	{ "query-prefix", required_argument, NULL, 'U' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "json", no_argument, NULL, 'j' },
 	{ "quiet", no_argument, NULL, 'Q' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
@@ -64,6 +65,7 @@ static void usage(void)
 	       "      --delete DOC       remove every chunk of document DOC (repeatable)\n"
 	       "  -t, --threads N        threads (default: all cores)\n"
 	       "  -v, --verbose          counts and timings on stderr (and progress, as on a terminal)\n"
+	       "  -j, --json             the counts and timings as one JSON object on stderr\n"
 	       "      --quiet            no progress\n"
 	       "  -h, --help             this help\n"
 	       "      --version          the version\n");
@@ -75,7 +77,7 @@ static const struct cli_values values[] = {
 	{ NULL, NULL },
 };
 
-static const struct cli cli = { "kvblend-embed", "m:q:k:t:vh", longopts, usage, values };
+static const struct cli cli = { "kvblend-embed", "m:q:k:t:vjh", longopts, usage, values };
 
 enum method { M_DEFAULT, M_LEXICAL, M_DENSE, M_HYBRID };
 
@@ -85,7 +87,7 @@ struct opts {
 	const char *model, *store, *query, *pool, *passage_prefix, *query_prefix;
 	const char *del[MAX_DELETE]; /* --delete DOC, n_del of them */
 	int k, batch, threads, n_del;
-	bool quiet, search, verbose, vectors, store_set, method_set, order_set, list_docs;
+	bool json, quiet, search, verbose, vectors, store_set, method_set, order_set, list_docs;
 	char **inputs; /* chunk records: these files, else stdin */
 	int n_inputs;
 	enum method method;
@@ -137,6 +139,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'U': o->query_prefix = optarg; break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
+		case 'j': o->json = true; break;
 		case 'Q': o->quiet = true; break;
 		default: cli_unreachable(c);
 		}
@@ -208,12 +211,19 @@ static void report_bad(void *ctx, const char *msg)
 	fprintf(stderr, "%s: %s\n", cli_tool, msg);
 }
 
-static void report_stored(struct chunkdb *ix, bool embedded, const struct ingest_stats *st, long n_in, long n_bad,
-			  double t)
+/* The indexing summary: a line (-v), or one JSON object (--json), on stderr. */
+static void report_stored(const struct opts *o, struct chunkdb *ix, bool embedded, const struct ingest_stats *st,
+			  long n_in, long n_bad, double t)
 {
 	int64_t total = 0;
 	if (chunkdb_count(ix, &total))
 		cli_die("%s", kb_error());
+	if (o->json) {
+		fprintf(stderr, "{\"chunks\":%ld,\"added\":%ld,\"already_indexed\":%ld,\"bad\":%ld,\"in_index\":%lld,"
+			"\"seconds\":%.3f,\"embedded\":%ld,\"embed_seconds\":%.3f,\"swept\":%ld}\n", n_in + n_bad,
+			st->added, n_in - st->added, n_bad, (long long)total, t, st->embedded, st->t_embed, st->swept);
+		return;
+	}
 	fprintf(stderr, "%s: %ld chunks read, %ld added, %ld already there, %ld bad; %lld in the index; %.3f s",
 		cli_tool, n_in + n_bad, st->added, n_in - st->added, n_bad, (long long)total, t);
 	if (embedded)
@@ -245,8 +255,8 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 			n_bad == 1 ? "" : "s");
 	if (ingest_finish(s.g, n_bad == 0))
 		cli_die("%s", kb_error());
-	if (o->verbose)
-		report_stored(ix, e != NULL, ingest_stats(s.g), n_in, n_bad, kb_now() - t0);
+	if (o->verbose || o->json)
+		report_stored(o, ix, e != NULL, ingest_stats(s.g), n_in, n_bad, kb_now() - t0);
 	ingest_free(s.g);
 	return n_bad ? 1 : 0;
 }
@@ -426,7 +436,10 @@ static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 		ask(&q, o->query, NULL);
 	else if (rec_loop(&loop, 0, NULL))
 		cli_die("%s", kb_error());
-	if (o->verbose) {
+	if (o->json) {
+		fprintf(stderr, "{\"queries\":%ld,\"found\":%ld,\"seconds\":%.3f,\"method\":\"%s\"}\n", q.n_q, q.n_found,
+			kb_now() - t0, search_method_name(search_method(o->method)));
+	} else if (o->verbose) {
 		fprintf(stderr, "%s: %ld queries in %.3f s (%s search", cli_tool, q.n_q, kb_now() - t0,
 			search_method_name(search_method(o->method)));
 		if (o->method != M_LEXICAL)

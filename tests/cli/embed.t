@@ -270,4 +270,13 @@ else
 	[ $RUN_RC -eq 1 ]; ok $? "--delete there: exit 1, saying read-only ($RUN_ERR)"
 fi
 chmod -R u+w "$t/ro"
+# --json: the summaries as one JSON object on stderr (issue 10 item 18)
+printf '%s\n' '{"doc":"j.txt","seq":0,"text":"Jellyfish drift in the warm sea."}' >"$t/j.jsonl"
+run "$E" --store "$t/js" --json "$t/j.jsonl"
+[ $RUN_RC -eq 0 ] && [ -z "$RUN_OUT" ]; ok $? "--json indexing: exit 0, nothing on stdout"
+like "$RUN_ERR" '{"chunks":1,"added":1,"already_indexed":0,"bad":0,"in_index":1,"seconds":*,"embedded":0,*"swept":0}' \
+	"--json indexing: the counts as JSON ($RUN_ERR)"
+run "$E" --store "$t/js" -j -q jellyfish
+like "$RUN_ERR" '{"queries":1,"found":1,"seconds":*,"method":"lexical"}' "--json searching: the counts as JSON"
+like "$RUN_OUT" '*"Jellyfish drift*' "and the hit on stdout"
 done_testing

@@ -64,6 +64,25 @@ like "$RUN_RC:$RUN_ERR" "2:kvblend: 'nosuchtool' is not a kvblend tool*" "kvblen
 kvblend --help >/dev/full 2>"$TAP_TMP/full"
 is "$?:$(cat "$TAP_TMP/full")" "1:kvblend: write error: No space left on device" "kvblend --help >/dev/full"
 
+# Item 5 on real output, not only --help: each tool's results to a full disk
+if model=$(tap_shared models/stories260Ktok512.gguf); then
+	full() { # NAME CMD...: CMD's stdout is /dev/full: exit 1 and a message naming the failure
+		name=$1
+		shift
+		"$@" >/dev/full 2>"$TAP_TMP/full" </dev/null
+		like "$?:$(cat "$TAP_TMP/full")" "1:*No space left on device*" "$name >/dev/full: exit 1, a message"
+	}
+	printf 'Once upon a time.\n' >"$TAP_TMP/story.txt"
+	full decode "$KVBLEND_BIN/kvblend-decode" -m "$model" -p "Once upon" -n 8
+	full info "$KVBLEND_BIN/kvblend-info" "$model"
+	full "info --json" "$KVBLEND_BIN/kvblend-info" --json "$model"
+	full tokenize "$KVBLEND_BIN/kvblend-tokenize" -m "$model" "$TAP_TMP/story.txt"
+	full chunk "$KVBLEND_BIN/kvblend-chunk" "$TAP_TMP/story.txt"
+	full "prefill -o -" "$KVBLEND_BIN/kvblend-prefill" -m "$model" -p "Once upon" -o -
+else
+	for t in decode info "info --json" tokenize chunk "prefill -o -"; do skip "$t >/dev/full: no ../shared model"; done
+fi
+
 # Sizes: one parser (k, M, G, T: powers of 1024), the same error everywhere.
 if [ -x "$KVBLEND_BIN/kvblend-evict" ]; then
 	st=$TAP_TMP/st # no store: a size that parses gets as far as opening it (exit 1), a bad one is a usage error
