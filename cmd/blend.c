@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "kvfile.h"
+#include "progress.h"
 #include "prompt.h"
 #include "records.h"
 #include "template.h"
@@ -32,6 +33,7 @@ static const struct option longopts[] = {
 	{ "verify", no_argument, NULL, 'V' },
 	{ "special", no_argument, NULL, 'X' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'z' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -62,7 +64,9 @@ static void usage(void)
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
 	       "      --special            turn special tokens written in the prefix and query (</s>)\n"
 	       "                           into those tokens (default: plain text, as chunks always are)\n"
-	       "  -v, --verbose            tokens, selection and timings on stderr\n"
+	       "  -v, --verbose            tokens, selection and timings on stderr (and progress, as on a\n"
+	       "                           terminal: chunk caches loaded or computed, of how many)\n"
+	       "      --quiet              no progress\n"
 	       "  -h, --help               this help\n"
 	       "      --version            the version\n");
 }
@@ -81,7 +85,7 @@ struct opts {
 	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
 	struct blend_opts bo;
 	int dtype, threads, ctx;
-	bool verify, verbose, no_store, special;
+	bool verify, verbose, quiet, no_store, special;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -128,6 +132,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'V': o->verify = true; break;
 		case 'X': o->special = true; break;
 		case 'v': o->verbose = true; break;
+		case 'z': o->quiet = true; break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -242,11 +247,15 @@ int main(int argc, char **argv)
 	}
 	chunkcache_set_tool(cc, cli_tool, n_prov, prov);
 	chunkcache_set_warn(cc, warn_chunk, NULL);
+	struct progress meter;
+	progress_start(&meter, "chunk caches", 0, progress_wanted(o.quiet, o.verbose));
+	chunkcache_set_progress(cc, progress_cb, &meter);
 
 	/* time to first token: from here (the model is loaded) to the logits */
 	struct prompt_stats st;
 	if (prompt_run(&p, m, &ws, &kv, cc, &o.bo, logits, &st))
 		cli_die("%s", kb_error());
+	progress_end(&meter);
 	struct kvc_header h;
 	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))

@@ -19,6 +19,8 @@ struct chunkcache {
 	char **argv;
 	void (*warn)(void *ctx, int id, const char *msg); /* NULL: troubles survived go unsaid */
 	void *warn_ctx;
+	void (*progress)(void *ctx, uint64_t done, uint64_t total); /* NULL: none */
+	void *progress_ctx;
 };
 
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype)
@@ -63,6 +65,12 @@ void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, 
 {
 	cc->warn = warn;
 	cc->warn_ctx = ctx;
+}
+
+void chunkcache_set_progress(struct chunkcache *cc, void (*fn)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+	cc->progress = fn;
+	cc->progress_ctx = ctx;
 }
 
 static void warn(struct chunkcache *cc, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -328,6 +336,8 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 			break;
 		}
 		end = p->slot0 + p->n > end ? p->slot0 + p->n : end;
+		if (cc->progress)
+			cc->progress(cc->progress_ctx, (uint64_t)i, (uint64_t)n_parts);
 		struct hit *h = &ld->hits[ld->n_hits];
 		h->slot0 = p->slot0;
 		h->id = p->id;
@@ -354,6 +364,8 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 			store_or_warn(cc, m, kv, p->slot0, p->n, h->key, cost, p->id);
 	}
 	kv->n = end;
+	if (rc == KB_OK && cc->progress)
+		cc->progress(cc->progress_ctx, (uint64_t)n_parts, (uint64_t)n_parts);
 	if (rc == KB_OK && ld->n_hits > 0) {
 		if (pthread_create(&ld->thread, NULL, loader_main, ld) != 0)
 			rc = kb_fail(KB_ERR_IO, "cannot start the cache loader thread");

@@ -7,6 +7,7 @@
 #define KB_CHUNKCACHE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kvc.h"
 #include "model.h"
@@ -36,6 +37,10 @@ struct store *chunkcache_store(struct chunkcache *cc);
  * the part's id (chunkcache_part.id; -1 from chunkcache_load) and a one-line
  * reason; default: none. */
 void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, const char *msg), void *ctx);
+/* fn(ctx, done, total) hears how many of the chunks of a chunkcache_load_begin
+ * are looked up or computed (misses are the slow part), from 0 of total to
+ * total of total; NULL for none. */
+void chunkcache_set_progress(struct chunkcache *cc, void (*fn)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 
 /* Make slots [slot0, slot0 + n) of kv hold the cache of tokens[0..n) computed
  * alone at positions 0..n-1 (kv->pos and kv->tok set accordingly; kv->n is

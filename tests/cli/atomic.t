@@ -30,8 +30,9 @@ for sig in TERM:15 INT:2 HUP:1; do
 	num=${sig#*:} sig=${sig%:*}
 	fifo=$t/in.$sig
 	mkfifo "$fifo"
-	# sh starts background commands with SIGINT ignored: perl gives it back
-	perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV or die' "$chunk" -o "$t/c.jsonl" <"$fifo" 2>"$t/err" &
+	# sh starts background commands with SIGINT ignored, and a test run under
+	# nohup has SIGHUP ignored: perl gives each its default action back
+	perl -e '$SIG{$_} = "DEFAULT" for qw(INT HUP TERM); exec @ARGV or die' "$chunk" -o "$t/c.jsonl" <"$fifo" 2>"$t/err" &
 	pid=$!
 	exec 3>"$fifo" # the writer end stays open: chunk waits for its input
 	printf 'a paragraph\n\n' >&3

@@ -4,7 +4,7 @@
 # a terminal or with -v/--progress; --quiet silences it; logs stay clean.
 . "$(dirname "$0")/tap.sh"
 need_shared models/stories260Ktok512.gguf
-need_bin prefill embed chunk
+need_bin prefill embed chunk blend
 model=$SHARED/models/stories260Ktok512.gguf
 B=$KVBLEND_BIN
 for i in $(seq 30); do
@@ -27,6 +27,13 @@ run "$B/kvblend-embed" --store "$TAP_TMP/e1" -v <"$TAP_TMP/c.jsonl"
 like "$RUN_RC:$RUN_ERR" "0:kvblend-embed: 30/30 chunks (100%)*" "embed -v: progress of the indexing"
 run "$B/kvblend-embed" --store "$TAP_TMP/e2" -v --quiet <"$TAP_TMP/c.jsonl"
 ok $(case $RUN_ERR in *"chunks ("*) echo 1 ;; *) echo 0 ;; esac) "embed --quiet: no progress"
+
+# blend: the caches loaded or computed, of how many (the head, BOS here, and the first 5 records)
+head -n 5 "$TAP_TMP/c.jsonl" >"$TAP_TMP/c5.jsonl"
+run "$B/kvblend-blend" -m "$model" --store "$TAP_TMP/b1" -q "Who was there?" -v -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-blend: 6/6 chunk caches (100%)*" "blend -v: progress of the chunk caches"
+run "$B/kvblend-blend" -m "$model" --store "$TAP_TMP/b1" -q "Who was there?" -v --quiet -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
+ok $(case $RUN_ERR in *"chunk caches ("*) echo 1 ;; *) echo 0 ;; esac) "blend --quiet: no progress"
 
 yes "Once upon a time there was a little cat. It was happy. The dog ran away." | head -n 20 >"$TAP_TMP/doc.txt"
 run "$B/kvblend-chunk" -m "$model" --by ppl -v "$TAP_TMP/doc.txt"
