@@ -413,14 +413,20 @@ static int warm_store(struct bench *b, struct bench_result *r)
 /* Each question: the reference, then every other method on the same prompt. */
 static int run_questions(struct bench *b, struct bench_result *r)
 {
+	double t0 = kb_now();
 	for (int qi = 0; qi < r->n_q; qi++) {
+		/* the time left, from the questions done so far */
+		char left[48] = "";
+		if (qi > 0)
+			snprintf(left, sizeof left, ", about %.0f s left", (kb_now() - t0) / qi * (r->n_q - qi));
 		const struct dataset_item *it = r->qs[qi].it;
 		for (int i = -1; i < r->n_m; i++) {
 			int mi = i < 0 ? r->full : i;
 			if (i == r->full)
 				continue;
 			struct bench_method *me = &r->ms[mi];
-			progress(b->o, BENCH_STEP, "question %d/%d (%d tokens): %s", qi + 1, r->n_q, r->qs[qi].p.n_tokens, me->label);
+			progress(b->o, BENCH_STEP, "question %d/%d (%d tokens): %s%s", qi + 1, r->n_q, r->qs[qi].p.n_tokens,
+				 me->label, left);
 			r->rss_per_method = rss_reset();
 			int rc = mi == r->full ? run_full(b, &r->qs[qi], qi, me) : run_method(b, &r->qs[qi], qi, me);
 			if (rc)

@@ -34,6 +34,7 @@ like "$RUN_OUT" "*stories260Ktok512.gguf on cacheblend_wikimqa_s_clean.json*2 qu
 # 2 questions x (instruction + 10 passages), the instruction the same for both
 like "$RUN_ERR" "*22 chunk caches in the store (21 computed now, 1 there already)*" "the store is filled before timing"
 like "$RUN_ERR" "*question 2/2*blend:1*" "--progress reports each question and method"
+like "$RUN_ERR" "*question 2/2*: full, about * s left*" "--progress: the time left, from the questions done"
 
 # the SVG
 [ -s "$TAP_TMP/p.svg" ]
