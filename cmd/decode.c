@@ -168,6 +168,66 @@ static void read_input(const struct opts *o, struct input *in)
 	in->io = NULL;
 }
 
+/* Load the cache (header ch, read from r) into kv, then run the prompt's
+ * tokens ids[0..n_ids) after it; ws.logits hold the last token's logits.
+ * Returns the position of the next token. */
+static int32_t prefill(const struct model *m, struct model_ws *ws, struct kv_cache *kv, struct kvc_reader *r,
+		       const struct kvc_header *ch, const int32_t *ids, size_t n_ids)
+{
+	int32_t next_pos = 0;
+	if (ch) {
+		if (kvfile_read(r, ch, m, kv))
+			cli_die("%s", kb_error());
+		for (int i = 0; i < kv->n; i++)
+			next_pos = kv->pos[i] + 1 > next_pos ? kv->pos[i] + 1 : next_pos;
+		if (n_ids == 0) {
+			if (ch->n_logits == m->hp.n_vocab) {
+				memcpy(ws->logits, ch->logits, (size_t)m->hp.n_vocab * sizeof *ws->logits);
+			} else {
+				/* no logits saved: run the last cached token again */
+				kv->n--;
+				if (model_forward(m, ws, kv, &kv->tok[kv->n], &kv->pos[kv->n], 1, ws->logits, false))
+					cli_die("%s", kb_error());
+			}
+		}
+	}
+	if (n_ids > 0) {
+		int32_t *pos = malloc(n_ids * sizeof *pos);
+		if (!pos)
+			cli_die("out of memory");
+		for (size_t i = 0; i < n_ids; i++)
+			pos[i] = next_pos + (int32_t)i;
+		if (model_forward(m, ws, kv, ids, pos, (int)n_ids, ws->logits, false))
+			cli_die("%s", kb_error());
+		next_pos += (int32_t)n_ids;
+		free(pos);
+	}
+	return next_pos;
+}
+
+/* Sample, print and feed back up to -n tokens from ws.logits on; stops at an
+ * end-of-generation token or a full context (*full). Returns the count. */
+static int generate(const struct opts *o, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		    struct sampler *smp, int32_t next_pos, bool *full)
+{
+	int n_gen = 0;
+	*full = false;
+	while (n_gen < o->n_predict) {
+		int32_t next = sampler_sample(smp, ws->logits);
+		if (tok_is_eog(m->tok, next))
+			break;
+		emit(m->tok, next, o->ids, n_gen == 0);
+		if (++n_gen == o->n_predict)
+			break;
+		if ((*full = kv->n == kv->n_ctx))
+			break;
+		int32_t p = next_pos++;
+		if (model_forward(m, ws, kv, &next, &p, 1, ws->logits, false))
+			cli_die("%s", kb_error());
+	}
+	return n_gen;
+}
+
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
@@ -229,53 +289,13 @@ int main(int argc, char **argv)
 
 	/* prefill: load the cache, then run the text after it */
 	double t0 = kb_now();
-	int32_t next_pos = 0;
-	if (ch) {
-		if (kvfile_read(in.cache, ch, m, &kv))
-			cli_die("%s", kb_error());
-		for (int i = 0; i < kv.n; i++)
-			next_pos = kv.pos[i] + 1 > next_pos ? kv.pos[i] + 1 : next_pos;
-		if (n_ids == 0) {
-			if (ch->n_logits == m->hp.n_vocab) {
-				memcpy(ws.logits, ch->logits, (size_t)m->hp.n_vocab * sizeof *ws.logits);
-			} else {
-				/* no logits saved: run the last cached token again */
-				kv.n--;
-				if (model_forward(m, &ws, &kv, &kv.tok[kv.n], &kv.pos[kv.n], 1, ws.logits, false))
-					cli_die("%s", kb_error());
-			}
-		}
-	}
-	if (n_ids > 0) {
-		int32_t *pos = malloc(n_ids * sizeof *pos);
-		if (!pos)
-			cli_die("out of memory");
-		for (size_t i = 0; i < n_ids; i++)
-			pos[i] = next_pos + (int32_t)i;
-		if (model_forward(m, &ws, &kv, ids, pos, (int)n_ids, ws.logits, false))
-			cli_die("%s", kb_error());
-		next_pos += (int32_t)n_ids;
-		free(pos);
-	}
+	int32_t next_pos = prefill(m, &ws, &kv, in.cache, ch, ids, n_ids);
 	double t1 = kb_now();
 	const size_t n_prefilled = n_ids;
 
 	/* generate */
-	int n_gen = 0;
 	bool full = false; /* stopped because the context is full */
-	while (n_gen < o.n_predict) {
-		int32_t next = sampler_sample(smp, ws.logits);
-		if (tok_is_eog(m->tok, next))
-			break;
-		emit(m->tok, next, o.ids, n_gen == 0);
-		if (++n_gen == o.n_predict)
-			break;
-		if ((full = kv.n == kv.n_ctx))
-			break;
-		int32_t p = next_pos++;
-		if (model_forward(m, &ws, &kv, &next, &p, 1, ws.logits, false))
-			cli_die("%s", kb_error());
-	}
+	int n_gen = generate(&o, m, &ws, &kv, smp, next_pos, &full);
 	double t2 = kb_now();
 	if (o.ids || n_gen > 0)
 		putchar('\n');

@@ -249,76 +249,56 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	return loop.bad ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+/* Options into o; what is left of argv are the record files. */
+static void parse(int argc, char **argv, struct opts *o)
 {
-	cli_start(&cli);
-	struct opts o = { .output = "-", .dtype = KVC_F16, .batch = 512 };
 	int c;
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
-		case 'm': o.model = optarg; break;
-		case 'p': o.prompt = optarg; break;
-		case 'f': o.file = optarg; break;
-		case 'o': o.output = optarg, o.output_set = true; break;
-		case 'S': o.store = optarg; break;
-		case 'b': o.batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
-		case 'P': o.progress = true; break;
-		case 'Q': o.quiet = true; break;
+		case 'm': o->model = optarg; break;
+		case 'p': o->prompt = optarg; break;
+		case 'f': o->file = optarg; break;
+		case 'o': o->output = optarg, o->output_set = true; break;
+		case 'S': o->store = optarg; break;
+		case 'b': o->batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
+		case 'P': o->progress = true; break;
+		case 'Q': o->quiet = true; break;
 		case 'D':
-			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)
+			if ((o->dtype = kvc_dtype_from_name(optarg)) < 0)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
 			break;
-		case 't': o.threads = (int)cli_long("--threads", optarg, 1, 1024); break;
-		case 'B': o.no_bos = true; break;
-		case 'L': o.no_logits = true; break;
-		case 'N': o.special = true; break;
-		case 'v': o.verbose = true; break;
-		case 'j': o.json = true; break;
+		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
+		case 'B': o->no_bos = true; break;
+		case 'L': o->no_logits = true; break;
+		case 'N': o->special = true; break;
+		case 'v': o->verbose = true; break;
+		case 'j': o->json = true; break;
 		default: cli_unreachable(c);
 		}
 	}
-	if (!o.model)
+	if (!o->model)
 		cli_usage_error("a model is required (-m MODEL)");
-	char **prov; /* provenance: the option names, never their values */
-	int n_prov;
-	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
-		cli_die("%s", kb_error());
-	if (!o.prompt && !o.file) {
-		if (o.output_set)
-			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
-		if (optind == argc && isatty(STDIN_FILENO))
-			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records (FILE... or stdin)");
-		kb_set_threads(o.threads);
-		int status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
-		free(prov);
-		return status;
-	}
-	if (o.store)
-		cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
-	if (o.prompt && o.file)
-		cli_usage_error("give the text with -p or -f, not both");
-	if (optind < argc)
-		cli_usage_error("unexpected argument '%s'", argv[optind]);
-	if (strcmp(o.output, "-") == 0 && isatty(STDOUT_FILENO))
-		cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
-	kb_set_threads(o.threads);
+}
 
+/* The cache of one text (-p or -f) to -o. */
+static int prefill_text(const struct opts *o, int n_prov, char **prov)
+{
 	char *text = NULL;
 	size_t len;
-	if (o.prompt) {
-		len = strlen(o.prompt);
-	} else if (kb_read_file(o.file, &text, &len)) {
+	if (o->prompt) {
+		len = strlen(o->prompt);
+	} else if (kb_read_file(o->file, &text, &len)) {
 		cli_die("%s", kb_error());
 	}
 	if (len == 0)
 		cli_die("text is empty");
 	struct model *m;
-	if (model_load(&m, o.model))
+	if (model_load(&m, o->model))
 		cli_die("%s", kb_error());
 	int32_t *ids;
 	size_t n;
-	if (tok_encode(m->tok, o.prompt ? o.prompt : text, len, !o.no_bos && tok_add_bos(m->tok),
-		       o.special, &ids, &n))
+	if (tok_encode(m->tok, o->prompt ? o->prompt : text, len, !o->no_bos && tok_add_bos(m->tok),
+		       o->special, &ids, &n))
 		cli_die("%s", kb_error());
 	if (n == 0)
 		cli_die("text is empty after tokenization");
@@ -337,26 +317,58 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	double t1 = kb_now();
 	struct kvc_header h;
-	kvfile_header(&h, m, &kv, 0, (int)n, o.no_logits ? NULL : ws.logits, o.dtype, cli_tool, n_prov, prov);
-	if (kvfile_write_path(o.output, &h, &kv, 0))
+	kvfile_header(&h, m, &kv, 0, (int)n, o->no_logits ? NULL : ws.logits, o->dtype, cli_tool, n_prov, prov);
+	if (kvfile_write_path(o->output, &h, &kv, 0))
 		cli_die("%s", kb_error());
-	if (o.json) {
+	if (o->json) {
 		json_t *j = json_pack("{s:I, s:f, s:f, s:s, s:s}", "tokens", (json_int_t)n, "seconds", t1 - t0,
-				      "tokens_per_s", n / (t1 - t0), "dtype", kvc_dtype_name(o.dtype), "output", o.output);
+				      "tokens_per_s", n / (t1 - t0), "dtype", kvc_dtype_name(o->dtype), "output", o->output);
 		if (!j || json_dumpf(j, stderr, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)))
 			cli_die("out of memory");
 		fputc('\n', stderr);
 		json_decref(j);
-	} else if (o.verbose) {
+	} else if (o->verbose) {
 		fprintf(stderr, "%s: %zu tokens in %.3f s (%.1f t/s), %s cache written to %s\n", cli_tool, n,
-			t1 - t0, n / (t1 - t0), kvc_dtype_name(o.dtype), o.output);
+			t1 - t0, n / (t1 - t0), kvc_dtype_name(o->dtype), o->output);
 	}
 	free(pos);
 	free(ids);
 	free(text);
-	free(prov);
 	kv_cache_free(&kv);
 	model_ws_free(&ws);
 	model_free(m);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	cli_start(&cli);
+	struct opts o = { .output = "-", .dtype = KVC_F16, .batch = 512 };
+	parse(argc, argv, &o);
+	char **prov; /* provenance: the option names, never their values */
+	int n_prov;
+	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
+		cli_die("%s", kb_error());
+	int status;
+	if (!o.prompt && !o.file) {
+		if (o.output_set)
+			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
+		if (optind == argc && isatty(STDIN_FILENO))
+			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records (FILE... or stdin)");
+		kb_set_threads(o.threads);
+		status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
+	} else {
+		if (o.store)
+			cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
+		if (o.prompt && o.file)
+			cli_usage_error("give the text with -p or -f, not both");
+		if (optind < argc)
+			cli_usage_error("unexpected argument '%s'", argv[optind]);
+		if (strcmp(o.output, "-") == 0 && isatty(STDOUT_FILENO))
+			cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
+		kb_set_threads(o.threads);
+		status = prefill_text(&o, n_prov, prov);
+	}
+	free(prov);
+	return status;
 }
