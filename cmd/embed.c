@@ -280,25 +280,11 @@ static const char *embed_text(const json_t *rec, bool *is_query)
 static void print_vectors(struct embedder *e, json_t **recs, const char **texts, const bool *is_query, int n)
 {
 	const int dim = embedder_dim(e);
-	float *v = malloc((size_t)n * (size_t)dim * sizeof *v), *pv = malloc((size_t)n * (size_t)dim * sizeof *pv);
-	const char **pt = malloc((size_t)n * sizeof *pt);
-	if (!v || !pv || !pt)
+	float *v = malloc((size_t)n * (size_t)dim * sizeof *v);
+	if (!v)
 		cli_die("out of memory");
-	int np = 0;
-	for (int i = 0; i < n; i++)
-		if (!is_query[i])
-			pt[np++] = texts[i];
-	if (np && embedder_run(e, pt, np, pv))
+	if (embedder_run_mixed(e, texts, is_query, n, v))
 		cli_die("%s", kb_error());
-	for (int i = 0, k = 0; i < n; i++) {
-		float *vi = v + (size_t)i * dim;
-		if (!is_query[i])
-			memcpy(vi, pv + (size_t)k++ * dim, (size_t)dim * sizeof *vi);
-		else if (embedder_run_query(e, texts[i], vi))
-			cli_die("%s", kb_error());
-	}
-	free(pv);
-	free(pt);
 	for (int i = 0; i < n; i++) {
 		json_t *a = json_array();
 		for (int j = 0; a && j < dim; j++)

@@ -339,3 +339,25 @@ int embedder_run_query(struct embedder *e, const char *query, float *out)
 {
 	return run_texts(e, e->query_prefix, &query, 1, out);
 }
+
+int embedder_run_mixed(struct embedder *e, const char *const *texts, const bool *is_query, int n, float *out)
+{
+	const size_t dim = (size_t)embedder_dim(e), cnt = (size_t)n * dim;
+	float *pv = kb_malloc((cnt ? cnt : 1) * sizeof *pv);
+	const char **pt = kb_malloc((n ? (size_t)n : 1) * sizeof *pt);
+	int rc = pv && pt ? KB_OK : KB_ERR_NOMEM, np = 0;
+	for (int i = 0; !rc && i < n; i++)
+		if (!is_query[i])
+			pt[np++] = texts[i];
+	if (!rc && np)
+		rc = embedder_run(e, pt, np, pv);
+	for (int i = 0, k = 0; !rc && i < n; i++) {
+		if (!is_query[i])
+			memcpy(out + (size_t)i * dim, pv + (size_t)k++ * dim, dim * sizeof *out);
+		else
+			rc = embedder_run_query(e, texts[i], out + (size_t)i * dim);
+	}
+	free(pv);
+	free(pt);
+	return rc;
+}

@@ -6,6 +6,8 @@
 #ifndef KB_EMBEDDER_H
 #define KB_EMBEDDER_H
 
+#include <stdbool.h>
+
 #include "util.h"
 
 struct embedder;
@@ -32,6 +34,11 @@ const char *embedder_describe(const struct embedder *e);
 int embedder_run(struct embedder *e, const char *const *texts, int n, float *out) KB_WUR;
 /* Embed one query, as embedder_run does a passage but after the query prefix. */
 int embedder_run_query(struct embedder *e, const char *query, float *out) KB_WUR;
+/* Embed n texts, each a passage or (is_query[i]) a query, into out[n][dim]:
+ * the passages in one embedder_run, the queries one by one. Errors as
+ * embedder_run's, and KB_ERR_NOMEM. */
+int embedder_run_mixed(struct embedder *e, const char *const *texts, const bool *is_query, int n,
+		       float *out) KB_WUR;
 /* Text put before every passage and every query, as some models were trained
  * (e5: "passage: " and "query: "; bge: an instruction before short queries).
  * The passage prefix is part of the vector space's name, so vectors made with

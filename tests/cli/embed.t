@@ -143,6 +143,12 @@ if [ -x "$Q" ] && "$Q" --synthetic all-minilm-l6-v2 $vocab "$t/minilm.gguf" q8_0
 		exit 1' "$t/qvec" "$t/top" "$t/vecs"
 	ok $? "--vectors: the query's and the best chunk's vectors give the search's score"
 	like "$(cat "$t/qvec")" '{"query":"Who walked on the moon?","qid":3,"embedding":\[*\]}' "--vectors: a query record keeps its fields"
+	# a batch that mixes passages and a query: each vector as when embedded alone
+	{ head -n 2 "$t/chunks.jsonl"; printf '{"query":"Who walked on the moon?","qid":3}\n'; sed -n 3p "$t/chunks.jsonl"; } |
+		"$E" -m "$t/minilm.gguf" --vectors >"$t/mixed"
+	{ head -n 2 "$t/vecs"; cat "$t/qvec"; sed -n 3p "$t/vecs"; } >"$t/mixed.want"
+	cmp -s "$t/mixed" "$t/mixed.want"
+	ok $? "--vectors: passages and a query in one batch get the vectors each gets alone"
 	run "$E" -m "$t/minilm.gguf" --vectors <<-EOF
 	{"text":"one"}
 	{"title":"no text"}
