@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (o.verbose)
 		fprintf(stderr, "%s: %d tokens in %zu parts, %d from caches; mode %s: %d layers for every token, "
-			"%d tokens in the others; %d caches stored, %d computed (%.3f s), %.1f MiB read (%.3f s, "
+			"%d tokens in the others; %d caches from the store, %d computed (%.3f s), %.1f MiB read (%.3f s, "
 			"overlapping the blend), blend %.3f s, time to first token %.3f s\n",
 			cli_tool, N, p.n_segs, st.blend.n_cached, blend_mode_name(o.bo.mode), st.blend.n_full_layers,
 			st.blend.n_selected, st.cache.hits, st.cache.misses, st.cache.t_compute,

@@ -39,7 +39,7 @@ ok $? "a .kvc operand is a chunk too"
 blend -v -o /dev/null 2>"$t/v"
 grep -q "0 computed" "$t/v"; ok $? "every chunk came from the store: $(cat "$t/v")"
 blend --no-store -v -o /dev/null 2>"$t/v"
-grep -q "0 caches stored" "$t/v"; ok $? "--no-store computes every chunk"
+grep -q "0 caches from the store" "$t/v"; ok $? "--no-store computes every chunk"
 
 # each mode's result, from -v and --verify: "N tokens in P parts, C from caches; ...
 # S tokens in the others" (S: tokens recomputed after the check layer) and the KL

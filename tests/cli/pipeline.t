@@ -31,7 +31,7 @@ tail -1 "$t/hits.jsonl" | grep -q 'pond'; ok $? "the best one (last, nearest the
 
 blend() { "$B/kvblend-blend" -m "$model" --store "$st" --prefix "Once upon a time," -q " $q" "$@" <"$t/hits.jsonl"; }
 blend -v -o /dev/null 2>"$t/v"; diag "$(cat "$t/v")"
-grep -q " 3 caches stored, 1 computed" "$t/v"; ok $? "blend finds the three chunks' caches in the store (the prefix is computed)"
+grep -q " 3 caches from the store, 1 computed" "$t/v"; ok $? "blend finds the three chunks' caches in the store (the prefix is computed)"
 full=$(blend --mode full | "$B/kvblend-decode" -m "$model" -n 16 --ids)
 one=$(blend --ratio 1 --dtype f32 | "$B/kvblend-decode" -m "$model" -n 16 --ids)
 [ "$(echo "$full" | wc -w)" -eq 16 ]; ok $? "full prefill | decode: $full"

@@ -56,7 +56,7 @@ done
 # and what is stored serves: blend reads every chunk of a set from the store
 head -n 5 "$t/new.jsonl" | "$B/kvblend-prefill" -m "$model" --store "$st" --quiet >/dev/null
 head -n 5 "$t/new.jsonl" | "$B/kvblend-blend" -m "$model" --store "$st" -q " Then" -v -o /dev/null 2>"$t/v"
-grep -Eq "(5|6) caches stored" "$t/v"; ok $? "after the kills, blend finds the chunks in the store"
+grep -Eq "(5|6) caches from the store" "$t/v"; ok $? "after the kills, blend finds the chunks in the store"
 # a store the user may not write (issue 10, item 7): blend and prefill of
 # stored chunks still work, as the user nobody (root ignores file modes)
 cp -R "$st" "$t/ro" && chmod -R a+rX,a-w "$t/ro" && chmod a+rx "$t"
