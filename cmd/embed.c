@@ -113,14 +113,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'R':
 			o->order_set = true;
-			if (!strcmp(optarg, "rank"))
-				o->order = SEARCH_ORDER_RANK;
-			else if (!strcmp(optarg, "reverse"))
-				o->order = SEARCH_ORDER_REVERSE;
-			else if (!strcmp(optarg, "doc"))
-				o->order = SEARCH_ORDER_DOC;
-			else
-				cli_usage_error("--order: unknown order '%s' (rank, reverse, doc)", optarg);
+			if (search_order_from_name(optarg, &o->order))
+				cli_usage_error("--order: %s", kb_error());
 			break;
 		case 'P':
 			if (strcmp(optarg, "mean") && strcmp(optarg, "cls") && strcmp(optarg, "last"))
@@ -359,15 +353,9 @@ static void print_hits(const struct opts *o, struct chunkdb *ix, struct chunkdb_
 		cli_die("%s", rank ? kb_error() : "out of memory");
 	for (int j = 0; j < n; j++) {
 		json_t *rec;
-		int rc = chunkdb_record(ix, hits[j].row, &rec);
+		int rc = search_hit_record(ix, &hits[j], rank[j], query_text, qid, &rec);
 		if (rc)
 			cli_die("%s", rc == KB_EOF ? "a chunk vanished from the index while searching" : kb_error());
-		json_object_set_new(rec, "score", json_real(hits[j].score));
-		json_object_set_new(rec, "rank", json_integer(rank[j]));
-		if (query_text)
-			json_object_set_new(rec, "query", json_string(query_text));
-		if (qid)
-			json_object_set(rec, "qid", (json_t *)qid);
 		if (rec_write(stdout, rec))
 			cli_die("%s", kb_error());
 		json_decref(rec);
@@ -462,9 +450,7 @@ static int docs(const struct opts *o, struct chunkdb *ix)
 	}
 	if (o->list_docs && chunkdb_list_docs(ix, print_doc, NULL))
 		cli_die("%s", kb_error());
-	if (fflush(stdout) == EOF || ferror(stdout))
-		cli_die("<stdout>: write error");
-	return status;
+	return status; /* a write error is caught at exit (cli.h) */
 }
 
 int main(int argc, char **argv)

@@ -157,3 +157,31 @@ int search_order(struct chunkdb *ix, struct chunkdb_hit *hits, int n, enum searc
 	free(p);
 	return rc;
 }
+
+int search_order_from_name(const char *name, enum search_order *order)
+{
+	static const char *const names[] = { [SEARCH_ORDER_RANK] = "rank", [SEARCH_ORDER_REVERSE] = "reverse",
+					     [SEARCH_ORDER_DOC] = "doc" };
+	for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+		if (!strcmp(name, names[i])) {
+			*order = (enum search_order)i;
+			return KB_OK;
+		}
+	return kb_fail(KB_ERR_ARG, "unknown order '%s' (rank, reverse, doc)", name);
+}
+
+int search_hit_record(struct chunkdb *ix, const struct chunkdb_hit *hit, int rank, const char *query,
+		      const json_t *qid, json_t **rec)
+{
+	int rc = chunkdb_record(ix, hit->row, rec);
+	if (rc)
+		return rc;
+	if (json_object_set_new(*rec, "score", json_real(hit->score)) ||
+	    json_object_set_new(*rec, "rank", json_integer(rank)) ||
+	    (query && json_object_set_new(*rec, "query", json_string(query))) ||
+	    (qid && json_object_set(*rec, "qid", (json_t *)qid))) {
+		json_decref(*rec);
+		return kb_fail(KB_ERR_NOMEM, "out of memory");
+	}
+	return KB_OK;
+}

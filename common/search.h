@@ -13,6 +13,7 @@
 #ifndef KB_SEARCH_H
 #define KB_SEARCH_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "chunkdb.h"
@@ -54,5 +55,13 @@ enum search_order {
  * KB_OK, or the index's error (SEARCH_ORDER_DOC reads each hit's doc and seq)
  * with hits as they were. */
 int search_order(struct chunkdb *ix, struct chunkdb_hit *hits, int n, enum search_order order, int *rank) KB_WUR;
+/* The order named "rank", "reverse" or "doc" into *order: KB_OK, or KB_ERR_ARG
+ * ("unknown order 'x' (rank, reverse, doc)"). */
+int search_order_from_name(const char *name, enum search_order *order) KB_WUR;
+/* The stored record of a hit (a new reference, the caller's) with the hit's
+ * "score" and "rank", and "query" and "qid" when they are not NULL: what a
+ * search hands on. KB_OK; KB_EOF when the chunk left the index meanwhile. */
+int search_hit_record(struct chunkdb *ix, const struct chunkdb_hit *hit, int rank, const char *query,
+		      const json_t *qid, json_t **rec) KB_WUR;
 
 #endif
