@@ -109,6 +109,14 @@ __attribute__((noreturn)) static void cli_write_failed(int err)
 	_exit(1);
 }
 
+/* A problem the tool goes on after (a bad record, told by the record loop):
+ * "kvblend-<tool>: <msg>" on stderr. The shape of records.h's rec_report_fn. */
+static __attribute__((unused)) void cli_report(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: %s\n", cli_tool, msg);
+}
+
 /* Flush stdout now (streaming output); a failure ends the tool (exit 1). */
 static __attribute__((unused)) void cli_flush(void)
 {

@@ -199,12 +199,6 @@ static int store_one(void *ctx, json_t *rec, const struct rec_where *at)
 	return rc; /* a bad record is reported by the loop, with its place */
 }
 
-/* A bad record or input: say so; the loop goes on with the next. */
-static void report_bad(void *ctx, const char *msg)
-{
-	fprintf(stderr, "%s: %s\n", cli_tool, msg);
-}
-
 /* The indexing summary: a line (-v), or one JSON object (--json), on stderr. */
 static void report_stored(const struct opts *o, struct chunkdb *ix, bool embedded, const struct ingest_stats *st,
 			  long n_in, long n_bad, double t)
@@ -236,7 +230,7 @@ static int store_chunks(const struct opts *o, struct chunkdb *ix, struct embedde
 		cli_die("%s", kb_error());
 	/* a total when the records are a redirected stdin (files as operands: none) */
 	progress_start(&s.meter, "chunks", o->n_inputs ? 0 : progress_lines(stdin), progress_wanted(o->quiet, o->verbose));
-	struct rec_loop loop = { .flags = REC_TEXT, .each = store_one, .report = report_bad, .ctx = &s };
+	struct rec_loop loop = { .flags = REC_TEXT, .each = store_one, .report = cli_report, .ctx = &s };
 	s.loop = &loop;
 	if (rec_loop(&loop, o->n_inputs, o->inputs))
 		cli_die("%s", kb_error());
@@ -331,7 +325,7 @@ static int vectors(const struct opts *o, struct embedder *e)
 	if (!b.recs || !b.texts || !b.is_query)
 		cli_die("out of memory");
 	/* a record may hold a "query" instead of a "text": REC_TEXT is not asked */
-	struct rec_loop loop = { .each = vector_one, .report = report_bad, .ctx = &b };
+	struct rec_loop loop = { .each = vector_one, .report = cli_report, .ctx = &b };
 	if (rec_loop(&loop, o->n_inputs, o->inputs))
 		cli_die("%s", kb_error());
 	if (b.n)
@@ -405,7 +399,7 @@ static int search(const struct opts *o, struct chunkdb *ix, struct embedder *e)
 	if (search_open(&q.s, ix, e, search_method(o->method)))
 		cli_die("%s", kb_error());
 	double t0 = kb_now();
-	struct rec_loop loop = { .each = ask_record, .report = report_bad, .ctx = &q };
+	struct rec_loop loop = { .each = ask_record, .report = cli_report, .ctx = &q };
 	if (o->query)
 		ask(&q, o->query, NULL);
 	else if (rec_loop(&loop, 0, NULL))

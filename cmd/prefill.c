@@ -101,7 +101,7 @@ struct run {
 	struct kv_cache kv;
 	struct model_ws ws;
 	struct counts c;
-	long bad;          /* the loop's count, for progress */
+	const struct rec_loop *loop; /* its counts, for progress */
 	struct progress meter; /* records read, of the lines of a redirected stdin */
 };
 
@@ -110,7 +110,7 @@ static void progress(struct run *r, bool last)
 	if (last)
 		progress_end(&r->meter);
 	else
-		progress_set(&r->meter, (uint64_t)(r->c.records + r->bad));
+		progress_set(&r->meter, (uint64_t)(r->c.records + r->loop->bad));
 }
 
 /* Run the batch's new chunks in one pass (each alone from position 0), store
@@ -210,13 +210,6 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	return KB_OK;
 }
 
-static void report_bad(void *ctx, const char *msg)
-{
-	struct run *r = ctx;
-	r->bad++;
-	fprintf(stderr, "%s: %s\n", cli_tool, msg);
-}
-
 static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov, char **prov)
 {
 	struct model *m;
@@ -229,13 +222,14 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 		cli_die("%s", kb_error());
 	/* a total when the records are a redirected stdin (files as operands: none) */
 	progress_start(&r.meter, "chunks", n_in ? 0 : progress_lines(stdin), progress_wanted(o->quiet, o->progress || o->verbose));
-	struct rec_loop loop = { .flags = REC_TEXT, .each = on_record, .report = report_bad, .ctx = &r };
+	struct rec_loop loop = { .flags = REC_TEXT, .each = on_record, .report = cli_report, .ctx = &r };
+	r.loop = &loop;
 	if (rec_loop(&loop, n_in, in) || (r.n > 0 && flush(&r)))
 		cli_die("%s", kb_error());
 	progress(&r, true);
 	if (o->json) // the summary as one JSON object on stderr (stdout carries the records)
 		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"bad\":%ld,\"tokens\":%ld,"
-			"\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored, r.bad,
+			"\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored, loop.bad,
 			r.c.tokens, r.c.t_compute, r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
 	else if (o->verbose)
 		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored\n",

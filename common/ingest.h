@@ -45,8 +45,9 @@ int ingest_add(struct ingest *g, json_t *rec) KB_WUR;
 int ingest_finish(struct ingest *g, bool sweep) KB_WUR;
 /* The counts so far. */
 const struct ingest_stats *ingest_stats(const struct ingest *g);
-/* Frees g (an unfinished transaction is left to chunkdb_close, which rolls it
- * back). ingest_free(NULL) is a no-op. */
+/* Frees g; records added but not finished stay in the open transaction, which
+ * chunkdb_close commits (without the document sweep). ingest_free(NULL) is a
+ * no-op. */
 void ingest_free(struct ingest *g);
 
 #endif
