@@ -10,8 +10,9 @@
  * evaluation runs them: the chunk caches are put in the store first, then for
  * each question each method builds the prompt's cache (reading chunk caches
  * from the store) and is timed to its first token; then fidelity to full
- * prefill along a teacher-forced continuation, the answer's F1 (or Rouge-L),
- * decode speed, KV bytes read and peak memory.
+ * prefill along a teacher-forced continuation, the answer's F1 and exact match
+ * (or Rouge-L), decode speed, KV bytes read and peak memory; over every
+ * question and, when the dataset's questions carry several kinds, by kind.
  */
 #include <errno.h>
 #include <math.h>
@@ -283,10 +284,10 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 			"do not fit the context of %d (%s; cut the passages: --max-chunk-tokens, --max-passages)\n",
 			cli_tool, r.n_skipped, d->n_items, r.max_skipped, bo.n_gen + 1, r.n_ctx, hint);
 	for (int i = 0; i < r.n_m; i++)
-		if (r.ms[i].misses)
+		if (r.groups[0].sum[i].misses)
 			fprintf(stderr, "%s: %s: %d chunk caches were missing from the store when timed and were computed "
 				"(the store was evicted meanwhile?): its TTFT includes computing them\n",
-				cli_tool, r.ms[i].label, r.ms[i].misses);
+				cli_tool, r.ms[i].label, r.groups[0].sum[i].misses);
 	if (o->json)
 		rc = bench_print_json(stdout, &r, o->model, o->dataset, o->template);
 	else if (o->tsv)

@@ -1,15 +1,13 @@
 /* bench.c — see bench.h. */
 #include "bench.h"
 
-#include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "metrics.h"
-#include "plot.h"
 #include "sample.h"
 
 /* ---- methods ---- */
@@ -180,21 +178,21 @@ static int step(struct bench *b, int32_t tok, int slot, float *logits)
 	return model_forward(b->m, &b->ws, &b->kv, &tok, &b->pos[slot], 1, logits, false);
 }
 
-/* The answer of tokens[0..n) into me->answer[qi]. */
-static int answer_of(struct bench *b, struct bench_method *me, int qi, const int32_t *tokens, int n)
+/* The answer of tokens[0..n) into sm->answer. */
+static int answer_of(struct bench *b, struct bench_sample *sm, const int32_t *tokens, int n)
 {
 	int rc = KB_OK;
 	answer_reset(&b->ans);
 	for (int i = 0; i < n && !b->ans.done && rc == KB_OK; i++)
 		rc = answer_push(&b->ans, b->m->tok, tokens[i]);
-	if (rc == KB_OK && !(me->answer[qi] = answer_text(&b->ans)))
+	if (rc == KB_OK && !(sm->answer = answer_text(&b->ans)))
 		rc = KB_ERR_NOMEM;
 	return rc;
 }
 
 /* Full prefill (the reference): time to first token, then the greedy
  * continuation with every step's logits kept, timed as decoding. */
-static int run_full(struct bench *b, const struct bench_question *q, int qi, struct bench_method *me)
+static int run_full(struct bench *b, const struct bench_question *q, struct bench_sample *sm)
 {
 	const int N = q->p.n_tokens, V = b->n_vocab;
 	prompt_tokens(&q->p, b->toks);
@@ -203,8 +201,8 @@ static int run_full(struct bench *b, const struct bench_question *q, int qi, str
 	int rc = model_forward(b->m, &b->ws, &b->kv, b->toks, b->pos, N, b->ref_logits, false);
 	if (rc)
 		return rc;
-	me->ttft[qi] = kb_now() - t0;
-	me->recompute += 1;
+	sm->ttft = kb_now() - t0;
+	sm->recompute = 1;
 
 	b->ref_tok[0] = sample_greedy(b->ref_logits, V);
 	int s = 1;
@@ -219,18 +217,17 @@ static int run_full(struct bench *b, const struct bench_question *q, int qi, str
 		s++;
 	}
 	b->ref_steps = s;
-	me->decode_s += t;
-	me->decode_n += s - 1;
-	me->steps += s;
-	me->top1 += s;
-	me->first_agree[qi] = true;
-	return answer_of(b, me, qi, b->ref_tok, s);
+	sm->decode_s = t;
+	sm->decode_n = s - 1;
+	sm->steps = sm->top1 = s;
+	sm->first_agree = true;
+	return answer_of(b, sm, b->ref_tok, s);
 }
 
 /* Teacher-forced: feed full's continuation, compare the next-token
  * distributions. *diverge: the first step where the argmax differs (-1:
  * none), *own this method's token there. */
-static int follow_full(struct bench *b, int N, int qi, struct bench_method *me, int *diverge, int32_t *own)
+static int follow_full(struct bench *b, int N, struct bench_sample *sm, int *diverge, int32_t *own)
 {
 	const int V = b->n_vocab;
 	double t = 0;
@@ -246,37 +243,37 @@ static int follow_full(struct bench *b, int N, int qi, struct bench_method *me, 
 		int32_t a = sample_greedy(b->logits, V);
 		bool same = a == b->ref_tok[s];
 		if (s == 0)
-			me->first_agree[qi] = same;
-		me->top1 += same;
-		me->kl += metrics_kl(b->ref_logits + (size_t)s * V, b->logits, V);
+			sm->first_agree = same;
+		sm->top1 += same;
+		sm->kl += metrics_kl(b->ref_logits + (size_t)s * V, b->logits, V);
 		if (!same && *diverge < 0)
 			*diverge = s, *own = a;
 	}
-	me->steps += b->ref_steps;
-	me->decode_s += t;
-	me->decode_n += b->ref_steps - 1;
+	sm->steps = b->ref_steps;
+	sm->decode_s = t;
+	sm->decode_n = b->ref_steps - 1;
 	return KB_OK;
 }
 
 /* A cached method: build the prompt's cache (timed to the first token); follow
  * full's continuation; then its own greedy answer, which is full's up to where
  * they first differ. */
-static int run_method(struct bench *b, struct bench_question *q, int qi, struct bench_method *me)
+static int run_method(struct bench *b, struct bench_question *q, const struct bench_method *me, struct bench_sample *sm)
 {
 	const int N = q->p.n_tokens, V = b->n_vocab;
 	struct prompt_stats st;
 	int rc = prompt_run(&q->p, b->m, &b->ws, &b->kv, b->o->cc, &me->bo, b->logits, &st);
 	if (rc)
 		return rc;
-	me->ttft[qi] = st.t_ttft;
-	me->load[qi] = st.cache.t_load + st.cache.t_compute;
-	me->kv_bytes += st.cache.bytes_read;
-	me->misses += st.cache.misses;
-	me->recompute += (double)st.blend.n_selected / N;
+	sm->ttft = st.t_ttft;
+	sm->load = st.cache.t_load + st.cache.t_compute;
+	sm->kv_bytes = st.cache.bytes_read;
+	sm->misses = st.cache.misses;
+	sm->recompute = (double)st.blend.n_selected / N;
 
 	int diverge;
 	int32_t own = -1;
-	if ((rc = follow_full(b, N, qi, me, &diverge, &own)))
+	if ((rc = follow_full(b, N, sm, &diverge, &own)))
 		return rc;
 	/* the answer: full's tokens before the first difference, then its own */
 	answer_reset(&b->ans);
@@ -293,7 +290,7 @@ static int run_method(struct bench *b, struct bench_question *q, int qi, struct 
 			tok = sample_greedy(b->logits, V);
 		}
 	}
-	if (rc == KB_OK && !(me->answer[qi] = answer_text(&b->ans)))
+	if (rc == KB_OK && !(sm->answer = answer_text(&b->ans)))
 		rc = KB_ERR_NOMEM;
 	return rc;
 }
@@ -364,18 +361,9 @@ static int alloc_run(struct bench *b, struct bench_result *r, int max_n)
 		return KB_ERR_NOMEM;
 	for (int i = 0; i < max_n; i++)
 		b->pos[i] = i;
-	for (int i = 0; i < r->n_m; i++) {
-		struct bench_method *me = &r->ms[i];
-		const size_t n = (size_t)r->n_q;
-		me->ttft = kb_calloc(n, sizeof *me->ttft);
-		me->speedup = kb_calloc(n, sizeof *me->speedup);
-		me->load = kb_calloc(n, sizeof *me->load);
-		me->quality = kb_calloc(n, sizeof *me->quality);
-		me->answer = kb_calloc(n, sizeof *me->answer);
-		me->first_agree = kb_calloc(n, sizeof *me->first_agree);
-		if (!me->ttft || !me->speedup || !me->load || !me->quality || !me->answer || !me->first_agree)
+	for (int i = 0; i < r->n_m; i++)
+		if (!(r->ms[i].q = kb_calloc((size_t)r->n_q, sizeof *r->ms[i].q)))
 			return KB_ERR_NOMEM;
-	}
 	int rc = kv_cache_init(&b->kv, b->m, max_n);
 	return rc ? rc : model_ws_init(&b->ws, b->m, max_n < 512 ? max_n : 512, max_n);
 }
@@ -425,22 +413,132 @@ static int run_questions(struct bench *b, struct bench_result *r)
 			if (i == r->full)
 				continue;
 			struct bench_method *me = &r->ms[mi];
+			struct bench_sample *sm = &me->q[qi];
 			progress(b->o, BENCH_STEP, "question %d/%d (%d tokens): %s%s", qi + 1, r->n_q, r->qs[qi].p.n_tokens,
 				 me->label, left);
 			r->rss_per_method = rss_reset();
-			int rc = mi == r->full ? run_full(b, &r->qs[qi], qi, me) : run_method(b, &r->qs[qi], qi, me);
+			int rc = mi == r->full ? run_full(b, &r->qs[qi], sm) : run_method(b, &r->qs[qi], me, sm);
 			if (rc)
 				return rc;
-			long kb = rss_peak_kb(r->rss_per_method);
-			me->peak_kb = kb > me->peak_kb ? kb : me->peak_kb;
-			me->quality[qi] = it->task == DATASET_SUMMARY
-						  ? metrics_rouge_l_max(me->answer[qi], it->answers, it->n_answers)
-						  : metrics_f1_max(me->answer[qi], it->answers, it->n_answers);
+			sm->peak_kb = rss_peak_kb(r->rss_per_method);
+			if (it->task == DATASET_SUMMARY) {
+				sm->quality = metrics_rouge_l_max(sm->answer, it->answers, it->n_answers);
+				sm->exact_match = NAN;
+			} else {
+				sm->quality = metrics_f1_max(sm->answer, it->answers, it->n_answers);
+				sm->exact_match = metrics_exact_match_max(sm->answer, it->answers, it->n_answers);
+			}
 		}
 		for (int i = 0; i < r->n_m; i++)
-			r->ms[i].speedup[qi] = r->ms[r->full].ttft[qi] / r->ms[i].ttft[qi];
+			r->ms[i].q[qi].speedup = r->ms[r->full].q[qi].ttft / r->ms[i].q[qi].ttft;
 	}
 	return KB_OK;
+}
+
+/* ---- summaries, over every question and by kind ---- */
+
+/* me over the questions qi[0..n) into *s; x: scratch of n doubles. */
+static void summarize(const struct bench_method *me, const int *qi, int n, double *x, struct bench_summary *s)
+{
+	double quality = 0, em = 0, kl = 0, recompute = 0, decode_s = 0;
+	long steps = 0, top1 = 0, decode_n = 0, peak_kb = 0;
+	uint64_t kv_bytes = 0;
+	int first = 0, misses = 0;
+	for (int k = 0; k < n; k++) {
+		const struct bench_sample *sm = &me->q[qi[k]];
+		quality += sm->quality, em += sm->exact_match, kl += sm->kl, recompute += sm->recompute;
+		steps += sm->steps, top1 += sm->top1, first += sm->first_agree;
+		decode_s += sm->decode_s, decode_n += sm->decode_n;
+		kv_bytes += sm->kv_bytes, misses += sm->misses;
+		peak_kb = sm->peak_kb > peak_kb ? sm->peak_kb : peak_kb;
+	}
+	*s = (struct bench_summary){
+		.decode_tps = decode_s > 0 ? decode_n / decode_s : NAN,
+		.quality = quality / n,
+		.exact_match = em / n,
+		.first = (double)first / n,
+		.top1 = steps ? (double)top1 / steps : NAN,
+		.kl = steps ? kl / steps : NAN,
+		.steps = steps,
+		.recompute = recompute / n,
+		.kv_mib = kv_bytes / 1048576.0 / n,
+		.rss_mib = peak_kb / 1024.0,
+		.misses = misses,
+	};
+	/* the order statistics */
+	for (int k = 0; k < n; k++)
+		x[k] = me->q[qi[k]].ttft;
+	s->ttft_p50 = 1e3 * metrics_quantile(x, n, 0.5);
+	s->ttft_p90 = 1e3 * metrics_quantile(x, n, 0.9);
+	for (int k = 0; k < n; k++)
+		x[k] = me->q[qi[k]].load;
+	s->load_p50 = 1e3 * metrics_quantile(x, n, 0.5);
+	for (int k = 0; k < n; k++)
+		x[k] = me->q[qi[k]].speedup;
+	s->speedup = metrics_quantile(x, n, 0.5);
+}
+
+static const char *kind_of(const struct bench_question *q)
+{
+	return q->it->kind ? q->it->kind : "none";
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* r->groups: every question, then (when they carry more than one kind) each kind's. */
+static int make_groups(struct bench_result *r)
+{
+	const char **kinds = kb_malloc((size_t)r->n_q * sizeof *kinds);
+	if (!kinds)
+		return KB_ERR_NOMEM;
+	int n_kinds = 0;
+	for (int qi = 0; qi < r->n_q; qi++) {
+		const char *k = kind_of(&r->qs[qi]);
+		int j = 0;
+		while (j < n_kinds && strcmp(kinds[j], k) != 0)
+			j++;
+		if (j == n_kinds)
+			kinds[n_kinds++] = k;
+	}
+	const int n_groups = n_kinds > 1 ? 1 + n_kinds : 1; /* (two kinds: one is a dataset's) */
+	qsort(kinds, (size_t)n_kinds, sizeof *kinds, cmp_str);
+	int rc = KB_OK;
+	if (!(r->groups = kb_calloc((size_t)n_groups, sizeof *r->groups)))
+		rc = KB_ERR_NOMEM;
+	for (int g = 0; g < n_groups && rc == KB_OK; g++) {
+		struct bench_group *gr = &r->groups[g];
+		r->n_groups = g + 1;
+		gr->kind = g ? kinds[g - 1] : NULL;
+		if (!(gr->qi = kb_malloc((size_t)r->n_q * sizeof *gr->qi))) {
+			rc = KB_ERR_NOMEM;
+			break;
+		}
+		for (int qi = 0; qi < r->n_q; qi++)
+			if (!gr->kind || !strcmp(kind_of(&r->qs[qi]), gr->kind)) {
+				gr->qi[gr->n_q++] = qi;
+				gr->mean_tokens += r->qs[qi].p.n_tokens;
+			}
+		gr->mean_tokens /= gr->n_q;
+	}
+	free(kinds);
+	return rc;
+}
+
+/* Every method summarized over each group. */
+static int summarize_groups(struct bench_result *r)
+{
+	int rc = make_groups(r);
+	double *x = rc ? NULL : kb_malloc((size_t)r->n_q * sizeof *x);
+	if (rc == KB_OK && !x)
+		rc = KB_ERR_NOMEM;
+	for (int g = 0; g < r->n_groups && rc == KB_OK; g++)
+		for (int i = 0; i < r->n_m; i++)
+			summarize(&r->ms[i], r->groups[g].qi, r->groups[g].n_q, x, &r->groups[g].sum[i]);
+	free(x);
+	return rc;
 }
 
 int bench_run(const struct model *m, const struct dataset *d, const struct bench_method *ms, int n_m,
@@ -470,6 +568,8 @@ int bench_run(const struct model *m, const struct dataset *d, const struct bench
 		rc = warm_store(&b, r);
 	if (rc == KB_OK)
 		rc = run_questions(&b, r);
+	if (rc == KB_OK && (rc = summarize_groups(r)) == KB_ERR_NOMEM)
+		kb_fail(rc, "out of memory");
 	free(b.ans.buf), free(b.logits), free(b.ref_logits), free(b.ref_tok), free(b.pos), free(b.toks);
 	kv_cache_free(&b.kv);
 	model_ws_free(&b.ws);
@@ -480,202 +580,15 @@ void bench_result_free(struct bench_result *r)
 {
 	for (int i = 0; i < r->n_m; i++) {
 		struct bench_method *me = &r->ms[i];
-		for (int qi = 0; me->answer && qi < r->n_q; qi++)
-			free(me->answer[qi]);
-		free(me->answer), free(me->ttft), free(me->load), free(me->speedup), free(me->quality), free(me->first_agree);
+		for (int qi = 0; me->q && qi < r->n_q; qi++)
+			free(me->q[qi].answer);
+		free(me->q);
 	}
+	for (int g = 0; g < r->n_groups; g++)
+		free(r->groups[g].qi);
+	free(r->groups);
 	for (int i = 0; r->qs && i < r->d->n_items; i++)
 		prompt_free(&r->qs[i].p);
 	free(r->qs);
 	memset(r, 0, sizeof *r);
-}
-
-/* ---- output ---- */
-
-struct summary {
-	double ttft_p50, ttft_p90, load_p50, speedup, decode_tps, quality, first, top1, kl, recompute, kv_mib, rss_mib;
-};
-
-static void summarize(const struct bench_method *me, int n_q, struct summary *s)
-{
-	int nf = 0;
-	double q = 0;
-	for (int i = 0; i < n_q; i++)
-		nf += me->first_agree[i], q += me->quality[i];
-	*s = (struct summary){
-		.ttft_p50 = 1e3 * metrics_quantile(me->ttft, n_q, 0.5),
-		.ttft_p90 = 1e3 * metrics_quantile(me->ttft, n_q, 0.9),
-		.load_p50 = 1e3 * metrics_quantile(me->load, n_q, 0.5),
-		.speedup = metrics_quantile(me->speedup, n_q, 0.5),
-		.decode_tps = me->decode_s > 0 ? me->decode_n / me->decode_s : NAN,
-		.quality = q / n_q,
-		.first = (double)nf / n_q,
-		.top1 = me->steps ? (double)me->top1 / me->steps : NAN,
-		.kl = me->steps ? me->kl / me->steps : NAN,
-		.recompute = me->recompute / n_q,
-		.kv_mib = me->kv_bytes / 1048576.0 / n_q,
-		.rss_mib = me->peak_kb / 1024.0,
-	};
-}
-
-static const char *base_name(const char *path)
-{
-	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
-}
-
-static int written(FILE *f)
-{
-	return ferror(f) ? kb_fail(KB_ERR_IO, "write: %s", strerror(errno)) : KB_OK;
-}
-
-int bench_print_table(FILE *f, const struct bench_result *r, const char *model, const char *dataset)
-{
-	const struct dataset *d = r->d;
-	fprintf(f, "# %s on %s (%s, %s): %d questions, %.0f prompt tokens on average, %d threads, %d tokens generated\n",
-		base_name(model), base_name(dataset), d->name, dataset_task_name(d->items[0].task), r->n_q,
-		r->mean_tokens, kb_get_threads(), r->n_gen + 1);
-	fprintf(f, "%-12s %9s %9s %8s %8s %10s %7s %9s %11s %9s %9s %8s %12s\n", "method", "TTFT ms", "p90 ms", "load ms",
-		"speedup", "decode t/s", d->items[0].task == DATASET_SUMMARY ? "Rouge-L" : "F1", "1st agree",
-		"top-1 agree", "KL", "recompute", "KV MiB/q", "peak RSS MiB");
-	for (int i = 0; i < r->n_m; i++) {
-		if (!r->ms[i].listed)
-			continue;
-		struct summary s;
-		summarize(&r->ms[i], r->n_q, &s);
-		fprintf(f, "%-12s %9.1f %9.1f %8.1f %7.2fx %10.1f %7.3f %9.3f %11.3f %9.5f %8.1f%% %8.2f %12.1f\n",
-			r->ms[i].label, s.ttft_p50, s.ttft_p90, s.load_p50, s.speedup, s.decode_tps, s.quality, s.first, s.top1,
-			s.kl, 100 * s.recompute, s.kv_mib, s.rss_mib);
-	}
-	return written(f);
-}
-
-int bench_print_tsv(FILE *f, const struct bench_result *r)
-{
-	fprintf(f, "method\tmode\tratio\tttft_ms_median\tttft_ms_p90\tload_ms_median\tspeedup\tdecode_tps\tquality"
-		   "\tfirst_token_agreement\ttop1_agreement\tkl\trecompute\tkv_mib_per_question\tpeak_rss_mib\n");
-	for (int i = 0; i < r->n_m; i++) {
-		const struct bench_method *me = &r->ms[i];
-		if (!me->listed)
-			continue;
-		struct summary s;
-		summarize(me, r->n_q, &s);
-		fprintf(f, "%s\t%s\t%g\t%.3f\t%.3f\t%.3f\t%.4f\t%.2f\t%.4f\t%.4f\t%.4f\t%.6g\t%.4f\t%.3f\t%.1f\n", me->label,
-			blend_mode_name(me->bo.mode), me->bo.mode == BLEND_BLEND ? me->bo.ratio : NAN, s.ttft_p50,
-			s.ttft_p90, s.load_p50, s.speedup, s.decode_tps, s.quality, s.first, s.top1, s.kl, s.recompute,
-			s.kv_mib, s.rss_mib);
-	}
-	return written(f);
-}
-
-/* A number for JSON: null when it is not one. */
-static json_t *jnum(double x)
-{
-	return isfinite(x) ? json_real(x) : json_null();
-}
-
-static json_t *json_method(const struct bench_method *me, int n_q, enum dataset_task task)
-{
-	struct summary s;
-	summarize(me, n_q, &s);
-	json_t *j = json_pack("{s:s, s:s}", "method", me->label, "mode", blend_mode_name(me->bo.mode));
-	if (me->bo.mode == BLEND_BLEND)
-		json_object_set_new(j, "ratio", json_real(round(me->bo.ratio * 1e6) / 1e6));
-	if (me->bo.mode == BLEND_EPIC)
-		json_object_set_new(j, "epic_k", json_integer(me->bo.epic_k));
-	json_object_set_new(j, "ttft_ms_median", jnum(s.ttft_p50));
-	json_object_set_new(j, "ttft_ms_p90", jnum(s.ttft_p90));
-	json_object_set_new(j, "load_ms_median", jnum(s.load_p50));
-	json_object_set_new(j, "speedup", jnum(s.speedup));
-	json_object_set_new(j, "decode_tps", jnum(s.decode_tps));
-	json_object_set_new(j, task == DATASET_SUMMARY ? "rouge_l" : "f1", jnum(s.quality));
-	json_object_set_new(j, "first_token_agreement", jnum(s.first));
-	json_object_set_new(j, "top1_agreement", jnum(s.top1));
-	json_object_set_new(j, "kl", jnum(s.kl));
-	json_object_set_new(j, "steps", json_integer(me->steps));
-	json_object_set_new(j, "recompute", jnum(s.recompute));
-	json_object_set_new(j, "kv_mib_per_question", jnum(s.kv_mib));
-	json_object_set_new(j, "store_misses", json_integer(me->misses));
-	json_object_set_new(j, "peak_rss_mib", jnum(s.rss_mib));
-	return j;
-}
-
-static json_t *json_question(const struct bench_result *r, int qi, enum dataset_task task)
-{
-	const struct dataset_item *it = r->qs[qi].it;
-	json_t *golds = json_array(), *res = json_object();
-	for (int k = 0; k < it->n_answers; k++)
-		json_array_append_new(golds, json_string(it->answers[k]));
-	for (int i = 0; i < r->n_m; i++) {
-		const struct bench_method *me = &r->ms[i];
-		if (!me->listed)
-			continue;
-		json_object_set_new(res, me->label,
-				    json_pack("{s:o, s:s, s:o, s:b}", "ttft_ms", jnum(1e3 * me->ttft[qi]), "answer",
-					      me->answer[qi], task == DATASET_SUMMARY ? "rouge_l" : "f1",
-					      jnum(me->quality[qi]), "first_token_agrees", me->first_agree[qi]));
-	}
-	return json_pack("{s:s, s:s, s:o, s:i, s:i, s:o}", "id", it->id, "question", it->question, "answers", golds,
-			 "passages", (int)r->qs[qi].p.n_segs - 2, "tokens", r->qs[qi].p.n_tokens, "methods", res);
-}
-
-int bench_print_json(FILE *f, const struct bench_result *r, const char *model, const char *dataset,
-		     const char *template)
-{
-	const struct dataset *d = r->d;
-	const enum dataset_task task = d->items[0].task;
-	json_t *methods = json_array(), *questions = json_array();
-	for (int i = 0; i < r->n_m; i++)
-		if (r->ms[i].listed)
-			json_array_append_new(methods, json_method(&r->ms[i], r->n_q, task));
-	for (int qi = 0; qi < r->n_q; qi++)
-		json_array_append_new(questions, json_question(r, qi, task));
-	json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:b, s:o, s:o}", "model",
-				 base_name(model), "dataset", base_name(dataset), "name", d->name, "format",
-				 dataset_format_name(d->format), "task", dataset_task_name(task), "questions", r->n_q,
-				 "threads", kb_get_threads(), "n_gen", r->n_gen, "template", template, "rss_per_method",
-				 r->rss_per_method, "methods", methods, "per_question", questions);
-	int rc = root && json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) == 0
-			 ? KB_OK : kb_fail(KB_ERR_IO, "cannot write the JSON output");
-	json_decref(root);
-	fputc('\n', f);
-	return rc ? rc : written(f);
-}
-
-static const char *method_color(enum blend_mode mode)
-{
-	switch (mode) {
-	case BLEND_FULL: return "#222222";
-	case BLEND_PREFIX: return "#8c6d31";
-	case BLEND_REUSE: return "#d62728";
-	case BLEND_EPIC: return "#2ca02c";
-	default: return "#1f77b4";
-	}
-}
-
-int bench_plot(FILE *f, const struct bench_result *r, const char *model, const char *dataset)
-{
-	struct plot_point pts[BENCH_MAX_METHODS + 1];
-	int n = 0;
-	for (int i = 0; i < r->n_m; i++) {
-		if (!r->ms[i].listed)
-			continue;
-		struct summary s;
-		summarize(&r->ms[i], r->n_q, &s);
-		pts[n++] = (struct plot_point){ .x = s.ttft_p50, .y = s.top1, .label = r->ms[i].label,
-						.color = method_color(r->ms[i].bo.mode) };
-	}
-	char sub[512], foot[256];
-	const int nt = kb_get_threads();
-	snprintf(sub, sizeof sub, "%s on %s: %d question%s, %d thread%s", base_name(model), base_name(dataset), r->n_q,
-		 r->n_q == 1 ? "" : "s", nt, nt == 1 ? "" : "s");
-	snprintf(foot, sizeof foot, "agreement over the first token and %d teacher-forced steps; time to first token "
-		 "includes reading the chunk caches from the store", r->n_gen);
-	const struct plot p = {
-		.title = "Time to first token vs fidelity to full prefill", .subtitle = sub, .footnote = foot,
-		.xlabel = "time to first token, median over questions (ms)",
-		.xlabel_log = "time to first token, median over questions (ms, log scale)",
-		.ylabel = "top-1 agreement with full prefill", .y_top = 1, .pts = pts, .n = n,
-	};
-	return plot_write_svg(f, &p);
 }

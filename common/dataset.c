@@ -71,6 +71,7 @@ static void passage_free(struct dataset_passage *ps, int n)
 static void item_free(struct dataset_item *it)
 {
 	free(it->id);
+	free(it->kind);
 	free(it->question);
 	for (int i = 0; i < it->n_answers; i++)
 		free(it->answers[i]);
@@ -182,11 +183,33 @@ static int get_id(const json_t *obj, const char *key, long index, struct dataset
 
 /* ---- the formats ---- */
 
+/* The optional "kind": a label that bench prints in tables and TSV rows, so
+ * one line of text, and not the name of its rows over every question. */
+static int get_kind(const struct parser *p, const json_t *o, struct dataset_item *it)
+{
+	if (!json_object_get(o, "kind"))
+		return KB_OK;
+	int rc = get_str(p, o, NULL, "kind", false, &it->kind);
+	if (rc)
+		return rc;
+	size_t n = strlen(it->kind);
+	if (n == 0)
+		return bad(p, NULL, "\"kind\" is empty");
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)it->kind[i] < 0x20 || it->kind[i] == 0x7f)
+			return bad(p, NULL, "\"kind\" has a control character");
+	if (!strcmp(it->kind, "all"))
+		return bad(p, NULL, "\"kind\" is \"all\", the name of every question in bench's results");
+	return KB_OK;
+}
+
 static int parse_cacheblend(const struct parser *p, const json_t *o, struct dataset_item *it)
 {
 	int rc = get_str(p, o, NULL, "question", false, &it->question);
 	if (rc == KB_OK && !*it->question)
 		rc = bad(p, NULL, "\"question\" is empty");
+	if (rc == KB_OK)
+		rc = get_kind(p, o, it);
 	if (rc == KB_OK)
 		rc = get_answers(p, json_object_get(o, "answers"), "answers", it);
 	if (rc == KB_OK)

@@ -10,6 +10,11 @@
  *                      {"question", "answers", "ctxs": [{"title", "text"}]}
  *                      answers: a string, a list of strings or a list of lists
  *                      of strings (2WikiMQA's [["Croatia"]]); all are gold.
+ *                      Optional "kind": the question's kind, a label by which
+ *                      bench splits its results (tests/rag/ragdata.py writes
+ *                      "single" or "twohop"): a non-empty string without
+ *                      control characters, not "all" (bench's name for every
+ *                      question). Other fields are ignored.
  *  DATASET_IRCOT       HotpotQA as processed by IRCoT:
  *                      {"question_text", "answers_objects": [{"spans": [..]}],
  *                       "contexts": [{"title", "paragraph_text"}]}
@@ -46,6 +51,7 @@ struct dataset_passage {
 
 struct dataset_item {
 	char *id;                          /* owned: the record's id, else its index */
+	char *kind;                        /* owned: the question's kind (CacheBlend's "kind"), NULL when none */
 	char *question;                    /* owned: QA: the question; summary: the input ("" for multi_news) */
 	char **answers;                    /* owned, [n_answers]: gold answers or reference summaries */
 	int n_answers;                     /* >= 1 */

@@ -121,6 +121,26 @@ double metrics_f1_max(const char *pred, char *const *golds, int n)
 	return best;
 }
 
+double metrics_exact_match(const char *pred, const char *gold)
+{
+	char *p = metrics_normalize_answer(pred), *g = metrics_normalize_answer(gold);
+	double em = p && g ? !strcmp(p, g) : NAN;
+	free(p), free(g);
+	return em;
+}
+
+double metrics_exact_match_max(const char *pred, char *const *golds, int n)
+{
+	double best = 0;
+	for (int i = 0; i < n && best < 1; i++) {
+		double e = metrics_exact_match(pred, golds[i]);
+		if (isnan(e))
+			return e;
+		best = e > best ? e : best;
+	}
+	return best;
+}
+
 /* rouge_score's tokens: lower, runs of [a-z0-9]. Returns a malloc()ed copy of
  * s holding them NUL-separated, with *words pointing at each; the count or -1. */
 static int rouge_tokens(const char *s, char **buf, char ***words)

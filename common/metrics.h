@@ -1,7 +1,7 @@
-/* metrics.h — the scores kvblend bench reports: task quality (token F1 for QA,
- * Rouge-L for summaries, as the CacheBlend and LongBench evaluations compute
- * them), fidelity of a next-token distribution to a reference (KL divergence),
- * and order statistics (median, p90).
+/* metrics.h — the scores kvblend bench reports: task quality (token F1 and
+ * exact match for QA, Rouge-L for summaries, as the SQuAD, CacheBlend and
+ * LongBench evaluations compute them), fidelity of a next-token distribution
+ * to a reference (KL divergence), and order statistics (median, p90).
  *
  * Text scores work on bytes: ASCII is lowered and its punctuation dropped, as
  * Python's str.lower and string.punctuation do for ASCII; other UTF-8 passes
@@ -25,6 +25,13 @@ char *metrics_normalize_answer(const char *s);
 double metrics_f1(const char *pred, const char *gold);
 /* The best F1 over n gold answers (0 when n == 0). */
 double metrics_f1_max(const char *pred, char *const *golds, int n);
+
+/* Exact match (SQuAD's): 1 when the prediction and the gold answer are the
+ * same string after metrics_normalize_answer, else 0 (so "The Eiffel Tower."
+ * matches "eiffel tower", and two answers empty after normalization match). */
+double metrics_exact_match(const char *pred, const char *gold);
+/* The best exact match over n gold answers: 1 when any matches (0 when n == 0). */
+double metrics_exact_match_max(const char *pred, char *const *golds, int n);
 
 /* Rouge-L F-measure (beta 1) of a prediction against a reference: tokens are
  * the runs of [a-z0-9] after lowering (rouge_score's tokenizer, without its

@@ -1,10 +1,11 @@
 #!/bin/sh
 # bench.t — kvblend bench: --speed still measures, and --dataset runs every
 # method side by side on stories260K with 2wikimqa questions: the table has a
-# row per method, --json parses and holds what the table says (blend at ratio 1
-# is full prefill: first token agrees, KL ~ 0), --tsv, --plot writes an SVG,
-# the other dataset formats, and the errors (bad data: exit 1 naming the file
-# and line; bad usage: exit 2).
+# row per method (F1 and EM for QA, Rouge-L alone for summaries), --json parses
+# and holds what the table says (blend at ratio 1 is full prefill: first token
+# agrees, KL ~ 0), --tsv (the split by kind is in bench-kind.t), --plot writes
+# an SVG, the other dataset formats, and the errors (bad data: exit 1 naming
+# the file and line; bad usage: exit 2).
 . "$(dirname "$0")/tap.sh"
 need_bin bench
 need_shared models/stories260Ktok512.gguf data/qa/cacheblend_wikimqa_s_clean.json
@@ -29,7 +30,9 @@ ok $RUN_RC "--dataset runs (exit $RUN_RC)"
 [ -n "$RUN_ERR" ] && diag "$RUN_ERR"
 rows=$(printf '%s\n' "$RUN_OUT" | awk '$1 ~ /^(full|reuse|blend:0\.15|blend:1)$/ { print $1 }' | paste -sd ' ')
 is "$rows" "full reuse blend:0.15 blend:1" "a row per method, in the order asked"
-like "$RUN_OUT" "*method*TTFT ms*load ms*speedup*decode t/s*F1*top-1 agree*KL*KV MiB/q*peak RSS MiB*" "the header names the columns"
+like "$RUN_OUT" "*method*TTFT ms*load ms*speedup*decode t/s*F1*EM*top-1 agree*KL*KV MiB/q*peak RSS MiB*" "the header names the columns"
+case $RUN_OUT in *"# kind"*) r=1 ;; *) r=0 ;; esac
+ok $r "a set without kinds has one table"
 like "$RUN_OUT" "*stories260Ktok512.gguf on cacheblend_wikimqa_s_clean.json*2 questions*" "the title line names model, dataset, questions"
 # 2 questions x (instruction + 10 passages), the instruction the same for both
 like "$RUN_ERR" "*22 chunk caches in the store (21 computed now, 1 there already)*" "the store is filled before timing"
@@ -78,9 +81,12 @@ check=$(perl -MJSON::PP -e '
 		push @bad, "$x->{method} ttft" unless $x->{ttft_ms_median} > 0 && $x->{ttft_ms_p90} >= $x->{ttft_ms_median};
 		push @bad, "$x->{method} load" unless $x->{load_ms_median} >= 0 && $x->{load_ms_median} <= $x->{ttft_ms_p90};
 		push @bad, "$x->{method} range" unless $x->{f1} >= 0 && $x->{f1} <= 1 && $x->{top1_agreement} <= 1 && $x->{kl} >= 0 && $x->{peak_rss_mib} > 0;
+		push @bad, "$x->{method} exact match" unless $x->{exact_match} >= 0 && $x->{exact_match} <= $x->{f1} && $x->{questions} == 2;
 	}
+	push @bad, "by_kind" if exists $j->{by_kind};
 	my $q = $j->{per_question}[0];
-	push @bad, "per question" unless $q->{answers}[0] eq "Croatia" && $q->{passages} == 10 && exists $q->{methods}{"blend:0.15"}{answer};
+	push @bad, "per question" unless $q->{answers}[0] eq "Croatia" && $q->{passages} == 10 && exists $q->{methods}{"blend:0.15"}{answer}
+		&& exists $q->{methods}{"blend:0.15"}{exact_match} && !exists $q->{kind};
 	print join("; ", @bad);
 ' <"$TAP_TMP/out.json" 2>&1)
 is "$check" "" "--json parses and agrees: blend:1 is full prefill (first token 1, KL ~ 0), reuse recomputes least"
@@ -88,8 +94,10 @@ is "$check" "" "--json parses and agrees: blend:1 is full prefill (first token 1
 # --tsv
 run "$bench" --dataset "$wiki" $small --methods full,blend:0.3 --tsv --quiet
 ok $RUN_RC "--tsv runs"
-is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 15 "--tsv: 15 columns on every line"
+is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 17 "--tsv: 17 columns on every line"
 is "$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "method full blend:0.3" "--tsv: a header, then a row per method"
+is "$(printf '%s\n' "$RUN_OUT" | cut -f16,17 | paste -sd ' ' | sed 's/[0-9.]*\tall/N\tall/g')" "exact_match	kind N	all N	all" \
+	"--tsv: exact_match and kind last; no kinds in this set: every row is 'all'"
 case $RUN_ERR in *question*) r=1 ;; *) r=0 ;; esac
 ok $r "--quiet: no progress"
 
@@ -117,8 +125,13 @@ if [ -n "$samsum" ]; then
 	run "$bench" --dataset "$samsum" -m "$model" --limit 1 --max-passages 2 --max-chunk-tokens 24 --n-gen 4 -t 1 \
 		--store "$st" --ctx 1024 --methods full,reuse --json --quiet
 	like "$RUN_RC:$RUN_OUT" '0:*"task": "summary"*"rouge_l": *' "SAMSum: a summary set scored by Rouge-L"
+	case $RUN_OUT in *exact_match*) r=1 ;; *) r=0 ;; esac
+	ok $r "SAMSum: no exact match (summaries have Rouge-L alone)"
+	run "$bench" --dataset "$samsum" -m "$model" --limit 1 --max-passages 2 --max-chunk-tokens 24 --n-gen 4 -t 1 \
+		--store "$st" --ctx 1024 --methods full --quiet
+	like "$RUN_RC:$RUN_OUT" "0:*Rouge-L 1st agree*" "SAMSum: the table has no EM column"
 else
-	skip "samsum is absent"
+	for i in 1 2 3; do skip "samsum is absent"; done
 fi
 
 # the prompt of --template chatml has the chat markers around it (stories has none: they are text)

@@ -9,7 +9,8 @@
  *              tests/fuzz/corpus/dataset/ was made by `tests/fuzz/run.sh --seeds dataset`.
  *
  * Every input either loads — every item has at least one answer and one
- * passage, every string is a C string, and every prompt piece can be built —
+ * passage, every string is a C string, a kind is NULL or a non-empty line
+ * that is not "all", and every prompt piece can be built —
  * or fails with KB_ERR_FORMAT and a message naming the input; with a limit the
  * result is the same items, cut. Anything else (a crash, a sanitizer report, an
  * ASSERT) is a bug.
@@ -27,6 +28,9 @@ static void touch(const struct dataset *d)
 	for (int i = 0; i < d->n_items; i++) {
 		const struct dataset_item *it = &d->items[i];
 		ASSERT(it->id && it->question && it->n_answers >= 1 && it->n_passages >= 1);
+		ASSERT(!it->kind || (d->format == DATASET_CACHEBLEND && *it->kind && strcmp(it->kind, "all") != 0));
+		for (const char *k = it->kind; k && *k; k++)
+			ASSERT((unsigned char)*k >= 0x20 && *k != 0x7f);
 		for (int k = 0; k < it->n_answers; k++)
 			sink += strlen(it->answers[k]);
 		char *p = dataset_prefix(d, it), *q = dataset_query(d, it);
@@ -59,6 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ASSERT(rc == KB_OK && d1->n_items == 1 && d1->format == d->format);
 	ASSERT(strcmp(d1->items[0].question, d->items[0].question) == 0);
 	ASSERT(d1->items[0].n_passages == d->items[0].n_passages && d1->items[0].n_answers == d->items[0].n_answers);
+	ASSERT(!d1->items[0].kind == !d->items[0].kind);
+	ASSERT(!d->items[0].kind || strcmp(d1->items[0].kind, d->items[0].kind) == 0);
 	dataset_free(d1);
 	dataset_free(d);
 	return 0;
@@ -79,6 +85,13 @@ static const struct fuzz_text_seed seeds[] = {
 	  "{\"question\": \"q1?\", \"answers\": [\"a\", [\"b\", \"c\"]], \"ctxs\": [{\"title\": \"t\", \"text\": \"x\"}]}\n"
 	  "\n"
 	  "{\"question\": \"Q2\", \"answers\": [\"\"], \"ctxs\": [{\"title\": \"\\u00e9\", \"text\": \"\\n\"}]}\n" },
+	{ "cacheblend-kinds.seed",
+	  "[{\"id\": \"3-0\", \"kind\": \"twohop\", \"type\": \"river\", \"question\": \"Which river?\", "
+	  "\"answers\": [\"Zoukshi\"], \"ctxs\": [{\"title\": \"Z\", \"text\": \"the Zoukshi River\"}, "
+	  "{\"title\": \"T\", \"text\": \"born in Z\"}], \"support\": [0, 1]},\n"
+	  " {\"id\": \"3-1\", \"kind\": \"single\", \"question\": \"Where?\", \"answers\": [\"Bousholm\"], "
+	  "\"ctxs\": [{\"title\": \"M\", \"text\": \"born in Bousholm\"}], \"support\": [0]},\n"
+	  " {\"question\": \"no kind\", \"answers\": [\"x\"], \"ctxs\": [{\"text\": \"x\"}]}]\n" },
 	{ "ircot.seed",
 	  "{\"question_id\": \"5a8c\", \"question_text\": \"What position?\", \"answers_objects\": [{\"number\": \"\", "
 	  "\"date\": {\"day\": \"\", \"month\": \"\", \"year\": \"\"}, \"spans\": [\"Chief of\", \"Protocol\"]}], "

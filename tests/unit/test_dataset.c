@@ -1,9 +1,9 @@
 /* test_dataset — the dataset reader of kvblend bench (common/dataset.c): each
  * format from a small literal (answers as a string, a list, a list of lists;
- * JSON arrays and JSON Lines; --limit), the prompts of the CacheBlend
- * evaluation, errors that name the file and the record (malformed JSON,
- * missing or mistyped fields, mixed formats), and the real files in
- * ../shared/data when they are there. */
+ * JSON arrays and JSON Lines; --limit; the optional "kind" and its errors),
+ * the prompts of the CacheBlend evaluation, errors that name the file and the
+ * record (malformed JSON, missing or mistyped fields, mixed formats), and the
+ * real files in ../shared/data when they are there. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -97,7 +97,46 @@ static void test_cacheblend(void)
 			    "{\"question\": \"q2\", \"answers\": [\"b\"], \"ctxs\": [{\"title\": \"t\", \"text\": \"y\"}]}\n";
 	d = load(lines, 0);
 	ok(d && d->n_items == 2 && !strcmp(d->items[1].question, "q2"), "JSON Lines, blank lines skipped");
+	ok(d && !d->items[0].kind && !d->items[1].kind, "no \"kind\": kind is NULL");
 	dataset_free(d);
+}
+
+/* The optional "kind" of a CacheBlend record (ragdata.py's), kept as given. */
+static void test_kind(void)
+{
+	const char *arr = "[{\"id\": \"3-0\", \"kind\": \"twohop\", \"type\": \"river\", \"question\": \"q?\", "
+			  "\"answers\": [\"a\"], \"ctxs\": [{\"title\": \"t\", \"text\": \"x\"}], \"support\": [0]},"
+			  " {\"question\": \"r?\", \"answers\": [\"b\"], \"ctxs\": [{\"text\": \"y\"}]},"
+			  " {\"kind\": \"single hop \u00e9\", \"question\": \"s?\", \"answers\": [\"c\"], \"ctxs\": [{\"text\": \"z\"}]}]";
+	struct dataset *d = load(arr, 0);
+	ok(d && d->n_items == 3, "records with \"kind\" (and ragdata.py's other fields) load");
+	if (!d)
+		return;
+	str_is(d->items[0].kind, "twohop", "the kind of the first record");
+	ok(d->items[1].kind == NULL, "a record without one: NULL");
+	str_is(d->items[2].kind, "single hop \xc3\xa9", "a kind with a space and UTF-8, as given");
+	str_is(d->items[0].id, "3-0", "the id beside it");
+	dataset_free(d);
+	/* other formats: a "kind" field is not read */
+	d = load("{\"input\": \"who?\", \"context\": \"c\", \"answers\": [\"me\"], \"dataset\": \"hotpotqa\", "
+		 "\"kind\": \"single\"}", 0);
+	ok(d && d->items[0].kind == NULL, "LongBench: \"kind\" is not read");
+	dataset_free(d);
+	/* bad kinds: one line naming the record */
+	fails("[{\"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]},"
+	      " {\"kind\": 2, \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}]",
+	      "'t.json': .[1]: \"kind\" is not a string", "a kind that is a number (array index)");
+	fails("{\"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}\n"
+	      "{\"kind\": [\"single\"], \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}\n",
+	      "'t.json': line 2: \"kind\" is not a string", "a kind that is a list (line number)");
+	fails("{\"kind\": null, \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}",
+	      "\"kind\" is not a string", "a kind that is null");
+	fails("{\"kind\": \"\", \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}",
+	      "line 1: \"kind\" is empty", "an empty kind");
+	fails("{\"kind\": \"a\\tb\", \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}",
+	      "\"kind\" has a control character", "a kind with a tab (it would break bench's TSV)");
+	fails("{\"kind\": \"all\", \"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [{\"text\": \"x\"}]}",
+	      "\"kind\" is \"all\"", "the kind \"all\" (bench's rows over every question)");
 }
 
 static void test_ircot(void)
@@ -257,6 +296,7 @@ static void test_shared(void)
 int main(void)
 {
 	test_cacheblend();
+	test_kind();
 	test_ircot();
 	test_longbench();
 	test_samsum();

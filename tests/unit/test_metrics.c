@@ -1,8 +1,9 @@
 /* test_metrics — the scores of kvblend bench (common/metrics.c) on known
  * answers: the answer normalization, token F1 (the SQuAD/LongBench examples:
  * articles, case, punctuation, partial overlaps, repeated words, empty
- * answers), Rouge-L on hand-computed LCS, KL of identical and of known
- * distributions, and quantiles as numpy computes them. */
+ * answers), exact match on the same normalization (1 only where F1 is 1),
+ * Rouge-L on hand-computed LCS, KL of identical and of known distributions,
+ * and quantiles as numpy computes them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,12 @@ static void f1(const char *pred, const char *gold, double want)
 {
 	double got = metrics_f1(pred, gold);
 	ok(near(got, want, 1e-12), "F1('%s', '%s') = %.6f (got %.6f)", pred, gold, want, got);
+}
+
+static void em(const char *pred, const char *gold, double want)
+{
+	double got = metrics_exact_match(pred, gold);
+	ok(got == want, "EM('%s', '%s') = %g (got %g)", pred, gold, want, got);
 }
 
 static void rl(const char *pred, const char *ref, double want)
@@ -69,6 +76,41 @@ static void test_f1(void)
 	got = metrics_f1_max("republic", golds, 3);
 	ok(near(got, 0.5, 1e-12), "F1 max picks the best partial match: 0.5 (got %g)", got);
 	ok(metrics_f1_max("x", golds, 0) == 0, "F1 max over no answers is 0");
+}
+
+static void test_exact_match(void)
+{
+	/* SQuAD's normalization: case, punctuation, articles, white space */
+	em("Croatia", "Croatia", 1);
+	em("the Eiffel Tower.", "Eiffel   tower", 1);
+	em("  An apple!", "apple", 1);
+	em("Odeon - Theatre de l'Europe", "odeon theatre de leurope", 1);
+	/* a partial answer has F1 between 0 and 1 but no exact match */
+	em("Paris in France", "Paris", 0);
+	em("Paris", "Paris Texas", 0);
+	em("theatre", "atre", 0); /* articles are whole words: "theatre" stays */
+	em("1,000", "1000", 1);
+	em("Rákóczi", "rákóczi", 1);
+	em("Á", "á", 0); /* non-ASCII is not lowered */
+	/* empty after normalization: a match only when both are */
+	em("", "", 1);
+	em("the", "a", 1);
+	em("", "Croatia", 0);
+	em("Croatia", "", 0);
+	/* exact match 1 exactly where F1 is 1 and the words come in the same order */
+	const char *pairs[][2] = { { "the Eiffel Tower", "eiffel tower" }, { "tower eiffel", "eiffel tower" },
+				   { "a b", "b a c" }, { "New York City", "new york" } };
+	for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+		double f = metrics_f1(pairs[i][0], pairs[i][1]), e = metrics_exact_match(pairs[i][0], pairs[i][1]);
+		ok(e == 0 || f == 1, "EM 1 implies F1 1: '%s' vs '%s' (EM %g, F1 %g)", pairs[i][0], pairs[i][1], e, f);
+	}
+	/* F1 1 with the words reordered is no exact match */
+	em("tower eiffel", "eiffel tower", 0);
+	char *golds[] = { "Zagreb", "Croatia", "the Republic of Croatia" };
+	ok(metrics_exact_match_max("croatia.", golds, 3) == 1, "EM max: any gold answer matching gives 1");
+	ok(metrics_exact_match_max("Republic of Croatia", golds, 3) == 1, "EM max: the third answer matches");
+	ok(metrics_exact_match_max("republic", golds, 3) == 0, "EM max: partial matches give 0");
+	ok(metrics_exact_match_max("x", golds, 0) == 0, "EM max over no answers is 0");
 }
 
 static void test_rouge(void)
@@ -145,6 +187,7 @@ int main(void)
 {
 	test_normalize();
 	test_f1();
+	test_exact_match();
 	test_rouge();
 	test_kl();
 	test_quantile();
