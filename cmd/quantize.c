@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "hfimport.h"
 #include "quant.h"
 #include "synth.h"
 
@@ -11,6 +12,7 @@ static const struct option longopts[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "list-types", no_argument, NULL, 'L' },
 	{ "synthetic", required_argument, NULL, 'S' },
+	{ "hf", required_argument, NULL, 'F' },
 	{ "seed", required_argument, NULL, 's' },
 	{ "vocab", required_argument, NULL, 'V' },
 	{ "list-shapes", no_argument, NULL, 'H' },
@@ -21,6 +23,7 @@ static const struct option longopts[] = {
 static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
+	       "       kvblend quantize [-v] --hf DIR OUT.gguf TYPE\n"
 	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0, q4_0,\n"
 	       "q4_k, q5_k, q6_k, or the mixes q4_k_m, q5_k_m (q6_k for the output and some\n"
@@ -29,6 +32,9 @@ static void usage(void)
 	       "1-D tensors (norms, biases) become f32; the metadata is kept, with\n"
 	       "general.file_type set to match. OUT is replaced atomically ('-' = stdout).\n\n"
 	       "  -v, --verbose      one line per tensor on stderr: name, shape, types\n"
+	       "      --hf DIR       import a Hugging Face model folder instead (config.json,\n"
+	       "                     model.safetensors or its shards, tokenizer.json):\n"
+	       "                     LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\n"
 	       "      --list-types   print the types TYPE can be, one per line\n"
 	       "      --synthetic SHAPE  write a model of a real model's shape with seeded random\n"
 	       "                     weights instead of converting one (for speed work)\n"
@@ -78,8 +84,10 @@ static void report(void *ctx, const struct convert_tensor *t)
 		break;
 	case CONVERT_KEPT_AS_IS: snprintf(why, sizeof why, " (not weights: copied)"); break;
 	}
-	fprintf(stderr, "%s: %s %s %s -> %s%s\n", cli_tool, t->name, shape, qtype_name(t->from),
-		qtype_name(t->to), why);
+	fprintf(stderr, "%s: %s %s %s -> %s%s", cli_tool, t->name, shape, qtype_name(t->from), qtype_name(t->to), why);
+	if (t->source)
+		fprintf(stderr, " from %s%s", t->source, t->permuted ? ", rows permuted" : "");
+	fputc('\n', stderr);
 }
 
 static double mib(uint64_t bytes)
@@ -87,11 +95,60 @@ static double mib(uint64_t bytes)
 	return (double)bytes / (1024.0 * 1024.0);
 }
 
+/* The one-line summary on stderr: sizes (for stdout, where the output size is
+ * not known, the weights') and the tensors by type. */
+static void summary(const char *out, const struct convert_stats *st)
+{
+	bool file = st->out_file_bytes > 0;
+	fprintf(stderr, "%s: wrote %s (%" PRIu64 " tensors, %s%.2f MiB -> %.2f MiB", cli_tool,
+		file ? out : "<stdout>", st->n_tensors, file ? "" : "weights ",
+		mib(file ? st->in_file_bytes : st->in_tensor_bytes), mib(file ? st->out_file_bytes : st->out_tensor_bytes));
+	/* the 2-D weights by type (the 1-D ones are all f32; integer data is counted below) */
+	const char *sep = "; ";
+	for (int ty = 0; ty < QTYPE_COUNT; ty++) {
+		uint64_t n = st->n_by_type[ty] - (ty == QTYPE_F32 ? st->n_kept_1d : 0);
+		if (n > 0 && !qtype_info(ty)->is_data) {
+			fprintf(stderr, "%s%" PRIu64 " in %s", sep, n, qtype_name(ty));
+			sep = ", ";
+		}
+	}
+	if (st->n_kept_1d)
+		fprintf(stderr, "%s%" PRIu64 " 1-D in f32", sep, st->n_kept_1d);
+	if (st->n_kept_as_is)
+		fprintf(stderr, ", %" PRIu64 " copied as they are", st->n_kept_as_is);
+	if (st->n_kept_blocks)
+		fprintf(stderr, "; %" PRIu64 " fell back as their rows are not whole blocks of their type",
+			st->n_kept_blocks);
+	fprintf(stderr, ")\n");
+}
+
+static void warn(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: warning: %s\n", cli_tool, msg);
+}
+
+/* --synthetic SHAPE OUT TYPE */
+static int synthetic(const char *shape, const char *out, const char *type, uint64_t seed, const char *vocab)
+{
+	struct synth_spec sp;
+	if (synth_shape(shape, &sp))
+		cli_usage_error("%s", kb_error());
+	sp.type = parse_type(type);
+	sp.seed = seed;
+	sp.tokenizer_json = vocab;
+	if (synth_write(out, &sp))
+		cli_die("%s", kb_error());
+	fprintf(stderr, "%s: wrote %s (synthetic %s, %s, seed %llu)\n", cli_tool, out, shape,
+		convert_target_name(sp.type), (unsigned long long)seed);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
 	bool verbose = false;
-	const char *shape = NULL, *vocab = NULL;
+	const char *shape = NULL, *vocab = NULL, *hf = NULL;
 	uint64_t seed = 1;
 	int c;
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
@@ -99,6 +156,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		case 'L': list_types(); return 0;
 		case 'S': shape = optarg; break;
+		case 'F': hf = optarg; break;
 		case 'V': vocab = optarg; break;
 		case 's': seed = (uint64_t)cli_long("--seed", optarg, 1, 0x7fffffffffffffffL); break;
 		case 'H':
@@ -108,55 +166,33 @@ int main(int argc, char **argv)
 		default: cli_unreachable(c);
 		}
 	}
+	if (shape && hf)
+		cli_usage_error("--synthetic and --hf exclude each other");
 	if (shape) {
 		if (argc - optind != 2)
 			cli_usage_error("expected --synthetic SHAPE OUT.gguf TYPE");
-		struct synth_spec sp;
-		if (synth_shape(shape, &sp))
-			cli_usage_error("%s", kb_error());
-		sp.type = parse_type(argv[optind + 1]);
-		sp.seed = seed;
-		sp.tokenizer_json = vocab;
-		if (synth_write(argv[optind], &sp))
-			cli_die("%s", kb_error());
-		fprintf(stderr, "%s: wrote %s (synthetic %s, %s, seed %llu)\n", cli_tool, argv[optind], shape,
-			convert_target_name(sp.type), (unsigned long long)seed);
-		return 0;
+		return synthetic(shape, argv[optind], argv[optind + 1], seed, vocab);
 	}
 	if (vocab)
 		cli_usage_error("--vocab goes with --synthetic");
-	if (argc - optind != 3)
-		cli_usage_error("expected IN.gguf OUT.gguf TYPE, got %d operand%s", argc - optind,
-				argc - optind == 1 ? "" : "s");
-	const char *in = argv[optind], *out = argv[optind + 1];
-	int type = parse_type(argv[optind + 2]);
+	int n_in = hf ? 0 : 1;
+	if (argc - optind != n_in + 2)
+		cli_usage_error("expected %s OUT.gguf TYPE, got %d operand%s", hf ? "--hf DIR" : "IN.gguf",
+				argc - optind, argc - optind == 1 ? "" : "s");
+	const char *out = argv[optind + n_in];
+	int type = parse_type(argv[optind + n_in + 1]);
 
-	struct convert_opts opts = { .on_tensor = verbose ? report : NULL };
 	struct convert_stats st;
-	if (convert_gguf(in, out, type, &opts, &st) != KB_OK)
-		cli_die("%s", kb_error());
-
-	/* file sizes; for stdout, where the output size is not known, the weights' */
-	bool file = st.out_file_bytes > 0;
-	fprintf(stderr, "%s: wrote %s (%" PRIu64 " tensors, %s%.2f MiB -> %.2f MiB", cli_tool,
-		file ? out : "<stdout>", st.n_tensors, file ? "" : "weights ",
-		mib(file ? st.in_file_bytes : st.in_tensor_bytes), mib(file ? st.out_file_bytes : st.out_tensor_bytes));
-	/* the 2-D weights by type (the 1-D ones are all f32; integer data is counted below) */
-	const char *sep = "; ";
-	for (int ty = 0; ty < QTYPE_COUNT; ty++) {
-		uint64_t n = st.n_by_type[ty] - (ty == QTYPE_F32 ? st.n_kept_1d : 0);
-		if (n > 0 && !qtype_info(ty)->is_data) {
-			fprintf(stderr, "%s%" PRIu64 " in %s", sep, n, qtype_name(ty));
-			sep = ", ";
-		}
+	int rc;
+	if (hf) {
+		struct hfimport_opts opts = { .on_tensor = verbose ? report : NULL, .on_warning = warn };
+		rc = hfimport_dir(hf, out, type, &opts, &st);
+	} else {
+		struct convert_opts opts = { .on_tensor = verbose ? report : NULL };
+		rc = convert_gguf(argv[optind], out, type, &opts, &st);
 	}
-	if (st.n_kept_1d)
-		fprintf(stderr, "%s%" PRIu64 " 1-D in f32", sep, st.n_kept_1d);
-	if (st.n_kept_as_is)
-		fprintf(stderr, ", %" PRIu64 " copied as they are", st.n_kept_as_is);
-	if (st.n_kept_blocks)
-		fprintf(stderr, "; %" PRIu64 " fell back as their rows are not whole blocks of their type",
-			st.n_kept_blocks);
-	fprintf(stderr, ")\n");
+	if (rc != KB_OK)
+		cli_die("%s", kb_error());
+	summary(out, &st);
 	return 0;
 }

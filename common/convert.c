@@ -235,7 +235,8 @@ static int add_tensors(struct gguf *g, struct gguf_writer *w, int target, const 
 		if (bufs[i])
 			data = bufs[i];
 		if (opts && opts->on_tensor) {
-			struct convert_tensor ct = { name, t->n_dims, t->ne, t->type, to, want, act };
+			struct convert_tensor ct = { .name = name, .n_dims = t->n_dims, .ne = t->ne, .from = t->type,
+						      .to = to, .want = want, .action = act };
 			opts->on_tensor(opts->ctx, &ct);
 		}
 		count(st, act);

@@ -50,6 +50,8 @@ struct convert_tensor {
 	int from, to;          /* enum qtype */
 	int want;              /* the type the target gives it (to, but for CONVERT_KEPT_BLOCKS) */
 	enum convert_action action;
+	const char *source;    /* hfimport.h: the Hugging Face tensor it comes from; else NULL */
+	bool permuted;         /* hfimport.h: its rows were permuted (llama's q and k) */
 };
 
 struct convert_stats {

@@ -370,6 +370,11 @@ static const struct {
 	{ "tiny-qwen2", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
 			  .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true,
 			  .tied = true } },
+	/* the other form of each (tests of --hf cover llama and qwen2, tied and not) */
+	{ "tiny-llama-tied", { .arch = "llama", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			       .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .tied = true } },
+	{ "tiny-qwen2-untied", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+				 .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true } },
 	/* TinyLlama-1.1B: a real shape with rows of whole K-quant super-blocks (256) */
 	{ "tinyllama-1.1b", { .arch = "llama", .n_vocab = 32000, .n_embd = 2048, .n_layer = 22, .n_head = 32,
 			      .n_kv_head = 4, .n_ff = 5632, .n_ctx = 2048 } },

@@ -42,7 +42,8 @@ int synth_write(const char *path, const struct synth_spec *s) KB_WUR;
 
 /* The spec of a named real-model shape ("smollm2-135m", "smollm2-360m",
  * "qwen2.5-0.5b", "tinyllama-1.1b", "all-minilm-l6-v2", "tiny-llama", "tiny-qwen2",
- * "tiny-256", "tiny-bert"); type and seed are left 0.
+ * "tiny-llama-tied", "tiny-qwen2-untied", "tiny-256", "tiny-bert"); type and seed
+ * are left 0.
  * KB_ERR_ARG for an unknown name. */
 int synth_shape(const char *name, struct synth_spec *out) KB_WUR;
 /* Name of shape i, or NULL past the last one (for listings). */

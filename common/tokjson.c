@@ -389,6 +389,13 @@ int tokjson_load(const char *path, struct tokjson *out)
 			     path, type ? type : "(none)");
 		goto done;
 	}
+	/* SentencePiece-style BPE (Llama 2, Mistral: "▁" for spaces, <0xNN> byte tokens)
+	 * is not byte-level: read as one, it would give other ids */
+	if (!b.wordpiece && json_is_true(json_object_get(b.model, "byte_fallback"))) {
+		rc = kb_fail(KB_ERR_UNSUPPORTED, "'%s': a SentencePiece-style BPE (byte_fallback) is not supported "
+			     "(byte-level BPE and WordPiece are)", path);
+		goto done;
+	}
 	if (b.added && !json_is_array(b.added)) {
 		rc = kb_fail(KB_ERR_FORMAT, "'%s': added_tokens is not a list", path);
 		goto done;

@@ -1,7 +1,8 @@
 /* tokjson.h — a Hugging Face tokenizer.json as the tokenizer.ggml.* keys of GGUF.
  *
  * Reads model.type "BPE" (byte-level: vocab, merges as "a b" strings or [a, b]
- * pairs) or "WordPiece" (vocab), the added tokens (special ones become CONTROL,
+ * pairs; a SentencePiece-style one, with byte_fallback, is refused) or
+ * "WordPiece" (vocab), the added tokens (special ones become CONTROL,
  * the others USER_DEFINED), and infers tokenizer.ggml.pre from the pre_tokenizer
  * (ByteLevel alone, or a Split on GPT-2's regex: gpt-2; Digits one by one then
  * ByteLevel: smollm; a Split on the Llama-3 or the Qwen2 regex: llama-bpe, qwen2;

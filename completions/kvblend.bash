@@ -6,7 +6,8 @@
 # when a short option stands for it), the words an option's value may be from
 # `kvblend <tool> --complete-values --name`, the quantize types and shapes from
 # `kvblend quantize --list-types` and `--list-shapes`: the completion follows
-# the code. Known here is only which options name a model, a file or a folder.
+# the code. Known here is only which options name a model, a file or a folder,
+# and that quantize's --synthetic and --hf stand for its IN operand.
 
 # Complete file names in $cur; $1, if given, is a glob the files must match
 # (directories are always offered, to descend into).
@@ -60,7 +61,7 @@ _kvblend_tool()
 		opt=${opt%=}
 		case $opt in
 		--model) _kvblend_files '*.[gG][gG][uU][fF]'; return ;;
-		--store)
+		--store | --hf)
 			compopt -o filenames 2>/dev/null
 			local IFS=$'\n'
 			COMPREPLY=($(compgen -d -- "$cur"))
@@ -83,8 +84,8 @@ _kvblend_tool()
 	local i n=0 w skip=
 	for ((i = first; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
-		# quantize --synthetic SHAPE OUT TYPE: no IN operand
-		[[ $w == --synthetic ]] && n=$((n + 1))
+		# quantize --synthetic SHAPE OUT TYPE, --hf DIR OUT TYPE: no IN operand
+		[[ $w == --synthetic || $w == --hf ]] && n=$((n + 1))
 		if [[ $w == = ]]; then
 			skip=1
 		elif [[ -n $skip ]]; then

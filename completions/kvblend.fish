@@ -6,7 +6,8 @@
 # a value, " -x" when a short option stands for it), the words an option's value
 # may be from `kvblend <tool> --complete-values --name`, the quantize types and
 # shapes from `kvblend quantize --list-types` and `--list-shapes`. Known here is
-# only which options name a model, a file or a folder.
+# only which options name a model, a file or a folder, and that quantize's
+# --synthetic and --hf stand for its IN operand.
 
 # __kvblend_long WORD LINES...: the long option WORD names ("--name" or
 # "--name="): itself, or the one its short letter stands for.
@@ -30,7 +31,7 @@ function __kvblend_value
     switch $opt
         case --model
             __fish_complete_suffix $cur .gguf
-        case --store
+        case --store --hf
             __fish_complete_directories $cur
         case --file --output --cache --prefix-file --query-file --dataset --plot --vocab
             __fish_complete_path $cur
@@ -104,7 +105,8 @@ function __kvblend_complete
                 set skip 0
                 continue
             end
-            test "$w" = --synthetic; and set n (math $n + 1) # quantize --synthetic SHAPE OUT TYPE: no IN
+            # quantize --synthetic SHAPE / --hf DIR OUT TYPE: no IN
+            contains -- "$w" --synthetic --hf; and set n (math $n + 1)
             if string match -q -- '-*' $w
                 string match -q -- '*=' (__kvblend_long $w $lines); and set skip 1
             else

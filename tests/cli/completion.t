@@ -82,11 +82,13 @@ if have quantize; then
 			"quantize --synthetic <TAB> offers kvblend quantize --list-shapes"
 		is "$(cand kvblend quantize --synthetic tiny-llama --seed 3 a.gguf '')" "$types" \
 			"quantize --synthetic SHAPE OUT <TAB> offers the types"
+		is "$(cand kvblend quantize --hf '')" "sub" "quantize --hf <TAB> offers folders"
+		is "$(cand kvblend quantize -v --hf sub a.gguf '')" "$types" "quantize --hf DIR OUT <TAB> offers the types"
 	else
-		for i in 1 2; do skip "kvblend-quantize has no --list-shapes"; done
+		for i in 1 2 3 4; do skip "kvblend-quantize has no --list-shapes"; done
 	fi
 else
-	for i in 1 2 3 4 5 6; do skip "kvblend-quantize is not built"; done
+	for i in 1 2 3 4 5 6 7 8; do skip "kvblend-quantize is not built"; done
 fi
 cd "$KVBLEND_ROOT" || exit 1
 
@@ -181,11 +183,13 @@ if command -v fish >/dev/null 2>&1; then
 	if have quantize; then
 		is "$(fcand 'kvblend quantize a.gguf b.gguf ')" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \
 			"fish: quantize IN OUT <TAB> offers the types"
+		is "$(fcand 'kvblend quantize --hf d b.gguf ')" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \
+			"fish: quantize --hf DIR OUT <TAB> offers the types"
 	else
-		skip "kvblend-quantize is not built"
+		for i in 1 2; do skip "kvblend-quantize is not built"; done
 	fi
 else
-	for i in 1 2 3 4 5 6 7; do skip "fish is not installed"; done
+	for i in 1 2 3 4 5 6 7 8; do skip "fish is not installed"; done
 fi
 
 is "$(cat "$TAP_TMP/noise" 2>/dev/null)" "" "completing printed nothing of its own"

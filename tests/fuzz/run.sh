@@ -1,8 +1,9 @@
 #!/bin/sh
 # run.sh — build and run the fuzz targets: gguf (the GGUF reader), kvc (the
 # .kvc KV-cache reader), dataset (bench's dataset reader), model (the decoder
-# and BERT loaders and their tokenizers, as kvblend embed opens a model) and
-# tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys).
+# and BERT loaders and their tokenizers, as kvblend embed opens a model),
+# tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys)
+# and safetensors (the reader of Hugging Face weight files, for quantize --hf).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -27,7 +28,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc dataset model tokjson"
+all_targets="gguf kvc dataset model tokjson safetensors"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -37,6 +38,7 @@ srcs() {
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
+	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
 	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
@@ -49,7 +51,7 @@ srcs() {
 libs() {
 	case $1 in
 	gguf) pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash ;; # the model fingerprint
-	dataset) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
+	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
 	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash 2>/dev/null ||
 		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash ;;
 	esac
