@@ -6,6 +6,7 @@
 #   make demo          .ci/setup, build, then the RAG pipeline end to end (tests/demo.sh; MODEL=file.gguf)
 #   make lint-man      mandoc -Tlint and groff -ww the man pages
 #   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
+#   make reader        retrain tests/models/reader.gguf (python3-torch; ~1 hour on 2 cores; not in CI)
 #   make clean         remove every build directory (build/, build-debug/, CI's build-noomp/, build-fuzz/)
 # Knobs: OPENMP=1 (default) or 0, DEBUG=1, CC, CFLAGS, LDFLAGS.
 
@@ -125,6 +126,14 @@ lint-man:
 	  [ -z "$$w" ] || { printf '%s\n' "$$w"; fail=1; }; \
 	done; exit $$fail
 
+# The reader model (tests/rag/README): train it in PyTorch, import it with
+# quantize --hf, record PyTorch's logits, and check kvblend's against them.
+READER_DIR ?= $(B)/reader
+reader: all
+	/usr/bin/python3 tests/rag/train.py --out $(READER_DIR) --seed 1 --steps 6000
+	/usr/bin/python3 tests/rag/export.py $(READER_DIR) --kvblend $(B)/bin/kvblend --out tests/models
+	$(B)/tests/test_reader
+
 FUZZ_SECONDS ?= 60
 fuzz:
 	sh tests/fuzz/run.sh $(FUZZ_SECONDS)
@@ -139,5 +148,5 @@ clean:
 bench: all
 	KVBLEND_BIN=$(CURDIR)/$(B)/bin LLAMA_CPP=$(LLAMA_CPP) sh tests/bench/speed.sh
 
-.PHONY: bench all check debug check-debug install demo lint-man fuzz clean
+.PHONY: bench all check debug check-debug install demo lint-man fuzz clean reader
 .SECONDARY:
