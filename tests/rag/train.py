@@ -352,6 +352,8 @@ def main(argv):
     ap.add_argument("--stop", type=int, help="stop after this step (a checkpoint of a --steps run)")
     ap.add_argument("--seed", type=int, default=1, help="initialisation and sampling seed")
     ap.add_argument("--tokenizer", help="an existing tokenizer directory (default: train one)")
+    ap.add_argument("--init", help="start from the weights of a model directory this script wrote "
+                    "(its tokenizer too); the step count, stages and data start afresh")
     ap.add_argument("--batch-tokens", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
@@ -376,6 +378,8 @@ def main(argv):
     cfg = Config(hidden_size=a.d, num_hidden_layers=a.layers, intermediate_size=a.ff,
                  num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, vocab_size=len(tok.vocab))
     model = Reader(cfg)
+    if a.init:
+        model, tok = load(a.init)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     log = open(os.path.join(a.out, "log.tsv"), "w")
