@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import re
 import struct
 import sys
 import time
@@ -253,6 +254,43 @@ def example(tok, item):
     return ids + ans, len(ids)
 
 
+FACTS = [  # (relation, pattern in a person passage, question)
+    ("born", re.compile(r"born in (?:the town of )?([A-Z]\w+)"), "Where was {} born?"),
+    ("job", re.compile(r"as a (\w+)"), "What was the job of {}?"),
+    ("year", re.compile(r"(?:born in [A-Z]\w+ in|In) (\d{4})"), "In which year was {} born?"),
+    ("lived", re.compile(r"(?:lived in|moved to) ([A-Z]\w+)"), "In which town did {} live later?"),
+]
+
+
+def more_questions(rng, item, k):
+    """Up to k more single-hop questions about the same passages: what each
+    person passage says of its subject (its title), read back from the text."""
+    qs = []
+    for c in item["ctxs"]:
+        for rel, pat, q in FACTS:
+            m = pat.search(c["text"])
+            if m and c["text"].startswith((c["title"], "In ")):
+                qs.append((q.format(c["title"]), m.group(1)))
+    rng.shuffle(qs)
+    return qs[:k]
+
+
+def multi_example(tok, rng, item, k):
+    """The question, then up to k more about the same passages, each framed
+    as bench frames one and followed by its answer and EOS: the first is
+    exactly an ordinary example; the others add answers to learn from
+    (which passage is about whom) at the price of a query each."""
+    ids, _ = prompts.encode(tok, item)
+    spans = []
+    for i, (q, a) in enumerate([(item["question"], item["answers"][0])] + more_questions(rng, item, k)):
+        if i:
+            ids += tok.encode(prompts.query(q))
+        ans = tok.encode(" " + a) + [tok.eos]
+        spans.append((len(ids), len(ids) + len(ans)))
+        ids += ans
+    return ids, spans
+
+
 def copy_example(tok, item):
     """The auxiliary copy task: the passages, then the same passages again;
     the second copy is scored like an answer. Copying a span seen earlier is
@@ -263,8 +301,8 @@ def copy_example(tok, item):
     return [tok.bos] + once + once, 1 + len(once)
 
 
-def batch(tok, items, copies=(), raw=()):
-    exs = [example(tok, it) for it in items] + [copy_example(tok, it) for it in copies] + list(raw)
+def batch(tok, items, copies=(), raw=(), multi=()):
+    exs = [example(tok, it) for it in items] + list(multi) + [copy_example(tok, it) for it in copies] + list(raw)
     raw0 = len(exs) - len(raw)
     T = max(len(e[0]) for e in exs)
     x = torch.zeros(len(exs), T, dtype=torch.long)
@@ -273,6 +311,11 @@ def batch(tok, items, copies=(), raw=()):
     for b, (ids, n_prompt) in enumerate(exs):
         t = torch.tensor(ids)
         x[b, :len(ids)] = t
+        if isinstance(n_prompt, list):  # a multi_example: its answers' spans
+            y[b, :len(ids) - 1] = t[1:]
+            for s0, s1 in n_prompt:
+                ans[b, s0 - 1:s1 - 1] = True
+            continue
         if n_prompt < 0:  # an echo sequence: each token after the marker names the one before it
             y[b, 3:len(ids)] = t[2:len(ids) - 1]
             ans[b, 3:len(ids)] = True
@@ -361,6 +404,9 @@ def main(argv):
     ap.add_argument("--copy-share", type=float, default=0.2, help="share of copy-task sequences in a batch")
     ap.add_argument("--aux-share", type=float, default=0.4, help="share of random-token copy/echo sequences")
     ap.add_argument("--aux-until", type=int, default=3000, help="the auxiliary tasks' last step")
+    ap.add_argument("--first-stage", choices=[st[0] for st in STAGES], help="start the curriculum here")
+    ap.add_argument("--more-questions", type=int, default=0,
+                    help="ask up to N more questions after each one (about the same passages)")
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--ff", type=int, default=384)
@@ -387,6 +433,8 @@ def main(argv):
     print(f"{n_params} parameters, {len(tok.vocab)} tokens", file=sys.stderr)
     t0 = time.time()
     stage, counter, step, seen = 0, [0], 0, 0
+    if a.first_stage:
+        stage = [st[0] for st in STAGES].index(a.first_stage)
     ema = ema_ans = None
     tp_t, tp_n = time.time(), 0
     last = a.stop or a.steps
@@ -399,7 +447,7 @@ def main(argv):
         for g in opt.param_groups:
             g["lr"] = lr
         # a batch of about batch_tokens tokens
-        items, copies, raw, n_tok = [], [], [], 0
+        items, copies, raw, multi, n_tok = [], [], [], [], 0
         while n_tok < a.batch_tokens:
             if step < a.aux_until and rng.random() < a.aux_share:
                 raw.append(random_aux(rng, len(tok.vocab)))
@@ -409,10 +457,13 @@ def main(argv):
             if step < a.aux_until and rng.random() < a.copy_share:
                 copies.append(it)
                 n_tok += 120 * len(it["ctxs"])
+            elif a.more_questions:
+                multi.append(multi_example(tok, rng, it, a.more_questions))
+                n_tok += len(multi[-1][0])
             else:
                 items.append(it)
                 n_tok += 60 * len(it["ctxs"]) + 80
-        x, y, ans = batch(tok, items, copies, raw)
+        x, y, ans = batch(tok, items, copies, raw, multi)
         logits = model(x)
         ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1), ignore_index=-1, reduction="none")
         ce = ce.view(y.shape)
