@@ -128,7 +128,7 @@ lint-man:
 
 # The reader model (tests/rag/README): train it in PyTorch, import it with
 # quantize --hf, record PyTorch's logits, and check kvblend's against them.
-# READER_STOP=S stops the run after step S (the committed interim model: 2000).
+# READER_STOP=S stops the run after step S (the first of the interim model's two runs: 2000).
 READER_DIR ?= $(B)/reader
 reader: all
 	/usr/bin/python3 tests/rag/train.py --out $(READER_DIR) --seed 1 --steps 6000 $(if $(READER_STOP),--stop $(READER_STOP))
