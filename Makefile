@@ -3,7 +3,7 @@
 #   make check         run every test (prove); skips what needs ../shared when it is absent
 #   make debug         the same tree built with ASan + UBSan into build-debug/ (make DEBUG=1 check runs it)
 #   make install       PREFIX=/usr/local DESTDIR= BINDIR= MANDIR=
-#   make demo          .ci/setup, build, then the RAG pipeline end to end (tests/demo.sh; MODEL=file.gguf)
+#   make demo          .ci/setup, build, then the reader model answers a question end to end (tests/demo.sh; MODEL=file.gguf)
 #   make lint-man      mandoc -Tlint and groff -ww the man pages
 #   make fuzz          run the fuzz targets for FUZZ_SECONDS (tests/fuzz/run.sh)
 #   make reader        retrain tests/models/reader.gguf (python3-torch; ~1 hour on 2 cores; not in CI)
@@ -106,14 +106,14 @@ install: all
 	install -m 644 completions/_kvblend $(DESTDIR)$(ZSHCOMPDIR)/_kvblend
 	install -m 644 completions/kvblend.fish $(DESTDIR)$(FISHCOMPDIR)/kvblend.fish
 
-MODEL  ?= ../shared/models/stories260Ktok512.gguf
+MODEL  ?= tests/models/reader.gguf
 # The two, quoted for the shell.
 model_q  = '$(subst ','\'',$(MODEL))'
 demo:
 	@bash .ci/setup
 	@echo "make demo: building the tools in $(B)/"
 	@$(MAKE) -s --no-print-directory $(BINS)
-	@test -r $(model_q) || { echo "make demo: cannot read the model "$(model_q)": put ../shared beside this checkout or give MODEL=path/to/model.gguf" >&2; exit 1; }
+	@test -r $(model_q) || { echo "make demo: cannot read the model "$(model_q)": give MODEL=path/to/model.gguf" >&2; exit 1; }
 	sh tests/demo.sh $(B)/bin $(model_q)
 
 lint-man:
