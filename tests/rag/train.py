@@ -247,8 +247,8 @@ def load(d):
 # ---- data ----
 
 def example(tok, item):
-    """(ids, weights): the prompt and its answer with EOS; weights mark the
-    answer tokens (1) apart from the rest (0, later scaled)."""
+    """(ids, n_prompt): the prompt and its answer with EOS after it; the
+    tokens from n_prompt on are the answer, scored apart from the rest."""
     ids, _ = prompts.encode(tok, item)
     ans = tok.encode(" " + item["answers"][0]) + [tok.eos]
     return ids + ans, len(ids)
