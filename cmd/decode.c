@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 
 	/* the context: --ctx, else the model's; the buffers only what this run can
 	 * use of it (not -n: -n 16777216 must not reserve gigabytes) */
-	const int64_t n_cached = ch ? ch->n_tokens : 0;
+	const int64_t n_cached = ch ? kvfile_slots(ch) : 0; /* a token-evicted cache: its largest layer */
 	const int64_t n_prompt = n_cached + (int64_t)n_ids;
 	const int ctx = o.ctx ? o.ctx : m->hp.n_ctx_train;
 	if (n_prompt > ctx)

@@ -1,10 +1,10 @@
 /* kvblend-evict — keep the cache store within a byte budget (LRU, LFU, S3-FIFO,
- * cost-aware), pin entries, verify the store, show what is in it.
+ * cost-aware), pin entries, verify the store, show what is in it; or prune the
+ * tokens of one KV cache (StreamingLLM, H2O, SnapKV, PyramidKV, TOVA, CAKE).
  *
- * Two levels, told apart by the command line: with no operand it works on a
- * store (--store DIR or the default); with a cache operand (IN.kvc, '-') or
- * --tokens it would prune the tokens of one KV cache (StreamingLLM, H2O,
- * SnapKV, ...), which is planned and refused for now. */
+ * Two levels, told apart by the command line: with --tokens POLICY it reads
+ * one cache (IN.kvc, or stdin) and writes a smaller one (tokevict.h); without,
+ * it works on a store (--store DIR or the default). */
 #include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
@@ -16,7 +16,10 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "kbio.h"
+#include "kvfile.h"
 #include "store.h"
+#include "tokevict.h"
 
 static const struct option longopts[] = {
 	{ "store", required_argument, NULL, 'S' },
@@ -31,6 +34,14 @@ static const struct option longopts[] = {
 	{ "list", no_argument, NULL, 'l' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "tokens", required_argument, NULL, 'T' },
+	{ "budget", required_argument, NULL, 'b' },
+	{ "model", required_argument, NULL, 'm' },
+	{ "window", required_argument, NULL, 'W' },
+	{ "sinks", required_argument, NULL, 'K' },
+	{ "pool", required_argument, NULL, 'L' },
+	{ "layer-budget", required_argument, NULL, 'Y' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "threads", required_argument, NULL, 't' },
 	{ "verbose", no_argument, NULL, 'v' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
@@ -40,8 +51,10 @@ static void usage(void)
 {
 	printf("usage: kvblend evict [--store DIR] --max-bytes N [--policy P] [--dry-run] [-v]\n"
 	       "       kvblend evict [--store DIR] [--pin KEY] [--unpin KEY] [--verify] [--stats] [--list]\n"
+	       "       kvblend evict --tokens POLICY --budget N|P%% [-m MODEL] [options] [-o OUT] [IN.kvc|-]\n"
 	       "Keep the KV-cache store within a byte budget, removing whole chunk caches, never\n"
-	       "pinned ones; pin and unpin caches; check the store; show what is in it.\n\n"
+	       "pinned ones; pin and unpin caches; check the store; show what is in it. With\n"
+	       "--tokens, prune the tokens of one KV cache instead: a smaller cache out.\n\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE, else $XDG_CACHE_HOME/kvblend,\n"
 	       "                          else ~/.cache/kvblend)\n"
 	       "      --max-bytes N       evict until the caches take at most N bytes (a size: k, M, G, T\n"
@@ -58,8 +71,19 @@ static void usage(void)
 	       "      --stats             totals and per-model figures\n"
 	       "      --list              one line per cache\n"
 	       "  -j, --json              --stats and --list as JSON\n"
-	       "      --tokens N          (planned) prune one KV cache to N tokens: kvblend evict --tokens N\n"
-	       "                          IN.kvc > OUT.kvc; not implemented yet\n"
+	       "Token eviction (one cache in, one out; positions are kept):\n"
+	       "      --tokens POLICY     streamingllm, h2o, snapkv, pyramidkv, tova or cake\n"
+	       "      --budget N|P%%       rows kept per layer on average: N tokens or P%% of the cache\n"
+	       "  -m, --model FILE        the cache's model (GGUF): every policy but streamingllm needs\n"
+	       "                          its attention\n"
+	       "      --window W          observation window / recent tokens kept (default 32)\n"
+	       "      --sinks S           streamingllm: first tokens kept (default 4)\n"
+	       "      --pool K            max-pool the scores over K neighbours (odd; default 7, 1 = off)\n"
+	       "      --layer-budget S    uniform, pyramid or cake (default: pyramid for pyramidkv, cake\n"
+	       "                          for cake, else uniform)\n"
+	       "  -o, --output FILE       where the cache goes (default stdout, which must not be a\n"
+	       "                          terminal)\n"
+	       "  -t, --threads N         threads (default: all cores)\n"
 	       "  -v, --verbose           one line per removed cache\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
@@ -67,10 +91,12 @@ static void usage(void)
 
 static const struct cli_values values[] = {
 	{ "--policy", "lru lfu s3fifo cost" },
+	{ "--tokens", "streamingllm h2o snapkv pyramidkv tova cake" },
+	{ "--layer-budget", "uniform pyramid cake" },
 	{ NULL, NULL },
 };
 
-static const struct cli cli = { "kvblend-evict", "jvh", longopts, usage, values };
+static const struct cli cli = { "kvblend-evict", "jvhm:o:t:", longopts, usage, values };
 
 #define MAX_KEYS 256
 
@@ -82,6 +108,11 @@ struct opts {
 	double half_life;
 	const char *pin[MAX_KEYS], *unpin[MAX_KEYS];
 	int n_pin, n_unpin;
+	/* --tokens */
+	struct tokevict_opts te;
+	const char *budget, *model, *output, *input;
+	int window, sinks, pool, threads; /* -1: not given */
+	int layers;
 };
 
 /* "3600", "90s", "30m", "12h", "7d" → seconds (> 0). */
@@ -128,17 +159,68 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 's': o->stats = true; break;
 		case 'l': o->list = true; break;
 		case 'j': o->json = true; break;
-		case 'T': o->tokens = true; break;
+		case 'T': {
+			int p = tokevict_policy_from_name(optarg);
+			if (p < 0)
+				cli_usage_error("--tokens: unknown policy '%s' (streamingllm, h2o, snapkv, pyramidkv, "
+						"tova, cake)", optarg);
+			o->tokens = true;
+			tokevict_opts_init(&o->te, (enum tokevict_policy)p);
+			break;
+		}
+		case 'b': o->budget = optarg; break;
+		case 'm': o->model = optarg; break;
+		case 'W': o->window = (int)cli_long("--window", optarg, 1, 1 << 26); break;
+		case 'K': o->sinks = (int)cli_long("--sinks", optarg, 0, 1 << 26); break;
+		case 'L':
+			o->pool = (int)cli_long("--pool", optarg, 1, 1001);
+			if (o->pool % 2 == 0)
+				cli_usage_error("--pool: the kernel must be odd, got %d", o->pool);
+			break;
+		case 'Y':
+			if (strcmp(optarg, "uniform") == 0)
+				o->layers = TOKEVICT_LAYERS_UNIFORM;
+			else if (strcmp(optarg, "pyramid") == 0)
+				o->layers = TOKEVICT_LAYERS_PYRAMID;
+			else if (strcmp(optarg, "cake") == 0)
+				o->layers = TOKEVICT_LAYERS_CAKE;
+			else
+				cli_usage_error("--layer-budget: '%s' is not uniform, pyramid or cake", optarg);
+			break;
+		case 'o': o->output = optarg; break;
+		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'v': o->verbose = true; break;
 		default: cli_unreachable(c);
 		}
 	}
-	if (o->tokens || optind < argc) {
-		fprintf(stderr, "%s: token-level eviction inside a KV cache (--tokens N, a .kvc operand or stdin) "
-				"is not implemented yet; this version evicts whole caches from a store (--max-bytes)\n",
-			cli_tool);
-		exit(2);
+	const bool token_opts = o->budget || o->model || o->output || o->window >= 0 || o->sinks >= 0 ||
+				o->pool >= 0 || o->layers >= 0;
+	if (o->tokens) {
+		if (o->store || o->evict || o->n_pin || o->n_unpin || o->verify || o->stats || o->list || o->json ||
+		    o->dry_run)
+			cli_usage_error("--tokens works on one cache: the store options do not go with it");
+		if (!o->budget)
+			cli_usage_error("--tokens needs --budget N or --budget P%%");
+		if (argc - optind > 1)
+			cli_usage_error("one cache at a time (got %d operands)", argc - optind);
+		o->input = optind < argc ? argv[optind] : "-";
+		if (o->window >= 0)
+			o->te.window = o->window;
+		if (o->sinks >= 0)
+			o->te.sinks = o->sinks;
+		if (o->pool >= 0)
+			o->te.pool = o->pool;
+		if (o->layers >= 0)
+			o->te.layers = (enum tokevict_layers)o->layers;
+		if (tokevict_needs_model(&o->te) && !o->model)
+			cli_usage_error("--tokens %s needs the model's attention: give -m MODEL",
+					tokevict_policy_name(o->te.policy));
+		return;
 	}
+	if (token_opts || optind < argc)
+		cli_usage_error("%s goes with --tokens POLICY (token eviction in one cache)",
+				optind < argc ? "a cache operand" : "--budget, -m, --window, --sinks, --pool, "
+								   "--layer-budget or -o");
 	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list)
 		cli_usage_error("nothing to do: give --max-bytes N, --pin, --unpin, --verify, --stats or --list");
 	if (o->json && !o->stats && !o->list)
@@ -449,11 +531,103 @@ static struct store *open_store(const struct opts *o)
 	return st;
 }
 
+/* --budget N or P% of n tokens → rows per layer, or die naming the problem. */
+static int parse_budget(const char *s, int n)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	bool pct = *end == '%';
+	if (errno || end == s || (pct ? end[1] != '\0' : *end != '\0') || !isfinite(v))
+		cli_usage_error("--budget: '%s' is not a token count or a percentage (like 512 or 25%%)", s);
+	if (pct) {
+		if (!(v > 0) || v > 100)
+			cli_usage_error("--budget: %s is not a share of the cache in (0%%, 100%%]", s);
+		long b = lround(v / 100 * n);
+		return b < 1 ? 1 : (int)b;
+	}
+	if (v != floor(v) || v < 1)
+		cli_usage_error("--budget: %s is not a positive whole number of tokens", s);
+	if (v > n)
+		cli_usage_error("--budget: %s tokens is more than the cache's %d", s, n);
+	return (int)v;
+}
+
+/* kvblend evict --tokens: one cache in, a smaller one out. */
+static int do_tokens(struct opts *o, int argc, char **argv)
+{
+	kb_set_threads(o->threads);
+	struct model *m = NULL;
+	if (o->model && model_load(&m, o->model))
+		cli_die("%s", kb_error());
+	struct kbio *io = NULL;
+	struct kvc_reader *r = NULL;
+	enum kbio_type type;
+	if (strcmp(o->input, "-") == 0 && isatty(STDIN_FILENO))
+		cli_usage_error("no cache: give IN.kvc or pipe one in");
+	if (kbio_open(&io, o->input) || kbio_sniff(io, &type))
+		cli_die("%s", kb_error());
+	if (type != KBIO_KVC)
+		cli_die("%s: not a KV cache (.kvc)", strcmp(o->input, "-") ? o->input : "<stdin>");
+	if (kbio_kvc_reader(io, &r))
+		cli_die("%s", kb_error());
+	const struct kvc_header *h;
+	int rc = kvc_reader_next_header(r, &h);
+	if (rc == KB_EOF)
+		cli_die("%s: no cache in the stream", o->input);
+	if (rc)
+		cli_die("%s", kb_error());
+	if (kvc_is_sparse(h))
+		cli_die("%s: the cache is token-evicted already: evict from the whole cache",
+			strcmp(o->input, "-") ? o->input : "<stdin>");
+	if (h->n_tokens < 1)
+		cli_die("%s: the cache is empty", o->input);
+	o->te.budget = parse_budget(o->budget, h->n_tokens);
+
+	/* the cache into memory (checked against the model when there is one) */
+	struct kv_cache kv;
+	if (kv_cache_init_shape(&kv, h->n_layer, h->n_kv_head, h->head_dim, h->n_tokens) ||
+	    kvfile_read(r, h, m, &kv))
+		cli_die("%s", kb_error());
+	struct kvc_header in;
+	if (kvc_header_copy(&in, h))
+		cli_die("%s", kb_error());
+	double t0 = kb_now();
+	struct tokevict_sel sel;
+	if (tokevict_run(m, &kv, &o->te, &sel))
+		cli_die("%s", kb_error());
+	double t1 = kb_now();
+	char **names = NULL;
+	int n_names = 0;
+	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &names, &n_names))
+		cli_die("%s", kb_error());
+	if (tokevict_write(o->output ? o->output : "-", &in, &kv, &sel, "kvblend-evict", n_names, names))
+		cli_die("%s", kb_error());
+	if (o->verbose) {
+		long kept = 0;
+		for (int l = 0; l < sel.n_layer; l++)
+			kept += sel.rows[l];
+		fprintf(stderr, "%s: %s kept %.1f rows per layer of %d tokens (%.1f%%) in %.3f s\n", cli_tool,
+			tokevict_policy_name(o->te.policy), (double)kept / sel.n_layer, sel.n,
+			100.0 * kept / sel.n_layer / sel.n, t1 - t0);
+	}
+	free(names);
+	tokevict_sel_free(&sel);
+	kvc_header_free(&in);
+	kvc_reader_free(r);
+	kbio_close(io);
+	kv_cache_free(&kv);
+	model_free(m);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .policy = STORE_LRU };
+	struct opts o = { .policy = STORE_LRU, .window = -1, .sinks = -1, .pool = -1, .layers = -1 };
 	parse(argc, argv, &o);
+	if (o.tokens)
+		return do_tokens(&o, argc, argv);
 	struct store *st = open_store(&o);
 	int status = do_pins(st, &o);
 	if (o.verify)

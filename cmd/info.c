@@ -116,6 +116,35 @@ static int argmax(const float *x, int n)
 	return best;
 }
 
+/* Tokens kept by any kv head of layer l (kept lists are ascending: a merge count). */
+static int layer_union(const struct kvc_header *h, int l, unsigned char *seen)
+{
+	memset(seen, 0, (size_t)h->n_tokens);
+	int n = 0;
+	for (int head = 0; head < h->n_kv_head; head++) {
+		const int32_t *k = kvc_keep(h, l, head);
+		for (int j = 0; j < kvc_layer_rows(h, l); j++)
+			if (!seen[k[j]])
+				seen[k[j]] = 1, n++;
+	}
+	return n;
+}
+
+/* A token-evicted cache: rows per layer (each kv head keeps that many) and how
+ * many distinct tokens the heads keep between them. */
+static void print_sparse(const struct kvc_header *h)
+{
+	unsigned char *seen = malloc((size_t)h->n_tokens + 1);
+	if (!seen)
+		cli_die("out of memory");
+	printf("  evicted     token-evicted: per layer, the rows (tokens each of the %d kv heads keeps)\n"
+	       "              and the tokens the heads keep between them, of the %d in the header:\n",
+	       h->n_kv_head, h->n_tokens);
+	for (int l = 0; l < h->n_layer; l++)
+		printf("    layer %-4d %6d rows %6d tokens\n", l, kvc_layer_rows(h, l), layer_union(h, l, seen));
+	free(seen);
+}
+
 static void kvc_print(const char *name, int idx, const struct kvc_header *h)
 {
 	char mfp[65], tfp[65], sz[64];
@@ -157,8 +186,13 @@ static void kvc_print(const char *name, int idx, const struct kvc_header *h)
 		fputs(i ? " " : ": ", stdout);
 		print_shell_word(h->argv[i]);
 	}
-	human_size(h->payload_bytes * (uint64_t)h->n_layer, sz, sizeof sz);
-	printf("\n  payload     %s (%d x %" PRIu64 ")\n", sz, h->n_layer, h->payload_bytes);
+	human_size(h->payload_total, sz, sizeof sz);
+	if (kvc_is_sparse(h))
+		printf("\n  payload     %s (%d layers, token-evicted)\n", sz, h->n_layer);
+	else
+		printf("\n  payload     %s (%d x %" PRIu64 ")\n", sz, h->n_layer, h->payload_bytes);
+	if (kvc_is_sparse(h))
+		print_sparse(h);
 	cli_flush();
 }
 
@@ -207,7 +241,25 @@ static json_t *kvc_json(const char *name, int idx, const struct kvc_header *h)
 	json_object_set_new(prov, "version", json_string(h->version));
 	json_object_set_new(prov, "argv", argv);
 	json_object_set_new(o, "provenance", prov);
-	json_object_set_new(o, "payload_bytes", json_integer((json_int_t)(h->payload_bytes * (uint64_t)h->n_layer)));
+	json_object_set_new(o, "payload_bytes", json_integer((json_int_t)h->payload_total));
+	if (kvc_is_sparse(h)) {
+		/* per layer: the rows, and per kv head the positions it keeps */
+		json_t *layers = json_array();
+		for (int l = 0; l < h->n_layer; l++) {
+			json_t *lo = json_object(), *heads = json_array();
+			for (int head = 0; head < h->n_kv_head; head++) {
+				json_t *p = json_array();
+				const int32_t *k = kvc_keep(h, l, head);
+				for (int j = 0; j < kvc_layer_rows(h, l); j++)
+					json_array_append_new(p, json_integer(h->pos[k[j]]));
+				json_array_append_new(heads, p);
+			}
+			json_object_set_new(lo, "rows", json_integer(kvc_layer_rows(h, l)));
+			json_object_set_new(lo, "head_pos", heads);
+			json_array_append_new(layers, lo);
+		}
+		json_object_set_new(o, "evicted", layers);
+	}
 	return o;
 }
 

@@ -23,7 +23,38 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 		struct bench_method *me = &ms[n];
 		memset(me, 0, sizeof *me);
 		blend_opts_init(&me->bo);
-		char *arg = strchr(tok, ':'), *end;
+		char label[sizeof me->label];
+		snprintf(label, sizeof label, "%s", tok);
+		/* +POLICY:SHARE after the method, or POLICY:SHARE alone (after full) */
+		char *ev = strchr(tok, '+'), *end;
+		char *colon = strchr(tok, ':');
+		if (!ev && tokevict_policy_from_name(colon ? (*colon = '\0', tok) : tok) >= 0) {
+			if (colon)
+				*colon = ':';
+			ev = tok;
+			tok = "full";
+		} else if (colon && !ev) {
+			*colon = ':';
+		}
+		if (ev) {
+			if (ev != tok && *ev == '+')
+				*ev++ = '\0';
+			char *share = strchr(ev, ':');
+			if (share)
+				*share++ = '\0';
+			int p = tokevict_policy_from_name(ev);
+			if (p < 0)
+				return kb_fail(KB_ERR_ARG, "--methods: unknown eviction policy '%s' (streamingllm, h2o, snapkv, "
+					       "pyramidkv, tova, cake)", ev);
+			double f = share ? strtod(share, &end) : NAN;
+			if (!share || end == share || *end || !(f > 0 && f <= 1))
+				return kb_fail(KB_ERR_ARG, "--methods %s:SHARE: the budget must be a share of the prompt in "
+					       "(0, 1], like %s:0.2", ev, ev);
+			me->evict = true;
+			tokevict_opts_init(&me->te, (enum tokevict_policy)p);
+			me->evict_share = f;
+		}
+		char *arg = strchr(tok, ':');
 		if (arg)
 			*arg++ = '\0';
 		int mode = blend_mode_from_name(tok);
@@ -43,7 +74,7 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 		} else if (arg) {
 			return kb_fail(KB_ERR_ARG, "--methods: '%s' takes no ':' value", tok);
 		}
-		snprintf(me->label, sizeof me->label, "%s%s%s", tok, arg ? ":" : "", arg ? arg : "");
+		snprintf(me->label, sizeof me->label, "%s", label);
 		me->listed = true;
 		n++;
 	}
@@ -203,6 +234,7 @@ static int run_full(struct bench *b, const struct bench_question *q, struct benc
 		return rc;
 	sm->ttft = kb_now() - t0;
 	sm->recompute = 1;
+	sm->kv_kept = 1;
 
 	b->ref_tok[0] = sample_greedy(b->ref_logits, V);
 	int s = 1;
@@ -255,6 +287,31 @@ static int follow_full(struct bench *b, int N, struct bench_sample *sm, int *div
 	return KB_OK;
 }
 
+/* Token eviction of the prompt's cache in b->kv (me->te, to me->evict_share of
+ * its tokens): the selection timed apart from the TTFT (it comes after the
+ * first token); KV bytes kept into sm. */
+static int evict_tokens(struct bench *b, const struct bench_method *me, struct bench_sample *sm)
+{
+	struct tokevict_opts te = me->te;
+	const int n = b->kv.n;
+	te.budget = (int)lround(me->evict_share * n);
+	te.budget = te.budget < 1 ? 1 : te.budget > n ? n : te.budget;
+	struct tokevict_sel sel;
+	double t0 = kb_now();
+	int rc = tokevict_run(b->m, &b->kv, &te, &sel);
+	if (rc == KB_OK)
+		rc = tokevict_apply(&b->kv, &sel);
+	sm->evict_s = kb_now() - t0;
+	if (rc == KB_OK) {
+		long rows = 0;
+		for (int l = 0; l < sel.n_layer; l++)
+			rows += sel.rows[l];
+		sm->kv_kept = (double)rows / ((double)sel.n_layer * n);
+	}
+	tokevict_sel_free(&sel);
+	return rc;
+}
+
 /* A cached method: build the prompt's cache (timed to the first token); follow
  * full's continuation; then its own greedy answer, which is full's up to where
  * they first differ. */
@@ -270,17 +327,20 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	sm->kv_bytes = st.cache.bytes_read;
 	sm->misses = st.cache.misses;
 	sm->recompute = (double)st.blend.n_selected / N;
+	sm->kv_kept = 1;
+	if (me->evict && (rc = evict_tokens(b, me, sm)))
+		return rc;
+	const int base = b->kv.n; /* slots the prompt's cache takes (fewer than N when evicted) */
 
 	int diverge;
 	int32_t own = -1;
-	if ((rc = follow_full(b, N, sm, &diverge, &own)))
-		return rc;
+	rc = follow_full(b, N, sm, &diverge, &own);
 	/* the answer: full's tokens before the first difference, then its own */
 	answer_reset(&b->ans);
 	for (int s = 0; s < (diverge < 0 ? b->ref_steps : diverge) && !b->ans.done && rc == KB_OK; s++)
 		rc = answer_push(&b->ans, b->m->tok, b->ref_tok[s]);
-	if (diverge >= 0 && !b->ans.done) {
-		b->kv.n = N + diverge;
+	if (rc == KB_OK && diverge >= 0 && !b->ans.done) {
+		b->kv.n = base + diverge;
 		int32_t tok = own;
 		for (int s = diverge; rc == KB_OK; s++) {
 			if ((rc = answer_push(&b->ans, b->m->tok, tok)) || b->ans.done || s == b->n_gen)
@@ -292,6 +352,7 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	}
 	if (rc == KB_OK && !(sm->answer = answer_text(&b->ans)))
 		rc = KB_ERR_NOMEM;
+	kv_cache_shared_pos(&b->kv); /* the next method starts from an ordinary cache */
 	return rc;
 }
 
@@ -440,7 +501,7 @@ static int run_questions(struct bench *b, struct bench_result *r)
 /* me over the questions qi[0..n) into *s; x: scratch of n doubles. */
 static void summarize(const struct bench_method *me, const int *qi, int n, double *x, struct bench_summary *s)
 {
-	double quality = 0, em = 0, kl = 0, recompute = 0, decode_s = 0;
+	double quality = 0, em = 0, kl = 0, recompute = 0, decode_s = 0, kept = 0;
 	long steps = 0, top1 = 0, decode_n = 0, peak_kb = 0;
 	uint64_t kv_bytes = 0;
 	int first = 0, misses = 0;
@@ -449,7 +510,7 @@ static void summarize(const struct bench_method *me, const int *qi, int n, doubl
 		quality += sm->quality, em += sm->exact_match, kl += sm->kl, recompute += sm->recompute;
 		steps += sm->steps, top1 += sm->top1, first += sm->first_agree;
 		decode_s += sm->decode_s, decode_n += sm->decode_n;
-		kv_bytes += sm->kv_bytes, misses += sm->misses;
+		kv_bytes += sm->kv_bytes, misses += sm->misses, kept += sm->kv_kept;
 		peak_kb = sm->peak_kb > peak_kb ? sm->peak_kb : peak_kb;
 	}
 	*s = (struct bench_summary){
@@ -464,7 +525,11 @@ static void summarize(const struct bench_method *me, const int *qi, int n, doubl
 		.kv_mib = kv_bytes / 1048576.0 / n,
 		.rss_mib = peak_kb / 1024.0,
 		.misses = misses,
+		.kv_kept = kept / n,
 	};
+	for (int k = 0; k < n; k++)
+		x[k] = me->q[qi[k]].evict_s;
+	s->evict_ms = me->evict ? 1e3 * metrics_quantile(x, n, 0.5) : NAN;
 	/* the order statistics */
 	for (int k = 0; k < n; k++)
 		x[k] = me->q[qi[k]].ttft;
@@ -550,7 +615,7 @@ int bench_run(const struct model *m, const struct dataset *d, const struct bench
 	r->full = -1;
 	for (int i = 0; i < n_m && i < BENCH_MAX_METHODS; i++) {
 		r->ms[r->n_m++] = ms[i];
-		if (ms[i].bo.mode == BLEND_FULL && r->full < 0)
+		if (ms[i].bo.mode == BLEND_FULL && !ms[i].evict && r->full < 0)
 			r->full = i;
 	}
 	if (r->full < 0) { /* the reference runs anyway, unlisted */

@@ -27,6 +27,7 @@
 #include "dataset.h"
 #include "model.h"
 #include "prompt.h"
+#include "tokevict.h"
 
 #define BENCH_MAX_METHODS 32
 #define BENCH_DEFAULT_METHODS "full,prefix,reuse,blend:0.05,blend:0.15,blend:0.3,epic"
@@ -48,11 +49,16 @@ struct bench_sample {
 	uint64_t kv_bytes;    /* .kvc bytes read from the store */
 	int misses;           /* chunk caches not in the store when timed */
 	long peak_kb;         /* peak RSS while it ran */
+	double kv_kept;       /* share of the prompt's KV rows kept (1 unless evicted) */
+	double evict_s;       /* seconds the token eviction took (after the first token) */
 };
 
 struct bench_method {
-	char label[32];       /* as listed: "blend:0.15" */
+	char label[48];       /* as listed: "blend:0.15", "blend:0.15+snapkv:0.2" */
 	struct blend_opts bo;
+	bool evict;           /* token eviction after the prompt's cache is built */
+	struct tokevict_opts te; /* its policy (te.budget set per question) */
+	double evict_share;   /* the budget: this share of the prompt's tokens, in (0, 1] */
 	bool listed;          /* shown (full always runs: it is the reference) */
 	struct bench_sample *q; /* owned, [n_q]: per question */
 };
@@ -72,6 +78,8 @@ struct bench_summary {
 	double kv_mib;        /* .kvc MiB read per question */
 	double rss_mib;       /* the largest peak RSS */
 	int misses;           /* chunk caches missing from the store when timed */
+	double kv_kept;       /* mean share of the prompt's KV rows kept after eviction (1: none) */
+	double evict_ms;      /* median milliseconds of the token eviction (NAN: none) */
 };
 
 /* A set of questions, and every method summarized over them. */
@@ -84,8 +92,10 @@ struct bench_group {
 };
 
 /* Methods from a comma-separated list (full, prefix, reuse, blend[:RATIO],
- * epic[:K]) into ms[BENCH_MAX_METHODS]; *n set. KB_ERR_ARG with a message
- * for a bad list. */
+ * epic[:K]) into ms[BENCH_MAX_METHODS]; *n set. Each may be followed by
+ * +POLICY:SHARE, token eviction of the built cache to SHARE of the prompt's
+ * tokens (tokevict.h; "blend:0.15+snapkv:0.2"), and POLICY:SHARE alone means
+ * full+POLICY:SHARE. KB_ERR_ARG with a message for a bad list. */
 int bench_methods_parse(const char *list, struct bench_method *ms, int *n) KB_WUR;
 
 enum bench_progress {

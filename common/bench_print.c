@@ -31,26 +31,44 @@ static enum dataset_task task_of(const struct bench_result *r)
 
 /* ---- the table ---- */
 
+/* Does any listed method evict tokens? (Then the tables show what it kept.) */
+static bool any_evict(const struct bench_result *r)
+{
+	for (int i = 0; i < r->n_m; i++)
+		if (r->ms[i].listed && r->ms[i].evict)
+			return true;
+	return false;
+}
+
 /* The header and a row per listed method, summarized over group g. */
 static void table_rows(FILE *f, const struct bench_result *r, const struct bench_group *g)
 {
-	const bool qa = task_of(r) == DATASET_QA;
-	fprintf(f, "%-12s %9s %9s %8s %8s %10s %7s", "method", "TTFT ms", "p90 ms", "load ms", "speedup", "decode t/s",
+	const bool qa = task_of(r) == DATASET_QA, ev = any_evict(r);
+	int w = 12;
+	for (int i = 0; i < r->n_m; i++)
+		w = r->ms[i].listed && (int)strlen(r->ms[i].label) > w ? (int)strlen(r->ms[i].label) : w;
+	fprintf(f, "%-*s %9s %9s %8s %8s %10s %7s", w, "method", "TTFT ms", "p90 ms", "load ms", "speedup", "decode t/s",
 		qa ? "F1" : "Rouge-L");
 	if (qa)
 		fprintf(f, " %6s", "EM");
-	fprintf(f, " %9s %11s %9s %9s %8s %12s\n", "1st agree", "top-1 agree", "KL", "recompute", "KV MiB/q",
+	fprintf(f, " %9s %11s %9s %9s %8s %12s", "1st agree", "top-1 agree", "KL", "recompute", "KV MiB/q",
 		"peak RSS MiB");
+	if (ev)
+		fprintf(f, " %7s %8s", "KV kept", "evict ms");
+	fputc('\n', f);
 	for (int i = 0; i < r->n_m; i++) {
 		if (!r->ms[i].listed)
 			continue;
 		const struct bench_summary *s = &g->sum[i];
-		fprintf(f, "%-12s %9.1f %9.1f %8.1f %7.2fx %10.1f %7.3f", r->ms[i].label, s->ttft_p50, s->ttft_p90,
+		fprintf(f, "%-*s %9.1f %9.1f %8.1f %7.2fx %10.1f %7.3f", w, r->ms[i].label, s->ttft_p50, s->ttft_p90,
 			s->load_p50, s->speedup, s->decode_tps, s->quality);
 		if (qa)
 			fprintf(f, " %6.3f", s->exact_match);
-		fprintf(f, " %9.3f %11.3f %9.5f %8.1f%% %8.2f %12.1f\n", s->first, s->top1, s->kl, 100 * s->recompute,
+		fprintf(f, " %9.3f %11.3f %9.5f %8.1f%% %8.2f %12.1f", s->first, s->top1, s->kl, 100 * s->recompute,
 			s->kv_mib, s->rss_mib);
+		if (ev)
+			fprintf(f, " %6.1f%% %8.2f", 100 * s->kv_kept, s->evict_ms);
+		fputc('\n', f);
 	}
 }
 
@@ -76,7 +94,7 @@ int bench_print_tsv(FILE *f, const struct bench_result *r)
 {
 	fprintf(f, "method\tmode\tratio\tttft_ms_median\tttft_ms_p90\tload_ms_median\tspeedup\tdecode_tps\tquality"
 		   "\tfirst_token_agreement\ttop1_agreement\tkl\trecompute\tkv_mib_per_question\tpeak_rss_mib"
-		   "\texact_match\tkind\n");
+		   "\texact_match\tkind\tkv_kept\tevict_ms_median\n");
 	for (int g = 0; g < r->n_groups; g++) {
 		const struct bench_group *gr = &r->groups[g];
 		for (int i = 0; i < r->n_m; i++) {
@@ -84,10 +102,12 @@ int bench_print_tsv(FILE *f, const struct bench_result *r)
 			if (!me->listed)
 				continue;
 			const struct bench_summary *s = &gr->sum[i];
-			fprintf(f, "%s\t%s\t%g\t%.3f\t%.3f\t%.3f\t%.4f\t%.2f\t%.4f\t%.4f\t%.4f\t%.6g\t%.4f\t%.3f\t%.1f\t%.4f\t%s\n",
+			fprintf(f, "%s\t%s\t%g\t%.3f\t%.3f\t%.3f\t%.4f\t%.2f\t%.4f\t%.4f\t%.4f\t%.6g\t%.4f\t%.3f\t%.1f\t%.4f\t%s"
+				   "\t%.4f\t%.3f\n",
 				me->label, blend_mode_name(me->bo.mode), me->bo.mode == BLEND_BLEND ? me->bo.ratio : NAN,
 				s->ttft_p50, s->ttft_p90, s->load_p50, s->speedup, s->decode_tps, s->quality, s->first, s->top1,
-				s->kl, s->recompute, s->kv_mib, s->rss_mib, s->exact_match, gr->kind ? gr->kind : "all");
+				s->kl, s->recompute, s->kv_mib, s->rss_mib, s->exact_match, gr->kind ? gr->kind : "all",
+				s->kv_kept, s->evict_ms);
 		}
 	}
 	return written(f);
@@ -109,6 +129,12 @@ static json_t *json_method(const struct bench_method *me, const struct bench_gro
 		json_object_set_new(j, "ratio", json_real(round(me->bo.ratio * 1e6) / 1e6));
 	if (me->bo.mode == BLEND_EPIC)
 		json_object_set_new(j, "epic_k", json_integer(me->bo.epic_k));
+	if (me->evict) {
+		json_object_set_new(j, "evict", json_pack("{s:s, s:f}", "policy", tokevict_policy_name(me->te.policy),
+							  "share", me->evict_share));
+		json_object_set_new(j, "kv_kept", jnum(s->kv_kept));
+		json_object_set_new(j, "evict_ms_median", jnum(s->evict_ms));
+	}
 	json_object_set_new(j, "questions", json_integer(g->n_q));
 	json_object_set_new(j, "ttft_ms_median", jnum(s->ttft_p50));
 	json_object_set_new(j, "ttft_ms_p90", jnum(s->ttft_p90));

@@ -119,6 +119,8 @@ static int load_stored(struct chunkcache *cc, const struct model *m, struct kv_c
 	if ((rc = kvc_reader_open_fd(&r, fd, key)) == KB_OK && (rc = kvc_reader_next_header(r, &h)) == KB_OK) {
 		if (h->n_tokens != n || memcmp(h->tokens, tokens, (size_t)n * sizeof *tokens) != 0)
 			rc = kb_fail(KB_ERR_MISMATCH, "stored object %.12s… holds other tokens", key);
+		else if (kvc_is_sparse(h))
+			rc = kb_fail(KB_ERR_FORMAT, "stored object %.12s… is token-evicted", key);
 		else {
 			kv->n = slot0;
 			rc = kvfile_read(r, h, m, kv);
@@ -297,6 +299,8 @@ static int open_hit(struct chunkcache *cc, const struct model *m, struct kv_cach
 	    (rc = kvc_reader_next_header(h->r, &hd)) == KB_OK) {
 		if (hd->n_tokens != p->n || memcmp(hd->tokens, p->tokens, (size_t)p->n * sizeof *p->tokens) != 0)
 			rc = kb_fail(KB_ERR_MISMATCH, "stored object %.12s… holds other tokens", h->key);
+		else if (kvc_is_sparse(hd))
+			rc = kb_fail(KB_ERR_FORMAT, "stored object %.12s… is token-evicted", h->key);
 		else
 			rc = kvc_check_model(hd, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
 					     m->hp.head_dim);

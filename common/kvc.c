@@ -4,13 +4,15 @@
  *
  *	  0  magic "\x89KVC"          4   u16 major          6   u16 minor
  *	  8  u32 header_size (bytes from 0 through the header CRC)
- *	 12  u32 flags (bit 0: K stored rotated)
+ *	 12  u32 flags (bit 0: K stored rotated; bit 1: sparse, minor >= 1)
  *	 16  model fingerprint [32]   48  tokenizer fingerprint [32]
  *	 80  u32 n_layer, n_kv_head, head_dim, dtype, rope_mode, n_rot
  *	104  f32 rope_base  108 u32 rope_scaling  112 f32 rope_factor  116 u32 rope_orig_ctx
  *	120  u32 n_tokens, n_logits, tool_len, version_len, argc, argv_len
  *	144  i32 tokens[n_tokens], i32 pos[n_tokens], f32 logits[n_logits],
- *	     tool, version, argv (argc NUL-terminated strings), [fields of newer minors]
+ *	     tool, version, argv (argc NUL-terminated strings),
+ *	     sparse only: u32 layer_rows[n_layer], u32 keep[n_kv_head * sum(layer_rows)],
+ *	     [fields of newer minors]
  *	     u32 CRC32C of bytes [0, header_size - 4)
  *	then records, each starting 16 bytes before a 64-byte boundary (zero padding):
  *	     "LAYR" u32 layer u64 payload_bytes | payload (64-aligned) | u32 CRC32C(payload)
@@ -42,6 +44,7 @@
 #define TAG_LAYER "LAYR"
 #define TAG_END "KEND"
 #define FLAG_K_ROTATED 1u
+#define FLAG_SPARSE 2u
 
 #define LITTLE_ENDIAN_HOST (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
 
@@ -175,6 +178,8 @@ void kvc_header_free(struct kvc_header *h)
 	free(h->tokens);
 	free(h->pos);
 	free(h->logits);
+	free(h->layer_rows);
+	free(h->keep);
 	free(h->tool);
 	free(h->version);
 	if (h->argv)
@@ -182,6 +187,30 @@ void kvc_header_free(struct kvc_header *h)
 			free(h->argv[i]);
 	free(h->argv);
 	memset(h, 0, sizeof *h);
+}
+
+/* Entries of keep[] of a sparse header: n_kv_head * sum(layer_rows). */
+static size_t keep_count(const struct kvc_header *h)
+{
+	size_t rows = 0;
+	for (int l = 0; l < h->n_layer; l++)
+		rows += (size_t)h->layer_rows[l];
+	return rows * (size_t)h->n_kv_head;
+}
+
+int kvc_layer_rows(const struct kvc_header *h, int l)
+{
+	return h->layer_rows ? h->layer_rows[l] : h->n_tokens;
+}
+
+const int32_t *kvc_keep(const struct kvc_header *h, int l, int head)
+{
+	if (!h->layer_rows)
+		return NULL;
+	size_t off = 0;
+	for (int i = 0; i < l; i++)
+		off += (size_t)h->layer_rows[i];
+	return h->keep + (off * (size_t)h->n_kv_head + (size_t)head * (size_t)h->layer_rows[l]);
 }
 
 static char *dup_str(const char *s)
@@ -210,10 +239,14 @@ int kvc_header_copy(struct kvc_header *dst, const struct kvc_header *src)
 	h.tokens = dup_mem(src->tokens, (size_t)src->n_tokens, sizeof(int32_t));
 	h.pos = dup_mem(src->pos, (size_t)src->n_tokens, sizeof(int32_t));
 	h.logits = src->logits && src->n_logits > 0 ? dup_mem(src->logits, (size_t)src->n_logits, sizeof(float)) : NULL;
+	size_t n_keep = kvc_is_sparse(src) ? keep_count(src) : 0;
+	h.layer_rows = kvc_is_sparse(src) ? dup_mem(src->layer_rows, (size_t)src->n_layer, sizeof(int32_t)) : NULL;
+	h.keep = kvc_is_sparse(src) ? dup_mem(src->keep, n_keep, sizeof(int32_t)) : NULL;
 	h.tool = dup_str(src->tool);
 	h.version = dup_str(src->version);
 	h.argv = src->argc > 0 ? kb_calloc((size_t)src->argc, sizeof(char *)) : NULL;
 	bool bad = !h.tokens || !h.pos || (src->logits && src->n_logits > 0 && !h.logits) || !h.tool ||
+		   (kvc_is_sparse(src) && (!h.layer_rows || !h.keep)) ||
 		   !h.version || (src->argc > 0 && !h.argv);
 	for (int i = 0; h.argv && i < src->argc; i++)
 		if (!(h.argv[i] = dup_str(src->argv ? src->argv[i] : NULL)))
@@ -256,11 +289,44 @@ size_t kvc_row_bytes(int dtype, size_t kv_dim)
 	}
 }
 
-/* Bytes of one layer's payload (K and V); 0 when the header's dtype does not fit. */
-static uint64_t payload_bytes(const struct kvc_header *h)
+/* Bytes of layer l's payload (K and V); 0 when the header's dtype does not fit. */
+static uint64_t payload_bytes(const struct kvc_header *h, int l)
 {
 	size_t row = kvc_row_bytes(h->dtype, (size_t)h->n_kv_head * (size_t)h->head_dim);
-	return 2 * (uint64_t)h->n_tokens * row;
+	return 2 * (uint64_t)kvc_layer_rows(h, l) * row;
+}
+
+/* Fill payload_bytes (the largest layer's) and payload_total of h. */
+static void payload_sizes(struct kvc_header *h)
+{
+	h->payload_bytes = h->payload_total = 0;
+	for (int l = 0; l < h->n_layer; l++) {
+		uint64_t b = payload_bytes(h, l);
+		h->payload_bytes = b > h->payload_bytes ? b : h->payload_bytes;
+		h->payload_total += b;
+	}
+}
+
+/* The sparse fields of h: one message naming what is wrong, or NULL. */
+static const char *sparse_problem(const struct kvc_header *h, char *msg, size_t size)
+{
+	for (int l = 0; l < h->n_layer; l++) {
+		int rows = h->layer_rows[l];
+		if (rows < 1 || rows > h->n_tokens) {
+			snprintf(msg, size, "layer %d keeps %d rows, not 1..%d", l, rows, h->n_tokens);
+			return msg;
+		}
+		for (int head = 0; head < h->n_kv_head; head++) {
+			const int32_t *k = kvc_keep(h, l, head);
+			for (int j = 0; j < rows; j++)
+				if (k[j] < 0 || k[j] >= h->n_tokens || (j > 0 && k[j] <= k[j - 1])) {
+					snprintf(msg, size, "layer %d, kv head %d: kept token index %d is %s", l, head,
+						 (int)k[j], k[j] < 0 || k[j] >= h->n_tokens ? "out of range" : "not ascending");
+					return msg;
+				}
+		}
+	}
+	return NULL;
 }
 
 int kvc_header_check(const struct kvc_header *h)
@@ -290,6 +356,13 @@ int kvc_header_check(const struct kvc_header *h)
 		return kb_fail(KB_ERR_ARG, "kvc: n_logits %d but no logits", h->n_logits);
 	if (h->argc < 0 || (h->argc > 0 && !h->argv))
 		return kb_fail(KB_ERR_ARG, "kvc: argc %d but no argv", h->argc);
+	if (!h->layer_rows != !h->keep)
+		return kb_fail(KB_ERR_ARG, "kvc: a sparse cache needs both layer_rows and keep");
+	char msg[160];
+	if (h->layer_rows && sparse_problem(h, msg, sizeof msg))
+		return kb_fail(KB_ERR_ARG, "kvc: %s", msg);
+	if (h->layer_rows && keep_count(h) > (size_t)KVC_MAX_TOKENS * 4)
+		return kb_fail(KB_ERR_ARG, "kvc: too many kept entries (%zu)", keep_count(h));
 	size_t total = 0;
 	for (int i = 0; i < h->argc; i++) {
 		if (!h->argv[i])
@@ -479,9 +552,9 @@ void kvc_decode_rows(int dtype, const void *src, size_t n, size_t kv_dim, float 
 
 struct kvc_writer {
 	int fd;
-	int n_layer, n_tokens, dtype;
+	int n_layer, dtype;
+	int32_t *rows;        /* [n_layer] rows of each layer */
 	size_t kv_dim, row_bytes;
-	uint64_t payload;     /* bytes per layer payload */
 	uint64_t off;         /* bytes written (buffered included) */
 	int next_layer;
 	bool finished;
@@ -529,8 +602,10 @@ static int build_header(const struct kvc_header *h, uint8_t **out, size_t *out_l
 	for (int i = 0; i < h->argc; i++)
 		argv_len += strlen(h->argv[i]) + 1;
 	/* bounded by kvc_header_check: well below 2^31 */
+	size_t n_keep = kvc_is_sparse(h) ? keep_count(h) : 0;
+	size_t sparse_len = kvc_is_sparse(h) ? 4 * ((size_t)h->n_layer + n_keep) : 0;
 	size_t size = FIXED_SIZE + 8 * (size_t)h->n_tokens + 4 * (size_t)h->n_logits + tool_len + ver_len +
-		      argv_len + 4;
+		      argv_len + sparse_len + 4;
 	uint8_t *p = kb_malloc(size);
 	if (!p)
 		return KB_ERR_NOMEM;
@@ -539,7 +614,7 @@ static int build_header(const struct kvc_header *h, uint8_t **out, size_t *out_l
 	put16(p + 4, KVC_MAJOR);
 	put16(p + 6, KVC_MINOR);
 	put32(p + 8, (uint32_t)size);
-	put32(p + 12, h->k_rotated ? FLAG_K_ROTATED : 0);
+	put32(p + 12, (h->k_rotated ? FLAG_K_ROTATED : 0) | (kvc_is_sparse(h) ? FLAG_SPARSE : 0));
 	memcpy(p + 16, h->model_fp, 32);
 	memcpy(p + 48, h->tok_fp, 32);
 	put32(p + 80, (uint32_t)h->n_layer);
@@ -576,6 +651,12 @@ static int build_header(const struct kvc_header *h, uint8_t **out, size_t *out_l
 		memcpy(q, h->argv[i], n);
 		q += n;
 	}
+	if (kvc_is_sparse(h)) {
+		for (int l = 0; l < h->n_layer; l++, q += 4)
+			put32(q, (uint32_t)h->layer_rows[l]);
+		for (size_t i = 0; i < n_keep; i++, q += 4)
+			put32(q, (uint32_t)h->keep[i]);
+	}
 	put32(q, crc32c(0, p, size - 4));
 	*out = p;
 	*out_len = size;
@@ -593,17 +674,18 @@ int kvc_writer_init(struct kvc_writer **out, int fd, const struct kvc_header *h)
 		return KB_ERR_NOMEM;
 	w->fd = fd;
 	w->n_layer = h->n_layer;
-	w->n_tokens = h->n_tokens;
 	w->dtype = h->dtype;
 	w->kv_dim = (size_t)h->n_kv_head * (size_t)h->head_dim;
 	w->row_bytes = kvc_row_bytes(h->dtype, w->kv_dim);
-	w->payload = payload_bytes(h);
 	uint8_t *hdr = NULL;
 	size_t hdr_len;
-	if (!(w->buf = kb_malloc(WBUF_SIZE)) || (rc = build_header(h, &hdr, &hdr_len))) {
+	if (!(w->rows = kb_calloc((size_t)h->n_layer, sizeof *w->rows)) || !(w->buf = kb_malloc(WBUF_SIZE)) ||
+	    (rc = build_header(h, &hdr, &hdr_len))) {
 		rc = KB_ERR_NOMEM;
 		goto fail;
 	}
+	for (int l = 0; l < h->n_layer; l++)
+		w->rows[l] = kvc_layer_rows(h, l);
 	w->digest = digest_add(0, kb_le32(hdr + hdr_len - 4));
 	if ((rc = w_put(w, hdr, hdr_len)) || (rc = w_put(w, NULL, pad_to_record(w->off))) || (rc = w_flush(w)))
 		goto fail;
@@ -621,20 +703,21 @@ int kvc_writer_layer(struct kvc_writer *w, int layer, const float *k, const floa
 	if (w->finished || layer != w->next_layer || layer >= w->n_layer)
 		return kb_fail(KB_ERR_ARG, "kvc: layer %d written out of order (expected %d of %d)", layer,
 			       w->next_layer, w->n_layer);
-	if (row_stride < w->kv_dim || (w->n_tokens > 0 && (!k || !v)))
+	const int rows = w->rows[layer];
+	if (row_stride < w->kv_dim || (rows > 0 && (!k || !v)))
 		return kb_fail(KB_ERR_ARG, "kvc: layer %d: row stride %zu is less than kv_dim %zu (or no data)",
 			       layer, row_stride, w->kv_dim);
 	uint8_t rec[REC_SIZE];
 	memcpy(rec, TAG_LAYER, 4);
 	put32(rec + 4, (uint32_t)layer);
-	put64(rec + 8, w->payload);
+	put64(rec + 8, 2 * (uint64_t)rows * w->row_bytes);
 	int rc;
 	if ((rc = w_put(w, NULL, pad_to_record(w->off))) || (rc = w_put(w, rec, REC_SIZE)))
 		return rc;
 	uint32_t crc = 0;
 	for (int half = 0; half < 2; half++) {
 		const float *src = half ? v : k;
-		for (int t = 0; t < w->n_tokens; t++) {
+		for (int t = 0; t < rows; t++) {
 			if (WBUF_SIZE - w->n < w->row_bytes && (rc = w_flush(w)))
 				return rc;
 			uint8_t *dst = w->buf + w->n;
@@ -682,6 +765,7 @@ void kvc_writer_free(struct kvc_writer *w)
 	if (!w)
 		return;
 	free(w->buf);
+	free(w->rows);
 	free(w);
 }
 
@@ -1024,6 +1108,7 @@ static int parse_header(struct kvc_reader *r, const uint8_t *p, uint32_t minor)
 	h->major = kb_le16(p + 4);
 	h->minor = (int)minor;
 	h->k_rotated = kb_le32(p + 12) & FLAG_K_ROTATED;
+	bool sparse = kb_le32(p + 12) & FLAG_SPARSE;
 	memcpy(h->model_fp, p + 16, 32);
 	memcpy(h->tok_fp, p + 48, 32);
 	h->n_layer = (int)n_layer;
@@ -1038,7 +1123,6 @@ static int parse_header(struct kvc_reader *r, const uint8_t *p, uint32_t minor)
 	h->rope_orig_ctx = (int)kb_le32(p + 116);
 	h->n_tokens = (int)n_tokens;
 	h->n_logits = (int)n_logits;
-	h->payload_bytes = payload_bytes(h);
 	h->stream_offset = r->off;
 
 	const uint8_t *q = p + FIXED_SIZE;
@@ -1073,6 +1157,24 @@ static int parse_header(struct kvc_reader *r, const uint8_t *p, uint32_t minor)
 		h->argc = (int)i + 1;
 		q += n + 1;
 	}
+	if (sparse) {
+		/* sizes were checked against the header size (read_header) */
+		size_t rows = 0;
+		for (uint32_t l = 0; l < n_layer; l++)
+			rows += kb_le32(q + 4 * l);
+		if (rows * n_kv_head > (size_t)KVC_MAX_TOKENS * 4)
+			return rfail(r, KB_ERR_FORMAT, "bad header: too many kept entries (%zu)", rows * n_kv_head);
+		if (!(h->layer_rows = kb_calloc(n_layer, 4)) || !(h->keep = kb_calloc(rows * n_kv_head + 1, 4)))
+			return rfail(r, KB_ERR_NOMEM, "out of memory");
+		for (uint32_t l = 0; l < n_layer; l++, q += 4)
+			h->layer_rows[l] = (int32_t)kb_le32(q);
+		for (size_t i = 0; i < rows * n_kv_head; i++, q += 4)
+			h->keep[i] = (int32_t)kb_le32(q);
+		char msg[160];
+		if (sparse_problem(h, msg, sizeof msg))
+			return rfail(r, KB_ERR_FORMAT, "bad header: %s", msg);
+	}
+	payload_sizes(h);
 	r->kv_dim = (size_t)n_kv_head * head_dim;
 	r->row_bytes = kvc_row_bytes(h->dtype, r->kv_dim);
 	return KB_OK;
@@ -1105,6 +1207,29 @@ static int read_header(struct kvc_reader *r)
 	/* the size the fields claim: equal for this minor, more (fields we do not know) for a newer one */
 	uint64_t fields = FIXED_SIZE + 8 * (uint64_t)kb_le32(p + 120) + 4 * (uint64_t)kb_le32(p + 124) +
 			  kb_le32(p + 128) + (uint64_t)kb_le32(p + 132) + kb_le32(p + 140) + 4;
+	if (kb_le32(p + 12) & FLAG_SPARSE) {
+		/* a sparse cache's layer_rows[] follow argv: read them to know the size of keep[] */
+		uint32_t n_layer = kb_le32(p + 80), n_kv_head = kb_le32(p + 84);
+		if (minor < 1)
+			return rfail(r, KB_ERR_FORMAT, "bad header: the sparse flag in a version %u.%u cache", major, minor);
+		if (n_layer < 1 || n_layer > KVC_MAX_LAYER || n_kv_head < 1 || n_kv_head > KVC_MAX_HEAD)
+			return rfail(r, KB_ERR_FORMAT, "bad header: n_layer %u, n_kv_head %u out of range", n_layer,
+				     n_kv_head);
+		uint64_t rows_at = fields - 4;
+		fields += 4 * (uint64_t)n_layer;
+		if (size > MAX_HEADER || size < fields)
+			return rfail(r, KB_ERR_FORMAT, "header size %u does not match its fields (%llu bytes): corrupt header",
+				     size, (unsigned long long)fields);
+		if ((rc = need(r, (size_t)fields, &have)) == KB_EOF)
+			return rfail(r, KB_ERR_FORMAT, "truncated header (%zu of %u bytes)", have, size);
+		if (rc)
+			return rc;
+		p = cur(r);
+		uint64_t rows = 0;
+		for (uint32_t l = 0; l < n_layer; l++)
+			rows += kb_le32(p + rows_at + 4 * l);
+		fields += 4 * rows * n_kv_head;
+	}
 	if (size > MAX_HEADER || (minor <= KVC_MINOR ? size != fields : size < fields))
 		return rfail(r, KB_ERR_FORMAT, "header size %u does not match its fields (%llu bytes): corrupt header",
 			     size, (unsigned long long)fields);
@@ -1174,7 +1299,7 @@ static int next_payload(struct kvc_reader *r, const uint8_t **payload)
 		return rc ? rc : KB_EOF;
 	}
 	int l = r->next_layer;
-	uint64_t want = r->h.payload_bytes;
+	uint64_t want = payload_bytes(&r->h, l);
 	size_t pad = pad_to_record(r->off), have;
 	int rc = need(r, pad + REC_SIZE, &have);
 	if (rc == KB_EOF)
@@ -1218,7 +1343,7 @@ int kvc_reader_layer_raw(struct kvc_reader *r, const void **k, const void **v, s
 	int l = next_payload(r, &p);
 	if (l < 0)
 		return l;
-	*bytes = (size_t)(r->h.payload_bytes / 2);
+	*bytes = (size_t)(payload_bytes(&r->h, l) / 2);
 	*k = p;
 	*v = p + *bytes;
 	return l;
@@ -1232,7 +1357,7 @@ int kvc_reader_layer(struct kvc_reader *r, float *k, float *v, size_t row_stride
 	int l = next_payload(r, &p);
 	if (l < 0)
 		return l;
-	size_t n = (size_t)r->h.n_tokens;
+	size_t n = (size_t)kvc_layer_rows(&r->h, l);
 	if (k)
 		kvc_decode_rows(r->h.dtype, p, n, r->kv_dim, k, row_stride);
 	if (v)

@@ -71,7 +71,7 @@
 #include "util.h"
 
 #define KVC_MAJOR 1
-#define KVC_MINOR 0
+#define KVC_MINOR 1          /* 1: token-evicted (sparse) caches */
 #define KVC_MAGIC "\x89KVC"  /* the first 4 bytes of every cache */
 #define KVC_MAGIC_LEN 4      /* bytes kvc_sniff needs */
 #define KVC_ALIGN 64         /* payload alignment, relative to the start of the stream */
@@ -121,7 +121,18 @@ struct kvc_header {
 	int argc;                /* the writer's option names: argv[0..argc-1], as */
 	char **argv;             /* kvc_option_names makes them, never values or operands
 				  * (owned when read: the array and each string) */
-	uint64_t payload_bytes;  /* read only: bytes of K + V payload per layer */
+	/* Token-evicted ("sparse") caches, minor 1 (kvblend-evict --tokens): each
+	 * layer keeps its own number of rows, layer_rows[l] (1..n_tokens), and each
+	 * kv head of the layer its own tokens: row j of layer l holds, in head h's
+	 * head_dim columns, the token tokens[i] at pos[i] with i = kvc_keep(h, l,
+	 * h)[j], ascending in j. tokens[] and pos[] are then the tokens some head
+	 * of some layer kept. NULL (both) for a dense cache, where every layer
+	 * holds the n_tokens rows in order. (Owned when read.) */
+	int32_t *layer_rows;     /* [n_layer] */
+	int32_t *keep;           /* [n_kv_head * sum(layer_rows)]: layer by layer, head by head */
+	uint64_t payload_bytes;  /* read only: bytes of K + V payload of a dense cache's layer
+				  * (of a sparse cache: of its largest layer) */
+	uint64_t payload_total;  /* read only: bytes of K + V payload of all layers */
 	uint64_t stream_offset;  /* read only: where this cache starts in the stream */
 };
 
@@ -147,6 +158,14 @@ struct option;
  * On KB_OK, *names (one malloc() block: free(*names)) holds *n strings; KB_ERR_NOMEM. */
 int kvc_option_names(int argc, char *const argv[], const char *optstring, const struct option *longopts,
 		     char ***names, int *n) KB_WUR;
+
+/* The rows layer l holds: layer_rows[l] for a sparse cache, else n_tokens. */
+int kvc_layer_rows(const struct kvc_header *h, int l);
+/* The indices into tokens[] that kv head `head` of layer l keeps
+ * (kvc_layer_rows(h, l) of them, ascending), or NULL for a dense cache. */
+const int32_t *kvc_keep(const struct kvc_header *h, int l, int head);
+/* Is the cache token-evicted (a sparse cache)? */
+static inline bool kvc_is_sparse(const struct kvc_header *h) { return h->layer_rows != NULL; }
 
 /* "f32", "f16", "bf16", "q8_0"; "?" for an unknown id. */
 const char *kvc_dtype_name(int dtype);
@@ -188,7 +207,7 @@ struct kvc_writer;
  * KB_ERR_IO / KB_ERR_NOMEM. */
 int kvc_writer_init(struct kvc_writer **w, int fd, const struct kvc_header *h) KB_WUR;
 /* Write layer `layer`, which must be the next one (0, 1, ..., n_layer - 1).
- * k and v each hold n_tokens rows of kv_dim f32, row t at k + t * row_stride
+ * k and v each hold kvc_layer_rows(h, layer) rows of kv_dim f32, row t at k + t * row_stride
  * (row_stride >= kv_dim floats; so a slice of a bigger cache is written in
  * place). They are converted to the header's dtype. KB_OK, KB_ERR_ARG (out of
  * order, row_stride < kv_dim) or KB_ERR_IO. */
@@ -251,7 +270,8 @@ void kvc_reader_free(struct kvc_reader *r);
  * cleanly (no byte before a header: an empty stream, or the end of the last
  * cache); or an error. */
 int kvc_reader_next_header(struct kvc_reader *r, const struct kvc_header **h) KB_WUR;
-/* Read the next layer, verify its checksum and decode it to f32: n_tokens rows
+/* Read the next layer, verify its checksum and decode it to f32: its rows
+ * (kvc_layer_rows: n_tokens unless sparse)
  * of kv_dim floats into k and into v, row t at + t * row_stride (row_stride >=
  * kv_dim). k and v may both be NULL: verify and skip without decoding.
  * Returns the layer index (>= 0) as soon as that layer's bytes have arrived;
@@ -259,7 +279,7 @@ int kvc_reader_next_header(struct kvc_reader *r, const struct kvc_header **h) KB
  * (k and v untouched unless the layer read and verified). */
 int kvc_reader_layer(struct kvc_reader *r, float *k, float *v, size_t row_stride) KB_WUR;
 /* The next layer's payload as stored (checksum verified), not decoded: *k and
- * *v point at n_tokens rows of kvc_row_bytes(dtype, kv_dim) bytes each, *bytes
+ * *v point at the layer's rows (kvc_layer_rows) of kvc_row_bytes(dtype, kv_dim) bytes each, *bytes
  * is the size of one of them. The pointers are into the mapping or the
  * reader's buffer, valid until the next call on r, and 64-byte aligned (for a
  * memory reader: when its buffer is). Same returns as kvc_reader_layer. */

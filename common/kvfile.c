@@ -1,6 +1,7 @@
 /* kvfile.c — see kvfile.h. */
 #include "kvfile.h"
 
+#include <stdint.h>
 #include <string.h>
 
 void kvfile_header(struct kvc_header *h, const struct model *m, const struct kv_cache *kv, int slot0,
@@ -40,6 +41,8 @@ static size_t layer_stride(const struct kv_cache *kv)
 
 int kvfile_write_fd(int fd, const struct kvc_header *h, const struct kv_cache *kv, int slot0)
 {
+	if (kv->hpos)
+		return kb_fail(KB_ERR_ARG, "a token-evicted cache in memory cannot be written back as a whole cache");
 	struct kvc_writer *w;
 	int rc = kvc_writer_init(&w, fd, h);
 	if (rc)
@@ -55,17 +58,91 @@ int kvfile_write_fd(int fd, const struct kvc_header *h, const struct kv_cache *k
 int kvfile_write_path(const char *path, const struct kvc_header *h, const struct kv_cache *kv,
 		      int slot0)
 {
+	if (kv->hpos)
+		return kb_fail(KB_ERR_ARG, "a token-evicted cache in memory cannot be written back as a whole cache");
 	return kvc_write_file(path, h, kv_k(kv, 0, slot0), kv_v(kv, 0, slot0), layer_stride(kv),
 			      (size_t)kv->kv_dim);
+}
+
+int kvfile_slots(const struct kvc_header *h)
+{
+	int n = 0;
+	for (int l = 0; l < h->n_layer; l++)
+		n = kvc_layer_rows(h, l) > n ? kvc_layer_rows(h, l) : n;
+	return kvc_is_sparse(h) ? n : h->n_tokens;
+}
+
+/* A token-evicted cache into slots kv->n..: layer l's rows end at the last of
+ * them (rows - 1 slots after the first its layer uses), so the last token, which
+ * every head keeps, is in the same slot in every layer. */
+static int read_sparse(struct kvc_reader *r, const struct kvc_header *h, struct kv_cache *kv)
+{
+	const int n = kvfile_slots(h), slot0 = kv->n, last = h->n_tokens - 1;
+	if (n > kv->n_ctx - kv->n)
+		return kb_fail(KB_ERR_ARG, "a cache of %d slots does not fit the context (%d of %d used)", n, kv->n,
+			       kv->n_ctx);
+	for (int l = 0; l < h->n_layer; l++)
+		for (int head = 0; head < h->n_kv_head; head++)
+			if (kvc_keep(h, l, head)[kvc_layer_rows(h, l) - 1] != last)
+				return kb_fail(KB_ERR_FORMAT, "token-evicted cache: layer %d, kv head %d dropped the last "
+					       "token (every head must keep it)", l, head);
+	int rc = kv_cache_per_head(kv);
+	if (rc)
+		return rc;
+	int l, want = 0;
+	for (;;) {
+		const int lw = want < kv->n_layer ? want : 0, off = n - kvc_layer_rows(h, lw);
+		l = kvc_reader_layer(r, kv_k(kv, lw, slot0 + off), kv_v(kv, lw, slot0 + off), (size_t)kv->kv_dim);
+		if (l < 0)
+			break;
+		if (l != want)
+			return kb_fail(KB_ERR_FORMAT, "cache layer %d came where layer %d was expected", l, want);
+		memset(kv_k(kv, l, slot0), 0, (size_t)off * kv->kv_dim * sizeof(float));
+		memset(kv_v(kv, l, slot0), 0, (size_t)off * kv->kv_dim * sizeof(float));
+		for (int head = 0; head < h->n_kv_head; head++) {
+			int32_t *hp = kv_hpos(kv, l, head) + slot0;
+			const int32_t *keep = kvc_keep(h, l, head);
+			for (int j = 0; j < off; j++)
+				hp[j] = INT32_MAX;
+			for (int j = 0; j < n - off; j++)
+				hp[off + j] = h->pos[keep[j]];
+		}
+		want++;
+	}
+	if (l != KB_EOF)
+		return l;
+	if (want != h->n_layer)
+		return kb_fail(KB_ERR_FORMAT, "cache ended after %d of %d layers", want, h->n_layer);
+	/* pos[] and tok[] of a slot: the largest position any head holds there */
+	for (int s = 0; s < n; s++) {
+		int32_t best = INT32_MIN, tok = -1;
+		for (int ll = 0; ll < h->n_layer; ll++) {
+			const int off = n - kvc_layer_rows(h, ll);
+			if (s < off)
+				continue;
+			for (int head = 0; head < h->n_kv_head; head++) {
+				int i = kvc_keep(h, ll, head)[s - off];
+				if (h->pos[i] > best)
+					best = h->pos[i], tok = h->tokens[i];
+			}
+		}
+		kv->pos[slot0 + s] = best;
+		kv->tok[slot0 + s] = tok;
+	}
+	kv->n += n;
+	return KB_OK;
 }
 
 int kvfile_read(struct kvc_reader *r, const struct kvc_header *h, const struct model *m,
 		struct kv_cache *kv)
 {
-	int rc = kvc_check_model(h, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
-				 m->hp.head_dim);
+	int rc = m ? kvc_check_model(h, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
+				     m->hp.head_dim)
+		   : kvc_check_model(h, NULL, NULL, kv->n_layer, kv->n_kv_head, kv->kv_dim / kv->n_kv_head);
 	if (rc)
 		return rc;
+	if (kvc_is_sparse(h))
+		return read_sparse(r, h, kv);
 	if (h->n_tokens > kv->n_ctx - kv->n)
 		return kb_fail(KB_ERR_ARG, "a cache of %d tokens does not fit the context (%d of %d used)",
 			       h->n_tokens, kv->n, kv->n_ctx);
@@ -83,6 +160,9 @@ int kvfile_read(struct kvc_reader *r, const struct kvc_header *h, const struct m
 		return kb_fail(KB_ERR_FORMAT, "cache ended after %d of %d layers", want, h->n_layer);
 	memcpy(kv->tok + slot0, h->tokens, (size_t)h->n_tokens * sizeof *kv->tok);
 	memcpy(kv->pos + slot0, h->pos, (size_t)h->n_tokens * sizeof *kv->pos);
+	for (int ll = 0; kv->hpos && ll < kv->n_layer; ll++)
+		for (int head = 0; head < kv->n_kv_head; head++)
+			memcpy(kv_hpos(kv, ll, head) + slot0, h->pos, (size_t)h->n_tokens * sizeof *kv->pos);
 	kv->n += h->n_tokens;
 	return KB_OK;
 }

@@ -27,9 +27,15 @@ int kvfile_write_path(const char *path, const struct kvc_header *h, const struct
 		      int slot0) KB_WUR;
 
 /* Read the cache whose header r just returned (h) into kv at slots kv->n.. after
- * checking it was made by m (fingerprints and shape): its layers, token ids and
- * positions. kv->n grows by h->n_tokens. KB_OK; KB_ERR_MISMATCH for another
- * model; KB_ERR_ARG when kv has no room; or the reader's error. */
+ * checking it was made by m (fingerprints and shape; m NULL: the shape of kv
+ * only): its layers, token ids and
+ * positions. kv->n grows by kvfile_slots(h). A token-evicted (sparse) cache
+ * gives kv per-head positions (struct kv_cache .hpos); each of its heads must
+ * keep the last token. KB_OK; KB_ERR_MISMATCH for another model; KB_ERR_ARG
+ * when kv has no room; or the reader's error. */
+/* The slots kvfile_read takes for the cache: n_tokens, or for a sparse cache
+ * the rows of its largest layer. */
+int kvfile_slots(const struct kvc_header *h);
 int kvfile_read(struct kvc_reader *r, const struct kvc_header *h, const struct model *m,
 		struct kv_cache *kv) KB_WUR;
 

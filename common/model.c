@@ -376,12 +376,18 @@ void model_free(struct model *m)
 
 int kv_cache_init(struct kv_cache *kv, const struct model *m, int n_ctx)
 {
+	return kv_cache_init_shape(kv, m->hp.n_layer, m->hp.n_kv_head, m->hp.head_dim, n_ctx);
+}
+
+int kv_cache_init_shape(struct kv_cache *kv, int n_layer, int n_kv_head, int head_dim, int n_ctx)
+{
 	memset(kv, 0, sizeof *kv);
 	if (n_ctx <= 0)
 		return kb_fail(KB_ERR_ARG, "context size %d must be positive", n_ctx);
-	kv->n_layer = m->hp.n_layer;
+	kv->n_layer = n_layer;
 	kv->n_ctx = n_ctx;
-	kv->kv_dim = m->hp.n_kv_head * m->hp.head_dim;
+	kv->kv_dim = n_kv_head * head_dim;
+	kv->n_kv_head = n_kv_head;
 	size_t n = (size_t)kv->n_layer * n_ctx * kv->kv_dim;
 	kv->k = kb_aligned_alloc(64, n * sizeof(float));
 	kv->v = kb_aligned_alloc(64, n * sizeof(float));
@@ -400,7 +406,26 @@ void kv_cache_free(struct kv_cache *kv)
 	free(kv->v);
 	free(kv->pos);
 	free(kv->tok);
+	free(kv->hpos);
 	memset(kv, 0, sizeof *kv);
+}
+
+void kv_cache_shared_pos(struct kv_cache *kv)
+{
+	free(kv->hpos);
+	kv->hpos = NULL;
+}
+
+int kv_cache_per_head(struct kv_cache *kv)
+{
+	if (kv->hpos)
+		return KB_OK;
+	if (!(kv->hpos = kb_malloc((size_t)kv->n_layer * kv->n_kv_head * kv->n_ctx * sizeof *kv->hpos)))
+		return KB_ERR_NOMEM;
+	for (int l = 0; l < kv->n_layer; l++)
+		for (int h = 0; h < kv->n_kv_head; h++)
+			memcpy(kv_hpos(kv, l, h), kv->pos, (size_t)kv->n * sizeof *kv->pos);
+	return KB_OK;
 }
 
 int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n_ctx)
@@ -508,16 +533,31 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 		memcpy(kv_k(kv, l, slots[i]), ws->k + (size_t)i * kvd, (size_t)kvd * sizeof(float));
 		memcpy(kv_v(kv, l, slots[i]), ws->v + (size_t)i * kvd, (size_t)kvd * sizeof(float));
 	}
+	if (kv->hpos)
+		for (int h = 0; h < hp->n_kv_head; h++)
+			for (int i = 0; i < n; i++)
+				kv_hpos(kv, l, h)[slots[i]] = qpos[i];
 
 	/* multi-head attention of each sequence's rows over its slots, causal by position */
 	for (int s = 0; s < n_seqs; s++) {
 		const struct model_seq *q = &seqs[s];
 		ASSERT(q->row0 >= 0 && q->row0 + q->n_rows <= n && q->slot0 >= 0 &&
 		       q->slot0 + q->n_slots <= kv->n_ctx && q->n_slots <= ws->n_ctx);
-		kern_attention(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
-			       kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
-			       kv->pos + q->slot0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
-			       hp->head_dim, ws->att_ws);
+		if (!kv->hpos) {
+			kern_attention(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
+				       kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
+				       kv->pos + q->slot0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
+				       hp->head_dim, ws->att_ws);
+			continue;
+		}
+		/* a token-evicted cache: each kv head (with its query heads) masks by its own positions */
+		const int rep = hp->n_head / hp->n_kv_head, hd = hp->head_dim;
+		for (int g = 0; g < hp->n_kv_head; g++) {
+			const size_t qo = (size_t)q->row0 * qd + (size_t)g * rep * hd;
+			kern_attention(ws->att + qo, ws->q + qo, qd, kv_k(kv, l, q->slot0) + (size_t)g * hd,
+				       kv_v(kv, l, q->slot0) + (size_t)g * hd, kvd, qpos + q->row0,
+				       kv_hpos(kv, l, g) + q->slot0, q->n_rows, q->n_slots, rep, 1, hd, ws->att_ws);
+		}
 	}
 
 	/* output projection and residual */

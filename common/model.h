@@ -105,8 +105,17 @@ struct kv_cache {
 	int32_t *pos;   /* owned, [n_ctx] position of the token in each slot */
 	int32_t *tok;   /* owned, [n_ctx] its token id */
 	int n;          /* slots in use */
+	/* Token-evicted caches (kvfile_read of a sparse .kvc): each kv head of each
+	 * layer holds its own tokens, so the position is per (layer, kv head, slot),
+	 * INT32_MAX for a slot that head leaves empty (no query sees it), and
+	 * attention masks by these; pos[] then holds the largest position in the
+	 * slot. NULL for an ordinary cache. */
+	int32_t *hpos;  /* owned, [n_layer][n_kv_head][n_ctx], or NULL */
+	int n_kv_head;
 };
 int kv_cache_init(struct kv_cache *kv, const struct model *m, int n_ctx) KB_WUR;
+/* The same for a shape given outright (a cache read without its model). */
+int kv_cache_init_shape(struct kv_cache *kv, int n_layer, int n_kv_head, int head_dim, int n_ctx) KB_WUR;
 void kv_cache_free(struct kv_cache *kv);
 static inline float *kv_k(const struct kv_cache *kv, int l, int slot)
 {
@@ -116,6 +125,17 @@ static inline float *kv_v(const struct kv_cache *kv, int l, int slot)
 {
 	return kv->v + ((size_t)l * kv->n_ctx + slot) * kv->kv_dim;
 }
+/* The n_ctx positions kv head h of layer l holds (kv->hpos must be set). */
+static inline int32_t *kv_hpos(const struct kv_cache *kv, int l, int h)
+{
+	return kv->hpos + ((size_t)l * kv->n_kv_head + h) * kv->n_ctx;
+}
+/* Give kv per-head positions (kv->hpos), the slots in use taking pos[]. KB_OK
+ * (also when it has them) or KB_ERR_NOMEM. */
+int kv_cache_per_head(struct kv_cache *kv) KB_WUR;
+/* Drop the per-head positions: an ordinary cache again (its slots hold what
+ * pos[] says; use it after kv->n = 0). */
+void kv_cache_shared_pos(struct kv_cache *kv);
 
 /* ---- workspace: every buffer a forward pass needs, allocated once ----
  * Sized for batches of up to n_batch rows against up to n_ctx cache slots. */

@@ -67,6 +67,9 @@ static int open_kvc(struct prompt_seg *g, const struct model *m)
 	if (rc == KB_OK)
 		rc = kvc_check_model(h, m->fingerprint, m->tok_fingerprint, m->hp.n_layer, m->hp.n_kv_head,
 				     m->hp.head_dim);
+	if (rc == KB_OK && kvc_is_sparse(h))
+		rc = kb_fail(KB_ERR_ARG, "'%s': the cache is token-evicted; blending needs every token's K and V",
+			     g->path);
 	if (rc == KB_OK && g->tok && (h->n_tokens != g->n || memcmp(h->tokens, g->tok, (size_t)g->n * sizeof *g->tok)))
 		rc = kb_fail(KB_ERR_MISMATCH, "'%s': the cache changed while it was used", g->path);
 	if (rc) {

@@ -85,6 +85,10 @@ int store_check_object(int fd, const char *name, const char *key, bool whole, st
 		rc = kb_fail(KB_ERR_FORMAT, "'%s': empty, no cache in it", name);
 	if (rc)
 		goto out;
+	if (kvc_is_sparse(h)) {
+		rc = kb_fail(KB_ERR_FORMAT, "'%s': a token-evicted cache does not belong in the store", name);
+		goto out;
+	}
 	char got[STORE_KEY_HEX + 1];
 	store_key(h->model_fp, h->tokens, (size_t)h->n_tokens, got);
 	if (strcmp(got, key) != 0) {

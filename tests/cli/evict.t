@@ -1,7 +1,7 @@
 #!/bin/sh
 # kvblend evict: a store filled by kvblend prefill; --stats, --list, --verify on
 # a corrupted store and on a lost index, --max-bytes with each policy, pins,
-# --dry-run, usage errors and the planned token level.
+# --dry-run and usage errors (token eviction: evict-tokens.t).
 . "$(dirname "$0")/tap.sh"
 need_bin evict
 E=$KVBLEND_BIN/kvblend-evict
@@ -23,10 +23,11 @@ run "$E" --store "$t/u" --max-bytes 12Q
 run "$E" --store "$t/u"
 [ $RUN_RC -eq 2 ]; ok $? "nothing to do: exit 2"
 run "$E" --store "$t/u" --stats x.kvc
-[ $RUN_RC -eq 2 ]; ok $? "a cache operand (token level): exit 2"
-like "$RUN_ERR" "*not implemented yet*" "it says the token level is not implemented yet"
+[ $RUN_RC -eq 2 ]; ok $? "a cache operand without --tokens: exit 2"
+like "$RUN_ERR" "*goes with --tokens*" "it says the operand goes with --tokens"
 run "$E" --tokens 128
-[ $RUN_RC -eq 2 ] && [ -n "$RUN_ERR" ]; ok $? "--tokens: the same"
+[ $RUN_RC -eq 2 ]; ok $? "--tokens with an unknown policy: exit 2"
+like "$RUN_ERR" "*unknown policy '128'*" "and says which"
 
 # ---- bash completion ----
 # comp WORD...: the candidates for the last word, sorted, space-separated

@@ -75,7 +75,7 @@ fi
 ok $? "prefill writes two caches"
 run "$I" "$t/a.kvc"
 is "$RUN_RC" 0 "a cache: exit 0"
-like "$RUN_OUT" "*kvc 1.0 cache 1 at byte 0*dtype       f16*5 layers x 4 kv heads x 8 (kv_dim 32)*tokens      5: 1 *positions   0..4*rope        norm, n_rot 8*logits      512*made by     kvblend-prefill 0.1.0: -m -p -o*verified    5 layer checksums and the end record*" \
+like "$RUN_OUT" "*kvc 1.1 cache 1 at byte 0*dtype       f16*5 layers x 4 kv heads x 8 (kv_dim 32)*tokens      5: 1 *positions   0..4*rope        norm, n_rot 8*logits      512*made by     kvblend-prefill 0.1.0: -m -p -o*verified    5 layer checksums and the end record*" \
 	"  version, dtype, shape, tokens, positions, rope, logits, provenance, verification"
 like "$RUN_OUT" "*model       $(printf %.16s "$model_fp")...*" "  the model fingerprint is the GGUF's"
 aj=$("$I" --json "$t/a.kvc")
@@ -105,7 +105,7 @@ perl -e '
 run "$I" "$t/bad.kvc"
 is "$RUN_RC" 1 "a flipped bit in layer 2: exit 1"
 is "$RUN_ERR" "kvblend-info: '$t/bad.kvc': layer 2: payload checksum mismatch (corrupt layer)" "  the message names the layer"
-like "$RUN_OUT" "*kvc 1.0 cache 1*" "  the header was still described"
+like "$RUN_OUT" "*kvc 1.1 cache 1*" "  the header was still described"
 is "$("$I" -j "$t/bad.kvc" 2>/dev/null | json .ok)" "false" "  --json: ok false"
 size=$(wc -c <"$t/a.kvc" | tr -d ' ')
 head -c 100 "$t/a.kvc" >"$t/cut1.kvc"

@@ -68,7 +68,8 @@ static void pass(struct kvc_reader *r, size_t input_size, bool decode, char *log
 				size_t bytes;
 				l = kvc_reader_layer_raw(r, &rk, &rv, &bytes);
 				if (l >= 0) {
-					ASSERT(bytes == h->payload_bytes / 2 && (const uint8_t *)rv == (const uint8_t *)rk + bytes);
+					ASSERT(bytes == (size_t)kvc_layer_rows(h, l) * kvc_row_bytes(h->dtype, kv_dim) &&
+					       (const uint8_t *)rv == (const uint8_t *)rk + bytes);
 					if (bytes)
 						sink += ((const uint8_t *)rk)[0] + ((const uint8_t *)rv)[bytes - 1];
 				}
@@ -315,6 +316,20 @@ static int write_seeds(const char *dir)
 	seed_header(&h, 1, 1, 4, 2, KVC_F16, tokens, pos);
 	bad |= seed_cache(fd, &h);
 	seed_header(&h, 2, 1, 32, 1, KVC_Q8_0, tokens, pos);
+	bad |= seed_cache(fd, &h);
+	close(fd);
+	/* a token-evicted cache: 3 layers of 4, 2 and 3 rows, two kv heads keeping different tokens */
+	if ((fd = open_seed(dir, "sparse.seed")) < 0)
+		return 1;
+	seed_header(&h, 3, 2, 4, 6, KVC_F16, tokens, pos);
+	int32_t rows[3] = { 4, 2, 3 };
+	int32_t keep[2 * (4 + 2 + 3)] = { 0, 1, 2, 5, 0, 3, 4, 5, /* layer 0: heads 0 and 1 */
+					  4, 5, 1, 5,             /* layer 1 */
+					  0, 2, 5, 3, 4, 5 };     /* layer 2 */
+	h.layer_rows = rows;
+	h.keep = keep;
+	h.n_logits = 16;
+	h.logits = logits;
 	bad |= seed_cache(fd, &h);
 	close(fd);
 	return bad;

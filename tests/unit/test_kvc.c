@@ -7,7 +7,9 @@
  * while the writer is blocked before layer 1), and every corruption with its
  * own message: bit flips in the header, a payload, padding and the end
  * record, truncation at every offset, another major version, a newer minor
- * with unknown header fields, garbage, and kvc_check_model.
+ * with unknown header fields, garbage, and kvc_check_model; token-evicted
+ * (sparse) caches: round trip, the writer's and the reader's checks of the
+ * kept rows, truncations.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1028,6 +1030,138 @@ static void test_check_model(void)
 	cache_free(&c);
 }
 
+/* Recompute the header CRC of the cache at buf (after editing a field). */
+static void fix_header_crc(uint8_t *buf)
+{
+	uint32_t size = kb_le32(buf + 8), crc = crc32c(0, buf, size - 4);
+	for (int i = 0; i < 4; i++)
+		buf[size - 4 + i] = (uint8_t)(crc >> 8 * i);
+}
+
+/* Token-evicted (sparse) caches, minor 1: rows per layer, tokens per kv head. */
+static void test_sparse(void)
+{
+	struct cache c;
+	cache_make(&c, 3, 2, 8, 10, KVC_F32, 7);
+	int32_t rows[3] = { 4, 10, 2 };
+	int32_t keep[2 * 16] = { 0, 3, 5, 9, 1, 2, 8, 9,           /* layer 0: heads 0, 1 */
+				 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,        /* layer 1: head 0 */
+				 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,        /* head 1 */
+				 7, 9, 6, 9 };                        /* layer 2 */
+	c.h.layer_rows = rows;
+	c.h.keep = keep;
+	ok(kvc_header_check(&c.h) == KB_OK, "a sparse header passes the writer's check (%s)", kb_error());
+	size_t len;
+	uint8_t *buf = to_mem(&c, &len);
+	ASSERT(buf);
+	struct kvc_reader *r;
+	const struct kvc_header *h;
+	ASSERT(kvc_reader_open_mem(&r, buf, len, "t.kvc") == KB_OK);
+	int rc = kvc_reader_next_header(r, &h);
+	ok(rc == KB_OK && h->minor == 1 && kvc_is_sparse(h) && same_header(h, &c.h) &&
+	   !memcmp(h->layer_rows, rows, sizeof rows) && !memcmp(h->keep, keep, sizeof keep),
+	   "read back: minor 1, the rows per layer and each head's kept tokens (%s)", kb_error());
+	ok(kvc_layer_rows(h, 2) == 2 && kvc_keep(h, 2, 1)[0] == 6 && kvc_keep(h, 0, 1)[3] == 9 &&
+	   h->payload_total == 2 * 16 * 16 * 4u, "kvc_layer_rows, kvc_keep and the payload total");
+	bool same = true;
+	for (int l = 0; l < 3; l++) {
+		float k[10 * 16], v[10 * 16];
+		rc = kvc_reader_layer(r, k, v, 16);
+		same &= rc == l && !memcmp(k, c.k + l * layer_stride(&c), (size_t)rows[l] * 16 * 4) &&
+			!memcmp(v, c.v + l * layer_stride(&c), (size_t)rows[l] * 16 * 4);
+	}
+	ok(same && kvc_reader_layer(r, NULL, NULL, 0) == KB_EOF, "each layer holds its own number of rows, exactly");
+	kvc_reader_free(r);
+
+	/* a dense reader's view of old streams is unchanged: a minor-0 dense cache still reads */
+	int32_t *saved_rows = c.h.layer_rows;
+	c.h.layer_rows = NULL, c.h.keep = NULL;
+	size_t dlen;
+	uint8_t *dense = to_mem(&c, &dlen);
+	dense[6] = 0; /* minor 0 */
+	fix_header_crc(dense);
+	ASSERT(kvc_reader_open_mem(&r, dense, dlen, "t.kvc") == KB_OK);
+	ok(kvc_reader_next_header(r, &h) == KB_OK && h->minor == 0 && !kvc_is_sparse(h),
+	   "a dense cache's header marked minor 0 reads (%s)", kb_error());
+	kvc_reader_free(r);
+	free(dense);
+	c.h.layer_rows = saved_rows, c.h.keep = keep;
+
+	/* the writer refuses bad selections */
+	static const struct {
+		int layer, idx, value;
+		const char *why;
+	} bad_w[] = {
+		{ 0, -1, 0, "keeps 0 rows" },  { 0, -1, 11, "keeps 11 rows" }, { 0, 1, 0, "not ascending" },
+		{ 0, 0, 10, "out of range" }, { 0, 0, -1, "out of range" },
+	};
+	for (size_t i = 0; i < sizeof bad_w / sizeof *bad_w; i++) {
+		int32_t r2[3], k2[32];
+		memcpy(r2, rows, sizeof r2), memcpy(k2, keep, sizeof k2);
+		if (bad_w[i].idx < 0)
+			r2[bad_w[i].layer] = bad_w[i].value;
+		else
+			k2[bad_w[i].idx] = bad_w[i].value;
+		c.h.layer_rows = r2, c.h.keep = k2;
+		ok(kvc_header_check(&c.h) == KB_ERR_ARG && has(bad_w[i].why), "the writer refuses '%s': %s",
+		   bad_w[i].why, kb_error());
+	}
+	c.h.layer_rows = rows, c.h.keep = NULL;
+	ok(kvc_header_check(&c.h) == KB_ERR_ARG, "layer_rows without keep: %s", kb_error());
+	c.h.layer_rows = rows, c.h.keep = keep;
+
+	/* the reader refuses them too (the CRC made right, so the fields are what is checked) */
+	uint32_t hs = kb_le32(buf + 8);
+	size_t keep_at = hs - 4 - 4 * 32, rows_at = keep_at - 4 * 3;
+	uint8_t *b2 = malloc(len);
+	static const struct {
+		size_t off;
+		uint32_t value;
+		const char *why;
+	} bad_r[] = {
+		{ 0, 3, "not ascending" }, { 4, 12, "out of range" }, { 0xffff, 0, "keeps 0 rows" },
+		{ 0xfffe, 0, "keeps 11 rows" },
+	};
+	for (size_t i = 0; i < sizeof bad_r / sizeof *bad_r; i++) {
+		memcpy(b2, buf, len);
+		if (bad_r[i].off == 0xffff) {
+			/* layer 0: 0 rows, layer 2: 6 (the same count of kept entries) */
+			b2[rows_at] = 0, b2[rows_at + 8] = 6;
+		} else if (bad_r[i].off == 0xfffe) {
+			/* layer 1: 11 rows of 10 tokens, layer 2: 1 */
+			b2[rows_at + 4] = 11, b2[rows_at + 8] = 1;
+		} else {
+			size_t at = keep_at + 4 * bad_r[i].off;
+			for (int j = 0; j < 4; j++)
+				b2[at + j] = (uint8_t)(bad_r[i].value >> 8 * j);
+		}
+		fix_header_crc(b2);
+		rc = read_mem_all(b2, len);
+		ok(rc == KB_ERR_FORMAT && has("bad header") && has(bad_r[i].why), "the reader refuses '%s': %s",
+		   bad_r[i].why, kb_error());
+	}
+	/* rows that claim more keep entries than the header holds */
+	memcpy(b2, buf, len);
+	b2[rows_at + 4] = 200;
+	fix_header_crc(b2);
+	ok(read_mem_all(b2, len) == KB_ERR_FORMAT && has("does not match its fields"),
+	   "rows claiming more kept tokens than the header holds: %s", kb_error());
+	/* the sparse flag in a minor-0 header */
+	memcpy(b2, buf, len);
+	b2[6] = 0;
+	fix_header_crc(b2);
+	ok(read_mem_all(b2, len) == KB_ERR_FORMAT && has("sparse flag"), "the sparse flag at minor 0: %s", kb_error());
+	/* every truncation is an error, never a crash */
+	int crashes = 0;
+	for (size_t n = 0; n < len; n++)
+		crashes += read_mem_all(buf, n) != KB_ERR_FORMAT && n > 0;
+	ok(crashes == 0, "each of %zu truncations is a format error", len - 1);
+	free(b2);
+	free(buf);
+	c.h.layer_rows = NULL, c.h.keep = NULL;
+	cache_free(&c);
+}
+
 /* n_tokens 0 and a one-layer cache are valid. */
 static void test_edges(void)
 {
@@ -1117,6 +1251,7 @@ int main(void)
 	test_corruption();
 	test_check_model();
 	test_edges();
+	test_sparse();
 	test_option_names();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
