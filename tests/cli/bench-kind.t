@@ -100,13 +100,13 @@ PY
 is "$(python3 "$TAP_TMP/check.py" "$TAP_TMP/out.json" 2>&1)" "" \
 	"--json parses; by_kind per kind (counts add up, full 1 and 0 KL, means of the questions, EM in [0, 1])"
 
-# --tsv: the old 15 columns in place, then exact_match and kind
+# --tsv: the old 15 columns in place, then exact_match and kind, then kv_kept and evict_ms_median
 run "$bench" --dataset "$ds" $opts --methods $methods --tsv
 ok $RUN_RC "--tsv (exit $RUN_RC)"
 printf '%s\n' "$RUN_OUT" >"$TAP_TMP/out.tsv"
-is "$(awk -F '\t' '{ print NF }' "$TAP_TMP/out.tsv" | sort -u)" 17 "--tsv: 17 columns on every line"
-is "$(head -1 "$TAP_TMP/out.tsv" | cut -f1,9,15-17)" "method	quality	peak_rss_mib	exact_match	kind" \
-	"--tsv: the old columns keep their places; exact_match and kind at the end"
+is "$(awk -F '\t' '{ print NF }' "$TAP_TMP/out.tsv" | sort -u)" 19 "--tsv: 19 columns on every line"
+is "$(head -1 "$TAP_TMP/out.tsv" | cut -f1,9,15-19)" "method	quality	peak_rss_mib	exact_match	kind	kv_kept	evict_ms_median" \
+	"--tsv: the old columns keep their places; exact_match, kind, kv_kept, evict_ms_median after them"
 is "$(sed 1d "$TAP_TMP/out.tsv" | cut -f1,17 | tr '\t\n' ': ')" \
 	"full:all reuse:all blend:0.15:all full:single reuse:single blend:0.15:single full:twohop reuse:twohop blend:0.15:twohop " \
 	"--tsv: the rows over every question ('all'), then each kind's"

@@ -94,10 +94,10 @@ is "$check" "" "--json parses and agrees: blend:1 is full prefill (first token 1
 # --tsv
 run "$bench" --dataset "$wiki" $small --methods full,blend:0.3 --tsv --quiet
 ok $RUN_RC "--tsv runs"
-is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 17 "--tsv: 17 columns on every line"
+is "$(printf '%s\n' "$RUN_OUT" | awk -F '\t' '{ print NF }' | sort -u)" 19 "--tsv: 19 columns on every line"
 is "$(printf '%s\n' "$RUN_OUT" | cut -f1 | paste -sd ' ')" "method full blend:0.3" "--tsv: a header, then a row per method"
 is "$(printf '%s\n' "$RUN_OUT" | cut -f16,17 | paste -sd ' ' | sed 's/[0-9.]*\tall/N\tall/g')" "exact_match	kind N	all N	all" \
-	"--tsv: exact_match and kind last; no kinds in this set: every row is 'all'"
+	"--tsv: exact_match and kind in columns 16-17; no kinds in this set: every row is 'all'"
 case $RUN_ERR in *question*) r=1 ;; *) r=0 ;; esac
 ok $r "--quiet: no progress"
 
