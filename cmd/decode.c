@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "kbio.h"
 #include "kvfile.h"
+#include "tokevict.h"
 #include "model.h"
 #include "sample.h"
 
@@ -27,6 +28,10 @@ static const struct option longopts[] = {
 	{ "special", no_argument, NULL, 'N' },
 	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "kv-budget", required_argument, NULL, 'k' },
+	{ "evict", required_argument, NULL, 'e' },
+	{ "sinks", required_argument, NULL, 's' },
+	{ "window", required_argument, NULL, 'w' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -52,17 +57,28 @@ static void usage(void)
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --special           turn special tokens written in the prompt (<s>, <|im_start|>)\n"
 	       "                          into those tokens (default: they are plain text)\n"
+	       "      --kv-budget N       keep the KV cache within N slots while generating, evicting\n"
+	       "                          tokens (a longer prompt is cut to N first): memory stays flat\n"
+	       "      --evict POLICY      what goes: streamingllm (default), h2o, tova or lazyeviction\n"
+	       "      --sinks S           first tokens streamingllm and lazyeviction keep (default 4)\n"
+	       "      --window W          recent tokens h2o and lazyeviction keep (default 32)\n"
 	       "      --quiet             no word on stderr when the context fills up\n"
 	       "  -v, --verbose           timings and settings on stderr\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
 }
 
-static const struct cli cli = { "kvblend-decode", "m:p:f:c:n:t:vh", longopts, usage, NULL };
+static const struct cli_values values[] = {
+	{ "--evict", "streamingllm h2o tova lazyeviction" },
+	{ NULL, NULL },
+};
+
+static const struct cli cli = { "kvblend-decode", "m:p:f:c:n:t:vh", longopts, usage, values };
 
 struct opts {
 	const char *model, *prompt, *file, *cache;
 	int n_predict, threads, ctx;
+	int kv_budget, evict, sinks, window; /* --kv-budget (0: none) */
 	struct sampler_params sp;
 	bool ids, no_bos, special, quiet, verbose, seed_set;
 };
@@ -91,6 +107,13 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'N': o->special = true; break;
 		case 'Q': o->quiet = true; break;
 		case 'v': o->verbose = true; break;
+		case 'k': o->kv_budget = (int)cli_long("--kv-budget", optarg, 2, 1 << 24); break;
+		case 'e':
+			if ((o->evict = tokevict_online_from_name(optarg)) < 0)
+				cli_usage_error("--evict: unknown policy '%s' (streamingllm, h2o, tova, lazyeviction)", optarg);
+			break;
+		case 's': o->sinks = (int)cli_long("--sinks", optarg, 0, 1 << 24); break;
+		case 'w': o->window = (int)cli_long("--window", optarg, 1, 1 << 24); break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -100,6 +123,11 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("give the prompt with -p or -f, not both");
 	if (optind < argc)
 		cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if ((o->evict >= 0 || o->sinks >= 0 || o->window >= 0) && !o->kv_budget)
+		cli_usage_error("--evict, --sinks and --window go with --kv-budget N");
+	o->evict = o->evict < 0 ? TOKEVICT_ONLINE_STREAMINGLLM : o->evict;
+	o->sinks = o->sinks < 0 ? 4 : o->sinks;
+	o->window = o->window < 0 ? 32 : o->window;
 	if (!o->seed_set)
 		o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 }
@@ -205,10 +233,30 @@ static int32_t prefill(const struct model *m, struct model_ws *ws, struct kv_cac
 	return next_pos;
 }
 
+/* A prompt longer than --kv-budget: keep the budget's worth by the offline
+ * form of the policy (lazyeviction's: tova's, the one query there is). */
+static void cut_prompt(const struct opts *o, const struct model *m, struct kv_cache *kv)
+{
+	static const enum tokevict_policy offline[TOKEVICT_ONLINE_COUNT] = {
+		[TOKEVICT_ONLINE_STREAMINGLLM] = TOKEVICT_STREAMINGLLM, [TOKEVICT_ONLINE_H2O] = TOKEVICT_H2O,
+		[TOKEVICT_ONLINE_TOVA] = TOKEVICT_TOVA, [TOKEVICT_ONLINE_LAZY] = TOKEVICT_TOVA,
+	};
+	if (kv->hpos)
+		cli_die("the cache is token-evicted already and larger than --kv-budget %d: evict it to the budget first",
+			o->kv_budget);
+	struct tokevict_opts te;
+	tokevict_opts_init(&te, offline[o->evict]);
+	te.budget = o->kv_budget, te.sinks = o->sinks, te.window = o->window;
+	struct tokevict_sel sel;
+	if (tokevict_run(m, kv, &te, &sel) || tokevict_apply(kv, &sel))
+		cli_die("%s", kb_error());
+	tokevict_sel_free(&sel);
+}
+
 /* Sample, print and feed back up to -n tokens from ws.logits on; stops at an
  * end-of-generation token or a full context (*full). Returns the count. */
 static int generate(const struct opts *o, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
-		    struct sampler *smp, int32_t next_pos, bool *full)
+		    struct sampler *smp, int32_t next_pos, struct tokevict_online *ev, bool *full)
 {
 	int n_gen = 0;
 	*full = false;
@@ -224,6 +272,8 @@ static int generate(const struct opts *o, const struct model *m, struct model_ws
 		int32_t p = next_pos++;
 		if (model_forward(m, ws, kv, &next, &p, 1, ws->logits, false))
 			cli_die("%s", kb_error());
+		if (ev && tokevict_online_step(ev, kv, ws->q_probe, p))
+			cli_die("%s", kb_error());
 	}
 	return n_gen;
 }
@@ -231,7 +281,8 @@ static int generate(const struct opts *o, const struct model *m, struct model_ws
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .n_predict = 128, .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
+	struct opts o = { .n_predict = 128, .evict = -1, .sinks = -1, .window = -1,
+			  .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
 	parse(argc, argv, &o);
 	kb_set_threads(o.threads);
 
@@ -273,7 +324,9 @@ int main(int argc, char **argv)
 	const int ctx = o.ctx ? o.ctx : m->hp.n_ctx_train;
 	if (n_prompt > ctx)
 		cli_die("the prompt has %" PRId64 " tokens, more than the context of %d", n_prompt, ctx);
-	const int n_ctx = n_prompt + o.n_predict < ctx ? (int)(n_prompt + o.n_predict) : ctx;
+	int n_ctx = n_prompt + o.n_predict < ctx ? (int)(n_prompt + o.n_predict) : ctx;
+	if (o.kv_budget) /* the prompt, then never more than the budget and the token being added */
+		n_ctx = n_prompt > o.kv_budget + 1 ? (int)n_prompt : o.kv_budget + 1;
 	if (ctx > m->hp.n_ctx_train && o.verbose)
 		fprintf(stderr, "%s: context %d exceeds the model's training context %d\n",
 			cli_tool, ctx, m->hp.n_ctx_train);
@@ -293,9 +346,20 @@ int main(int argc, char **argv)
 	double t1 = kb_now();
 	const size_t n_prefilled = n_ids;
 
+	/* --kv-budget: the prompt cut to the budget, then one token out for each one in */
+	struct tokevict_online *ev = NULL;
+	if (o.kv_budget) {
+		if (kv.n > o.kv_budget)
+			cut_prompt(&o, m, &kv);
+		if (!(ws.q_probe = malloc((size_t)m->hp.n_layer * m->hp.n_head * m->hp.head_dim * sizeof(float))) ||
+		    tokevict_online_init(&ev, (enum tokevict_online_policy)o.evict, o.kv_budget, o.sinks, o.window, m,
+					 &kv))
+			cli_die("%s", kb_error());
+	}
+
 	/* generate */
 	bool full = false; /* stopped because the context is full */
-	int n_gen = generate(&o, m, &ws, &kv, smp, next_pos, &full);
+	int n_gen = generate(&o, m, &ws, &kv, smp, next_pos, ev, &full);
 	double t2 = kb_now();
 	if (o.ids || n_gen > 0)
 		putchar('\n');
@@ -314,6 +378,9 @@ int main(int argc, char **argv)
 	kvc_reader_free(in.cache);
 	kbio_close(in.io);
 	sampler_free(smp);
+	tokevict_online_free(ev);
+	free(ws.q_probe);
+	ws.q_probe = NULL;
 	model_ws_free(&ws);
 	kv_cache_free(&kv);
 	model_free(m);

@@ -527,6 +527,8 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 		qpos[i] = kv->pos[slots[i]];
 	kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, &m->rope);
 	kern_rope(ws->k, qpos, n, hp->n_kv_head, hp->head_dim, &m->rope);
+	if (ws->q_probe && n > 0)
+		memcpy(ws->q_probe + (size_t)l * qd, ws->q + (size_t)(n - 1) * qd, (size_t)qd * sizeof(float));
 
 	/* the rows' K and V go into their cache slots */
 	for (int i = 0; i < n; i++) {

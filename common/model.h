@@ -152,6 +152,8 @@ struct model_ws {
 	void *att_ws;  /* attention scratch */
 	int32_t *slots; /* [n_batch] slot ids of model_forward's batch */
 	int32_t *rpos;  /* [n_batch] positions of model_layer's rows */
+	float *q_probe; /* NULL, or [n_layer][n_head * head_dim] set by the caller: each layer
+			 * copies its last row's query (rotated) there (online token eviction) */
 };
 int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n_ctx) KB_WUR;
 void model_ws_free(struct model_ws *ws);

@@ -603,3 +603,210 @@ int tokevict_apply(struct kv_cache *kv, const struct tokevict_sel *sel)
 	free(pos), free(tok), free(buf);
 	return KB_OK;
 }
+
+/* ---- online eviction during decoding ---- */
+
+struct tokevict_online {
+	enum tokevict_online_policy policy;
+	int budget, sinks, window;
+	int n_layer, n_kv_head, n_head, head_dim, n_ctx;
+	long step;
+	float *w;      /* [n_head][n_ctx] the current query's weights of one layer */
+	float *acc;    /* h2o: [n_layer][n_kv_head][n_ctx] accumulated attention per slot */
+	int32_t *hit;  /* lazy: [n_layer][n_kv_head][n_ctx] last step the slot was attended */
+	int32_t *mri;  /* lazy: [n_layer][n_kv_head][n_ctx] its longest interval between hits */
+	int32_t *tmp;  /* [n_ctx] */
+};
+
+static const char *const online_names[TOKEVICT_ONLINE_COUNT] = {
+	[TOKEVICT_ONLINE_STREAMINGLLM] = "streamingllm", [TOKEVICT_ONLINE_H2O] = "h2o",
+	[TOKEVICT_ONLINE_TOVA] = "tova", [TOKEVICT_ONLINE_LAZY] = "lazyeviction",
+};
+
+const char *tokevict_online_name(int p)
+{
+	return p >= 0 && p < TOKEVICT_ONLINE_COUNT ? online_names[p] : NULL;
+}
+
+int tokevict_online_from_name(const char *name)
+{
+	for (int p = 0; p < TOKEVICT_ONLINE_COUNT; p++)
+		if (strcmp(name, online_names[p]) == 0)
+			return p;
+	return -1;
+}
+
+void tokevict_online_free(struct tokevict_online *ev)
+{
+	if (!ev)
+		return;
+	free(ev->w), free(ev->acc), free(ev->hit), free(ev->mri), free(ev->tmp);
+	free(ev);
+}
+
+int tokevict_online_init(struct tokevict_online **out, enum tokevict_online_policy policy, int budget, int sinks,
+			 int window, const struct model *m, const struct kv_cache *kv)
+{
+	*out = NULL;
+	if (budget < 2 || budget >= kv->n_ctx)
+		return kb_fail(KB_ERR_ARG, "--kv-budget %d: it must be at least 2 and leave a slot in the context of %d",
+			       budget, kv->n_ctx);
+	struct tokevict_online *ev = calloc(1, sizeof *ev);
+	if (!ev)
+		return KB_ERR_NOMEM;
+	*ev = (struct tokevict_online){
+		.policy = policy, .budget = budget, .sinks = sinks, .window = window, .n_layer = kv->n_layer,
+		.n_kv_head = kv->n_kv_head, .n_head = m->hp.n_head, .head_dim = m->hp.head_dim, .n_ctx = kv->n_ctx,
+	};
+	const size_t per = (size_t)kv->n_layer * kv->n_kv_head * kv->n_ctx;
+	bool ok = (ev->w = calloc((size_t)ev->n_head * kv->n_ctx, sizeof *ev->w)) != NULL &&
+		  (ev->tmp = calloc((size_t)kv->n_ctx, sizeof *ev->tmp)) != NULL;
+	if (policy == TOKEVICT_ONLINE_H2O)
+		ok &= (ev->acc = calloc(per, sizeof *ev->acc)) != NULL;
+	if (policy == TOKEVICT_ONLINE_LAZY)
+		ok &= (ev->hit = calloc(per, sizeof *ev->hit)) != NULL && (ev->mri = calloc(per, sizeof *ev->mri)) != NULL;
+	if (!ok) {
+		tokevict_online_free(ev);
+		return kb_fail(KB_ERR_NOMEM, "out of memory for online eviction");
+	}
+	*out = ev;
+	return KB_OK;
+}
+
+/* Move slot `from` of kv head g of layer l into slot `to` (K, V, position, statistics). */
+static void move_slot(struct tokevict_online *ev, struct kv_cache *kv, int l, int g, int from, int to)
+{
+	const int hd = ev->head_dim;
+	memcpy(kv_k(kv, l, to) + (size_t)g * hd, kv_k(kv, l, from) + (size_t)g * hd, (size_t)hd * sizeof(float));
+	memcpy(kv_v(kv, l, to) + (size_t)g * hd, kv_v(kv, l, from) + (size_t)g * hd, (size_t)hd * sizeof(float));
+	kv_hpos(kv, l, g)[to] = kv_hpos(kv, l, g)[from];
+	const size_t base = ((size_t)l * ev->n_kv_head + g) * ev->n_ctx;
+	if (ev->acc)
+		ev->acc[base + to] = ev->acc[base + from];
+	if (ev->hit)
+		ev->hit[base + to] = ev->hit[base + from], ev->mri[base + to] = ev->mri[base + from];
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The protected positions of a head: below *lo (the first `sinks` held) or
+ * above *hi (the `window` most recent). tmp: n int32. */
+static void protected_range(const int32_t *hp, int n, int sinks, int window, int32_t *tmp, int32_t *lo, int32_t *hi)
+{
+	int m = 0;
+	for (int s = 0; s < n; s++)
+		if (hp[s] != INT32_MAX)
+			tmp[m++] = hp[s];
+	qsort(tmp, (size_t)m, sizeof *tmp, cmp_i32);
+	*lo = sinks <= 0 ? INT32_MIN : sinks >= m ? INT32_MAX : tmp[sinks];
+	*hi = window <= 0 ? INT32_MAX : window >= m ? INT32_MIN : tmp[m - window - 1];
+}
+
+/* A kv head's weight of slot s from the current query: the mean over its query heads. */
+static double head_weight(const struct tokevict_online *ev, int g, int rep, int s)
+{
+	double a = 0;
+	for (int h = g * rep; h < (g + 1) * rep; h++)
+		a += ev->w[(size_t)h * ev->n_ctx + s];
+	return a / rep;
+}
+
+int tokevict_online_step(struct tokevict_online *ev, struct kv_cache *kv, const float *q_probe, int32_t q_pos)
+{
+	if (kv->n <= ev->budget)
+		return KB_OK;
+	int rc = kv_cache_per_head(kv);
+	if (rc)
+		return rc;
+	const int n = kv->n, last = n - 1, hd = ev->head_dim, rep = ev->n_head / ev->n_kv_head;
+	const int qd = ev->n_head * hd, kvd = kv->kv_dim;
+	ev->step++;
+	for (int l = 0; l < ev->n_layer; l++) {
+		const bool scored = ev->policy != TOKEVICT_ONLINE_STREAMINGLLM;
+		if (scored) {
+			/* the current query's weights over the layer's slots, head by head (each kv head masks by its positions) */
+			memset(ev->w, 0, (size_t)ev->n_head * ev->n_ctx * sizeof *ev->w);
+			for (int g = 0; g < ev->n_kv_head; g++) {
+				tokevict_accumulate(q_probe + (size_t)l * qd + (size_t)g * rep * hd, qd, &q_pos, 1,
+						    kv_k(kv, l, 0) + (size_t)g * hd, kvd, kv_hpos(kv, l, g), n, rep, 1, hd,
+						    ev->w + (size_t)g * rep * ev->n_ctx, NULL);
+			}
+		}
+		for (int g = 0; g < ev->n_kv_head; g++) {
+			const int32_t *hp = kv_hpos(kv, l, g);
+			const size_t base = ((size_t)l * ev->n_kv_head + g) * ev->n_ctx;
+			if (ev->acc)
+				for (int s = 0; s < n; s++)
+					ev->acc[base + s] += (float)head_weight(ev, g, rep, s);
+			if (ev->hit) {
+				/* a hit: more than its share of attention (above uniform over the live slots) */
+				int live = 0;
+				for (int s = 0; s < n; s++)
+					live += hp[s] != INT32_MAX;
+				for (int s = 0; s < n; s++)
+					if (hp[s] != INT32_MAX && head_weight(ev, g, rep, s) > 1.0 / live) {
+						int32_t gap = (int32_t)(ev->step - ev->hit[base + s]);
+						if (ev->hit[base + s] > 0 && gap > ev->mri[base + s])
+							ev->mri[base + s] = gap;
+						ev->hit[base + s] = (int32_t)ev->step;
+					}
+			}
+			/* the victim: a dead slot first, else by the policy among the unprotected */
+			int32_t lo, hi;
+			const int sinks = ev->policy == TOKEVICT_ONLINE_H2O || ev->policy == TOKEVICT_ONLINE_TOVA ? 0 : ev->sinks;
+			int window = ev->policy == TOKEVICT_ONLINE_STREAMINGLLM || ev->policy == TOKEVICT_ONLINE_TOVA ? 1
+															       : ev->window;
+			/* sinks and window leave at least one slot to choose from */
+			if (sinks + window > ev->budget - 1)
+				window = ev->budget - 1 - sinks > 1 ? ev->budget - 1 - sinks : 1;
+			protected_range(hp, n, sinks, window, ev->tmp, &lo, &hi);
+			int victim = -1;
+			double best = 0;
+			for (int s = 0; s < last; s++) {
+				if (hp[s] == INT32_MAX) {
+					victim = s;
+					break;
+				}
+				if (hp[s] < lo || hp[s] > hi)
+					continue;
+				if (ev->policy == TOKEVICT_ONLINE_STREAMINGLLM) {
+					if (victim < 0 || hp[s] < best)
+						victim = s, best = hp[s];
+					continue;
+				}
+				double score;
+				if (ev->policy == TOKEVICT_ONLINE_H2O)
+					score = -ev->acc[base + s];
+				else if (ev->policy == TOKEVICT_ONLINE_TOVA)
+					score = -head_weight(ev, g, rep, s);
+				else /* lazy: how overdue the slot is against its recurrence interval */
+					score = (double)(ev->step - ev->hit[base + s]) / (ev->mri[base + s] + 1) - 1e-3 * head_weight(ev, g, rep, s);
+				if (victim < 0 || score > best)
+					victim = s, best = score;
+			}
+			if (victim < 0) /* everything protected: the oldest goes */
+				for (int s = 0; s < last; s++)
+					if (victim < 0 || hp[s] < hp[victim])
+						victim = s;
+			if (victim != last)
+				move_slot(ev, kv, l, g, last, victim);
+		}
+	}
+	/* the last slot is free in every layer and head now; pos/tok of the moved slots follow head 0 of layer 0 */
+	kv->n = last;
+	for (int s = 0; s < kv->n; s++) {
+		int32_t best = INT32_MIN;
+		for (int l = 0; l < ev->n_layer; l++)
+			for (int g = 0; g < ev->n_kv_head; g++) {
+				int32_t p = kv_hpos(kv, l, g)[s];
+				if (p != INT32_MAX && p > best)
+					best = p;
+			}
+		kv->pos[s] = best;
+	}
+	return KB_OK;
+}

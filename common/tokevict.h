@@ -135,6 +135,42 @@ int tokevict_run(const struct model *m, struct kv_cache *kv, const struct tokevi
  * KB_ERR_NOMEM. */
 int tokevict_apply(struct kv_cache *kv, const struct tokevict_sel *sel) KB_WUR;
 
+/* ---- online eviction while decoding (kvblend-decode --kv-budget) ----
+ * The cache stays within `budget` slots: after each token is appended (kv->n =
+ * budget + 1), one token per kv head of each layer goes, chosen with the
+ * attention of the query just computed (model_ws .q_probe):
+ *	streamingllm  the oldest after the `sinks` first
+ *	h2o           the least attention accumulated since decoding began,
+ *	              the `window` most recent kept
+ *	tova          the least attention from the current query (averaged over
+ *	              the query heads of the kv head)
+ *	lazyeviction  the most overdue against its own recurrence interval: each
+ *	              slot remembers when it was last attended above the uniform
+ *	              share and the longest gap between such hits; the slot whose
+ *	              time since its last hit exceeds that gap by most goes (the
+ *	              sinks and the recent window kept)
+ * The newest token always stays. The freed slot is refilled with the last
+ * slot's entry, so the cache stays dense in slots; positions are per head
+ * (kv->hpos). */
+enum tokevict_online_policy {
+	TOKEVICT_ONLINE_STREAMINGLLM,
+	TOKEVICT_ONLINE_H2O,
+	TOKEVICT_ONLINE_TOVA,
+	TOKEVICT_ONLINE_LAZY,
+	TOKEVICT_ONLINE_COUNT,
+};
+struct tokevict_online;
+const char *tokevict_online_name(int p);
+int tokevict_online_from_name(const char *name);
+/* An evictor for kv (its n_ctx must exceed budget). KB_OK, KB_ERR_ARG, KB_ERR_NOMEM. */
+int tokevict_online_init(struct tokevict_online **ev, enum tokevict_online_policy policy, int budget, int sinks,
+			 int window, const struct model *m, const struct kv_cache *kv) KB_WUR;
+/* After a forward step: when kv->n > budget, evict one token per kv head and
+ * layer (kv->n drops by one). q_probe: [n_layer][n_head * head_dim], the last
+ * token's queries (ws->q_probe), at position q_pos. */
+int tokevict_online_step(struct tokevict_online *ev, struct kv_cache *kv, const float *q_probe, int32_t q_pos) KB_WUR;
+void tokevict_online_free(struct tokevict_online *ev);
+
 /* Write the tokens sel keeps of kv (loaded from the cache whose header is in)
  * to path ("-" = stdout), atomically (kvc_write_file_cb): a dense cache when
  * every head of every layer keeps the same tokens, else a sparse one (its

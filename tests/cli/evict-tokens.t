@@ -3,7 +3,8 @@
 # streamingllm keeps exactly its sinks and window; every policy keeps the last
 # token and makes a cache that decodes (sparse when the kv heads keep their own
 # tokens, with per-layer rows in kvblend info); a budget of 100% is the
-# identity; files shrink with the budget; pipes work; bad input gets one line
+# identity; files shrink with the budget; pipes work; decode --kv-budget keeps
+# generating within a budget with each online policy; bad input gets one line
 # and exit 1 or 2; the store and blend refuse evicted caches.
 . "$(dirname "$0")/tap.sh"
 need_bin kvblend
@@ -92,6 +93,24 @@ run "$K" evict --tokens snapkv --budget 10 --pool 4 -m "$M" "$t/full.kvc"
 run "$K" evict --tokens streamingllm --budget 10 --store "$t/st" "$t/full.kvc"
 [ $RUN_RC -eq 2 ]; ok $? "--tokens with a store option: exit 2"
 [ ! -e "$t/x.kvc" ]; ok $? "no output was left by any failure"
+
+# ---- decode --kv-budget: eviction while generating ----
+a=$("$K" decode -m "$M" -p "$text" -n 40 --ids)
+b=$("$K" decode -m "$M" -p "$text" -n 40 --ids --kv-budget 1000)
+[ -n "$a" ] && [ "$a" = "$b" ]; ok $? "--kv-budget larger than everything: the same tokens"
+for e in streamingllm h2o tova lazyeviction; do
+	run "$K" decode -m "$M" -p "$text" -n 200 --ids --kv-budget 24 --evict "$e"
+	[ $RUN_RC -eq 0 ] && [ "$(printf '%s\n' "$RUN_OUT" | wc -w)" -gt 60 ]; ok $? "decode --kv-budget 24 --evict $e: goes on past the model's context ($(printf '%s\n' "$RUN_OUT" | wc -w) tokens)"
+done
+run "$K" decode -m "$M" -c "$t/full.kvc" -n 20 --kv-budget 16 --evict tova
+[ $RUN_RC -eq 0 ] && [ -n "$RUN_OUT" ]; ok $? "a cached prompt longer than the budget is cut to it first"
+run "$K" decode -m "$M" -p "$text" -n 5 --evict h2o
+[ $RUN_RC -eq 2 ]; ok $? "--evict without --kv-budget: exit 2"
+run "$K" decode -m "$M" -p "$text" -n 5 --kv-budget 1
+[ $RUN_RC -eq 2 ]; ok $? "--kv-budget 1: exit 2"
+run "$K" decode -m "$M" -p "$text" -n 5 --kv-budget 8 --evict snapkv
+[ $RUN_RC -eq 2 ]; ok $? "--evict snapkv (not an online policy): exit 2"
+like "$RUN_ERR" "*unknown policy 'snapkv'*" "and says so"
 
 # ---- evicted caches stay out of blend ----
 run "$K" blend -m "$M" -q "what?" -o "$t/b.kvc" "$t/snapkv.kvc" </dev/null

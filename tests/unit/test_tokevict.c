@@ -525,6 +525,98 @@ static void test_end_to_end(void)
 	model_free(m);
 }
 
+/* Online eviction while decoding: streamingllm's logits at every step equal
+ * those of a whole cache with everything but the sinks and the recent tokens
+ * masked; every policy keeps kv->n at the budget, the newest token, and (for
+ * streamingllm and lazyeviction) the sinks. */
+static void test_online(void)
+{
+	const char *dir = tap_tmpdir();
+	struct model *m = tiny(dir);
+	enum { P = 10, STEPS = 30, B = 12, S = 2 };
+	const int L = m->hp.n_layer, NKV = m->hp.n_kv_head, V = m->hp.n_vocab;
+	const size_t qd = (size_t)m->hp.n_head * m->hp.head_dim;
+	for (int policy = 0; policy < TOKEVICT_ONLINE_COUNT; policy++) {
+		struct kv_cache a, ref;
+		struct model_ws wa, wr;
+		ASSERT(kv_cache_init(&a, m, B + 1) == KB_OK && kv_cache_init(&ref, m, P + STEPS + 1) == KB_OK);
+		ASSERT(model_ws_init(&wa, m, P, B + 1) == KB_OK && model_ws_init(&wr, m, P, P + STEPS + 1) == KB_OK);
+		wa.q_probe = malloc((size_t)L * qd * sizeof(float));
+		int32_t tok[P], pos[P];
+		for (int i = 0; i < P; i++)
+			tok[i] = 3 + i * 11, pos[i] = i;
+		ASSERT(model_forward(m, &wa, &a, tok, pos, P, wa.logits, false) == KB_OK);
+		ASSERT(model_forward(m, &wr, &ref, tok, pos, P, wr.logits, false) == KB_OK);
+		ASSERT(kv_cache_per_head(&ref) == KB_OK);
+		struct tokevict_online *ev;
+		ASSERT(tokevict_online_init(&ev, (enum tokevict_online_policy)policy, B, S, 3, m, &a) == KB_OK);
+		double err = 0;
+		int bad_n = 0, lost_newest = 0, lost_sink = 0;
+		int32_t next = 5;
+		for (int t = 0; t < STEPS; t++) {
+			int32_t p = P + t;
+			ASSERT(model_forward(m, &wa, &a, &next, &p, 1, wa.logits, false) == KB_OK);
+			ASSERT(tokevict_online_step(ev, &a, wa.q_probe, p) == KB_OK);
+			bad_n += a.n != (P + t + 1 < B ? P + t + 1 : B);
+			bool newest = false, sink[S] = { false };
+			for (int l = 0; l < L; l++)
+				for (int g = 0; g < NKV; g++) {
+					int has_new = 0, has_sink[S] = { 0 };
+					for (int sl = 0; sl < a.n; sl++) {
+						int32_t hp = a.hpos ? kv_hpos(&a, l, g)[sl] : a.pos[sl];
+						has_new |= hp == p;
+						for (int k = 0; k < S; k++)
+							has_sink[k] |= hp == k;
+					}
+					newest = has_new;
+					lost_newest += !has_new;
+					for (int k = 0; k < S; k++)
+						sink[k] = has_sink[k], lost_sink += !has_sink[k] && (policy == TOKEVICT_ONLINE_STREAMINGLLM ||
+											   policy == TOKEVICT_ONLINE_LAZY);
+				}
+			(void)newest, (void)sink;
+			if (policy == TOKEVICT_ONLINE_STREAMINGLLM) {
+				/* the reference: every token so far, those streamingllm dropped masked out */
+				int32_t rp = P + t;
+				for (int l = 0; l < L; l++)
+					for (int g = 0; g < NKV; g++)
+						for (int q = 0; q < ref.n; q++) {
+							int32_t ps = ref.pos[q];
+							bool kept = ps < S || ps >= rp - (B - S); /* the B slots before the step, and the new token */
+							kv_hpos(&ref, l, g)[q] = kept ? ps : INT32_MAX;
+						}
+				ASSERT(model_forward(m, &wr, &ref, &next, &rp, 1, wr.logits, false) == KB_OK);
+				for (int i = 0; i < V; i++)
+					err = fmax(err, fabs(wa.logits[i] - wr.logits[i]));
+			}
+			int best = 0;
+			for (int i = 1; i < V; i++)
+				best = wa.logits[i] > wa.logits[best] ? i : best;
+			next = best;
+		}
+		const char *name = tokevict_online_name(policy);
+		ok(bad_n == 0, "online %s: the cache holds min(tokens, %d) slots after every step", name, B);
+		ok(lost_newest == 0, "online %s: every head keeps the newest token", name);
+		if (policy == TOKEVICT_ONLINE_STREAMINGLLM || policy == TOKEVICT_ONLINE_LAZY)
+			ok(lost_sink == 0, "online %s: every head keeps the %d sinks", name, S);
+		if (policy == TOKEVICT_ONLINE_STREAMINGLLM)
+			ok(err < 1e-4, "online streamingllm: %d steps' logits equal the whole cache's with the dropped "
+			   "tokens masked (err %.2g)", STEPS, err);
+		tokevict_online_free(ev);
+		free(wa.q_probe);
+		wa.q_probe = NULL;
+		model_ws_free(&wa), model_ws_free(&wr);
+		kv_cache_free(&a), kv_cache_free(&ref);
+	}
+	struct kv_cache k;
+	ASSERT(kv_cache_init(&k, m, 8) == KB_OK);
+	struct tokevict_online *ev;
+	ok(tokevict_online_init(&ev, TOKEVICT_ONLINE_TOVA, 8, 4, 4, m, &k) == KB_ERR_ARG,
+	   "a budget that leaves no slot for the new token is refused: %s", kb_error());
+	kv_cache_free(&k);
+	model_free(m);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -532,5 +624,6 @@ int main(void)
 	test_select();
 	test_budgets();
 	test_end_to_end();
+	test_online();
 	return done_testing();
 }
