@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
+#include "quant.h"
 #include "util.h"
 
 static const char *const policy_names[TOKEVICT_POLICY_COUNT] = {
@@ -53,46 +55,64 @@ void tokevict_accumulate(const float *q, int q_stride, const int32_t *q_pos, int
 			 int kv_stride, const int32_t *k_pos, int n_kv, int n_head, int n_kv_head, int head_dim,
 			 float *sum, float *sumsq)
 {
-	const int rep = n_head / n_kv_head;
+	if (n_q <= 0 || n_kv <= 0)
+		return;
+	const int rep = n_head / n_kv_head, nr = n_q * rep;
 	const float scale = 1.0f / sqrtf((float)head_dim);
-	#pragma omp parallel
-	{
-		float *p = malloc((size_t)(n_kv > 0 ? n_kv : 1) * sizeof *p);
-		#pragma omp for schedule(dynamic, 1)
-		for (int h = 0; h < n_head; h++) {
-			const float *kh = k + (size_t)(h / rep) * head_dim;
-			float *sh = sum + (size_t)h * n_kv, *qh = sumsq ? sumsq + (size_t)h * n_kv : NULL;
-			for (int i = 0; i < n_q && p; i++) {
-				const float *qi = q + (size_t)i * q_stride + (size_t)h * head_dim;
-				float mx = -INFINITY;
-				for (int j = 0; j < n_kv; j++) {
-					if (k_pos[j] > q_pos[i]) {
-						p[j] = -INFINITY;
-						continue;
-					}
-					const float *kj = kh + (size_t)j * kv_stride;
-					float d = 0;
-					for (int c = 0; c < head_dim; c++)
-						d += qi[c] * kj[c];
-					p[j] = d * scale;
-					mx = p[j] > mx ? p[j] : mx;
-				}
-				if (mx == -INFINITY)
-					continue;
-				double z = 0;
-				for (int j = 0; j < n_kv; j++)
-					z += p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - mx);
-				const float inv = (float)(1.0 / z);
-				for (int j = 0; j < n_kv; j++) {
-					float w = p[j] * inv;
-					sh[j] += w;
+	/* per kv head: its keys packed [n_kv][head_dim], its queries [n_q * rep][head_dim]
+	 * (row i * rep + h), the scores as one f32 matmul, then a softmax per row */
+	float *kg = malloc((size_t)n_kv * head_dim * sizeof *kg), *qg = malloc((size_t)nr * head_dim * sizeof *qg);
+	float *sc = malloc((size_t)nr * n_kv * sizeof *sc);
+	const size_t wsz = kern_matmul_wsize(QTYPE_F32, nr, head_dim);
+	void *mw = wsz ? kb_aligned_alloc(64, wsz) : NULL;
+	ASSERT(kg && qg && sc && (mw || !wsz));
+	for (int g = 0; g < n_kv_head; g++) {
+		for (int j = 0; j < n_kv; j++)
+			memcpy(kg + (size_t)j * head_dim, k + (size_t)j * kv_stride + (size_t)g * head_dim,
+			       (size_t)head_dim * sizeof *kg);
+		for (int i = 0; i < n_q; i++)
+			for (int h = 0; h < rep; h++)
+				memcpy(qg + ((size_t)i * rep + h) * head_dim,
+				       q + (size_t)i * q_stride + ((size_t)g * rep + h) * head_dim, (size_t)head_dim * sizeof *qg);
+		kern_matmul(sc, qg, kg, QTYPE_F32, nr, head_dim, n_kv, mw);
+		/* masked by position, softmax; a row that sees no key stays all zero */
+		#pragma omp parallel for schedule(static)
+		for (int r = 0; r < nr; r++) {
+			float *row = sc + (size_t)r * n_kv;
+			const int32_t qp = q_pos[r / rep];
+			int seen = 0;
+			for (int j = 0; j < n_kv; j++) {
+				bool vis = k_pos[j] <= qp;
+				row[j] = vis ? row[j] * scale : -INFINITY;
+				seen += vis;
+			}
+			if (!seen) {
+				memset(row, 0, (size_t)n_kv * sizeof *row);
+				continue;
+			}
+			kern_softmax(row, n_kv);
+			for (int j = 0; j < n_kv; j++)
+				if (k_pos[j] > qp)
+					row[j] = 0;
+		}
+		/* the rows summed per query head, over key ranges in parallel */
+		const int chunk = 1024;
+		#pragma omp parallel for schedule(static)
+		for (int c = 0; c < (n_kv + chunk - 1) / chunk; c++) {
+			const int j0 = c * chunk, j1 = j0 + chunk < n_kv ? j0 + chunk : n_kv;
+			for (int r = 0; r < nr; r++) {
+				const int h = g * rep + r % rep;
+				const float *row = sc + (size_t)r * n_kv;
+				float *sh = sum + (size_t)h * n_kv, *qh = sumsq ? sumsq + (size_t)h * n_kv : NULL;
+				for (int j = j0; j < j1; j++) {
+					sh[j] += row[j];
 					if (qh)
-						qh[j] += w * w;
+						qh[j] += row[j] * row[j];
 				}
 			}
 		}
-		free(p);
 	}
+	free(kg), free(qg), free(sc), free(mw);
 }
 
 /* ---- one layer's selection ---- */

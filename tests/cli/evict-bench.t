@@ -2,8 +2,9 @@
 # kvblend bench --methods with token eviction (METHOD+POLICY:SHARE, POLICY:SHARE)
 # on the reader model (tests/models/reader.gguf) and generated questions: the
 # share kept is as asked, the first token is untouched (it comes from the
-# whole cache), a share of 1 is the identity, full stays the reference, and
-# bad method lists are usage errors.
+# whole cache), a share of 1 is the identity, full stays the reference, a
+# needle in an early passage is kept by snapkv far more often than by
+# streamingllm (tests/bench/needle.sh), and bad method lists are usage errors.
 . "$(dirname "$0")/tap.sh"
 need_bin bench
 command -v python3 >/dev/null 2>&1 || skip_all "python3 is not installed"
@@ -39,6 +40,17 @@ like "$check" "*full False*" "full is the reference, not an evicting method"
 
 run "$bench" --dataset "$ds" $opts --methods full,snapkv:0.5
 like "$RUN_OUT" "*KV kept*evict ms*snapkv:0.5 *50.0%*" "the table shows the KV kept"
+
+# the needle: the answer only in the first two of six passages, the question at the end
+run env COUNT=120 METHODS=full,snapkv:0.2,streamingllm:0.2 sh "$KVBLEND_ROOT/tests/bench/needle.sh" --json
+ok $RUN_RC "needle.sh runs: $(printf '%s\n' "$RUN_ERR" | head -1)"
+printf '%s\n' "$RUN_OUT" | python3 -c '
+import json, sys
+m = {x["method"]: x["f1"] for x in json.load(sys.stdin)["methods"]}
+print("%.3f %.3f %.3f" % (m["full"], m["snapkv:0.2"], m["streamingllm:0.2"]))' >"$TAP_TMP/needle"
+read -r f s l <"$TAP_TMP/needle"
+python3 -c "import sys; sys.exit(0 if $f >= 0.5 and $s >= 1.5 * $l and $s < $f else 1)"
+ok $? "needle at 20%: snapkv keeps the fact far more often than streamingllm (F1 full $f, snapkv $s, streamingllm $l)"
 
 run "$bench" --dataset "$ds" $opts --methods full,snapkv
 [ $RUN_RC -eq 2 ]; ok $? "a policy without its share: exit 2"
