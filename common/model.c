@@ -553,13 +553,10 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 			continue;
 		}
 		/* a token-evicted cache: each kv head (with its query heads) masks by its own positions */
-		const int rep = hp->n_head / hp->n_kv_head, hd = hp->head_dim;
-		for (int g = 0; g < hp->n_kv_head; g++) {
-			const size_t qo = (size_t)q->row0 * qd + (size_t)g * rep * hd;
-			kern_attention(ws->att + qo, ws->q + qo, qd, kv_k(kv, l, q->slot0) + (size_t)g * hd,
-				       kv_v(kv, l, q->slot0) + (size_t)g * hd, kvd, qpos + q->row0,
-				       kv_hpos(kv, l, g) + q->slot0, q->n_rows, q->n_slots, rep, 1, hd, ws->att_ws);
-		}
+		kern_attention_ph(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
+				  kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
+				  kv_hpos(kv, l, 0) + q->slot0, kv->n_ctx, q->n_rows, q->n_slots, hp->n_head,
+				  hp->n_kv_head, hp->head_dim, ws->att_ws);
 	}
 
 	/* output projection and residual */

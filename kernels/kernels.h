@@ -103,5 +103,16 @@ void kern_attention_ref(float *out, const float *q, int q_stride,
 			const float *k, const float *v, int kv_stride,
 			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
 			int n_head, int n_kv_head, int head_dim);
+/* The same with positions per kv head (token-evicted caches): kv head g's
+ * slot j holds the key at position k_pos[g * k_pos_hstride + j]
+ * (k_pos_hstride 0: kern_attention). */
+void kern_attention_ph(float *out, const float *q, int q_stride,
+		       const float *k, const float *v, int kv_stride,
+		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+		       int n_head, int n_kv_head, int head_dim, void *ws);
+void kern_attention_ph_ref(float *out, const float *q, int q_stride,
+			   const float *k, const float *v, int kv_stride,
+			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+			   int n_head, int n_kv_head, int head_dim);
 
 #endif

@@ -131,10 +131,11 @@ static void att_chunk_generic(const struct ops_att *a, int i, int h, int j0, int
 	const int32_t qp = a->q_pos[i];
 	const size_t ko = (size_t)(h / a->n_rep) * hd;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
+	const int32_t *kp = ops_att_kpos(a, h / a->n_rep);
 	float max = -INFINITY, sum = 0;
 	for (int j = j0; j < j1; j++) {
 		s[j - j0] = -INFINITY;
-		if (a->k_pos[j] <= qp)
+		if (kp[j] <= qp)
 			s[j - j0] = dot_generic(q, a->k + ko + (size_t)j * a->kv_stride, hd) * a->scale;
 		max = s[j - j0] > max ? s[j - j0] : max;
 	}
@@ -363,12 +364,12 @@ static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, flo
 		int nk = a->n_kv - j0 < GT ? a->n_kv - j0 : GT, live_j[GT];
 		int32_t kmin = INT32_MAX;
 		for (int jj = 0; jj < nk; jj++)
-			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
+			kmin = ops_att_kpos(a, g)[j0 + jj] < kmin ? ops_att_kpos(a, g)[j0 + jj] : kmin;
 		for (int b = 0; b < nb && kmin <= qmax; b++) {
 			if (kmin > t[b].qmax)
 				continue;
 			tile_scores_g(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
-			int n_live = tile_softmax_g(&t[b], a->k_pos + j0, nk, live_j);
+			int n_live = tile_softmax_g(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv_g(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
 		}
@@ -740,14 +741,23 @@ void kern_attention(float *out, const float *q, int q_stride,
 		    const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
 		    int n_head, int n_kv_head, int head_dim, void *ws)
 {
+	kern_attention_ph(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, 0, n_q, n_kv, n_head, n_kv_head,
+			  head_dim, ws);
+}
+
+void kern_attention_ph(float *out, const float *q, int q_stride,
+		       const float *k, const float *v, int kv_stride,
+		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+		       int n_head, int n_kv_head, int head_dim, void *ws)
+{
 	if (kern_level == KERN_REF) {
-		kern_attention_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv,
-				   n_head, n_kv_head, head_dim);
+		kern_attention_ph_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, k_pos_hstride, n_q, n_kv,
+				      n_head, n_kv_head, head_dim);
 		return;
 	}
 	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ws);
 	const struct ops_att a = {
-		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos,
+		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos, .k_pos_hstride = k_pos_hstride,
 		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
 		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
 		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),

@@ -266,7 +266,7 @@ void ops_att_chunk_avx512(const struct ops_att *a, int i, int h, int j0, int j1,
 	const int hd = a->head_dim, n = j1 - j0;
 	const size_t ko = (size_t)(h / a->n_rep) * hd + (size_t)j0 * a->kv_stride;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
-	float max = row_scores512(s, q, a->k + ko, a->k_pos + j0, n, a->q_pos[i], a);
+	float max = row_scores512(s, q, a->k + ko, ops_att_kpos(a, h / a->n_rep) + j0, n, a->q_pos[i], a);
 	if (max == -INFINITY)
 		return;
 	/* q is read; o may alias it from here on */
@@ -479,12 +479,12 @@ void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, int nb, float *
 		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
 		int32_t kmin = INT32_MAX;
 		for (int jj = 0; jj < nk; jj++)
-			kmin = a->k_pos[j0 + jj] < kmin ? a->k_pos[j0 + jj] : kmin;
+			kmin = ops_att_kpos(a, g)[j0 + jj] < kmin ? ops_att_kpos(a, g)[j0 + jj] : kmin;
 		for (int b = 0; b < nb && kmin <= qmax; b++) {
 			if (kmin > t[b].qmax)
 				continue; /* every key of the tile is in every lane's future */
 			tile_scores512(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
-			int live_j[T], n_live = tile_softmax512(&t[b], a->k_pos + j0, nk, live_j);
+			int live_j[T], n_live = tile_softmax512(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv512(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
 		}

@@ -103,6 +103,7 @@ struct ops_att {
 	float *out;
 	const float *q, *k, *v;
 	const int32_t *q_pos, *k_pos;
+	int k_pos_hstride; /* kv head g's key positions at k_pos + g * k_pos_hstride (0: shared) */
 	int q_stride, kv_stride;
 	int n_q, n_kv, n_head, n_kv_head, head_dim;
 	int n_rep;   /* n_head / n_kv_head */
@@ -114,6 +115,12 @@ struct ops_att {
  * st[1] = sum of e^(score - st[0]), o[head_dim] = sum of e^(score - st[0]) v.
  * s: j1 - j0 floats of scratch. q(i, h) is read before o is written, so o may
  * be that very row of out (and out may be q). */
+/* The key positions of kv head g. */
+static inline const int32_t *ops_att_kpos(const struct ops_att *a, int g)
+{
+	return a->k_pos + (size_t)g * a->k_pos_hstride;
+}
+
 typedef void ops_att_chunk_fn(const struct ops_att *a, int i, int h, int j0, int j1,
 			      float *s, float *st, float *o);
 /* query vectors [v0, v0 + nb * w) of kv head g in nb <= OPS_ATT_TILE_NB blocks

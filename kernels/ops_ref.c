@@ -139,6 +139,15 @@ void kern_attention_ref(float *out, const float *q, int q_stride,
 			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
 			int n_head, int n_kv_head, int head_dim)
 {
+	kern_attention_ph_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, 0, n_q, n_kv, n_head, n_kv_head,
+			      head_dim);
+}
+
+void kern_attention_ph_ref(float *out, const float *q, int q_stride,
+			   const float *k, const float *v, int kv_stride,
+			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+			   int n_head, int n_kv_head, int head_dim)
+{
 	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0);
 	int n_rep = n_head / n_kv_head;
 	double *acc = malloc((size_t)head_dim * sizeof *acc);
@@ -147,8 +156,8 @@ void kern_attention_ref(float *out, const float *q, int q_stride,
 		for (int h = 0; h < n_head; h++) {
 			size_t qo = (size_t)i * q_stride + (size_t)h * head_dim;
 			size_t ko = (size_t)(h / n_rep) * head_dim;
-			attend_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i], k_pos,
-				   n_kv, head_dim, acc);
+			attend_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i],
+				   k_pos + (size_t)(h / n_rep) * k_pos_hstride, n_kv, head_dim, acc);
 		}
 	}
 	free(acc);

@@ -444,6 +444,49 @@ static void cmp_attention(const char *isa)
 	}
 }
 
+/* Positions per kv head (token-evicted caches): each kv head's own shuffled
+ * positions, some slots empty (INT32_MAX); the split, tile and row paths
+ * against the reference, and the reference against kern_attention run one kv
+ * head at a time with that head's positions (what the per-head form means). */
+static void cmp_attention_ph(const char *isa)
+{
+	static const int shapes[][5] = { /* n_q, n_kv, n_head, n_kv_head, head_dim */
+		{ 1, 300, 9, 3, 64 }, { 3, 77, 4, 2, 16 }, { 40, 120, 9, 3, 64 }, { 17, 50, 6, 2, 24 },
+		{ 1, 2048, 8, 8, 32 },
+	};
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+		const int *sh = shapes[s];
+		struct att a;
+		att_init(&a, sh[0], sh[1], sh[2], sh[3], sh[4], 0, 0);
+		const int nkv = a.n_kv, nkvh = a.n_kv_head, rep = a.n_head / nkvh;
+		int32_t *kp = malloc((size_t)nkvh * nkv * sizeof *kp);
+		for (int g = 0; g < nkvh; g++) {
+			for (int j = 0; j < nkv; j++)
+				kp[g * nkv + j] = randi(5) == 0 ? INT32_MAX : j;
+			shuffle(kp + g * nkv, nkv);
+		}
+		for (int i = 0; i < a.n_q; i++)
+			a.q_pos[i] = randi(nkv + 2);
+		long n = (long)a.n_q * a.q_stride;
+		float *o0 = att_out(&a), *o1 = dupv(o0, n), *o2 = dupv(o0, n);
+		kern_attention_ph_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, kp, nkv, a.n_q, nkv, a.n_head,
+				      nkvh, a.hd);
+		void *ws = malloc(kern_attention_wsize(a.n_q, nkv, a.n_head) + 64);
+		kern_attention_ph(o1, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, kp, nkv, a.n_q, nkv, a.n_head, nkvh,
+				  a.hd, ws);
+		for (int g = 0; g < nkvh; g++) {
+			size_t off = (size_t)g * rep * a.hd;
+			kern_attention_ref(o2 + off, a.q + off, a.q_stride, a.k + (size_t)g * a.hd, a.v + (size_t)g * a.hd,
+					   a.kv_stride, a.q_pos, kp + g * nkv, a.n_q, nkv, rep, 1, a.hd);
+		}
+		double e = tap_nerr(o1, o0, n), e2 = tap_nerr(o2, o0, n);
+		ok(e < TOL_ATT && e2 < 1e-12, "%s attention, positions per kv head, q %d kv %d heads %d/%d hd %d: nerr %.2g "
+		   "(per-head reference %.2g)", isa, a.n_q, nkv, a.n_head, nkvh, a.hd, e, e2);
+		free(o0), free(o1), free(o2), free(ws), free(kp);
+		att_free(&a);
+	}
+}
+
 /* Keys at later positions than every query may hold anything, NaN included;
  * a key at a later position than query i has no effect on row i (bit for bit);
  * one at an earlier position does (so the checks can fail). */
@@ -659,6 +702,7 @@ int main(int argc, char **argv)
 		cmp_layernorm(isa);
 		cmp_gelu(isa);
 		cmp_attention(isa);
+		cmp_attention_ph(isa);
 	}
 	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
 	return done_testing();
