@@ -128,11 +128,25 @@ lint-man:
 
 # The reader model (tests/rag/README): train it in PyTorch, import it with
 # quantize --hf, record PyTorch's logits, and check kvblend's against them.
-# READER_STOP=S stops the run after step S (the first of the interim model's two runs: 2000).
+# Five runs, each continuing the one before (about two hours on 2 cores):
+# the curriculum from one passage, then more questions per sequence, two-hop
+# questions, longer contexts. READER_RUNS=N stops after run N (1-5) and
+# exports that one.
 READER_DIR ?= $(B)/reader
+READER_RUNS ?= 5
+READER_TRAIN = /usr/bin/python3 tests/rag/train.py
+READER_MORE = --more-questions 3 --aux-share 0.2
 reader: all
-	/usr/bin/python3 tests/rag/train.py --out $(READER_DIR) --seed 1 --steps 6000 $(if $(READER_STOP),--stop $(READER_STOP))
-	/usr/bin/python3 tests/rag/export.py $(READER_DIR) --kvblend $(B)/bin/kvblend --out tests/models
+	$(READER_TRAIN) --out $(READER_DIR)/1 --seed 1 --steps 6000 --stop 2000
+	[ $(READER_RUNS) -lt 2 ] || $(READER_TRAIN) --init $(READER_DIR)/1 --out $(READER_DIR)/2 \
+	  --first-stage single-2-4 $(READER_MORE) --steps 2400 --seed 2
+	[ $(READER_RUNS) -lt 3 ] || $(READER_TRAIN) --init $(READER_DIR)/2 --out $(READER_DIR)/3 \
+	  --first-stage mixed-2-4 $(READER_MORE) --steps 1000 --seed 3
+	[ $(READER_RUNS) -lt 4 ] || $(READER_TRAIN) --init $(READER_DIR)/3 --out $(READER_DIR)/4 \
+	  --first-stage mixed-3-7 $(READER_MORE) --steps 2000 --seed 4
+	[ $(READER_RUNS) -lt 5 ] || $(READER_TRAIN) --init $(READER_DIR)/4 --out $(READER_DIR)/5 \
+	  --first-stage mixed-4-11 $(READER_MORE) --steps 1300 --seed 5
+	/usr/bin/python3 tests/rag/export.py $(READER_DIR)/$(READER_RUNS) --kvblend $(B)/bin/kvblend --out tests/models
 	$(B)/tests/test_reader
 
 FUZZ_SECONDS ?= 60

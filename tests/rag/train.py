@@ -275,29 +275,35 @@ def more_questions(rng, item, k):
     return qs[:k]
 
 
-def multi_example(tok, rng, item, k):
+def multi_example(tok, rng, item, k, limit=1024):
     """The question, then up to k more about the same passages, each framed
     as bench frames one and followed by its answer and EOS: the first is
     exactly an ordinary example; the others add answers to learn from
-    (which passage is about whom) at the price of a query each."""
+    (which passage is about whom) at the price of a query each. The extra
+    questions stop where the next would pass the context (limit tokens)."""
     ids, _ = prompts.encode(tok, item)
     spans = []
     for i, (q, a) in enumerate([(item["question"], item["answers"][0])] + more_questions(rng, item, k)):
-        if i:
-            ids += tok.encode(prompts.query(q))
+        more = tok.encode(prompts.query(q)) if i else []
         ans = tok.encode(" " + a) + [tok.eos]
+        if i and len(ids) + len(more) + len(ans) > limit:
+            break
+        ids += more
         spans.append((len(ids), len(ids) + len(ans)))
         ids += ans
     return ids, spans
 
 
-def copy_example(tok, item):
+def copy_example(tok, item, limit=1024):
     """The auxiliary copy task: the passages, then the same passages again;
     the second copy is scored like an answer. Copying a span seen earlier is
     the mechanism (an induction head) every question needs, and the plain
-    questions alone teach it slowly."""
-    text = "".join(prompts.chunk(c) for c in item["ctxs"])
-    once = tok.encode(text)
+    questions alone teach it slowly. As many passages as fit twice in the
+    context (limit tokens)."""
+    for k in range(len(item["ctxs"]), 0, -1):
+        once = tok.encode("".join(prompts.chunk(c) for c in item["ctxs"][:k]))
+        if 1 + 2 * len(once) <= limit:
+            break
     return [tok.bos] + once + once, 1 + len(once)
 
 
