@@ -78,7 +78,8 @@ static void usage(void)
 	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
-	       "      --dtype TYPE          f16 (default), bf16, f32 or q8_0 for caches put in the store\n"
+	       "      --dtype TYPE          caches put in the store: f16 (default), bf16, f32, q8_0,\n"
+	       "                            or compressed: kv8, kv4, kv3, kv2\n"
 	       "      --n-gen N             tokens generated after the first (default 32)\n"
 	       "      --plot FILE.svg       plot time to first token against top-1 agreement\n"
 	       "      --progress            progress on stderr even when it is not a terminal\n"
@@ -90,7 +91,7 @@ static void usage(void)
 static const struct cli_values values[] = {
 	{ "--methods", "full prefix reuse blend epic" },
 	{ "--template", "plain chatml llama3 mistral" },
-	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },
 };
 
@@ -329,7 +330,8 @@ static void parse(int argc, char **argv, struct opts *op)
 		case 's': o.store = optarg, dataset_only = true; break;
 		case 'Y':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)
-				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
+				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0, kv8, kv4, kv3, kv2)",
+						optarg);
 			dataset_only = true;
 			break;
 		case 'j': o.json = true; break;

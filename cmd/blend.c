@@ -55,7 +55,8 @@ static void usage(void)
 	       "      --metric M           kv (default), k or v\n"
 	       "      --epic-k K           tokens recomputed per chunk in mode epic (default 16)\n"
 	       "  -o, --output FILE        the prompt's cache (default '-': stdout, not a terminal)\n"
-	       "      --dtype TYPE         f16 (default), bf16, f32 or q8_0 for the output cache\n"
+	       "      --dtype TYPE         the output cache's: f16 (default), bf16, f32, q8_0, or\n"
+	       "                           compressed: kv8, kv4, kv3, kv2\n"
 	       "  -t, --threads N          threads (default: all cores)\n"
 	       "      --ctx N              the prompt must fit N tokens (default: the model's context)\n"
 	       "      --store DIR          chunk caches from this store (default $KVBLEND_STORE or\n"
@@ -75,7 +76,7 @@ static const struct cli_values values[] = {
 	{ "--mode", "blend full reuse prefix epic" },
 	{ "--metric", "kv k v" },
 	{ "--template", "plain chatml llama3 mistral" },
-	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },
 };
 
@@ -123,7 +124,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'o': o->output = optarg; break;
 		case 'D':
 			if ((o->dtype = kvc_dtype_from_name(optarg)) < 0)
-				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
+				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0, kv8, kv4, kv3, kv2)",
+						optarg);
 			break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'c': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;

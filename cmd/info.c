@@ -187,7 +187,9 @@ static void kvc_print(const char *name, int idx, const struct kvc_header *h)
 		print_shell_word(h->argv[i]);
 	}
 	human_size(h->payload_total, sz, sizeof sz);
-	if (kvc_is_sparse(h))
+	if (kvc_codec_bits(h->dtype))
+		printf("\n  payload     compressed (its size follows verification)\n");
+	else if (kvc_is_sparse(h))
 		printf("\n  payload     %s (%d layers, token-evicted)\n", sz, h->n_layer);
 	else
 		printf("\n  payload     %s (%d x %" PRIu64 ")\n", sz, h->n_layer, h->payload_bytes);
@@ -276,10 +278,24 @@ static int info_kvc(struct kvc_reader *r, const char *name)
 		else
 			kvc_print(name, idx, h);
 		uint64_t start = h->stream_offset;
-		int n_layer = h->n_layer;
-		rc = kvc_reader_end(r);
+		int n_layer = h->n_layer, n_tokens = h->n_tokens;
+		/* the K and V an f16 cache of the same rows would hold */
+		double f16 = 0;
+		for (int l = 0; l < h->n_layer; l++)
+			f16 += 4.0 * kvc_layer_rows(h, l) * h->n_kv_head * h->head_dim;
+		/* every layer read (a compressed one decompressed, to check it) */
+		int l;
+		while ((l = kvc_reader_layer(r, NULL, NULL, 0)) >= 0)
+			;
+		rc = l == KB_EOF ? KB_OK : l;
+		const double payload = (double)kvc_reader_payload_read(r);
 		if (opt_json) {
 			json_object_set_new(o, "bytes", json_integer((json_int_t)(kvc_reader_offset(r) - start)));
+			if (rc == KB_OK) {
+				json_object_set_new(o, "payload_bytes", json_integer((json_int_t)payload));
+				json_object_set_new(o, "bytes_per_token", json_real(n_tokens ? payload / n_tokens : 0));
+				json_object_set_new(o, "ratio_to_f16", json_real(payload > 0 ? f16 / payload : 1));
+			}
 			json_object_set_new(o, "ok", json_boolean(rc == KB_OK));
 			if (rc)
 				json_object_set_new(o, "error", json_string(kb_error()));
@@ -288,6 +304,8 @@ static int info_kvc(struct kvc_reader *r, const char *name)
 			char sz[64];
 			human_size(kvc_reader_offset(r) - start, sz, sizeof sz);
 			printf("  verified    %d layer checksums and the end record; the cache is %s\n", n_layer, sz);
+			printf("  stored      %.1f bytes per token of K and V, %.2fx smaller than f16\n",
+			       n_tokens ? payload / n_tokens : 0.0, payload > 0 ? f16 / payload : 1.0);
 		}
 		if (rc)
 			break;

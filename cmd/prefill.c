@@ -45,7 +45,8 @@ static void usage(void)
 	       "  -p, --prompt TEXT       the text\n"
 	       "  -f, --file FILE         read the text from FILE ('-' = stdin)\n"
 	       "  -o, --output FILE       where the cache goes (default '-', stdout; not a terminal)\n"
-	       "      --dtype TYPE        f16 (default), bf16, f32 or q8_0\n"
+	       "      --dtype TYPE        f16 (default), bf16, f32, q8_0, or compressed: kv8, kv4,\n"
+	       "                          kv3, kv2 (kvblend-kvc(5))\n"
 	       "  -t, --threads N         threads (default: all cores)\n"
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --no-logits         do not store the logits after the last token\n"
@@ -62,7 +63,7 @@ static void usage(void)
 }
 
 static const struct cli_values values[] = {
-	{ "--dtype", "f16 bf16 f32 q8_0" },
+	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },
 };
 
@@ -259,7 +260,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'Q': o->quiet = true; break;
 		case 'D':
 			if ((o->dtype = kvc_dtype_from_name(optarg)) < 0)
-				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0)", optarg);
+				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0, kv8, kv4, kv3, kv2)",
+						optarg);
 			break;
 		case 't': o->threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'B': o->no_bos = true; break;

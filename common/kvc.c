@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "kvcodec.h"
 #include "quant.h"
 
 #ifndef KVBLEND_VERSION
@@ -263,7 +264,19 @@ int kvc_header_copy(struct kvc_header *dst, const struct kvc_header *src)
 
 static const char *const dtype_names[KVC_DTYPE_COUNT] = {
 	[KVC_F32] = "f32", [KVC_F16] = "f16", [KVC_BF16] = "bf16", [KVC_Q8_0] = "q8_0",
+	[KVC_KV8] = "kv8", [KVC_KV4] = "kv4", [KVC_KV3] = "kv3", [KVC_KV2] = "kv2",
 };
+
+int kvc_codec_bits(int dtype)
+{
+	switch (dtype) {
+	case KVC_KV8: return 8;
+	case KVC_KV4: return 4;
+	case KVC_KV3: return 3;
+	case KVC_KV2: return 2;
+	default: return 0;
+	}
+}
 
 const char *kvc_dtype_name(int dtype)
 {
@@ -289,7 +302,8 @@ size_t kvc_row_bytes(int dtype, size_t kv_dim)
 	}
 }
 
-/* Bytes of layer l's payload (K and V); 0 when the header's dtype does not fit. */
+/* Bytes of layer l's payload (K and V); 0 when the header's dtype does not fit
+ * or is compressed (its size is in each layer record). */
 static uint64_t payload_bytes(const struct kvc_header *h, int l)
 {
 	size_t row = kvc_row_bytes(h->dtype, (size_t)h->n_kv_head * (size_t)h->head_dim);
@@ -555,6 +569,9 @@ struct kvc_writer {
 	int n_layer, dtype;
 	int32_t *rows;        /* [n_layer] rows of each layer */
 	size_t kv_dim, row_bytes;
+	int bits;             /* compressed dtype: its bits (else 0) */
+	uint8_t *zbuf;        /* compressed: one layer's payload */
+	size_t zcap;
 	uint64_t off;         /* bytes written (buffered included) */
 	int next_layer;
 	bool finished;
@@ -684,8 +701,18 @@ int kvc_writer_init(struct kvc_writer **out, int fd, const struct kvc_header *h)
 		rc = KB_ERR_NOMEM;
 		goto fail;
 	}
-	for (int l = 0; l < h->n_layer; l++)
+	int max_rows = 0;
+	for (int l = 0; l < h->n_layer; l++) {
 		w->rows[l] = kvc_layer_rows(h, l);
+		max_rows = w->rows[l] > max_rows ? w->rows[l] : max_rows;
+	}
+	if ((w->bits = kvc_codec_bits(h->dtype))) {
+		w->zcap = kvcodec_bound(w->bits, max_rows, (int)w->kv_dim);
+		if (!(w->zbuf = kb_malloc(w->zcap))) {
+			rc = KB_ERR_NOMEM;
+			goto fail;
+		}
+	}
 	w->digest = digest_add(0, kb_le32(hdr + hdr_len - 4));
 	if ((rc = w_put(w, hdr, hdr_len)) || (rc = w_put(w, NULL, pad_to_record(w->off))) || (rc = w_flush(w)))
 		goto fail;
@@ -710,12 +737,20 @@ int kvc_writer_layer(struct kvc_writer *w, int layer, const float *k, const floa
 	uint8_t rec[REC_SIZE];
 	memcpy(rec, TAG_LAYER, 4);
 	put32(rec + 4, (uint32_t)layer);
-	put64(rec + 8, 2 * (uint64_t)rows * w->row_bytes);
+	size_t zlen = 0;
 	int rc;
+	if (w->bits && (rc = kvcodec_encode(w->bits, k, v, row_stride, rows, (int)w->kv_dim, w->zbuf, w->zcap, &zlen)))
+		return rc;
+	put64(rec + 8, w->bits ? (uint64_t)zlen : 2 * (uint64_t)rows * w->row_bytes);
 	if ((rc = w_put(w, NULL, pad_to_record(w->off))) || (rc = w_put(w, rec, REC_SIZE)))
 		return rc;
 	uint32_t crc = 0;
-	for (int half = 0; half < 2; half++) {
+	if (w->bits) {
+		crc = crc32c(0, w->zbuf, zlen);
+		if ((rc = w_put(w, w->zbuf, zlen)))
+			return rc;
+	}
+	for (int half = 0; half < 2 && !w->bits; half++) {
 		const float *src = half ? v : k;
 		for (int t = 0; t < rows; t++) {
 			if (WBUF_SIZE - w->n < w->row_bytes && (rc = w_flush(w)))
@@ -766,6 +801,7 @@ void kvc_writer_free(struct kvc_writer *w)
 		return;
 	free(w->buf);
 	free(w->rows);
+	free(w->zbuf);
 	free(w);
 }
 
@@ -868,6 +904,8 @@ struct kvc_reader {
 	struct kvc_header h;   /* owned */
 	size_t kv_dim, row_bytes;
 	int next_layer;
+	size_t last_len;       /* payload bytes of the layer last returned */
+	uint64_t payload_read; /* payload bytes of the current cache's layers read */
 	uint32_t digest;
 	int err;               /* sticky error status */
 	char errmsg[300];
@@ -1057,6 +1095,11 @@ void kvc_reader_free(struct kvc_reader *r)
 	free(r);
 }
 
+uint64_t kvc_reader_payload_read(const struct kvc_reader *r)
+{
+	return r->payload_read;
+}
+
 uint64_t kvc_reader_offset(const struct kvc_reader *r)
 {
 	return r->off;
@@ -1096,7 +1139,7 @@ static int parse_header(struct kvc_reader *r, const uint8_t *p, uint32_t minor)
 		return rfail(r, KB_ERR_FORMAT, "bad header: %u kv heads x %u is out of range", n_kv_head, head_dim);
 	if (dtype >= KVC_DTYPE_COUNT)
 		return rfail(r, KB_ERR_UNSUPPORTED, "dtype %u is unknown (written by a newer kvblend?)", dtype);
-	if (kvc_row_bytes((int)dtype, (size_t)n_kv_head * head_dim) == 0)
+	if (!kvc_codec_bits((int)dtype) && kvc_row_bytes((int)dtype, (size_t)n_kv_head * head_dim) == 0)
 		return rfail(r, KB_ERR_FORMAT, "bad header: %s rows of %u elements (not a multiple of %d)",
 			     dtype_names[dtype], n_kv_head * head_dim, QK8_0);
 	if (n_rot > head_dim)
@@ -1246,6 +1289,7 @@ static int read_header(struct kvc_reader *r)
 	consume(r, size);
 	r->digest = digest_add(0, crc);
 	r->next_layer = 0;
+	r->payload_read = 0;
 	r->state = R_LAYERS;
 	return KB_OK;
 }
@@ -1299,6 +1343,7 @@ static int next_payload(struct kvc_reader *r, const uint8_t **payload)
 		return rc ? rc : KB_EOF;
 	}
 	int l = r->next_layer;
+	const int bits = kvc_codec_bits(r->h.dtype);
 	uint64_t want = payload_bytes(&r->h, l);
 	size_t pad = pad_to_record(r->off), have;
 	int rc = need(r, pad + REC_SIZE, &have);
@@ -1316,6 +1361,15 @@ static int next_payload(struct kvc_reader *r, const uint8_t **payload)
 			     memcmp(p, TAG_END, 4) == 0 ? "end record after too few layers" : "bad record tag");
 	if (kb_le32(p + 4) != (uint32_t)l)
 		return rfail(r, KB_ERR_FORMAT, "layer %d: the record says layer %u (corrupt stream)", l, kb_le32(p + 4));
+	if (bits) {
+		/* a compressed layer says its size; no more than the codec's bound */
+		uint64_t bound = kvcodec_bound(bits, kvc_layer_rows(&r->h, l), (int)r->kv_dim);
+		want = kb_le64(p + 8);
+		if (want < 8 || want > bound)
+			return rfail(r, KB_ERR_FORMAT,
+				     "layer %d: compressed payload of %llu bytes, outside [8, %llu] (corrupt stream)", l,
+				     (unsigned long long)want, (unsigned long long)bound);
+	}
 	if (kb_le64(p + 8) != want)
 		return rfail(r, KB_ERR_FORMAT, "layer %d: payload of %llu bytes, the header says %llu (corrupt stream)",
 			     l, (unsigned long long)kb_le64(p + 8), (unsigned long long)want);
@@ -1333,12 +1387,17 @@ static int next_payload(struct kvc_reader *r, const uint8_t **payload)
 	r->digest = digest_add(r->digest, crc);
 	consume(r, total);
 	r->next_layer++;
+	r->last_len = (size_t)want;
+	r->payload_read += want;
 	*payload = p;
 	return l;
 }
 
 int kvc_reader_layer_raw(struct kvc_reader *r, const void **k, const void **v, size_t *bytes)
 {
+	if (kvc_codec_bits(r->h.dtype) && r->state == R_LAYERS)
+		return kb_fail(KB_ERR_UNSUPPORTED, "'%s': a %s cache has no rows to read in place", r->name,
+			       kvc_dtype_name(r->h.dtype));
 	const uint8_t *p;
 	int l = next_payload(r, &p);
 	if (l < 0)
@@ -1358,6 +1417,18 @@ int kvc_reader_layer(struct kvc_reader *r, float *k, float *v, size_t row_stride
 	if (l < 0)
 		return l;
 	size_t n = (size_t)kvc_layer_rows(&r->h, l);
+	if (kvc_codec_bits(r->h.dtype)) {
+		/* checked even when not wanted (k and v NULL): a sound layer is one that decodes */
+		int rc = kvcodec_decode(kvc_codec_bits(r->h.dtype), p, r->last_len, (int)n, (int)r->kv_dim, k, v, row_stride);
+		if (rc == KB_ERR_NOMEM)
+			return rc;
+		if (rc) {
+			char msg[200];
+			snprintf(msg, sizeof msg, "%s", kb_error());
+			return rfail(r, KB_ERR_FORMAT, "layer %d: %s (corrupt layer)", l, msg);
+		}
+		return l;
+	}
 	if (k)
 		kvc_decode_rows(r->h.dtype, p, n, r->kv_dim, k, row_stride);
 	if (v)

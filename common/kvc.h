@@ -83,6 +83,10 @@ enum kvc_dtype {
 	KVC_BF16 = 2,
 	KVC_Q8_0 = 3, /* blocks of 32 along each row: fp16 scale + 32 int8 (as GGUF's q8_0);
 	               * needs kv_dim a multiple of 32 */
+	KVC_KV8 = 4,  /* compressed layers (kvcodec.h): keys per channel, values per token, */
+	KVC_KV4 = 5,  /* in groups, with 8, 4, 3 or 2 bits, then zstd; a layer's payload */
+	KVC_KV3 = 6,  /* has no fixed size and no rows to read in place */
+	KVC_KV2 = 7,
 	KVC_DTYPE_COUNT,
 };
 
@@ -131,8 +135,9 @@ struct kvc_header {
 	int32_t *layer_rows;     /* [n_layer] */
 	int32_t *keep;           /* [n_kv_head * sum(layer_rows)]: layer by layer, head by head */
 	uint64_t payload_bytes;  /* read only: bytes of K + V payload of a dense cache's layer
-				  * (of a sparse cache: of its largest layer) */
-	uint64_t payload_total;  /* read only: bytes of K + V payload of all layers */
+				  * (of a sparse cache: of its largest layer; 0 when compressed) */
+	uint64_t payload_total;  /* read only: bytes of K + V payload of all layers (0 when
+				  * compressed: kvc_reader_payload_read counts them as read) */
 	uint64_t stream_offset;  /* read only: where this cache starts in the stream */
 };
 
@@ -167,12 +172,14 @@ const int32_t *kvc_keep(const struct kvc_header *h, int l, int head);
 /* Is the cache token-evicted (a sparse cache)? */
 static inline bool kvc_is_sparse(const struct kvc_header *h) { return h->layer_rows != NULL; }
 
-/* "f32", "f16", "bf16", "q8_0"; "?" for an unknown id. */
+/* The bits of a compressed dtype (kv8 ... kv2), or 0 for a row dtype. */
+int kvc_codec_bits(int dtype);
+/* "f32", "f16", "bf16", "q8_0", "kv8", "kv4", "kv3", "kv2"; "?" for an unknown id. */
 const char *kvc_dtype_name(int dtype);
 /* The dtype named (case-insensitive), or -1. */
 int kvc_dtype_from_name(const char *name);
-/* Bytes of one stored row of kv_dim elements; 0 when the dtype is unknown or
- * kv_dim does not fit it (q8_0 needs a multiple of 32). */
+/* Bytes of one stored row of kv_dim elements; 0 when the dtype is unknown, a
+ * compressed one (no rows), or kv_dim does not fit it (q8_0 needs a multiple of 32). */
 size_t kvc_row_bytes(int dtype, size_t kv_dim);
 /* Check a header a writer is given: shape and counts within the limits, a
  * known dtype that fits kv_dim (q8_0: "q8_0 needs kv_dim (n_kv_head x
@@ -273,7 +280,8 @@ int kvc_reader_next_header(struct kvc_reader *r, const struct kvc_header **h) KB
 /* Read the next layer, verify its checksum and decode it to f32: its rows
  * (kvc_layer_rows: n_tokens unless sparse)
  * of kv_dim floats into k and into v, row t at + t * row_stride (row_stride >=
- * kv_dim). k and v may both be NULL: verify and skip without decoding.
+ * kv_dim). k and v may both be NULL: verify and skip without decoding (a compressed
+ * layer is decompressed all the same, to check it).
  * Returns the layer index (>= 0) as soon as that layer's bytes have arrived;
  * after the last layer, checks the end record and returns KB_EOF; or an error
  * (k and v untouched unless the layer read and verified). */
@@ -287,6 +295,9 @@ int kvc_reader_layer_raw(struct kvc_reader *r, const void **k, const void **v, s
 /* Skip the rest of the current cache's layers (verified) and check its end
  * record. KB_OK or an error. After it, kvc_reader_layer returns KB_EOF. */
 int kvc_reader_end(struct kvc_reader *r) KB_WUR;
+/* Payload bytes of the layers read so far in the current cache (what a
+ * compressed cache takes). */
+uint64_t kvc_reader_payload_read(const struct kvc_reader *r);
 /* Stream offset of the next byte the reader will consume. */
 uint64_t kvc_reader_offset(const struct kvc_reader *r);
 /* true when the reader mmapped its file (or reads memory). */

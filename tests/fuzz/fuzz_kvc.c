@@ -63,7 +63,7 @@ static void pass(struct kvc_reader *r, size_t input_size, bool decode, char *log
 		}
 		int l, want = 0;
 		for (;;) {
-			if (!decode && n_cache % 2) {
+			if (!decode && n_cache % 2 && !kvc_codec_bits(h->dtype)) {
 				const void *rk, *rv;
 				size_t bytes;
 				l = kvc_reader_layer_raw(r, &rk, &rv, &bytes);
@@ -292,6 +292,8 @@ static int write_seeds(const char *dir)
 		{ "bf16.seed", 3, 1, 4, 2, KVC_BF16, 0 },
 		{ "q8_0.seed", 2, 1, 32, 3, KVC_Q8_0, 0 },
 		{ "empty.seed", 1, 1, 4, 0, KVC_F16, 0 },
+		{ "kv4.seed", 2, 2, 4, 5, KVC_KV4, 0 },
+		{ "kv2.seed", 1, 1, 8, 3, KVC_KV2, 16 },
 	};
 	for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
 		seed_header(&h, seeds[i].n_layer, seeds[i].n_kv_head, seeds[i].head_dim, seeds[i].n_tokens,

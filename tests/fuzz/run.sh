@@ -36,7 +36,7 @@ mkdir -p "$out"
 srcs() {
 	case $1 in
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
-	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/hash.c common/util.c kernels/quant.c" ;;
+	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/kvcodec.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
 	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
@@ -51,9 +51,10 @@ srcs() {
 libs() {
 	case $1 in
 	gguf) pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash ;; # the model fingerprint
+	kvc) pkg-config --libs libzstd 2>/dev/null || echo -lzstd ;;     # compressed layers
 	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
-	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash 2>/dev/null ||
-		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash ;;
+	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd 2>/dev/null ||
+		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash -lzstd ;;
 	esac
 }
 

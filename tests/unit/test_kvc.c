@@ -220,6 +220,8 @@ static bool same_header(const struct kvc_header *a, const struct kvc_header *b)
 
 static const double tol[KVC_DTYPE_COUNT] = {
 	[KVC_F32] = 0, [KVC_F16] = 1e-3, [KVC_BF16] = 8e-3, [KVC_Q8_0] = 1e-2,
+	/* per-group min and step (test_kvcodec checks every value against its bound) */
+	[KVC_KV8] = 8e-3, [KVC_KV4] = 0.12, [KVC_KV3] = 0.25, [KVC_KV2] = 0.6,
 };
 
 static void test_round_trip(void)

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Compressed caches (--dtype kv8, kv4, kv3, kv2; kvblend-kvc(5)) on stories260K:
+# prefill writes them, info verifies them and says their bytes per token and
+# ratio to f16, decode continues from them (kv8 and kv4 as from f16 here), a
+# store of kv4 chunk caches serves blend, and a corrupt compressed layer is a
+# one-line error.
+. "$(dirname "$0")/tap.sh"
+need_bin kvblend
+need_shared models/stories260Ktok512.gguf
+K=$KVBLEND_BIN/kvblend
+M=$SHARED/models/stories260Ktok512.gguf
+t=$TAP_TMP
+text="Once upon a time there was a little girl named Lily. She loved to play outside in the park with her friends. One day she saw a big red ball under a tree, and she ran to get it"
+
+"$K" prefill -m "$M" -p "$text" -o "$t/f16.kvc"
+want=$("$K" decode -m "$M" -c "$t/f16.kvc" -n 16 --ids)
+prev=$(wc -c <"$t/f16.kvc")
+for d in kv8 kv4 kv3 kv2; do
+	run "$K" prefill -m "$M" -p "$text" --dtype $d -o "$t/$d.kvc"
+	ok $RUN_RC "prefill --dtype $d"
+	size=$(wc -c <"$t/$d.kvc")
+	[ "$size" -lt "$prev" ]; ok $? "$d: smaller than the type before ($size < $prev bytes)"
+	prev=$size
+	run "$K" info "$t/$d.kvc"
+	like "$RUN_OUT" "*dtype       $d*verified*stored*smaller than f16*" "info: $d, verified, its bytes per token and ratio"
+	run "$K" decode -m "$M" -c "$t/$d.kvc" -n 16 --ids
+	[ $RUN_RC -eq 0 ] && [ -n "$RUN_OUT" ]; ok $? "decode continues from a $d cache"
+	case $d in kv8 | kv4) is "$RUN_OUT" "$want" "$d: the same 16 tokens as from f16" ;; esac
+done
+ratio=$("$K" info --json "$t/kv4.kvc" | sed 's/.*"ratio_to_f16":\([0-9.]*\).*/\1/')
+python3 -c "import sys; sys.exit(0 if $ratio > 3 else 1)" 2>/dev/null || awk "BEGIN { exit !($ratio > 3) }"
+ok $? "kv4 is over 3x smaller than f16 on this short cache ($ratio)"
+
+# a store of kv4 chunk caches serves blend
+printf '%s\n' "$text" >"$t/doc.txt"
+"$K" chunk -m "$M" --by sentence --max-tokens 24 "$t/doc.txt" | "$K" prefill -m "$M" --store "$t/st" --dtype kv4 >"$t/chunks.jsonl"
+ok $? "prefill --store --dtype kv4"
+run "$K" blend -m "$M" --store "$t/st" -q "Who saw the ball?" -o "$t/b.kvc" <"$t/chunks.jsonl"
+ok $RUN_RC "blend reads the kv4 chunk caches: $RUN_ERR"
+run "$K" evict --store "$t/st" --verify
+ok $RUN_RC "evict --verify: the kv4 store is sound"
+
+# a corrupt compressed layer: one line, exit 1
+cp "$t/kv4.kvc" "$t/bad.kvc"
+off=$(($(wc -c <"$t/bad.kvc") - 200))
+printf 'X' | dd of="$t/bad.kvc" bs=1 seek=$off conv=notrunc 2>/dev/null
+run "$K" info "$t/bad.kvc"
+[ $RUN_RC -eq 1 ]; ok $? "info on a corrupt kv4 cache: exit 1"
+like "$RUN_ERR" "*layer*corrupt*" "and names the layer"
+run "$K" prefill -m "$M" -p "$text" --dtype kv5 -o "$t/x.kvc"
+[ $RUN_RC -eq 2 ]; ok $? "--dtype kv5: exit 2"
+done_testing
