@@ -212,35 +212,79 @@ int kvcodec_encode(int bits, const float *k, const float *v, size_t row_stride, 
 
 /* ---- decoding ---- */
 
-static void unpack_k(int bits, const uint8_t *raw, int rows, int kv_dim, float *k, size_t stride)
+/* n codes of `bits` bits, packed least significant bit first from src, into
+ * out (one byte each). src holds whole bytes for them (the caller pads). */
+static void unpack_codes(int bits, const uint8_t *src, size_t n, uint8_t *out)
+{
+	size_t i = 0;
+	switch (bits) {
+	case 8:
+		memcpy(out, src, n);
+		return;
+	case 4:
+		for (; i + 2 <= n; i += 2, src++)
+			out[i] = *src & 15, out[i + 1] = *src >> 4;
+		break;
+	case 2:
+		for (; i + 4 <= n; i += 4, src++)
+			out[i] = *src & 3, out[i + 1] = (*src >> 2) & 3, out[i + 2] = (*src >> 4) & 3, out[i + 3] = *src >> 6;
+		break;
+	case 3:
+		for (; i + 8 <= n; i += 8, src += 3) {
+			uint32_t w = src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16;
+			for (int j = 0; j < 8; j++)
+				out[i + j] = (uint8_t)((w >> 3 * j) & 7);
+		}
+		break;
+	}
+	/* the tail, where a byte holds codes of the next group too */
+	struct bitr r = { .p = src };
+	for (; i < n; i++)
+		out[i] = (uint8_t)get_bits(&r, bits);
+}
+
+/* K: the codes (group by group, channel by channel, tokens in order, as
+ * differences) summed along the tokens and written row by row. */
+static void unpack_k(int bits, const uint8_t *raw, int rows, int kv_dim, float *k, size_t stride, uint8_t *codes,
+		     float *par)
 {
 	const unsigned levels = (1u << bits) - 1;
-	const uint8_t *par = raw;
-	struct bitr r = { .p = raw + 4 * (size_t)groups(rows) * kv_dim };
+	const int ng = groups(rows);
+	unpack_codes(bits, raw + 4 * (size_t)ng * kv_dim, (size_t)rows * kv_dim, codes);
+	float *mn = par, *st = par + kv_dim;
+	uint8_t *cur = (uint8_t *)(par + 2 * (size_t)kv_dim);
+	const uint8_t *pp = raw;
 	for (int t0 = 0; t0 < rows; t0 += KVCODEC_GROUP) {
 		const int n = rows - t0 < KVCODEC_GROUP ? rows - t0 : KVCODEC_GROUP;
-		for (int c = 0; c < kv_dim; c++, par += 4) {
-			float mn = fp16_to_fp32(kb_le16(par)), st = fp16_to_fp32(kb_le16(par + 2));
-			unsigned code = 0;
-			for (int t = t0; t < t0 + n; t++) {
-				code = (code + get_bits(&r, bits)) & levels;
-				k[(size_t)t * stride + c] = mn + (float)code * st;
+		const uint8_t *cg = codes + (size_t)t0 * kv_dim; /* this group's n * kv_dim codes */
+		for (int c = 0; c < kv_dim; c++, pp += 4) {
+			mn[c] = fp16_to_fp32(kb_le16(pp)), st[c] = fp16_to_fp32(kb_le16(pp + 2));
+			cur[c] = 0;
+		}
+		for (int t = 0; t < n; t++) {
+			float *row = k + (size_t)(t0 + t) * stride;
+			for (int c = 0; c < kv_dim; c++) {
+				cur[c] = (uint8_t)((cur[c] + cg[(size_t)c * n + t]) & levels);
+				row[c] = mn[c] + (float)cur[c] * st[c];
 			}
 		}
 	}
 }
 
-static void unpack_v(int bits, const uint8_t *raw, int rows, int kv_dim, float *v, size_t stride)
+/* V: per token, groups of channels. */
+static void unpack_v(int bits, const uint8_t *raw, int rows, int kv_dim, float *v, size_t stride, uint8_t *codes)
 {
-	const uint8_t *par = raw;
-	struct bitr r = { .p = raw + 4 * (size_t)rows * groups(kv_dim) };
+	const int ng = groups(kv_dim);
+	unpack_codes(bits, raw + 4 * (size_t)rows * ng, (size_t)rows * kv_dim, codes);
+	const uint8_t *pp = raw;
 	for (int t = 0; t < rows; t++) {
 		float *row = v + (size_t)t * stride;
-		for (int c0 = 0; c0 < kv_dim; c0 += KVCODEC_GROUP, par += 4) {
+		const uint8_t *ct = codes + (size_t)t * kv_dim;
+		for (int c0 = 0; c0 < kv_dim; c0 += KVCODEC_GROUP, pp += 4) {
 			const int n = kv_dim - c0 < KVCODEC_GROUP ? kv_dim - c0 : KVCODEC_GROUP;
-			float mn = fp16_to_fp32(kb_le16(par)), st = fp16_to_fp32(kb_le16(par + 2));
+			const float mn = fp16_to_fp32(kb_le16(pp)), st = fp16_to_fp32(kb_le16(pp + 2));
 			for (int c = c0; c < c0 + n; c++)
-				row[c] = mn + (float)get_bits(&r, bits) * st;
+				row[c] = mn + (float)ct[c] * st;
 		}
 	}
 }
@@ -257,14 +301,18 @@ int kvcodec_decode(int bits, const uint8_t *in, size_t len, int rows, int kv_dim
 		return kb_fail(KB_ERR_FORMAT, "compressed payload: K %zu and V %zu bytes do not fill %zu", lk, lv, len - 8);
 	const size_t nk = raw_k(bits, rows, kv_dim), nv = raw_v(bits, rows, kv_dim);
 	uint8_t *raw = malloc((nk > nv ? nk : nv) + 8); /* + 8: the bit reader may look a word ahead */
-	if (!raw)
+	uint8_t *codes = malloc((size_t)rows * kv_dim + 1);
+	float *par = malloc((size_t)kv_dim * (2 * sizeof(float) + 1) + 16);
+	if (!raw || !codes || !par) {
+		free(raw), free(codes), free(par);
 		return kb_fail(KB_ERR_NOMEM, "out of memory decoding a layer");
+	}
 	const uint8_t *src = in + 8;
 	for (int half = 0; half < 2; half++) {
 		const size_t n = half ? nv : nk, zl = half ? lv : lk;
 		unsigned long long want = ZSTD_getFrameContentSize(src, zl);
 		if (want != n) {
-			free(raw);
+			free(raw), free(codes), free(par);
 			return kb_fail(KB_ERR_FORMAT, "compressed %s: %s", half ? "V" : "K",
 				       want == ZSTD_CONTENTSIZE_ERROR || want == ZSTD_CONTENTSIZE_UNKNOWN
 					       ? "not a zstd frame with its size"
@@ -272,17 +320,17 @@ int kvcodec_decode(int bits, const uint8_t *in, size_t len, int rows, int kv_dim
 		}
 		size_t got = ZSTD_decompress(raw, n, src, zl);
 		if (ZSTD_isError(got) || got != n) {
-			free(raw);
+			free(raw), free(codes), free(par);
 			return kb_fail(KB_ERR_FORMAT, "compressed %s: %s", half ? "V" : "K",
 				       ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
 		}
 		memset(raw + n, 0, 8);
 		if (half && v)
-			unpack_v(bits, raw, rows, kv_dim, v, row_stride);
+			unpack_v(bits, raw, rows, kv_dim, v, row_stride, codes);
 		else if (!half && k)
-			unpack_k(bits, raw, rows, kv_dim, k, row_stride);
+			unpack_k(bits, raw, rows, kv_dim, k, row_stride, codes, par);
 		src += zl;
 	}
-	free(raw);
+	free(raw), free(codes), free(par);
 	return KB_OK;
 }
