@@ -26,6 +26,8 @@ static const struct option longopts[] = {
 	{ "max-bytes", required_argument, NULL, 'B' },
 	{ "policy", required_argument, NULL, 'p' },
 	{ "half-life", required_argument, NULL, 'H' },
+	{ "recompress", required_argument, NULL, 'R' },
+	{ "older-than", required_argument, NULL, 'O' },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "pin", required_argument, NULL, 'P' },
 	{ "unpin", required_argument, NULL, 'U' },
@@ -51,6 +53,7 @@ static void usage(void)
 {
 	printf("usage: kvblend evict [--store DIR] --max-bytes N [--policy P] [--dry-run] [-v]\n"
 	       "       kvblend evict [--store DIR] [--pin KEY] [--unpin KEY] [--verify] [--stats] [--list]\n"
+	       "       kvblend evict [--store DIR] --recompress TYPE [--older-than AGE] [--dry-run] [-v]\n"
 	       "       kvblend evict --tokens POLICY --budget N|P%% [-m MODEL] [options] [-o OUT] [IN.kvc|-]\n"
 	       "Keep the KV-cache store within a byte budget, removing whole chunk caches, never\n"
 	       "pinned ones; pin and unpin caches; check the store; show what is in it. With\n"
@@ -68,6 +71,9 @@ static void usage(void)
 	       "      --verify            read every cache whole (checksums, key) and check the index;\n"
 	       "                          remove what is broken, adopt sound caches it lacks; exit 1 if\n"
 	       "                          anything was wrong\n"
+	       "      --recompress TYPE   store the caches in TYPE (kv8, kv4, kv3, kv2 compressed; or f16,\n"
+	       "                          bf16, f32, q8_0), each replaced atomically: a tier by compression\n"
+	       "      --older-than AGE    with --recompress: only caches unused for AGE (suffixes s, m, h, d)\n"
 	       "      --stats             totals and per-model figures\n"
 	       "      --list              one line per cache\n"
 	       "  -j, --json              --stats and --list as JSON\n"
@@ -93,6 +99,7 @@ static const struct cli_values values[] = {
 	{ "--policy", "lru lfu s3fifo cost" },
 	{ "--tokens", "streamingllm h2o snapkv pyramidkv tova cake" },
 	{ "--layer-budget", "uniform pyramid cake" },
+	{ "--recompress", "kv8 kv4 kv3 kv2 f16 bf16 f32 q8_0" },
 	{ NULL, NULL },
 };
 
@@ -106,6 +113,8 @@ struct opts {
 	bool evict, dry_run, verify, stats, list, json, verbose, tokens;
 	int policy;
 	double half_life;
+	int recompress;       /* dtype, or -1 */
+	double older_than;    /* seconds */
 	const char *pin[MAX_KEYS], *unpin[MAX_KEYS];
 	int n_pin, n_unpin;
 	/* --tokens */
@@ -144,6 +153,12 @@ static void parse(int argc, char **argv, struct opts *o)
 				cli_usage_error("--policy: unknown policy '%s' (lru, lfu, s3fifo, cost)", optarg);
 			break;
 		case 'H': o->half_life = parse_duration("--half-life", optarg); break;
+		case 'R':
+			if ((o->recompress = kvc_dtype_from_name(optarg)) < 0)
+				cli_usage_error("--recompress: unknown type '%s' (kv8, kv4, kv3, kv2, f16, bf16, f32, q8_0)",
+						optarg);
+			break;
+		case 'O': o->older_than = parse_duration("--older-than", optarg); break;
 		case 'n': o->dry_run = true; break;
 		case 'P':
 			if (o->n_pin == MAX_KEYS)
@@ -221,12 +236,14 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("%s goes with --tokens POLICY (token eviction in one cache)",
 				optind < argc ? "a cache operand" : "--budget, -m, --window, --sinks, --pool, "
 								   "--layer-budget or -o");
-	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list)
+	if (o->older_than > 0 && o->recompress < 0)
+		cli_usage_error("--older-than goes with --recompress TYPE");
+	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list && o->recompress < 0)
 		cli_usage_error("nothing to do: give --max-bytes N, --pin, --unpin, --verify, --stats or --list");
 	if (o->json && !o->stats && !o->list)
 		cli_usage_error("--json goes with --stats or --list");
-	if (o->dry_run && !o->evict && !o->verify)
-		cli_usage_error("--dry-run goes with --max-bytes or --verify");
+	if (o->dry_run && !o->evict && !o->verify && o->recompress < 0)
+		cli_usage_error("--dry-run goes with --max-bytes, --verify or --recompress");
 	if (o->dry_run && (o->n_pin || o->n_unpin))
 		cli_usage_error("--dry-run does not go with --pin or --unpin");
 }
@@ -414,6 +431,118 @@ static int do_evict(struct store *st, const struct opts *o)
 		return 1;
 	}
 	return 0;
+}
+
+/* ---- recompress ---- */
+
+struct cold {
+	char (*keys)[STORE_KEY_HEX + 1];
+	size_t n, cap;
+	double before; /* last use before this: cold */
+};
+
+static int collect_cold(void *ctx, const struct store_entry *e)
+{
+	struct cold *c = ctx;
+	if (e->last_used > c->before)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		void *k = realloc(c->keys, cap * sizeof *c->keys);
+		if (!k)
+			return kb_fail(KB_ERR_NOMEM, "out of memory");
+		c->keys = k, c->cap = cap;
+	}
+	memcpy(c->keys[c->n++], e->key, STORE_KEY_HEX + 1);
+	return 0;
+}
+
+/* One object into dtype: 1 when recompressed, 0 when it is in dtype already
+ * (or gone), -1 on an error (reported). *before and *after: its sizes. */
+static int recompress_one(struct store *st, const char *key, int dtype, bool dry, uint64_t *before, uint64_t *after)
+{
+	char *path = NULL;
+	int rc = store_has(st, key, &path);
+	if (rc == KB_EOF)
+		return 0;
+	struct kvc_reader *r = NULL;
+	const struct kvc_header *h;
+	struct kv_cache kv = { 0 };
+	struct kvc_header nh = { 0 };
+	struct stat sb;
+	int done = -1;
+	if (rc || stat(path, &sb) < 0 || (rc = kvc_reader_open_file(&r, path)) || (rc = kvc_reader_next_header(r, &h)))
+		goto out;
+	*before = (uint64_t)sb.st_size;
+	if ((int)h->dtype == dtype || kvc_is_sparse(h)) {
+		done = 0;
+		goto out;
+	}
+	if (dry) {
+		done = 1;
+		goto out;
+	}
+	struct store_put p;
+	if ((rc = kv_cache_init_shape(&kv, h->n_layer, h->n_kv_head, h->head_dim, h->n_tokens > 0 ? h->n_tokens : 1)) ||
+	    (rc = kvc_header_copy(&nh, h)) || (rc = kvfile_read(r, h, NULL, &kv)))
+		goto out;
+	nh.dtype = (enum kvc_dtype)dtype;
+	if ((rc = store_put_begin(st, key, &p)))
+		goto out;
+	if ((rc = kvfile_write_fd(p.fd, &nh, &kv, 0))) {
+		store_put_abort(st, &p);
+		goto out;
+	}
+	if ((rc = store_put_replace(st, &p)) == KB_EOF) {
+		done = 0; /* evicted meanwhile */
+		goto out;
+	}
+	if (rc == KB_OK && stat(path, &sb) == 0)
+		*after = (uint64_t)sb.st_size, done = 1;
+out:
+	if (done < 0)
+		fprintf(stderr, "%s: %.16s…: %s\n", cli_tool, key, kb_error());
+	kvc_header_free(&nh);
+	kv_cache_free(&kv);
+	kvc_reader_free(r);
+	free(path);
+	return done;
+}
+
+static int do_recompress(struct store *st, const struct opts *o)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct cold c = { .before = o->older_than > 0 ? ts.tv_sec + ts.tv_nsec * 1e-9 - o->older_than : INFINITY };
+	if (store_list(st, collect_cold, &c))
+		cli_die("%s", kb_error());
+	uint64_t n = 0, before = 0, after = 0;
+	int status = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		uint64_t b = 0, a = 0;
+		int rc = recompress_one(st, c.keys[i], o->recompress, o->dry_run, &b, &a);
+		status |= rc < 0;
+		if (rc <= 0)
+			continue;
+		n++, before += b, after += a;
+		if (o->verbose || o->dry_run) {
+			char b1[32], b2[32];
+			if (o->dry_run)
+				printf("would recompress %.16s… (%s)\n", c.keys[i], fmt_bytes(b1, sizeof b1, b));
+			else
+				printf("recompressed %.16s…: %s -> %s\n", c.keys[i], fmt_bytes(b1, sizeof b1, b),
+				       fmt_bytes(b2, sizeof b2, a));
+		}
+	}
+	char b1[32], b2[32];
+	if (o->dry_run)
+		printf("would recompress %" PRIu64 " cache%s of %zu cold, %s, to %s\n", n, n == 1 ? "" : "s", c.n,
+		       fmt_bytes(b1, sizeof b1, before), kvc_dtype_name(o->recompress));
+	else
+		printf("recompressed %" PRIu64 " cache%s of %zu cold to %s: %s -> %s\n", n, n == 1 ? "" : "s", c.n,
+		       kvc_dtype_name(o->recompress), fmt_bytes(b1, sizeof b1, before), fmt_bytes(b2, sizeof b2, after));
+	free(c.keys);
+	return status;
 }
 
 /* ---- list, stats ---- */
@@ -624,7 +753,7 @@ static int do_tokens(struct opts *o, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .policy = STORE_LRU, .window = -1, .sinks = -1, .pool = -1, .layers = -1 };
+	struct opts o = { .policy = STORE_LRU, .window = -1, .sinks = -1, .pool = -1, .layers = -1, .recompress = -1 };
 	parse(argc, argv, &o);
 	if (o.tokens)
 		return do_tokens(&o, argc, argv);
@@ -632,6 +761,8 @@ int main(int argc, char **argv)
 	int status = do_pins(st, &o);
 	if (o.verify)
 		status |= do_verify(st, &o);
+	if (o.recompress >= 0)
+		status |= do_recompress(st, &o);
 	if (o.evict)
 		status |= do_evict(st, &o);
 	if (o.list && store_list(st, print_entry, &o))

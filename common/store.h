@@ -185,6 +185,14 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p) KB_W
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta) KB_WUR;
 /* Give up a put: close the fd, remove the temporary file. */
 void store_put_abort(struct store *st, struct store_put *p);
+/* Finish a put that replaces key's object with another form of the same cache
+ * (kvblend evict --recompress): the new file is read whole and checked (one
+ * cache, the key's model and tokens, every layer sound) and fsynced; then, in
+ * one write transaction, it is renamed over the object and the row's size
+ * updated (hits, pin, cost and times stay). A reader that has the old object
+ * open keeps reading it. KB_OK; KB_EOF when the object went meanwhile (evicted):
+ * nothing is put; or an error. Either way p is finished. */
+int store_put_replace(struct store *st, struct store_put *p) KB_WUR;
 
 /* ---- pins, removal ---- */
 

@@ -230,3 +230,63 @@ out:
 	return rc;
 }
 
+
+/* Under the write lock: the object is still key's (its row and file are
+ * there); our file takes its place, its row its size. */
+static int replace_locked(struct store *st, struct store_put *p, const char *path)
+{
+	int rc = store_row_exists(st, p->key);
+	if (rc < 0)
+		return rc;
+	struct stat sb;
+	if (rc != 1 || lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return kb_fail(KB_EOF, "object %.16s… is gone", p->key);
+	if (stat(p->tmp, &sb) < 0)
+		return kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
+	sqlite3_stmt *q;
+	if ((rc = db_prep(&st->db, &q, "UPDATE objects SET size = ?2 WHERE key = ?1")))
+		return rc;
+	sqlite3_bind_text(q, 1, p->key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, (sqlite3_int64)sb.st_size);
+	if ((rc = db_run(&st->db, q, "update the size")))
+		return rc;
+	if (rename(p->tmp, path) < 0)
+		return kb_fail(KB_ERR_IO, "'%s': rename: %s", path, strerror(errno));
+	kb_temp_free(p->tmp);
+	p->tmp = NULL;
+	return KB_OK;
+}
+
+int store_put_replace(struct store *st, struct store_put *p)
+{
+	char *path = NULL;
+	int rc = KB_OK, rfd = -1;
+	if (p->fd < 0 || !p->tmp)
+		return kb_fail(KB_ERR_ARG, "store_put_replace: no put in progress");
+	if ((rfd = open(p->tmp, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
+		goto out;
+	}
+	struct object_info info;
+	char name[STORE_KEY_HEX + 16];
+	snprintf(name, sizeof name, "object %.16s…", p->key);
+	/* read whole: every layer verified before it replaces what was there */
+	if ((rc = store_check_object(rfd, name, p->key, true, &info)))
+		goto out;
+	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
+		p->fd = -1;
+		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
+		goto out;
+	}
+	p->fd = -1;
+	if ((rc = store_path(st, p->key, &path)) || (rc = db_begin(&st->db)))
+		goto out;
+	if ((rc = db_finish(&st->db, replace_locked(st, p, path))) == KB_OK)
+		kb_fsync_parent(path);
+out:
+	if (rfd >= 0)
+		close(rfd);
+	free(path);
+	store_put_abort(st, p);
+	return rc;
+}

@@ -2,8 +2,8 @@
 # Compressed caches (--dtype kv8, kv4, kv3, kv2; kvblend-kvc(5)) on stories260K:
 # prefill writes them, info verifies them and says their bytes per token and
 # ratio to f16, decode continues from them (kv8 and kv4 as from f16 here), a
-# store of kv4 chunk caches serves blend, and a corrupt compressed layer is a
-# one-line error.
+# store of kv4 chunk caches serves blend, evict --recompress turns an f16 store
+# into kv4 in place, and a corrupt compressed layer is a one-line error.
 . "$(dirname "$0")/tap.sh"
 need_bin kvblend
 need_shared models/stories260Ktok512.gguf
@@ -39,6 +39,30 @@ run "$K" blend -m "$M" --store "$t/st" -q "Who saw the ball?" -o "$t/b.kvc" <"$t
 ok $RUN_RC "blend reads the kv4 chunk caches: $RUN_ERR"
 run "$K" evict --store "$t/st" --verify
 ok $RUN_RC "evict --verify: the kv4 store is sound"
+
+# evict --recompress: the f16 store's cold caches into kv4, atomically, kept as they were used
+"$K" chunk -m "$M" --by sentence --max-tokens 24 "$t/doc.txt" | "$K" prefill -m "$M" --store "$t/rs" >"$t/rs.jsonl"
+"$K" blend -m "$M" --store "$t/rs" -q "Who saw the ball?" <"$t/rs.jsonl" | "$K" decode -m "$M" -n 8 --ids >"$t/before"
+bytes() { "$K" evict --store "$1" --stats --json | sed 's/.*"entries":[0-9]*,"bytes":\([0-9]*\).*/\1/'; }
+b0=$(bytes "$t/rs")
+run "$K" evict --store "$t/rs" --recompress kv4 --older-than 1d
+like "$RUN_OUT" "recompressed 0 caches of 0 cold*" "--older-than 1d: nothing is that cold"
+run "$K" evict --store "$t/rs" --recompress kv4 --dry-run
+like "$RUN_OUT" "*would recompress * caches of * cold*" "--dry-run says what it would do"
+[ "$(bytes "$t/rs")" = "$b0" ]; ok $? "and changes nothing"
+run "$K" evict --store "$t/rs" --recompress kv4
+ok $RUN_RC "--recompress kv4: $RUN_OUT"
+b1=$(bytes "$t/rs")
+[ "$b1" -lt "$b0" ]; ok $? "the store shrinks ($b0 -> $b1 bytes)"
+run "$K" evict --store "$t/rs" --recompress kv4
+like "$RUN_OUT" "recompressed 0 caches*" "again: every cache is kv4 already"
+run "$K" evict --store "$t/rs" --verify
+ok $RUN_RC "the recompressed store verifies: $RUN_OUT"
+"$K" evict --store "$t/rs" --list | grep -q " 1 hits\| 2 hits"; ok $? "the caches keep their hits"
+"$K" blend -m "$M" --store "$t/rs" -q "Who saw the ball?" <"$t/rs.jsonl" | "$K" decode -m "$M" -n 8 --ids >"$t/after"
+[ -s "$t/after" ]; ok $? "blend reads the recompressed store: $(cat "$t/after")"
+run "$K" evict --store "$t/rs" --older-than 1d --stats
+[ $RUN_RC -eq 2 ]; ok $? "--older-than without --recompress: exit 2"
 
 # a corrupt compressed layer: one line, exit 1
 cp "$t/kv4.kvc" "$t/bad.kvc"

@@ -221,6 +221,53 @@ static void flip_byte(const char *path, long off)
 
 /* ---- keys, opening ---- */
 
+/* store_put_replace (evict --recompress): the same cache in another dtype takes
+ * the object's place with its row's size, hits kept; an object gone meanwhile
+ * is KB_EOF and leaves nothing; a cache of another key is refused, the
+ * object intact. */
+static void test_replace(void)
+{
+	struct store *st;
+	ASSERT(store_open(&st, new_dir()) == KB_OK);
+	ASSERT(put(st, 1, 2.0) == KB_OK && put(st, 2, 2.0) == KB_OK);
+	char *path;
+	ASSERT(store_get(st, v_key(1), &path) == KB_OK); /* a hit */
+	free(path);
+	struct store_entry e0, e1;
+	ASSERT(store_entry_get(st, v_key(1), &e0) == KB_OK);
+	struct store_put p;
+	cache_dtype = KVC_KV4;
+	ASSERT(store_put_begin(st, v_key(1), &p) == KB_OK && write_cache(p.fd, FP_A, 1) == KB_OK);
+	ok(store_put_replace(st, &p) == KB_OK, "replace: the same cache in kv4 (%s)", kb_error());
+	ASSERT(store_entry_get(st, v_key(1), &e1) == KB_OK);
+	struct stat sb;
+	char *op = obj_path(st, 1);
+	ok(stat(op, &sb) == 0 && (uint64_t)sb.st_size == e1.size && e1.size < e0.size && e1.hits == e0.hits &&
+	   e1.cost == e0.cost, "the row's size follows the file (%llu -> %llu bytes); hits and cost stay",
+	   (unsigned long long)e0.size, (unsigned long long)e1.size);
+	struct kvc_reader *r;
+	const struct kvc_header *h;
+	ASSERT(kvc_reader_open_file(&r, op) == KB_OK);
+	ok(kvc_reader_next_header(r, &h) == KB_OK && h->dtype == KVC_KV4, "the object is kv4 now");
+	kvc_reader_free(r);
+	/* another key's cache in its place: refused, the object as it was */
+	ASSERT(store_put_begin(st, v_key(1), &p) == KB_OK && write_cache(p.fd, FP_A, 2) == KB_OK);
+	ok(store_put_replace(st, &p) == KB_ERR_MISMATCH && stat(op, &sb) == 0 && (uint64_t)sb.st_size == e1.size,
+	   "a cache of another key is refused, the object intact: %s", kb_error());
+	/* gone meanwhile */
+	ASSERT(store_put_begin(st, v_key(2), &p) == KB_OK && write_cache(p.fd, FP_A, 2) == KB_OK);
+	ASSERT(store_remove(st, v_key(2)) == KB_OK);
+	char *op2 = obj_path(st, 2);
+	ok(store_put_replace(st, &p) == KB_EOF && stat(op2, &sb) < 0, "an object evicted meanwhile: KB_EOF, no file left");
+	int n_obj, n_tmp;
+	uint64_t bytes;
+	count_files(store_dir(st), &n_obj, &n_tmp, &bytes);
+	ok(n_obj == 1 && n_tmp == 0, "no temporary file left (%d objects, %d temporary)", n_obj, n_tmp);
+	cache_dtype = KVC_F32;
+	free(op), free(op2);
+	store_close(st);
+}
+
 static void test_keys(void)
 {
 	char k1[65], k2[65], k3[65], want[65];
@@ -1469,6 +1516,7 @@ int main(void)
 	test_cost();
 	test_s3fifo();
 	test_policies();
+	test_replace();
 	test_stats();
 	test_bad_keys();
 	test_nonregular();
