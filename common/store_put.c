@@ -178,22 +178,34 @@ static int place_locked(struct store *st, struct store_put *p, const char *path,
 	return KB_OK;
 }
 
+/* What a put wrote must be one cache with its key (read whole when asked);
+ * then it is fsynced and p->fd closed. name: for messages. */
+static int check_written(struct store_put *p, bool whole, char name[STORE_KEY_HEX + 16], struct object_info *info)
+{
+	int rfd = open(p->tmp, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
+	snprintf(name, STORE_KEY_HEX + 16, "object %.16s…", p->key);
+	int rc = store_check_object(rfd, name, p->key, whole, info);
+	close(rfd);
+	if (rc)
+		return rc;
+	bool bad = fsync(p->fd) < 0;
+	bad |= close(p->fd) < 0;
+	p->fd = -1;
+	return bad ? kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno)) : KB_OK;
+}
+
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta)
 {
 	char *path = NULL;
-	int rc = KB_OK, rfd = -1;
+	int rc = KB_OK;
 	p->existed = false;
 	if (p->fd < 0 || !p->tmp)
 		return kb_fail(KB_ERR_ARG, "store_put_commit: no put in progress");
-	/* what was written must be a cache with this key */
-	if ((rfd = open(p->tmp, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
-		goto out;
-	}
 	struct object_info info;
 	char name[STORE_KEY_HEX + 16];
-	snprintf(name, sizeof name, "object %.16s…", p->key);
-	if ((rc = store_check_object(rfd, name, p->key, false, &info)))
+	if ((rc = check_written(p, false, name, &info)))
 		goto out;
 	struct store_meta m = { .n_tokens = info.n_tokens, .cost = -1, .tool = info.tool };
 	memcpy(m.model_fp, info.model_fp, 32);
@@ -207,12 +219,6 @@ int store_put_commit(struct store *st, struct store_put *p, const struct store_m
 		if (meta->tool)
 			m.tool = meta->tool;
 	}
-	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
-		p->fd = -1;
-		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
-		goto out;
-	}
-	p->fd = -1;
 	if ((rc = store_path(st, p->key, &path)))
 		goto out;
 	if ((rc = db_begin(&st->db)))
@@ -223,8 +229,6 @@ int store_put_commit(struct store *st, struct store_put *p, const struct store_m
 		kb_fsync_parent(path);
 	}
 out:
-	if (rfd >= 0)
-		close(rfd);
 	free(path);
 	store_put_abort(st, p); /* whatever is left: the fd, the temporary file */
 	return rc;
@@ -260,32 +264,19 @@ static int replace_locked(struct store *st, struct store_put *p, const char *pat
 int store_put_replace(struct store *st, struct store_put *p)
 {
 	char *path = NULL;
-	int rc = KB_OK, rfd = -1;
+	int rc = KB_OK;
 	if (p->fd < 0 || !p->tmp)
 		return kb_fail(KB_ERR_ARG, "store_put_replace: no put in progress");
-	if ((rfd = open(p->tmp, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
-		goto out;
-	}
 	struct object_info info;
 	char name[STORE_KEY_HEX + 16];
-	snprintf(name, sizeof name, "object %.16s…", p->key);
 	/* read whole: every layer verified before it replaces what was there */
-	if ((rc = store_check_object(rfd, name, p->key, true, &info)))
+	if ((rc = check_written(p, true, name, &info)))
 		goto out;
-	if (fsync(p->fd) < 0 || close(p->fd) < 0) {
-		p->fd = -1;
-		rc = kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
-		goto out;
-	}
-	p->fd = -1;
 	if ((rc = store_path(st, p->key, &path)) || (rc = db_begin(&st->db)))
 		goto out;
 	if ((rc = db_finish(&st->db, replace_locked(st, p, path))) == KB_OK)
 		kb_fsync_parent(path);
 out:
-	if (rfd >= 0)
-		close(rfd);
 	free(path);
 	store_put_abort(st, p);
 	return rc;

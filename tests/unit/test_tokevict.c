@@ -558,7 +558,6 @@ static void test_online(void)
 			ASSERT(model_forward(m, &wa, &a, &next, &p, 1, wa.logits, false) == KB_OK);
 			ASSERT(tokevict_online_step(ev, &a, wa.q_probe, p) == KB_OK);
 			bad_n += a.n != (P + t + 1 < B ? P + t + 1 : B);
-			bool newest = false, sink[S] = { false };
 			for (int l = 0; l < L; l++)
 				for (int g = 0; g < NKV; g++) {
 					int has_new = 0, has_sink[S] = { 0 };
@@ -568,13 +567,11 @@ static void test_online(void)
 						for (int k = 0; k < S; k++)
 							has_sink[k] |= hp == k;
 					}
-					newest = has_new;
 					lost_newest += !has_new;
 					for (int k = 0; k < S; k++)
-						sink[k] = has_sink[k], lost_sink += !has_sink[k] && (policy == TOKEVICT_ONLINE_STREAMINGLLM ||
-											   policy == TOKEVICT_ONLINE_LAZY);
+						lost_sink += !has_sink[k] && (policy == TOKEVICT_ONLINE_STREAMINGLLM ||
+									       policy == TOKEVICT_ONLINE_LAZY);
 				}
-			(void)newest, (void)sink;
 			if (policy == TOKEVICT_ONLINE_STREAMINGLLM) {
 				/* the reference: every token so far, those streamingllm dropped masked out */
 				int32_t rp = P + t;
