@@ -263,6 +263,10 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 	struct model *m;
 	if (dataset_load(&d, o->dataset, o->limit) || model_load(&m, o->model))
 		cli_die("%s", kb_error());
+	for (int i = 0; i < n_m; i++)
+		if (ms[i].bo.check_layer >= m->hp.n_layer)
+			cli_usage_error("--methods %s: check layer %d, but the model has %d layers", ms[i].label,
+					ms[i].bo.check_layer, m->hp.n_layer);
 	if (chunkcache_open(&bo.cc, o->store, true, o->dtype))
 		cli_die("%s", kb_error());
 	chunkcache_set_tool(bo.cc, cli_tool, n_prov, prov);

@@ -59,13 +59,20 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 			*arg++ = '\0';
 		int mode = blend_mode_from_name(tok);
 		if (mode < 0)
-			return kb_fail(KB_ERR_ARG, "--methods: unknown method '%s' (full, prefix, reuse, blend[:RATIO], epic[:K])", tok);
+			return kb_fail(KB_ERR_ARG, "--methods: unknown method '%s' (full, prefix, reuse, blend[:RATIO[@LAYER]], epic[:K])", tok);
 		me->bo.mode = (enum blend_mode)mode;
 		if (arg && mode == BLEND_BLEND) {
 			double r = strtod(arg, &end);
-			if (end == arg || *end || !(r >= 0 && r <= 1))
+			if (end == arg || (*end && *end != '@') || !(r >= 0 && r <= 1))
 				return kb_fail(KB_ERR_ARG, "--methods blend:RATIO: '%s' is not a number in [0, 1]", arg);
 			me->bo.ratio = (float)r;
+			if (*end == '@') {
+				const char *at = end + 1;
+				long l = strtol(at, &end, 10);
+				if (end == at || *end || l < 0 || l > 4095)
+					return kb_fail(KB_ERR_ARG, "--methods blend:RATIO@LAYER: '%s' is not a layer number", at);
+				me->bo.check_layer = (int)l;
+			}
 		} else if (arg && mode == BLEND_EPIC) {
 			long k = strtol(arg, &end, 10);
 			if (end == arg || *end || k < 0 || k > 1 << 20)
@@ -326,7 +333,11 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	sm->load = st.cache.t_load + st.cache.t_compute;
 	sm->kv_bytes = st.cache.bytes_read;
 	sm->misses = st.cache.misses;
-	sm->recompute = (double)st.blend.n_selected / N;
+	/* the share of the layers' token rows computed: the layers before the
+	 * check layer for every token, the others for the selected ones (the
+	 * check layer's K/V projections of the others are not counted) */
+	const int L = b->m->hp.n_layer, lf = st.blend.n_full_layers;
+	sm->recompute = ((double)lf * N + (double)(L - lf) * st.blend.n_selected) / ((double)L * N);
 	sm->kv_kept = 1;
 	if (me->evict && (rc = evict_tokens(b, me, sm)))
 		return rc;

@@ -192,21 +192,26 @@ int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_ca
 		n_cached += reuse[i];
 	/* 3. the first layers for every token, when a deviation check is to be made */
 	const bool check = mode == BLEND_BLEND && o->ratio > 0 && n_cached > 0;
-	const int n_full = check ? o->check_layer + 1 : 0;
+	const int n_full = check ? o->check_layer : 0;
 	model_embed(m, kv->tok, N, x);
 	for (int i = 0; i < N; i++)
 		slots[i] = i;
 	if (check) {
 		if ((rc = run_layers(m, ws, kv, 0, o->check_layer, x, slots, N, &prep)))
 			goto out;
-		/* keep the cached K/V of the check layer, recompute it, compare */
+		/* keep the cached K/V of the check layer, compute the fresh ones
+		 * (K/V projections only: the rest of the layer runs for the
+		 * selected rows below), compare. Every row keeps its fresh K/V
+		 * at this layer: it costs nothing more and is nearer full prefill. */
 		const int l = o->check_layer;
 		if ((rc = prepare_upto(&prep, l)))
 			goto out;
 		memcpy(ck, kv_k(kv, l, 0), (size_t)N * kvd * sizeof *ck);
 		memcpy(cv, kv_v(kv, l, 0), (size_t)N * kvd * sizeof *cv);
-		if ((rc = run_layers(m, ws, kv, l, l + 1, x, slots, N, &prep)))
-			goto out;
+		for (int b0 = 0; b0 < N; b0 += ws->n_batch) {
+			int nb = N - b0 < ws->n_batch ? N - b0 : ws->n_batch;
+			model_layer_kv(m, ws, l, x + (size_t)b0 * d, slots + b0, nb, kv);
+		}
 		select_deviating(kv, l, ck, cv, o, reuse, sc);
 	}
 

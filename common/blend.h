@@ -8,10 +8,12 @@
  * only its token ids. blend_prompt then, as ../shared/DESIGN.md says:
  *  1. rotates each cached K by (new position - old position): a pure rotation;
  *  2. always recomputes uncached tokens;
- *  3. runs layers 0 .. check_layer for every token; at the check layer scores
- *     each cached token by the L2 deviation of its fresh K/V from the cached
- *     one and selects the top `ratio` of them;
- *  4. runs the later layers for the selected tokens only, overwriting their
+ *  3. runs the layers before check_layer for every token; at the check layer
+ *     computes only the K/V projections of every token, scores each cached
+ *     token by the L2 deviation of its fresh K/V from the cached one and
+ *     selects the top `ratio` of them;
+ *  4. runs the check layer's attention and MLP and the later layers for the
+ *     selected tokens only, overwriting their
  *     K/V; every query attends to the full cache with the causal mask by
  *     position (never the bottom-right mask);
  *  5. gives the last token's logits (the first output token).
@@ -48,7 +50,7 @@ struct blend_stats {
 	int n_tokens;     /* prompt tokens */
 	int n_cached;     /* tokens whose K/V came from a cache */
 	int n_selected;   /* tokens recomputed after the check layer (incl. uncached) */
-	int n_full_layers; /* layers run for every token */
+	int n_full_layers; /* layers run whole for every token (before the check layer) */
 };
 
 /* Whether segment i of a prompt (0: the head), of n tokens, takes its K/V from

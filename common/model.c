@@ -503,21 +503,24 @@ void model_embed(const struct model *m, const int32_t *tokens, int n, float *x)
 			     x + (size_t)i * m->hp.n_embd, e->n_in);
 }
 
-void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *x,
-		      const int32_t *slots, int n, struct kv_cache *kv,
-		      const struct model_seq *seqs, int n_seqs)
+/* Layer l's attention inputs for n rows: RMSNorm, the K and V projections
+ * (+ bias) rotated K and V written into the rows' cache slots, and, with
+ * want_q, the rotated queries in ws->q. ws->rpos receives the rows' positions. */
+static void layer_qkv(const struct model *m, struct model_ws *ws, int l, const float *x,
+		      const int32_t *slots, int n, struct kv_cache *kv, bool want_q)
 {
 	const struct model_hparams *hp = &m->hp;
 	const struct model_layer *L = &m->layers[l];
 	const int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = kv->kv_dim;
 	ASSERT(n <= ws->n_batch);
 
-	/* attention: RMSNorm, Q/K/V projections (+ bias) */
 	kern_rmsnorm(ws->xb, x, L->attn_norm, n, d, hp->norm_eps);
-	matmul(ws->q, ws->xb, &L->wq, n, ws->mm_ws);
+	if (want_q) {
+		matmul(ws->q, ws->xb, &L->wq, n, ws->mm_ws);
+		add_bias(ws->q, L->bq, n, qd);
+	}
 	matmul(ws->k, ws->xb, &L->wk, n, ws->mm_ws);
 	matmul(ws->v, ws->xb, &L->wv, n, ws->mm_ws);
-	add_bias(ws->q, L->bq, n, qd);
 	add_bias(ws->k, L->bk, n, kvd);
 	add_bias(ws->v, L->bv, n, kvd);
 
@@ -525,9 +528,10 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 	int32_t *qpos = ws->rpos;
 	for (int i = 0; i < n; i++)
 		qpos[i] = kv->pos[slots[i]];
-	kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, &m->rope);
+	if (want_q)
+		kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, &m->rope);
 	kern_rope(ws->k, qpos, n, hp->n_kv_head, hp->head_dim, &m->rope);
-	if (ws->q_probe && n > 0)
+	if (want_q && ws->q_probe && n > 0)
 		memcpy(ws->q_probe + (size_t)l * qd, ws->q + (size_t)(n - 1) * qd, (size_t)qd * sizeof(float));
 
 	/* the rows' K and V go into their cache slots */
@@ -539,6 +543,24 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 		for (int h = 0; h < hp->n_kv_head; h++)
 			for (int i = 0; i < n; i++)
 				kv_hpos(kv, l, h)[slots[i]] = qpos[i];
+}
+
+void model_layer_kv(const struct model *m, struct model_ws *ws, int l, const float *x,
+		    const int32_t *slots, int n, struct kv_cache *kv)
+{
+	layer_qkv(m, ws, l, x, slots, n, kv, false);
+}
+
+void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *x,
+		      const int32_t *slots, int n, struct kv_cache *kv,
+		      const struct model_seq *seqs, int n_seqs)
+{
+	const struct model_hparams *hp = &m->hp;
+	const struct model_layer *L = &m->layers[l];
+	const int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = kv->kv_dim;
+	const int32_t *qpos = ws->rpos;
+
+	layer_qkv(m, ws, l, x, slots, n, kv, true);
 
 	/* multi-head attention of each sequence's rows over its slots, causal by position */
 	for (int s = 0; s < n_seqs; s++) {

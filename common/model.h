@@ -185,6 +185,11 @@ void model_embed(const struct model *m, const int32_t *tokens, int n, float *x);
  * slots [0, n_kv) masked by position. Rows need not be contiguous or ordered. */
 void model_layer(const struct model *m, struct model_ws *ws, int l, float *x,
 		 const int32_t *slots, int n, struct kv_cache *kv, int n_kv);
+/* model_layer_kv: only the start of layer l for n rows: their fresh K (rotated)
+ * and V written into their slots, as model_layer writes them; x is unchanged.
+ * CacheBlend's check layer needs this for every token, the rest for a few. */
+void model_layer_kv(const struct model *m, struct model_ws *ws, int l, const float *x,
+		    const int32_t *slots, int n, struct kv_cache *kv);
 /* model_layer_seqs: the same, with attention restricted per sequence: rows
  * [row0, row0 + n_rows) attend to slots [slot0, slot0 + n_slots) only. */
 struct model_seq {

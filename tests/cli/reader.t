@@ -54,15 +54,15 @@ is "$bad" 0 "kvblend and rtok.py give the same ids on all $n pieces"
 python3 "$rag/ragdata.py" --seed 950 --count 20 --passages 6 --kind single >"$TAP_TMP/q.json"
 ok $? "20 held-out single-hop questions (seed 950), six passages each"
 run "$KVBLEND_BIN/kvblend-bench" -m "$model" --dataset "$TAP_TMP/q.json" --store "$TAP_TMP/st" \
-	--methods full,reuse,blend:0.15,blend:1 --n-gen 8 -t 2 --quiet --json
+	--methods full,reuse,blend:0.15,blend:0.15@2,blend:1 --n-gen 8 -t 2 --quiet --json
 ok $RUN_RC "bench runs: $RUN_ERR"
 printf '%s\n' "$RUN_OUT" | python3 -c '
 import json, sys
 r = {m["method"]: m for m in json.load(sys.stdin)["methods"]}
-print(" ".join("%.3f" % r[k]["f1"] for k in ("full", "reuse", "blend:0.15", "blend:1")),
+print(" ".join("%.3f" % r[k]["f1"] for k in ("full", "reuse", "blend:0.15", "blend:0.15@2", "blend:1")),
       "%.4f %.6f" % (r["blend:1"]["top1_agreement"], r["blend:1"]["kl"]))' >"$TAP_TMP/f1"
-read -r full reuse blend one top1 kl <"$TAP_TMP/f1"
-diag "F1: full $full, reuse $reuse, blend:0.15 $blend, blend:1 $one"
+read -r full reuse blend blend2 one top1 kl <"$TAP_TMP/f1"
+diag "F1: full $full, reuse $reuse, blend:0.15 $blend, blend:0.15@2 $blend2, blend:1 $one"
 python3 -c "import sys; sys.exit(0 if $full >= 0.8 else 1)"
 ok $? "full prefill's F1 is at least 0.8 ($full)"
 [ "$one" = "$full" ] && [ "$top1" = "1.0000" ] && python3 -c "import sys; sys.exit(0 if $kl < 1e-4 else 1)"
@@ -71,5 +71,7 @@ python3 -c "import sys; sys.exit(0 if $reuse < $full else 1)"
 ok $? "reuse loses answers full prefill gets ($reuse < $full)"
 python3 -c "import sys; sys.exit(0 if $blend >= $reuse - 0.05 else 1)"
 ok $? "CacheBlend at 0.15 loses no more than reuse, within one question ($blend against $reuse)"
+python3 -c "import sys; sys.exit(0 if $blend2 >= $full - 0.05 else 1)"
+ok $? "CacheBlend at 0.15, deviations at layer 2, is within 0.05 of full prefill ($blend2 against $full)"
 
 done_testing

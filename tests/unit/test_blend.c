@@ -119,6 +119,17 @@ static void test_invariants(const struct model *m, const char *name)
 	ok(e < 1e-5 && ek < 1e-5 && st.n_selected == p.n,
 	   "%s: ratio 1.0 equals a full prefill (logits nerr %.1e, K/V nerr %.1e)", name, e, ek);
 
+	/* any check layer: the layers before it for every token, and at ratio 1 a full prefill */
+	for (int cl = 0; cl < m->hp.n_layer; cl++) {
+		o.check_layer = cl;
+		st = run_blend(m, &p, &o, &kv, lb);
+		e = tap_nerr(lb, lf, nv);
+		ok(e < 1e-5 && st.n_full_layers == cl && st.n_selected == p.n,
+		   "%s: check layer %d: %d layers for every token, ratio 1.0 equals a full prefill (nerr %.1e)", name,
+		   cl, st.n_full_layers, e);
+	}
+	o.check_layer = 1;
+
 	o.ratio = 0;
 	run_blend(m, &p, &o, &kv, lb);
 	o.mode = BLEND_REUSE;

@@ -331,6 +331,29 @@ static void test_slot_order(void)
 	ASSERT(model_forward(m, &ws, &kv, stoks, spos, N, b, false) == 0);
 	double e = tap_nerr(b, a, sp.n_vocab);
 	ok(e < 1e-5, "shuffled slot order gives the same logits (nerr %.2e)", e);
+
+	/* model_layer_kv writes the K/V model_layer writes, and leaves x alone */
+	const int d = sp.n_embd, kvd = kv.kv_dim;
+	float *x = malloc((size_t)N * d * sizeof *x), *x0 = malloc((size_t)N * d * sizeof *x0);
+	float *k1 = malloc((size_t)N * kvd * sizeof *k1), *v1 = malloc((size_t)N * kvd * sizeof *v1);
+	int32_t slots[N];
+	for (int i = 0; i < N; i++)
+		slots[i] = N - 1 - i, kv.pos[i] = i, kv.tok[i] = toks[i];
+	model_embed(m, toks, N, x);
+	model_layer(m, &ws, 0, x, slots, N, &kv, N); /* layer 1's input */
+	memcpy(x0, x, (size_t)N * d * sizeof *x);
+	model_layer(m, &ws, 1, x, slots, N, &kv, N);
+	memcpy(k1, kv_k(&kv, 1, 0), (size_t)N * kvd * sizeof *k1);
+	memcpy(v1, kv_v(&kv, 1, 0), (size_t)N * kvd * sizeof *v1);
+	memset(kv_k(&kv, 1, 0), 0, (size_t)N * kvd * sizeof(float));
+	memset(kv_v(&kv, 1, 0), 0, (size_t)N * kvd * sizeof(float));
+	memcpy(x, x0, (size_t)N * d * sizeof *x);
+	model_layer_kv(m, &ws, 1, x, slots, N, &kv);
+	ok(memcmp(kv_k(&kv, 1, 0), k1, (size_t)N * kvd * sizeof *k1) == 0 &&
+	   memcmp(kv_v(&kv, 1, 0), v1, (size_t)N * kvd * sizeof *v1) == 0 &&
+	   memcmp(x, x0, (size_t)N * d * sizeof *x) == 0,
+	   "model_layer_kv writes the K/V model_layer writes, and leaves the hidden states alone");
+	free(x), free(x0), free(k1), free(v1);
 	kv_cache_free(&kv);
 	model_ws_free(&ws);
 	model_free(m);
