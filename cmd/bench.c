@@ -78,8 +78,8 @@ static void usage(void)
 	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
-	       "      --dtype TYPE          caches put in the store: f16 (default), bf16, f32, q8_0,\n"
-	       "                            or compressed: kv8, kv4, kv3, kv2\n"
+	       "      --dtype TYPE          caches put in the store: f16, bf16, f32, q8_0, or\n"
+	       "                            kv8, kv4, kv3, kv2 (default: the store's, else f16)\n"
 	       "      --n-gen N             tokens generated after the first (default 32)\n"
 	       "      --plot FILE.svg       plot time to first token against top-1 agreement\n"
 	       "      --progress            progress on stderr even when it is not a terminal\n"
@@ -312,7 +312,7 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 
 static void parse(int argc, char **argv, struct opts *op)
 {
-	struct opts o = { .pp = { 512, 2048 }, .n_pp = 2, .reps = 3, .batch = 512, .dtype = KVC_F16 };
+	struct opts o = { .pp = { 512, 2048 }, .n_pp = 2, .reps = 3, .batch = 512, .dtype = -1 };
 	bool dataset_only = false;
 	int c;
 	while ((c = cli_next(&cli, argc, argv)) != -1) {

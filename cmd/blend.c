@@ -242,7 +242,7 @@ int main(int argc, char **argv)
 	if (!logits || kv_cache_init(&kv, m, N) || model_ws_init(&ws, m, N < 512 ? N : 512, N))
 		cli_die("%s", kb_error());
 	struct chunkcache *cc;
-	if (chunkcache_open(&cc, o.store, !o.no_store, KVC_F16)) { /* the caches can be computed all the same */
+	if (chunkcache_open(&cc, o.store, !o.no_store, -1)) { /* the caches can be computed all the same */
 		fprintf(stderr, "%s: warning: %s: computing every chunk's cache\n", cli_tool, kb_error());
 		if (chunkcache_open(&cc, NULL, false, KVC_F16))
 			cli_die("%s", kb_error());

@@ -27,6 +27,7 @@ static const struct option longopts[] = {
 	{ "policy", required_argument, NULL, 'p' },
 	{ "half-life", required_argument, NULL, 'H' },
 	{ "recompress", required_argument, NULL, 'R' },
+	{ "default-dtype", required_argument, NULL, 'X' },
 	{ "older-than", required_argument, NULL, 'O' },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "pin", required_argument, NULL, 'P' },
@@ -54,6 +55,7 @@ static void usage(void)
 	printf("usage: kvblend evict [--store DIR] --max-bytes N [--policy P] [--dry-run] [-v]\n"
 	       "       kvblend evict [--store DIR] [--pin KEY] [--unpin KEY] [--verify] [--stats] [--list]\n"
 	       "       kvblend evict [--store DIR] --recompress TYPE [--older-than AGE] [--dry-run] [-v]\n"
+	       "       kvblend evict [--store DIR] --default-dtype TYPE|none\n"
 	       "       kvblend evict --tokens POLICY --budget N|P%% [-m MODEL] [options] [-o OUT] [IN.kvc|-]\n"
 	       "Keep the KV-cache store within a byte budget, removing whole chunk caches, never\n"
 	       "pinned ones; pin and unpin caches; check the store; show what is in it. With\n"
@@ -74,6 +76,8 @@ static void usage(void)
 	       "      --recompress TYPE   store the caches in TYPE (kv8, kv4, kv3, kv2 compressed; or f16,\n"
 	       "                          bf16, f32, q8_0), each replaced atomically: a tier by compression\n"
 	       "      --older-than AGE    with --recompress: only caches unused for AGE (suffixes s, m, h, d)\n"
+	       "      --default-dtype TYPE  the type prefill, blend and bench store new caches in when\n"
+	       "                          not given --dtype (none: f16 again)\n"
 	       "      --stats             totals and per-model figures\n"
 	       "      --list              one line per cache\n"
 	       "  -j, --json              --stats and --list as JSON\n"
@@ -100,6 +104,7 @@ static const struct cli_values values[] = {
 	{ "--tokens", "streamingllm h2o snapkv pyramidkv tova cake" },
 	{ "--layer-budget", "uniform pyramid cake" },
 	{ "--recompress", "kv8 kv4 kv3 kv2 f16 bf16 f32 q8_0" },
+	{ "--default-dtype", "kv8 kv4 kv3 kv2 f16 bf16 f32 q8_0 none" },
 	{ NULL, NULL },
 };
 
@@ -114,6 +119,7 @@ struct opts {
 	int policy;
 	double half_life;
 	int recompress;       /* dtype, or -1 */
+	int default_dtype;    /* --default-dtype: a dtype, -1 none, -2 not given */
 	double older_than;    /* seconds */
 	const char *pin[MAX_KEYS], *unpin[MAX_KEYS];
 	int n_pin, n_unpin;
@@ -157,6 +163,13 @@ static void parse(int argc, char **argv, struct opts *o)
 			if ((o->recompress = kvc_dtype_from_name(optarg)) < 0)
 				cli_usage_error("--recompress: unknown type '%s' (kv8, kv4, kv3, kv2, f16, bf16, f32, q8_0)",
 						optarg);
+			break;
+		case 'X':
+			if (strcmp(optarg, "none") == 0)
+				o->default_dtype = -1;
+			else if ((o->default_dtype = kvc_dtype_from_name(optarg)) < 0)
+				cli_usage_error("--default-dtype: unknown type '%s' (f16, bf16, f32, q8_0, kv8, kv4, kv3, "
+						"kv2, or none)", optarg);
 			break;
 		case 'O': o->older_than = parse_duration("--older-than", optarg); break;
 		case 'n': o->dry_run = true; break;
@@ -212,7 +225,7 @@ static void parse(int argc, char **argv, struct opts *o)
 				o->pool >= 0 || o->layers >= 0;
 	if (o->tokens) {
 		if (o->store || o->evict || o->n_pin || o->n_unpin || o->verify || o->stats || o->list || o->json ||
-		    o->dry_run)
+		    o->dry_run || o->default_dtype != -2)
 			cli_usage_error("--tokens works on one cache: the store options do not go with it");
 		if (!o->budget)
 			cli_usage_error("--tokens needs --budget N or --budget P%%");
@@ -238,8 +251,10 @@ static void parse(int argc, char **argv, struct opts *o)
 								   "--layer-budget or -o");
 	if (o->older_than > 0 && o->recompress < 0)
 		cli_usage_error("--older-than goes with --recompress TYPE");
-	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list && o->recompress < 0)
-		cli_usage_error("nothing to do: give --max-bytes N, --pin, --unpin, --verify, --stats or --list");
+	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list && o->recompress < 0 &&
+	    o->default_dtype == -2)
+		cli_usage_error("nothing to do: give --max-bytes N, --pin, --unpin, --verify, --stats, --list, "
+				"--recompress or --default-dtype");
 	if (o->json && !o->stats && !o->list)
 		cli_usage_error("--json goes with --stats or --list");
 	if (o->dry_run && !o->evict && !o->verify && o->recompress < 0)
@@ -564,12 +579,14 @@ static int print_entry(void *ctx, const struct store_entry *e)
 		json_object_set_new(j, "queue", json_string(e->queue == STORE_QUEUE_MAIN ? "main" : "small"));
 		json_object_set_new(j, "freq", json_integer(e->freq));
 		json_object_set_new(j, "tool", json_string(e->tool));
+		json_object_set_new(j, "dtype", *e->dtype ? json_string(e->dtype) : json_null());
 		json_line(j);
 		return 0;
 	}
 	char b[32], t[32];
-	printf("%s %10s %6" PRId64 " tokens %5" PRIu64 " hits  last used %s%s\n", e->key, fmt_bytes(b, sizeof b, e->size),
-	       e->n_tokens, e->hits, fmt_time(t, sizeof t, e->last_used), e->pinned ? "  pinned" : "");
+	printf("%s %10s %-4s %6" PRId64 " tokens %5" PRIu64 " hits  last used %s%s\n", e->key,
+	       fmt_bytes(b, sizeof b, e->size), *e->dtype ? e->dtype : "?", e->n_tokens, e->hits,
+	       fmt_time(t, sizeof t, e->last_used), e->pinned ? "  pinned" : "");
 	return 0;
 }
 
@@ -602,7 +619,8 @@ static int print_model(void *ctx, const struct store_model_stats *m)
 static void do_stats(struct store *st, const struct opts *o)
 {
 	struct store_stats s;
-	if (store_stats(st, &s))
+	int dt;
+	if (store_stats(st, &s) || store_default_dtype(st, &dt))
 		cli_die("%s", kb_error());
 	if (o->json) {
 		json_t *j = json_object(), *models = json_array();
@@ -619,6 +637,7 @@ static void do_stats(struct store *st, const struct opts *o)
 		json_object_set_new(j, "s3fifo_small", json_integer((json_int_t)s.small));
 		json_object_set_new(j, "s3fifo_small_bytes", json_integer((json_int_t)s.small_bytes));
 		json_object_set_new(j, "s3fifo_ghosts", json_integer((json_int_t)s.ghosts));
+		json_object_set_new(j, "default_dtype", dt >= 0 ? json_string(kvc_dtype_name(dt)) : json_null());
 		if (store_stats_models(st, collect_model, models))
 			cli_die("%s", kb_error());
 		json_object_set_new(j, "models", models);
@@ -635,6 +654,7 @@ static void do_stats(struct store *st, const struct opts *o)
 	printf("last used  %s\n", fmt_time(t1, sizeof t1, s.last_used));
 	printf("s3fifo     %" PRIu64 " small (%s), %" PRIu64 " main, %" PRIu64 " ghosts\n", s.small,
 	       fmt_bytes(b1, sizeof b1, s.small_bytes), s.entries - s.small, s.ghosts);
+	printf("new caches %s\n", dt >= 0 ? kvc_dtype_name(dt) : "f16 (no default set)");
 	printf("models     %d\n", s.models);
 	if (store_stats_models(st, print_model, NULL))
 		cli_die("%s", kb_error());
@@ -653,7 +673,8 @@ static struct store *open_store(const struct opts *o)
 	const char *d = o->store ? o->store : dir;
 	bool rebuild = o->verify && !o->dry_run && asprintf(&objects, "%s/objects", d) >= 0 &&
 		       stat(objects, &sb) == 0 && S_ISDIR(sb.st_mode);
-	if ((rebuild ? store_open(&st, d) : store_open_existing(&st, d)))
+	/* a default type may be set before the first cache goes in */
+	if ((rebuild || o->default_dtype >= 0 ? store_open(&st, d) : store_open_existing(&st, d)))
 		cli_die("%s", kb_error());
 	free(objects);
 	free(dir);
@@ -753,12 +774,19 @@ static int do_tokens(struct opts *o, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .policy = STORE_LRU, .window = -1, .sinks = -1, .pool = -1, .layers = -1, .recompress = -1 };
+	struct opts o = { .policy = STORE_LRU, .window = -1, .sinks = -1, .pool = -1, .layers = -1, .recompress = -1,
+			  .default_dtype = -2 };
 	parse(argc, argv, &o);
 	if (o.tokens)
 		return do_tokens(&o, argc, argv);
 	struct store *st = open_store(&o);
 	int status = do_pins(st, &o);
+	if (o.default_dtype != -2) {
+		if (store_set_default_dtype(st, o.default_dtype))
+			cli_die("%s", kb_error());
+		printf("new caches go into %s as %s\n", store_dir(st),
+		       o.default_dtype >= 0 ? kvc_dtype_name(o.default_dtype) : "f16 (no default set)");
+	}
 	if (o.verify)
 		status |= do_verify(st, &o);
 	if (o.recompress >= 0)

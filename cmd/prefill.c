@@ -45,8 +45,9 @@ static void usage(void)
 	       "  -p, --prompt TEXT       the text\n"
 	       "  -f, --file FILE         read the text from FILE ('-' = stdin)\n"
 	       "  -o, --output FILE       where the cache goes (default '-', stdout; not a terminal)\n"
-	       "      --dtype TYPE        f16 (default), bf16, f32, q8_0, or compressed: kv8, kv4,\n"
-	       "                          kv3, kv2 (kvblend-kvc(5))\n"
+	       "      --dtype TYPE        f16, bf16, f32, q8_0, or compressed: kv8, kv4, kv3, kv2\n"
+	       "                          (kvblend-kvc(5)); default f16, or into the store its\n"
+	       "                          default (kvblend evict --default-dtype)\n"
 	       "  -t, --threads N         threads (default: all cores)\n"
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --no-logits         do not store the logits after the last token\n"
@@ -313,19 +314,20 @@ static int prefill_text(const struct opts *o, int n_prov, char **prov)
 		cli_die("%s", kb_error());
 	double t1 = kb_now();
 	struct kvc_header h;
-	kvfile_header(&h, m, &kv, 0, (int)n, o->no_logits ? NULL : ws.logits, o->dtype, cli_tool, n_prov, prov);
+	const int dtype = o->dtype < 0 ? KVC_F16 : o->dtype;
+	kvfile_header(&h, m, &kv, 0, (int)n, o->no_logits ? NULL : ws.logits, dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o->output, &h, &kv, 0))
 		cli_die("%s", kb_error());
 	if (o->json) {
 		json_t *j = json_pack("{s:I, s:f, s:f, s:s, s:s}", "tokens", (json_int_t)n, "seconds", t1 - t0,
-				      "tokens_per_s", n / (t1 - t0), "dtype", kvc_dtype_name(o->dtype), "output", o->output);
+				      "tokens_per_s", n / (t1 - t0), "dtype", kvc_dtype_name(dtype), "output", o->output);
 		if (!j || json_dumpf(j, stderr, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)))
 			cli_die("out of memory");
 		fputc('\n', stderr);
 		json_decref(j);
 	} else if (o->verbose) {
 		fprintf(stderr, "%s: %zu tokens in %.3f s (%.1f t/s), %s cache written to %s\n", cli_tool, n,
-			t1 - t0, n / (t1 - t0), kvc_dtype_name(o->dtype), o->output);
+			t1 - t0, n / (t1 - t0), kvc_dtype_name(dtype), o->output);
 	}
 	free(pos);
 	free(ids);
@@ -339,7 +341,7 @@ static int prefill_text(const struct opts *o, int n_prov, char **prov)
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .output = "-", .dtype = KVC_F16, .batch = 512 };
+	struct opts o = { .output = "-", .dtype = -1, .batch = 512 };
 	parse(argc, argv, &o);
 	char **prov; /* provenance: the option names, never their values */
 	int n_prov;

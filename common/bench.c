@@ -1,12 +1,15 @@
 /* bench.c — see bench.h. */
 #include "bench.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include "kvfile.h"
 #include "metrics.h"
 #include "sample.h"
 
@@ -25,6 +28,18 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 		blend_opts_init(&me->bo);
 		char label[sizeof me->label];
 		snprintf(label, sizeof label, "%s", tok);
+		/* +TYPE last: the prompt's cache through a .kvc of that dtype */
+		me->kv_dtype = -1;
+		char *plus = strrchr(tok, '+');
+		if (plus && kvc_dtype_from_name(plus + 1) >= 0) {
+			me->kv_dtype = kvc_dtype_from_name(plus + 1);
+			*plus = '\0';
+			char head[sizeof me->label];
+			snprintf(head, sizeof head, "%.*s", (int)strcspn(tok, ":"), tok);
+			if (strchr(tok, '+') || tokevict_policy_from_name(head) >= 0)
+				return kb_fail(KB_ERR_ARG, "--methods %s: a method's cache is either token-evicted or "
+					       "stored in another type, not both", label);
+		}
 		/* +POLICY:SHARE after the method, or POLICY:SHARE alone (after full) */
 		char *ev = strchr(tok, '+'), *end;
 		char *colon = strchr(tok, ':');
@@ -319,6 +334,30 @@ static int evict_tokens(struct bench *b, const struct bench_method *me, struct b
 	return rc;
 }
 
+/* The prompt's cache written as a .kvc of dtype and read back, as a cache
+ * prefilled into a file of that type and decoded from it would be. */
+static int kv_roundtrip(struct bench *b, int dtype)
+{
+	FILE *f = tmpfile();
+	if (!f)
+		return kb_fail(KB_ERR_IO, "a temporary file for the %s cache: %s", kvc_dtype_name(dtype), strerror(errno));
+	struct kvc_header h;
+	kvfile_header(&h, b->m, &b->kv, 0, b->kv.n, NULL, dtype, "kvblend-bench", 0, NULL);
+	int rc = kvfile_write_fd(fileno(f), &h, &b->kv, 0);
+	struct kvc_reader *r = NULL;
+	const struct kvc_header *rh;
+	if (rc == KB_OK && lseek(fileno(f), 0, SEEK_SET) != 0)
+		rc = kb_fail(KB_ERR_IO, "the temporary %s cache: %s", kvc_dtype_name(dtype), strerror(errno));
+	if (rc == KB_OK && (rc = kvc_reader_open_fd(&r, fileno(f), "the prompt's cache")) == KB_OK &&
+	    (rc = kvc_reader_next_header(r, &rh)) == KB_OK) {
+		b->kv.n = 0;
+		rc = kvfile_read(r, rh, b->m, &b->kv);
+	}
+	kvc_reader_free(r);
+	fclose(f);
+	return rc;
+}
+
 /* A cached method: build the prompt's cache (timed to the first token); follow
  * full's continuation; then its own greedy answer, which is full's up to where
  * they first differ. */
@@ -340,6 +379,8 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	sm->recompute = ((double)lf * N + (double)(L - lf) * st.blend.n_selected) / ((double)L * N);
 	sm->kv_kept = 1;
 	if (me->evict && (rc = evict_tokens(b, me, sm)))
+		return rc;
+	if (me->kv_dtype >= 0 && (rc = kv_roundtrip(b, me->kv_dtype)))
 		return rc;
 	const int base = b->kv.n; /* slots the prompt's cache takes (fewer than N when evicted) */
 

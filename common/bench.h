@@ -54,11 +54,13 @@ struct bench_sample {
 };
 
 struct bench_method {
-	char label[48];       /* as listed: "blend:0.15", "blend:0.15+snapkv:0.2" */
+	char label[48];       /* as listed: "blend:0.15", "blend:0.15+snapkv:0.2", "full+kv4" */
 	struct blend_opts bo;
 	bool evict;           /* token eviction after the prompt's cache is built */
 	struct tokevict_opts te; /* its policy (te.budget set per question) */
 	double evict_share;   /* the budget: this share of the prompt's tokens, in (0, 1] */
+	int kv_dtype;         /* >= 0: the prompt's cache written in this .kvc dtype and read
+				 back before decoding ("full+kv4"); -1: kept as computed */
 	bool listed;          /* shown (full always runs: it is the reference) */
 	struct bench_sample *q; /* owned, [n_q]: per question */
 };

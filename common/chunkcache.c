@@ -32,11 +32,15 @@ int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dt
 	cc->tool = "kvblend";
 	if (store) {
 		int rc = store_open(&cc->st, dir);
+		if (rc == KB_OK && dtype < 0)
+			rc = store_default_dtype(cc->st, &cc->dtype);
 		if (rc) {
-			free(cc);
+			chunkcache_close(cc);
 			return rc;
 		}
 	}
+	if (cc->dtype < 0)
+		cc->dtype = KVC_F16;
 	*out = cc;
 	return KB_OK;
 }

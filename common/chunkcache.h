@@ -22,7 +22,8 @@ struct chunkcache_stats {
 
 /* Open the store at dir (NULL: $KVBLEND_STORE, else the default). With
  * store == false nothing is read or written: every chunk is computed. dtype:
- * how new entries are stored (enum kvc_dtype). */
+ * how new entries are stored (enum kvc_dtype); -1: the store's default
+ * (store_default_dtype), else f16. */
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype) KB_WUR;
 void chunkcache_close(struct chunkcache *cc);
 /* Provenance of the caches this process stores: the tool and its option

@@ -59,7 +59,7 @@ int chunkdb_open(struct chunkdb **out, const char *dir, bool create)
 		rc = stat(dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store (%s)", dir, strerror(errno))
 		     : kb_fail(KB_ERR_ARG, "'%s': no chunk index in this store (index chunk records with kvblend embed first)", dir);
 	if (rc || (!ix->db.readonly && (rc = db_exec(&ix->db, "PRAGMA foreign_keys=ON"))) ||
-	    (rc = db_init_schema(&ix->db, schema, CHUNKDB_SCHEMA_VERSION)))
+	    (rc = db_init_schema(&ix->db, schema, CHUNKDB_SCHEMA_VERSION, NULL)))
 		goto fail;
 	/* a chunk already there under another doc (or seq) moves to this one: the
 	 * last document read that holds the text owns it */

@@ -89,7 +89,7 @@ int db_finish(const struct db *db, int rc)
 	return db_commit(db);
 }
 
-int db_init_schema(const struct db *db, const char *schema, int version)
+int db_init_schema(const struct db *db, const char *schema, int version, const char *const *upgrades)
 {
 	int v = 0, rc;
 	if ((rc = db_user_version(db, &v)))
@@ -104,10 +104,16 @@ int db_init_schema(const struct db *db, const char *schema, int version)
 			       v ? "an older index that needs an upgrade" : "an empty database");
 	if ((rc = db_begin(db)))
 		return rc;
-	if ((rc = db_user_version(db, &v)) == KB_OK && v == 0) { /* nobody made it meanwhile */
+	/* again inside the transaction: another process may have done it meanwhile */
+	if ((rc = db_user_version(db, &v)) == KB_OK && v < version) {
+		if (v == 0)
+			rc = db_exec(db, schema);
+		else
+			for (; v < version && rc == KB_OK; v++)
+				rc = db_exec(db, upgrades[v - 1]);
 		char sql[64];
 		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", version);
-		if (!(rc = db_exec(db, schema)))
+		if (rc == KB_OK)
 			rc = db_exec(db, sql);
 	}
 	return db_finish(db, rc);

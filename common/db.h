@@ -53,9 +53,12 @@ int db_prep(const struct db *db, sqlite3_stmt **s, const char *sql) KB_WUR;
 int db_run(const struct db *db, sqlite3_stmt *s, const char *what) KB_WUR;
 /* PRAGMA user_version into *v. */
 int db_user_version(const struct db *db, int *v) KB_WUR;
-/* Create the schema when user_version is 0, refuse a newer one
- * (KB_ERR_UNSUPPORTED). On a read-only database with no schema: KB_ERR_ARG. */
-int db_init_schema(const struct db *db, const char *schema, int version) KB_WUR;
+/* Create the schema when user_version is 0; bring an older one up to version
+ * by running upgrades[v - 1] (which takes version v to v + 1) for each v
+ * between, in one transaction; refuse a newer one (KB_ERR_UNSUPPORTED). On a
+ * read-only database that needs either: KB_ERR_ARG. upgrades may be NULL
+ * when version is 1. */
+int db_init_schema(const struct db *db, const char *schema, int version, const char *const *upgrades) KB_WUR;
 /* KB_OK when db can be written, else KB_ERR_IO "'PATH': read-only: cannot WHAT". */
 int db_writable(const struct db *db, const char *what) KB_WUR;
 

@@ -243,16 +243,41 @@ static void unpack_codes(int bits, const uint8_t *src, size_t n, uint8_t *out)
 		out[i] = (uint8_t)get_bits(&r, bits);
 }
 
+/* dst[c] = mn[c] + code[c] * st[c] for n values: whole runs of
+ * KVCODEC_GROUP, which the compiler turns into vector code, then the rest. */
+static void dequant(float *restrict dst, const uint8_t *restrict code, const float *restrict mn,
+		    const float *restrict st, int n)
+{
+	int c = 0;
+	for (; c + KVCODEC_GROUP <= n; c += KVCODEC_GROUP)
+		for (int j = c; j < c + KVCODEC_GROUP; j++)
+			dst[j] = mn[j] + (float)code[j] * st[j];
+	for (; c < n; c++)
+		dst[c] = mn[c] + (float)code[c] * st[c];
+}
+
+/* acc[c] = (acc[c] + d[c]) & mask for n bytes (a channel's running code). */
+static void accumulate(uint8_t *restrict acc, const uint8_t *restrict d, uint8_t mask, int n)
+{
+	int c = 0;
+	for (; c + KVCODEC_GROUP <= n; c += KVCODEC_GROUP)
+		for (int j = c; j < c + KVCODEC_GROUP; j++)
+			acc[j] = (uint8_t)((acc[j] + d[j]) & mask);
+	for (; c < n; c++)
+		acc[c] = (uint8_t)((acc[c] + d[c]) & mask);
+}
+
 /* K: the codes (group by group, channel by channel, tokens in order, as
- * differences) summed along the tokens and written row by row. */
+ * differences), turned token-major, summed along the tokens and written row by
+ * row. par: scratch of kv_dim * (2 floats + 1 byte) + KVCODEC_GROUP * kv_dim bytes. */
 static void unpack_k(int bits, const uint8_t *raw, int rows, int kv_dim, float *k, size_t stride, uint8_t *codes,
 		     float *par)
 {
-	const unsigned levels = (1u << bits) - 1;
+	const uint8_t levels = (uint8_t)((1u << bits) - 1);
 	const int ng = groups(rows);
 	unpack_codes(bits, raw + 4 * (size_t)ng * kv_dim, (size_t)rows * kv_dim, codes);
 	float *mn = par, *st = par + kv_dim;
-	uint8_t *cur = (uint8_t *)(par + 2 * (size_t)kv_dim);
+	uint8_t *cur = (uint8_t *)(par + 2 * (size_t)kv_dim), *tr = cur + kv_dim;
 	const uint8_t *pp = raw;
 	for (int t0 = 0; t0 < rows; t0 += KVCODEC_GROUP) {
 		const int n = rows - t0 < KVCODEC_GROUP ? rows - t0 : KVCODEC_GROUP;
@@ -260,32 +285,31 @@ static void unpack_k(int bits, const uint8_t *raw, int rows, int kv_dim, float *
 		for (int c = 0; c < kv_dim; c++, pp += 4) {
 			mn[c] = fp16_to_fp32(kb_le16(pp)), st[c] = fp16_to_fp32(kb_le16(pp + 2));
 			cur[c] = 0;
+			for (int t = 0; t < n; t++)
+				tr[(size_t)t * kv_dim + c] = cg[(size_t)c * n + t];
 		}
 		for (int t = 0; t < n; t++) {
-			float *row = k + (size_t)(t0 + t) * stride;
-			for (int c = 0; c < kv_dim; c++) {
-				cur[c] = (uint8_t)((cur[c] + cg[(size_t)c * n + t]) & levels);
-				row[c] = mn[c] + (float)cur[c] * st[c];
-			}
+			accumulate(cur, tr + (size_t)t * kv_dim, levels, kv_dim);
+			dequant(k + (size_t)(t0 + t) * stride, cur, mn, st, kv_dim);
 		}
 	}
 }
 
-/* V: per token, groups of channels. */
-static void unpack_v(int bits, const uint8_t *raw, int rows, int kv_dim, float *v, size_t stride, uint8_t *codes)
+/* V: per token, groups of channels. mn, st: scratch of kv_dim floats each. */
+static void unpack_v(int bits, const uint8_t *raw, int rows, int kv_dim, float *v, size_t stride, uint8_t *codes,
+		     float *mn, float *st)
 {
 	const int ng = groups(kv_dim);
 	unpack_codes(bits, raw + 4 * (size_t)rows * ng, (size_t)rows * kv_dim, codes);
 	const uint8_t *pp = raw;
 	for (int t = 0; t < rows; t++) {
-		float *row = v + (size_t)t * stride;
-		const uint8_t *ct = codes + (size_t)t * kv_dim;
 		for (int c0 = 0; c0 < kv_dim; c0 += KVCODEC_GROUP, pp += 4) {
 			const int n = kv_dim - c0 < KVCODEC_GROUP ? kv_dim - c0 : KVCODEC_GROUP;
-			const float mn = fp16_to_fp32(kb_le16(pp)), st = fp16_to_fp32(kb_le16(pp + 2));
+			const float m = fp16_to_fp32(kb_le16(pp)), s = fp16_to_fp32(kb_le16(pp + 2));
 			for (int c = c0; c < c0 + n; c++)
-				row[c] = mn + (float)ct[c] * st;
+				mn[c] = m, st[c] = s;
 		}
+		dequant(v + (size_t)t * stride, codes + (size_t)t * kv_dim, mn, st, kv_dim);
 	}
 }
 
@@ -302,7 +326,7 @@ int kvcodec_decode(int bits, const uint8_t *in, size_t len, int rows, int kv_dim
 	const size_t nk = raw_k(bits, rows, kv_dim), nv = raw_v(bits, rows, kv_dim);
 	uint8_t *raw = malloc((nk > nv ? nk : nv) + 8); /* + 8: the bit reader may look a word ahead */
 	uint8_t *codes = malloc((size_t)rows * kv_dim + 1);
-	float *par = malloc((size_t)kv_dim * (2 * sizeof(float) + 1) + 16);
+	float *par = malloc((size_t)kv_dim * (2 * sizeof(float) + 1 + KVCODEC_GROUP) + 16);
 	if (!raw || !codes || !par) {
 		free(raw), free(codes), free(par);
 		return kb_fail(KB_ERR_NOMEM, "out of memory decoding a layer");
@@ -326,7 +350,7 @@ int kvcodec_decode(int bits, const uint8_t *in, size_t len, int rows, int kv_dim
 		}
 		memset(raw + n, 0, 8);
 		if (half && v)
-			unpack_v(bits, raw, rows, kv_dim, v, row_stride, codes);
+			unpack_v(bits, raw, rows, kv_dim, v, row_stride, codes, par, par + kv_dim);
 		else if (!half && k)
 			unpack_k(bits, raw, rows, kv_dim, k, row_stride, codes, par);
 		src += zl;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "kvc.h"
 
 /* ---- small helpers ---- */
 
@@ -141,6 +142,7 @@ void store_read_entry(sqlite3_stmt *s, struct store_entry *e)
 	e->freq = sqlite3_column_int(s, 10);
 	e->qseq = sqlite3_column_int64(s, 11);
 	store_copy_text(e->tool, sizeof e->tool, sqlite3_column_text(s, 12));
+	store_copy_text(e->dtype, sizeof e->dtype, sqlite3_column_text(s, 13));
 }
 
 int store_row_exists(struct store *st, const char *key)
@@ -173,12 +175,23 @@ static const char schema[] =
 	" queue INTEGER NOT NULL DEFAULT 0,"   /* S3-FIFO: 0 small, 1 main */
 	" freq INTEGER NOT NULL DEFAULT 0,"    /* S3-FIFO: 0..3 */
 	" qseq INTEGER NOT NULL DEFAULT 0,"    /* S3-FIFO: FIFO order within its queue */
-	" tool TEXT NOT NULL DEFAULT ''"
+	" tool TEXT NOT NULL DEFAULT '',"
+	" dtype TEXT NOT NULL DEFAULT ''"      /* its layers' type (f16, kv4, ...); '' unknown */
 	") WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS objects_qseq ON objects(qseq);"
 	/* S3-FIFO's ghost set: keys recently evicted from the small queue */
 	"CREATE TABLE IF NOT EXISTS ghosts (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);";
+	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);"
+	/* the store's settings: "dtype", the type new objects are written in */
+	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;";
+
+/* upgrades[v - 1] takes an index of version v to v + 1 */
+static const char *const upgrades[] = {
+	/* 1 -> 2: each object's dtype (filled by the next put or verify), settings */
+	"ALTER TABLE objects ADD COLUMN dtype TEXT NOT NULL DEFAULT '';"
+	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;",
+};
+_Static_assert(sizeof upgrades / sizeof *upgrades == STORE_SCHEMA_VERSION - 1, "one upgrade per version");
 
 int store_default_dir(char **dir)
 {
@@ -220,7 +233,7 @@ static int open_store(struct store **out, const char *dir, bool create)
 	if (rc == KB_EOF)
 		rc = stat(st->dir, &sb) < 0 ? kb_fail(KB_ERR_ARG, "'%s': no such store (%s)", st->dir, strerror(errno))
 		     : kb_fail(KB_ERR_ARG, "'%s': no cache store here (no index.db in it)", st->dir);
-	if (rc || (rc = db_init_schema(&st->db, schema, STORE_SCHEMA_VERSION)))
+	if (rc || (rc = db_init_schema(&st->db, schema, STORE_SCHEMA_VERSION, upgrades)))
 		goto fail;
 	if (!(objects = store_printf("%s/objects", st->dir))) {
 		rc = KB_ERR_NOMEM;
@@ -275,6 +288,47 @@ void store_set_test_hook(struct store *st, void (*fn)(void *ctx, int point), voi
 {
 	st->hook = fn;
 	st->hook_ctx = ctx;
+}
+
+/* ---- settings ---- */
+
+const char *store_dtype_name(int dtype)
+{
+	return dtype >= 0 ? kvc_dtype_name(dtype) : "";
+}
+
+int store_default_dtype(struct store *st, int *dtype)
+{
+	*dtype = -1;
+	sqlite3_stmt *s;
+	int rc = db_prep(&st->db, &s, "SELECT value FROM settings WHERE name = 'dtype'");
+	if (rc)
+		return rc;
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+		*dtype = v ? kvc_dtype_from_name(v) : -1;
+		if (*dtype < 0)
+			rc = kb_fail(KB_ERR_FORMAT, "'%s': the store's default type '%s' is not one this kvblend knows",
+				     st->dir, v ? v : "");
+	} else if (r != SQLITE_DONE) {
+		rc = db_fail(&st->db, "read the settings");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_set_default_dtype(struct store *st, int dtype)
+{
+	sqlite3_stmt *s;
+	int rc = db_prep(&st->db, &s, dtype >= 0 ? "INSERT INTO settings (name, value) VALUES ('dtype', ?1)"
+							" ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+						  : "DELETE FROM settings WHERE name = 'dtype'");
+	if (rc)
+		return rc;
+	if (dtype >= 0)
+		sqlite3_bind_text(s, 1, kvc_dtype_name(dtype), -1, SQLITE_STATIC);
+	return db_run(&st->db, s, "write the settings");
 }
 
 /* ---- keys ---- */

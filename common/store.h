@@ -46,7 +46,7 @@
 #include "util.h"
 
 #define STORE_KEY_HEX 64          /* a key: 64 lower-case hex digits (+ NUL: 65 bytes) */
-#define STORE_SCHEMA_VERSION 1    /* index.db's PRAGMA user_version */
+#define STORE_SCHEMA_VERSION 2    /* index.db's PRAGMA user_version (1: no dtype, no settings) */
 
 struct store;
 
@@ -126,6 +126,8 @@ struct store_entry {
 	int freq;                /* S3-FIFO frequency, 0..3 */
 	int64_t qseq;            /* S3-FIFO order in its queue (smaller = older) */
 	char tool[32];           /* the tool that put it ("kvblend-prefill"; "" when unknown) */
+	char dtype[8];           /* its layers' type, "f16", "kv4" (kvc_dtype_name); "" unknown (an
+				    object indexed by a kvblend before index version 2, until verified) */
 };
 enum { STORE_QUEUE_SMALL = 0, STORE_QUEUE_MAIN = 1 };
 
@@ -300,6 +302,15 @@ struct store_model_stats {
  * 0 to go on, anything else stops and is returned. KB_OK when all were seen. */
 int store_stats_models(struct store *st, int (*fn)(void *ctx, const struct store_model_stats *m),
 		       void *ctx) KB_WUR;
+
+/* ---- settings ---- */
+
+/* The dtype (enum kvc_dtype) the store's new objects are written in when the
+ * writer is not told one: *dtype, or -1 when the store has none set (writers
+ * then use f16). */
+int store_default_dtype(struct store *st, int *dtype) KB_WUR;
+/* Set it (dtype >= 0), or clear it (-1). */
+int store_set_default_dtype(struct store *st, int dtype) KB_WUR;
 
 /* ---- verification ---- */
 

@@ -58,7 +58,8 @@ int store_exec_key(struct store *st, const char *sql, const char *key, int *chan
 /* Does key have a row? 1 yes, 0 no, < 0 error. */
 int store_row_exists(struct store *st, const char *key);
 /* The row's columns, in the order store_read_entry expects. */
-#define STORE_ENTRY_COLS "key, size, n_tokens, model, created, last_used, hits, cost, pinned, queue, freq, qseq, tool"
+#define STORE_ENTRY_COLS \
+	"key, size, n_tokens, model, created, last_used, hits, cost, pinned, queue, freq, qseq, tool, dtype"
 void store_read_entry(sqlite3_stmt *s, struct store_entry *e);
 void store_copy_text(char *dst, size_t cap, const unsigned char *src);
 
@@ -73,6 +74,7 @@ struct object_info {
 	int64_t n_tokens;
 	uint8_t model_fp[32];
 	char tool[32];
+	int dtype;               /* enum kvc_dtype of its layers */
 };
 /* Read the header of the cache in fd: it must give key. With whole, read the
  * whole object (every checksum, the end record, nothing after it). name names
@@ -80,8 +82,12 @@ struct object_info {
  * KB_ERR_IO with the message. */
 int store_check_object(int fd, const char *name, const char *key, bool whole, struct object_info *info);
 /* Under the write lock: insert key's row (or refresh the one left by a lost
- * file), entering S3-FIFO's main queue when the key is a ghost. */
-int store_insert_row(struct store *st, const char *key, uint64_t size, const struct store_meta *m, double created);
+ * file), entering S3-FIFO's main queue when the key is a ghost. dtype: the
+ * object's (from its header). */
+int store_insert_row(struct store *st, const char *key, uint64_t size, const struct store_meta *m, int dtype,
+		     double created);
+/* The dtype names the index records (kvc_dtype_name; "" for none). */
+const char *store_dtype_name(int dtype);
 
 /* Walk objects/: temporary files, orphans, strangers (store_verify.c). With v
  * NULL, only the temporary files (for evict): stale ones are counted in

@@ -98,6 +98,7 @@ int store_check_object(int fd, const char *name, const char *key, bool whole, st
 	info->n_tokens = h->n_tokens;
 	memcpy(info->model_fp, h->model_fp, 32);
 	snprintf(info->tool, sizeof info->tool, "%s", h->tool ? h->tool : "");
+	info->dtype = h->dtype;
 	if (!whole)
 		goto out;
 	int l;
@@ -116,8 +117,8 @@ out:
 	return rc;
 }
 
-int store_insert_row(struct store *st, const char *key, uint64_t size, const struct store_meta *m,
-		      double created)
+int store_insert_row(struct store *st, const char *key, uint64_t size, const struct store_meta *m, int dtype,
+		     double created)
 {
 	int ghost = 0, rc = store_exec_key(st, "DELETE FROM ghosts WHERE key = ?1", key, &ghost);
 	if (rc)
@@ -126,10 +127,10 @@ int store_insert_row(struct store *st, const char *key, uint64_t size, const str
 	hash_hex(m->model_fp, 32, model);
 	sqlite3_stmt *s;
 	if ((rc = db_prep(&st->db, &s, "INSERT INTO objects (key, size, n_tokens, model, created, last_used, cost, tool,"
-			       " queue, qseq) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8,"
-			       " (SELECT COALESCE(MAX(qseq), 0) + 1 FROM objects))"
+			       " queue, qseq, dtype) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8,"
+			       " (SELECT COALESCE(MAX(qseq), 0) + 1 FROM objects), ?9)"
 			       " ON CONFLICT(key) DO UPDATE SET size = excluded.size, n_tokens = excluded.n_tokens,"
-			       " model = excluded.model, cost = COALESCE(excluded.cost, cost)")))
+			       " model = excluded.model, cost = COALESCE(excluded.cost, cost), dtype = excluded.dtype")))
 		return rc;
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)size);
@@ -142,6 +143,7 @@ int store_insert_row(struct store *st, const char *key, uint64_t size, const str
 		sqlite3_bind_null(s, 6);
 	sqlite3_bind_text(s, 7, m->tool ? m->tool : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 8, ghost ? STORE_QUEUE_MAIN : STORE_QUEUE_SMALL);
+	sqlite3_bind_text(s, 9, store_dtype_name(dtype), -1, SQLITE_STATIC);
 	return db_run(&st->db, s, "insert");
 }
 
@@ -150,7 +152,8 @@ int store_insert_row(struct store *st, const char *key, uint64_t size, const str
  * only moment where a kill leaves an object without its row (an orphan, which
  * is never served and which store_verify adopts) is between the rename and
  * the COMMIT that follows it. */
-static int place_locked(struct store *st, struct store_put *p, const char *path, const struct store_meta *m)
+static int place_locked(struct store *st, struct store_put *p, const char *path, const struct store_meta *m,
+			int dtype)
 {
 	int rc = store_row_exists(st, p->key);
 	if (rc < 0)
@@ -168,7 +171,7 @@ static int place_locked(struct store *st, struct store_put *p, const char *path,
 		return rc;
 	if (stat(p->tmp, &sb) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
-	if ((rc = store_insert_row(st, p->key, (uint64_t)sb.st_size, m, store_now(st))))
+	if ((rc = store_insert_row(st, p->key, (uint64_t)sb.st_size, m, dtype, store_now(st))))
 		return rc;
 	if (rename(p->tmp, path) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': rename: %s", path, strerror(errno));
@@ -223,7 +226,7 @@ int store_put_commit(struct store *st, struct store_put *p, const struct store_m
 		goto out;
 	if ((rc = db_begin(&st->db)))
 		goto out;
-	if ((rc = db_finish(&st->db, place_locked(st, p, path, &m))) == KB_OK && !p->existed) {
+	if ((rc = db_finish(&st->db, place_locked(st, p, path, &m, info.dtype))) == KB_OK && !p->existed) {
 		/* make the rename durable (the row is, at the next checkpoint: until
 		 * then a power cut forgets both, or leaves an orphan verify adopts) */
 		kb_fsync_parent(path);
@@ -236,8 +239,8 @@ out:
 
 
 /* Under the write lock: the object is still key's (its row and file are
- * there); our file takes its place, its row its size. */
-static int replace_locked(struct store *st, struct store_put *p, const char *path)
+ * there); our file takes its place, its row its size and dtype. */
+static int replace_locked(struct store *st, struct store_put *p, const char *path, int dtype)
 {
 	int rc = store_row_exists(st, p->key);
 	if (rc < 0)
@@ -248,10 +251,11 @@ static int replace_locked(struct store *st, struct store_put *p, const char *pat
 	if (stat(p->tmp, &sb) < 0)
 		return kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno));
 	sqlite3_stmt *q;
-	if ((rc = db_prep(&st->db, &q, "UPDATE objects SET size = ?2 WHERE key = ?1")))
+	if ((rc = db_prep(&st->db, &q, "UPDATE objects SET size = ?2, dtype = ?3 WHERE key = ?1")))
 		return rc;
 	sqlite3_bind_text(q, 1, p->key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, (sqlite3_int64)sb.st_size);
+	sqlite3_bind_text(q, 3, store_dtype_name(dtype), -1, SQLITE_STATIC);
 	if ((rc = db_run(&st->db, q, "update the size")))
 		return rc;
 	if (rename(p->tmp, path) < 0)
@@ -274,7 +278,7 @@ int store_put_replace(struct store *st, struct store_put *p)
 		goto out;
 	if ((rc = store_path(st, p->key, &path)) || (rc = db_begin(&st->db)))
 		goto out;
-	if ((rc = db_finish(&st->db, replace_locked(st, p, path))) == KB_OK)
+	if ((rc = db_finish(&st->db, replace_locked(st, p, path, info.dtype))) == KB_OK)
 		kb_fsync_parent(path);
 out:
 	free(path);

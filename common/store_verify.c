@@ -252,6 +252,17 @@ static int repair_locked(struct store *st, const char *key, const char *path, en
 			 const struct object_info *info)
 {
 	enum verdict vd = *pvd;
+	if (vd == V_OK || vd == V_BAD_META) {
+		/* the object's dtype, which an index before version 2 did not keep */
+		sqlite3_stmt *s;
+		int rc = db_prep(&st->db, &s, "UPDATE objects SET dtype = ?2 WHERE key = ?1 AND dtype <> ?2");
+		if (rc)
+			return rc;
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, store_dtype_name(info->dtype), -1, SQLITE_STATIC);
+		if ((rc = db_run(&st->db, s, "record the dtype")))
+			return rc;
+	}
 	if (vd == V_OK || vd == V_CHANGED)
 		return KB_OK;
 	if (vd == V_BAD_META) {
@@ -406,7 +417,7 @@ static int verify_orphan(struct verifier *v, const char *key, const char *path, 
 	} else if (!changed && v->repair) {
 		struct store_meta m = { .n_tokens = info.n_tokens, .cost = -1, .tool = info.tool };
 		memcpy(m.model_fp, info.model_fp, 32);
-		rc = store_insert_row(st, key, (uint64_t)sb.st_size, &m, (double)sb.st_mtime);
+		rc = store_insert_row(st, key, (uint64_t)sb.st_size, &m, info.dtype, (double)sb.st_mtime);
 	}
 	if ((rc = unlock(v, rc)) || changed)
 		goto out;

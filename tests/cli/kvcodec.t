@@ -3,7 +3,9 @@
 # prefill writes them, info verifies them and says their bytes per token and
 # ratio to f16, decode continues from them (kv8 and kv4 as from f16 here), a
 # store of kv4 chunk caches serves blend, evict --recompress turns an f16 store
-# into kv4 in place, and a corrupt compressed layer is a one-line error.
+# into kv4 in place, a store's default type (evict --default-dtype) is what
+# prefill and blend store new caches in, and a corrupt compressed layer is a
+# one-line error.
 . "$(dirname "$0")/tap.sh"
 need_bin kvblend
 need_shared models/stories260Ktok512.gguf
@@ -61,6 +63,28 @@ ok $RUN_RC "the recompressed store verifies: $RUN_OUT"
 "$K" evict --store "$t/rs" --list | grep -q " 1 hits\| 2 hits"; ok $? "the caches keep their hits"
 "$K" blend -m "$M" --store "$t/rs" -q "Who saw the ball?" <"$t/rs.jsonl" | "$K" decode -m "$M" -n 8 --ids >"$t/after"
 [ -s "$t/after" ]; ok $? "blend reads the recompressed store: $(cat "$t/after")"
+# a store's default type: new caches go in it unless --dtype says otherwise
+run "$K" evict --store "$t/ds" --default-dtype kv4
+is "$RUN_OUT" "new caches go into $t/ds as kv4" "--default-dtype kv4 on a new store"
+"$K" chunk -m "$M" --by sentence --max-tokens 24 "$t/doc.txt" | "$K" prefill -m "$M" --store "$t/ds" >"$t/ds.jsonl"
+n_all=$("$K" evict --store "$t/ds" --list | wc -l)
+n_kv4=$("$K" evict --store "$t/ds" --list | grep -c ' kv4 ')
+[ "$n_all" -gt 0 ] && [ "$n_kv4" -eq "$n_all" ]; ok $? "prefill without --dtype stores kv4 ($n_kv4 of $n_all)"
+"$K" evict --store "$t/ds" --list --json | grep -q '"dtype":"kv4"'; ok $? "--list --json says each cache's dtype"
+"$K" evict --store "$t/ds" --stats | grep -q '^new caches kv4$'; ok $? "--stats says the default"
+printf 'A new sentence that no chunk had before, about a cat.\n' >"$t/new.txt"
+"$K" chunk -m "$M" "$t/new.txt" >"$t/new.jsonl"
+"$K" blend -m "$M" --store "$t/ds" -q "What was it about?" -o "$t/nb.kvc" <"$t/new.jsonl"
+n2=$("$K" evict --store "$t/ds" --list | wc -l)
+n_kv4=$("$K" evict --store "$t/ds" --list | grep -c ' kv4 ')
+[ "$n2" -gt "$n_all" ] && [ "$n_kv4" -eq "$n2" ]; ok $? "blend stores the caches it missed as kv4 too ($n_kv4 of $n2)"
+"$K" chunk -m "$M" "$t/doc.txt" | "$K" prefill -m "$M" --store "$t/ds" --dtype f16 >/dev/null
+"$K" evict --store "$t/ds" --list | grep -q ' f16 '; ok $? "prefill --dtype f16 overrides the default"
+run "$K" evict --store "$t/ds" --default-dtype none
+is "$RUN_OUT" "new caches go into $t/ds as f16 (no default set)" "--default-dtype none clears it"
+run "$K" evict --store "$t/ds" --default-dtype kv5
+[ $RUN_RC -eq 2 ]; ok $? "an unknown type: exit 2 ($(printf '%s' "$RUN_ERR" | head -1))"
+
 run "$K" evict --store "$t/rs" --older-than 1d --stats
 [ $RUN_RC -eq 2 ]; ok $? "--older-than without --recompress: exit 2"
 

@@ -219,6 +219,36 @@ static void flip_byte(const char *path, long off)
 }
 
 
+static int count_rows(const char *dir, const char *where);
+
+/* An index of version 1 (no dtype column, no settings) opens as version 2:
+ * its rows' dtype unknown until verify reads them; the default dtype is set,
+ * read back, cleared. */
+static void test_upgrade(void)
+{
+	const char *dir = new_dir();
+	struct store *st;
+	ASSERT(store_open(&st, dir) == KB_OK && put(st, 1, 1.0) == KB_OK);
+	store_close(st);
+	ASSERT(sql_exec(dir, "ALTER TABLE objects DROP COLUMN dtype; DROP TABLE settings; PRAGMA user_version = 1") == 0);
+	ok(store_open(&st, dir) == KB_OK, "an index of version 1 opens (%s)", kb_error());
+	struct store_entry e;
+	ASSERT(store_entry_get(st, v_key(1), &e) == KB_OK);
+	ok(count_rows(dir, "1") == 1 && e.dtype[0] == '\0', "its object is kept, its dtype unknown ('%s')", e.dtype);
+	struct store_verify_result vr;
+	ok(store_verify(st, true, NULL, NULL, &vr) == KB_OK && store_entry_get(st, v_key(1), &e) == KB_OK &&
+	   strcmp(e.dtype, "f32") == 0, "verify fills in its dtype (%s)", e.dtype);
+	int dt = 0;
+	ok(store_default_dtype(st, &dt) == KB_OK && dt == -1, "no default dtype at first");
+	ok(store_set_default_dtype(st, KVC_KV4) == KB_OK && store_default_dtype(st, &dt) == KB_OK && dt == KVC_KV4,
+	   "the default dtype set to kv4 reads back");
+	ok(store_set_default_dtype(st, -1) == KB_OK && store_default_dtype(st, &dt) == KB_OK && dt == -1,
+	   "and cleared");
+	store_close(st);
+	ASSERT(sql_exec(dir, "PRAGMA user_version = 3") == 0);
+	ok(store_open(&st, dir) == KB_ERR_UNSUPPORTED, "an index newer than this kvblend is refused: %s", kb_error());
+}
+
 /* ---- keys, opening ---- */
 
 /* store_put_replace (evict --recompress): the same cache in another dtype takes
@@ -248,7 +278,8 @@ static void test_replace(void)
 	struct kvc_reader *r;
 	const struct kvc_header *h;
 	ASSERT(kvc_reader_open_file(&r, op) == KB_OK);
-	ok(kvc_reader_next_header(r, &h) == KB_OK && h->dtype == KVC_KV4, "the object is kv4 now");
+	ok(kvc_reader_next_header(r, &h) == KB_OK && h->dtype == KVC_KV4 && strcmp(e1.dtype, "kv4") == 0 &&
+	   strcmp(e0.dtype, "f32") == 0, "the object is kv4 now, and its row says so (was %s)", e0.dtype);
 	kvc_reader_free(r);
 	/* another key's cache in its place: refused, the object as it was */
 	ASSERT(store_put_begin(st, v_key(1), &p) == KB_OK && write_cache(p.fd, FP_A, 2) == KB_OK);
@@ -1517,6 +1548,7 @@ int main(void)
 	test_s3fifo();
 	test_policies();
 	test_replace();
+	test_upgrade();
 	test_stats();
 	test_bad_keys();
 	test_nonregular();
