@@ -166,6 +166,7 @@ usage2() { # name cmd...
 usage2 "an unknown method" "$bench" --dataset "$wiki" -m "$model" --methods full,magic
 usage2 "a ratio out of range" "$bench" --dataset "$wiki" -m "$model" --methods blend:1.5
 usage2 "a check layer that is not a number" "$bench" --dataset "$wiki" -m "$model" --methods blend:0.15@x
+usage2 "eviction and a type together" "$bench" --dataset "$wiki" -m "$model" --methods full+snapkv:0.5+kv4
 usage2 "a check layer past the model's" "$bench" --dataset "$wiki" -m "$model" --methods blend:0.15@99
 usage2 "--speed and --dataset" "$bench" --speed --dataset "$wiki" -m "$model"
 usage2 "neither --speed nor --dataset" "$bench" -m "$model"
