@@ -4,9 +4,11 @@
 #      q8_0, kv8, kv4, kv3, kv2: a SmolLM2-135M-shaped model (synthetic weights,
 #      q8_0) over 1,500 tokens of text, and the reader model over a held-out
 #      six-passage prompt;
-#   2. quality with the chunk caches in the store in each type (kvblend bench
-#      --dtype): F1 of reuse and blend:0.15 on the reader model (100 held-out
-#      questions over six passages); top-1 agreement and KL of blend:0.15 on
+#   2. quality in each type, on the reader model (1,000 held-out questions over
+#      six passages): F1 of full prefill decoding from the prompt's cache
+#      written in the type (bench's full+TYPE), and of reuse and blend:0.15
+#      (check layer 1, and 2: blend:0.15@2) with the chunk caches stored in
+#      the type (bench --dtype); top-1 agreement and KL of blend:0.15 on
 #      stories260K (CacheBlend's 2WikiMQA, 20 questions);
 #   3. the codec's encode and decode speed on one core, in GB/s of f16-equivalent
 #      data, over the SmolLM2-135M-shaped cache (tests/bench/codec_speed.c).
@@ -46,21 +48,24 @@ for m in smollm2-135m reader; do
 	echo
 done
 
-echo "# 2. quality with the store in each type"
-python3 "$top/tests/rag/ragdata.py" --seed 20 --count "${COUNT:-100}" --passages 6 >"$work/q.json"
-printf 'type\treader reuse F1\treader blend:0.15 F1\tstories blend:0.15 top-1\tKL\n'
+echo "# 2. quality in each type"
+python3 "$top/tests/rag/ragdata.py" --seed 20 --count "${COUNT:-1000}" --passages 6 >"$work/q.json"
+printf 'type\treader full F1\treader reuse F1\treader blend:0.15 F1\treader blend:0.15@2 F1\tstories blend:0.15 top-1\tKL\n'
 for t in $types; do
+	# full+TYPE: the prompt's cache written in TYPE and decoded from; the
+	# others: the chunk caches stored in TYPE
 	"$bin/kvblend-bench" -m "$reader" --dataset "$work/q.json" --store "$work/st-r-$t" --dtype "$t" \
-		--methods full,reuse,blend:0.15 --n-gen 8 -t "${THREADS:-2}" --quiet --json >"$work/r.json"
+		--methods "full,full+$t,reuse,blend:0.15,blend:0.15@2" --n-gen 8 -t "${THREADS:-2}" --quiet --json >"$work/r.json"
 	"$bin/kvblend-bench" -m "$shared/models/stories260Ktok512.gguf" \
 		--dataset "$shared/data/qa/cacheblend_wikimqa_s_clean.json" --limit 20 --max-chunk-tokens 64 --ctx 1024 \
 		--store "$work/st-s-$t" --dtype "$t" --methods full,blend:0.15 --n-gen 8 -t "${THREADS:-2}" --quiet --json >"$work/s.json"
 	python3 - "$t" "$work/r.json" "$work/s.json" <<'PY'
 import json, sys
+t = sys.argv[1]
 r = {m["method"]: m for m in json.load(open(sys.argv[2]))["methods"]}
 s = {m["method"]: m for m in json.load(open(sys.argv[3]))["methods"]}
-print("%s\t%.3f\t%.3f\t%.3f\t%.4f" % (sys.argv[1], r["reuse"]["f1"], r["blend:0.15"]["f1"],
-      s["blend:0.15"]["top1_agreement"], s["blend:0.15"]["kl"]))
+print("%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.4f" % (t, r["full+" + t]["f1"], r["reuse"]["f1"], r["blend:0.15"]["f1"],
+      r["blend:0.15@2"]["f1"], s["blend:0.15"]["top1_agreement"], s["blend:0.15"]["kl"]))
 PY
 done
 
