@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 static __attribute__((unused)) int tap_n, tap_failed;
+static __attribute__((unused)) unsigned long long tap_seed_used; /* 0: tap_seed() not called */
 
 __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, ...)
 {
@@ -31,8 +32,16 @@ __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, .
 	va_end(ap);
 	printf("\n");
 	fflush(stdout);
-	if (!cond)
+	if (!cond) {
+		/* prove hides standard output: say it on standard error too, so a
+		 * failure in a CI log names itself */
+		fprintf(stderr, "# failed test %d: ", tap_n);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "\n");
 		tap_failed++;
+	}
 	return cond;
 }
 
@@ -49,6 +58,9 @@ __attribute__((format(printf, 1, 2), unused)) static void diag(const char *fmt, 
 static __attribute__((unused)) int done_testing(void)
 {
 	printf("1..%d\n", tap_n);
+	if (tap_failed && tap_seed_used)
+		fprintf(stderr, "# random data from seed %llu: KVBLEND_SEED=%llu replays it\n", tap_seed_used,
+			tap_seed_used);
 	return tap_failed ? 1 : 0;
 }
 
@@ -148,6 +160,7 @@ static __attribute__((unused)) void tap_seed(void)
 	const char *s = getenv("KVBLEND_SEED");
 	unsigned long long seed = s ? strtoull(s, NULL, 0) : (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
 	tap_rng = seed ? seed : 1;
+	tap_seed_used = tap_rng;
 	printf("# seed %llu (KVBLEND_SEED=%llu to replay)\n", seed, seed);
 }
 static __attribute__((unused)) float tap_randf(float lo, float hi)
