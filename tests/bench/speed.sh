@@ -22,6 +22,7 @@ vocab=$shared/tokenizers/smollm2-135m-instruct/tokenizer.json
 mkdir -p "$dir"
 [ -x "$bin/kvblend-bench" ] || { echo "speed.sh: $bin/kvblend-bench is not built (make)" >&2; exit 1; }
 
+echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; kernels: ${KVBLEND_ISA:-the best this CPU has}"
 out=$dir/results.tsv
 : >"$out"
 for t in $types; do
