@@ -27,11 +27,12 @@
 
 static const struct option longopts[] = {
 	{ "speed", no_argument, NULL, 'S' },
-	{ "dataset", required_argument, NULL, 'd' },
+	{ "dataset", required_argument, NULL, 'A' },
 	{ "model", required_argument, NULL, 'm' },
 	{ "n-prompt", required_argument, NULL, 'p' },
 	{ "n-gen", required_argument, NULL, 'n' },
 	{ "reps", required_argument, NULL, 'r' },
+	{ "depth", required_argument, NULL, 'd' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "batch", required_argument, NULL, 'b' },
 	{ "limit", required_argument, NULL, 'L' },
@@ -66,6 +67,8 @@ static void usage(void)
 	       "      --n-prompt LIST       prompt sizes, comma-separated (default 512,2048; 0 = none)\n"
 	       "      --n-gen LIST          generation lengths (default 128; 0 = none)\n"
 	       "  -r, --reps N              repetitions of each test (default 3)\n"
+	       "  -d, --depth LIST          run the tests after this many tokens already in the\n"
+	       "                            cache, comma-separated (default 0)\n"
 	       "  -b, --batch N             prompt batch size (default 512)\n"
 	       "--dataset FILE (CacheBlend JSON/JSONL, HotpotQA IRCoT, LongBench multi_news, SAMSum):\n"
 	       "      --limit N             the first N questions (default all)\n"
@@ -98,11 +101,12 @@ static const struct cli_values values[] = {
 	{ NULL, NULL },
 };
 
-static const struct cli cli = { "kvblend-bench", "m:r:t:b:jh", longopts, usage, values };
+static const struct cli cli = { "kvblend-bench", "m:r:d:t:b:jh", longopts, usage, values };
 
 /* ---- --speed ---- */
 
-static int parse_list(const char *opt, const char *s, int *out, int cap)
+/* A comma-separated list of sizes; 0 entries are dropped unless keep_zero. */
+static int parse_list(const char *opt, const char *s, int *out, int cap, bool keep_zero)
 {
 	int n = 0;
 	char buf[256];
@@ -111,7 +115,7 @@ static int parse_list(const char *opt, const char *s, int *out, int cap)
 		if (n == cap)
 			cli_usage_error("%s: at most %d values", opt, cap);
 		int v = (int)cli_long(opt, tok, 0, 1 << 20);
-		if (v > 0)
+		if (v > 0 || keep_zero)
 			out[n++] = v;
 	}
 	return n;
@@ -124,13 +128,15 @@ static int32_t rand_token(int n_vocab)
 	return (int32_t)(rng % (uint64_t)n_vocab);
 }
 
-/* Seconds for one test: pp (n tokens as a prompt) or tg (n single steps). */
-static double run_once(const struct model *m, struct model_ws *ws, struct kv_cache *kv, bool pp, int n,
+/* Seconds for one test: pp (n tokens as a prompt) or tg (n single steps),
+ * after the depth tokens kv holds in its first slots (the test's own slots are
+ * overwritten by each repetition). */
+static double run_once(const struct model *m, struct model_ws *ws, struct kv_cache *kv, int depth, bool pp, int n,
 		       int32_t *toks, int32_t *pos)
 {
-	kv->n = 0;
+	kv->n = depth;
 	for (int i = 0; i < n; i++)
-		toks[i] = rand_token(m->hp.n_vocab), pos[i] = i;
+		toks[i] = rand_token(m->hp.n_vocab), pos[i] = depth + i;
 	double t0 = kb_now();
 	if (pp) {
 		if (model_forward(m, ws, kv, toks, pos, n, ws->logits, false))
@@ -145,7 +151,7 @@ static double run_once(const struct model *m, struct model_ws *ws, struct kv_cac
 
 struct opts {
 	const char *model, *dataset, *methods, *template, *store, *plot, *n_gen;
-	int pp[16], n_pp, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype, ctx;
+	int pp[16], n_pp, depth[16], n_depth, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype, ctx;
 	bool speed, tsv, json, progress, quiet, speed_only;
 };
 
@@ -161,11 +167,37 @@ static void print_speed_json(const char *path, const char *wtype, const char *te
 	json_decref(j);
 }
 
+/* One test (pp or tg of n tokens after depth), o->reps times; its row. */
+static void speed_test(const struct opts *o, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		       int depth, bool pp, int n, int32_t *toks, int32_t *pos, const char *path, const char *wtype)
+{
+	double sum = 0, sum2 = 0;
+	for (int r = 0; r < o->reps; r++) {
+		double tps = n / run_once(m, ws, kv, depth, pp, n, toks, pos);
+		sum += tps;
+		sum2 += tps * tps;
+	}
+	double mean = sum / o->reps, sd = o->reps > 1 ? sqrt(fmax(0, (sum2 - sum * mean) / (o->reps - 1))) : 0;
+	char test[48];
+	if (depth > 0) /* llama-bench's name for it */
+		snprintf(test, sizeof test, "%s%d@d%d", pp ? "pp" : "tg", n, depth);
+	else
+		snprintf(test, sizeof test, "%s%d", pp ? "pp" : "tg", n);
+	if (o->tsv)
+		printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kb_get_threads(), kern_isa(), test, mean, sd);
+	else if (o->json)
+		print_speed_json(path, wtype, test, mean, sd);
+	else
+		printf("%-28.28s %-6s %7d %-7s %-12s %8.2f ± %4.2f\n", path, wtype, kb_get_threads(), kern_isa(), test,
+		       mean, sd);
+	cli_flush();
+}
+
 static void bench_speed(const struct opts *o)
 {
 	int tg[16] = { 128 }, n_tg = 1;
 	if (o->n_gen)
-		n_tg = parse_list("--n-gen", o->n_gen, tg, 16);
+		n_tg = parse_list("--n-gen", o->n_gen, tg, 16, false);
 	struct model *m;
 	if (model_load(&m, o->model))
 		cli_die("%s", kb_error());
@@ -174,6 +206,13 @@ static void bench_speed(const struct opts *o)
 		n_max = o->pp[i] > n_max ? o->pp[i] : n_max;
 	for (int i = 0; i < n_tg; i++)
 		n_max = tg[i] > n_max ? tg[i] : n_max;
+	int depths[16] = { 0 }, n_depth = o->n_depth ? o->n_depth : 1, d_max = 0;
+	for (int i = 0; i < o->n_depth; i++)
+		depths[i] = o->depth[i], d_max = depths[i] > d_max ? depths[i] : d_max;
+	if (d_max + n_max > m->hp.n_ctx_train)
+		fprintf(stderr, "%s: warning: depth %d and %d tokens go past the model's context of %d\n", cli_tool,
+			d_max, n_max, m->hp.n_ctx_train);
+	n_max += d_max;
 	struct kv_cache kv;
 	struct model_ws ws;
 	int32_t *toks = malloc((size_t)n_max * sizeof *toks), *pos = malloc((size_t)n_max * sizeof *pos);
@@ -185,28 +224,16 @@ static void bench_speed(const struct opts *o)
 	if (o->tsv)
 		printf("model\ttype\tthreads\tisa\ttest\ttokens_per_s\tstddev\n");
 	else if (!o->json)
-		printf("%-28s %-6s %7s %-7s %-8s %14s\n", "model", "type", "threads", "isa", "test", "t/s");
-	run_once(m, &ws, &kv, true, n_max < 64 ? n_max : 64, toks, pos); /* warm up: page in the weights */
-	for (int pass = 0; pass < 2; pass++) {
-		const int *list = pass ? tg : o->pp, nl = pass ? n_tg : o->n_pp;
-		for (int i = 0; i < nl; i++) {
-			double sum = 0, sum2 = 0;
-			for (int r = 0; r < o->reps; r++) {
-				double tps = list[i] / run_once(m, &ws, &kv, !pass, list[i], toks, pos);
-				sum += tps;
-				sum2 += tps * tps;
-			}
-			double mean = sum / o->reps, sd = o->reps > 1 ? sqrt(fmax(0, (sum2 - sum * mean) / (o->reps - 1))) : 0;
-			char test[32];
-			snprintf(test, sizeof test, "%s%d", pass ? "tg" : "pp", list[i]);
-			if (o->tsv)
-				printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kb_get_threads(), kern_isa(), test, mean, sd);
-			else if (o->json)
-				print_speed_json(path, wtype, test, mean, sd);
-			else
-				printf("%-28.28s %-6s %7d %-7s %-8s %8.2f ± %4.2f\n", path, wtype, kb_get_threads(), kern_isa(),
-				       test, mean, sd);
-			cli_flush();
+		printf("%-28s %-6s %7s %-7s %-12s %14s\n", "model", "type", "threads", "isa", "test", "t/s");
+	run_once(m, &ws, &kv, 0, true, n_max < 64 ? n_max : 64, toks, pos); /* warm up: page in the weights */
+	for (int di = 0; di < n_depth; di++) {
+		const int depth = depths[di];
+		if (depth > 0) /* the context the tests start from, computed once */
+			run_once(m, &ws, &kv, 0, true, depth, toks, pos);
+		for (int pass = 0; pass < 2; pass++) {
+			const int *list = pass ? tg : o->pp, nl = pass ? n_tg : o->n_pp;
+			for (int i = 0; i < nl; i++)
+				speed_test(o, m, &ws, &kv, depth, !pass, list[i], toks, pos, path, wtype);
 		}
 	}
 	free(toks);
@@ -321,10 +348,11 @@ static void parse(int argc, char **argv, struct opts *op)
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'S': o.speed = true; break;
-		case 'd': o.dataset = optarg; break;
+		case 'A': o.dataset = optarg; break;
 		case 'm': o.model = optarg; break;
-		case 'p': o.n_pp = parse_list("--n-prompt", optarg, o.pp, 16), o.speed_only = true; break;
+		case 'p': o.n_pp = parse_list("--n-prompt", optarg, o.pp, 16, false), o.speed_only = true; break;
 		case 'n': o.n_gen = optarg; break;
+		case 'd': o.n_depth = parse_list("--depth", optarg, o.depth, 16, true), o.speed_only = true; break;
 		case 'r': o.reps = (int)cli_long("--reps", optarg, 1, 1000), o.speed_only = true; break;
 		case 't': o.threads = (int)cli_long("--threads", optarg, 1, 1024); break;
 		case 'b': o.batch = (int)cli_long("--batch", optarg, 1, 1 << 16), o.speed_only = true; break;
@@ -358,7 +386,7 @@ static void parse(int argc, char **argv, struct opts *op)
 	if (o.speed && dataset_only)
 		cli_usage_error("--limit, --methods, --max-*, --template, --store, --dtype and --plot go with --dataset");
 	if (o.dataset && o.speed_only)
-		cli_usage_error("--n-prompt, --reps and --batch go with --speed");
+		cli_usage_error("--n-prompt, --reps, --depth and --batch go with --speed");
 	if (o.json && o.tsv)
 		cli_usage_error("--json and --tsv do not go together");
 	if (!o.template)

@@ -20,6 +20,9 @@ small="-m $model --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store $st --ct
 run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1
 ok $RUN_RC "--speed runs"
 like "$RUN_OUT" "*pp16*tg4*" "--speed: pp16 and tg4 rows"
+run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -d 0,32 -r 1 -t 1 --tsv
+got=$(printf '%s\n' "$RUN_OUT" | cut -f5 | tr '\n' ' ')
+is "$RUN_RC:$got" "0:test pp16 tg4 pp16@d32 tg4@d32 " "--speed -d 0,32: each test at each depth, named as llama-bench names them"
 run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1 --json
 got=$(printf '%s\n' "$RUN_OUT" | perl -MJSON::PP -ne 'my $j = decode_json($_); print "$j->{test}:", ($j->{tokens_per_s} > 0 ? "t/s" : "none"), ":$j->{threads} "')
 is "$RUN_RC:$got" "0:pp16:t/s:1 tg4:t/s:1 " "--speed --json: one object per row, with the test, its tokens/s and the threads"
@@ -168,6 +171,7 @@ usage2 "a ratio out of range" "$bench" --dataset "$wiki" -m "$model" --methods b
 usage2 "a check layer that is not a number" "$bench" --dataset "$wiki" -m "$model" --methods blend:0.15@x
 usage2 "eviction and a type together" "$bench" --dataset "$wiki" -m "$model" --methods full+snapkv:0.5+kv4
 usage2 "a check layer past the model's" "$bench" --dataset "$wiki" -m "$model" --methods blend:0.15@99
+usage2 "--depth with --dataset" "$bench" --dataset "$wiki" -m "$model" --depth 64
 usage2 "--speed and --dataset" "$bench" --speed --dataset "$wiki" -m "$model"
 usage2 "neither --speed nor --dataset" "$bench" -m "$model"
 usage2 "--json and --tsv" "$bench" --dataset "$wiki" -m "$model" --json --tsv
