@@ -31,8 +31,7 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 		/* +TYPE last: the prompt's cache through a .kvc of that dtype */
 		me->kv_dtype = -1;
 		char *plus = strrchr(tok, '+');
-		if (plus && kvc_dtype_from_name(plus + 1) >= 0) {
-			me->kv_dtype = kvc_dtype_from_name(plus + 1);
+		if (plus && (me->kv_dtype = kvc_dtype_from_name(plus + 1)) >= 0) {
 			*plus = '\0';
 			char head[sizeof me->label];
 			snprintf(head, sizeof head, "%.*s", (int)strcspn(tok, ":"), tok);

@@ -160,6 +160,10 @@ int store_row_exists(struct store *st, const char *key)
 
 /* ---- opening ---- */
 
+/* the store's settings: "dtype", the type new objects are written in */
+#define SETTINGS_TABLE \
+	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;"
+
 static const char schema[] =
 	/* one row per object; see struct store_entry */
 	"CREATE TABLE IF NOT EXISTS objects ("
@@ -181,15 +185,12 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS objects_qseq ON objects(qseq);"
 	/* S3-FIFO's ghost set: keys recently evicted from the small queue */
 	"CREATE TABLE IF NOT EXISTS ghosts (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);"
-	/* the store's settings: "dtype", the type new objects are written in */
-	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;";
+	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);" SETTINGS_TABLE;
 
 /* upgrades[v - 1] takes an index of version v to v + 1 */
 static const char *const upgrades[] = {
 	/* 1 -> 2: each object's dtype (filled by the next put or verify), settings */
-	"ALTER TABLE objects ADD COLUMN dtype TEXT NOT NULL DEFAULT '';"
-	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;",
+	"ALTER TABLE objects ADD COLUMN dtype TEXT NOT NULL DEFAULT '';" SETTINGS_TABLE,
 };
 _Static_assert(sizeof upgrades / sizeof *upgrades == STORE_SCHEMA_VERSION - 1, "one upgrade per version");
 

@@ -56,9 +56,9 @@ for t in $types; do
 		# depth where llama-bench has -d; both flash-attention settings where
 		# it has -fa, each test keeping llama.cpp's faster one (at depth on
 		# CPU, 2026's default -fa 1 took tg128@d4096 from 18 to 8 t/s here)
-		dopt=
-		"$LLAMA_CPP/llama-bench" --help 2>&1 | grep -q -- '-d, --n-depth' && dopt="-d $depth"
-		"$LLAMA_CPP/llama-bench" --help 2>&1 | grep -q -- '-fa, --flash-attn' && dopt="$dopt -fa 0,1"
+		dopt= help=$("$LLAMA_CPP/llama-bench" --help 2>&1)
+		case $help in *"-d, --n-depth"*) dopt="-d $depth" ;; esac
+		case $help in *"-fa, --flash-attn"*) dopt="$dopt -fa 0,1" ;; esac
 		# shellcheck disable=SC2086
 		"$LLAMA_CPP/llama-bench" -m "$m" -p "$pp" -n "$tg" $dopt -r "$reps" -t "$threads" -o csv 2>/dev/null |
 			awk -F, -v t="$t" '
