@@ -23,6 +23,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "pool.h"
 #include "template.h"
 
 static const struct option longopts[] = {
@@ -159,7 +160,7 @@ struct opts {
 static void print_speed_json(const char *path, const char *wtype, const char *test, double mean, double sd)
 {
 	json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f}", "model", path, "type", wtype, "threads",
-			      kb_get_threads(), "isa", kern_isa(), "test", test, "tokens_per_s", round(mean * 100) / 100,
+			      kern_threads(), "isa", kern_isa(), "test", test, "tokens_per_s", round(mean * 100) / 100,
 			      "stddev", round(sd * 100) / 100);
 	if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
 		cli_die("out of memory");
@@ -184,11 +185,11 @@ static void speed_test(const struct opts *o, const struct model *m, struct model
 	else
 		snprintf(test, sizeof test, "%s%d", pp ? "pp" : "tg", n);
 	if (o->tsv)
-		printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kb_get_threads(), kern_isa(), test, mean, sd);
+		printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kern_threads(), kern_isa(), test, mean, sd);
 	else if (o->json)
 		print_speed_json(path, wtype, test, mean, sd);
 	else
-		printf("%-28.28s %-6s %7d %-7s %-12s %8.2f ± %4.2f\n", path, wtype, kb_get_threads(), kern_isa(), test,
+		printf("%-28.28s %-6s %7d %-7s %-12s %8.2f ± %4.2f\n", path, wtype, kern_threads(), kern_isa(), test,
 		       mean, sd);
 	cli_flush();
 }
@@ -401,7 +402,7 @@ int main(int argc, char **argv)
 	cli_start(&cli);
 	struct opts o;
 	parse(argc, argv, &o);
-	kb_set_threads(o.threads);
+	kern_set_threads(o.threads);
 	char **prov; /* provenance of its caches: the option names, never their values */
 	int n_prov;
 	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))

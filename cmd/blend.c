@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "kvfile.h"
+#include "pool.h"
 #include "progress.h"
 #include "prompt.h"
 #include "records.h"
@@ -226,7 +227,7 @@ int main(int argc, char **argv)
 	int n_prov;
 	if (kvc_option_names(argc, argv, cli.shortopts, cli.longopts, &prov, &n_prov))
 		cli_die("%s", kb_error());
-	kb_set_threads(o.threads);
+	kern_set_threads(o.threads);
 	struct model *m;
 	if (model_load(&m, o.model))
 		cli_die("%s", kb_error());

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "kbio.h"
 #include "kvfile.h"
+#include "pool.h"
 #include "tokevict.h"
 #include "model.h"
 #include "sample.h"
@@ -284,7 +285,7 @@ int main(int argc, char **argv)
 	struct opts o = { .n_predict = 128, .evict = -1, .sinks = -1, .window = -1,
 			  .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
 	parse(argc, argv, &o);
-	kb_set_threads(o.threads);
+	kern_set_threads(o.threads);
 
 	struct input in;
 	read_input(&o, &in);
@@ -367,7 +368,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: stopped after %d tokens: context full at %d tokens\n", cli_tool, n_gen, kv.n);
 	if (o.verbose) {
 		fprintf(stderr, "%s: %s, %d threads, isa %s, seed %llu\n", cli_tool, m->gguf->path,
-			kb_get_threads(), kern_isa(), (unsigned long long)o.sp.seed);
+			kern_threads(), kern_isa(), (unsigned long long)o.sp.seed);
 		fprintf(stderr, "%s: %" PRId64 " cached tokens loaded; prompt %zu tokens in %.3f s (%.1f t/s); "
 			"generated %d tokens in %.3f s (%.1f t/s)\n",
 			cli_tool, n_cached, n_prefilled, t1 - t0, n_prefilled / (t1 - t0), n_gen, t2 - t1,

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pool.h"
 #include "progress.h"
 #include "chunkdb.h"
 #include "embedder.h"
@@ -452,7 +453,7 @@ int main(int argc, char **argv)
 	cli_start(&cli);
 	struct opts o = { 0 };
 	parse(argc, argv, &o);
-	kb_set_threads(o.threads);
+	kern_set_threads(o.threads);
 	if (o.vectors) {
 		struct embedder *e;
 		if (embedder_open(&e, o.model, o.pool) || embedder_set_prefixes(e, o.passage_prefix, o.query_prefix))

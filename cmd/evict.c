@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "kbio.h"
 #include "kvfile.h"
+#include "pool.h"
 #include "store.h"
 #include "tokevict.h"
 
@@ -706,7 +707,7 @@ static int parse_budget(const char *s, int n)
 /* kvblend evict --tokens: one cache in, a smaller one out. */
 static int do_tokens(struct opts *o, int argc, char **argv)
 {
-	kb_set_threads(o->threads);
+	kern_set_threads(o->threads);
 	struct model *m = NULL;
 	if (o->model && model_load(&m, o->model))
 		cli_die("%s", kb_error());

@@ -7,6 +7,7 @@
 
 #include "chunkcache.h"
 #include "cli.h"
+#include "pool.h"
 #include "progress.h"
 #include "kvfile.h"
 #include "model.h"
@@ -353,7 +354,7 @@ int main(int argc, char **argv)
 			cli_usage_error("-o goes with -p or -f (chunk records go into the store)");
 		if (optind == argc && isatty(STDIN_FILENO))
 			cli_usage_error("give the text with -p TEXT or -f FILE, or chunk records (FILE... or stdin)");
-		kb_set_threads(o.threads);
+		kern_set_threads(o.threads);
 		status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
 	} else {
 		if (o.store)
@@ -364,7 +365,7 @@ int main(int argc, char **argv)
 			cli_usage_error("unexpected argument '%s'", argv[optind]);
 		if (strcmp(o.output, "-") == 0 && isatty(STDOUT_FILENO))
 			cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
-		kb_set_threads(o.threads);
+		kern_set_threads(o.threads);
 		status = prefill_text(&o, n_prov, prov);
 	}
 	free(prov);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "plot.h"
+#include "pool.h"
 
 static const char *base_name(const char *path)
 {
@@ -77,7 +78,7 @@ int bench_print_table(FILE *f, const struct bench_result *r, const char *model, 
 	const struct dataset *d = r->d;
 	fprintf(f, "# %s on %s (%s, %s): %d questions, %.0f prompt tokens on average, %d threads, %d tokens generated\n",
 		base_name(model), base_name(dataset), d->name, dataset_task_name(task_of(r)), r->n_q,
-		r->mean_tokens, kb_get_threads(), r->n_gen + 1);
+		r->mean_tokens, kern_threads(), r->n_gen + 1);
 	table_rows(f, r, &r->groups[0]);
 	for (int g = 1; g < r->n_groups; g++) {
 		const struct bench_group *gr = &r->groups[g];
@@ -204,7 +205,7 @@ int bench_print_json(FILE *f, const struct bench_result *r, const char *model, c
 	json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:b, s:o}", "model",
 				 base_name(model), "dataset", base_name(dataset), "name", d->name, "format",
 				 dataset_format_name(d->format), "task", dataset_task_name(task), "questions", r->n_q,
-				 "threads", kb_get_threads(), "n_gen", r->n_gen, "template", template, "rss_per_method",
+				 "threads", kern_threads(), "n_gen", r->n_gen, "template", template, "rss_per_method",
 				 r->rss_per_method, "methods", json_methods(r, &r->groups[0]));
 	if (root && r->n_groups > 1) {
 		json_t *by = json_object();
@@ -248,7 +249,7 @@ int bench_plot(FILE *f, const struct bench_result *r, const char *model, const c
 						.color = method_color(r->ms[i].bo.mode) };
 	}
 	char sub[512], foot[256];
-	const int nt = kb_get_threads();
+	const int nt = kern_threads();
 	snprintf(sub, sizeof sub, "%s on %s: %d question%s, %d thread%s", base_name(model), base_name(dataset), r->n_q,
 		 r->n_q == 1 ? "" : "s", nt, nt == 1 ? "" : "s");
 	snprintf(foot, sizeof foot, "agreement over the first token and %d teacher-forced steps; time to first token "

@@ -12,9 +12,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 static _Thread_local char errbuf[512];
 
@@ -397,28 +394,4 @@ double kb_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void kb_set_threads(int n)
-{
-#ifdef _OPENMP
-	if (n <= 0) {
-		const char *env = getenv("OMP_NUM_THREADS");
-		if (env && *env)
-			return; /* the user's choice stands */
-		n = omp_get_num_procs();
-	}
-	omp_set_num_threads(n);
-#else
-	(void)n;
-#endif
-}
-
-int kb_get_threads(void)
-{
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
 }

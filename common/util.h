@@ -101,11 +101,6 @@ int kb_write_all(int fd, const void *buf, size_t n) KB_WUR;
 /* Seconds from a monotonic clock. */
 double kb_now(void);
 
-/* Threads used by kernels (OpenMP); n <= 0 means $OMP_NUM_THREADS when set, else
- * all cores. No-op without OpenMP. */
-void kb_set_threads(int n);
-int kb_get_threads(void);
-
 /* Overflow-checked size arithmetic: return 0 and set *out, or -1 on overflow. */
 static inline int kb_mul_size(size_t a, size_t b, size_t *out)
 {

@@ -7,7 +7,7 @@
  *
  * Layouts: matrices are row-major; a weight matrix W of shape [n_out][n_in] is
  * stored as GGUF does (ne0 = n_in contiguous), each row qtype_row_size(type, n_in)
- * bytes. Threads: kernels parallelise internally with OpenMP; callers do not.
+ * bytes. Threads: kernels parallelise internally (pool.h); callers do not.
  */
 #ifndef KB_KERNELS_H
 #define KB_KERNELS_H

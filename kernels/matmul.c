@@ -7,11 +7,9 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "matmul_impl.h"
+#include "pool.h"
 #include "util.h"
 
 /* Below this many multiply-adds a call runs on one thread. */
@@ -354,16 +352,6 @@ const struct mm_isa mm_isa_generic = {
 
 /* ---- dispatch ---- */
 
-/* Whether a parallel region here would get more than one thread. */
-static int mm_can_fork(void)
-{
-#ifdef _OPENMP
-	return !omp_in_parallel() && omp_get_max_threads() > 1;
-#else
-	return 0;
-#endif
-}
-
 /* Row block i of the output. */
 static void mm_rows_block(const struct mm_args *a, mm_rows_fn *rows, int i)
 {
@@ -383,40 +371,54 @@ static const struct mm_isa *mm_isa_for(enum kern_level l)
 	}
 }
 
+struct mm_task {
+	const struct mm_args *a;
+	mm_rows_fn *rows;
+	mm_quant_fn *quant;
+	int tq; /* tokens quantized per item */
+};
+
+static void mm_quant_item(void *ctx, long i, int thread)
+{
+	const struct mm_task *k = ctx;
+	(void)thread;
+	for (int t = (int)i * k->tq; t < ((int)i + 1) * k->tq; t++)
+		k->quant(k->a, t);
+}
+
+static void mm_rows_item(void *ctx, long i, int thread)
+{
+	const struct mm_task *k = ctx;
+	(void)thread;
+	mm_rows_block(k->a, k->rows, (int)i);
+}
+
 /* Quantize (quantized weights), then every row block; threads when it pays. */
 static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 {
-	mm_rows_fn *rows = isa->rows[a->wtype];
-	mm_quant_fn *quant = !mm_is_k(a->wtype) ? isa->quant : isa->quant_k ? isa->quant_k : mm_quant_k_generic;
+	struct mm_task k = {
+		.a = a, .rows = isa->rows[a->wtype],
+		.quant = !mm_is_k(a->wtype) ? isa->quant : isa->quant_k ? isa->quant_k : mm_quant_k_generic,
+		.tq = a->xtiled ? MM_XT : 1, /* a tiled record is one thread's */
+	};
 	int q = is_q(a->wtype);
-	int tq = a->xtiled ? MM_XT : 1; /* tokens quantized per task: a tiled record is one thread's */
 	int n_rb = (a->n_out + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
-	/* Every OpenMP barrier costs a futex call (microseconds in a VM), even in a
-	 * team of one: small calls stay out of parallel regions altogether, and few
-	 * tokens are quantized before the region instead of behind a barrier in it. */
-	int par = (double)a->n_tok * a->n_in * a->n_out >= MM_PAR_MIN && mm_can_fork();
-	int par_quant = par && a->n_tok >= MM_PAR_QUANT_MIN;
+	/* Every task costs a few hundred nanoseconds of handing out: small calls
+	 * run on this thread alone, and few tokens are quantized here rather than
+	 * as a task of their own. */
+	int par = (double)a->n_tok * a->n_in * a->n_out >= MM_PAR_MIN && kern_threads() > 1;
+	int n_q = (a->n_tok + k.tq - 1) / k.tq;
 
-	if (q && !par_quant)
-		for (int t = 0; t < mm_round_up(a->n_tok, tq); t++)
-			quant(a, t);
-	if (!par) {
+	if (q && par && a->n_tok >= MM_PAR_QUANT_MIN)
+		kern_parallel(n_q, 0, mm_quant_item, &k);
+	else if (q)
+		for (int i = 0; i < n_q; i++)
+			mm_quant_item(&k, i, 0);
+	if (par)
+		kern_parallel(n_rb, 0, mm_rows_item, &k);
+	else
 		for (int i = 0; i < n_rb; i++)
-			mm_rows_block(a, rows, i);
-		return;
-	}
-#pragma omp parallel
-	{
-		if (q && par_quant) {
-#pragma omp for schedule(static)
-			for (int t0 = 0; t0 < a->n_tok; t0 += tq)
-				for (int t = t0; t < t0 + tq; t++)
-					quant(a, t);
-		}
-#pragma omp for schedule(static)
-		for (int i = 0; i < n_rb; i++)
-			mm_rows_block(a, rows, i);
-	}
+			mm_rows_block(a, k.rows, i);
 }
 
 void kern_matmul(float *y, const float *x, const void *w, int wtype,

@@ -1,5 +1,5 @@
 /* ops.c — the dispatched non-matmul kernels (kernels.h): the drivers that own
- * the loops over rows and the OpenMP threading, the portable C variant of each
+ * the loops over rows and their threading (pool.h), the portable C variant of each
  * worker, and the table of each ISA level's workers (ops_for) that picks them.
  */
 #include <math.h>
@@ -11,6 +11,9 @@
 
 /* Parallelise a loop only when it has at least this many floats of work. */
 #define OPS_PAR_MIN 32768
+/* Items per thread a parallel loop over rows is cut into: enough that threads
+ * which run take over the share of one that does not. */
+#define OPS_ITEMS_PER_THREAD 8
 #define OPS_ATT_PAR_MIN (1 << 18) /* multiply-adds of q.k below which attention stays on one thread */
 
 /* ================= portable C workers ================= */
@@ -436,16 +439,63 @@ static const struct ops_isa *ops_for(enum kern_level l)
 
 /* ================= drivers ================= */
 
+/* A loop over [0, n) cut into ranges: body(ctx, i0, i1) for each, on the
+ * pool's threads when par, else on this thread. */
+typedef void ops_range_fn(const void *ctx, long i0, long i1);
+struct ops_range {
+	ops_range_fn *body;
+	const void *ctx;
+	long n, n_items;
+};
+
+static void ops_range_item(void *ctx, long i, int thread)
+{
+	const struct ops_range *r = ctx;
+	(void)thread;
+	r->body(r->ctx, r->n * i / r->n_items, r->n * (i + 1) / r->n_items);
+}
+
+static void ops_for_range(long n, int par, ops_range_fn *body, const void *ctx)
+{
+	int nt = par ? kern_threads() : 1;
+	long items = (long)nt * OPS_ITEMS_PER_THREAD;
+	struct ops_range r = { body, ctx, n, n < items ? n : items };
+	if (nt == 1 || n <= 1)
+		body(ctx, 0, n);
+	else
+		kern_parallel(r.n_items, nt, ops_range_item, &r);
+}
+
+struct ops_norm {
+	ops_rmsnorm_fn *rms;
+	float *y;
+	const float *x, *w, *b;
+	int n;
+	float eps;
+};
+
+static void rmsnorm_rows(const void *ctx, long r0, long r1)
+{
+	const struct ops_norm *k = ctx;
+	for (long r = r0; r < r1; r++)
+		k->rms(k->y + (size_t)r * k->n, k->x + (size_t)r * k->n, k->w, k->n, k->eps);
+}
+
 void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps)
 {
 	if (kern_level == KERN_REF) {
 		kern_rmsnorm_ref(y, x, w, n_rows, n, eps);
 		return;
 	}
-	ops_rmsnorm_fn *f = ops_for(kern_level)->rmsnorm;
-	#pragma omp parallel for schedule(static) if ((int64_t)n_rows * n >= OPS_PAR_MIN && n_rows > 1)
-	for (int r = 0; r < n_rows; r++)
-		f(y + (size_t)r * n, x + (size_t)r * n, w, n, eps);
+	struct ops_norm k = { .rms = ops_for(kern_level)->rmsnorm, .y = y, .x = x, .w = w, .n = n, .eps = eps };
+	ops_for_range(n_rows, (int64_t)n_rows * n >= OPS_PAR_MIN, rmsnorm_rows, &k);
+}
+
+static void layernorm_rows(const void *ctx, long r0, long r1)
+{
+	const struct ops_norm *k = ctx;
+	for (long r = r0; r < r1; r++)
+		layernorm_row(k->y + (size_t)r * k->n, k->x + (size_t)r * k->n, k->w, k->b, k->n, k->eps);
 }
 
 /* Rows are short (hundreds of floats) and the compiler vectorises the plain
@@ -456,9 +506,8 @@ void kern_layernorm(float *y, const float *x, const float *w, const float *b, in
 		kern_layernorm_ref(y, x, w, b, n_rows, n, eps);
 		return;
 	}
-	#pragma omp parallel for schedule(static) if ((int64_t)n_rows * n >= OPS_PAR_MIN && n_rows > 1)
-	for (int r = 0; r < n_rows; r++)
-		layernorm_row(y + (size_t)r * n, x + (size_t)r * n, w, b, n, eps);
+	struct ops_norm k = { .y = y, .x = x, .w = w, .b = b, .n = n, .eps = eps };
+	ops_for_range(n_rows, (int64_t)n_rows * n >= OPS_PAR_MIN, layernorm_rows, &k);
 }
 
 /* cos/sin of one row's angles pos * inv_freq[i], i < half, in double: the
@@ -542,6 +591,29 @@ static void rope_row(float *x, int32_t pos, const struct rope_angles *g, int n_h
 	}
 }
 
+struct ops_rope_task {
+	float *x;
+	const int32_t *pos;
+	int n_head, head_dim, half;
+	const struct kern_rope *r;
+	ops_rope_norm_fn *norm;
+	ops_rope_neox_fn *neox;
+};
+
+/* A run of consecutive rows, so the angles can step from row to row. */
+static void rope_rows(const void *ctx, long t0, long t1)
+{
+	const struct ops_rope_task *k = ctx;
+	const size_t row = (size_t)k->n_head * k->head_dim;
+	struct rope_angles g = { .steps = -1 };
+	for (long t = t0; t < t1; t++) {
+		if (k->half <= OPS_ROPE_MAX_PAIRS)
+			rope_angles_at(&g, k->pos[t], k->r->inv_freq, k->half);
+		rope_row(k->x + t * row, k->pos[t], k->half <= OPS_ROPE_MAX_PAIRS ? &g : NULL, k->n_head,
+			 k->head_dim, k->r, k->norm, k->neox);
+	}
+}
+
 void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim,
 	       const struct kern_rope *r)
 {
@@ -549,25 +621,13 @@ void kern_rope(float *x, const int32_t *pos, int n_tok, int n_head, int head_dim
 		kern_rope_ref(x, pos, n_tok, n_head, head_dim, r);
 		return;
 	}
-	ops_rope_norm_fn *norm = ops_for(kern_level)->rope_norm;
-	ops_rope_neox_fn *neox = ops_for(kern_level)->rope_neox;
 	ASSERT(r->n_rot % 2 == 0 && r->n_rot <= head_dim);
 	ASSERT(r->mode == KERN_ROPE_NORM || r->mode == KERN_ROPE_NEOX);
-	const size_t row = (size_t)n_head * head_dim;
-	const int half = r->n_rot / 2;
-	/* each thread a run of consecutive rows, so the angles can step from row to row */
-	#pragma omp parallel if (n_tok >= 4 && (int64_t)n_tok * n_head * r->n_rot >= OPS_PAR_MIN)
-	{
-		struct rope_angles g = { .steps = -1 };
-		int t0 = (int)((int64_t)n_tok * ops_thread() / ops_team());
-		int t1 = (int)((int64_t)n_tok * (ops_thread() + 1) / ops_team());
-		for (int t = t0; t < t1; t++) {
-			if (half <= OPS_ROPE_MAX_PAIRS)
-				rope_angles_at(&g, pos[t], r->inv_freq, half);
-			rope_row(x + t * row, pos[t], half <= OPS_ROPE_MAX_PAIRS ? &g : NULL, n_head,
-				 head_dim, r, norm, neox);
-		}
-	}
+	struct ops_rope_task k = {
+		.x = x, .pos = pos, .n_head = n_head, .head_dim = head_dim, .half = r->n_rot / 2, .r = r,
+		.norm = ops_for(kern_level)->rope_norm, .neox = ops_for(kern_level)->rope_neox,
+	};
+	ops_for_range(n_tok, n_tok >= 4 && (int64_t)n_tok * n_head * r->n_rot >= OPS_PAR_MIN, rope_rows, &k);
 }
 
 void kern_softmax(float *x, int n)
@@ -578,20 +638,36 @@ void kern_softmax(float *x, int n)
 		ops_for(kern_level)->softmax(x, n);
 }
 
+struct ops_act {
+	ops_swiglu_fn *swiglu;
+	ops_gelu_fn *gelu;
+	float *out;
+	const float *a, *b;
+	int64_t n;
+};
+
+#define OPS_ACT_CHUNK 8192 /* a multiple of every SIMD width */
+
+static void act_chunks(const void *ctx, long c0, long c1)
+{
+	const struct ops_act *k = ctx;
+	for (long c = c0; c < c1; c++) {
+		int64_t i0 = c * OPS_ACT_CHUNK, m = k->n - i0 < OPS_ACT_CHUNK ? k->n - i0 : OPS_ACT_CHUNK;
+		if (k->swiglu)
+			k->swiglu(k->out + i0, k->a + i0, k->b + i0, m);
+		else
+			k->gelu(k->out + i0, k->a + i0, m);
+	}
+}
+
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
 	if (kern_level == KERN_REF) {
 		kern_swiglu_ref(out, gate, up, n);
 		return;
 	}
-	ops_swiglu_fn *f = ops_for(kern_level)->swiglu;
-	const int64_t chunk = 8192; /* a multiple of every SIMD width */
-	const int64_t n_chunk = (n + chunk - 1) / chunk;
-	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
-	for (int64_t c = 0; c < n_chunk; c++) {
-		int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
-		f(out + i0, gate + i0, up + i0, m);
-	}
+	struct ops_act k = { .swiglu = ops_for(kern_level)->swiglu, .out = out, .a = gate, .b = up, .n = n };
+	ops_for_range((n + OPS_ACT_CHUNK - 1) / OPS_ACT_CHUNK, n >= OPS_PAR_MIN, act_chunks, &k);
 }
 
 void kern_gelu(float *out, const float *x, int64_t n)
@@ -600,17 +676,11 @@ void kern_gelu(float *out, const float *x, int64_t n)
 		kern_gelu_ref(out, x, n);
 		return;
 	}
-	ops_gelu_fn *f = ops_for(kern_level)->gelu;
-	const int64_t chunk = 8192; /* a multiple of every SIMD width */
-	const int64_t n_chunk = (n + chunk - 1) / chunk;
-	#pragma omp parallel for schedule(static) if (n >= OPS_PAR_MIN)
-	for (int64_t c = 0; c < n_chunk; c++) {
-		int64_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
-		f(out + i0, x + i0, m);
-	}
+	struct ops_act k = { .gelu = ops_for(kern_level)->gelu, .out = out, .a = x, .n = n };
+	ops_for_range((n + OPS_ACT_CHUNK - 1) / OPS_ACT_CHUNK, n >= OPS_PAR_MIN, act_chunks, &k);
 }
 
-/* Floats of one thread's attention scratch: the most of the row path's scores,
+/* Floats of one slot of attention scratch: the most of the row path's scores,
  * the tile path's buffers and the split path's chunk scores and running state of
  * every (query, head). Grows with each argument, so a size for the largest call
  * serves every smaller one. */
@@ -627,12 +697,16 @@ static size_t att_slot_bytes(int n_q, int n_kv, int n_head)
 	return (att_slot_floats(n_q, n_kv, n_head) * sizeof(float) + 63) & ~(size_t)63;
 }
 
-/* Scratch: a slot for each of up to ops_slots() threads (the processors; the
- * kernel never runs more), + 64 to align ws. Enough for every call with at most
- * these n_q, n_kv and n_head, whatever the thread count is set to later. */
+/* Lanes of the split path per thread: each lane a slot of scratch. */
+#define OPS_ATT_LANES 2
+
+/* Scratch: OPS_ATT_LANES slots for each of up to kern_slots() threads (the
+ * processors; the kernel never runs more), + 64 to align ws. Enough for every
+ * call with at most these n_q, n_kv and n_head, whatever the thread count is
+ * set to later. */
 size_t kern_attention_wsize(int n_q, int n_kv, int n_head)
 {
-	return (size_t)ops_slots() * att_slot_bytes(n_q, n_kv, n_head) + 64;
+	return (size_t)OPS_ATT_LANES * kern_slots() * att_slot_bytes(n_q, n_kv, n_head) + 64;
 }
 
 /* out row = o / st[1], or zeros when the query saw no key. */
@@ -647,33 +721,67 @@ static void att_finish(float *o, const float *st, int hd)
 		o[d] *= inv;
 }
 
-static void att_run_rows(const struct ops_att *a, char *ws, int nt, ops_att_chunk_fn *chunk)
+/* One attention call's work, cut into items for the pool. */
+struct att_task {
+	const struct ops_att *a;
+	char *ws;
+	size_t slot;
+	ops_att_chunk_fn *chunk;
+	ops_att_tile_fn *tile;
+	int w, per, n_grp;         /* tiles: vectors per block, blocks per item, items per kv head */
+	int ch, n_chunk, lanes;    /* split: keys per chunk, chunks, lanes */
+};
+
+/* Row path: item = (query, head), all keys. */
+static void att_rows_item(void *ctx, long it, int thread)
 {
-	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
-	const long n_items = (long)a->n_q * a->n_head;
-	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
-	for (long it = 0; it < n_items; it++) {
-		int i = (int)(it / a->n_head), h = (int)(it % a->n_head);
-		float *o = a->out + (size_t)i * a->q_stride + (size_t)h * a->head_dim;
-		float st[2] = { -INFINITY, 0.0f };
-		chunk(a, i, h, 0, a->n_kv, (float *)(ws + (size_t)ops_thread() * slot), st, o);
-		att_finish(o, st, a->head_dim);
+	const struct att_task *k = ctx;
+	const struct ops_att *a = k->a;
+	int i = (int)(it / a->n_head), h = (int)(it % a->n_head);
+	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * a->head_dim;
+	float st[2] = { -INFINITY, 0.0f };
+	k->chunk(a, i, h, 0, a->n_kv, (float *)(k->ws + (size_t)thread * k->slot), st, o);
+	att_finish(o, st, a->head_dim);
+}
+
+/* Split path: item = lane, which folds chunks lane, lane + lanes, ... of every
+ * (query, head) into running states of its own slot. The lanes are fixed by
+ * the thread count, not by which thread runs them, so the sums meet in the
+ * same order every run (deterministic). */
+static void att_split_item(void *ctx, long lane, int thread)
+{
+	const struct att_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const size_t part = 2 + (size_t)a->head_dim;
+	const int n_items = a->n_q * a->n_head;
+	float *s = (float *)(k->ws + (size_t)lane * k->slot), *st = s + OPS_ATT_CHUNK_MAX;
+	(void)thread;
+	for (int it = 0; it < n_items; it++)
+		st[it * part] = -INFINITY, st[it * part + 1] = 0.0f;
+	for (int c = (int)lane; c < k->n_chunk; c += k->lanes) {
+		int j1 = (c + 1) * k->ch < a->n_kv ? (c + 1) * k->ch : a->n_kv;
+		for (int it = 0; it < n_items; it++)
+			k->chunk(a, it / a->n_head, it % a->n_head, c * k->ch, j1, s, st + it * part,
+				 st + it * part + 2);
 	}
 }
 
-/* Merge the team's running states of (i, h) into out. */
-static void att_combine(const struct ops_att *a, int i, int h, const char *ws, size_t slot, int team)
+/* Merge the lanes' running states of (i, h) into out. */
+static void att_combine_item(void *ctx, long it, int thread)
 {
-	const int hd = a->head_dim;
+	const struct att_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const int hd = a->head_dim, i = (int)(it / a->n_head), h = (int)(it % a->n_head);
 	const size_t off = OPS_ATT_CHUNK_MAX + ((size_t)i * a->n_head + h) * (2 + hd);
 	float *o = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
 	float st[2] = { -INFINITY, 0.0f };
-	for (int t = 0; t < team; t++) {
-		const float *p = (const float *)(ws + t * slot) + off;
+	(void)thread;
+	for (int t = 0; t < k->lanes; t++) {
+		const float *p = (const float *)(k->ws + t * k->slot) + off;
 		st[0] = p[0] > st[0] ? p[0] : st[0];
 	}
-	for (int t = 0, first = 1; t < team && st[0] > -INFINITY; t++) {
-		const float *p = (const float *)(ws + t * slot) + off;
+	for (int t = 0, first = 1; t < k->lanes && st[0] > -INFINITY; t++) {
+		const float *p = (const float *)(k->ws + t * k->slot) + off;
 		if (p[0] == -INFINITY)
 			continue;
 		float w = expf(p[0] - st[0]);
@@ -685,55 +793,45 @@ static void att_combine(const struct ops_att *a, int i, int h, const char *ws, s
 	att_finish(o, st, hd);
 }
 
-static void att_run_split(const struct ops_att *a, char *ws, int nt, ops_att_chunk_fn *chunk)
+static void att_run_split(struct att_task *k, int nt)
 {
-	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head), part = 2 + (size_t)a->head_dim;
+	const struct ops_att *a = k->a;
 	/* a chunk's K and V of one kv head stay within 64 KiB (cached for the heads
-	 * that follow), and each thread gets a few chunks where the keys allow */
-	int ch = (a->n_kv + 4 * nt - 1) / (4 * nt), ch_cache = 8192 / a->head_dim;
+	 * that follow), and each lane gets a few chunks where the keys allow */
+	k->lanes = OPS_ATT_LANES * nt;
+	int ch = (a->n_kv + 2 * k->lanes - 1) / (2 * k->lanes), ch_cache = 8192 / a->head_dim;
 	ch = ch > ch_cache ? ch_cache : ch;
-	ch = ch < 16 ? 16 : ch > OPS_ATT_CHUNK_MAX ? OPS_ATT_CHUNK_MAX : (ch + 15) & ~15;
-	const int n_chunk = (a->n_kv + ch - 1) / ch, n_items = a->n_q * a->n_head;
-	int team = 1;
-	/* one fork/join: each thread starts its own states, folds its chunks in */
-	#pragma omp parallel num_threads(nt)
-	{
-		float *s = (float *)(ws + (size_t)ops_thread() * slot), *st = s + OPS_ATT_CHUNK_MAX;
-		for (int it = 0; it < n_items; it++)
-			st[it * part] = -INFINITY, st[it * part + 1] = 0.0f;
-		if (ops_thread() == 0)
-			team = ops_team();
-		/* static: the same chunks meet in the same order every run (deterministic) */
-		#pragma omp for schedule(static, 1) nowait
-		for (int c = 0; c < n_chunk; c++) {
-			int j1 = (c + 1) * ch < a->n_kv ? (c + 1) * ch : a->n_kv;
-			for (int it = 0; it < n_items; it++)
-				chunk(a, it / a->n_head, it % a->n_head, c * ch, j1, s, st + it * part,
-				      st + it * part + 2);
-		}
-	}
-	#pragma omp parallel for schedule(static) if ((int64_t)n_items * team * a->head_dim >= OPS_PAR_MIN)
-	for (int it = 0; it < n_items; it++)
-		att_combine(a, it / a->n_head, it % a->n_head, ws, slot, team);
+	k->ch = ch < 16 ? 16 : ch > OPS_ATT_CHUNK_MAX ? OPS_ATT_CHUNK_MAX : (ch + 15) & ~15;
+	k->n_chunk = (a->n_kv + k->ch - 1) / k->ch;
+	if (k->lanes > k->n_chunk)
+		k->lanes = k->n_chunk;
+	const int n_items = a->n_q * a->n_head;
+	kern_parallel(k->lanes, nt, att_split_item, k);
+	kern_parallel(n_items, (int64_t)n_items * k->lanes * a->head_dim >= OPS_PAR_MIN ? nt : 1,
+		      att_combine_item, k);
 }
 
-/* Items of up to OPS_ATT_TILE_NB blocks (fewer when that leaves threads without
- * a few items each); the last queries first: under a causal mask they see the
- * most keys. */
-static void att_run_tiles(const struct ops_att *a, char *ws, int nt, ops_att_tile_fn *tile, int w)
+/* Tile path: items of up to OPS_ATT_TILE_NB blocks of one kv head (fewer when
+ * that leaves threads without a few items each); the last queries first: under
+ * a causal mask they see the most keys. */
+static void att_tiles_item(void *ctx, long it, int thread)
 {
-	const size_t slot = att_slot_bytes(a->n_q, a->n_kv, a->n_head);
-	const int n_blk = (a->n_q * a->n_rep + w - 1) / w;
+	const struct att_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const int n_blk = (a->n_q * a->n_rep + k->w - 1) / k->w;
+	int b0 = (k->n_grp - 1 - (int)(it / a->n_kv_head)) * k->per;
+	int nb = n_blk - b0 < k->per ? n_blk - b0 : k->per;
+	k->tile(a, (int)(it % a->n_kv_head), b0 * k->w, nb, (float *)(k->ws + (size_t)thread * k->slot));
+}
+
+static void att_run_tiles(struct att_task *k, int nt)
+{
+	const struct ops_att *a = k->a;
+	const int n_blk = (a->n_q * a->n_rep + k->w - 1) / k->w;
 	int per = (int)((int64_t)n_blk * a->n_kv_head / (4 * nt));
-	per = per < 1 ? 1 : per > OPS_ATT_TILE_NB ? OPS_ATT_TILE_NB : per;
-	const int n_grp = (n_blk + per - 1) / per;
-	const long n_items = (long)n_grp * a->n_kv_head;
-	#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_items > 1)
-	for (long it = 0; it < n_items; it++) {
-		int b0 = (n_grp - 1 - (int)(it / a->n_kv_head)) * per;
-		int nb = n_blk - b0 < per ? n_blk - b0 : per;
-		tile(a, (int)(it % a->n_kv_head), b0 * w, nb, (float *)(ws + (size_t)ops_thread() * slot));
-	}
+	k->per = per < 1 ? 1 : per > OPS_ATT_TILE_NB ? OPS_ATT_TILE_NB : per;
+	k->n_grp = (n_blk + k->per - 1) / k->per;
+	kern_parallel((long)k->n_grp * a->n_kv_head, nt, att_tiles_item, k);
 }
 
 void kern_attention(float *out, const float *q, int q_stride,
@@ -763,19 +861,19 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
 	};
 	const struct ops_isa *isa = ops_for(kern_level);
-	ops_att_chunk_fn *chunk = isa->att_chunk;
-	ops_att_tile_fn *tile = isa->att_tile;
-	int w = isa->att_w;
-	char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-	int nt = ops_max_threads();
-	/* a fork/join costs microseconds, and far more when another process holds
-	 * the other cores: small attentions (short chunks, tiny models) run alone */
+	struct att_task t = {
+		.a = &a, .chunk = isa->att_chunk, .tile = isa->att_tile, .w = isa->att_w,
+		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = att_slot_bytes(n_q, n_kv, n_head),
+	};
+	int nt = kern_threads();
+	/* each task costs a little handing out: small attentions (short chunks,
+	 * tiny models) run on this thread alone */
 	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
 		nt = 1;
 	if (head_dim <= OPS_ATT_MAX_HD && n_q <= OPS_ATT_SPLIT_MAX_Q)
-		att_run_split(&a, base, nt, chunk);
-	else if (tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= w / 2)
-		att_run_tiles(&a, base, nt, tile, w);
+		att_run_split(&t, nt);
+	else if (t.tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= t.w / 2)
+		att_run_tiles(&t, nt);
 	else
-		att_run_rows(&a, base, nt, chunk);
+		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);
 }

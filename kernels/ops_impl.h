@@ -1,7 +1,7 @@
 /* ops_impl.h — private to the non-matmul kernels (ops*.c): the per-ISA pieces
  * that the drivers in ops.c call, and what they share.
  *
- * The drivers in ops.c own the loops over rows and the OpenMP threading; each
+ * The drivers in ops.c own the loops over rows and the threading; each
  * ISA file (ops.c itself for portable C, ops_avx2.c, ops_avx512.c) supplies the
  * row- or item-sized workers below, so the threading and the scratch layout
  * are written once.
@@ -15,26 +15,10 @@
 
 #include "kernels.h"
 
-/* Threads: a kernel with per-thread scratch runs at most ops_max_threads() (the
- * OpenMP setting, capped at the processors), and its scratch has ops_slots()
- * (the processors), so a size computed earlier holds whatever the thread count
- * has been set to since. */
-#ifdef _OPENMP
-#include <omp.h>
-static inline int ops_thread(void) { return omp_get_thread_num(); }
-static inline int ops_team(void) { return omp_get_num_threads(); }
-static inline int ops_slots(void) { return omp_get_num_procs(); }
-static inline int ops_max_threads(void)
-{
-	int n = omp_get_max_threads(), p = omp_get_num_procs();
-	return n < p ? n : p;
-}
-#else
-static inline int ops_thread(void) { return 0; }
-static inline int ops_team(void) { return 1; }
-static inline int ops_slots(void) { return 1; }
-static inline int ops_max_threads(void) { return 1; }
-#endif
+/* Threads: kernels run their items through kern_parallel (pool.h); one with
+ * per-thread scratch gives it kern_slots() slots (the processors), so a size
+ * computed earlier holds whatever the thread count has been set to since. */
+#include "pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define OPS_X86 1

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "pool.h"
 #include "tap.h"
 #include "util.h"
 
@@ -651,7 +652,7 @@ static double time_att(const struct att *a, float *out, int ref, int reps)
 static int bench(void)
 {
 	static const int shapes[][2] = { { 512, 512 }, { 1, 2048 }, { 2048, 8192 } };
-	const int all = kb_get_threads();
+	const int all = kern_threads();
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
 		struct att a;
 		att_init(&a, shapes[s][0], shapes[s][1], 9, 3, 64, 0, 1);
@@ -663,12 +664,12 @@ static int bench(void)
 		for (int l = KERN_GENERIC; l <= (int)kern_cpu_level(); l++) {
 			kern_set_isa(levels[l]);
 			for (int nt = 1; nt <= all; nt = nt < all ? all : all + 1) {
-				kb_set_threads(nt);
+				kern_set_threads(nt);
 				printf("  %-8s %d thread%s %9.3f ms\n", levels[l], nt, nt > 1 ? "s" : " ",
 				       1e3 * time_att(&a, out, 0, l == KERN_GENERIC && big ? 1 : reps));
 			}
 		}
-		kb_set_threads(all);
+		kern_set_threads(all);
 		free(out);
 		att_free(&a);
 	}
