@@ -157,11 +157,12 @@ struct opts {
 };
 
 /* One --speed --json row: an object on a line, the --tsv columns as keys. */
-static void print_speed_json(const char *path, const char *wtype, const char *test, double mean, double sd)
+static void print_speed_json(const char *path, const char *wtype, const char *mv, const char *test, double mean,
+			     double sd)
 {
-	json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f}", "model", path, "type", wtype, "threads",
+	json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f, s:s}", "model", path, "type", wtype, "threads",
 			      kern_threads(), "isa", kern_isa(), "test", test, "tokens_per_s", round(mean * 100) / 100,
-			      "stddev", round(sd * 100) / 100);
+			      "stddev", round(sd * 100) / 100, "matvec", mv);
 	if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
 		cli_die("out of memory");
 	putchar('\n');
@@ -172,6 +173,7 @@ static void print_speed_json(const char *path, const char *wtype, const char *te
 static void speed_test(const struct opts *o, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		       int depth, bool pp, int n, int32_t *toks, int32_t *pos, const char *path, const char *wtype)
 {
+	const char *mv = kern_matvec_isa(m->layers[0].wq.type);
 	double sum = 0, sum2 = 0;
 	for (int r = 0; r < o->reps; r++) {
 		double tps = n / run_once(m, ws, kv, depth, pp, n, toks, pos);
@@ -185,12 +187,13 @@ static void speed_test(const struct opts *o, const struct model *m, struct model
 	else
 		snprintf(test, sizeof test, "%s%d", pp ? "pp" : "tg", n);
 	if (o->tsv)
-		printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\n", path, wtype, kern_threads(), kern_isa(), test, mean, sd);
+		printf("%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\t%s\n", path, wtype, kern_threads(), kern_isa(), test, mean,
+		       sd, mv);
 	else if (o->json)
-		print_speed_json(path, wtype, test, mean, sd);
+		print_speed_json(path, wtype, mv, test, mean, sd);
 	else
-		printf("%-28.28s %-6s %7d %-7s %-12s %8.2f ± %4.2f\n", path, wtype, kern_threads(), kern_isa(), test,
-		       mean, sd);
+		printf("%-28.28s %-6s %7d %-7s %-7s %-12s %8.2f ± %4.2f\n", path, wtype, kern_threads(), kern_isa(), mv,
+		       test, mean, sd);
 	cli_flush();
 }
 
@@ -222,10 +225,12 @@ static void bench_speed(const struct opts *o)
 		cli_die("%s", kb_error());
 	const char *path = strrchr(o->model, '/') ? strrchr(o->model, '/') + 1 : o->model;
 	const char *wtype = qtype_name(m->layers[0].wq.type);
+	char plan[256];
 	if (o->tsv)
-		printf("model\ttype\tthreads\tisa\ttest\ttokens_per_s\tstddev\n");
+		printf("model\ttype\tthreads\tisa\ttest\ttokens_per_s\tstddev\tmatvec\n");
 	else if (!o->json)
-		printf("%-28s %-6s %7s %-7s %-12s %14s\n", "model", "type", "threads", "isa", "test", "t/s");
+		printf("# one-token matmul: %s\n%-28s %-6s %7s %-7s %-7s %-12s %14s\n",
+		       model_plan_str(m, plan, sizeof plan), "model", "type", "threads", "isa", "matvec", "test", "t/s");
 	run_once(m, &ws, &kv, 0, true, n_max < 64 ? n_max : 64, toks, pos); /* warm up: page in the weights */
 	for (int di = 0; di < n_depth; di++) {
 		const int depth = depths[di];

@@ -367,8 +367,10 @@ int main(int argc, char **argv)
 	if (full && !o.quiet)
 		fprintf(stderr, "%s: stopped after %d tokens: context full at %d tokens\n", cli_tool, n_gen, kv.n);
 	if (o.verbose) {
-		fprintf(stderr, "%s: %s, %d threads, isa %s, seed %llu\n", cli_tool, m->gguf->path,
-			kern_threads(), kern_isa(), (unsigned long long)o.sp.seed);
+		char plan[256];
+		fprintf(stderr, "%s: %s, %d threads, isa %s, one-token matmul %s, seed %llu\n", cli_tool,
+			m->gguf->path, kern_threads(), kern_isa(), model_plan_str(m, plan, sizeof plan),
+			(unsigned long long)o.sp.seed);
 		fprintf(stderr, "%s: %" PRId64 " cached tokens loaded; prompt %zu tokens in %.3f s (%.1f t/s); "
 			"generated %d tokens in %.3f s (%.1f t/s)\n",
 			cli_tool, n_cached, n_prefilled, t1 - t0, n_prefilled / (t1 - t0), n_gen, t2 - t1,

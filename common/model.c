@@ -315,6 +315,55 @@ int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out)
 	return rc;
 }
 
+/* Per weight type: time the one-token variants on one of its matrices (the
+ * largest of the first layer's and the output's up to 8 MiB, else the
+ * smallest), so decode runs the fastest on this machine. */
+static int model_plan(struct model *m, const char *path)
+{
+	const struct model_layer *L = &m->layers[0];
+	const struct weight *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down, &m->output };
+	const size_t cap = 8u << 20;
+	m->n_plan = 0;
+	for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
+		int t = w[i]->type, seen = 0;
+		for (int k = 0; k < m->n_plan; k++)
+			seen |= m->plan[k].wtype == t;
+		if (seen || m->n_plan == (int)(sizeof m->plan / sizeof *m->plan))
+			continue;
+		const struct weight *best = NULL;
+		size_t best_sz = 0;
+		for (size_t j = i; j < sizeof w / sizeof *w; j++) {
+			if (w[j]->type != t)
+				continue;
+			size_t sz = qtype_row_size(t, w[j]->n_in) * (size_t)w[j]->n_out;
+			int better = !best || (sz <= cap ? best_sz > cap || sz > best_sz : best_sz > cap && sz < best_sz);
+			if (better)
+				best = w[j], best_sz = sz;
+		}
+		if (kern_plan_matvec(best->data, t, (int)best->n_in, (int)best->n_out, &m->plan[m->n_plan]))
+			return kb_fail(KB_ERR_ARG, "'%s': KVBLEND_MATVEC=%s is not a variant this machine runs for %s "
+				       "weights", path, getenv("KVBLEND_MATVEC"), qtype_traits(t)->name);
+		m->n_plan++;
+	}
+	return KB_OK;
+}
+
+const char *model_plan_str(const struct model *m, char *buf, size_t n)
+{
+	size_t o = 0;
+	buf[0] = 0;
+	for (int i = 0; i < m->n_plan && o < n; i++) {
+		const struct kern_plan *p = &m->plan[i];
+		o += (size_t)snprintf(buf + o, n - o, "%s%s %s", i ? ", " : "", qtype_traits(p->wtype)->name, p->isa);
+		if (p->forced && o < n)
+			o += (size_t)snprintf(buf + o, n - o, " (KVBLEND_MATVEC)");
+		for (int c = 0; c < p->n_cand && o < n; c++)
+			o += (size_t)snprintf(buf + o, n - o, "%s%s %.0f us%s", c ? ", " : " (", p->cand[c], p->us[c],
+					      c == p->n_cand - 1 ? ")" : "");
+	}
+	return buf;
+}
+
 int model_load(struct model **out, const char *path)
 {
 	struct model *m = kb_calloc(1, sizeof *m);
@@ -339,7 +388,7 @@ int model_load(struct model **out, const char *path)
 	if ((rc = load_hparams(m, model_arch_name(m->hp.arch))) || (rc = load_tensors(m)) ||
 	    (rc = load_rope(m)))
 		goto fail;
-	if ((rc = model_load_tokenizer(m->gguf, m->hp.n_vocab, &m->tok)))
+	if ((rc = model_load_tokenizer(m->gguf, m->hp.n_vocab, &m->tok)) || (rc = model_plan(m, path)))
 		goto fail;
 	gguf_fingerprint(m->gguf, m->fingerprint);
 	gguf_tokenizer_fingerprint(m->gguf, m->tok_fingerprint);

@@ -74,6 +74,8 @@ struct model {
 	struct tok *tok;          /* owned */
 	uint8_t fingerprint[32];  /* gguf_fingerprint() */
 	uint8_t tok_fingerprint[32];
+	struct kern_plan plan[4]; /* the one-token matmul variant of each weight type (model_plan) */
+	int n_plan;
 };
 
 /* Load a model (and its tokenizer) from a GGUF file. Unknown architectures,
@@ -82,6 +84,10 @@ struct model {
 int model_load(struct model **out, const char *path) KB_WUR;
 void model_free(struct model *m);
 const char *model_arch_name(enum model_arch a);
+/* "q8_0 avx2 (avx512 61 us, avx2 52 us), q6_K avx512": the variant of one-token
+ * products chosen for each weight type of m at load (kern_plan_matvec), and the
+ * times that chose it; into buf of n bytes. */
+const char *model_plan_str(const struct model *m, char *buf, size_t n);
 /* Loading pieces shared with the BERT encoder (bert.h). model_load_weight: the
  * matrix name of n_out rows of n_in, used in place; model_load_vec: the vector
  * name of n values as an owned f32 copy (*out = NULL when it is absent and not

@@ -45,6 +45,7 @@ int kern_set_isa(const char *name)
 				return -1;
 			kern_level = (enum kern_level)l;
 			initialised = 1;
+			kern_plan_clear();
 			return 0;
 		}
 	}

@@ -43,6 +43,25 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 void kern_matmul_ref(float *y, const float *x, const void *w, int wtype,
 		     int n_tok, int n_in, int n_out);
 
+/* ---- the matrix-vector plan ----
+ * For one token (decode) the fastest variant of a weight type depends on the
+ * microarchitecture, not only on the ISA flags (AMD Zen 4 splits 512-bit
+ * operations in two), so it is timed rather than guessed: kern_plan_matvec
+ * runs each candidate (the chosen level, and AVX2 under AVX-512) on the weight
+ * matrix w, a few milliseconds, and keeps another than the chosen level's own
+ * only when it is clearly (5%) faster. KVBLEND_MATVEC=avx2|avx512|generic
+ * forces a variant instead (returns -1 when it cannot run this type). Results
+ * of the candidates differ only in float rounding. kern_set_isa clears the plan. */
+struct kern_plan {
+	int wtype, n_cand, forced;
+	const char *isa;     /* what one-token products of wtype now run */
+	const char *cand[2]; /* the candidates timed, and their best time */
+	double us[2];
+};
+int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_plan *p);
+const char *kern_matvec_isa(int wtype);
+void kern_plan_clear(void);
+
 /* ---- RMSNorm: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for n_rows rows of n ---- */
 void kern_rmsnorm(float *y, const float *x, const float *w, int n_rows, int n, float eps);
 void kern_rmsnorm_ref(float *y, const float *x, const float *w, int n_rows, int n, float eps);

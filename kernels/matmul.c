@@ -421,11 +421,104 @@ static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 			mm_rows_block(a, k.rows, i);
 }
 
+/* ---- the matrix-vector plan ---- */
+
+/* Per weight type, the level whose variant runs one-token products (0: the
+ * chosen level's own). Set by kern_plan_matvec, cleared by kern_set_isa. */
+static enum kern_level mv_plan[QTYPE_COUNT];
+
+void kern_plan_clear(void)
+{
+	memset(mv_plan, 0, sizeof mv_plan);
+}
+
+static const char *const mv_level_name[] = {
+	[KERN_REF] = "ref", [KERN_GENERIC] = "generic", [KERN_AVX2] = "avx2", [KERN_AVX512] = "avx512",
+};
+
+const char *kern_matvec_isa(int wtype)
+{
+	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT);
+	return mv_level_name[mv_plan[wtype] ? mv_plan[wtype] : kern_level];
+}
+
+/* Seconds of the fastest of reps one-token products through level l. */
+static double mv_time(enum kern_level l, float *y, const float *x, const void *w, int wtype, int n_in,
+		      int n_out, void *ws, int reps)
+{
+	mv_plan[wtype] = l;
+	double best = 1e30;
+	for (int r = 0; r <= reps; r++) { /* the first warms caches and pages */
+		double t0 = kb_now();
+		kern_matmul(y, x, w, wtype, 1, n_in, n_out, ws);
+		double t = kb_now() - t0;
+		if (r && t < best)
+			best = t;
+	}
+	return best;
+}
+
+int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_plan *p)
+{
+	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
+	memset(p, 0, sizeof *p);
+	p->wtype = wtype;
+	p->isa = kern_matvec_isa(wtype);
+	const char *force = getenv("KVBLEND_MATVEC");
+	/* candidates: the chosen level, and AVX2 under AVX-512 (what AMD's cores
+	 * that split 512-bit operations may prefer) */
+	enum kern_level cand[2] = { kern_level, KERN_AVX2 };
+	int n_cand = kern_level == KERN_AVX512 && mm_isa_avx2.rows[wtype] && mm_isa_avx512.rows[wtype] ? 2 : 1;
+	if (force && *force) {
+		for (int l = KERN_GENERIC; l <= (int)kern_level; l++)
+			if (!strcmp(force, mv_level_name[l]) && mm_isa_for((enum kern_level)l)->rows[wtype]) {
+				mv_plan[wtype] = (enum kern_level)l;
+				p->isa = mv_level_name[l];
+				p->forced = 1;
+				return 0;
+			}
+		return -1;
+	}
+	if (n_cand == 1)
+		return 0;
+	size_t wsz = kern_matmul_wsize(wtype, 1, n_in);
+	float *x = kb_aligned_alloc(64, (size_t)n_in * sizeof *x), *y = kb_aligned_alloc(64, (size_t)n_out * sizeof *y);
+	void *ws = wsz ? kb_aligned_alloc(64, wsz) : NULL;
+	if (!x || !y || (wsz && !ws)) {
+		free(x), free(y), free(ws);
+		return 0; /* no plan: the chosen level's own */
+	}
+	uint64_t st = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < n_in; i++) {
+		st = st * 6364136223846793005ull + 1442695040888963407ull;
+		x[i] = (float)((int)(st >> 40) % 2001 - 1000) / 1000.0f;
+	}
+	/* interleaved, best of each: a burst of load elsewhere hits both */
+	double best[2] = { 1e30, 1e30 };
+	for (int round = 0; round < 3; round++)
+		for (int c = 0; c < n_cand; c++) {
+			double t = mv_time(cand[c], y, x, w, wtype, n_in, n_out, ws, 3);
+			best[c] = t < best[c] ? t : best[c];
+		}
+	/* the chosen level's own unless another is clearly faster (5%): the
+	 * plan should not flip between runs on noise */
+	int pick = best[1] < 0.95 * best[0];
+	mv_plan[wtype] = pick ? cand[1] : 0;
+	p->isa = mv_level_name[cand[pick]];
+	for (int c = 0; c < n_cand; c++) {
+		p->cand[c] = mv_level_name[cand[c]];
+		p->us[c] = best[c] * 1e6;
+	}
+	p->n_cand = n_cand;
+	free(x), free(y), free(ws);
+	return 0;
+}
+
 void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		 int n_tok, int n_in, int n_out, void *ws)
 {
 	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
-	const struct mm_isa *isa = mm_isa_for(kern_level);
+	const struct mm_isa *isa = mm_isa_for(n_tok == 1 && mv_plan[wtype] ? mv_plan[wtype] : kern_level);
 	if (!isa->rows[wtype])
 		isa = &mm_isa_generic;
 	if (kern_level == KERN_REF || !isa->rows[wtype]) {

@@ -12,7 +12,8 @@
 # CONTENTION (default 0: that many busy loops run beside every measurement,
 # so that a quiet run and a contended one show what share each tool keeps),
 # DIR (where the synthetic models go; default $TMPDIR/kvblend-speed, kept for reuse),
-# KVBLEND_BIN (default build/bin). The models are synthetic (seeded random
+# KVBLEND_BIN (default build/bin). It prints the CPU and the decode kernel
+# kvblend chose for each type. The models are synthetic (seeded random
 # weights, the real model's shape and, when ../shared has it, its tokenizer):
 # speed does not depend on the weights' values.
 set -eu
@@ -37,7 +38,7 @@ while [ "$i" -lt "$contention" ]; do
 	i=$((i + 1))
 done
 [ "$contention" -gt 0 ] && echo "# contention: $contention busy loops beside every measurement"
-out=$dir/results.tsv
+out=$dir/results.tsv chosen=
 : >"$out"
 for t in $types; do
 	m=$dir/$shape-$t.gguf
@@ -49,8 +50,11 @@ for t in $types; do
 		fi
 	fi
 	echo "# $m: kvblend" >&2
-	"$bin/kvblend-bench" --speed --tsv -m "$m" --n-prompt "$pp" --n-gen "$tg" -d "$depth" -r "$reps" -t "$threads" |
-		awk -F'\t' -v t="$t" 'NR > 1 { print t "\t" $5 "\tkvblend\t" $6 }' >>"$out"
+	"$bin/kvblend-bench" --speed --tsv -m "$m" --n-prompt "$pp" --n-gen "$tg" -d "$depth" -r "$reps" -t "$threads" \
+		>"$dir/kvblend.tsv"
+	awk -F'\t' -v t="$t" 'NR > 1 { print t "\t" $5 "\tkvblend\t" $6 }' "$dir/kvblend.tsv" >>"$out"
+	# the variant kvblend timed and chose for one-token products (decode)
+	chosen="$chosen $t:$(awk -F'\t' 'NR == 2 { print $8 }' "$dir/kvblend.tsv")"
 	if [ -n "${LLAMA_CPP:-}" ]; then
 		echo "# $m: llama.cpp" >&2
 		# depth where llama-bench has -d; both flash-attention settings where
@@ -81,4 +85,5 @@ awk -F'\t' '
 			else printf "%-6s %-12s %12.1f %12s %8s\n", k[1], k[2], ours, "-", "-"
 		}
 	}' "$out"
+echo "# kvblend's one-token matmul (chosen at load, KVBLEND_MATVEC forces one):$chosen"
 echo "# threads $threads, reps $reps, $(uname -m), $(date -u +%Y-%m-%d)"

@@ -26,6 +26,14 @@ is "$RUN_RC:$got" "0:test pp16 tg4 pp16@d32 tg4@d32 " "--speed -d 0,32: each tes
 run "$bench" --speed -m "$model" --n-prompt 16 --n-gen 4 -r 1 -t 1 --json
 got=$(printf '%s\n' "$RUN_OUT" | perl -MJSON::PP -ne 'my $j = decode_json($_); print "$j->{test}:", ($j->{tokens_per_s} > 0 ? "t/s" : "none"), ":$j->{threads} "')
 is "$RUN_RC:$got" "0:pp16:t/s:1 tg4:t/s:1 " "--speed --json: one object per row, with the test, its tokens/s and the threads"
+got=$(printf '%s\n' "$RUN_OUT" | perl -MJSON::PP -ne 'my $j = decode_json($_); print(($j->{matvec} =~ /^(generic|avx2|avx512)$/ ? "named" : "none:$j->{matvec}"), " ")')
+is "$got" "named named " "--speed --json: each row names the one-token matmul variant chosen"
+KVBLEND_MATVEC=generic run "$bench" --speed -m "$model" --n-prompt 0 --n-gen 4 -r 1 -t 1 --tsv
+got=$(printf '%s\n' "$RUN_OUT" | cut -f8 | tr '\n' ' ')
+is "$RUN_RC:$got" "0:matvec generic " "KVBLEND_MATVEC=generic: the tg rows run the variant forced"
+KVBLEND_MATVEC=bogus run "$bench" --speed -m "$model" --n-prompt 0 --n-gen 4 -r 1 -t 1
+is "$RUN_RC" 1 "KVBLEND_MATVEC=bogus: exit 1"
+like "$RUN_ERR" "*KVBLEND_MATVEC=bogus*" "KVBLEND_MATVEC=bogus: the message names it"
 
 # the table, with the chunk caches put in a fresh store first
 run "$bench" --dataset "$wiki" $small --methods full,reuse,blend:0.15,blend:1 --plot "$TAP_TMP/p.svg" --progress

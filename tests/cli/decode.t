@@ -35,6 +35,7 @@ c=$("$bin/kvblend-decode" -m "$model" -p "Once" -n 24 --temp 0.9 --seed 8 --ids)
 
 "$bin/kvblend-decode" -m "$model" -p "Once upon" -n 4 -v >/dev/null 2>"$tmp/v"
 grep -q "t/s" "$tmp/v"; ok $? "-v reports timings"
+grep -q "one-token matmul [a-z0-9_]* [a-z0-9]*" "$tmp/v"; ok $? "-v names the one-token matmul variant chosen"
 
 # errors: a one-line message naming the problem, exit 1
 err1() { # name expect-substring cmd...

@@ -261,6 +261,71 @@ static void test_level(int level)
 	   lv, e, f);
 }
 
+/* The matrix-vector plan: a planned variant is what one-token products run
+ * (bit for bit that variant's result), prefill is untouched, KVBLEND_MATVEC
+ * forces one, and kern_set_isa clears the plan. */
+static void test_plan(int top)
+{
+	static const int types[] = { QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q4_K, QTYPE_Q6_K, QTYPE_F16 };
+	const int n_in = 512, n_out = 64, n_tok = 8;
+	for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+		const int wt = types[k];
+		const struct qtype_traits *tr = qtype_traits(wt);
+		size_t row = qtype_row_size(wt, n_in), wsz = kern_matmul_wsize(wt, n_tok, n_in);
+		uint8_t *w = kb_aligned_alloc(64, (size_t)n_out * row);
+		float *wf = malloc((size_t)n_in * sizeof *wf), *x = malloc((size_t)n_tok * n_in * sizeof *x);
+		float *y1 = malloc((size_t)n_tok * n_out * sizeof *y1), *y2 = malloc((size_t)n_tok * n_out * sizeof *y2);
+		void *ws = wsz ? kb_aligned_alloc(64, wsz) : NULL;
+		ASSERT(w && wf && x && y1 && y2 && (ws || !wsz));
+		for (int o = 0; o < n_out; o++) {
+			for (int i = 0; i < n_in; i++)
+				wf[i] = tap_randf(-1, 1);
+			tr->from_float(wf, w + (size_t)o * row, n_in);
+		}
+		fill_x(x, n_tok, n_in, 0, 32);
+
+		struct kern_plan p;
+		kern_set_isa(levels[top]);
+		int rc = kern_plan_matvec(w, wt, n_in, n_out, &p);
+		int known = 0;
+		for (int l = KERN_GENERIC; l <= top; l++)
+			known |= !strcmp(p.isa, levels[l]);
+		ok(rc == 0 && known && !strcmp(kern_matvec_isa(wt), p.isa) && !p.forced,
+		   "%s: plan picks %s of %d candidates", tr->name, p.isa, p.n_cand);
+		kern_matmul(y1, x, w, wt, 1, n_in, n_out, ws);
+		kern_set_isa(p.isa);
+		kern_matmul(y2, x, w, wt, 1, n_in, n_out, ws);
+		ok(!memcmp(y1, y2, (size_t)n_out * sizeof *y1), "%s: one token under the plan is %s's result", tr->name,
+		   p.isa);
+		kern_set_isa(levels[top]);
+		ok(!strcmp(kern_matvec_isa(wt), levels[top]), "%s: kern_set_isa clears the plan", tr->name);
+
+		if (top == KERN_AVX512) {
+			setenv("KVBLEND_MATVEC", "avx2", 1);
+			rc = kern_plan_matvec(w, wt, n_in, n_out, &p);
+			kern_matmul(y1, x, w, wt, 1, n_in, n_out, ws);
+			ok(rc == 0 && p.forced && !strcmp(p.isa, "avx2") && !strcmp(kern_matvec_isa(wt), "avx2"),
+			   "%s: KVBLEND_MATVEC=avx2 forces it", tr->name);
+			kern_matmul(y2, x, w, wt, n_tok, n_in, n_out, ws); /* prefill: still avx512 */
+			kern_set_isa("avx2");
+			float *y3 = malloc((size_t)n_tok * n_out * sizeof *y3);
+			ASSERT(y3);
+			kern_matmul(y3, x, w, wt, 1, n_in, n_out, ws);
+			ok(!memcmp(y1, y3, (size_t)n_out * sizeof *y1), "%s: forced, one token is avx2's result", tr->name);
+			kern_set_isa("avx512");
+			kern_matmul(y3, x, w, wt, n_tok, n_in, n_out, ws);
+			ok(!memcmp(y2, y3, (size_t)n_tok * n_out * sizeof *y2), "%s: prefill keeps avx512's variant",
+			   tr->name);
+			free(y3);
+		}
+		setenv("KVBLEND_MATVEC", "bogus", 1);
+		ok(kern_plan_matvec(w, wt, n_in, n_out, &p) == -1, "%s: KVBLEND_MATVEC=bogus refused", tr->name);
+		unsetenv("KVBLEND_MATVEC");
+		kern_plan_clear();
+		free(w), free(wf), free(x), free(y1), free(y2), free(ws);
+	}
+}
+
 int main(void)
 {
 	tap_seed();
@@ -272,6 +337,7 @@ int main(void)
 	   "wsize: none for float weights, room for int8 activations for quantized ones");
 	for (int l = 0; l <= top; l++)
 		test_level(l);
+	test_plan(top);
 	for (int l = top + 1; l <= KERN_AVX512; l++)
 		ok(kern_set_isa(levels[l]) == -1, "%s refused on this CPU", levels[l]);
 	return done_testing();
