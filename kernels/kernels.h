@@ -47,16 +47,19 @@ void kern_matmul_ref(float *y, const float *x, const void *w, int wtype,
  * For one token (decode) the fastest variant of a weight type depends on the
  * microarchitecture, not only on the ISA flags (AMD Zen 4 splits 512-bit
  * operations in two), so it is timed rather than guessed: kern_plan_matvec
- * runs each candidate (the chosen level, and AVX2 under AVX-512) on the weight
- * matrix w, a few milliseconds, and keeps another than the chosen level's own
- * only when it is clearly (5%) faster. KVBLEND_MATVEC=avx2|avx512|generic
- * forces a variant instead (returns -1 when it cannot run this type). Results
- * of the candidates differ only in float rounding. kern_set_isa clears the plan. */
+ * runs each candidate on the weight matrix w, a few milliseconds, and keeps
+ * another than the chosen level's own only when it is clearly (5%) faster.
+ * The candidates, down to the chosen level: "avx512", "vnni256" (AVX-512 VNNI
+ * on 256-bit registers; Q8_0 and Q4_0) and "avx2"; "generic" can be forced.
+ * KVBLEND_MATVEC=NAME forces one instead (returns -1 when it cannot run this
+ * type here). Results of the variants differ only in float rounding.
+ * kern_set_isa clears the plan. */
+#define KERN_PLAN_MAX 3
 struct kern_plan {
 	int wtype, n_cand, forced;
-	const char *isa;     /* what one-token products of wtype now run */
-	const char *cand[2]; /* the candidates timed, and their best time */
-	double us[2];
+	const char *isa;                 /* what one-token products of wtype now run */
+	const char *cand[KERN_PLAN_MAX]; /* the candidates timed (the level's own first), */
+	double us[KERN_PLAN_MAX];        /* and their best times */
 };
 int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_plan *p);
 const char *kern_matvec_isa(int wtype);

@@ -423,30 +423,50 @@ static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 
 /* ---- the matrix-vector plan ---- */
 
-/* Per weight type, the level whose variant runs one-token products (0: the
+/* The variants one-token products can run, and the level each needs. */
+static const struct mv_variant {
+	const char *name;
+	enum kern_level level;
+	const struct mm_isa *isa;
+} mv_variants[] = {
+	{ "generic", KERN_GENERIC, &mm_isa_generic },
+	{ "avx2", KERN_AVX2, &mm_isa_avx2 },
+	{ "vnni256", KERN_AVX512, &mm_isa_vnni256 },
+	{ "avx512", KERN_AVX512, &mm_isa_avx512 },
+};
+#define MV_N (int)(sizeof mv_variants / sizeof *mv_variants)
+
+/* Per weight type, the variant one-token products run (index + 1; 0: the
  * chosen level's own). Set by kern_plan_matvec, cleared by kern_set_isa. */
-static enum kern_level mv_plan[QTYPE_COUNT];
+static int mv_plan[QTYPE_COUNT];
 
 void kern_plan_clear(void)
 {
 	memset(mv_plan, 0, sizeof mv_plan);
 }
 
-static const char *const mv_level_name[] = {
-	[KERN_REF] = "ref", [KERN_GENERIC] = "generic", [KERN_AVX2] = "avx2", [KERN_AVX512] = "avx512",
-};
+/* The variant that is the chosen level's own. */
+static int mv_own(void)
+{
+	for (int v = 0; v < MV_N; v++)
+		if (mv_variants[v].isa == mm_isa_for(kern_level))
+			return v;
+	return 0;
+}
 
 const char *kern_matvec_isa(int wtype)
 {
 	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT);
-	return mv_level_name[mv_plan[wtype] ? mv_plan[wtype] : kern_level];
+	if (kern_level == KERN_REF)
+		return "ref";
+	return mv_variants[mv_plan[wtype] ? mv_plan[wtype] - 1 : mv_own()].name;
 }
 
-/* Seconds of the fastest of reps one-token products through level l. */
-static double mv_time(enum kern_level l, float *y, const float *x, const void *w, int wtype, int n_in,
-		      int n_out, void *ws, int reps)
+/* Seconds of the fastest of reps one-token products through variant v. */
+static double mv_time(int v, float *y, const float *x, const void *w, int wtype, int n_in, int n_out, void *ws,
+		      int reps)
 {
-	mv_plan[wtype] = l;
+	mv_plan[wtype] = v + 1;
 	double best = 1e30;
 	for (int r = 0; r <= reps; r++) { /* the first warms caches and pages */
 		double t0 = kb_now();
@@ -464,21 +484,28 @@ int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_
 	memset(p, 0, sizeof *p);
 	p->wtype = wtype;
 	p->isa = kern_matvec_isa(wtype);
+	if (kern_level == KERN_REF)
+		return 0;
 	const char *force = getenv("KVBLEND_MATVEC");
-	/* candidates: the chosen level, and AVX2 under AVX-512 (what AMD's cores
-	 * that split 512-bit operations may prefer) */
-	enum kern_level cand[2] = { kern_level, KERN_AVX2 };
-	int n_cand = kern_level == KERN_AVX512 && mm_isa_avx2.rows[wtype] && mm_isa_avx512.rows[wtype] ? 2 : 1;
 	if (force && *force) {
-		for (int l = KERN_GENERIC; l <= (int)kern_level; l++)
-			if (!strcmp(force, mv_level_name[l]) && mm_isa_for((enum kern_level)l)->rows[wtype]) {
-				mv_plan[wtype] = (enum kern_level)l;
-				p->isa = mv_level_name[l];
+		for (int v = 0; v < MV_N; v++)
+			if (!strcmp(force, mv_variants[v].name) && mv_variants[v].level <= kern_level &&
+			    mv_variants[v].isa->rows[wtype]) {
+				mv_plan[wtype] = v + 1;
+				p->isa = mv_variants[v].name;
 				p->forced = 1;
 				return 0;
 			}
 		return -1;
 	}
+	/* candidates: the chosen level's own first, then the others it can run
+	 * down to AVX2 (what AMD's cores that split 512-bit operations may prefer) */
+	int cand[KERN_PLAN_MAX], n_cand = 0, own = mv_own();
+	cand[n_cand++] = own;
+	for (int v = MV_N - 1; v >= 0; v--)
+		if (v != own && mv_variants[v].level >= KERN_AVX2 && mv_variants[v].level <= kern_level &&
+		    mv_variants[v].isa->rows[wtype] && n_cand < KERN_PLAN_MAX)
+			cand[n_cand++] = v;
 	if (n_cand == 1)
 		return 0;
 	size_t wsz = kern_matmul_wsize(wtype, 1, n_in);
@@ -493,20 +520,25 @@ int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_
 		st = st * 6364136223846793005ull + 1442695040888963407ull;
 		x[i] = (float)((int)(st >> 40) % 2001 - 1000) / 1000.0f;
 	}
-	/* interleaved, best of each: a burst of load elsewhere hits both */
-	double best[2] = { 1e30, 1e30 };
+	/* interleaved, best of each: a burst of load elsewhere hits them all */
+	double best[KERN_PLAN_MAX];
+	for (int c = 0; c < n_cand; c++)
+		best[c] = 1e30;
 	for (int round = 0; round < 3; round++)
 		for (int c = 0; c < n_cand; c++) {
 			double t = mv_time(cand[c], y, x, w, wtype, n_in, n_out, ws, 3);
 			best[c] = t < best[c] ? t : best[c];
 		}
-	/* the chosen level's own unless another is clearly faster (5%): the
-	 * plan should not flip between runs on noise */
-	int pick = best[1] < 0.95 * best[0];
-	mv_plan[wtype] = pick ? cand[1] : 0;
-	p->isa = mv_level_name[cand[pick]];
+	/* the level's own unless another is clearly (5%) faster: the plan
+	 * should not flip between runs on noise */
+	int pick = 0;
+	for (int c = 1; c < n_cand; c++)
+		if (best[c] < 0.95 * best[0] && best[c] < best[pick])
+			pick = c;
+	mv_plan[wtype] = pick ? cand[pick] + 1 : 0;
+	p->isa = mv_variants[cand[pick]].name;
 	for (int c = 0; c < n_cand; c++) {
-		p->cand[c] = mv_level_name[cand[c]];
+		p->cand[c] = mv_variants[cand[c]].name;
 		p->us[c] = best[c] * 1e6;
 	}
 	p->n_cand = n_cand;
@@ -518,7 +550,8 @@ void kern_matmul(float *y, const float *x, const void *w, int wtype,
 		 int n_tok, int n_in, int n_out, void *ws)
 {
 	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
-	const struct mm_isa *isa = mm_isa_for(n_tok == 1 && mv_plan[wtype] ? mv_plan[wtype] : kern_level);
+	const struct mm_isa *isa = n_tok == 1 && mv_plan[wtype] ? mv_variants[mv_plan[wtype] - 1].isa
+							       : mm_isa_for(kern_level);
 	if (!isa->rows[wtype])
 		isa = &mm_isa_generic;
 	if (kern_level == KERN_REF || !isa->rows[wtype]) {

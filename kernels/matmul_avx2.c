@@ -168,8 +168,6 @@ AI __m256i yq_load(int wt, const uint8_t *row, int s)
 	return _mm256_and_si256(z, _mm256_set1_epi8(0x0f));
 }
 
-#define YQ_PF_BYTES 256 /* decode: prefetch each row this many bytes ahead */
-
 /* Block s of YR rows against T tokens. */
 AI void yq_step(int wt, int T, const uint8_t *const *wp, const float *const *dt,
 		const int8_t *const *xp, const float *const *xd, int s, __m256 acc[YR][YT])
@@ -219,10 +217,8 @@ AI void yq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			acc[i][j] = _mm256_setzero_ps();
 	}
 	for (int s = 0; s < nbk; s++) {
-		if (T == 1) /* decode streams the weights from memory: see ZD_PF_BYTES in matmul_avx512.c */
-			UNROLL
-			for (int i = 0; i < YR; i++)
-				_mm_prefetch((const char *)wp[i] + (size_t)s * bsz + YQ_PF_BYTES, _MM_HINT_T0);
+		if (T == 1) /* decode: the next tile's rows, while this one's are used */
+			mm_prefetch_tile(a, r + YR, YR, (size_t)kb0 * bsz, (size_t)nbk * bsz, s, nbk);
 		yq_step(wt, T, wp, dt, xp, xd, s, acc);
 	}
 	if (wt == QTYPE_Q4_0) { /* the offset: 8 * sum_b dw_b * c_b */

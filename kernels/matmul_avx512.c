@@ -309,13 +309,7 @@ static void zq_rows(const struct mm_args *a, int r0, int r1)
  * costs as much as the dot products when each weight is used once) and the
  * offset is taken out in the integer accumulators. */
 
-#define ZD_R 8 /* rows at a time */
-/* Bytes ahead of each row to prefetch: decode streams the weights once per
- * token from memory, ZD_R rows at a time, and the hardware prefetcher alone
- * keeps too few lines in flight for one core (tg128 of a SmolLM2-135M shape
- * on an Intel Xeon, one thread, medians of 6 interleaved runs: q8_0 43.8 ->
- * 54.2 t/s, q4_0 66.4 -> 77.5; 384 bytes about the same, 768 worse). */
-#define ZD_PF_BYTES 256
+#define ZD_R 8 /* rows at a time; the next ZD_R are prefetched meanwhile (mm_prefetch_tile) */
 
 /* [d(b) x 8, d(b + 1) x 8] of a row's blocks as f32 (two = 0: block b alone). */
 AI __m512 zd_scale2(int wt, const uint8_t *row, int b, int two)
@@ -351,9 +345,7 @@ AI void zd_tile(int wt, const struct mm_args *a, int r, int nr)
 		__m512i k0 = _mm512_mask_broadcastd_epi32(_mm512_set1_epi32(xk[s]), 0xFF00,
 							  _mm_cvtsi32_si128(xk[s + 1]));
 		k0 = _mm512_srai_epi32(k0, 3);
-		UNROLL
-		for (int i = 0; i < ZD_R; i++) /* a prefetch never faults past the end */
-			_mm_prefetch((const char *)wp[i] + (size_t)s * bsz + ZD_PF_BYTES, _MM_HINT_T0);
+		mm_prefetch_tile(a, r + ZD_R, ZD_R, 0, (size_t)a->nb * bsz, s / 2, (a->nb + 1) / 2);
 		UNROLL
 		for (int i = 0; i < ZD_R; i++) {
 			__m512i wv = two ? zq_load2(wt, wp[i], s) : zq_load1(wt, wp[i], s);
@@ -375,6 +367,76 @@ AI void zd_tile(int wt, const struct mm_args *a, int r, int nr)
 	}
 ZD_ROWS(Q8_0)
 ZD_ROWS(Q4_0)
+
+/* ---- quantized weights, one token, 256 bits wide ----
+ * zd_tile's scheme in ymm registers, one block a step, with the EVEX vpdpbusd
+ * of AVX512-VL + VNNI: a candidate of the matrix-vector plan (kern_plan_matvec)
+ * for cores that split 512-bit operations in two (AMD Zen 4), where it keeps
+ * VNNI without the split. Only for one token: the plan uses it for nothing else. */
+
+#define ZY_R 8 /* rows at a time */
+
+/* Block s of a weight row as 32 unsigned bytes in the activation quants' order. */
+AI __m256i zy_load(int wt, const uint8_t *row, int s)
+{
+	if (wt == QTYPE_Q8_0) {
+		__m256i w = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)row + s)->qs);
+		return _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+	}
+	__m128i q = _mm_loadu_si128((const __m128i *)((const block_q4_0 *)row + s)->qs);
+	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
+/* [sum a, sum b, sum c, sum d] of four 8-lane vectors. */
+AI __m128 zy_hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Rows [r, r + nr) (nr <= ZY_R; missing rows repeat the last, not stored) for token 0. */
+AI void zy_tile(int wt, const struct mm_args *a, int r, int nr)
+{
+	const int8_t *xq = mm_xq_qs(a, 0);
+	const float *xd = mm_xq_d(a, 0);
+	const int32_t *xk = mm_xq_ks(a, 0);
+	const size_t bsz = wt == QTYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	const uint8_t *wp[ZY_R];
+	__m256 acc[ZY_R];
+
+	UNROLL
+	for (int i = 0; i < ZY_R; i++) {
+		wp[i] = a->w + (size_t)(r + (i < nr ? i : nr - 1)) * a->w_stride;
+		acc[i] = _mm256_setzero_ps();
+	}
+	for (int s = 0; s < a->nb; s++) {
+		__m256i xv = _mm256_load_si256((const __m256i *)(xq + s * 32));
+		__m256 dx = _mm256_set1_ps(xd[s]);
+		__m256i k0 = _mm256_set1_epi32(xk[s] >> 3); /* the offset, ks / 8 per lane */
+		mm_prefetch_tile(a, r + ZY_R, ZY_R, 0, (size_t)a->nb * bsz, s, a->nb);
+		UNROLL
+		for (int i = 0; i < ZY_R; i++) {
+			uint16_t h;
+			memcpy(&h, wp[i] + (size_t)s * bsz, 2);
+			__m256i p = _mm256_dpbusd_epi32(k0, zy_load(wt, wp[i], s), xv);
+			acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h)), dx),
+						 acc[i]);
+		}
+	}
+	z_store4(a->y + r, zy_hsum4(acc[0], acc[1], acc[2], acc[3]), nr < 4 ? nr : 4, 0);
+	if (nr > 4)
+		z_store4(a->y + r + 4, zy_hsum4(acc[4], acc[5], acc[6], acc[7]), nr - 4, 0);
+}
+
+#define ZY_ROWS(wt)                                                         \
+	static void zy_rows_##wt(const struct mm_args *a, int r0, int r1)  \
+	{                                                                   \
+		ASSERT(a->n_tok == 1 && !a->xtiled);                        \
+		for (int r = r0; r < r1; r += ZY_R)                         \
+			zy_tile(QTYPE_##wt, a, r, r1 - r < ZY_R ? r1 - r : ZY_R); \
+	}
+ZY_ROWS(Q8_0)
+ZY_ROWS(Q4_0)
 
 /* ---- quantized weights, prefill: rows in lanes ----
  * For many tokens the weights of a row block are first repacked into a panel:
@@ -998,6 +1060,16 @@ const struct mm_isa mm_isa_avx512 = {
 	.tile_min_tok_k = ZKP_MIN_TOK,
 };
 
+/* One-token products of Q8_0 / Q4_0 weights only (see zy_tile). */
+const struct mm_isa mm_isa_vnni256 = {
+	.quant = z_quant,
+	.rows = {
+		[QTYPE_Q8_0] = zy_rows_Q8_0,
+		[QTYPE_Q4_0] = zy_rows_Q4_0,
+	},
+};
+
 #else
 const struct mm_isa mm_isa_avx512 = { 0 };
+const struct mm_isa mm_isa_vnni256 = { 0 };
 #endif

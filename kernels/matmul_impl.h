@@ -88,6 +88,27 @@ static inline uint8_t *mm_xt_tile(const struct mm_args *a, int t)
 	return a->xq + (size_t)(t / MM_XT) * a->nb * MM_XT_BLOCK;
 }
 
+/* Decode streams each weight once from memory, a tile of rows at a time, and
+ * the hardware prefetchers start each tile's rows cold: the tile code calls
+ * this at each of its n_it steps (it = 0 .. n_it - 1) to prefetch the it-th
+ * slice of bytes [off, off + len) of each of the next tile's rows [r, r + nrows)
+ * (none past the last row). So the next tile is in cache when its turn comes.
+ * tg128 of a SmolLM2-135M shape, one thread, Intel Xeon (AVX-512), interleaved
+ * runs on a loaded machine: q4_0 57-91 -> 77-148 t/s, q8_0 48-63 -> 65-81,
+ * against prefetching each row 256 bytes ahead of itself. */
+static inline void mm_prefetch_tile(const struct mm_args *a, int r, int nrows, size_t off, size_t len, int it,
+				    int n_it)
+{
+	if (r + nrows > a->n_out)
+		nrows = a->n_out - r;
+	const size_t b0 = off + len * (size_t)it / (size_t)n_it, b1 = off + len * (size_t)(it + 1) / (size_t)n_it;
+	for (int i = 0; i < nrows; i++) {
+		const char *p = (const char *)a->w + (size_t)(r + i) * a->w_stride;
+		for (size_t o = b0 & ~(size_t)63; o < b1; o += 64)
+			__builtin_prefetch(p + o, 0, 3);
+	}
+}
+
 /* The unsigned offset K of a weight type's quants. */
 static inline int mm_offset(int wtype)
 {
@@ -193,6 +214,9 @@ struct mm_isa {
 };
 
 extern const struct mm_isa mm_isa_generic, mm_isa_avx2, mm_isa_avx512;
+/* The 256-bit VNNI variant of one-token Q8_0 / Q4_0 products (matmul_avx512.c):
+ * for the matrix-vector plan only. */
+extern const struct mm_isa mm_isa_vnni256;
 
 /* The portable quantizers: d = amax / 127, q = nearest-even(x / d). */
 void mm_quant_generic(const struct mm_args *a, int t);

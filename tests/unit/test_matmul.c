@@ -293,10 +293,15 @@ static void test_plan(int top)
 		ok(rc == 0 && known && !strcmp(kern_matvec_isa(wt), p.isa) && !p.forced,
 		   "%s: plan picks %s of %d candidates", tr->name, p.isa, p.n_cand);
 		kern_matmul(y1, x, w, wt, 1, n_in, n_out, ws);
-		kern_set_isa(p.isa);
+		char name[16];
+		snprintf(name, sizeof name, "%s", p.isa);
+		setenv("KVBLEND_MATVEC", name, 1);
+		struct kern_plan pf;
+		rc = kern_plan_matvec(w, wt, n_in, n_out, &pf);
 		kern_matmul(y2, x, w, wt, 1, n_in, n_out, ws);
-		ok(!memcmp(y1, y2, (size_t)n_out * sizeof *y1), "%s: one token under the plan is %s's result", tr->name,
-		   p.isa);
+		unsetenv("KVBLEND_MATVEC");
+		ok(rc == 0 && pf.forced && !memcmp(y1, y2, (size_t)n_out * sizeof *y1),
+		   "%s: one token under the plan is %s's result", tr->name, name);
 		kern_set_isa(levels[top]);
 		ok(!strcmp(kern_matvec_isa(wt), levels[top]), "%s: kern_set_isa clears the plan", tr->name);
 
@@ -317,6 +322,33 @@ static void test_plan(int top)
 			ok(!memcmp(y2, y3, (size_t)n_tok * n_out * sizeof *y2), "%s: prefill keeps avx512's variant",
 			   tr->name);
 			free(y3);
+		}
+		/* each variant the plan can pick, against the reference: one token,
+		 * odd block counts, rows not a multiple of any tile */
+		static const char *const variants[] = { "generic", "avx2", "vnni256", "avx512" };
+		for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+			setenv("KVBLEND_MATVEC", variants[v], 1);
+			if (kern_plan_matvec(w, wt, n_in, n_out, &p)) {
+				ok(strcmp(variants[v], "generic") != 0, "%s: only variants this CPU lacks are refused (%s)",
+				   tr->name, variants[v]);
+				continue;
+			}
+			static const int ins_32[] = { 32, 96, 576, 1568 }, ins_k[] = { 256, 768, 1536 };
+			static const int outs[] = { 7, 37, 97 };
+			const int *ins = is_k(wt) ? ins_k : ins_32, n_ins = is_k(wt) ? 3 : 4;
+			double worst = 0, worst_x = 0;
+			for (int i = 0; i < n_ins; i++)
+				for (size_t o = 0; o < sizeof outs / sizeof *outs; o++) {
+					double ne = nerr_of(run_case(wt, 1, ins[i], outs[o], 0));
+					double nx = nerr_of(run_case(wt, 1, ins[i], outs[o], 1));
+					worst = ne > worst ? ne : worst;
+					worst_x = nx > worst_x ? nx : worst_x;
+				}
+			double tol = wt == QTYPE_F16 ? TOL_FLOAT : is_k(wt) ? TOL_K_ONE : TOL_Q_ONE;
+			double tol_x = wt == QTYPE_F16 ? TOL_FLOAT : TOL_EXACT;
+			ok(worst <= tol && worst_x <= tol_x,
+			   "%s: variant %s, one token: worst nerr %.3g <= %.0e, exact x %.3g <= %.0e", tr->name,
+			   variants[v], worst, tol, worst_x, tol_x);
 		}
 		setenv("KVBLEND_MATVEC", "bogus", 1);
 		ok(kern_plan_matvec(w, wt, n_in, n_out, &p) == -1, "%s: KVBLEND_MATVEC=bogus refused", tr->name);
