@@ -131,7 +131,10 @@ int kb_grow(void *pv, size_t *cap, size_t n, size_t elem, size_t first)
 		return KB_OK;
 	void *old, *nv;
 	memcpy(&old, pv, sizeof old); /* pv is a T **: copied, not type-punned */
-	size_t nc = *cap ? 2 * *cap : first;
+	size_t nc = *cap ? *cap : first ? first : 1;
+	while (nc <= n) /* doubling until element n fits, whatever n is */
+		if (kb_mul_size(nc, 2, &nc))
+			return KB_ERR_NOMEM;
 	if (!(nv = kb_realloc_array(old, nc, elem)))
 		return KB_ERR_NOMEM;
 	memcpy(pv, &nv, sizeof nv);

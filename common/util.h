@@ -41,8 +41,8 @@ void *kb_realloc_array(void *p, size_t count, size_t size) KB_WUR;
 /* A malloc()ed, NUL-terminated copy of s[0..n) (s may hold NULs), or NULL (out of memory). */
 char *kb_strndup(const char *s, size_t n) KB_WUR;
 /* Room for element n of a growing array: pv points to the array pointer (of
- * elements of elem bytes, *cap allocated); when n == *cap it doubles (to first
- * when empty). KB_OK, or KB_ERR_NOMEM with the array as it was. */
+ * elements of elem bytes, *cap allocated); when n >= *cap it doubles (from
+ * first when empty) until n fits. KB_OK, or KB_ERR_NOMEM with the array as it was. */
 int kb_grow(void *pv, size_t *cap, size_t n, size_t elem, size_t first) KB_WUR;
 /* Aligned allocation (align a power of two >= sizeof(void *)); free with free(). */
 void *kb_aligned_alloc(size_t align, size_t n) KB_WUR;
