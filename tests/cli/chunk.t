@@ -209,7 +209,7 @@ like "$RUN_RC:$n" "0:[1-9]*" "random bytes: valid records, no crash ($n)"
 # holding one is binary, refused by name; the next input is still chunked
 printf 'text\000more text\n\nand a paragraph\n' >"$TAP_TMP/nul.txt"
 run "$chunk" --max-tokens 0 "$TAP_TMP/nul.txt" "$TAP_TMP/p.txt"
-is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/nul.txt': binary data (a NUL byte at offset 4), not chunked" \
+is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/nul.txt': binary data (a NUL byte at offset 4), not text, HTML, PDF, gzip or zstd: skipped" \
 	"a NUL byte: the document is refused as binary, exit 1, one line"
 is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$TAP_TMP/p.txt")" 3 "... the next file is still chunked"
 grep -q 'u0000' "$TAP_TMP/out"; is $? 1 "... and no record holds \\u0000"
