@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
@@ -256,6 +257,15 @@ int html_to_text(const char *name, const char *data, size_t len, const char *enc
 	if (len > INT_MAX)
 		return kb_fail(KB_ERR_FORMAT, "'%s': HTML larger than %d bytes (libxml2's limit)", name, INT_MAX);
 	pthread_once(&init_once, init);
+	const unsigned char *u = (const unsigned char *)data;
+	if (encoding && !strcasecmp(encoding, "utf-16")) {
+		/* libxml2 takes "UTF-16" for little-endian: the byte order mark
+		 * decides, else big-endian as RFC 2781 says */
+		bool le = len >= 2 && u[0] == 0xff && u[1] == 0xfe, be = len >= 2 && u[0] == 0xfe && u[1] == 0xff;
+		encoding = le ? "UTF-16LE" : "UTF-16BE";
+		if (le || be)
+			data += 2, len -= 2;
+	}
 	int opts = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET;
 	xmlCharEncodingHandler *h = encoding ? xmlFindCharEncodingHandler(encoding) : NULL;
 	if (h) {
