@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -22,10 +24,13 @@ enum kind {
 	K_HEADING,    /* h1 .. h6 */
 };
 
-static const struct {
+struct kind_name {
 	const char *name;
 	enum kind kind;
-} kinds[] = {
+};
+
+/* Sorted by name once (init), then looked up with bsearch. */
+static struct kind_name kinds[] = {
 	{ "script", K_DROP }, { "style", K_DROP }, { "template", K_DROP }, { "noscript", K_DROP },
 	{ "head", K_DROP }, { "svg", K_DROP }, { "iframe", K_DROP }, { "object", K_DROP },
 	{ "canvas", K_DROP }, { "title", K_DROP },
@@ -44,14 +49,24 @@ static const struct {
 	{ "h5", K_HEADING }, { "h6", K_HEADING },
 };
 
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct kind_name *)a)->name, ((const struct kind_name *)b)->name);
+}
+
+/* libxml2's HTML parser writes element names in lowercase. */
 static enum kind kind_of(const xmlNode *n)
 {
 	if (n->type != XML_ELEMENT_NODE || !n->name)
 		return K_INLINE;
-	for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
-		if (!strcasecmp((const char *)n->name, kinds[i].name))
-			return kinds[i].kind;
-	return K_INLINE;
+	struct kind_name key = { (const char *)n->name, K_INLINE };
+	const struct kind_name *k = bsearch(&key, kinds, sizeof kinds / sizeof *kinds, sizeof *kinds, by_name);
+	return k ? k->kind : K_INLINE;
+}
+
+static bool is_pre(const xmlNode *n)
+{
+	return n->type == XML_ELEMENT_NODE && n->name && !strcmp((const char *)n->name, "pre");
 }
 
 /* The text being written, with the white space still owed. */
@@ -61,14 +76,30 @@ struct out {
 	int brk;         /* line ends owed before the next text: 0, 1 or 2 */
 	bool space;      /* a space owed before the next text */
 	int heading;     /* '#'s owed before the next text of a heading */
+	int pre;         /* <pre> elements the walk is inside */
 	bool nomem;
 };
 
+/* Append n bytes (and keep room for a NUL after them). */
 static void put(struct out *o, const char *s, size_t n)
 {
-	if (o->nomem || kb_grow(&o->v, &o->cap, o->n + n + 1, 1, 4096)) {
-		o->nomem = true;
+	if (o->nomem)
 		return;
+	if (n >= o->cap - o->n) {
+		size_t cap = o->cap ? o->cap : 4096;
+		while (n >= cap - o->n) {
+			if (cap > SIZE_MAX / 2) {
+				o->nomem = true;
+				return;
+			}
+			cap *= 2;
+		}
+		char *v = realloc(o->v, cap);
+		if (!v) {
+			o->nomem = true;
+			return;
+		}
+		o->v = v, o->cap = cap;
 	}
 	memcpy(o->v + o->n, s, n);
 	o->n += n;
@@ -139,19 +170,15 @@ static void put_pre(struct out *o, const char *s)
 	}
 }
 
-static bool inside(const xmlNode *n, const char *name)
-{
-	for (; n; n = n->parent)
-		if (n->type == XML_ELEMENT_NODE && n->name && !strcasecmp((const char *)n->name, name))
-			return true;
-	return false;
-}
-
 /* What an element owes on its way in (enter) or out. */
 static void element_edge(struct out *o, const xmlNode *n, enum kind k, bool enter)
 {
 	switch (k) {
-	case K_BLOCK: owe_break(o, 2); break;
+	case K_BLOCK:
+		owe_break(o, 2);
+		if (is_pre(n))
+			o->pre += enter ? 1 : -1;
+		break;
 	case K_LINE: owe_break(o, 1); break;
 	case K_CELL: o->space = true; break;
 	case K_BREAK:
@@ -178,7 +205,7 @@ static void walk(struct out *o, const xmlNode *root)
 		bool descend = false;
 		if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
 			if (n->content)
-				(inside(n, "pre") ? put_pre : put_text)(o, (const char *)n->content);
+				(o->pre ? put_pre : put_text)(o, (const char *)n->content);
 		} else if (n->type == XML_ELEMENT_NODE && k != K_DROP) {
 			element_edge(o, n, k, true);
 			descend = n->children != NULL;
@@ -199,16 +226,17 @@ static void walk(struct out *o, const xmlNode *root)
 	}
 }
 
-static const xmlNode *find(const xmlNode *n, const char *name)
+/* The first element called name outside the body, at most depth levels down. */
+static const xmlNode *find(const xmlNode *n, const char *name, int depth)
 {
-	for (; n; n = n->next) {
+	for (; n && depth > 0; n = n->next) {
 		if (n->type != XML_ELEMENT_NODE)
 			continue;
-		if (!strcasecmp((const char *)n->name, name))
+		if (!strcmp((const char *)n->name, name))
 			return n;
-		if (!strcasecmp((const char *)n->name, "body"))
+		if (!strcmp((const char *)n->name, "body"))
 			continue; /* a title belongs in the head */
-		const xmlNode *in = find(n->children, name);
+		const xmlNode *in = find(n->children, name, depth - 1);
 		if (in)
 			return in;
 	}
@@ -218,7 +246,7 @@ static const xmlNode *find(const xmlNode *n, const char *name)
 /* The page's <title>, white space collapsed; NULL when none or empty. */
 static char *title_of(xmlDoc *doc, bool *nomem)
 {
-	const xmlNode *t = find(xmlDocGetRootElement(doc), "title");
+	const xmlNode *t = find(xmlDocGetRootElement(doc), "title", 8);
 	if (!t)
 		return NULL;
 	xmlChar *s = xmlNodeGetContent(t);
@@ -246,6 +274,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void init(void)
 {
+	qsort(kinds, sizeof kinds / sizeof *kinds, sizeof *kinds, by_name);
 	xmlInitParser();
 	xmlSetGenericErrorFunc(NULL, quiet); /* encoding complaints too: the tool says what matters */
 }
