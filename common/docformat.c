@@ -275,8 +275,9 @@ static size_t sniff_prefix(const unsigned char *p, size_t len, char *buf)
 }
 
 /* s starts an HTML document: a doctype or one of the elements a page starts
- * with, after white space, comments and an XML declaration. */
-static bool looks_html(const char *s)
+ * with, after white space, comments and an XML declaration; when strict, only
+ * a doctype or <html> (a Markdown file may well start with a <p> or a <div>). */
+static bool looks_html(const char *s, bool strict)
 {
 	static const char *const tags[] = { "html", "head", "body", "title", "meta", "link", "base", "style",
 					    "script", "div", "p", "h1", "h2", "h3", "table", "section", "article",
@@ -301,7 +302,7 @@ static bool looks_html(const char *s)
 		return true;
 	if (*s++ != '<')
 		return false;
-	for (size_t i = 0; i < sizeof tags / sizeof *tags; i++) {
+	for (size_t i = 0; i < (strict ? 1 : sizeof tags / sizeof *tags); i++) {
 		size_t n = strlen(tags[i]);
 		if (!strncasecmp(s, tags[i], n) && strchr(" \t\r\n/>", s[n]) && s[n])
 			return true;
@@ -396,6 +397,8 @@ int doc_convert(const char *name, char *data, size_t len, const struct doc_opts 
 	const unsigned char *u = (const unsigned char *)data;
 	bool utf16 = len >= 2 && ((u[0] == 0xff && u[1] == 0xfe) || (u[0] == 0xfe && u[1] == 0xff));
 	const char *lead = head + strspn(head, " \t\r\n\f");
+	bool text_name = name_ends(name, ".md") || name_ends(name, ".markdown") || name_ends(name, ".txt") ||
+			 name_ends(name, ".rst") || name_ends(name, ".text");
 
 	if (pdf) {
 		d->format = DOC_PDF;
@@ -403,7 +406,7 @@ int doc_convert(const char *name, char *data, size_t len, const struct doc_opts 
 		free(data);
 		return rc;
 	}
-	if (content_is(ct, "text/html") || content_is(ct, "application/xhtml+xml") || looks_html(head) ||
+	if (content_is(ct, "text/html") || content_is(ct, "application/xhtml+xml") || looks_html(head, text_name) ||
 	    ((name_ends(name, ".html") || name_ends(name, ".htm") || name_ends(name, ".xhtml")) && *lead == '<')) {
 		d->format = DOC_HTML;
 		rc = html_to_text(name, data, len, cs[0] ? cs : NULL, &d->text, &d->len, &d->title);

@@ -9,10 +9,12 @@
  *   PDF         "%PDF-" in the first 1024 bytes: pdftext.h (poppler's
  *               pdftotext), the pages' offsets kept
  *   HTML        a doctype, <html>, <head>, <body> or another HTML element first
- *               (after white space, comments and an XML declaration), a UTF-16
- *               byte order mark before one, a content type text/html or
- *               application/xhtml+xml, or a name ending .html, .htm or .xhtml
- *               with '<' first: htmltext.h (libxml2), the title kept
+ *               (after white space, comments and an XML declaration; for a
+ *               name ending .md, .markdown, .txt, .rst or .text only a doctype
+ *               or <html>), a UTF-16 byte order mark before one, a content
+ *               type text/html or application/xhtml+xml, or a name ending
+ *               .html, .htm or .xhtml with '<' first: htmltext.h (libxml2),
+ *               the title kept
  *   text        anything else without a NUL byte: as it is (invalid UTF-8 is
  *               the chunker's to replace); a text content type with a
  *               charset other than UTF-8 or US-ASCII is converted (iconv)

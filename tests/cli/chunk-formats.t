@@ -144,6 +144,15 @@ perl -e 'print "<pre>", "x" x 20000, "</pre><p>", "y" x 9000, "</p>"' >"$t/long.
 run "$chunk" --max-tokens 0 "$t/long.html"
 is "$RUN_RC:$(fields text | awk '{ print length($0) }' | paste -sd ' ')" "0:20004 9002" \
 	"long text nodes: whole (the text's \\n\\n counted as 4 bytes here)"
+# Markdown that starts with HTML, as many READMEs do, stays Markdown; the same
+# bytes under another name are HTML
+printf '<p align="center"><img src="logo.png"></p>\n\n# Title\n\nText.\n' >"$t/README.md"
+run "$chunk" --by heading --max-tokens 0 "$t/README.md"
+is "$RUN_RC:$(fields text | paste -sd '|')" '0:<p align="center"><img src="logo.png"></p>\n\n|# Title\n\nText.\n' \
+	"a .md file starting with <p>: Markdown, as it is"
+cp "$t/README.md" "$t/readme"
+run "$chunk" --max-tokens 0 "$t/readme"
+is "$RUN_RC:$(fields text | paste -sd '|')" '0:# Title Text.\n' "... the same bytes named 'readme': HTML"
 # the same page as XHTML, gzipped, with no telling name
 sed 's/<!DOCTYPE html>/<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html PUBLIC "-\/\/W3C\/\/DTD XHTML 1.0 Strict\/\/EN" "http:\/\/www.w3.org\/TR\/xhtml1\/DTD\/xhtml1-strict.dtd">/; s/<html lang="en">/<html xmlns="http:\/\/www.w3.org\/1999\/xhtml">/; s/<br>/<br \/>/; s/<meta charset="utf-8">/<meta charset="utf-8" \/>/' \
 	"$t/page.html" | gzip -c >"$t/page.bin"
