@@ -276,7 +276,6 @@ static void init(void)
 {
 	qsort(kinds, sizeof kinds / sizeof *kinds, sizeof *kinds, by_name);
 	xmlInitParser();
-	xmlSetGenericErrorFunc(NULL, quiet); /* encoding complaints too: the tool says what matters */
 }
 
 int html_to_text(const char *name, const char *data, size_t len, const char *encoding, char **text, size_t *tlen,
@@ -286,6 +285,7 @@ int html_to_text(const char *name, const char *data, size_t len, const char *enc
 	if (len > INT_MAX)
 		return kb_fail(KB_ERR_FORMAT, "'%s': HTML larger than %d bytes (libxml2's limit)", name, INT_MAX);
 	pthread_once(&init_once, init);
+	xmlSetGenericErrorFunc(NULL, quiet); /* encoding complaints too (libxml2 keeps the handler per thread) */
 	const unsigned char *u = (const unsigned char *)data;
 	if (encoding && !strcasecmp(encoding, "utf-16")) {
 		/* libxml2 takes "UTF-16" for little-endian: the byte order mark

@@ -7,6 +7,8 @@
 # chunks only that document and computes only its changed chunks, make -j2
 # gives the same store as make -j1, and make query answers.
 . "$(dirname "$0")/tap.sh"
+# run from make check: the makes here are not the outer one's children
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 need_bin chunk embed prefill blend decode quantize
 command -v make >/dev/null 2>&1 || skip_all "make is not installed"
 B=$KVBLEND_BIN t=$TAP_TMP
