@@ -32,7 +32,7 @@ OPT      := -O2 -g
 SANLD    :=
 endif
 
-PKGS     := jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd
+PKGS     := jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd libxml-2.0 zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 

@@ -1,12 +1,16 @@
-/* kvblend-chunk — documents (files, stdin, URLs) to chunk records, JSON Lines.
+/* kvblend-chunk — documents (files, directories, stdin, URLs) to chunk records,
+ * JSON Lines.
  *
- * Each input is read whole (a URL with libcurl), cut by the chunker (chunk.h)
- * and written as one record per chunk: id, doc, seq, start, end, [tokens,] text
- * (kvblend-chunks(5)) by the records module. An input that cannot be read or
- * cut, or holds a NUL byte (binary data), is reported and skipped; the exit
- * status is then 1, and -o FILE is left as it was (written atomically, all
- * or nothing). --by ppl loads the whole model (it
- * scores the sentences, ppl.h); the other modes only its tokenizer. */
+ * A directory is walked (doctree.h) and each file in it is a document named by
+ * its path below the directory. Each document is read whole (a URL with
+ * libcurl), made text by its format (docformat.h: gzip, zstd, HTML, PDF), cut
+ * by the chunker (chunk.h) and written as one record per chunk: id, doc, seq,
+ * start, end, [tokens,] [title,] [page, last_page,] text (kvblend-chunks(5))
+ * by the records module. A document that cannot be read, converted or cut, or
+ * is binary data of no known format, is reported and skipped; the exit status
+ * is then 1, and -o FILE is left as it was (written atomically, all or
+ * nothing). --by ppl loads the whole model (it scores the sentences, ppl.h);
+ * the other modes only its tokenizer. */
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -14,6 +18,8 @@
 
 #include "chunk.h"
 #include "cli.h"
+#include "docformat.h"
+#include "doctree.h"
 #include "progress.h"
 #include "fetch.h"
 #include "gguf.h"
@@ -23,7 +29,7 @@
 #include "tok.h"
 
 enum { OPT_BY = 256, OPT_SPLIT, OPT_MAX_TOKENS, OPT_MIN_TOKENS, OPT_OVERLAP, OPT_PPL_THRESHOLD, OPT_PPL_WINDOW,
-       OPT_PPL_CONTEXT, OPT_MAX_DOC_BYTES, OPT_TIMEOUT, OPT_QUIET };
+       OPT_PPL_CONTEXT, OPT_MAX_DOC_BYTES, OPT_TIMEOUT, OPT_QUIET, OPT_INCLUDE, OPT_EXCLUDE };
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -37,6 +43,8 @@ static const struct option longopts[] = {
 	{ "ppl-context", required_argument, NULL, OPT_PPL_CONTEXT },
 	{ "max-doc-bytes", required_argument, NULL, OPT_MAX_DOC_BYTES },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "include", required_argument, NULL, OPT_INCLUDE },
+	{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 	{ "output", required_argument, NULL, 'o' },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -50,10 +58,12 @@ static void usage(void)
 {
 	printf("usage: kvblend chunk [-m MODEL] [--by paragraph|sentence|heading|window|ppl | --split REGEX]\n"
 	       "                     [--max-tokens N] [--min-tokens N] [--overlap N] [--ppl-threshold X]\n"
-	       "                     [-o FILE] [--quiet] [-v] [--max-doc-bytes N] [--timeout SECONDS] [FILE | URL | -]...\n"
+	       "                     [-o FILE] [--quiet] [-v] [--max-doc-bytes N] [--timeout SECONDS]\n"
+	       "                     [--include GLOB]... [--exclude GLOB]... [FILE | DIR | URL | -]...\n"
 	       "Cut documents into chunk records, one JSON object per line:\n"
 	       "  {\"id\":SHA-256 of text,\"doc\":FILE or URL,\"seq\":N,\"start\":BYTE,\"end\":BYTE,\"tokens\":N,\"text\":...}\n"
-	       "Inputs are files, http(s):// and file:// URLs, or stdin (- or none).\n\n"
+	       "Inputs are files, directories (every file below, doc = its path in DIR), http(s):// and\n"
+	       "file:// URLs, or stdin (- or none): text, HTML/XHTML, PDF (pdftotext), gzip or zstd of them.\n\n"
 	       "  -m, --model FILE       count tokens with this GGUF model's tokenizer (else ~ bytes/4)\n"
 	       "      --by MODE          paragraph (default), sentence, heading (Markdown #), window\n"
 	       "                         (fixed windows of --max-tokens tokens), or ppl (sentences grouped\n"
@@ -68,8 +78,12 @@ static void usage(void)
 	       "      --ppl-window N     tokens per model pass scoring sentences (--by ppl; default: the\n"
 	       "                         model's context, at most 1024)\n"
 	       "      --ppl-context N    tokens a pass reads again from the one before (default window / 4)\n"
-	       "      --max-doc-bytes N  largest document fetched by URL (default 64M; a size: k, M, G, T)\n"
+	       "      --max-doc-bytes N  largest document fetched by URL or decompressed (default 64M; a size:\n"
+	       "                         k, M, G, T)\n"
 	       "      --timeout SECONDS  time limit of a URL's transfer (default 60; 0: none)\n"
+	       "      --include GLOB     in directories, only the files matching GLOB (a name, or with '/' a\n"
+	       "                         path below DIR; repeatable)\n"
+	       "      --exclude GLOB     in directories, leave out the files and folders matching GLOB\n"
 	       "  -o, --output FILE      write the records to FILE\n"
 	       "      --quiet            no progress (--by ppl) and no warnings (invalid UTF-8, the tokenizer's)\n"
 	       "  -v, --verbose          counts and time on stderr; with --by ppl, the perplexities and\n"
@@ -93,7 +107,19 @@ struct opts {
 	bool quiet, verbose, by_set, overlap_set, min_set, threshold_set, window_set, max_set;
 	char **inputs;
 	int n_inputs;
+	char **include, **exclude; /* owned arrays of argv's strings */
+	int n_include, n_exclude;
 };
+
+/* Append s to the growing array *v of *n. */
+static void add_glob(char ***v, int *n, char *s)
+{
+	char **w = kb_realloc_array(*v, (size_t)*n + 1, sizeof *w);
+	if (!w)
+		cli_die("out of memory");
+	w[(*n)++] = s;
+	*v = w;
+}
 
 static void parse(int argc, char **argv, struct opts *o)
 {
@@ -138,6 +164,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_MAX_DOC_BYTES: o->f.max_bytes = (size_t)cli_size("--max-doc-bytes", optarg, 1, 1ull << 40); break;
 		case OPT_TIMEOUT: o->f.timeout = cli_long("--timeout", optarg, 0, 86400); break;
+		case OPT_INCLUDE: add_glob(&o->include, &o->n_include, optarg); break;
+		case OPT_EXCLUDE: add_glob(&o->exclude, &o->n_exclude, optarg); break;
 		case 'o': o->output = optarg; break;
 		case OPT_QUIET: o->quiet = true; break;
 		case 'v': o->verbose = true; break;
@@ -199,51 +227,106 @@ struct totals {
 	size_t bytes, tokens;
 };
 
-/* Read, cut and write one input; 0, or -1 after reporting why not. */
-static int chunk_input(const struct opts *o, struct chunker *ch, const char *in, FILE *out, struct totals *tot)
+/* The text of the document at in (a file, a URL, "-") in *d; 0, or -1 after
+ * reporting why not. */
+static int read_doc(const struct opts *o, const char *in, struct doc *d)
 {
-	char *data;
-	size_t len, n, n_invalid;
-	const struct chunk *v;
-	int rc = fetch_is_url(in) ? fetch_url(in, &o->f, &data, &len) : kbio_read_file(in, &data, &len);
+	char *data, *type = NULL;
+	size_t len;
+	int rc = fetch_is_url(in) ? fetch_url_type(in, &o->f, &data, &len, &type) : kbio_read_file(in, &data, &len);
 	if (rc) {
 		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
 		return -1;
 	}
-	const char *nul = memchr(data, 0, len);
-	if (nul) { /* records never hold NUL (kvblend-chunks(5)): such a document is not text */
-		fprintf(stderr, "%s: '%s': binary data (a NUL byte at offset %zu), not chunked\n", cli_tool, in,
-			(size_t)(nul - data));
-		free(data);
+	struct doc_opts dopt = { .max_bytes = o->f.max_bytes, .content_type = type };
+	rc = doc_convert(in, data, len, &dopt, d);
+	free(type);
+	if (rc) {
+		fprintf(stderr, "%s: %s%s\n", cli_tool, kb_error(), rc == KB_ERR_UNSUPPORTED ? ": skipped" : "");
 		return -1;
 	}
-	char *name = chunk_utf8_clean(in, strlen(in), NULL, NULL); // "doc" must be valid UTF-8 too
+	return 0;
+}
+
+/* Read, convert, cut and write one document: in to open, named doc in the
+ * records; 0, or -1 after reporting why not. */
+static int chunk_input(const struct opts *o, struct chunker *ch, const char *in, const char *doc, FILE *out,
+		       struct totals *tot)
+{
+	size_t n, n_invalid;
+	const struct chunk *v;
+	struct doc d;
+	if (read_doc(o, in, &d))
+		return -1;
+	char *name = chunk_utf8_clean(doc, strlen(doc), NULL, NULL); // "doc" must be valid UTF-8 too
 	char what[64];
 	snprintf(what, sizeof what, "tokens of '%.40s' scored", in);
 	progress_start(o->meter, what, 0, o->c.by == CHUNK_BY_PPL && progress_wanted(o->quiet, o->verbose));
-	int run = name ? chunker_run(ch, data, len, &v, &n, &n_invalid) : KB_ERR_NOMEM;
+	int run = name ? chunker_run(ch, d.text, d.len, &v, &n, &n_invalid) : KB_ERR_NOMEM;
 	progress_end(o->meter);
 	if (run) {
 		fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
 		free(name);
-		free(data);
+		doc_free(&d);
 		return -1;
 	}
 	if (n_invalid && !o->quiet)
 		fprintf(stderr, "%s: '%s': %zu invalid UTF-8 sequence%s (replaced by U+FFFD)\n", cli_tool, in,
 			n_invalid, n_invalid == 1 ? "" : "s");
+	int rc = KB_OK;
 	for (size_t i = 0; i < n && rc == KB_OK; i++) {
 		struct rec_chunk c = { .doc = name, .seq = i, .start = v[i].start, .end = v[i].end,
-				       .tokens = o->model ? (long)v[i].tokens : -1, .text = v[i].text, .len = v[i].len };
+				       .tokens = o->model ? (long)v[i].tokens : -1, .title = d.title,
+				       .page = doc_page_at(&d, v[i].start),
+				       .last_page = doc_page_at(&d, v[i].end ? v[i].end - 1 : 0),
+				       .text = v[i].text, .len = v[i].len };
 		if ((rc = rec_write_chunk(out, &c)))
 			fprintf(stderr, "%s: '%s': %s\n", cli_tool, in, kb_error());
 	}
-	tot->inputs++, tot->chunks += (long)n, tot->bytes += len;
+	tot->inputs++, tot->chunks += (long)n, tot->bytes += d.len;
 	for (size_t i = 0; i < n; i++)
 		tot->tokens += v[i].tokens;
 	free(name);
-	free(data);
-	return rc;
+	doc_free(&d);
+	return rc ? -1 : 0;
+}
+
+/* A directory's walk: what each file needs, and whether any failed. */
+struct tree {
+	const struct opts *o;
+	struct chunker *ch;
+	FILE *out;
+	struct totals *tot;
+	int failed;
+};
+
+static int tree_file(void *ctx, const char *path, const char *rel)
+{
+	struct tree *t = ctx;
+	t->failed |= chunk_input(t->o, t->ch, path, rel, t->out, t->tot) != 0;
+	return ferror(t->out) ? KB_ERR_IO : KB_OK;
+}
+
+static void tree_report(void *ctx, bool error, const char *msg)
+{
+	struct tree *t = ctx;
+	if (error || !t->o->quiet)
+		fprintf(stderr, "%s: %s%s\n", cli_tool, error ? "" : "warning: ", msg);
+}
+
+/* Every document of one operand: a directory's files, or itself; 0, or -1
+ * when any failed (each reported). */
+static int chunk_operand(const struct opts *o, struct chunker *ch, const char *in, FILE *out, struct totals *tot)
+{
+	if (fetch_is_url(in) || !strcmp(in, "-") || !doctree_is_dir(in))
+		return chunk_input(o, ch, in, in, out, tot);
+	struct tree t = { o, ch, out, tot, 0 };
+	struct doctree_opts w = { o->include, o->n_include, o->exclude, o->n_exclude };
+	long errors = 0;
+	int rc = doctree_walk(in, &w, tree_file, tree_report, &t, &errors);
+	if (rc == KB_ERR_NOMEM)
+		fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+	return t.failed || errors || rc ? -1 : 0;
 }
 
 /* -v: what was cut, and for --by ppl what the model saw, on stderr. */
@@ -309,7 +392,7 @@ int main(int argc, char **argv)
 	struct totals tot = { 0 };
 	double t0 = kb_now();
 	for (int i = 0; i < n_in; i++) {
-		failed |= chunk_input(&o, ch, in[i], out.f, &tot) != 0;
+		failed |= chunk_operand(&o, ch, in[i], out.f, &tot) != 0;
 		if (ferror(out.f))
 			break;
 	}
@@ -326,6 +409,8 @@ int main(int argc, char **argv)
 	if (o.verbose)
 		report(&o, ch, &tot, kb_now() - t0);
 	chunker_free(ch);
+	free(o.include);
+	free(o.exclude);
 	tok_free(t);
 	model_free(m);
 	return failed ? 1 : 0;

@@ -99,8 +99,15 @@ static CURLcode setup(CURL *h, const char *url, const struct fetch_opts *o, stru
 
 int fetch_url(const char *url, const struct fetch_opts *o, char **data, size_t *len)
 {
+	return fetch_url_type(url, o, data, len, NULL);
+}
+
+int fetch_url_type(const char *url, const struct fetch_opts *o, char **data, size_t *len, char **type)
+{
 	*data = NULL;
 	*len = 0;
+	if (type)
+		*type = NULL;
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
 		return kb_fail(KB_ERR_IO, "'%s': libcurl: %s", url, curl_easy_strerror(global_rc));
@@ -128,6 +135,10 @@ int fetch_url(const char *url, const struct fetch_opts *o, char **data, size_t *
 		rc = kb_fail(KB_ERR_IO, "'%s': timed out (%s)", url, why);
 	else if (e != CURLE_OK)
 		rc = kb_fail(KB_ERR_IO, "'%s': %s", url, why);
+	char *ct = NULL;
+	if (!rc && !curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) && ct && type &&
+	    !(*type = kb_strndup(ct, strlen(ct))))
+		rc = kb_fail(KB_ERR_NOMEM, "'%s': out of memory", url);
 	curl_easy_cleanup(h);
 	if (rc) {
 		free(b.v);

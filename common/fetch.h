@@ -39,5 +39,9 @@ bool fetch_is_url(const char *s);
  *   KB_ERR_NOMEM
  * Safe to call from several threads at once (one easy handle per call). */
 int fetch_url(const char *url, const struct fetch_opts *o, char **data, size_t *len) KB_WUR;
+/* fetch_url, and the response's Content-Type header in *type (malloc()ed, as
+ * the server sent it, "text/html; charset=ISO-8859-1"), or NULL when it sent
+ * none (a file:// URL); on an error *type is NULL too. */
+int fetch_url_type(const char *url, const struct fetch_opts *o, char **data, size_t *len, char **type) KB_WUR;
 
 #endif

@@ -94,14 +94,15 @@ int rec_check(const json_t *rec, unsigned flags)
 	int rc;
 	if (!json_is_object(rec))
 		return kb_fail(KB_ERR_FORMAT, "not a JSON object");
-	if ((rc = check_string(rec, "text", flags & REC_TEXT, true)) || (rc = check_string(rec, "doc", false, false)))
+	if ((rc = check_string(rec, "text", flags & REC_TEXT, true)) || (rc = check_string(rec, "doc", false, false)) ||
+	    (rc = check_string(rec, "title", false, false)))
 		return rc;
 	const json_t *id = json_object_get(rec, "id");
 	if (id && (!json_is_string(id) || json_string_length(id) == 0))
 		return kb_fail(KB_ERR_FORMAT, "the record's \"id\" is not a non-empty string");
 	if (id && memchr(json_string_value(id), 0, json_string_length(id)))
 		return kb_fail(KB_ERR_FORMAT, "the record's \"id\" holds a NUL character");
-	static const char *const counts[] = { "seq", "start", "end", "tokens" };
+	static const char *const counts[] = { "seq", "start", "end", "tokens", "page", "last_page" };
 	for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
 		if ((rc = check_count(rec, counts[i])))
 			return rc;
@@ -215,6 +216,12 @@ int rec_write_chunk(FILE *f, const struct rec_chunk *c)
 	nomem |= json_object_set_new(o, "end", json_integer((json_int_t)c->end));
 	if (c->tokens >= 0)
 		nomem |= json_object_set_new(o, "tokens", json_integer((json_int_t)c->tokens));
+	if (c->title)
+		nomem |= json_object_set_new(o, "title", json_string(c->title));
+	if (c->page) {
+		nomem |= json_object_set_new(o, "page", json_integer((json_int_t)c->page));
+		nomem |= json_object_set_new(o, "last_page", json_integer((json_int_t)c->last_page));
+	}
 	nomem |= json_object_set_new(o, "text", text);
 	int rc = KB_OK;
 	if (nomem)

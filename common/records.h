@@ -8,7 +8,8 @@
  *	        tool needs a text: REC_TEXT)
  *	id      a non-empty string without NUL characters
  *	doc     a string
- *	seq, start, end, tokens
+ *	title   a string
+ *	seq, start, end, tokens, page, last_page
  *	        integers >= 0, and start <= end when both are there
  * A field that is absent is not checked (except text with REC_TEXT); fields
  * not named here are kept as they are.
@@ -103,12 +104,14 @@ struct rec_chunk {
 	size_t seq;        /* the chunk's number in the document, from 0 */
 	size_t start, end; /* its bytes in the document */
 	long tokens;       /* its tokens under the model, or -1 when unknown */
+	const char *title; /* the document's title (HTML's <title>), valid UTF-8, or NULL */
+	size_t page, last_page; /* the pages (from 1) of its first and last byte, or 0: not paged */
 	const char *text;  /* [len] bytes, valid UTF-8 */
 	size_t len;
 };
 
 /* Write c as a record (id = SHA-256 of the text, doc, seq, start, end,
- * [tokens], text) on one line, without flushing. A chunk the rule refuses
+ * [tokens], [title], [page, last_page], text) on one line, without flushing. A chunk the rule refuses
  * (an empty text, one holding a NUL) is not written: KB_ERR_FORMAT, so no
  * tool ever writes what the readers reject. KB_OK, KB_ERR_FORMAT,
  * KB_ERR_NOMEM or KB_ERR_IO. */

@@ -209,7 +209,7 @@ like "$RUN_RC:$n" "0:[1-9]*" "random bytes: valid records, no crash ($n)"
 # holding one is binary, refused by name; the next input is still chunked
 printf 'text\000more text\n\nand a paragraph\n' >"$TAP_TMP/nul.txt"
 run "$chunk" --max-tokens 0 "$TAP_TMP/nul.txt" "$TAP_TMP/p.txt"
-is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/nul.txt': binary data (a NUL byte at offset 4), not chunked" \
+is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP/nul.txt': binary data (a NUL byte at offset 4), not text, HTML, PDF, gzip or zstd: skipped" \
 	"a NUL byte: the document is refused as binary, exit 1, one line"
 is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$TAP_TMP/p.txt")" 3 "... the next file is still chunked"
 grep -q 'u0000' "$TAP_TMP/out"; is $? 1 "... and no record holds \\u0000"
@@ -263,8 +263,9 @@ run "$chunk" "$TAP_TMP/no-such.txt" "$TAP_TMP/p.txt"
 is "$RUN_RC" 1 "a missing file: exit 1"
 is "$RUN_ERR" "kvblend-chunk: '$TAP_TMP/no-such.txt': No such file or directory" "... one line naming it"
 is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$TAP_TMP/p.txt")" 1 "... and the next file is still chunked"
-run "$chunk" "$TAP_TMP"
-like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$TAP_TMP': *" "a directory: exit 1, named"
+mkdir "$TAP_TMP/empty.d"
+run "$chunk" "$TAP_TMP/empty.d"
+is "$RUN_RC:$RUN_OUT:$RUN_ERR" "0::" "an empty directory: no records, exit 0 (directories: chunk-tree.t)"
 run "$chunk" -m "$TAP_TMP/p.txt" "$TAP_TMP/p.txt"
 like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: exit 1"
 
@@ -272,7 +273,7 @@ like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: *p.txt*" "a model that is not GGUF: ex
 run "$chunk" --help
 like "$RUN_RC:$RUN_OUT:$RUN_ERR" "0:usage: kvblend chunk *:" "--help: usage on stdout, exit 0"
 run "$chunk" --complete-options
-is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --by= --split= --max-tokens= --min-tokens= --overlap= --ppl-threshold= --ppl-window= --ppl-context= --max-doc-bytes= --timeout= --output= -o --quiet --verbose -v --help -h --version" \
+is "$RUN_RC:$(echo $RUN_OUT)" "0:--model= -m --by= --split= --max-tokens= --min-tokens= --overlap= --ppl-threshold= --ppl-window= --ppl-context= --max-doc-bytes= --timeout= --include= --exclude= --output= -o --quiet --verbose -v --help -h --version" \
 	"--complete-options lists the long options (a trailing = on those with a value, then the short one)"
 for args in "--by bogus" "--by regex" "--split (" "--overlap 4" "--by window --overlap 8 --max-tokens 8" \
 	"--by window --max-tokens 0" "--max-tokens -1" "--max-tokens x" "--min-tokens 300" "--by window --min-tokens 1" \
@@ -299,7 +300,10 @@ is "$RUN_RC:$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "file://$TAP_TMP/p.txt")" "0
 if command -v python3 >/dev/null 2>&1; then
 	mkdir -p "$TAP_TMP/www/moved"
 	cp "$TAP_TMP/p.txt" "$TAP_TMP/www/doc.txt"
-	cp "$TAP_TMP/p.txt" "$TAP_TMP/www/moved/index.html"
+	# served as text/html, so read as HTML: the paragraphs of p.txt, lines joined
+	printf '<p>First paragraph, one line.</p>\n<p>Second paragraph.\nStill second.</p><p>Third.' \
+		>"$TAP_TMP/www/moved/index.html"
+	printf 'First paragraph, one line.\n\nSecond paragraph. Still second.\n\nThird.\n' >"$TAP_TMP/moved.txt"
 	head -c 10000 /dev/zero | tr '\0' 'x' >"$TAP_TMP/www/big.txt"
 	# port 0: the kernel picks a free one, and the server says which
 	python3 -u -m http.server --bind 127.0.0.1 --directory "$TAP_TMP/www" 0 >"$TAP_TMP/http.log" 2>&1 &
@@ -317,8 +321,8 @@ if [ -n "$port" ]; then
 	run "$chunk" --timeout 20 --max-tokens 0 "$url/doc.txt"
 	is "$RUN_RC:$RUN_ERR:$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$url/doc.txt")" "0::3" "http: a document by URL, doc is the URL"
 	run "$chunk" --timeout 20 --max-tokens 0 "$url/moved"
-	is "$RUN_RC:$RUN_ERR:$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$url/moved")" "0::3" \
-		"http: a redirect (301 to moved/) is followed, doc is the URL as given"
+	is "$RUN_RC:$RUN_ERR:$(check "$TAP_TMP/out" "$TAP_TMP/moved.txt" "$url/moved")" "0::3" \
+		"http: a redirect (301 to moved/) is followed, doc is the URL as given, the HTML made text"
 	run "$chunk" --timeout 20 "$url/nope.txt" "$url/doc.txt"
 	is "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$url/nope.txt': HTTP 404" "http: a 404 exits 1 with one line naming the URL"
 	is "$(check "$TAP_TMP/out" "$TAP_TMP/p.txt" "$url/doc.txt")" 1 "... and the next URL is still chunked"

@@ -143,8 +143,10 @@ if have chunk; then
 		"chunk --by <TAB> offers kvblend chunk --complete-values --by"
 	has "$(cand kvblend chunk --by '')" ppl; ok $? "... which include ppl"
 	is "$(cand kvblend chunk -o x --quiet '')" "B.GGUF a.gguf notes.txt sub" "chunk --quiet takes no value: an operand follows"
+	is "$(cand kvblend chunk --exclude '')" "" "chunk --exclude <TAB>: a glob, so no file names"
+	is "$(cand kvblend chunk --include '*.md' '')" "B.GGUF a.gguf notes.txt sub" "chunk --include GLOB <TAB>: files and directories (the operands)"
 else
-	for i in 1 2 3; do skip "kvblend-chunk is not built"; done
+	for i in 1 2 3 4 5; do skip "kvblend-chunk is not built"; done
 fi
 if have blend; then
 	is "$(cand kvblend blend -q x --mode '')" "blend epic full prefix reuse" "blend -q Q --mode <TAB>: -q takes a value, the modes follow"
@@ -177,8 +179,9 @@ if command -v fish >/dev/null 2>&1; then
 	fi
 	if have chunk; then
 		is "$(fcand 'kvblend chunk --by=p')" "--by=paragraph --by=ppl" "fish: chunk --by=p<TAB>"
+		is "$(fcand 'kvblend chunk --exclude ')" "" "fish: chunk --exclude <TAB>: a glob, no file names"
 	else
-		skip "kvblend-chunk is not built"
+		for i in 1 2; do skip "kvblend-chunk is not built"; done
 	fi
 	if have quantize; then
 		is "$(fcand 'kvblend quantize a.gguf b.gguf ')" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \
@@ -189,7 +192,7 @@ if command -v fish >/dev/null 2>&1; then
 		for i in 1 2; do skip "kvblend-quantize is not built"; done
 	fi
 else
-	for i in 1 2 3 4 5 6 7 8; do skip "fish is not installed"; done
+	for i in 1 2 3 4 5 6 7 8 9; do skip "fish is not installed"; done
 fi
 
 is "$(cat "$TAP_TMP/noise" 2>/dev/null)" "" "completing printed nothing of its own"
