@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "wisdom.h"
 
 const char *model_arch_name(enum model_arch a)
 {
@@ -340,10 +341,21 @@ static int model_plan(struct model *m, const char *path)
 			if (better)
 				best = w[j], best_sz = sz;
 		}
-		if (kern_plan_matvec(best->data, t, (int)best->n_in, (int)best->n_out, &m->plan[m->n_plan]))
+		/* a variant timed on this machine before is taken again (wisdom.h),
+		 * so every run here gives the same results bit for bit */
+		struct kern_plan *p = &m->plan[m->n_plan++];
+		const char *force = getenv("KVBLEND_MATVEC");
+		char key[256], val[32];
+		snprintf(key, sizeof key, "matvec\t%s\t%s\t%s", kern_cpu_name(), kern_isa(), qtype_traits(t)->name);
+		if (!(force && *force) && !wisdom_get(key, val, sizeof val) && !kern_plan_use(t, val, p)) {
+			p->recorded = 1;
+			continue;
+		}
+		if (kern_plan_matvec(best->data, t, (int)best->n_in, (int)best->n_out, p))
 			return kb_fail(KB_ERR_ARG, "'%s': KVBLEND_MATVEC=%s is not a variant this machine runs for %s "
-				       "weights", path, getenv("KVBLEND_MATVEC"), qtype_traits(t)->name);
-		m->n_plan++;
+				       "weights", path, force, qtype_traits(t)->name);
+		if (!p->forced && p->n_cand > 1)
+			(void)wisdom_put(key, p->isa); /* best effort: else timed again next time */
 	}
 	return KB_OK;
 }
@@ -357,6 +369,8 @@ const char *model_plan_str(const struct model *m, char *buf, size_t n)
 		o += (size_t)snprintf(buf + o, n - o, "%s%s %s", i ? ", " : "", qtype_traits(p->wtype)->name, p->isa);
 		if (p->forced && o < n)
 			o += (size_t)snprintf(buf + o, n - o, " (KVBLEND_MATVEC)");
+		if (p->recorded && o < n)
+			o += (size_t)snprintf(buf + o, n - o, " (timed before: wisdom)");
 		for (int c = 0; c < p->n_cand && o < n; c++)
 			o += (size_t)snprintf(buf + o, n - o, "%s%s %.0f us%s", c ? ", " : " (", p->cand[c], p->us[c],
 					      c == p->n_cand - 1 ? ")" : "");

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +75,11 @@ static int read_back(const char *name, int fd, char **out, size_t *len)
 	return KB_OK;
 }
 
-/* Run prog on the file pdf, its standard output to out_fd and its messages to
- * err_fd; its exit status in *status (-1: killed by a signal). */
-static int run(const char *name, const char *prog, const char *pdf, int out_fd, int err_fd, int *status)
+/* Run prog on the file pdf (of pdf_bytes), its standard output to out_fd and
+ * its messages to err_fd; its exit status in *status (-1: killed by a
+ * signal). One that runs too long is killed, and that is an error. */
+static int run(const char *name, const char *prog, const char *pdf, size_t pdf_bytes, int out_fd, int err_fd,
+	       int *status)
 {
 	char *argv[] = { (char *)prog, "-enc", "UTF-8", "-eol", "unix", (char *)pdf, "-", NULL };
 	posix_spawn_file_actions_t fa;
@@ -93,10 +96,29 @@ static int run(const char *name, const char *prog, const char *pdf, int out_fd, 
 	posix_spawn_file_actions_destroy(&fa);
 	if (e)
 		return kb_fail(KB_ERR_IO, "'%s': cannot run %s (install poppler-utils): %s", name, prog, strerror(e));
+	/* a PDF made to make it loop must not hang chunk: a minute (or
+	 * $KVBLEND_PDF_TIMEOUT seconds), and a second more per MiB of PDF */
+	const char *env = getenv("KVBLEND_PDF_TIMEOUT");
+	const double base = env && atof(env) > 0 ? atof(env) : 60;
+	const double limit = base + (double)pdf_bytes / (1 << 20);
+	const double t0 = kb_now();
 	int ws;
-	while (waitpid(pid, &ws, 0) < 0)
-		if (errno != EINTR)
+	long wait_us = 1000;
+	for (;;) {
+		pid_t r = waitpid(pid, &ws, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
 			return kb_fail(KB_ERR_IO, "'%s': waiting for %s: %s", name, prog, strerror(errno));
+		if (kb_now() - t0 > limit) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+				;
+			return kb_fail(KB_ERR_FORMAT, "'%s': %s ran past %.0f s and was stopped", name, prog, limit);
+		}
+		usleep((useconds_t)wait_us);
+		wait_us = wait_us < 50000 ? wait_us * 2 : 50000;
+	}
 	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 	return KB_OK;
 }
@@ -181,7 +203,7 @@ int pdf_to_text(const char *name, const char *data, size_t len, const char *prog
 	close(in_fd);
 	int status = 0;
 	if (!rc)
-		rc = run(name, prog, in_path, out_fd, err_fd, &status);
+		rc = run(name, prog, in_path, len, out_fd, err_fd, &status);
 	unlink(in_path);
 	kb_temp_forget(in_path);
 	free(in_path);

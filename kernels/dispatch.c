@@ -67,3 +67,31 @@ const char *kern_isa(void)
 {
 	return level_names[kern_level];
 }
+
+const char *kern_cpu_name(void)
+{
+	static char name[49];
+#if defined(__x86_64__) || defined(__i386__)
+	if (!name[0]) {
+		unsigned r[12] = { 0 }, top = __get_cpuid_max(0x80000000u, NULL);
+		for (unsigned i = 0; i < 3 && top >= 0x80000004u; i++)
+			__get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+		memcpy(name, r, 48);
+		name[48] = 0;
+		/* the brand string is padded with spaces (and may start with them) */
+		size_t b = 0, e = strlen(name);
+		while (name[b] == ' ')
+			b++;
+		while (e > b && name[e - 1] == ' ')
+			e--;
+		memmove(name, name + b, e - b);
+		name[e - b] = 0;
+		for (char *c = name; *c; c++)
+			if (*c == '\t' || *c == '\n')
+				*c = ' ';
+	}
+#endif
+	if (!name[0])
+		strcpy(name, "unknown CPU");
+	return name;
+}

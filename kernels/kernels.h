@@ -22,6 +22,9 @@
 void kern_init(void);
 /* Name of the variant in use: "avx512", "avx2", "generic" or "ref". */
 const char *kern_isa(void);
+/* The processor's brand string ("AMD EPYC 9R14 96-Core Processor"), or
+ * "unknown CPU". */
+const char *kern_cpu_name(void);
 /* Force a variant (tests); returns 0, or -1 when this CPU/build cannot run it. */
 int kern_set_isa(const char *name);
 
@@ -56,12 +59,15 @@ void kern_matmul_ref(float *y, const float *x, const void *w, int wtype,
  * kern_set_isa clears the plan. */
 #define KERN_PLAN_MAX 3
 struct kern_plan {
-	int wtype, n_cand, forced;
+	int wtype, n_cand, forced, recorded; /* recorded: taken from an earlier timing (kern_plan_use) */
 	const char *isa;                 /* what one-token products of wtype now run */
 	const char *cand[KERN_PLAN_MAX]; /* the candidates timed (the level's own first), */
 	double us[KERN_PLAN_MAX];        /* and their best times */
 };
 int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_plan *p);
+/* Plan the variant named for wtype without timing (one recorded earlier, see
+ * common/wisdom.h); -1 when it cannot run that type here. */
+int kern_plan_use(int wtype, const char *name, struct kern_plan *p);
 const char *kern_matvec_isa(int wtype);
 void kern_plan_clear(void);
 

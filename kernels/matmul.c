@@ -478,6 +478,24 @@ static double mv_time(int v, float *y, const float *x, const void *w, int wtype,
 	return best;
 }
 
+int kern_plan_use(int wtype, const char *name, struct kern_plan *p)
+{
+	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT);
+	memset(p, 0, sizeof *p);
+	p->wtype = wtype;
+	p->isa = kern_matvec_isa(wtype);
+	if (kern_level == KERN_REF)
+		return -1;
+	for (int v = 0; v < MV_N; v++)
+		if (!strcmp(name, mv_variants[v].name) && mv_variants[v].level <= kern_level &&
+		    mv_variants[v].isa->rows[wtype]) {
+			mv_plan[wtype] = v == mv_own() ? 0 : v + 1;
+			p->isa = mv_variants[v].name;
+			return 0;
+		}
+	return -1;
+}
+
 int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_plan *p)
 {
 	ASSERT(wtype >= 0 && wtype < QTYPE_COUNT && qtype_traits(wtype));
@@ -488,15 +506,10 @@ int kern_plan_matvec(const void *w, int wtype, int n_in, int n_out, struct kern_
 		return 0;
 	const char *force = getenv("KVBLEND_MATVEC");
 	if (force && *force) {
-		for (int v = 0; v < MV_N; v++)
-			if (!strcmp(force, mv_variants[v].name) && mv_variants[v].level <= kern_level &&
-			    mv_variants[v].isa->rows[wtype]) {
-				mv_plan[wtype] = v + 1;
-				p->isa = mv_variants[v].name;
-				p->forced = 1;
-				return 0;
-			}
-		return -1;
+		if (kern_plan_use(wtype, force, p))
+			return -1;
+		p->forced = 1;
+		return 0;
 	}
 	/* candidates: the chosen level's own first, then the others it can run
 	 * down to AVX2 (what AMD's cores that split 512-bit operations may prefer) */

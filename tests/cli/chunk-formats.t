@@ -255,11 +255,18 @@ It has two lines." "The second page." "The third page, \\ with a backslash." >"$
 		skip "groff has no pdf device (install groff)"
 		skip "groff has no pdf device"
 	fi
+	# a pdftotext that never ends is stopped (the limit lowered for the test)
+	mkdir -p "$t/slowbin"
+	printf '#!/bin/sh\nexec sleep 30\n' >"$t/slowbin/pdftotext"
+	chmod +x "$t/slowbin/pdftotext"
+	run env PATH="$t/slowbin:$PATH" KVBLEND_PDF_TIMEOUT=1 "$chunk" "$t/three.pdf"
+	like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$t/three.pdf': pdftotext ran past 1 s and was stopped" \
+		"a pdftotext that hangs is stopped: one line, exit 1"
 	run env PATH=/nonexistent "$chunk" "$t/three.pdf"
 	like "$RUN_RC:$RUN_ERR" "1:kvblend-chunk: '$t/three.pdf': cannot run pdftotext (install poppler-utils): *" \
 		"no pdftotext: one line saying what to install"
 else
-	for i in 1 2 3 4 5 6 7 8 9 10 11; do skip "pdftotext is not installed (bash .ci/setup)"; done
+	for i in 1 2 3 4 5 6 7 8 9 10 11 12; do skip "pdftotext is not installed (bash .ci/setup)"; done
 fi
 
 # ---- binary and unreadable files ----
