@@ -46,6 +46,13 @@ static const char *cli_tool = "kvblend";
 
 /* The values of the options every tool has (above any character a tool uses). */
 enum { CLI_VERSION = 0x1000, CLI_COMPLETE_OPTIONS, CLI_COMPLETE_VALUES };
+/* Long options with no short letter that several tools share. */
+enum { CLI_REMOTE = 0x1100 };
+#define CLI_REMOTE_OPTION { "remote", required_argument, NULL, CLI_REMOTE }
+#define CLI_REMOTE_HELP \
+	"      --remote URL        the store's remote tier, s3://BUCKET/PREFIX or http(s)://... (default\n" \
+	"                          $KVBLEND_REMOTE): missing caches are fetched from it, new ones written\n" \
+	"                          to it (kvblend(7), MANY MACHINES)\n"
 
 #define CLI_COMMON_OPTIONS                                                      \
 	{ "help", no_argument, NULL, 'h' },                                     \

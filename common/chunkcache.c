@@ -1,6 +1,7 @@
 /* chunkcache.c — see chunkcache.h. */
 #include "chunkcache.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,10 +10,14 @@
 #include <unistd.h>
 
 #include "kvfile.h"
+#include "remote.h"
 #include "store.h"
 
 struct chunkcache {
 	struct store *st; /* NULL: compute everything, store nothing */
+	struct remote *remote; /* owned; NULL: none, or given up */
+	bool no_push;     /* the remote refused an upload: read it only */
+	char repush[STORE_KEY_HEX + 1]; /* the last key whose remote copy was found unusable: replace it */
 	int dtype;
 	const char *tool;
 	int argc;
@@ -49,6 +54,7 @@ void chunkcache_close(struct chunkcache *cc)
 {
 	if (!cc)
 		return;
+	remote_close(cc->remote);
 	store_close(cc->st);
 	free(cc);
 }
@@ -90,6 +96,115 @@ static void warn(struct chunkcache *cc, int id, const char *fmt, ...)
 	cc->warn(cc->warn_ctx, id, msg);
 }
 
+/* ---- the remote tier ---- */
+
+int chunkcache_set_remote(struct chunkcache *cc, const char *url)
+{
+	if (!url)
+		url = getenv("KVBLEND_REMOTE");
+	if (!url || !*url)
+		return KB_OK;
+	if (!cc->st)
+		return kb_fail(KB_ERR_ARG, "a remote needs the store (the store is its local cache)");
+	remote_close(cc->remote);
+	cc->remote = NULL;
+	return remote_open(&cc->remote, url, NULL);
+}
+
+struct remote *chunkcache_remote(struct chunkcache *cc)
+{
+	return cc->remote;
+}
+
+/* The remote cannot be reached (kb_error() says why): said once, then no more
+ * asking it. */
+static void remote_gone(struct chunkcache *cc, int id)
+{
+	warn(cc, id, "%s; going on without the remote (computing what the store lacks)", kb_error());
+	remote_close(cc->remote);
+	cc->remote = NULL;
+}
+
+/* Object name of key on the remote. */
+static void remote_object(const char *key, char name[STORE_KEY_HEX + 5])
+{
+	snprintf(name, STORE_KEY_HEX + 5, "%s.kvc", key);
+}
+
+static int fetch(struct chunkcache *cc, const char *key, int id, struct chunkcache_stats *st)
+{
+	if (!cc->remote || !cc->st)
+		return KB_EOF;
+	char name[STORE_KEY_HEX + 5];
+	remote_object(key, name);
+	struct store_put p;
+	if (store_put_begin(cc->st, key, &p)) {
+		char why[600];
+		snprintf(why, sizeof why, "%s", kb_error());
+		kb_fail(KB_ERR_IO, "the remote's caches cannot be kept in the store: %s", why);
+		remote_gone(cc, id);
+		return KB_EOF;
+	}
+	double t0 = kb_now();
+	uint64_t size = 0;
+	int rc = remote_get(cc->remote, name, p.fd, &size);
+	if (rc) {
+		store_put_abort(cc->st, &p);
+		if (rc != KB_EOF && remote_down(cc->remote))
+			remote_gone(cc, id);
+		else if (rc != KB_EOF)
+			warn(cc, id, "%s; computing it instead", kb_error());
+		return KB_EOF;
+	}
+	if (store_put_commit_verified(cc->st, &p, NULL)) { /* never kept: a broken download is a miss */
+		warn(cc, id, "the remote's copy is unusable (%s); not kept, computing it instead", kb_error());
+		memcpy(cc->repush, key, sizeof cc->repush);
+		return KB_EOF;
+	}
+	if (st) {
+		st->fetched++;
+		st->bytes_fetched += size;
+		st->t_fetch += kb_now() - t0;
+	}
+	return KB_OK;
+}
+
+int chunkcache_fetch(struct chunkcache *cc, const char *key, struct chunkcache_stats *st)
+{
+	return fetch(cc, key, -1, st);
+}
+
+/* Write-through: key's stored object onto the remote, unless it is there. */
+static void push(struct chunkcache *cc, const char *key, int id)
+{
+	if (!cc->remote || cc->no_push)
+		return;
+	char name[STORE_KEY_HEX + 5], *path = NULL;
+	remote_object(key, name);
+	bool replace = !strcmp(cc->repush, key); /* its copy there is broken */
+	int rc = replace ? KB_EOF : remote_head(cc->remote, name, NULL);
+	if (rc == KB_EOF && (rc = store_has(cc->st, key, &path)) == KB_OK) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = KB_EOF; /* evicted meanwhile: nothing to upload */
+		} else {
+			rc = remote_put(cc->remote, name, fd);
+			close(fd);
+		}
+		if (rc == KB_OK && replace)
+			cc->repush[0] = '\0';
+	}
+	free(path);
+	if (rc >= KB_EOF)
+		return;
+	if (remote_down(cc->remote)) {
+		remote_gone(cc, id);
+	} else {
+		warn(cc, id, "%s; not writing to the remote from here on (reading it still)", kb_error());
+		cc->no_push = true;
+	}
+}
+
 /* A stored object that cannot be used (kb_error() says why) goes from the
  * store, so it is never served again; the chunk is computed instead. */
 static void drop_unusable(struct chunkcache *cc, int id, const char *key)
@@ -107,12 +222,22 @@ static void drop_unusable(struct chunkcache *cc, int id, const char *key)
 static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
 			  int n, const char *key, double cost, int id);
 
+/* key's object opened: from the store, else fetched from the remote into
+ * the store first. KB_OK and *fd, KB_EOF on a miss, or the store's error. */
+static int get_fd(struct chunkcache *cc, const char *key, int id, struct chunkcache_stats *st, int *fd)
+{
+	int rc = store_get_fd(cc->st, key, fd);
+	if (rc == KB_EOF && fetch(cc, key, id, st) == KB_OK)
+		rc = store_get_fd(cc->st, key, fd);
+	return rc;
+}
+
 /* Read key's object into slots from slot0. KB_OK, KB_EOF on a miss, or an
  * error when the object is there but unusable (the caller recomputes it). */
 static int load_stored(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
-		       const int32_t *tokens, int n, const char *key, uint64_t *bytes)
+		       const int32_t *tokens, int n, const char *key, uint64_t *bytes, struct chunkcache_stats *cst)
 {
-	int fd, rc = store_get_fd(cc->st, key, &fd);
+	int fd, rc = get_fd(cc, key, -1, cst, &fd);
 	if (rc)
 		return rc;
 	struct stat sb;
@@ -167,7 +292,9 @@ int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv
 	}
 	struct store_meta meta = { .n_tokens = n, .cost = cost, .tool = cc->tool };
 	memcpy(meta.model_fp, m->fingerprint, 32);
-	return store_put_commit(cc->st, &p, &meta);
+	if ((rc = store_put_commit(cc->st, &p, &meta)) == KB_OK)
+		push(cc, key, -1);
+	return rc;
 }
 
 int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
@@ -187,7 +314,7 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 	if (cc->st) {
 		uint64_t bytes = 0;
 		double t0 = kb_now();
-		int rc = load_stored(cc, m, kv, slot0, tokens, n, key, &bytes);
+		int rc = load_stored(cc, m, kv, slot0, tokens, n, key, &bytes, st);
 		if (rc == KB_OK) {
 			st->hits++;
 			st->bytes_read += bytes;
@@ -290,11 +417,11 @@ static void *loader_main(void *arg)
 
 /* Open key's object and read its header for the part; KB_EOF on a miss. */
 static int open_hit(struct chunkcache *cc, const struct model *m, struct kv_cache *kv,
-		    const struct chunkcache_part *p, struct hit *h, uint64_t *bytes)
+		    const struct chunkcache_part *p, struct hit *h, uint64_t *bytes, struct chunkcache_stats *st)
 {
 	const struct kvc_header *hd;
 	struct stat sb;
-	int rc = store_get_fd(cc->st, h->key, &h->fd);
+	int rc = get_fd(cc, h->key, p->id, st, &h->fd);
 	if (rc)
 		return rc;
 	if (fstat(h->fd, &sb) == 0)
@@ -352,7 +479,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 		store_key(m->fingerprint, p->tokens, (size_t)p->n, h->key);
 		if (cc->st) {
 			uint64_t bytes = 0;
-			int hr = open_hit(cc, m, kv, p, h, &bytes);
+			int hr = open_hit(cc, m, kv, p, h, &bytes, ld->st);
 			if (hr == KB_OK) {
 				ld->st->hits++;
 				ld->st->bytes_read += bytes;
