@@ -595,7 +595,7 @@ static int perform(struct remote *r, const struct request *q)
 			rc = KB_OK;
 			break;
 		}
-		if (e == CURLE_OK && status == 404) {
+		if (e == CURLE_OK && status == 404 && q->method != M_PUT) {
 			rc = KB_EOF;
 			kb_fail(KB_EOF, "'%s': not there", q->what);
 			break;
