@@ -2,8 +2,9 @@
 # run.sh — build and run the fuzz targets: gguf (the GGUF reader), kvc (the
 # .kvc KV-cache reader), dataset (bench's dataset reader), model (the decoder
 # and BERT loaders and their tokenizers, as kvblend embed opens a model),
-# tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys)
-# and safetensors (the reader of Hugging Face weight files, for quantize --hf).
+# tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys),
+# safetensors (the reader of Hugging Face weight files, for quantize --hf) and
+# s3list (the remote tier's S3 ListObjectsV2 page parser, for evict --remote).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -28,7 +29,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc dataset model tokjson safetensors"
+all_targets="gguf kvc dataset model tokjson safetensors s3list"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -39,6 +40,7 @@ srcs() {
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/kvcodec.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
+	s3list) echo "tests/fuzz/fuzz_s3list.c common/remote.c common/hash.c common/util.c" ;;
 	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
@@ -53,6 +55,7 @@ libs() {
 	gguf) pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash ;; # the model fingerprint
 	kvc) pkg-config --libs libzstd 2>/dev/null || echo -lzstd ;;     # compressed layers
 	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
+	s3list) pkg-config --libs libcurl 2>/dev/null || echo -lcurl ;;
 	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd 2>/dev/null ||
 		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash -lzstd ;;
 	esac
