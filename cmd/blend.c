@@ -254,12 +254,14 @@ int main(int argc, char **argv)
 	}
 	chunkcache_set_tool(cc, cli_tool, n_prov, prov);
 	chunkcache_set_warn(cc, warn_chunk, NULL);
+	bool remote = false; /* a remote tier: -v says what came from it */
 	if (chunkcache_store(cc)) {
 		int rr = chunkcache_set_remote(cc, o.remote);
 		if (rr == KB_ERR_ARG)
 			cli_usage_error("--remote: %s", kb_error());
 		else if (rr)
 			cli_die("%s", kb_error());
+		remote = chunkcache_remote(cc) != NULL;
 	}
 	struct progress meter;
 	progress_start(&meter, "chunk caches", 0, progress_wanted(o.quiet, o.verbose));
@@ -274,15 +276,18 @@ int main(int argc, char **argv)
 	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
-	if (o.verbose)
+	if (o.verbose) {
+		char from_remote[128] = "";
+		if (remote)
+			snprintf(from_remote, sizeof from_remote, " (%d fetched from the remote: %.1f MiB in %.3f s)",
+				 st.cache.fetched, st.cache.bytes_fetched / 1048576.0, st.cache.t_fetch);
 		fprintf(stderr, "%s: %d tokens in %zu parts, %d from caches; mode %s: %d layers for every token, "
-			"%d tokens in the others; %d caches from the store (%d fetched from the remote: %.1f MiB in %.3f s), "
-			"%d computed (%.3f s), %.1f MiB read (%.3f s, overlapping the blend), blend %.3f s, time to first "
-			"token %.3f s\n",
+			"%d tokens in the others; %d caches from the store%s, %d computed (%.3f s), %.1f MiB read (%.3f s, "
+			"overlapping the blend), blend %.3f s, time to first token %.3f s\n",
 			cli_tool, N, p.n_segs, st.blend.n_cached, blend_mode_name(o.bo.mode), st.blend.n_full_layers,
-			st.blend.n_selected, st.cache.hits, st.cache.fetched, st.cache.bytes_fetched / 1048576.0,
-			st.cache.t_fetch, st.cache.misses, st.cache.t_compute, st.cache.bytes_read / 1048576.0,
-			st.cache.t_load, st.t_blend, st.t_ttft);
+			st.blend.n_selected, st.cache.hits, from_remote, st.cache.misses, st.cache.t_compute,
+			st.cache.bytes_read / 1048576.0, st.cache.t_load, st.t_blend, st.t_ttft);
+	}
 	if (o.verify) {
 		struct prompt_fidelity f;
 		if (prompt_verify(m, &ws, &kv, logits, &f))

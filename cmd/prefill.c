@@ -236,6 +236,7 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 		cli_usage_error("--remote: %s", kb_error());
 	else if (rr)
 		cli_die("%s", kb_error());
+	const bool remote = chunkcache_remote(r.cc) != NULL;
 	r.m = m;
 	if (kv_cache_init(&r.kv, m, o->batch) || model_ws_init(&r.ws, m, o->batch, o->batch))
 		cli_die("%s", kb_error());
@@ -251,11 +252,15 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 			"\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored,
 			r.c.remote.fetched, loop.bad, r.c.tokens, r.c.t_compute,
 			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
-	else if (o->verbose)
-		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored "
-			"(%d fetched from the remote: %.1f MiB in %.3f s)\n", cli_tool, r.c.records, r.c.computed,
-			r.c.tokens, r.c.t_compute, r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored,
-			r.c.remote.fetched, r.c.remote.bytes_fetched / 1048576.0, r.c.remote.t_fetch);
+	else if (o->verbose) {
+		char from_remote[128] = "";
+		if (remote)
+			snprintf(from_remote, sizeof from_remote, " (%d fetched from the remote: %.1f MiB in %.3f s)",
+				 r.c.remote.fetched, r.c.remote.bytes_fetched / 1048576.0, r.c.remote.t_fetch);
+		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored%s\n",
+			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
+			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored, from_remote);
+	}
 	free(r.v);
 	kv_cache_free(&r.kv);
 	model_ws_free(&r.ws);
