@@ -374,6 +374,11 @@ struct xfer {
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *pctx;
 	uint64_t total;      /* announced size of the whole file (downloads) */
+	/* a stream (remote_get_stream): the body goes to sink instead */
+	int (*sink)(void *ctx, const void *p, size_t n);
+	void *sctx;
+	uint64_t skip;       /* bytes of this try's body the sink has had already */
+	bool sink_failed;
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -387,6 +392,21 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 		memcpy(x->err + x->nerr, p, take);
 		x->nerr += take;
 		x->err[x->nerr] = '\0';
+		return k;
+	}
+	if (x->sink) {
+		if (x->got == 0) /* a whole answer to a ranged request: skip what the sink has */
+			x->skip = x->status == 206 ? 0 : x->base;
+		size_t drop = x->skip < k ? (size_t)x->skip : k;
+		x->skip -= drop;
+		x->got += k;
+		if (k > drop) {
+			if (x->sink(x->sctx, p + drop, k - drop)) {
+				x->sink_failed = true;
+				return 0;
+			}
+			x->base += k - drop;
+		}
 		return k;
 	}
 	if (x->fd >= 0) {
@@ -585,6 +605,10 @@ static int perform(struct remote *r, const struct request *q)
 		r->stats.bytes_in += x->got;
 		r->stats.bytes_out += up > 0 ? (uint64_t)up : 0;
 		const char *why = errbuf[0] ? errbuf : curl_easy_strerror(e);
+		if (x->sink_failed) {
+			rc = kb_fail(KB_ERR_IO, "'%s': the reader of the stream stopped", q->what);
+			break;
+		}
 		if (x->werr) {
 			rc = x->werr == ENOMEM ? rfail(r, KB_ERR_NOMEM, "'%s': out of memory", q->what)
 			   : x->werr == EFBIG ? rfail(r, KB_ERR_FORMAT, "'%s': the answer is larger than %zu bytes", q->what, x->max)
@@ -686,6 +710,38 @@ int remote_get(struct remote *r, const char *name, int fd, uint64_t *size)
 	}
 	if (rc == KB_OK && size)
 		*size = x.got;
+	free(url), free(what);
+	return rc;
+}
+
+struct stream {
+	struct xfer x;
+	char range[32]; /* "BASE-": where the next try starts */
+};
+
+static int stream_continue(void *ctx)
+{
+	struct stream *s = ctx;
+	snprintf(s->range, sizeof s->range, "%llu-", (unsigned long long)s->x.base);
+	return KB_OK;
+}
+
+int remote_get_stream(struct remote *r, const char *name, int (*sink)(void *ctx, const void *p, size_t n), void *ctx,
+		      uint64_t *size)
+{
+	char *url, *what;
+	int rc = object_url(r, name, &url, &what);
+	if (rc)
+		return rc;
+	struct stream s = { .x = { .fd = -1, .sink = sink, .sctx = ctx } };
+	stream_continue(&s);
+	struct request q = { .method = M_GET, .url = url, .what = what, .x = &s.x, .range = s.range, .sign = r->s3,
+			     .before_retry = stream_continue, .ctx = &s };
+	rc = perform(r, &q);
+	if (rc == KB_ERR_IO && r->last_status == 416 && s.x.base > 0)
+		rc = KB_OK; /* a retry asked past the end: every byte had come (a wrong length) */
+	if (size)
+		*size = s.x.base;
 	free(url), free(what);
 	return rc;
 }

@@ -93,6 +93,14 @@ int remote_head(struct remote *r, const char *name, uint64_t *size) KB_WUR;
  * bytes. A body shorter than its Content-Length is an error (KB_ERR_IO); what
  * fd then holds must not be used. */
 int remote_get(struct remote *r, const char *name, int fd, uint64_t *size) KB_WUR;
+/* The whole object handed to sink(ctx, bytes, n) as it arrives, each byte
+ * once and in order: a retry after a cut asks only for the rest (a Range
+ * request from the bytes already handed over; a server that answers with the
+ * whole object again has those skipped). sink returns 0 to go on, anything
+ * else stops the transfer (an error). *size (may be NULL) gets the bytes.
+ * For streaming a cache into a load while it arrives. */
+int remote_get_stream(struct remote *r, const char *name, int (*sink)(void *ctx, const void *p, size_t n), void *ctx,
+		      uint64_t *size) KB_WUR;
 /* Bytes [off, off + len) of the object into buf; *got the bytes received
  * (fewer at the object's end). */
 int remote_get_range(struct remote *r, const char *name, uint64_t off, size_t len, void *buf, size_t *got) KB_WUR;

@@ -7,8 +7,11 @@
 # token (median of RUNS runs, each on a fresh store for the remote case):
 #   full      full prefill of the whole prompt (no caches)
 #   local     blend with every chunk cache in the local store
-#   remote    blend with an empty local store: every cache fetched from the
-#             server, verified, stored, then blended
+#   remote    blend with an empty local store: every cache streamed from the
+#             server into the load (layer 0 is used while later layers arrive),
+#             checked as it arrives, stored after
+#   whole     the same with KVBLEND_REMOTE_STREAM=0: every cache downloaded
+#             whole, checked and stored before the blend starts
 # and the download rate of those fetches (MiB of .kvc per second).
 #   tests/bench/remote.sh            RUNS=5 THREADS=2 DTYPE=f16 by default
 set -eu
@@ -51,8 +54,8 @@ blend() { # store [options] → the -v line on stdout
 ttft() { sed -n 's/.*time to first token \([0-9.]*\) s.*/\1/p'; }
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 blend "$work/A" $R >/dev/null # the prompt's head, computed once and written through
-: >"$work/full" && : >"$work/local" && : >"$work/remote" && : >"$work/rate"
-one() { # full | local | remote, run r
+: >"$work/full" && : >"$work/local" && : >"$work/remote" && : >"$work/whole" && : >"$work/rate"
+one() { # full | local | remote | whole, run r
 	case $1 in
 	full) "$bin/kvblend-blend" -m "$m" --no-store --mode full -t "$threads" -q "$q" -v --quiet <"$work/c.jsonl" 2>&1 >/dev/null |
 		ttft >>"$work/full" ;;
@@ -61,24 +64,31 @@ one() { # full | local | remote, run r
 		line=$(blend "$work/R$2" $R)
 		echo "$line" >>"$work/remote.log"
 		echo "$line" | ttft >>"$work/remote"
+		;;
+	whole)
+		line=$(export KVBLEND_REMOTE_STREAM=0; blend "$work/W$2" $R)
+		echo "$line" >>"$work/whole.log"
+		echo "$line" | ttft >>"$work/whole"
 		echo "$line" | sed -n 's/.*(\([0-9]*\) fetched from the remote: \([0-9.]*\) MiB in \([0-9.]*\) s).*/\1 \2 \3/p' >>"$work/rate" ;;
 	esac
 }
 for r in $(seq "$runs"); do # the order turns with each run: a busy neighbour weighs on each alike
-	case $((r % 3)) in
-	0) one full $r; one local $r; one remote $r ;;
-	1) one local $r; one remote $r; one full $r ;;
-	2) one remote $r; one full $r; one local $r ;;
+	case $((r % 4)) in
+	0) one full $r; one local $r; one remote $r; one whole $r ;;
+	1) one local $r; one remote $r; one whole $r; one full $r ;;
+	2) one remote $r; one whole $r; one full $r; one local $r ;;
+	3) one whole $r; one full $r; one local $r; one remote $r ;;
 	esac
 done
 mib=$(awk '{print $2}' "$work/rate" | median)
 rate=$(awk '$3 > 0 {print $2 / $3}' "$work/rate" | median)
 fetch_s=$(awk '{print $3}' "$work/rate" | median)
 n=$(awk '{print $1}' "$work/rate" | median)
-f=$(median <"$work/full") l=$(median <"$work/local") x=$(median <"$work/remote")
+f=$(median <"$work/full") l=$(median <"$work/local") x=$(median <"$work/remote") w=$(median <"$work/whole")
 echo "model: synthetic smollm2-135m q8_0; $(wc -l <"$work/c.jsonl") passages, $tokens tokens; caches $dtype; $threads threads; $(lscpu | sed -n 's/^Model name: *//p')"
-echo "fetched per cold blend: $n caches, $mib MiB in $fetch_s s (median): $rate MiB/s downloaded, verified and stored (s3rver on loopback)"
+echo "fetched whole per cold blend: $n caches, $mib MiB in $fetch_s s, one after another: $rate MiB/s downloaded, checked and stored (s3rver on loopback; medians)"
 printf '%-28s %8s %8s\n' "time to first token (median of $runs)" seconds "x full"
 printf '%-28s %8.3f %8.2f\n' "full prefill" "$f" 1
 printf '%-28s %8.3f %8.2f\n' "blend, local caches" "$l" "$(echo "$f / $l" | bc -l)"
-printf '%-28s %8.3f %8.2f\n' "blend, caches on the remote" "$x" "$(echo "$f / $x" | bc -l)"
+printf '%-28s %8.3f %8.2f\n' "blend, remote, streamed" "$x" "$(echo "$f / $x" | bc -l)"
+printf '%-28s %8.3f %8.2f\n' "blend, remote, whole first" "$w" "$(echo "$f / $w" | bc -l)"

@@ -9,8 +9,9 @@ and HEAD read, DELETE removes; a missing object is 404. It exits after
 LIFETIME_S seconds (default 120) whatever happens, so a test that dies cannot
 leave it running for long.
 
-Faults are armed by the test with  POST /_fault  and the body "KIND COUNT": the
-next COUNT object requests (GET only, unless said) misbehave:
+Faults are armed by the test with  POST /_fault  and the body "KIND COUNT [MATCH]":
+the next COUNT object requests (GET only, unless said; with MATCH, only those whose
+path holds it) misbehave:
 
     500, 503   answer that status (any method)
     drop       send the headers and half the body, then close the connection
@@ -20,7 +21,7 @@ next COUNT object requests (GET only, unless said) misbehave:
     corrupt    send the whole length with one byte inverted in the middle
     ignorerange  answer a ranged GET with the whole object (200)
 
-GET /_stats answers "METHOD COUNT" lines: the object requests seen by method
+POST /_clear drops the faults still armed. GET /_stats answers "METHOD COUNT" lines: the object requests seen by method
 (faulty ones included). POST /_reset clears the objects, faults and counts.
 """
 import http.server
@@ -35,18 +36,20 @@ counts = {}
 lock = threading.Lock()
 
 
-def take_fault(method):
+def take_fault(method, path):
     with lock:
         counts[method] = counts.get(method, 0) + 1
-        if not faults:
-            return None
-        kind, n = faults[0]
-        if kind not in ("500", "503") and method != "GET":
-            return None
-        faults[0][1] -= 1
-        if faults[0][1] <= 0:
-            faults.pop(0)
-        return kind
+        for f in faults:
+            kind, n, match = f
+            if kind not in ("500", "503") and method != "GET":
+                continue
+            if match and match not in path:
+                continue
+            f[1] -= 1
+            if f[1] <= 0:
+                faults.remove(f)
+            return kind
+        return None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,9 +73,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def control(self):
         if self.path == "/_fault":
-            kind, n = self.body().decode().split()
+            words = self.body().decode().split()
             with lock:
-                faults.append([kind, int(n)])
+                faults.append([words[0], int(words[1]), words[2] if len(words) > 2 else ""])
+            return self.answer(200)
+        if self.path == "/_clear":
+            self.body()
+            with lock:
+                faults.clear()
             return self.answer(200)
         if self.path == "/_reset":
             self.body()
@@ -92,7 +100,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self):
         data = self.body()
-        kind = take_fault("PUT")
+        kind = take_fault("PUT", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind), b"<Error><Code>SlowDown</Code></Error>")
         with lock:
@@ -100,7 +108,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(200)
 
     def do_DELETE(self):
-        kind = take_fault("DELETE")
+        kind = take_fault("DELETE", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind))
         with lock:
@@ -110,7 +118,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         if self.path.startswith("/_"):
             return self.answer(404)
-        kind = take_fault("HEAD")
+        kind = take_fault("HEAD", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind))
         with lock:
@@ -125,7 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/_"):
             return self.control()
-        kind = take_fault("GET")
+        kind = take_fault("GET", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind), b"<Error><Code>InternalError</Code></Error>")
         with lock:
