@@ -12,8 +12,9 @@
 #             checked as it arrives, stored after
 #   whole     the same with KVBLEND_REMOTE_STREAM=0: every cache downloaded
 #             whole, checked and stored before the blend starts
-# and the download rate of those fetches (MiB of .kvc per second).
-#   tests/bench/remote.sh            RUNS=5 THREADS=2 DTYPE=f16 by default
+# and the download rate of the whole fetches (MiB of .kvc per second).
+#   tests/bench/remote.sh            RUNS=5 THREADS=2 DTYPE=f16 by default; the figures of
+#                                    kvblend(7) and the README: OMP_WAIT_POLICY=passive THREADS=1 RUNS=7
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${KVBLEND_BIN:-$top/build/bin}
