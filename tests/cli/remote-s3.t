@@ -98,4 +98,31 @@ n_before=$(aws s3 ls s3://kvb-fleet/team/kv/ | wc -l)
 "$B/kvblend-evict" $R --max-bytes 20000 -v >"$t/ev" 2>&1; ok $? "evict --remote --max-bytes 20000: $(tail -n 1 "$t/ev")"
 left=$(aws s3 ls s3://kvb-fleet/team/kv/ | awk '{s += $3} END {print s + 0}')
 [ "$left" -le 20000 ]; ok $? "the remote's objects now take $left bytes <= 20000 (of $total before)"
+
+# SigV4 as S3 checks it: a server that verifies every signature with its own
+# code (tests/remote/faultserver.py --sigv4) accepts awscli's (botocore's)
+# requests, so it checks what AWS checks; then kvblend's (libcurl's) too.
+command -v python3 >/dev/null 2>&1 || { done_testing; }
+python3 "$KVBLEND_ROOT/tests/remote/faultserver.py" "$t/sport" 60 --sigv4 "AKIDKVB:s3cr/t+Key" &
+spid=$!
+trap 'kill $s3pid $spid 2>/dev/null; wait $s3pid $spid 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
+i=0
+while [ ! -s "$t/sport" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$t/sport") AWS_ACCESS_KEY_ID=AKIDKVB AWS_SECRET_ACCESS_KEY=s3cr/t+Key
+unset AWS_SESSION_TOKEN
+aws s3api put-object --bucket kvb-sig --key x/probe --body "$t/doc.txt" >/dev/null 2>&1 &&
+	aws s3api head-object --bucket kvb-sig --key x/probe >/dev/null 2>&1
+ok $? "the signature-checking server accepts awscli's signed requests"
+AWS_SECRET_ACCESS_KEY=wrong aws s3api head-object --bucket kvb-sig --key x/probe >/dev/null 2>&1; [ $? -ne 0 ]
+ok $? "and refuses them signed with another secret"
+"$B/kvblend-prefill" -m "$model" --store "$t/E" --remote s3://kvb-sig/fleet --json <"$t/c.jsonl" >/dev/null 2>"$t/e.err"
+ok $? "prefill writes through to it"
+[ "$(grep -c warning "$t/e.err")" -eq 0 ] && grep -q '"computed":5' "$t/e.err"; ok $? "with no warning: every signed HEAD and PUT accepted"
+"$B/kvblend-blend" -m "$model" --store "$t/F" --remote s3://kvb-sig/fleet --ctx 512 -q "$q" -v <"$t/c.jsonl" >/dev/null 2>"$t/f.err"
+grep -q "(5 fetched from the remote" "$t/f.err" && [ "$(grep -c warning "$t/f.err")" -eq 0 ]
+ok $? "another store blends from it: signed GETs accepted"
+"$B/kvblend-evict" --remote s3://kvb-sig/fleet --list >"$t/sl" 2>&1; [ "$(wc -l <"$t/sl")" -eq 6 ]
+ok $? "evict --remote --list: a signed ListObjectsV2, paged ($(wc -l <"$t/sl") objects)"
+AWS_SECRET_ACCESS_KEY=wrong "$B/kvblend-evict" --remote s3://kvb-sig/fleet --list >/dev/null 2>"$t/w.err"; [ $? -eq 1 ]
+ok $? "a wrong secret is refused: $(cat "$t/w.err")"
 done_testing

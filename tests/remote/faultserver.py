@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """faultserver.py — a small HTTP object server on 127.0.0.1 that misbehaves on request.
 
-    faultserver.py PORTFILE [LIFETIME_S]
+    faultserver.py PORTFILE [LIFETIME_S] [--sigv4 KEYID:SECRET]
 
 Listens on a free port of 127.0.0.1, writes the port to PORTFILE, and serves
 objects kept in memory: PUT stores the body, GET (with Range: bytes=A- or A-B)
@@ -21,15 +21,29 @@ path holds it) misbehave:
     corrupt    send the whole length with one byte inverted in the middle
     ignorerange  answer a ranged GET with the whole object (200)
 
-POST /_clear drops the faults still armed. GET /_stats answers "METHOD COUNT" lines: the object requests seen by method
+POST /_clear drops the faults still armed. With --sigv4 it is also a small S3 endpoint (path style, /BUCKET/KEY): every
+object request must carry an AWS Signature Version 4 that this server computes
+again from the request (its own code, after AWS's documentation, not libcurl's)
+with the given key id and secret, and a body whose SHA-256 is what
+x-amz-content-sha256 says; anything else is 403 SignatureDoesNotMatch. GET
+/BUCKET?list-type=2&prefix=P answers ListObjectsV2 pages of two keys at most
+(continuation-token: the last key of the page before).
+
+GET /_stats answers "METHOD COUNT" lines: the object requests seen by method
 (faulty ones included). POST /_reset clears the objects, faults and counts.
 """
+import hashlib
+import hmac
 import http.server
 import os
+import re
 import sys
 import threading
 import time
+import urllib.parse
+from xml.sax.saxutils import escape
 
+sigv4 = None  # (keyid, secret) with --sigv4
 objects = {}
 faults = []  # [kind, count]
 counts = {}
@@ -50,6 +64,48 @@ def take_fault(method, path):
                 faults.remove(f)
             return kind
         return None
+
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def check_sigv4(h, body):
+    """None when h's request is signed with sigv4's secret, else why not."""
+    auth = h.headers.get("Authorization", "")
+    m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?"
+                 r"SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$", auth)
+    if not m:
+        return "no SigV4 Authorization"
+    keyid, date, region, service, signed, sig = m.groups()
+    if keyid != sigv4[0]:
+        return "unknown key id"
+    payload = h.headers.get("x-amz-content-sha256")
+    if payload is None:
+        return "no x-amz-content-sha256"
+    if payload != "UNSIGNED-PAYLOAD" and payload != hashlib.sha256(body).hexdigest():
+        return "x-amz-content-sha256 is not the body's"
+    names = signed.split(";")
+    for need in ("host", "x-amz-date", "x-amz-content-sha256"):
+        if need not in names:
+            return need + " not signed"
+    if "x-amz-security-token" in h.headers and "x-amz-security-token" not in names:
+        return "x-amz-security-token not signed"
+    path, _, query = h.path.partition("?")
+    uri = urllib.parse.quote(urllib.parse.unquote(path), safe="/-_.~")
+    q = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    enc = lambda s: urllib.parse.quote(s, safe="-_.~")
+    cq = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(q))
+    ch = "".join(f"{n}:{' '.join((h.headers.get(n) or '').split())}\n" for n in names)
+    creq = "\n".join([h.command, uri, cq, ch, signed, payload])
+    sts = "\n".join(["AWS4-HMAC-SHA256", h.headers.get("x-amz-date", ""), f"{date}/{region}/{service}/aws4_request",
+                     hashlib.sha256(creq.encode()).hexdigest()])
+    k = _hmac(("AWS4" + sigv4[1]).encode(), date)
+    for part in (region, service, "aws4_request"):
+        k = _hmac(k, part)
+    if hmac.new(k, sts.encode(), hashlib.sha256).hexdigest() != sig:
+        return "signature mismatch"
+    return None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -98,8 +154,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.control()
 
+    def denied(self, body=b""):
+        """With --sigv4: answer 403 and True unless the request is signed right."""
+        if sigv4 is None:
+            return False
+        why = check_sigv4(self, body)
+        if why is None:
+            return False
+        self.answer(403, f"<Error><Code>SignatureDoesNotMatch</Code><Message>{why}</Message></Error>".encode())
+        return True
+
+    def listing(self, bucket, query):
+        q = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        prefix, after = q.get("prefix", ""), q.get("continuation-token", "")
+        base = "/" + bucket + "/"
+        with lock:
+            keys = sorted(k[len(base):] for k in objects if k.startswith(base + prefix))
+            sizes = {k: len(objects[base + k]) for k in keys}
+        keys = [k for k in keys if k > after]
+        page, more = keys[:2], len(keys) > 2
+        xml = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult>",
+               f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>",
+               f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>"]
+        for k in page:
+            xml.append(f"<Contents><Key>{escape(k)}</Key><LastModified>2026-12-07T21:00:00.000Z</LastModified>"
+                       f"<Size>{sizes[k]}</Size></Contents>")
+        if more:
+            xml.append(f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>")
+        xml.append("</ListBucketResult>")
+        self.answer(200, "".join(xml).encode())
+
     def do_PUT(self):
         data = self.body()
+        if self.denied(data):
+            return
         kind = take_fault("PUT", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind), b"<Error><Code>SlowDown</Code></Error>")
@@ -108,6 +196,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(200)
 
     def do_DELETE(self):
+        if self.denied():
+            return
         kind = take_fault("DELETE", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind))
@@ -118,6 +208,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         if self.path.startswith("/_"):
             return self.answer(404)
+        if self.denied():
+            return
         kind = take_fault("HEAD", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind))
@@ -133,6 +225,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/_"):
             return self.control()
+        if self.denied():
+            return
+        path, _, query = self.path.partition("?")
+        if sigv4 is not None and "list-type=2" in query and path.count("/") == 1:
+            return self.listing(path.strip("/"), query)
         kind = take_fault("GET", self.path)
         if kind in ("500", "503"):
             return self.answer(int(kind), b"<Error><Code>InternalError</Code></Error>")
@@ -174,8 +271,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    portfile = sys.argv[1]
-    lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 120
+    global sigv4
+    args = sys.argv[1:]
+    if "--sigv4" in args:
+        i = args.index("--sigv4")
+        sigv4 = tuple(args[i + 1].split(":", 1))
+        del args[i:i + 2]
+    portfile = args[0]
+    lifetime = float(args[1]) if len(args) > 1 else 120
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     tmp = portfile + ".tmp"

@@ -121,36 +121,38 @@ static void test_urls(void)
 
 /* ---- against the server ---- */
 
-static pid_t server;
-static char base[128];
+static pid_t servers[2];
+static char base[128], s3base[128];
 
-static void stop_server(void)
+static void stop_servers(void)
 {
-	if (server > 0) {
-		kill(server, SIGTERM);
-		waitpid(server, NULL, 0);
-		server = 0;
-	}
+	for (int i = 0; i < 2; i++)
+		if (servers[i] > 0) {
+			kill(servers[i], SIGTERM);
+			waitpid(servers[i], NULL, 0);
+			servers[i] = 0;
+		}
 }
 
-static bool start_server(void)
+/* Start tests/remote/faultserver.py (with sigv4: "--sigv4", "KEYID:SECRET");
+ * its URL into url. */
+static bool start_server(int i, const char *sigv4, char *url, size_t cap)
 {
 	char portfile[4200];
-	snprintf(portfile, sizeof portfile, "%s/port", tap_tmpdir());
+	snprintf(portfile, sizeof portfile, "%s/port%d", tap_tmpdir(), i);
 	const char *script = "tests/remote/faultserver.py";
 	if (access(script, R_OK) != 0 || system("python3 -c 1 >/dev/null 2>&1") != 0)
 		return false;
-	if ((server = fork()) == 0) {
-		execlp("python3", "python3", script, portfile, "60", (char *)NULL);
+	if ((servers[i] = fork()) == 0) {
+		execlp("python3", "python3", script, portfile, "60", sigv4 ? "--sigv4" : (char *)NULL, sigv4, (char *)NULL);
 		_exit(127);
 	}
-	atexit(stop_server);
-	for (int i = 0; i < 500; i++) { /* up to 5 s */
+	for (int t = 0; t < 500; t++) { /* up to 5 s */
 		FILE *f = fopen(portfile, "r");
 		int port;
 		if (f && fscanf(f, "%d", &port) == 1) {
 			fclose(f);
-			snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+			snprintf(url, cap, "http://127.0.0.1:%d", port);
 			return true;
 		}
 		if (f)
@@ -287,6 +289,63 @@ static void test_server(void)
 	close(in), close(out), close(bigfd), close(part);
 }
 
+/* S3 requests signed by libcurl (SigV4) against a server that checks the
+ * signatures with its own code: every method, the listing (paged), a session
+ * token, a wrong secret refused. */
+static void test_s3_signed(void)
+{
+	struct remote *r;
+	struct remote_opts o = { .timeout = 2, .retries = 1, .backoff = 0.01 };
+	setenv("AWS_ENDPOINT_URL", s3base, 1);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDKVBTEST", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "sekrit/Key+42", 1);
+	setenv("AWS_REGION", "eu-west-3", 1);
+	setenv("AWS_SESSION_TOKEN", "FwoGZXIvYXdzE+token/==", 1);
+	ok(remote_open(&r, "s3://kvb-bucket/team/kv", &o) == KB_OK, "an s3 remote on the signature-checking server");
+	const char *text = "a cache's bytes, signed";
+	int in = fd_of(text), out = fd_of("");
+	uint64_t size = 0;
+	int rc = remote_put(r, "aa.kvc", in);
+	ok(rc == KB_OK, "a signed PUT is accepted (the body's SHA-256 signed): %s", rc ? kb_error() : "ok");
+	rc = remote_head(r, "aa.kvc", &size);
+	ok(rc == KB_OK && size == strlen(text), "a signed HEAD: %s", rc ? kb_error() : "ok");
+	rc = remote_get(r, "aa.kvc", out, &size);
+	ok(rc == KB_OK && fd_holds(out, text), "a signed GET: %s", rc ? kb_error() : "ok");
+	char buf[8];
+	size_t got;
+	rc = remote_get_range(r, "aa.kvc", 2, 5, buf, &got);
+	ok(rc == KB_OK && got == 5 && !memcmp(buf, "cache", 5), "a signed ranged GET: %s", rc ? kb_error() : "ok");
+	ok(remote_head(r, "none.kvc", NULL) == KB_EOF, "an absent object: KB_EOF");
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "b%d.kvc", i);
+		ASSERT(remote_put(r, name, in) == KB_OK);
+	}
+	n_seen = 0;
+	rc = remote_list(r, collect, NULL);
+	ok(rc == KB_OK && n_seen == 5 && !strcmp(seen[0], "aa.kvc") && !strcmp(seen[4], "b3.kvc") &&
+	   seen_size[0] == strlen(text), "a signed ListObjectsV2 over three pages (continuation tokens signed): %d objects %s",
+	   n_seen, rc ? kb_error() : "");
+	rc = remote_delete(r, "aa.kvc");
+	ok(rc == KB_OK && remote_head(r, "aa.kvc", NULL) == KB_EOF, "a signed DELETE: %s", rc ? kb_error() : "ok");
+	remote_close(r);
+
+	setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret", 1);
+	ok(remote_open(&r, "s3://kvb-bucket/team/kv", &o) == KB_OK, "the same remote with a wrong secret");
+	rc = remote_head(r, "b0.kvc", NULL);
+	ok(rc == KB_ERR_IO && strstr(kb_error(), "403") && !strstr(kb_error(), "not-the-secret"),
+	   "is refused (403), the secret not in the message: %s", kb_error());
+	rc = remote_get(r, "b0.kvc", out, NULL);
+	ok(rc == KB_ERR_IO && strstr(kb_error(), "SignatureDoesNotMatch"), "a GET too: %s", kb_error());
+	remote_close(r);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_SESSION_TOKEN");
+	unsetenv("AWS_REGION");
+	unsetenv("AWS_ENDPOINT_URL");
+	close(in), close(out);
+}
+
 int main(void)
 {
 	unsetenv("KVBLEND_REMOTE_TIMEOUT");
@@ -294,10 +353,15 @@ int main(void)
 	unsetenv("AWS_ENDPOINT_URL_S3");
 	test_list_parse();
 	test_urls();
-	if (start_server())
+	atexit(stop_servers);
+	if (start_server(0, NULL, base, sizeof base))
 		test_server();
 	else
 		skip("python3 or tests/remote/faultserver.py not found: the requests are not tested");
-	stop_server();
+	if (start_server(1, "AKIDKVBTEST:sekrit/Key+42", s3base, sizeof s3base))
+		test_s3_signed();
+	else
+		skip("python3 or tests/remote/faultserver.py not found: signed requests are not tested");
+	stop_servers();
 	return done_testing();
 }
