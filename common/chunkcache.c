@@ -380,7 +380,7 @@ static void store_or_warn(struct chunkcache *cc, const struct model *m, const st
  * and the reader checks each layer's checksum as it arrives. A cut transfer
  * continues with a ranged GET (remote_get_stream). At the end of the load a
  * stream whose every byte was read and checked goes into the store
- * (store_put_commit); one that failed is dropped, its key remembered as bad
+ * (store_put_commit_verified); one that failed is dropped, its key remembered as bad
  * (computed, and replaced on the remote), and the load retried. */
 
 struct stream {

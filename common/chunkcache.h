@@ -50,7 +50,12 @@ void chunkcache_set_progress(struct chunkcache *cc, void (*fn)(void *ctx, uint64
  * With a remote, the store is a cache of it: a lookup that misses locally asks
  * the remote for KEY.kvc, reads what comes whole (every checksum, the key)
  * before it goes into the store (store_put_commit_verified), and then serves
- * it as a local hit; a cache computed here (chunkcache_load, chunkcache_put)
+ * it as a local hit — except in chunkcache_load_begin, which streams the
+ * missing parts into the load as they arrive (up to 16 at once, each on its
+ * own connection; $KVBLEND_REMOTE_STREAM=0: fetched whole first), checks each
+ * layer as it is read, and stores a part only once it has arrived whole and
+ * sound (a broken one makes chunkcache_load_end ask for a retry, and is then
+ * computed). A cache computed here (chunkcache_load, chunkcache_put)
  * is uploaded unless the remote has it already (HEAD first). A fault never
  * fails a lookup: a missing, unreadable or corrupt remote object is a miss
  * (warned of, when not simply absent), and a remote that cannot be reached is
