@@ -423,28 +423,30 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 			x->werr = errno ? errno : EIO;
 			return 0;
 		}
+	} else if (!x->mem && !x->grow) { /* a body nobody asked for (a PUT's answer): dropped */
+		x->got += k;
+		return k;
 	} else {
 		if (x->max && k > x->max - x->got) {
 			x->werr = EFBIG;
 			return 0;
 		}
-		if (k > x->cap - x->got) {
-			if (!x->grow) { /* a range: the server sent more than asked; keep what fits */
-				k = x->cap - x->got;
-			} else {
-				size_t cap = x->cap ? x->cap : 1 << 16;
-				while (k > cap - x->got)
-					cap *= 2;
-				char *m = realloc(x->mem, cap);
-				if (!m) {
-					x->werr = ENOMEM;
-					return 0;
-				}
-				x->mem = m, x->cap = cap;
+		size_t take = k;
+		if (!x->grow) { /* a range: the server may send more than asked; keep what fits */
+			take = x->got < x->cap ? (k < x->cap - x->got ? k : (size_t)(x->cap - x->got)) : 0;
+		} else if (k > x->cap - x->got) { /* got <= cap while growing */
+			size_t cap = x->cap ? x->cap : 1 << 16;
+			while (k > cap - x->got)
+				cap *= 2;
+			char *m = realloc(x->mem, cap);
+			if (!m) {
+				x->werr = ENOMEM;
+				return 0;
 			}
+			x->mem = m, x->cap = cap;
 		}
-		memcpy(x->mem + x->got, p, k);
-		k = size * nmemb;
+		if (take)
+			memcpy(x->mem + x->got, p, take);
 	}
 	x->got += size * nmemb;
 	if (x->progress)

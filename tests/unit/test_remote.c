@@ -207,6 +207,14 @@ static void test_server(void)
 	size_t got;
 	ok(remote_get_range(r, "aa.kvc", 10, 6, buf, &got) == KB_OK && got == 6 && !memcmp(buf, "abcdef", 6),
 	   "a ranged GET");
+	control("/_fault", "ignorerange 1");
+	memset(buf, 0, sizeof buf);
+	ok(remote_get_range(r, "aa.kvc", 0, 6, buf, &got) == KB_OK && got == 6 && !memcmp(buf, "012345", 6) && !buf[6],
+	   "a server that answers a range from 0 with the whole object: the range kept, nothing past it written");
+	control("/_fault", "ignorerange 1");
+	ok(remote_get_range(r, "aa.kvc", 10, 6, buf, &got) == KB_ERR_IO, "from past 0: an error, %s", kb_error());
+	ok(remote_put(r, "empty.kvc", fd_of("")) == KB_OK && remote_get(r, "empty.kvc", out, &size) == KB_OK && size == 0,
+	   "an empty object goes and comes back empty");
 	ok(remote_list(r, collect, NULL) == KB_ERR_UNSUPPORTED, "an http remote cannot be listed: %s", kb_error());
 
 	control("/_fault", "503 2");
