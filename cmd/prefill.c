@@ -90,6 +90,7 @@ struct pending {
 
 struct counts {
 	long records, stored, computed;
+	long uploaded;   /* of stored, those written through to the remote now (stored before it was given) */
 	long tokens;
 	double t_compute;
 	struct chunkcache_stats remote; /* fetched: of stored, those that came from the remote tier */
@@ -198,10 +199,14 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
 	store_key(r->m->fingerprint, tok, n, q->key);
 	/* already stored (here, or on the remote: fetched), or already in this
-	 * batch: nothing to compute */
-	bool dup = store_has(st, q->key, NULL) == KB_OK || chunkcache_fetch(r->cc, q->key, &r->c.remote) == KB_OK;
+	 * batch: nothing to compute. Stored here only: the remote gets it too. */
+	bool dup = store_has(st, q->key, NULL) == KB_OK;
+	if (dup && chunkcache_remote(r->cc))
+		r->c.uploaded += chunkcache_push(r->cc, q->key);
 	for (size_t i = 0; i + 1 < r->n && !dup; i++)
 		dup = r->v[i].tok && strcmp(r->v[i].key, q->key) == 0;
+	if (!dup)
+		dup = chunkcache_fetch(r->cc, q->key, &r->c.remote) == KB_OK;
 	if (dup) {
 		free(q->tok);
 		q->tok = NULL;
@@ -248,15 +253,16 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 		cli_die("%s", kb_error());
 	progress(&r, true);
 	if (o->json) // the summary as one JSON object on stderr (stdout carries the records)
-		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"fetched\":%d,\"bad\":%ld,"
-			"\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored,
-			r.c.remote.fetched, loop.bad, r.c.tokens, r.c.t_compute,
+		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"fetched\":%d,\"uploaded\":%ld,"
+			"\"bad\":%ld,\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed,
+			r.c.stored, r.c.remote.fetched, r.c.uploaded, loop.bad, r.c.tokens, r.c.t_compute,
 			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
 	else if (o->verbose) {
 		char from_remote[128] = "";
 		if (remote)
-			snprintf(from_remote, sizeof from_remote, " (%d fetched from the remote: %.1f MiB in %.3f s)",
-				 r.c.remote.fetched, r.c.remote.bytes_fetched / 1048576.0, r.c.remote.t_fetch);
+			snprintf(from_remote, sizeof from_remote,
+				 " (%d fetched from the remote: %.1f MiB in %.3f s; %ld stored before uploaded now)",
+				 r.c.remote.fetched, r.c.remote.bytes_fetched / 1048576.0, r.c.remote.t_fetch, r.c.uploaded);
 		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored%s\n",
 			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
 			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored, from_remote);

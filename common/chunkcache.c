@@ -205,14 +205,15 @@ int chunkcache_fetch(struct chunkcache *cc, const char *key, struct chunkcache_s
 	return fetch(cc, key, -1, st);
 }
 
-/* Write-through: key's stored object onto the remote, unless it is there. */
-static void push(struct chunkcache *cc, const char *key, int id)
+/* Write-through: key's stored object onto the remote, unless it is there.
+ * true when it was uploaded. */
+static bool push(struct chunkcache *cc, const char *key, int id)
 {
 	if (!cc->remote || cc->no_push)
-		return;
+		return false;
 	char name[STORE_KEY_HEX + 5], *path = NULL;
 	remote_object(key, name);
-	bool replace = remote_bad(cc, key); /* its copy there is broken */
+	bool replace = remote_bad(cc, key), uploaded = false; /* replace: its copy there is broken */
 	int rc = replace ? KB_EOF : remote_head(cc->remote, name, NULL);
 	if (rc == KB_EOF && (rc = store_has(cc->st, key, &path)) == KB_OK) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -220,18 +221,25 @@ static void push(struct chunkcache *cc, const char *key, int id)
 			rc = KB_EOF; /* evicted meanwhile: nothing to upload */
 		} else {
 			rc = remote_put(cc->remote, name, fd);
+			uploaded = rc == KB_OK;
 			close(fd);
 		}
 	}
 	free(path);
 	if (rc >= KB_EOF)
-		return;
+		return uploaded;
 	if (remote_down(cc->remote)) {
 		remote_gone(cc, id);
 	} else {
 		warn(cc, id, "%s; not writing to the remote from here on (reading it still)", kb_error());
 		cc->no_push = true;
 	}
+	return false;
+}
+
+bool chunkcache_push(struct chunkcache *cc, const char *key)
+{
+	return push(cc, key, -1);
 }
 
 /* A stored object that cannot be used (kb_error() says why) goes from the
@@ -322,7 +330,7 @@ int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv
 	struct store_meta meta = { .n_tokens = n, .cost = cost, .tool = cc->tool };
 	memcpy(meta.model_fp, m->fingerprint, 32);
 	if ((rc = store_put_commit(cc->st, &p, &meta)) == KB_OK)
-		push(cc, key, -1);
+		(void)push(cc, key, -1);
 	return rc;
 }
 

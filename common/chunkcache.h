@@ -71,6 +71,10 @@ struct remote *chunkcache_remote(struct chunkcache *cc);
  * is now stored; KB_EOF when it is not (no remote, absent there, or a fault:
  * warned of); counts go to st (may be NULL). */
 int chunkcache_fetch(struct chunkcache *cc, const char *key, struct chunkcache_stats *st) KB_WUR;
+/* Write key's stored object through to the remote unless it has it (HEAD,
+ * then PUT): for caches stored before the remote was given. true when it was
+ * uploaded now; a fault is warned of (and stops the uploads, or the remote). */
+bool chunkcache_push(struct chunkcache *cc, const char *key);
 
 /* Make slots [slot0, slot0 + n) of kv hold the cache of tokens[0..n) computed
  * alone at positions 0..n-1 (kv->pos and kv->tok set accordingly; kv->n is

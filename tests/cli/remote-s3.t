@@ -66,6 +66,15 @@ grep -q "(0 fetched from the remote" "$t/b2.err"; ok $? "machine B again: all fr
 KVBLEND_REMOTE=s3://kvb-fleet/team/kv "$B/kvblend-prefill" -m "$model" --store "$t/C" --json <"$t/c.jsonl" >/dev/null 2>"$t/c.err"
 grep -q '"computed":0,"already_stored":5,"fetched":5' "$t/c.err"; ok $? "machine C (\$KVBLEND_REMOTE): prefill computes nothing: $(cat "$t/c.err")"
 
+# a store filled before the remote was given: prefill --remote uploads what it has
+"$B/kvblend-prefill" -m "$model" --store "$t/O" <"$t/c.jsonl" >/dev/null 2>&1
+"$B/kvblend-prefill" -m "$model" --store "$t/O" --remote s3://kvb-fleet/team/old --json <"$t/c.jsonl" >/dev/null 2>"$t/o.err"
+grep -q '"computed":0,"already_stored":5,"fetched":0,"uploaded":5' "$t/o.err"
+ok $? "prefill --remote on a store filled before uploads its 5 caches: $(cat "$t/o.err")"
+[ "$(aws s3 ls s3://kvb-fleet/team/old/ 2>/dev/null | wc -l)" -eq 5 ]; ok $? "awscli lists them"
+"$B/kvblend-prefill" -m "$model" --store "$t/O" --remote s3://kvb-fleet/team/old --json <"$t/c.jsonl" >/dev/null 2>"$t/o.err"
+grep -q '"uploaded":0' "$t/o.err"; ok $? "again: nothing to upload (each HEAD finds it)"
+
 # credentials never written anywhere
 if grep -rl -e kvbSecretKey42 -e kvbSessionToken42 "$t/A" "$t/B" "$t/C" "$t"/*.err "$t"/*.kvc "$t"/*.jsonl >/dev/null 2>&1; then
 	ok 1 "no credential in messages, caches or indexes"
