@@ -43,6 +43,7 @@ static const struct option longopts[] = {
 	{ "template", required_argument, NULL, 'E' },
 	{ "ctx", required_argument, NULL, 'C' },
 	{ "store", required_argument, NULL, 's' },
+	CLI_REMOTE_OPTION,
 	{ "dtype", required_argument, NULL, 'Y' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "tsv", no_argument, NULL, 'T' },
@@ -85,6 +86,8 @@ static void usage(void)
 	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
+	       "      --remote URL          the store's remote tier (default $KVBLEND_REMOTE): caches\n"
+	       "                            missing from the store are fetched from it, new ones written to it\n"
 	       "      --dtype TYPE          caches put in the store: f16, bf16, f32, q8_0, or\n"
 	       "                            kv8, kv4, kv3, kv2 (default: the store's, else f16)\n"
 	       "      --n-gen N             tokens generated after the first (default 32)\n"
@@ -151,7 +154,7 @@ static double run_once(const struct model *m, struct model_ws *ws, struct kv_cac
 }
 
 struct opts {
-	const char *model, *dataset, *methods, *template, *store, *plot, *n_gen;
+	const char *model, *dataset, *methods, *template, *store, *remote, *plot, *n_gen;
 	int pp[16], n_pp, depth[16], n_depth, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype, ctx;
 	bool speed, tsv, json, progress, quiet, speed_only;
 };
@@ -307,6 +310,11 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 		cli_die("%s", kb_error());
 	chunkcache_set_tool(bo.cc, cli_tool, n_prov, prov);
 	chunkcache_set_warn(bo.cc, warn_chunk, NULL);
+	int rr = chunkcache_set_remote(bo.cc, o->remote);
+	if (rr == KB_ERR_ARG)
+		cli_usage_error("--remote: %s", kb_error());
+	else if (rr)
+		cli_die("%s", kb_error());
 	struct reporter rp = { .tty = isatty(STDERR_FILENO) };
 	rp.show = !o->quiet && (o->progress || rp.tty);
 	bo.progress = report_progress, bo.progress_ctx = &rp;
@@ -369,6 +377,7 @@ static void parse(int argc, char **argv, struct opts *op)
 		case 'E': o.template = optarg, dataset_only = true; break;
 		case 'C': o.ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24), dataset_only = true; break;
 		case 's': o.store = optarg, dataset_only = true; break;
+		case CLI_REMOTE: o.remote = optarg, dataset_only = true; break;
 		case 'Y':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)
 				cli_usage_error("--dtype: unknown type '%s' (f16, bf16, f32, q8_0, kv8, kv4, kv3, kv2)",
@@ -390,7 +399,7 @@ static void parse(int argc, char **argv, struct opts *op)
 	if (optind < argc)
 		cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (o.speed && dataset_only)
-		cli_usage_error("--limit, --methods, --max-*, --template, --store, --dtype and --plot go with --dataset");
+		cli_usage_error("--limit, --methods, --max-*, --template, --store, --remote, --dtype and --plot go with --dataset");
 	if (o.dataset && o.speed_only)
 		cli_usage_error("--n-prompt, --reps, --depth and --batch go with --speed");
 	if (o.json && o.tsv)

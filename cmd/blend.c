@@ -31,6 +31,7 @@ static const struct option longopts[] = {
 	{ "ctx", required_argument, NULL, 'c' },
 	{ "store", required_argument, NULL, 'S' },
 	{ "no-store", no_argument, NULL, 'N' },
+	CLI_REMOTE_OPTION,
 	{ "verify", no_argument, NULL, 'V' },
 	{ "special", no_argument, NULL, 'X' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -63,6 +64,7 @@ static void usage(void)
 	       "      --store DIR          chunk caches from this store (default $KVBLEND_STORE or\n"
 	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
 	       "      --no-store           compute every chunk cache, store nothing\n"
+	       CLI_REMOTE_HELP
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
 	       "      --special            turn special tokens written in the prefix and query (</s>)\n"
 	       "                           into those tokens (default: plain text, as chunks always are)\n"
@@ -84,7 +86,7 @@ static const struct cli_values values[] = {
 static const struct cli cli = { "kvblend-blend", "m:q:o:t:vh", longopts, usage, values };
 
 struct opts {
-	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store;
+	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store, *remote;
 	struct blend_opts bo;
 	int dtype, threads, ctx;
 	bool verify, verbose, quiet, no_store, special;
@@ -132,6 +134,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'c': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;
 		case 'S': o->store = optarg; break;
 		case 'N': o->no_store = true; break;
+		case CLI_REMOTE: o->remote = optarg; break;
 		case 'V': o->verify = true; break;
 		case 'X': o->special = true; break;
 		case 'v': o->verbose = true; break;
@@ -147,6 +150,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("give the query and the prefix once each (TEXT or FILE)");
 	if (o->store && o->no_store)
 		cli_usage_error("--store and --no-store do not go together");
+	if (o->remote && o->no_store)
+		cli_usage_error("--remote and --no-store do not go together (the store is the remote's cache)");
 	if (!o->template)
 		o->template = "plain";
 	if (!template_known(o->template))
@@ -250,6 +255,15 @@ int main(int argc, char **argv)
 	}
 	chunkcache_set_tool(cc, cli_tool, n_prov, prov);
 	chunkcache_set_warn(cc, warn_chunk, NULL);
+	bool remote = false; /* a remote tier: -v says what came from it */
+	if (chunkcache_store(cc)) {
+		int rr = chunkcache_set_remote(cc, o.remote);
+		if (rr == KB_ERR_ARG)
+			cli_usage_error("--remote: %s", kb_error());
+		else if (rr)
+			cli_die("%s", kb_error());
+		remote = chunkcache_remote(cc) != NULL;
+	}
 	struct progress meter;
 	progress_start(&meter, "chunk caches", 0, progress_wanted(o.quiet, o.verbose));
 	chunkcache_set_progress(cc, progress_cb, &meter);
@@ -263,13 +277,18 @@ int main(int argc, char **argv)
 	kvfile_header(&h, m, &kv, 0, N, logits, o.dtype, cli_tool, n_prov, prov);
 	if (kvfile_write_path(o.output, &h, &kv, 0))
 		cli_die("%s", kb_error());
-	if (o.verbose)
+	if (o.verbose) {
+		char from_remote[128] = "";
+		if (remote)
+			snprintf(from_remote, sizeof from_remote, " (%d fetched from the remote: %.1f MiB in %.3f s)",
+				 st.cache.fetched, st.cache.bytes_fetched / 1048576.0, st.cache.t_fetch);
 		fprintf(stderr, "%s: %d tokens in %zu parts, %d from caches; mode %s: %d layers for every token, "
-			"%d tokens in the others; %d caches from the store, %d computed (%.3f s), %.1f MiB read (%.3f s, "
+			"%d tokens in the others; %d caches from the store%s, %d computed (%.3f s), %.1f MiB read (%.3f s, "
 			"overlapping the blend), blend %.3f s, time to first token %.3f s\n",
 			cli_tool, N, p.n_segs, st.blend.n_cached, blend_mode_name(o.bo.mode), st.blend.n_full_layers,
-			st.blend.n_selected, st.cache.hits, st.cache.misses, st.cache.t_compute,
+			st.blend.n_selected, st.cache.hits, from_remote, st.cache.misses, st.cache.t_compute,
 			st.cache.bytes_read / 1048576.0, st.cache.t_load, st.t_blend, st.t_ttft);
+	}
 	if (o.verify) {
 		struct prompt_fidelity f;
 		if (prompt_verify(m, &ws, &kv, logits, &f))

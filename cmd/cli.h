@@ -36,7 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "pull.h"
 
 #ifndef KVBLEND_VERSION
 #define KVBLEND_VERSION "unknown"
@@ -46,6 +49,13 @@ static const char *cli_tool = "kvblend";
 
 /* The values of the options every tool has (above any character a tool uses). */
 enum { CLI_VERSION = 0x1000, CLI_COMPLETE_OPTIONS, CLI_COMPLETE_VALUES };
+/* Long options with no short letter that several tools share. */
+enum { CLI_REMOTE = 0x1100 };
+#define CLI_REMOTE_OPTION { "remote", required_argument, NULL, CLI_REMOTE }
+#define CLI_REMOTE_HELP \
+	"      --remote URL        the store's remote tier, s3://BUCKET/PREFIX or http(s)://... (default\n" \
+	"                          $KVBLEND_REMOTE): missing caches are fetched from it, new ones written\n" \
+	"                          to it (kvblend(7), MANY MACHINES)\n"
 
 #define CLI_COMMON_OPTIONS                                                      \
 	{ "help", no_argument, NULL, 'h' },                                     \
@@ -281,11 +291,44 @@ static void cli_complete_values(const struct cli *c, const char *opt)
 	// a known option whose values are not a fixed list: no words
 }
 
-/* First thing in main(): name the tool in messages and check stdout at exit. */
+/* A download's progress (a model by URL, pull.h), drawn in place on a
+ * terminal at most 10 times a second; nothing when stderr is not one. */
+static void cli_download_progress(void *ctx, const char *name, uint64_t done, uint64_t total)
+{
+	static double last;
+	static bool drawn;
+	(void)ctx;
+	if (!isatty(STDERR_FILENO))
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+	bool end = total && done >= total;
+	if (!end && now - last < 0.1)
+		return;
+	last = now;
+	if (total) {
+		int w = 30, f = (int)(w * (double)done / (double)total);
+		fprintf(stderr, "\r%s: %s [%.*s%*s] %.1f/%.1f MiB (%.0f%%)", cli_tool, name, f,
+			"##############################", w - f, "", done / 1048576.0, total / 1048576.0,
+			100.0 * (double)done / (double)total);
+	} else {
+		fprintf(stderr, "\r%s: %s %.1f MiB", cli_tool, name, done / 1048576.0);
+	}
+	drawn = true;
+	if (end && drawn) {
+		fputc('\n', stderr);
+		drawn = false;
+	}
+}
+
+/* First thing in main(): name the tool in messages, check stdout at exit,
+ * and show the progress of a model downloaded by URL (-m https://…). */
 static __attribute__((unused)) void cli_start(const struct cli *c)
 {
 	cli_tool = c->tool;
 	atexit(cli_close_stdout);
+	pull_set_progress(cli_download_progress, NULL);
 }
 
 /* The next of the tool's own options (getopt_long's value, optarg set), or -1

@@ -19,11 +19,13 @@
 #include "kbio.h"
 #include "kvfile.h"
 #include "pool.h"
+#include "remote.h"
 #include "store.h"
 #include "tokevict.h"
 
 static const struct option longopts[] = {
 	{ "store", required_argument, NULL, 'S' },
+	CLI_REMOTE_OPTION,
 	{ "max-bytes", required_argument, NULL, 'B' },
 	{ "policy", required_argument, NULL, 'p' },
 	{ "half-life", required_argument, NULL, 'H' },
@@ -57,12 +59,17 @@ static void usage(void)
 	       "       kvblend evict [--store DIR] [--pin KEY] [--unpin KEY] [--verify] [--stats] [--list]\n"
 	       "       kvblend evict [--store DIR] --recompress TYPE [--older-than AGE] [--dry-run] [-v]\n"
 	       "       kvblend evict [--store DIR] --default-dtype TYPE|none\n"
+	       "       kvblend evict --remote URL [--max-bytes N [--policy P]] [--verify] [--list] [--dry-run]\n"
 	       "       kvblend evict --tokens POLICY --budget N|P%% [-m MODEL] [options] [-o OUT] [IN.kvc|-]\n"
 	       "Keep the KV-cache store within a byte budget, removing whole chunk caches, never\n"
 	       "pinned ones; pin and unpin caches; check the store; show what is in it. With\n"
 	       "--tokens, prune the tokens of one KV cache instead: a smaller cache out.\n\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE, else $XDG_CACHE_HOME/kvblend,\n"
 	       "                          else ~/.cache/kvblend)\n"
+	       "      --remote URL        work on the remote tier's objects instead (s3://BUCKET/PREFIX):\n"
+	       "                          --list, --stats, --verify (each read whole; broken ones deleted)\n"
+	       "                          and --max-bytes with the same policies, using what the local\n"
+	       "                          store knows of each key (uses, hits, cost, pins)\n"
 	       "      --max-bytes N       evict until the caches take at most N bytes (a size: k, M, G, T\n"
 	       "                          are KiB, MiB, GiB, TiB)\n"
 	       "      --policy P          what goes first: lru (default), lfu, s3fifo or cost\n"
@@ -114,7 +121,7 @@ static const struct cli cli = { "kvblend-evict", "jvhm:o:t:", longopts, usage, v
 #define MAX_KEYS 256
 
 struct opts {
-	const char *store;
+	const char *store, *remote;
 	uint64_t max_bytes;
 	bool evict, dry_run, verify, stats, list, json, verbose, tokens;
 	int policy;
@@ -154,6 +161,7 @@ static void parse(int argc, char **argv, struct opts *o)
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'S': o->store = optarg; break;
+		case CLI_REMOTE: o->remote = optarg; break;
 		case 'B': o->max_bytes = cli_size("--max-bytes", optarg, 0, UINT64_MAX), o->evict = true; break;
 		case 'p':
 			if ((o->policy = store_policy_from_name(optarg)) < 0)
@@ -250,6 +258,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("%s goes with --tokens POLICY (token eviction in one cache)",
 				optind < argc ? "a cache operand" : "--budget, -m, --window, --sinks, --pool, "
 								   "--layer-budget or -o");
+	if (o->remote && (o->n_pin || o->n_unpin || o->recompress >= 0 || o->default_dtype != -2))
+		cli_usage_error("--pin, --unpin, --recompress and --default-dtype work on the local store, not with --remote");
 	if (o->older_than > 0 && o->recompress < 0)
 		cli_usage_error("--older-than goes with --recompress TYPE");
 	if (!o->evict && !o->n_pin && !o->n_unpin && !o->verify && !o->stats && !o->list && o->recompress < 0 &&
@@ -661,6 +671,261 @@ static void do_stats(struct store *st, const struct opts *o)
 		cli_die("%s", kb_error());
 }
 
+/* ---- the remote tier (--remote) ----
+ * The remote keeps only each object's size and upload time; what the local
+ * store knows of the same key (last use, hits, cost, pin) orders the policies
+ * where it has the key. */
+
+struct robj {
+	char key[STORE_KEY_HEX + 1];
+	uint64_t size;
+	double mtime;     /* uploaded (unix seconds; 0 unknown) */
+	double last_used; /* the local store's, else mtime */
+	uint64_t hits;    /* the local store's, else 0 */
+	double cost;      /* the local store's seconds, < 0 unknown */
+	bool pinned;      /* pinned in the local store */
+	double value;     /* the cost policy's */
+};
+
+struct rlist {
+	struct robj *v;   /* owned, [n] */
+	size_t n, cap;
+	uint64_t bytes, unknown;
+	bool list_unknown; /* print the names that are not caches */
+};
+
+static int collect_remote(void *ctx, const struct remote_object *ob)
+{
+	struct rlist *l = ctx;
+	char key[STORE_KEY_HEX + 1];
+	snprintf(key, sizeof key, "%.*s", STORE_KEY_HEX, ob->name);
+	if (strlen(ob->name) != STORE_KEY_HEX + 4 || strcmp(ob->name + STORE_KEY_HEX, ".kvc") || !store_key_valid(key)) {
+		l->unknown++;
+		if (l->list_unknown)
+			printf("%s: not a cache's name (left alone)\n", ob->name);
+		return 0;
+	}
+	if (kb_grow(&l->v, &l->cap, l->n, sizeof *l->v, 64))
+		return KB_ERR_NOMEM;
+	struct robj *r = &l->v[l->n++];
+	*r = (struct robj){ .size = ob->size, .mtime = ob->mtime, .last_used = ob->mtime, .cost = -1 };
+	memcpy(r->key, key, sizeof key);
+	l->bytes += ob->size;
+	return 0;
+}
+
+/* Fill in what the local store knows (--store, else the default one if it exists). */
+static void local_facts(const struct opts *o, struct rlist *l)
+{
+	char *dir = NULL;
+	struct store *st = NULL;
+	if (!o->store && store_default_dir(&dir))
+		return;
+	if (store_open_existing(&st, o->store ? o->store : dir)) {
+		if (o->store)
+			cli_die("%s", kb_error());
+		free(dir);
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		struct store_entry e;
+		if (store_entry_get(st, l->v[i].key, &e) != KB_OK)
+			continue;
+		l->v[i].last_used = e.last_used;
+		l->v[i].hits = e.hits;
+		l->v[i].cost = e.cost;
+		l->v[i].pinned = e.pinned;
+	}
+	store_close(st);
+	free(dir);
+}
+
+static int r_policy;
+
+static int cmp_robj(const void *pa, const void *pb)
+{
+	const struct robj *a = pa, *b = pb;
+	int c = 0;
+	switch (r_policy) {
+	case STORE_LFU: /* fewest hits, then least recently used */
+		c = (a->hits > b->hits) - (a->hits < b->hits);
+		if (!c)
+			c = (a->last_used > b->last_used) - (a->last_used < b->last_used);
+		break;
+	case STORE_LRU: c = (a->last_used > b->last_used) - (a->last_used < b->last_used); break;
+	case STORE_S3FIFO: c = (a->mtime > b->mtime) - (a->mtime < b->mtime); break;
+	case STORE_COST: c = (a->value > b->value) - (a->value < b->value); break;
+	}
+	if (!c)
+		c = (a->mtime > b->mtime) - (a->mtime < b->mtime);
+	return c ? c : strcmp(a->key, b->key);
+}
+
+static int remote_evict(struct remote *rm, struct rlist *l, const struct opts *o)
+{
+	/* cost: seconds per byte, decaying with disuse; unknown costs at the mean rate */
+	double known = 0, known_bytes = 0, now = (double)time(NULL);
+	double half = o->half_life > 0 ? o->half_life : STORE_HALF_LIFE_DEFAULT;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].cost >= 0)
+			known += l->v[i].cost, known_bytes += (double)l->v[i].size;
+	double rate = known_bytes > 0 ? known / known_bytes : 1e-9;
+	for (size_t i = 0; i < l->n; i++) {
+		struct robj *r = &l->v[i];
+		double per_byte = r->cost >= 0 && r->size ? r->cost / (double)r->size : rate;
+		double age = now - r->last_used > 0 ? now - r->last_used : 0;
+		r->value = per_byte * exp2(-age / half);
+	}
+	r_policy = o->policy;
+	if (l->n)
+		qsort(l->v, l->n, sizeof *l->v, cmp_robj);
+	uint64_t left = l->bytes, n_left = l->n, removed = 0, removed_bytes = 0, pinned = 0, pinned_bytes = 0;
+	int status = 0;
+	char b1[32], b2[32], b3[32];
+	for (size_t i = 0; i < l->n && left > o->max_bytes; i++) {
+		struct robj *r = &l->v[i];
+		if (r->pinned) {
+			pinned++, pinned_bytes += r->size;
+			continue;
+		}
+		char name[STORE_KEY_HEX + 5];
+		snprintf(name, sizeof name, "%s.kvc", r->key);
+		int rc = o->dry_run ? KB_OK : remote_delete(rm, name);
+		if (rc < KB_EOF) {
+			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			status = 1;
+			if (remote_down(rm))
+				break;
+			continue;
+		}
+		left -= r->size, n_left--;
+		removed++, removed_bytes += r->size;
+		if (o->verbose || o->dry_run)
+			printf("%s %s %s (%s)\n", o->dry_run ? "would remove" : "removed", r->key,
+			       fmt_bytes(b1, sizeof b1, r->size), store_policy_name(o->policy));
+	}
+	if (removed)
+		printf("%s %" PRIu64 " cache%s, %s (%s); ", o->dry_run ? "would remove" : "removed", removed,
+		       removed == 1 ? "" : "s", fmt_bytes(b1, sizeof b1, removed_bytes), store_policy_name(o->policy));
+	else
+		printf("nothing to remove; ");
+	printf("the remote %s %" PRIu64 " cache%s, %s (budget %s)\n", o->dry_run ? "would hold" : "holds", n_left,
+	       n_left == 1 ? "" : "s", fmt_bytes(b2, sizeof b2, left), fmt_bytes(b3, sizeof b3, o->max_bytes));
+	if (left > o->max_bytes && status == 0) {
+		fprintf(stderr, "%s: %s over the budget: %" PRIu64 " cache%s pinned in the local store\n", cli_tool,
+			o->dry_run ? "would stay" : "still", pinned, pinned == 1 ? "" : "s");
+		status = 1;
+	}
+	return status;
+}
+
+/* Read every object whole and check it; delete the broken ones (not in a dry run). */
+static int remote_verify(struct remote *rm, struct rlist *l, const struct opts *o)
+{
+	uint64_t sound = 0, bad = 0, gone = 0, failed = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		struct robj *r = &l->v[i];
+		char name[STORE_KEY_HEX + 5], what[512];
+		snprintf(name, sizeof name, "%s.kvc", r->key);
+		snprintf(what, sizeof what, "%s/%s", remote_name(rm), name);
+		FILE *f = tmpfile();
+		if (!f)
+			cli_die("a temporary file: %s", strerror(errno));
+		int rc = remote_get(rm, name, fileno(f), NULL);
+		if (rc == KB_EOF) { /* deleted meanwhile */
+			fclose(f);
+			continue;
+		}
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			fclose(f);
+			failed++;
+			if (remote_down(rm))
+				break;
+			continue;
+		}
+		if (lseek(fileno(f), 0, SEEK_SET) < 0 || (rc = store_object_check(fileno(f), what, r->key)) == KB_OK) {
+			fclose(f);
+			sound++;
+			continue;
+		}
+		fclose(f);
+		bad++;
+		char why[600];
+		snprintf(why, sizeof why, "%s", kb_error());
+		const char *action = "found";
+		if (!o->dry_run) {
+			int dr = remote_delete(rm, name);
+			action = dr >= KB_EOF ? "removed" : "cannot be removed";
+			if (dr < KB_EOF)
+				fprintf(stderr, "%s: %s\n", cli_tool, kb_error());
+			else
+				gone++;
+		}
+		printf("%s: %s (%s)\n", r->key, why, action);
+	}
+	printf("verified %" PRIu64 " cache%s on %s: %" PRIu64 " sound", sound + bad, sound + bad == 1 ? "" : "s",
+	       remote_name(rm), sound);
+	if (bad)
+		printf("; %" PRIu64 " broken, %" PRIu64 " removed", bad, gone);
+	if (failed)
+		printf("; %" PRIu64 " could not be read", failed);
+	printf("\n");
+	return bad || failed ? 1 : 0;
+}
+
+static int do_remote(const struct opts *o)
+{
+	struct remote *rm;
+	int rc = remote_open(&rm, o->remote, NULL);
+	if (rc == KB_ERR_ARG)
+		cli_usage_error("--remote: %s", kb_error());
+	if (rc)
+		cli_die("%s", kb_error());
+	struct rlist l = { .list_unknown = o->verify };
+	if (remote_list(rm, collect_remote, &l))
+		cli_die("%s", kb_error());
+	local_facts(o, &l);
+	int status = 0;
+	char b[32], t[32];
+	if (o->list) {
+		for (size_t i = 0; i < l.n; i++) {
+			const struct robj *r = &l.v[i];
+			if (o->json) {
+				json_t *j = json_object();
+				json_object_set_new(j, "key", json_string(r->key));
+				json_object_set_new(j, "bytes", json_integer((json_int_t)r->size));
+				json_object_set_new(j, "uploaded", json_time(r->mtime));
+				json_line(j);
+			} else {
+				printf("%s %10s  uploaded %s\n", r->key, fmt_bytes(b, sizeof b, r->size),
+				       fmt_time(t, sizeof t, r->mtime));
+			}
+		}
+	}
+	if (o->verify)
+		status |= remote_verify(rm, &l, o);
+	if (o->evict)
+		status |= remote_evict(rm, &l, o);
+	if (o->stats) {
+		if (o->json) {
+			json_t *j = json_object();
+			json_object_set_new(j, "remote", json_string(remote_name(rm)));
+			json_object_set_new(j, "caches", json_integer((json_int_t)l.n));
+			json_object_set_new(j, "bytes", json_integer((json_int_t)l.bytes));
+			json_object_set_new(j, "other_objects", json_integer((json_int_t)l.unknown));
+			json_line(j);
+		} else {
+			printf("remote       %s\ncaches       %zu  %s\n", remote_name(rm), l.n, fmt_bytes(b, sizeof b, l.bytes));
+			if (l.unknown)
+				printf("other        %" PRIu64 " objects under the prefix that are not caches\n", l.unknown);
+		}
+	}
+	free(l.v);
+	remote_close(rm);
+	return status;
+}
+
 /* Open the store: it must exist (a mistyped --store is an error, nothing is
  * created), except that a repairing --verify rebuilds a lost index.db in a
  * folder that still has its objects/. */
@@ -780,6 +1045,8 @@ int main(int argc, char **argv)
 	parse(argc, argv, &o);
 	if (o.tokens)
 		return do_tokens(&o, argc, argv);
+	if (o.remote)
+		return do_remote(&o);
 	struct store *st = open_store(&o);
 	int status = do_pins(st, &o);
 	if (o.default_dtype != -2) {

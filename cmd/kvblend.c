@@ -22,6 +22,7 @@ static const struct {
 	{ "tokenize", "text to token ids with a model's tokenizer" },
 	{ "quantize", "convert a GGUF model's weights to another type" },
 	{ "info", "describe and verify KV caches (.kvc) and GGUF models" },
+	{ "pull", "download a model by URL into the local models folder" },
 };
 #define N_TOOLS (sizeof tools / sizeof *tools)
 

@@ -25,6 +25,7 @@ static const struct option longopts[] = {
 	{ "no-logits", no_argument, NULL, 'L' },
 	{ "special", no_argument, NULL, 'N' },
 	{ "store", required_argument, NULL, 'S' },
+	CLI_REMOTE_OPTION,
 	{ "batch", required_argument, NULL, 'b' },
 	{ "progress", no_argument, NULL, 'P' },
 	{ "quiet", no_argument, NULL, 'Q' },
@@ -55,6 +56,7 @@ static void usage(void)
 	       "      --special           turn special tokens written in the -p/-f text (<s>, <|im_start|>)\n"
 	       "                          into those tokens (default: they are plain text)\n"
 	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
+	       CLI_REMOTE_HELP
 	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
 	       "      --progress          progress on stderr even when it is not a terminal (as -v)\n"
 	       "      --quiet             no progress (not even with -v)\n"
@@ -72,7 +74,7 @@ static const struct cli_values values[] = {
 static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:jvh", longopts, usage, values };
 
 struct opts {
-	const char *model, *prompt, *file, *output, *store;
+	const char *model, *prompt, *file, *output, *store, *remote;
 	int dtype, threads, batch;
 	bool json, no_bos, no_logits, special, verbose, progress, quiet, output_set;
 };
@@ -89,8 +91,10 @@ struct pending {
 
 struct counts {
 	long records, stored, computed;
+	long uploaded;   /* of stored, those written through to the remote now (stored before it was given) */
 	long tokens;
 	double t_compute;
+	struct chunkcache_stats remote; /* fetched: of stored, those that came from the remote tier */
 };
 
 /* What the record loop carries from one record to the next. */
@@ -195,10 +199,15 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	struct pending *q = &r->v[r->n++];
 	*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
 	store_key(r->m->fingerprint, tok, n, q->key);
-	/* already stored, or already in this batch: nothing to compute */
+	/* already stored (here, or on the remote: fetched), or already in this
+	 * batch: nothing to compute. Stored here only: the remote gets it too. */
 	bool dup = store_has(st, q->key, NULL) == KB_OK;
+	if (dup && chunkcache_remote(r->cc))
+		r->c.uploaded += chunkcache_push(r->cc, q->key);
 	for (size_t i = 0; i + 1 < r->n && !dup; i++)
 		dup = r->v[i].tok && strcmp(r->v[i].key, q->key) == 0;
+	if (!dup)
+		dup = chunkcache_fetch(r->cc, q->key, &r->c.remote) == KB_OK;
 	if (dup) {
 		free(q->tok);
 		q->tok = NULL;
@@ -213,6 +222,13 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	return KB_OK;
 }
 
+/* What the store and its remote survive: said, then the run goes on. */
+static void warn_cache(void *ctx, int id, const char *msg)
+{
+	(void)ctx, (void)id;
+	fprintf(stderr, "%s: warning: %s\n", cli_tool, msg);
+}
+
 static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov, char **prov)
 {
 	struct model *m;
@@ -220,6 +236,13 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	if (model_load(&m, o->model) || chunkcache_open(&r.cc, o->store, true, o->dtype))
 		cli_die("%s", kb_error());
 	chunkcache_set_tool(r.cc, cli_tool, n_prov, prov);
+	chunkcache_set_warn(r.cc, warn_cache, NULL);
+	int rr = chunkcache_set_remote(r.cc, o->remote);
+	if (rr == KB_ERR_ARG)
+		cli_usage_error("--remote: %s", kb_error());
+	else if (rr)
+		cli_die("%s", kb_error());
+	const bool remote = chunkcache_remote(r.cc) != NULL;
 	r.m = m;
 	if (kv_cache_init(&r.kv, m, o->batch) || model_ws_init(&r.ws, m, o->batch, o->batch))
 		cli_die("%s", kb_error());
@@ -231,13 +254,20 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 		cli_die("%s", kb_error());
 	progress(&r, true);
 	if (o->json) // the summary as one JSON object on stderr (stdout carries the records)
-		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"bad\":%ld,\"tokens\":%ld,"
-			"\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed, r.c.stored, loop.bad,
-			r.c.tokens, r.c.t_compute, r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
-	else if (o->verbose)
-		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored\n",
+		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"fetched\":%d,\"uploaded\":%ld,"
+			"\"bad\":%ld,\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed,
+			r.c.stored, r.c.remote.fetched, r.c.uploaded, loop.bad, r.c.tokens, r.c.t_compute,
+			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
+	else if (o->verbose) {
+		char from_remote[128] = "";
+		if (remote)
+			snprintf(from_remote, sizeof from_remote,
+				 " (%d fetched from the remote: %.1f MiB in %.3f s; %ld stored before uploaded now)",
+				 r.c.remote.fetched, r.c.remote.bytes_fetched / 1048576.0, r.c.remote.t_fetch, r.c.uploaded);
+		fprintf(stderr, "%s: %ld chunks, %ld computed (%ld tokens in %.3f s, %.1f t/s), %ld already stored%s\n",
 			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
-			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored);
+			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored, from_remote);
+	}
 	free(r.v);
 	kv_cache_free(&r.kv);
 	model_ws_free(&r.ws);
@@ -257,6 +287,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'f': o->file = optarg; break;
 		case 'o': o->output = optarg, o->output_set = true; break;
 		case 'S': o->store = optarg; break;
+		case CLI_REMOTE: o->remote = optarg; break;
 		case 'b': o->batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
 		case 'P': o->progress = true; break;
 		case 'Q': o->quiet = true; break;
@@ -357,8 +388,9 @@ int main(int argc, char **argv)
 		kern_set_threads(o.threads);
 		status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
 	} else {
-		if (o.store)
-			cli_usage_error("--store goes with chunk records on stdin (-p/-f write one cache to -o)");
+		if (o.store || o.remote)
+			cli_usage_error("--%s goes with chunk records on stdin (-p/-f write one cache to -o)",
+					o.store ? "store" : "remote");
 		if (o.prompt && o.file)
 			cli_usage_error("give the text with -p or -f, not both");
 		if (optind < argc)

@@ -18,6 +18,9 @@ struct chunkcache_stats {
 	int hits, misses;        /* lookups served from the store / computed */
 	uint64_t bytes_read;     /* .kvc bytes read from the store */
 	double t_load, t_compute; /* seconds reading caches / running the model for misses */
+	int fetched;             /* of the hits: missing locally, fetched from the remote tier */
+	uint64_t bytes_fetched;  /* .kvc bytes downloaded */
+	double t_fetch;          /* seconds downloading and verifying them */
 };
 
 /* Open the store at dir (NULL: $KVBLEND_STORE, else the default). With
@@ -42,6 +45,36 @@ void chunkcache_set_warn(struct chunkcache *cc, void (*warn)(void *ctx, int id, 
  * are looked up or computed (misses are the slow part), from 0 of total to
  * total of total; NULL for none. */
 void chunkcache_set_progress(struct chunkcache *cc, void (*fn)(void *ctx, uint64_t done, uint64_t total), void *ctx);
+
+/* ---- the remote tier (remote.h) ----
+ * With a remote, the store is a cache of it: a lookup that misses locally asks
+ * the remote for KEY.kvc, reads what comes whole (every checksum, the key)
+ * before it goes into the store (store_put_commit_verified), and then serves
+ * it as a local hit — except in chunkcache_load_begin, which streams the
+ * missing parts into the load as they arrive (up to 16 at once, each on its
+ * own connection; $KVBLEND_REMOTE_STREAM=0: fetched whole first), checks each
+ * layer as it is read, and stores a part only once it has arrived whole and
+ * sound (a broken one makes chunkcache_load_end ask for a retry, and is then
+ * computed). A cache computed here (chunkcache_load, chunkcache_put)
+ * is uploaded unless the remote has it already (HEAD first). A fault never
+ * fails a lookup: a missing, unreadable or corrupt remote object is a miss
+ * (warned of, when not simply absent), and a remote that cannot be reached is
+ * warned of once and not asked again by this chunkcache. */
+
+/* Put the store in front of the remote url (NULL: $KVBLEND_REMOTE; NULL or
+ * empty: no remote). Needs a store. KB_OK, or KB_ERR_ARG for a URL that is not
+ * a remote (remote_open's message) or for a chunkcache without a store. */
+int chunkcache_set_remote(struct chunkcache *cc, const char *url) KB_WUR;
+/* The remote in use, or NULL (none, or given up after a fault). */
+struct remote *chunkcache_remote(struct chunkcache *cc);
+/* Bring key's object from the remote into the store, verified. KB_OK when it
+ * is now stored; KB_EOF when it is not (no remote, absent there, or a fault:
+ * warned of); counts go to st (may be NULL). */
+int chunkcache_fetch(struct chunkcache *cc, const char *key, struct chunkcache_stats *st) KB_WUR;
+/* Write key's stored object through to the remote unless it has it (HEAD,
+ * then PUT): for caches stored before the remote was given. true when it was
+ * uploaded now; a fault is warned of (and stops the uploads, or the remote). */
+bool chunkcache_push(struct chunkcache *cc, const char *key);
 
 /* Make slots [slot0, slot0 + n) of kv hold the cache of tokens[0..n) computed
  * alone at positions 0..n-1 (kv->pos and kv->tok set accordingly; kv->n is

@@ -24,6 +24,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "pull.h"
 #include <xxhash.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xxh_x86dispatch.h> /* XXH3 with the widest vectors the CPU has, chosen at run time */
@@ -569,6 +571,15 @@ int gguf_open(struct gguf **out, const char *path)
 	*out = NULL;
 	if (!path)
 		path = "-";
+	if (pull_is_url(path)) { /* a model by URL: its downloaded copy (pull.h) */
+		char *local;
+		int rc = pull_model(path, NULL, &local);
+		if (rc)
+			return rc;
+		rc = gguf_open(out, local);
+		free(local);
+		return rc;
+	}
 	if (!(gi = impl_new(path)))
 		return KB_ERR_NOMEM;
 	if (strcmp(path, "-") == 0)

@@ -77,7 +77,9 @@ struct gguf {
 };
 
 /* Open and validate a file. Returns KB_OK and *out (free with gguf_close), or
- * KB_ERR_IO / KB_ERR_FORMAT / KB_ERR_NOMEM with kb_error() set. */
+ * KB_ERR_IO / KB_ERR_FORMAT / KB_ERR_NOMEM with kb_error() set. An http(s)://
+ * URL opens its downloaded copy, downloading it first when it is not there
+ * (pull_model: every tool's -m takes a URL). */
 int gguf_open(struct gguf **out, const char *path) KB_WUR;
 /* The same over a caller's buffer (not copied; must outlive the gguf). name is for messages. */
 int gguf_open_mem(struct gguf **out, const void *buf, size_t len, const char *name) KB_WUR;

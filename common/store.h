@@ -185,6 +185,16 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p) KB_W
  * Returns KB_OK or an error; either way p is finished (fd closed, temporary
  * file gone, p->tmp freed). */
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta) KB_WUR;
+/* store_put_commit for an object that came from elsewhere (the remote tier):
+ * before it goes in, it is read whole — every layer's checksum, the end
+ * record, nothing after it — so a truncated or corrupt download is never
+ * stored (KB_ERR_FORMAT / KB_ERR_MISMATCH, the temporary file removed). */
+int store_put_commit_verified(struct store *st, struct store_put *p, const struct store_meta *meta) KB_WUR;
+/* Read the .kvc object in fd whole, as store_verify does: one cache, every
+ * checksum and the end record sound, its model fingerprint and tokens giving
+ * key. name names it in messages. KB_OK, or KB_ERR_FORMAT / KB_ERR_MISMATCH /
+ * KB_ERR_IO with the message (for objects outside a store: a remote's). */
+int store_object_check(int fd, const char *name, const char *key) KB_WUR;
 /* Give up a put: close the fd, remove the temporary file. */
 void store_put_abort(struct store *st, struct store_put *p);
 /* Finish a put that replaces key's object with another form of the same cache

@@ -199,7 +199,25 @@ static int check_written(struct store_put *p, bool whole, char name[STORE_KEY_HE
 	return bad ? kb_fail(KB_ERR_IO, "'%s': %s", p->tmp, strerror(errno)) : KB_OK;
 }
 
+int store_object_check(int fd, const char *name, const char *key)
+{
+	struct object_info info;
+	return store_check_object(fd, name, key, true, &info);
+}
+
+static int commit(struct store *st, struct store_put *p, const struct store_meta *meta, bool whole);
+
 int store_put_commit(struct store *st, struct store_put *p, const struct store_meta *meta)
+{
+	return commit(st, p, meta, false);
+}
+
+int store_put_commit_verified(struct store *st, struct store_put *p, const struct store_meta *meta)
+{
+	return commit(st, p, meta, true);
+}
+
+static int commit(struct store *st, struct store_put *p, const struct store_meta *meta, bool whole)
 {
 	char *path = NULL;
 	int rc = KB_OK;
@@ -208,7 +226,7 @@ int store_put_commit(struct store *st, struct store_put *p, const struct store_m
 		return kb_fail(KB_ERR_ARG, "store_put_commit: no put in progress");
 	struct object_info info;
 	char name[STORE_KEY_HEX + 16];
-	if ((rc = check_written(p, false, name, &info)))
+	if ((rc = check_written(p, whole, name, &info)))
 		goto out;
 	struct store_meta m = { .n_tokens = info.n_tokens, .cost = -1, .tool = info.tool };
 	memcpy(m.model_fp, info.model_fp, 32);

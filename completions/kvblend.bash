@@ -69,6 +69,9 @@ _kvblend_tool()
 		--file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab)
 			_kvblend_files; return ;;
 		--synthetic) words=$(kvblend quantize --list-shapes 2>/dev/null) ;;
+		--remote) # a URL: the schemes, then $KVBLEND_REMOTE when set
+			compopt -o nospace 2>/dev/null
+			words="s3:// https:// http:// ${KVBLEND_REMOTE:-}" ;;
 		*) words=$(kvblend "$tool" --complete-values "$opt" 2>/dev/null) ;;
 		esac
 		COMPREPLY=($(compgen -W "$words" -- "$cur"))
@@ -97,7 +100,7 @@ _kvblend_tool()
 		fi
 	done
 	case $tool in
-	decode | bench | evict)
+	decode | bench | evict | pull)
 		COMPREPLY=() ;;
 	quantize)
 		case $n in

@@ -37,6 +37,8 @@ function __kvblend_value
             __fish_complete_path $cur
         case --synthetic
             kvblend quantize --list-shapes 2>/dev/null
+        case --remote
+            printf '%s\n' s3:// https:// http:// $KVBLEND_REMOTE
         case '*'
             kvblend $tool --complete-values $opt 2>/dev/null
     end
@@ -115,7 +117,7 @@ function __kvblend_complete
         end
     end
     switch $tool
-        case decode bench evict
+        case decode bench evict pull
             return
         case quantize
             switch $n

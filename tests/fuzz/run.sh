@@ -3,8 +3,9 @@
 # .kvc KV-cache reader), dataset (bench's dataset reader), model (the decoder
 # and BERT loaders and their tokenizers, as kvblend embed opens a model),
 # tokjson (the tokenizer.json importer, and the tokenizer loaded from its keys),
-# safetensors (the reader of Hugging Face weight files, for quantize --hf) and
-# docformat (chunk's document formats: gzip, zstd, HTML, charsets, PDF pages).
+# safetensors (the reader of Hugging Face weight files, for quantize --hf),
+# docformat (chunk's document formats: gzip, zstd, HTML, charsets, PDF pages) and
+# s3list (the remote tier's S3 ListObjectsV2 page parser, for evict --remote).
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #                                    libFuzzer (clang -fsanitize=fuzzer,address,undefined)
@@ -29,7 +30,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=${FUZZ_BUILD:-build-fuzz}
-all_targets="gguf kvc dataset model tokjson safetensors docformat"
+all_targets="gguf kvc dataset model tokjson safetensors docformat s3list"
 flags="-std=c11 -D_GNU_SOURCE -Icommon -Ikernels $(pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2) -g -O1 -fno-omit-frame-pointer"
 mkdir -p "$out"
 
@@ -41,6 +42,7 @@ srcs() {
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
 	docformat) echo "tests/fuzz/fuzz_docformat.c common/docformat.c common/htmltext.c common/pdftext.c common/util.c" ;;
+	s3list) echo "tests/fuzz/fuzz_s3list.c common/remote.c common/hash.c common/util.c" ;;
 	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
@@ -56,6 +58,7 @@ libs() {
 	kvc) pkg-config --libs libzstd 2>/dev/null || echo -lzstd ;;     # compressed layers
 	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
 	docformat) pkg-config --libs libxml-2.0 zlib libzstd 2>/dev/null || echo -lxml2 -lz -lzstd ;;
+	s3list) pkg-config --libs libcurl 2>/dev/null || echo -lcurl ;;
 	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd 2>/dev/null ||
 		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash -lzstd ;;
 	esac
