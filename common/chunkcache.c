@@ -256,8 +256,8 @@ static void drop_unusable(struct chunkcache *cc, int id, const char *key)
 
 /* Store a computed cache; a store that fails costs the next run a recompute,
  * not this one its result. */
-static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
-			  int n, const char *key, double cost, int id);
+static void store_or_warn(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
+			  const int32_t *tokens, int n, const char *key, double cost, int id);
 
 /* key's object opened: from the store, else fetched from the remote into
  * the store first. KB_OK and *fd, KB_EOF on a miss, or the store's error. */
@@ -367,15 +367,25 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 	st->misses++;
 	st->t_compute += cost;
 	if (rc == KB_OK && cc->st)
-		store_or_warn(cc, m, kv, slot0, n, key, cost, -1);
+		store_or_warn(cc, m, kv, slot0, tokens, n, key, cost, -1);
 	return rc;
 }
 
-static void store_or_warn(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0,
-			  int n, const char *key, double cost, int id)
+static void store_or_warn(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
+			  const int32_t *tokens, int n, const char *key, double cost, int id)
 {
-	if (chunkcache_put(cc, m, kv, slot0, n, key, cost))
+	if (chunkcache_put(cc, m, kv, slot0, n, key, cost)) {
 		warn(cc, id, "its cache was computed but cannot be stored: %s", kb_error());
+		return;
+	}
+	/* this run uses what every later one will read, not the f32 values
+	 * before the stored type's rounding: a first blend equals the next ones
+	 * bit for bit (should the read fail, the computed values stand) */
+	uint64_t bytes;
+	struct chunkcache_stats ignore = { 0 };
+	const int n_kv = kv->n;
+	(void)load_stored(cc, m, kv, slot0, tokens, n, key, &bytes, &ignore);
+	kv->n = n_kv;
 }
 
 /* ---- pipelined loading ---- */
@@ -757,7 +767,7 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 		ld->st->misses++;
 		ld->st->t_compute += cost;
 		if (rc == KB_OK && cc->st)
-			store_or_warn(cc, m, kv, p->slot0, p->n, h->key, cost, p->id);
+			store_or_warn(cc, m, kv, p->slot0, p->tokens, p->n, h->key, cost, p->id);
 	}
 	kv->n = end;
 	if (rc == KB_OK && cc->progress)

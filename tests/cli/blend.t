@@ -38,6 +38,12 @@ ok $? "a .kvc operand is a chunk too"
 
 blend -v -o /dev/null 2>"$t/v"
 grep -q "0 computed" "$t/v"; ok $? "every chunk came from the store: $(cat "$t/v")"
+
+# a first blend (every chunk computed and stored in f16) and the next (every
+# chunk read back) are the same bit for bit: the first uses what it stored
+KVBLEND_STORE=$t/fresh blend --dtype f32 -o "$t/first.kvc" 2>/dev/null
+KVBLEND_STORE=$t/fresh blend --dtype f32 -o "$t/second.kvc" 2>/dev/null
+cmp -s "$t/first.kvc" "$t/second.kvc"; ok $? "a first blend into an empty store equals the next, bit for bit"
 blend --no-store -v -o /dev/null 2>"$t/v"
 grep -q "0 caches from the store" "$t/v"; ok $? "--no-store computes every chunk"
 
