@@ -37,7 +37,8 @@ mkdir -p "$out"
 # srcs TARGET: the sources of a target
 srcs() {
 	case $1 in
-	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c" ;;
+	# gguf_open takes a model by URL (pull.h), so the reader links the downloader too
+	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c common/pull.c common/remote.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/kvcodec.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
@@ -54,7 +55,7 @@ srcs() {
 # libs TARGET: the libraries it links beyond libm and libpthread
 libs() {
 	case $1 in
-	gguf) pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash ;; # the model fingerprint
+	gguf) pkg-config --libs libxxhash libcurl 2>/dev/null || echo -lxxhash -lcurl ;; # the model fingerprint; models by URL
 	kvc) pkg-config --libs libzstd 2>/dev/null || echo -lzstd ;;     # compressed layers
 	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
 	docformat) pkg-config --libs libxml-2.0 zlib libzstd 2>/dev/null || echo -lxml2 -lz -lzstd ;;
