@@ -14,6 +14,8 @@
 
 /* Below this many multiply-adds a call runs on one thread. */
 #define MM_PAR_MIN (1 << 17)
+/* Row-block runs handed out per thread. */
+#define MM_ITEMS_PER_THREAD 4
 /* From this many tokens the activations are quantized by all threads. */
 #define MM_PAR_QUANT_MIN 32
 /* Tokens per pass over a weight row in the portable variant. */
@@ -376,6 +378,7 @@ struct mm_task {
 	mm_rows_fn *rows;
 	mm_quant_fn *quant;
 	int tq; /* tokens quantized per item */
+	long n_rb, n_items; /* row blocks, and the items they are handed out in */
 };
 
 static void mm_quant_item(void *ctx, long i, int thread)
@@ -386,11 +389,13 @@ static void mm_quant_item(void *ctx, long i, int thread)
 		k->quant(k->a, t);
 }
 
+/* Item i of n_items: a run of consecutive row blocks. */
 static void mm_rows_item(void *ctx, long i, int thread)
 {
 	const struct mm_task *k = ctx;
 	(void)thread;
-	mm_rows_block(k->a, k->rows, (int)i);
+	for (long b = k->n_rb * i / k->n_items; b < k->n_rb * (i + 1) / k->n_items; b++)
+		mm_rows_block(k->a, k->rows, (int)b);
 }
 
 /* Quantize (quantized weights), then every row block; threads when it pays. */
@@ -414,8 +419,13 @@ static void mm_run(const struct mm_isa *isa, struct mm_args *a)
 	else if (q)
 		for (int i = 0; i < n_q; i++)
 			mm_quant_item(&k, i, 0);
+	/* a few items a thread: enough that the threads that run take over the
+	 * share of one that does not, few enough that handing them out (an atomic
+	 * on a line the threads share) stays small beside a decode's microseconds */
+	k.n_rb = n_rb;
+	k.n_items = n_rb < MM_ITEMS_PER_THREAD * kern_threads() ? n_rb : MM_ITEMS_PER_THREAD * kern_threads();
 	if (par)
-		kern_parallel(n_rb, 0, mm_rows_item, &k);
+		kern_parallel(k.n_items, 0, mm_rows_item, &k);
 	else
 		for (int i = 0; i < n_rb; i++)
 			mm_rows_block(a, k.rows, i);

@@ -158,6 +158,8 @@ static void y_quant(const struct mm_args *a, int t)
 
 /* ---- quantized weights ---- */
 
+#define YQ_PF_BYTES 256 /* decode: prefetch each row this many bytes ahead */
+
 /* Block s of one row as used by the dot: Q8_0 signed quants; Q4_0 nibbles [lo | hi]. */
 AI __m256i yq_load(int wt, const uint8_t *row, int s)
 {
@@ -217,8 +219,12 @@ AI void yq_tile(int wt, int T, const struct mm_args *a, int r, int nr, int t0, i
 			acc[i][j] = _mm256_setzero_ps();
 	}
 	for (int s = 0; s < nbk; s++) {
-		if (T == 1) /* decode: the next tile's rows, while this one's are used */
-			mm_prefetch_tile(a, r + YR, YR, (size_t)kb0 * bsz, (size_t)nbk * bsz, s, nbk);
+		if (T == 1) /* decode streams the weights from memory (the row block's
+			     * scale table has touched every row already: the next
+			     * tile's prefetch, as in matmul_avx512.c, made it slower) */
+			UNROLL
+			for (int i = 0; i < YR; i++)
+				_mm_prefetch((const char *)wp[i] + (size_t)s * bsz + YQ_PF_BYTES, _MM_HINT_T0);
 		yq_step(wt, T, wp, dt, xp, xd, s, acc);
 	}
 	if (wt == QTYPE_Q4_0) { /* the offset: 8 * sum_b dw_b * c_b */
