@@ -14,7 +14,7 @@
 #             whole, checked and stored before the blend starts
 # and the download rate of the whole fetches (MiB of .kvc per second).
 #   tests/bench/remote.sh            RUNS=5 THREADS=2 DTYPE=f16 by default; the figures of
-#                                    kvblend(7) and the README: OMP_WAIT_POLICY=passive THREADS=1 RUNS=7
+#                                    kvblend(7) and the README: THREADS=2 RUNS=5
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${KVBLEND_BIN:-$top/build/bin}
