@@ -557,17 +557,6 @@ int dataset_load(struct dataset **out, const char *path, int limit)
 
 /* ---- prompts ---- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	char *s;
-	va_list ap;
-	va_start(ap, f);
-	int n = vasprintf(&s, f, ap);
-	va_end(ap);
-	return n < 0 ? NULL : s;
-}
-
 static bool is_multi_news(const struct dataset *d, const struct dataset_item *it)
 {
 	return d->format == DATASET_LONGBENCH && it->task == DATASET_SUMMARY;
@@ -576,10 +565,10 @@ static bool is_multi_news(const struct dataset *d, const struct dataset_item *it
 char *dataset_prefix(const struct dataset *d, const struct dataset_item *it)
 {
 	if (d->format == DATASET_SAMSUM)
-		return fmt("Summarize the dialogue into a few short sentences. The following are some examples.\n\n");
+		return kb_asprintf("Summarize the dialogue into a few short sentences. The following are some examples.\n\n");
 	if (is_multi_news(d, it))
-		return fmt("You are given several news passages. Write a one-page summary of all news. \n\nNews:\n");
-	return fmt("Answer the question based on the given passages. Only give me the answer and do not output any "
+		return kb_asprintf("You are given several news passages. Write a one-page summary of all news. \n\nNews:\n");
+	return kb_asprintf("Answer the question based on the given passages. Only give me the answer and do not output any "
 		   "other words.\n\nThe following are given passages.\n");
 }
 
@@ -587,23 +576,23 @@ char *dataset_chunk(const struct dataset *d, const struct dataset_item *it, int 
 {
 	const struct dataset_passage *ps = &it->passages[i];
 	if (d->format == DATASET_SAMSUM)
-		return fmt("%s\n\n", ps->text);
+		return kb_asprintf("%s\n\n", ps->text);
 	if (is_multi_news(d, it))
-		return fmt("%s", ps->text);
-	return fmt("%s\n\n%s\n\n", ps->title, ps->text);
+		return kb_asprintf("%s", ps->text);
+	return kb_asprintf("%s\n\n%s\n\n", ps->title, ps->text);
 }
 
 char *dataset_query(const struct dataset *d, const struct dataset_item *it)
 {
 	if (d->format == DATASET_SAMSUM)
-		return fmt("\n\nDialogue: %s\nSummary:", it->question);
+		return kb_asprintf("\n\nDialogue: %s\nSummary:", it->question);
 	if (is_multi_news(d, it))
-		return fmt("\n\nNow, write a one-page summary of all the news.\n\nSummary:");
+		return kb_asprintf("\n\nNow, write a one-page summary of all the news.\n\nSummary:");
 	/* CacheBlend's normalize_question: a "?" at the end, the first letter lowered */
 	const char *q = it->question;
 	size_t n = strlen(q);
 	char first[2] = { q[0] ? (char)tolower((unsigned char)q[0]) : 0, 0 };
-	return fmt("\n\nAnswer the question based on the given passages. Answer the question within 5 words. "
+	return kb_asprintf("\n\nAnswer the question based on the given passages. Answer the question within 5 words. "
 		   "Do NOT repeat the question or output any other words. Question: %s%s%s\nAnswer:",
 		   first, n ? q + 1 : "", n && q[n - 1] == '?' ? "" : "?");
 }

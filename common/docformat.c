@@ -91,6 +91,20 @@ static size_t grow_avail(const struct grow *g)
 	return room;
 }
 
+/* The end of a conversion into g: on rc != KB_OK, g freed and rc; else the
+ * NUL-terminated text handed to *out, *out_len (an empty one allocated too). */
+static int grow_end(struct grow *g, int rc, char **out, size_t *out_len)
+{
+	if (rc || (!g->v && !(g->v = kb_malloc(1)))) {
+		free(g->v);
+		return rc ? rc : KB_ERR_NOMEM;
+	}
+	g->v[g->n] = '\0';
+	*out = g->v;
+	*out_len = g->n;
+	return KB_OK;
+}
+
 static int too_big(const char *name, const char *what, size_t max)
 {
 	return kb_fail(KB_ERR_FORMAT, "'%s': %s: decompresses to more than %zu bytes (--max-doc-bytes)", name, what,
@@ -159,16 +173,7 @@ static int gunzip(const char *name, const char *in, size_t len, size_t max, char
 		}
 	}
 	inflateEnd(&z);
-	if (rc) {
-		free(g.v);
-		return rc;
-	}
-	if (!g.v && !(g.v = kb_malloc(1)))
-		return KB_ERR_NOMEM;
-	g.v[g.n] = '\0';
-	*out = g.v;
-	*out_len = g.n;
-	return KB_OK;
+	return grow_end(&g, rc, out, out_len);
 }
 
 /* zstd: every frame (skippable ones skipped). */
@@ -200,16 +205,7 @@ static int unzstd(const char *name, const char *in, size_t len, size_t max, char
 		}
 	}
 	ZSTD_freeDCtx(z);
-	if (rc) {
-		free(g.v);
-		return rc;
-	}
-	if (!g.v && !(g.v = kb_malloc(1)))
-		return KB_ERR_NOMEM;
-	g.v[g.n] = '\0';
-	*out = g.v;
-	*out_len = g.n;
-	return KB_OK;
+	return grow_end(&g, rc, out, out_len);
 }
 
 /* ---- telling the kind ---- */
@@ -341,16 +337,7 @@ static int to_utf8(const char *name, const char *cs, const char *in, size_t len,
 		}
 	}
 	iconv_close(cd);
-	if (rc) {
-		free(g.v);
-		return rc;
-	}
-	if (!g.v && !(g.v = kb_malloc(1)))
-		return KB_ERR_NOMEM;
-	g.v[g.n] = '\0';
-	*out = g.v;
-	*out_len = g.n;
-	return KB_OK;
+	return grow_end(&g, rc, out, out_len);
 }
 
 static bool is_utf8_name(const char *cs)

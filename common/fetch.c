@@ -27,6 +27,34 @@ static void global_init(void)
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+int fetch_curl_init(void)
+{
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return kb_fail(KB_ERR_IO, "libcurl: %s", curl_easy_strerror(global_rc));
+	return KB_OK;
+}
+
+CURLcode fetch_curl_base(CURL *h, const char *url, char *errbuf)
+{
+	CURLcode e = CURLE_OK;
+#define SET(opt, val) \
+	if (e == CURLE_OK) \
+	e = curl_easy_setopt(h, opt, val)
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
+	SET(CURLOPT_PROTOCOLS_STR, "http,https,file");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
+	SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+#undef SET
+	return e;
+}
+
 /* The body as it arrives. */
 struct body {
 	char *v;        /* owned, malloc() */
@@ -68,23 +96,13 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 /* Set the options of one transfer; CURLE_OK or the first that failed. */
 static CURLcode setup(CURL *h, const char *url, const struct fetch_opts *o, struct body *b, char *errbuf)
 {
-	CURLcode e = CURLE_OK;
+	CURLcode e = fetch_curl_base(h, url, errbuf);
 #define SET(opt, val) \
 	if (e == CURLE_OK) \
 	e = curl_easy_setopt(h, opt, val)
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_ERRORBUFFER, errbuf);
-	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_FAILONERROR, 1L); // stop at the status line of an HTTP error
 	SET(CURLOPT_FOLLOWLOCATION, o->max_redirs != 0 ? 1L : 0L);
 	SET(CURLOPT_MAXREDIRS, o->max_redirs);
-#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
-	SET(CURLOPT_PROTOCOLS_STR, "http,https,file");
-	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
-	SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
 	SET(CURLOPT_CONNECTTIMEOUT, o->connect_timeout);
 	SET(CURLOPT_TIMEOUT, o->timeout);
 	SET(CURLOPT_ACCEPT_ENCODING, ""); // whatever libcurl can decode
@@ -108,9 +126,8 @@ int fetch_url_type(const char *url, const struct fetch_opts *o, char **data, siz
 	*len = 0;
 	if (type)
 		*type = NULL;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kb_fail(KB_ERR_IO, "'%s': libcurl: %s", url, curl_easy_strerror(global_rc));
+	if (fetch_curl_init())
+		return kb_fail(KB_ERR_IO, "'%s': %s", url, kb_error());
 	CURL *h = curl_easy_init();
 	if (!h)
 		return kb_fail(KB_ERR_NOMEM, "'%s': libcurl cannot start a transfer", url);

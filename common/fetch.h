@@ -10,6 +10,7 @@
 #ifndef KB_FETCH_H
 #define KB_FETCH_H
 
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -43,5 +44,13 @@ int fetch_url(const char *url, const struct fetch_opts *o, char **data, size_t *
  * the server sent it, "text/html; charset=ISO-8859-1"), or NULL when it sent
  * none (a file:// URL); on an error *type is NULL too. */
 int fetch_url_type(const char *url, const struct fetch_opts *o, char **data, size_t *len, char **type) KB_WUR;
+
+/* The libcurl basics every transfer of the project shares (fetch, the remote
+ * tier, models by URL). fetch_curl_init: libcurl started once per process;
+ * KB_OK or KB_ERR_IO naming libcurl's reason. fetch_curl_base: on h, the URL,
+ * the error buffer (CURL_ERROR_SIZE bytes), no signals, and only http, https
+ * and file (redirects: http and https only); CURLE_OK or the first failure. */
+int fetch_curl_init(void) KB_WUR;
+CURLcode fetch_curl_base(CURL *h, const char *url, char *errbuf);
 
 #endif

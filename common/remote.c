@@ -17,7 +17,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch.h"
 #include "hash.h"
 
 #ifndef KVBLEND_VERSION
@@ -55,14 +55,6 @@ struct remote {
 	long last_status;  /* the HTTP status of the last try (0: none) */
 	struct remote_stats stats;
 };
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- options ---- */
 
@@ -166,21 +158,6 @@ static bool prefix_ok(const char *p)
 	return true;
 }
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		kb_fail(KB_ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	return s;
-}
-
 static void add_secret(struct remote *r, const char *s)
 {
 	for (int i = 0; s && i < MAX_SECRETS; i++)
@@ -210,8 +187,8 @@ static int open_s3(struct remote *r, const char *url)
 		free(pre);
 		return kb_fail(KB_ERR_ARG, "'%s': the prefix may hold letters, digits and . _ - / only", url);
 	}
-	r->name = xprintf("s3://%.*s%s%s", (int)nb, b, np ? "/" : "", pre);
-	r->prefix = xprintf("%s%s", pre, np ? "/" : "");
+	r->name = kb_asprintf("s3://%.*s%s%s", (int)nb, b, np ? "/" : "", pre);
+	r->prefix = kb_asprintf("%s%s", pre, np ? "/" : "");
 	free(pre);
 	const char *region = env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION") : "us-east-1";
 	for (const char *p = region; *p; p++)
@@ -224,22 +201,22 @@ static int open_s3(struct remote *r, const char *url)
 			ne--;
 		if (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8))
 			return kb_fail(KB_ERR_ARG, "$AWS_ENDPOINT_URL: '%s' is not an http(s) URL", ep);
-		r->list_base = xprintf("%.*s/%.*s", (int)ne, ep, (int)nb, b);
-		r->base = xprintf("%.*s/%.*s/", (int)ne, ep, (int)nb, b);
+		r->list_base = kb_asprintf("%.*s/%.*s", (int)ne, ep, (int)nb, b);
+		r->base = kb_asprintf("%.*s/%.*s/", (int)ne, ep, (int)nb, b);
 	} else {
-		r->list_base = xprintf("https://%.*s.s3.%s.amazonaws.com/", (int)nb, b, region);
-		r->base = xprintf("https://%.*s.s3.%s.amazonaws.com/", (int)nb, b, region);
+		r->list_base = kb_asprintf("https://%.*s.s3.%s.amazonaws.com/", (int)nb, b, region);
+		r->base = kb_asprintf("https://%.*s.s3.%s.amazonaws.com/", (int)nb, b, region);
 	}
 	const char *id = env("AWS_ACCESS_KEY_ID"), *secret = env("AWS_SECRET_ACCESS_KEY"), *tok = env("AWS_SESSION_TOKEN");
 	if (id && !secret)
 		return kb_fail(KB_ERR_ARG, "$AWS_ACCESS_KEY_ID is set but $AWS_SECRET_ACCESS_KEY is not");
 	if (id) {
-		r->userpwd = xprintf("%s:%s", id, secret);
-		r->sigv4 = xprintf("aws:amz:%s:s3", region);
+		r->userpwd = kb_asprintf("%s:%s", id, secret);
+		r->sigv4 = kb_asprintf("aws:amz:%s:s3", region);
 		add_secret(r, secret);
 		add_secret(r, id);
 		if (tok) {
-			r->token_hdr = xprintf("x-amz-security-token: %s", tok);
+			r->token_hdr = kb_asprintf("x-amz-security-token: %s", tok);
 			add_secret(r, tok);
 		}
 	}
@@ -268,7 +245,7 @@ static int open_http(struct remote *r, const char *url)
 		return kb_fail(KB_ERR_ARG, "'%s': a remote's URL has no query or fragment", shown);
 	size_t n = strlen(url);
 	bool slash = n > 0 && url[n - 1] == '/';
-	r->base = xprintf("%s%s", url, slash ? "" : "/");
+	r->base = kb_asprintf("%s%s", url, slash ? "" : "/");
 	r->name = strdup(shown);
 	r->prefix = strdup("");
 	if (!r->base || !r->name || !r->prefix)
@@ -279,9 +256,8 @@ static int open_http(struct remote *r, const char *url)
 int remote_open(struct remote **out, const char *url, const struct remote_opts *o)
 {
 	*out = NULL;
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kb_fail(KB_ERR_IO, "libcurl: %s", curl_easy_strerror(global_rc));
+	if (fetch_curl_init())
+		return KB_ERR_IO;
 	struct remote *r = kb_calloc(1, sizeof *r);
 	if (!r)
 		return KB_ERR_NOMEM;
@@ -514,20 +490,10 @@ static CURLcode setup(struct remote *r, const struct request *q, struct xfer *x,
 {
 	CURL *h = r->h;
 	curl_easy_reset(h);
-	CURLcode e = CURLE_OK;
+	CURLcode e = fetch_curl_base(h, q->url, errbuf);
 #define SET(opt, val) \
 	if (e == CURLE_OK) \
 	e = curl_easy_setopt(h, opt, val)
-	SET(CURLOPT_URL, q->url);
-	SET(CURLOPT_ERRORBUFFER, errbuf);
-	SET(CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
-	SET(CURLOPT_PROTOCOLS_STR, "http,https,file");
-	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
-	SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
 	/* redirects only where nothing is signed (a model's URL): a signature is for one host */
 	SET(CURLOPT_FOLLOWLOCATION, q->sign ? 0L : 1L);
 	SET(CURLOPT_MAXREDIRS, 10L);
@@ -664,8 +630,8 @@ static int object_url(const struct remote *r, const char *name, char **url, char
 		bad = !isalnum((unsigned char)*p) && !strchr("._-/", *p);
 	if (bad)
 		return kb_fail(KB_ERR_ARG, "'%s': not an object name", name);
-	*url = xprintf("%s%s%s", r->base, r->prefix, name);
-	*what = xprintf("%s/%s", r->name, name);
+	*url = kb_asprintf("%s%s%s", r->base, r->prefix, name);
+	*what = kb_asprintf("%s/%s", r->name, name);
 	if (!*url || !*what) {
 		free(*url), free(*what);
 		return KB_ERR_NOMEM;
@@ -963,7 +929,7 @@ int remote_list(struct remote *r, int (*fn)(void *ctx, const struct remote_objec
 	while (rc == KB_OK) {
 		char *tok = token ? query_escape(token) : NULL;
 		/* parameters in canonical (sorted) order */
-		char *url = xprintf("%s?%s%s%slist-type=2&prefix=%s", r->list_base, tok ? "continuation-token=" : "",
+		char *url = kb_asprintf("%s?%s%s%slist-type=2&prefix=%s", r->list_base, tok ? "continuation-token=" : "",
 				    tok ? tok : "", tok ? "&" : "", pre);
 		free(tok);
 		if (!url) {

@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,20 +49,6 @@ void store_hook(struct store *st, int point)
 {
 	if (st->hook)
 		st->hook(st->hook_ctx, point);
-}
-
-char *store_printf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		kb_fail(KB_ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	return s;
 }
 
 int store_writable(const struct store *st, const char *what)
@@ -198,11 +183,11 @@ int store_default_dir(char **dir)
 {
 	const char *e = getenv("KVBLEND_STORE");
 	if (e && *e)
-		*dir = store_printf("%s", e);
+		*dir = kb_asprintf("%s", e);
 	else if ((e = getenv("XDG_CACHE_HOME")) && *e)
-		*dir = store_printf("%s/kvblend", e);
+		*dir = kb_asprintf("%s/kvblend", e);
 	else if ((e = getenv("HOME")) && *e)
-		*dir = store_printf("%s/.cache/kvblend", e);
+		*dir = kb_asprintf("%s/.cache/kvblend", e);
 	else
 		return kb_fail(KB_ERR_ARG, "no store: set KVBLEND_STORE, XDG_CACHE_HOME or HOME, or give --store DIR");
 	return *dir ? KB_OK : KB_ERR_NOMEM;
@@ -222,7 +207,7 @@ static int open_store(struct store **out, const char *dir, bool create)
 			rc = kb_fail(KB_ERR_ARG, "the store folder is an empty string");
 			goto fail;
 		}
-		st->dir = store_printf("%s", dir);
+		st->dir = kb_asprintf("%s", dir);
 		rc = st->dir ? KB_OK : KB_ERR_NOMEM;
 	} else {
 		rc = store_default_dir(&st->dir);
@@ -236,7 +221,7 @@ static int open_store(struct store **out, const char *dir, bool create)
 		     : kb_fail(KB_ERR_ARG, "'%s': no cache store here (no index.db in it)", st->dir);
 	if (rc || (rc = db_init_schema(&st->db, schema, STORE_SCHEMA_VERSION, upgrades)))
 		goto fail;
-	if (!(objects = store_printf("%s/objects", st->dir))) {
+	if (!(objects = kb_asprintf("%s/objects", st->dir))) {
 		rc = KB_ERR_NOMEM;
 		goto fail;
 	}
@@ -380,7 +365,7 @@ int store_path(const struct store *st, const char *key, char **path)
 	int rc = store_check_key(key);
 	if (rc)
 		return rc;
-	*path = store_printf("%s/objects/%.2s/%s.kvc", st->dir, key, key + 2);
+	*path = kb_asprintf("%s/objects/%.2s/%s.kvc", st->dir, key, key + 2);
 	return *path ? KB_OK : KB_ERR_NOMEM;
 }
 

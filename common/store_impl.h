@@ -32,9 +32,6 @@ struct store {
 double store_now(const struct store *st);
 /* Call the test hook at point, if one is set. */
 void store_hook(struct store *st, int point);
-/* malloc()ed printf, or NULL with "out of memory" recorded. */
-char *store_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* KB_OK for a valid key, else KB_ERR_ARG naming it. */
 int store_check_key(const char *key);
 /* The path of key's object, after checking the key (the one place a path is

@@ -23,7 +23,7 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p)
 	int rc = store_check_key(key);
 	if (rc || (rc = store_writable(st, "store a cache")))
 		return rc;
-	char *dir = store_printf("%s/objects/%.2s", st->dir, key);
+	char *dir = kb_asprintf("%s/objects/%.2s", st->dir, key);
 	if (!dir)
 		return KB_ERR_NOMEM;
 	if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
@@ -38,7 +38,7 @@ int store_put_begin(struct store *st, const char *key, struct store_put *p)
 		unsigned c = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
 		unsigned salt = (unsigned)ts.tv_nsec * 2654435761u ^ c * 40503u ^ (unsigned)tries * 97u;
 		free(p->tmp);
-		if (!(p->tmp = store_printf("%s/.tmp-%ld-%08x", dir, (long)getpid(), salt))) {
+		if (!(p->tmp = kb_asprintf("%s/.tmp-%ld-%08x", dir, (long)getpid(), salt))) {
 			free(dir);
 			return KB_ERR_NOMEM;
 		}

@@ -344,7 +344,7 @@ static int verify_row(struct verifier *v, const struct row *w)
 	struct store *st = v->st;
 	if (w->bad_key)
 		return verify_bad_key(v, w);
-	char *path, *name = store_printf("objects/%.2s/%s.kvc", w->key, w->key + 2);
+	char *path, *name = kb_asprintf("objects/%.2s/%s.kvc", w->key, w->key + 2);
 	int rc = store_path(st, w->key, &path), fd = -1;
 	if (rc || !name) {
 		free(path);
@@ -438,7 +438,7 @@ out:
 int store_walk_objects(struct store *st, struct verifier *v, bool remove_temps, uint64_t *n_stale,
 			uint64_t *n_live)
 {
-	char *top = store_printf("%s/objects", st->dir);
+	char *top = kb_asprintf("%s/objects", st->dir);
 	if (!top)
 		return KB_ERR_NOMEM;
 	DIR *d = opendir(top);
@@ -453,7 +453,7 @@ int store_walk_objects(struct store *st, struct verifier *v, bool remove_temps, 
 		const char *sub = de->d_name;
 		if (!strcmp(sub, ".") || !strcmp(sub, ".."))
 			continue;
-		char *subpath = store_printf("%s/%s", top, sub);
+		char *subpath = kb_asprintf("%s/%s", top, sub);
 		if (!subpath) {
 			rc = KB_ERR_NOMEM;
 			break;
@@ -476,7 +476,7 @@ int store_walk_objects(struct store *st, struct verifier *v, bool remove_temps, 
 			const char *f = e->d_name;
 			if (!strcmp(f, ".") || !strcmp(f, ".."))
 				continue;
-			char *path = store_printf("%s/%s", subpath, f), *rel = store_printf("objects/%s/%s", sub, f);
+			char *path = kb_asprintf("%s/%s", subpath, f), *rel = kb_asprintf("objects/%s/%s", sub, f);
 			if (!path || !rel) {
 				free(path);
 				free(rel);

@@ -125,6 +125,20 @@ char *kb_strndup(const char *s, size_t n)
 	return r;
 }
 
+char *kb_asprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		kb_fail(KB_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	return s;
+}
+
 int kb_grow(void *pv, size_t *cap, size_t n, size_t elem, size_t first)
 {
 	if (n < *cap)

@@ -40,6 +40,8 @@ void *kb_calloc(size_t count, size_t size) KB_WUR;
 void *kb_realloc_array(void *p, size_t count, size_t size) KB_WUR;
 /* A malloc()ed, NUL-terminated copy of s[0..n) (s may hold NULs), or NULL (out of memory). */
 char *kb_strndup(const char *s, size_t n) KB_WUR;
+/* printf into a malloc()ed string, or NULL (out of memory, kb_fail set). */
+char *kb_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2))) KB_WUR;
 /* Room for element n of a growing array: pv points to the array pointer (of
  * elements of elem bytes, *cap allocated); when n >= *cap it doubles (from
  * first when empty) until n fits. KB_OK, or KB_ERR_NOMEM with the array as it was. */

@@ -38,12 +38,12 @@ mkdir -p "$out"
 srcs() {
 	case $1 in
 	# gguf_open takes a model by URL (pull.h), so the reader links the downloader too
-	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c common/pull.c common/remote.c" ;;
+	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c common/pull.c common/remote.c common/fetch.c" ;;
 	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/kvcodec.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
 	docformat) echo "tests/fuzz/fuzz_docformat.c common/docformat.c common/htmltext.c common/pdftext.c common/util.c" ;;
-	s3list) echo "tests/fuzz/fuzz_s3list.c common/remote.c common/hash.c common/util.c" ;;
+	s3list) echo "tests/fuzz/fuzz_s3list.c common/remote.c common/fetch.c common/hash.c common/util.c" ;;
 	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
