@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -141,27 +142,37 @@ static void run_items(uint32_t g, int self)
 	}
 }
 
+/* Wait until *w equals v (until_equal) or differs from it: spin for
+ * pool.spin_ns, then sleep on the futex, counted in *sleeping so that the
+ * thread that changes *w knows to wake it. */
+static void await_word(_Atomic uint32_t *w, uint32_t v, bool until_equal, _Atomic int *sleeping)
+{
+	long t0 = 0;
+	for (int i = 0; (atomic_load_explicit(w, memory_order_acquire) == v) != until_equal; i++) {
+		cpu_relax();
+		if ((i & 63) != 63)
+			continue;
+		long t = now_ns();
+		if (!t0) {
+			t0 = t;
+		} else if (t - t0 >= pool.spin_ns) {
+			atomic_fetch_add(sleeping, 1);
+			uint32_t d;
+			while (((d = atomic_load(w)) == v) != until_equal)
+				futex_wait(w, d);
+			atomic_fetch_sub(sleeping, 1);
+			return;
+		}
+	}
+}
+
 static void *worker(void *arg)
 {
 	const int self = (int)(intptr_t)arg;
 	uint32_t seen = atomic_load(&pool.wake);
 	tl_thread = self;
 	for (;;) {
-		long t0 = 0;
-		for (int i = 0; atomic_load_explicit(&pool.wake, memory_order_acquire) == seen; i++) {
-			cpu_relax();
-			if ((i & 63) != 63)
-				continue;
-			long t = now_ns();
-			if (!t0)
-				t0 = t;
-			else if (t - t0 >= pool.spin_ns) {
-				atomic_fetch_add(&pool.sleepers, 1);
-				while (atomic_load(&pool.wake) == seen)
-					futex_wait(&pool.wake, seen);
-				atomic_fetch_sub(&pool.sleepers, 1);
-			}
-		}
+		await_word(&pool.wake, seen, false, &pool.sleepers);
 		seen = atomic_load_explicit(&pool.wake, memory_order_acquire);
 		run_items(seen, self);
 	}
@@ -231,23 +242,8 @@ void kern_parallel(long n, int nt, kern_task_fn *fn, void *ctx)
 
 	tl_thread = 0;
 	run_items(g, 0);
-	/* what is left is items that workers hold: spin a little, then sleep */
-	long t0 = 0;
-	for (int i = 0; atomic_load_explicit(&pool.done, memory_order_acquire) != (uint32_t)n; i++) {
-		cpu_relax();
-		if ((i & 63) != 63)
-			continue;
-		long tn = now_ns();
-		if (!t0)
-			t0 = tn;
-		else if (tn - t0 >= pool.spin_ns) {
-			atomic_store(&pool.caller_waiting, 1);
-			uint32_t d;
-			while ((d = atomic_load(&pool.done)) != (uint32_t)n)
-				futex_wait(&pool.done, d);
-			atomic_store(&pool.caller_waiting, 0);
-		}
-	}
+	/* what is left is items that workers hold */
+	await_word(&pool.done, (uint32_t)n, true, &pool.caller_waiting);
 	tl_thread = -1;
 	pthread_mutex_unlock(&pool.lock);
 }

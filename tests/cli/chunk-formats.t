@@ -200,7 +200,7 @@ s.serve_forever()
 EOF
 	python3 -u "$t/serve.py" "$t/www" >"$t/port" 2>"$t/serve.err" &
 	srv=$!
-	trap 'kill $srv 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
+	tap_bg $srv
 	port=
 	for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do
 		port=$(head -n 1 "$t/port" 2>/dev/null)

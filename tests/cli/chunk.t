@@ -308,7 +308,7 @@ if command -v python3 >/dev/null 2>&1; then
 	# port 0: the kernel picks a free one, and the server says which
 	python3 -u -m http.server --bind 127.0.0.1 --directory "$TAP_TMP/www" 0 >"$TAP_TMP/http.log" 2>&1 &
 	srv=$!
-	trap 'kill $srv 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
+	tap_bg $srv
 	port=
 	for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
 		port=$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$TAP_TMP/http.log" | head -n 1)

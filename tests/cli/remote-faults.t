@@ -14,12 +14,7 @@ command -v python3 >/dev/null 2>&1 || skip_all "python3 is absent"
 command -v curl >/dev/null 2>&1 || skip_all "curl is absent"
 B=$KVBLEND_BIN t=$TAP_TMP
 
-python3 "$KVBLEND_ROOT/tests/remote/faultserver.py" "$t/port" 120 &
-srv=$!
-trap 'kill $srv 2>/dev/null; wait $srv 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
-i=0
-while [ ! -s "$t/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-[ -s "$t/port" ] || skip_all "the fault server did not start"
+faultserver "$t/port" 120 || skip_all "the fault server did not start"
 base=http://127.0.0.1:$(cat "$t/port")
 fault() { curl -sf -X POST --data "$1" "$base/_fault" >/dev/null; }
 count() { curl -sf "$base/_stats" | awk -v m="$1" '$1 == m {print $2} END {}' | tail -n 1; }

@@ -19,8 +19,7 @@ B=$KVBLEND_BIN t=$TAP_TMP
 mkdir "$t/s3"
 : >"$t/s3.log"
 "$s3rver" -d "$t/s3" -a 127.0.0.1 -p 0 --configure-bucket kvb-fleet >"$t/s3.log" 2>&1 &
-s3pid=$!
-trap 'kill $s3pid 2>/dev/null; wait $s3pid 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
+tap_bg $!
 i=0
 while ! grep -q "listening on" "$t/s3.log" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$t/s3.log")
@@ -112,11 +111,7 @@ left=$(aws s3 ls s3://kvb-fleet/team/kv/ | awk '{s += $3} END {print s + 0}')
 # code (tests/remote/faultserver.py --sigv4) accepts awscli's (botocore's)
 # requests, so it checks what AWS checks; then kvblend's (libcurl's) too.
 command -v python3 >/dev/null 2>&1 || { done_testing; }
-python3 "$KVBLEND_ROOT/tests/remote/faultserver.py" "$t/sport" 60 --sigv4 "AKIDKVB:s3cr/t+Key" &
-spid=$!
-trap 'kill $s3pid $spid 2>/dev/null; wait $s3pid $spid 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
-i=0
-while [ ! -s "$t/sport" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+faultserver "$t/sport" 60 --sigv4 "AKIDKVB:s3cr/t+Key"
 export AWS_ENDPOINT_URL=http://127.0.0.1:$(cat "$t/sport") AWS_ACCESS_KEY_ID=AKIDKVB AWS_SECRET_ACCESS_KEY=s3cr/t+Key
 unset AWS_SESSION_TOKEN
 aws s3api put-object --bucket kvb-sig --key x/probe --body "$t/doc.txt" >/dev/null 2>&1 &&

@@ -22,11 +22,17 @@
 #	run CMD...            run CMD (stdin as given), setting RUN_RC, RUN_OUT and RUN_ERR
 #	                      (stdout and stderr, trailing newlines dropped; the exact bytes
 #	                      are in $TAP_TMP/out and $TAP_TMP/err)
+#	tap_bg PID            stop the background process PID (a server) when the test exits
+#	faultserver PORTFILE [ARG...]
+#	                      start tests/remote/faultserver.py on 127.0.0.1 (stopped at exit,
+#	                      ARGs passed on), wait up to 10 s for its port in PORTFILE;
+#	                      status 1 if it never wrote one
 
 KVBLEND_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KVBLEND_BIN=${KVBLEND_BIN:-$KVBLEND_ROOT/build/bin}
 TAP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/kvblend-test.XXXXXX") || exit 1
-trap 'rm -rf "$TAP_TMP"' EXIT
+TAP_PIDS=
+trap 'kill $TAP_PIDS 2>/dev/null; wait $TAP_PIDS 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
 trap 'exit 1' HUP INT TERM
 tap_n=0
 tap_failed=0
@@ -101,6 +107,20 @@ need_bin() {
 		esac
 		[ -x "$tap_exe" ] || skip_all "$tap_exe is not built"
 	done
+}
+
+tap_bg() {
+	TAP_PIDS="$TAP_PIDS $1"
+}
+
+faultserver() {
+	_pf=$1
+	shift
+	python3 "$KVBLEND_ROOT/tests/remote/faultserver.py" "$_pf" "$@" &
+	tap_bg $!
+	_i=0
+	while [ ! -s "$_pf" ] && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+	[ -s "$_pf" ]
 }
 
 run() {
