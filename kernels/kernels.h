@@ -134,6 +134,17 @@ void kern_attention_ref(float *out, const float *q, int q_stride,
 /* The same with positions per kv head (token-evicted caches): kv head g's
  * slot j holds the key at position k_pos[g * k_pos_hstride + j]
  * (k_pos_hstride 0: kern_attention). */
+/* Options of the architectures that need them (NULL or zeros: none of them):
+ * scale    score = q . k * scale (0: 1/sqrt(head_dim)); Gemma scales by its own.
+ * window   > 0: a sliding window, query at position p sees only the keys at
+ *          p - window < k_pos <= p (Gemma 2/3's local layers, Mistral).
+ * softcap  > 0: score = softcap * tanh(score / softcap) before the softmax
+ *          (Gemma 2's attention logit soft-capping). */
+struct kern_att_opts {
+	float scale;
+	int32_t window;
+	float softcap;
+};
 void kern_attention_ph(float *out, const float *q, int q_stride,
 		       const float *k, const float *v, int kv_stride,
 		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
@@ -142,5 +153,14 @@ void kern_attention_ph_ref(float *out, const float *q, int q_stride,
 			   const float *k, const float *v, int kv_stride,
 			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
 			   int n_head, int n_kv_head, int head_dim);
+/* kern_attention_ph with options (o may be NULL). */
+void kern_attention_ex(float *out, const float *q, int q_stride,
+		       const float *k, const float *v, int kv_stride,
+		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+		       int n_head, int n_kv_head, int head_dim, const struct kern_att_opts *o, void *ws);
+void kern_attention_ex_ref(float *out, const float *q, int q_stride,
+			   const float *k, const float *v, int kv_stride,
+			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+			   int n_head, int n_kv_head, int head_dim, const struct kern_att_opts *o);
 
 #endif

@@ -135,13 +135,16 @@ static void att_chunk_generic(const struct ops_att *a, int i, int h, int j0, int
 	const size_t ko = (size_t)(h / a->n_rep) * hd;
 	const float *q = a->q + (size_t)i * a->q_stride + (size_t)h * hd;
 	const int32_t *kp = ops_att_kpos(a, h / a->n_rep);
+	const int32_t lo = ops_att_lo(a, qp);
 	float max = -INFINITY, sum = 0;
 	for (int j = j0; j < j1; j++) {
 		s[j - j0] = -INFINITY;
-		if (kp[j] <= qp)
+		if (kp[j] <= qp && kp[j] > lo)
 			s[j - j0] = dot_generic(q, a->k + ko + (size_t)j * a->kv_stride, hd) * a->scale;
 		max = s[j - j0] > max ? s[j - j0] : max;
 	}
+	if (a->softcap > 0)
+		max = ops_att_softcap(s, j1 - j0, a->softcap);
 	if (max == -INFINITY)
 		return;
 	/* q is read; o may alias it from here on */
@@ -187,11 +190,16 @@ static inline void gv_store(float *p, gvec v)
 struct tile_g {
 	float *qt, *o, *p;                  /* qt [hd][GW], o [GW][hd], p [GT][GW] */
 	float m[GW], l[GW], alpha[GW];      /* online softmax state per lane */
-	int32_t qpos[GW];
+	int32_t qpos[GW], qlo[GW];          /* a lane sees keys at qlo < k_pos <= qpos */
 	int live_lane[GW];                  /* lane holds a query vector */
 	int nv;
-	int32_t qmax;
+	int32_t qmax, qlo_min;
 };
+
+static inline int tile_sees_g(const struct tile_g *t, int l, int32_t kp)
+{
+	return t->live_lane[l] && kp <= t->qpos[l] && kp > t->qlo[l];
+}
 
 /* e^x for 4 lanes, ~2 ulp (Cephes): x = n ln2 + r, n rounded with the 1.5 * 2^23
  * trick, 2^n built in the exponent bits. x is clamped to [-87.3, 88.3]: -inf
@@ -225,12 +233,15 @@ static void tile_pack_g(struct tile_g *t, const struct ops_att *a, int g, int v0
 	const int hd = a->head_dim;
 	t->nv = 0;
 	t->qmax = INT32_MIN;
+	t->qlo_min = INT32_MAX;
 	for (int l = 0; l < GW; l++) {
 		int i = 0, h = 0;
 		t->m[l] = -INFINITY;
 		t->l[l] = 0.0f;
 		t->live_lane[l] = ops_att_lane(a, g, v0 + l, &i, &h);
 		t->qpos[l] = t->live_lane[l] ? a->q_pos[i] : INT32_MIN;
+		t->qlo[l] = t->live_lane[l] ? ops_att_lo(a, t->qpos[l]) : INT32_MAX;
+		t->qlo_min = t->qlo[l] < t->qlo_min ? t->qlo[l] : t->qlo_min;
 		for (int d = 0; d < hd; d++)
 			t->qt[d * GW + l] = t->live_lane[l] ? a->q[(size_t)i * a->q_stride + (size_t)h * hd + d] * a->scale : 0.0f;
 		if (t->live_lane[l]) {
@@ -279,7 +290,7 @@ static int tile_softmax_g(struct tile_g *t, const int32_t *k_pos, int nk, int *l
 		mnew[l] = t->m[l];
 	for (int jj = 0; jj < nk; jj++)
 		for (int l = 0; l < GW; l++)
-			if (t->live_lane[l] && k_pos[jj] <= t->qpos[l] && t->p[jj * GW + l] > mnew[l])
+			if (tile_sees_g(t, l, k_pos[jj]) && t->p[jj * GW + l] > mnew[l])
 				mnew[l] = t->p[jj * GW + l];
 	for (int l = 0; l < GW; l++) {
 		mref[l] = mnew[l] == -INFINITY ? 0.0f : mnew[l];
@@ -296,13 +307,13 @@ static int tile_softmax_g(struct tile_g *t, const int32_t *k_pos, int nk, int *l
 		int any = 0;
 		for (int l = 0; l < GW; l++) {
 			e[l] = t->p[jj * GW + l] - mref[l];
-			any |= t->live_lane[l] && k_pos[jj] <= t->qpos[l];
+			any |= tile_sees_g(t, l, k_pos[jj]);
 		}
 		if (!any)
 			continue;
 		exp_lanes(t->p + n * GW, e); /* n <= jj: row jj is read before */
 		for (int l = 0; l < GW; l++) {
-			int live = t->live_lane[l] && k_pos[jj] <= t->qpos[l];
+			int live = tile_sees_g(t, l, k_pos[jj]);
 			t->p[n * GW + l] = live ? t->p[n * GW + l] : 0.0f;
 			t->l[l] += t->p[n * GW + l];
 		}
@@ -365,12 +376,11 @@ static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, flo
 	}
 	for (int j0 = 0; j0 < a->n_kv; j0 += GT) {
 		int nk = a->n_kv - j0 < GT ? a->n_kv - j0 : GT, live_j[GT];
-		int32_t kmin = INT32_MAX;
-		for (int jj = 0; jj < nk; jj++)
-			kmin = ops_att_kpos(a, g)[j0 + jj] < kmin ? ops_att_kpos(a, g)[j0 + jj] : kmin;
+		int32_t kmin, kmax;
+		ops_att_krange(ops_att_kpos(a, g) + j0, nk, &kmin, &kmax);
 		for (int b = 0; b < nb && kmin <= qmax; b++) {
-			if (kmin > t[b].qmax)
-				continue;
+			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
+				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores_g(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
 			int n_live = tile_softmax_g(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
@@ -848,17 +858,42 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
 		       int n_head, int n_kv_head, int head_dim, void *ws)
 {
+	kern_attention_ex(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, k_pos_hstride, n_q, n_kv, n_head,
+			  n_kv_head, head_dim, NULL, ws);
+}
+
+float ops_att_softcap(float *s, int n, float cap)
+{
+	float max = -INFINITY, inv = 1.0f / cap;
+	for (int j = 0; j < n; j++) {
+		if (s[j] == -INFINITY)
+			continue;
+		s[j] = cap * tanhf(s[j] * inv);
+		max = s[j] > max ? s[j] : max;
+	}
+	return max;
+}
+
+void kern_attention_ex(float *out, const float *q, int q_stride,
+		       const float *k, const float *v, int kv_stride,
+		       const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+		       int n_head, int n_kv_head, int head_dim, const struct kern_att_opts *o, void *ws)
+{
 	if (kern_level == KERN_REF) {
-		kern_attention_ph_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, k_pos_hstride, n_q, n_kv,
-				      n_head, n_kv_head, head_dim);
+		kern_attention_ex_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, k_pos_hstride, n_q, n_kv,
+				      n_head, n_kv_head, head_dim, o);
 		return;
 	}
+	const struct kern_att_opts none = { 0 };
+	if (!o)
+		o = &none;
 	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ws);
 	const struct ops_att a = {
 		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos, .k_pos_hstride = k_pos_hstride,
 		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
 		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
-		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
+		.n_rep = n_head / n_kv_head, .scale = o->scale > 0 ? o->scale : 1.0f / sqrtf((float)head_dim),
+		.window = o->window > 0 ? o->window : 0, .softcap = o->softcap > 0 ? o->softcap : 0.0f,
 	};
 	const struct ops_isa *isa = ops_for(kern_level);
 	struct att_task t = {
@@ -872,7 +907,7 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 		nt = 1;
 	if (head_dim <= OPS_ATT_MAX_HD && n_q <= OPS_ATT_SPLIT_MAX_Q)
 		att_run_split(&t, nt);
-	else if (t.tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= t.w / 2)
+	else if (t.tile && !a.softcap && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= t.w / 2)
 		att_run_tiles(&t, nt);
 	else
 		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);

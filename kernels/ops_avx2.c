@@ -232,11 +232,15 @@ static float row_scores256(float *s, const float *q, const float *k, const int32
 {
 	const size_t stride = (size_t)a->kv_stride;
 	const __m256 ninf = _mm256_set1_ps(-INFINITY), scale = _mm256_set1_ps(a->scale);
-	const __m256i qv = _mm256_set1_epi32(qp);
+	const int32_t lo = ops_att_lo(a, qp);
+	const __m256i qv = _mm256_set1_epi32(qp), lov = _mm256_set1_epi32(lo);
 	__m256 mx = ninf;
 	int j = 0;
 	for (; j + 8 <= n; j += 8) {
-		__m256 later = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(k_pos + j)), qv));
+		__m256i kp = _mm256_loadu_si256((const __m256i *)(k_pos + j));
+		/* "later" here: not visible, in the query's future or behind its window */
+		__m256 later = _mm256_castsi256_ps(_mm256_or_si256(_mm256_cmpgt_epi32(kp, qv),
+								   _mm256_cmpgt_epi32(lov, _mm256_sub_epi32(kp, _mm256_set1_epi32(1)))));
 		__m256 sv = ninf;
 		if (_mm256_movemask_ps(later) != 0xFF)
 			sv = _mm256_blendv_ps(_mm256_mul_ps(dot8x256(q, k + j * stride, stride, a->head_dim), scale),
@@ -246,10 +250,10 @@ static float row_scores256(float *s, const float *q, const float *k, const int32
 	}
 	float max = hmax256(mx);
 	for (; j < n; j++) {
-		s[j] = k_pos[j] <= qp ? dot256(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
+		s[j] = k_pos[j] <= qp && k_pos[j] > lo ? dot256(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
 		max = s[j] > max ? s[j] : max;
 	}
-	return max;
+	return a->softcap > 0 ? ops_att_softcap(s, n, a->softcap) : max;
 }
 
 /* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
@@ -328,6 +332,8 @@ void ops_att_chunk_avx2(const struct ops_att *a, int i, int h, int j0, int j1, f
 struct tile256 {
 	float *qt, *o, *p, *alpha;
 	__m256i qpos;       /* query position per lane */
+	__m256i qlo;        /* a lane sees keys at qlo < k_pos <= qpos */
+	int32_t qlo_min;    /* the lowest qlo of the block's lanes */
 	__m256i lanes;      /* all-ones in lanes holding a query vector */
 	int nv;             /* number of such lanes */
 	int32_t qmax;       /* highest query position in the block */
@@ -338,12 +344,14 @@ struct tile256 {
 static void tile_pack256(struct tile256 *t, const struct ops_att *a, int g, int v0)
 {
 	const int hd = a->head_dim;
-	int32_t qpos[W];
+	int32_t qpos[W], qlo[W];
 	t->nv = 0;
 	t->qmax = INT32_MIN;
+	t->qlo_min = INT32_MAX;
 	for (int l = 0; l < W; l++) {
 		int i, h;
 		qpos[l] = INT32_MIN;
+		qlo[l] = INT32_MAX;
 		if (!ops_att_lane(a, g, v0 + l, &i, &h)) {
 			for (int d = 0; d < hd; d++)
 				t->qt[d * W + l] = 0.0f;
@@ -353,10 +361,13 @@ static void tile_pack256(struct tile256 *t, const struct ops_att *a, int g, int 
 		for (int d = 0; d < hd; d++)
 			t->qt[d * W + l] = q[d] * a->scale;
 		qpos[l] = a->q_pos[i];
+		qlo[l] = ops_att_lo(a, qpos[l]);
 		t->qmax = qpos[l] > t->qmax ? qpos[l] : t->qmax;
+		t->qlo_min = qlo[l] < t->qlo_min ? qlo[l] : t->qlo_min;
 		t->nv++;
 	}
 	t->qpos = _mm256_loadu_si256((const __m256i *)qpos);
+	t->qlo = _mm256_loadu_si256((const __m256i *)qlo);
 	t->lanes = tail8(t->nv);
 	memset(t->o, 0, (size_t)W * hd * sizeof *t->o);
 	t->m = _mm256_set1_ps(-INFINITY);
@@ -401,7 +412,10 @@ static int tile_softmax256(struct tile256 *t, const int32_t *k_pos, int nk, int 
 	__m256 live[T], mt = ninf;
 	int any = 0;
 	for (int jj = 0; jj < nk; jj++) {
-		__m256i later = _mm256_cmpgt_epi32(_mm256_set1_epi32(k_pos[jj]), t->qpos);
+		__m256i kp = _mm256_set1_epi32(k_pos[jj]);
+		/* not visible: in the lane's future, or at or behind qlo (kp > qlo fails) */
+		__m256i later = _mm256_or_si256(_mm256_cmpgt_epi32(kp, t->qpos),
+						_mm256_cmpeq_epi32(_mm256_max_epi32(kp, t->qlo), t->qlo));
 		live[jj] = _mm256_castsi256_ps(_mm256_andnot_si256(later, t->lanes));
 		mt = _mm256_max_ps(mt, _mm256_blendv_ps(ninf, _mm256_load_ps(t->p + jj * W), live[jj]));
 		any |= _mm256_movemask_ps(live[jj]);
@@ -518,12 +532,11 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, int nb, float *sc
 	}
 	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
 		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
-		int32_t kmin = INT32_MAX;
-		for (int jj = 0; jj < nk; jj++)
-			kmin = ops_att_kpos(a, g)[j0 + jj] < kmin ? ops_att_kpos(a, g)[j0 + jj] : kmin;
+		int32_t kmin, kmax;
+		ops_att_krange(ops_att_kpos(a, g) + j0, nk, &kmin, &kmax);
 		for (int b = 0; b < nb && kmin <= qmax; b++) {
-			if (kmin > t[b].qmax)
-				continue; /* every key of the tile is in every lane's future */
+			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
+				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores256(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
 			int live_j[T], n_live = tile_softmax256(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)

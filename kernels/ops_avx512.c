@@ -194,11 +194,13 @@ static float row_scores512(float *s, const float *q, const float *k, const int32
 {
 	const size_t stride = (size_t)a->kv_stride;
 	const __m512 ninf = _mm512_set1_ps(-INFINITY), scale = _mm512_set1_ps(a->scale);
-	const __m512i qv = _mm512_set1_epi32(qp);
+	const int32_t lo = ops_att_lo(a, qp);
+	const __m512i qv = _mm512_set1_epi32(qp), lov = _mm512_set1_epi32(lo);
 	__m512 mx = ninf;
 	int j = 0;
 	for (; j + 16 <= n; j += 16) {
-		__mmask16 live = _mm512_cmple_epi32_mask(_mm512_loadu_si512(k_pos + j), qv);
+		__m512i kp = _mm512_loadu_si512(k_pos + j);
+		__mmask16 live = _mm512_mask_cmpgt_epi32_mask(_mm512_cmple_epi32_mask(kp, qv), kp, lov);
 		__m512 sv = ninf;
 		if (live)
 			sv = _mm512_mask_mul_ps(ninf, live, dot16x512(q, k + j * stride, stride, a->head_dim), scale);
@@ -207,10 +209,10 @@ static float row_scores512(float *s, const float *q, const float *k, const int32
 	}
 	float max = _mm512_reduce_max_ps(mx);
 	for (; j < n; j++) {
-		s[j] = k_pos[j] <= qp ? dot512(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
+		s[j] = k_pos[j] <= qp && k_pos[j] > lo ? dot512(q, k + j * stride, a->head_dim) * a->scale : -INFINITY;
 		max = s[j] > max ? s[j] : max;
 	}
-	return max;
+	return a->softcap > 0 ? ops_att_softcap(s, n, a->softcap) : max;
 }
 
 /* s[j] = exp(s[j] - max) (0 where s[j] is -inf); returns the sum. */
@@ -289,6 +291,8 @@ void ops_att_chunk_avx512(const struct ops_att *a, int i, int h, int j0, int j1,
 struct tile512 {
 	float *qt, *o, *p, *alpha;
 	__m512i qpos;       /* query position per lane */
+	__m512i qlo;        /* a lane sees keys at qlo < k_pos <= qpos */
+	int32_t qlo_min;    /* the lowest qlo of the block's lanes */
 	__mmask16 lanes;    /* lanes holding a query vector */
 	int nv;             /* number of such lanes */
 	int32_t qmax;       /* highest query position in the block */
@@ -299,12 +303,14 @@ struct tile512 {
 static void tile_pack512(struct tile512 *t, const struct ops_att *a, int g, int v0)
 {
 	const int hd = a->head_dim;
-	int32_t qpos[W];
+	int32_t qpos[W], qlo[W];
 	t->nv = 0;
 	t->qmax = INT32_MIN;
+	t->qlo_min = INT32_MAX;
 	for (int l = 0; l < W; l++) {
 		int i, h;
 		qpos[l] = INT32_MIN;
+		qlo[l] = INT32_MAX;
 		if (!ops_att_lane(a, g, v0 + l, &i, &h)) {
 			for (int d = 0; d < hd; d++)
 				t->qt[d * W + l] = 0.0f;
@@ -314,10 +320,13 @@ static void tile_pack512(struct tile512 *t, const struct ops_att *a, int g, int 
 		for (int d = 0; d < hd; d++)
 			t->qt[d * W + l] = q[d] * a->scale;
 		qpos[l] = a->q_pos[i];
+		qlo[l] = ops_att_lo(a, qpos[l]);
 		t->qmax = qpos[l] > t->qmax ? qpos[l] : t->qmax;
+		t->qlo_min = qlo[l] < t->qlo_min ? qlo[l] : t->qlo_min;
 		t->nv++;
 	}
 	t->qpos = _mm512_loadu_si512(qpos);
+	t->qlo = _mm512_loadu_si512(qlo);
 	t->lanes = tail16(t->nv);
 	memset(t->o, 0, (size_t)W * hd * sizeof *t->o);
 	t->m = _mm512_set1_ps(-INFINITY);
@@ -362,7 +371,8 @@ static int tile_softmax512(struct tile512 *t, const int32_t *k_pos, int nk, int 
 	__mmask16 live[T], any = 0;
 	__m512 mt = ninf;
 	for (int jj = 0; jj < nk; jj++) {
-		live[jj] = _mm512_mask_cmple_epi32_mask(t->lanes, _mm512_set1_epi32(k_pos[jj]), t->qpos);
+		__m512i kp = _mm512_set1_epi32(k_pos[jj]);
+		live[jj] = _mm512_mask_cmpgt_epi32_mask(_mm512_mask_cmple_epi32_mask(t->lanes, kp, t->qpos), kp, t->qlo);
 		mt = _mm512_max_ps(mt, _mm512_mask_mov_ps(ninf, live[jj], _mm512_load_ps(t->p + jj * W)));
 		any |= live[jj];
 	}
@@ -477,12 +487,11 @@ void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, int nb, float *
 	}
 	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
 		int nk = a->n_kv - j0 < T ? a->n_kv - j0 : T;
-		int32_t kmin = INT32_MAX;
-		for (int jj = 0; jj < nk; jj++)
-			kmin = ops_att_kpos(a, g)[j0 + jj] < kmin ? ops_att_kpos(a, g)[j0 + jj] : kmin;
+		int32_t kmin, kmax;
+		ops_att_krange(ops_att_kpos(a, g) + j0, nk, &kmin, &kmax);
 		for (int b = 0; b < nb && kmin <= qmax; b++) {
-			if (kmin > t[b].qmax)
-				continue; /* every key of the tile is in every lane's future */
+			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
+				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores512(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
 			int live_j[T], n_live = tile_softmax512(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)

@@ -91,8 +91,31 @@ struct ops_att {
 	int q_stride, kv_stride;
 	int n_q, n_kv, n_head, n_kv_head, head_dim;
 	int n_rep;   /* n_head / n_kv_head */
-	float scale; /* 1 / sqrt(head_dim) */
+	float scale; /* score = q . k * scale (1 / sqrt(head_dim) unless the caller says) */
+	int32_t window; /* > 0: sliding window (kern_att_opts) */
+	float softcap;  /* > 0: soft-capped scores; the tile paths are not used then */
 };
+
+/* Keys at positions <= ops_att_lo(a, qp) are outside the window of a query at
+ * qp (INT32_MIN without a window): a key is visible when lo < k_pos <= qp. */
+static inline int32_t ops_att_lo(const struct ops_att *a, int32_t qp)
+{
+	return a->window > 0 ? qp - a->window : INT32_MIN;
+}
+
+/* The lowest and highest of n key positions. */
+static inline void ops_att_krange(const int32_t *k_pos, int n, int32_t *kmin, int32_t *kmax)
+{
+	*kmin = INT32_MAX;
+	*kmax = INT32_MIN;
+	for (int j = 0; j < n; j++) {
+		*kmin = k_pos[j] < *kmin ? k_pos[j] : *kmin;
+		*kmax = k_pos[j] > *kmax ? k_pos[j] : *kmax;
+	}
+}
+
+/* Soft-capping of n scores in place (-inf stays -inf); returns their new max. */
+float ops_att_softcap(float *s, int n, float cap);
 
 /* Fold keys [j0, j1) into the running softmax state of query i, head h:
  * st[0] = the highest score so far (-inf: nothing seen yet, o not yet written),

@@ -112,20 +112,29 @@ static double dot_ref(const float *a, const float *b, int n)
 	return s;
 }
 
-/* One (query, head): out = sum_j softmax_j(q . k_j * scale) v_j over the visible j. */
-static void attend_ref(float *out, const float *q, const float *k, const float *v, int kv_stride,
-		       int32_t qp, const int32_t *k_pos, int n_kv, int head_dim, double *acc)
+/* The score of one visible key, in double: q . k * scale, soft-capped. */
+static double score_ref(const float *q, const float *k, int head_dim, double scale, double cap)
 {
-	double scale = 1.0 / sqrt((double)head_dim), max = -INFINITY, sum = 0;
+	double x = dot_ref(q, k, head_dim) * scale;
+	return cap > 0 ? cap * tanh(x / cap) : x;
+}
+
+/* One (query, head): out = sum_j softmax_j(score_j) v_j over the keys j it sees
+ * (lo < k_pos[j] <= qp). */
+static void attend_ref(float *out, const float *q, const float *k, const float *v, int kv_stride,
+		       int32_t qp, int32_t lo, const int32_t *k_pos, int n_kv, int head_dim, double scale,
+		       double cap, double *acc)
+{
+	double max = -INFINITY, sum = 0;
 	for (int j = 0; j < n_kv; j++)
-		if (k_pos[j] <= qp)
-			max = fmax(max, dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale);
+		if (k_pos[j] <= qp && k_pos[j] > lo)
+			max = fmax(max, score_ref(q, k + (size_t)j * kv_stride, head_dim, scale, cap));
 	for (int d = 0; d < head_dim; d++)
 		acc[d] = 0;
 	for (int j = 0; j < n_kv && max > -INFINITY; j++) {
-		if (k_pos[j] > qp)
+		if (k_pos[j] > qp || k_pos[j] <= lo)
 			continue;
-		double p = exp(dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale - max);
+		double p = exp(score_ref(q, k + (size_t)j * kv_stride, head_dim, scale, cap) - max);
 		sum += p;
 		for (int d = 0; d < head_dim; d++)
 			acc[d] += p * v[(size_t)j * kv_stride + d];
@@ -139,8 +148,8 @@ void kern_attention_ref(float *out, const float *q, int q_stride,
 			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
 			int n_head, int n_kv_head, int head_dim)
 {
-	kern_attention_ph_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, 0, n_q, n_kv, n_head, n_kv_head,
-			      head_dim);
+	kern_attention_ex_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, 0, n_q, n_kv, n_head, n_kv_head,
+			      head_dim, NULL);
 }
 
 void kern_attention_ph_ref(float *out, const float *q, int q_stride,
@@ -148,16 +157,30 @@ void kern_attention_ph_ref(float *out, const float *q, int q_stride,
 			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
 			   int n_head, int n_kv_head, int head_dim)
 {
+	kern_attention_ex_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, k_pos_hstride, n_q, n_kv, n_head,
+			      n_kv_head, head_dim, NULL);
+}
+
+void kern_attention_ex_ref(float *out, const float *q, int q_stride,
+			   const float *k, const float *v, int kv_stride,
+			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
+			   int n_head, int n_kv_head, int head_dim, const struct kern_att_opts *o)
+{
 	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0);
+	const struct kern_att_opts none = { 0 };
+	if (!o)
+		o = &none;
 	int n_rep = n_head / n_kv_head;
+	double scale = o->scale > 0 ? o->scale : 1.0 / sqrt((double)head_dim);
 	double *acc = malloc((size_t)head_dim * sizeof *acc);
 	ASSERT(acc);
 	for (int i = 0; i < n_q; i++) {
+		int32_t lo = o->window > 0 ? q_pos[i] - o->window : INT32_MIN;
 		for (int h = 0; h < n_head; h++) {
 			size_t qo = (size_t)i * q_stride + (size_t)h * head_dim;
 			size_t ko = (size_t)(h / n_rep) * head_dim;
-			attend_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i],
-				   k_pos + (size_t)(h / n_rep) * k_pos_hstride, n_kv, head_dim, acc);
+			attend_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i], lo,
+				   k_pos + (size_t)(h / n_rep) * k_pos_hstride, n_kv, head_dim, scale, o->softcap, acc);
 		}
 	}
 	free(acc);

@@ -445,6 +445,75 @@ static void cmp_attention(const char *isa)
 	}
 }
 
+/* Options (kern_attention_ex): a sliding window, soft-capped scores and a scale
+ * of one's own, on the split, tile and row paths against the reference; and
+ * the reference against what each option means, built from plain attention:
+ * a window = keys behind it moved out of sight (INT32_MAX) for a lone query, a
+ * huge cap = no cap, a scale = the query scaled. */
+static void cmp_attention_ex(const char *isa)
+{
+	static const int shapes[][6] = { /* n_q, n_kv, n_head, n_kv_head, head_dim, prefill */
+		{ 1, 300, 4, 2, 64, 1 }, { 3, 200, 4, 1, 32, 0 }, { 40, 120, 4, 2, 64, 1 },
+		{ 33, 90, 8, 2, 16, 0 }, { 5, 60, 2, 1, 300, 1 }, { 64, 64, 2, 1, 256, 1 },
+	};
+	static const struct kern_att_opts opts[] = {
+		{ .window = 1 }, { .window = 7 }, { .window = 40 }, { .softcap = 2.0f },
+		{ .scale = 0.4f }, { .scale = 0.3f, .window = 16, .softcap = 3.0f },
+	};
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+		for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
+			const int *sh = shapes[s];
+			const struct kern_att_opts *op = &opts[o];
+			struct att a;
+			att_init(&a, sh[0], sh[1], sh[2], sh[3], sh[4], 0, sh[5]);
+			long n = (long)a.n_q * a.q_stride;
+			float *o0 = att_out(&a), *o1 = dupv(o0, n);
+			void *ws = malloc(kern_attention_wsize(a.n_q, a.n_kv, a.n_head) + 64);
+			kern_attention_ex_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0,
+					      a.n_q, a.n_kv, a.n_head, a.n_kv_head, a.hd, op);
+			kern_attention_ex(o1, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0, a.n_q,
+					  a.n_kv, a.n_head, a.n_kv_head, a.hd, op, ws);
+			double e = tap_nerr(o1, o0, n);
+			ok(e < TOL_ATT, "%s attention q %d kv %d heads %d/%d hd %d window %d cap %g scale %g vs ref: nerr %.2g",
+			   isa, a.n_q, a.n_kv, a.n_head, a.n_kv_head, a.hd, op->window, op->softcap, op->scale, e);
+			free(ws), free(o0), free(o1);
+			att_free(&a);
+		}
+	/* what the options mean, on the reference */
+	struct att a;
+	att_init(&a, 1, 90, 4, 2, 32, 0, 0);
+	a.q_pos[0] = 70;
+	long n = (long)a.q_stride;
+	int32_t *kp = malloc((size_t)a.n_kv * sizeof *kp);
+	float *o0 = att_out(&a), *o1 = dupv(o0, n), *qs = dupv(a.q, n);
+	ASSERT(kp);
+	for (int j = 0; j < a.n_kv; j++)
+		kp[j] = a.k_pos[j] <= 70 - 12 ? INT32_MAX : a.k_pos[j];
+	kern_attention_ex_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0, 1, a.n_kv, a.n_head,
+			      a.n_kv_head, a.hd, &(struct kern_att_opts){ .window = 12 });
+	kern_attention_ref(o1, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, kp, 1, a.n_kv, a.n_head, a.n_kv_head,
+			   a.hd);
+	ok(tap_nerr(o0, o1, n) < 1e-12, "%s attention: window 12 = the 12 keys up to the query's position", isa);
+	kern_attention_ex_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0, 1, a.n_kv, a.n_head,
+			      a.n_kv_head, a.hd, &(struct kern_att_opts){ .softcap = 1e9f });
+	kern_attention_ref(o1, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 1, a.n_kv, a.n_head,
+			   a.n_kv_head, a.hd);
+	ok(tap_nerr(o0, o1, n) < 1e-9, "%s attention: a cap far above every score changes nothing", isa);
+	float *plain = dupv(o1, n);
+	for (long i = 0; i < n; i++)
+		qs[i] *= 0.25f * sqrtf((float)a.hd);
+	kern_attention_ex_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0, 1, a.n_kv, a.n_head,
+			      a.n_kv_head, a.hd, &(struct kern_att_opts){ .scale = 0.25f });
+	kern_attention_ref(o1, qs, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 1, a.n_kv, a.n_head,
+			   a.n_kv_head, a.hd);
+	ok(tap_nerr(o0, o1, n) < 1e-6, "%s attention: scale 0.25 = queries scaled to it", isa);
+	kern_attention_ex_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, 0, 1, a.n_kv, a.n_head,
+			      a.n_kv_head, a.hd, &(struct kern_att_opts){ .softcap = 0.5f });
+	ok(tap_nerr(o0, plain, n) > 1e-3, "%s attention: a cap below the scores changes the output", isa);
+	free(kp), free(o0), free(o1), free(qs), free(plain);
+	att_free(&a);
+}
+
 /* Positions per kv head (token-evicted caches): each kv head's own shuffled
  * positions, some slots empty (INT32_MAX); the split, tile and row paths
  * against the reference, and the reference against kern_attention run one kv
@@ -704,6 +773,7 @@ int main(int argc, char **argv)
 		cmp_gelu(isa);
 		cmp_attention(isa);
 		cmp_attention_ph(isa);
+		cmp_attention_ex(isa);
 	}
 	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
 	return done_testing();
