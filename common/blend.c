@@ -36,7 +36,7 @@ bool blend_seg_reused(enum blend_mode mode, int i, int n)
 void blend_rotate(const struct model *m, struct kv_cache *kv, int slot0, int n, const int32_t *delta)
 {
 	for (int l = 0; l < m->hp.n_layer; l++)
-		kern_rope(kv_k(kv, l, slot0), delta, n, m->hp.n_kv_head, m->hp.head_dim, &m->rope);
+		kern_rope(kv_k(kv, l, slot0), delta, n, m->hp.n_kv_head, m->hp.head_dim, model_rope(m, l));
 }
 
 /* Squared L2 distance of two rows. */
@@ -88,7 +88,7 @@ static int prepare_upto(struct layer_prep *p, int l)
 			const struct blend_seg *g = &p->segs[s];
 			if (p->use[s] && g->n > 0)
 				kern_rope(kv_k(p->kv, k, g->slot0), p->delta + g->slot0, g->n, p->m->hp.n_kv_head,
-					  p->m->hp.head_dim, &p->m->rope);
+					  p->m->hp.head_dim, model_rope(p->m, k));
 		}
 	}
 	return p->rc;

@@ -13,6 +13,10 @@ const char *model_arch_name(enum model_arch a)
 	switch (a) {
 	case ARCH_LLAMA: return "llama";
 	case ARCH_QWEN2: return "qwen2";
+	case ARCH_QWEN3: return "qwen3";
+	case ARCH_GEMMA2: return "gemma2";
+	case ARCH_GEMMA3: return "gemma3";
+	case ARCH_PHI3: return "phi3";
 	}
 	return "?";
 }
@@ -47,6 +51,53 @@ static int get_hp_f32(const struct gguf *g, const char *arch, const char *suffix
 	char key[128];
 	int rc = gguf_get_f32(g, akey(key, sizeof key, arch, suffix), out);
 	return rc == KB_EOF ? KB_OK : rc;
+}
+
+/* What each newer architecture adds to llama's hyper-parameters, with the
+ * defaults llama.cpp takes when a key is absent. */
+static int load_arch_hparams(struct model *m, const char *arch)
+{
+	const struct gguf *g = m->gguf;
+	struct model_hparams *hp = &m->hp;
+	const enum model_arch a = hp->arch;
+	const bool gemma = a == ARCH_GEMMA2 || a == ARCH_GEMMA3;
+	int rc;
+	hp->rope_mscale = 1.0f;
+	hp->rope_base_swa = hp->rope_base;
+	hp->swa_period = 0; /* every layer, when there is a window (llama.cpp's pattern rule) */
+	hp->qk_norm = a == ARCH_QWEN3 || a == ARCH_GEMMA3;
+	if (gemma) {
+		hp->post_norms = hp->gelu = true;
+		hp->embd_scale = sqrtf((float)hp->n_embd);
+		/* Gemma's 27B models scale scores by their hidden size per head; the rest by the head size */
+		const bool big = hp->n_layer == (a == ARCH_GEMMA2 ? 46 : 62);
+		hp->attn_scale = 1.0f / sqrtf(big ? (float)hp->n_embd / hp->n_head : (float)hp->head_dim);
+		hp->swa_period = a == ARCH_GEMMA2 ? 2 : 6;
+		hp->n_swa = a == ARCH_GEMMA2 ? 4096 : 0;
+		hp->rope_base_swa = a == ARCH_GEMMA2 ? hp->rope_base : 10000.0f;
+		if (a == ARCH_GEMMA2)
+			hp->attn_softcap = 50.0f, hp->final_softcap = 30.0f;
+		if ((rc = get_hp_u32(g, arch, "attention.sliding_window_pattern", &hp->swa_period, false)) ||
+		    (rc = get_hp_f32(g, arch, "rope.freq_base_swa", &hp->rope_base_swa)) ||
+		    (rc = get_hp_f32(g, arch, "attn_logit_softcapping", &hp->attn_softcap)) ||
+		    (rc = get_hp_f32(g, arch, "final_logit_softcapping", &hp->final_softcap)))
+			return rc;
+		if (hp->swa_period < 0 || !(hp->rope_base_swa > 1) || !(hp->attn_softcap >= 0) ||
+		    !(hp->final_softcap >= 0))
+			return kb_fail(KB_ERR_FORMAT, "'%s': bad sliding window pattern %d, rope base %g or soft-caps %g, %g",
+				       g->path, hp->swa_period, hp->rope_base_swa, hp->attn_softcap, hp->final_softcap);
+	}
+	if (a == ARCH_PHI3) {
+		/* llama.cpp runs Phi-3 without its sliding window (its GGUFs do not say which
+		 * layers have one); so do we, to give the same results */
+		if ((rc = get_hp_f32(g, arch, "rope.scaling.attn_factor", &hp->rope_mscale)))
+			return rc;
+		if (!(hp->rope_mscale > 0 && hp->rope_mscale < 16))
+			return kb_fail(KB_ERR_FORMAT, "'%s': bad rope.scaling.attn_factor %g", g->path, hp->rope_mscale);
+	} else if ((rc = get_hp_u32(g, arch, "attention.sliding_window", &hp->n_swa, false))) {
+		return rc;
+	}
+	return KB_OK;
 }
 
 static int load_hparams(struct model *m, const char *arch)
@@ -128,7 +179,7 @@ static int load_hparams(struct model *m, const char *arch)
 			return kb_fail(KB_ERR_FORMAT, "'%s': rope scaling without a positive factor", g->path);
 		hp->rope_factor = factor;
 	}
-	return KB_OK;
+	return load_arch_hparams(m, arch);
 }
 
 /* Find a tensor and check its type and shape (ne0 x ne1; ne1 = 1 for vectors). */
@@ -175,6 +226,14 @@ int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **ou
 	return KB_OK;
 }
 
+/* Rows [r0, r0 + n) of w, used in place (a part of a fused matrix). */
+static struct weight weight_rows(const struct weight *w, int64_t r0, int64_t n)
+{
+	const size_t row = qtype_row_size(w->type, w->n_in);
+	return (struct weight){ .data = (const uint8_t *)w->data + (size_t)r0 * row, .type = w->type,
+				.n_in = w->n_in, .n_out = n };
+}
+
 /* The two above on the model's file. */
 static int load_weight(const struct model *m, const char *name, int64_t n_in, int64_t n_out,
 		       struct weight *w)
@@ -217,15 +276,43 @@ static int load_tensors(struct model *m)
 		struct model_layer *L = &m->layers[l];
 		char n[96];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", l, s), n)
+		L->swa = hp->n_swa > 0 && (hp->swa_period == 0 || l % hp->swa_period < hp->swa_period - 1);
 		if ((rc = load_vec(m, NAME("attn_norm.weight"), d, &L->attn_norm, true)) ||
-		    (rc = load_weight(m, NAME("attn_q.weight"), d, qd, &L->wq)) ||
-		    (rc = load_weight(m, NAME("attn_k.weight"), d, kvd, &L->wk)) ||
-		    (rc = load_weight(m, NAME("attn_v.weight"), d, kvd, &L->wv)) ||
 		    (rc = load_weight(m, NAME("attn_output.weight"), qd, d, &L->wo)) ||
 		    (rc = load_vec(m, NAME("ffn_norm.weight"), d, &L->ffn_norm, true)) ||
-		    (rc = load_weight(m, NAME("ffn_gate.weight"), d, ff, &L->w_gate)) ||
-		    (rc = load_weight(m, NAME("ffn_up.weight"), d, ff, &L->w_up)) ||
 		    (rc = load_weight(m, NAME("ffn_down.weight"), ff, d, &L->w_down)))
+			return rc;
+		/* Phi-3 fuses Q, K, V into one matrix and gate, up into another: their
+		 * rows are the parts one after another, so each part is a view of them */
+		if (hp->arch == ARCH_PHI3 && gguf_find_tensor(m->gguf, NAME("attn_qkv.weight"))) {
+			struct weight f;
+			if ((rc = load_weight(m, n, d, qd + 2 * kvd, &f)))
+				return rc;
+			L->wq = weight_rows(&f, 0, qd);
+			L->wk = weight_rows(&f, qd, kvd);
+			L->wv = weight_rows(&f, qd + kvd, kvd);
+		} else if ((rc = load_weight(m, NAME("attn_q.weight"), d, qd, &L->wq)) ||
+			   (rc = load_weight(m, NAME("attn_k.weight"), d, kvd, &L->wk)) ||
+			   (rc = load_weight(m, NAME("attn_v.weight"), d, kvd, &L->wv))) {
+			return rc;
+		}
+		if (hp->arch == ARCH_PHI3) {
+			struct weight f;
+			if ((rc = load_weight(m, NAME("ffn_up.weight"), d, 2 * ff, &f)))
+				return rc;
+			L->w_gate = weight_rows(&f, 0, ff);
+			L->w_up = weight_rows(&f, ff, ff);
+		} else if ((rc = load_weight(m, NAME("ffn_gate.weight"), d, ff, &L->w_gate)) ||
+			   (rc = load_weight(m, NAME("ffn_up.weight"), d, ff, &L->w_up))) {
+			return rc;
+		}
+		if (hp->qk_norm &&
+		    ((rc = load_vec(m, NAME("attn_q_norm.weight"), hp->head_dim, &L->q_norm, true)) ||
+		     (rc = load_vec(m, NAME("attn_k_norm.weight"), hp->head_dim, &L->k_norm, true))))
+			return rc;
+		if (hp->post_norms &&
+		    ((rc = load_vec(m, NAME("post_attention_norm.weight"), d, &L->attn_post_norm, true)) ||
+		     (rc = load_vec(m, NAME("post_ffw_norm.weight"), d, &L->ffn_post_norm, true))))
 			return rc;
 		bool need_bias = hp->arch == ARCH_QWEN2;
 		if ((rc = load_vec(m, NAME("attn_q.bias"), qd, &L->bq, need_bias)) ||
@@ -244,12 +331,12 @@ void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, fl
 	const int half = hp->n_rot / 2;
 	for (int i = 0; i < half; i++) {
 		double f = pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
-		if (hp->rope_scaling == ROPE_SCALING_LINEAR) {
+		if (freq_factors) { /* llama3's from the file, or Phi-3's LongRoPE factors */
+			f /= freq_factors[i];
+		} else if (hp->rope_scaling == ROPE_SCALING_LINEAR) {
 			f /= hp->rope_factor;
 		} else if (hp->rope_scaling == ROPE_SCALING_LLAMA3) {
-			if (freq_factors) {
-				f /= freq_factors[i];
-			} else {
+			{
 				/* Llama 3.1's rule: low frequencies scaled by the factor, high ones
 				 * kept, a smooth blend between (low_freq_factor 1, high 4). */
 				const double lo = 1.0, hi = 4.0, orig = hp->rope_orig_ctx > 0 ? hp->rope_orig_ctx : 8192;
@@ -266,30 +353,49 @@ void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, fl
 	}
 }
 
+/* The rotations: the global one (with llama3's frequency factors, or Phi-3's
+ * short LongRoPE factors: kvblend keeps to contexts up to the original length,
+ * where llama.cpp uses them too), and the sliding-window layers' own (Gemma:
+ * another base, no scaling). */
 static int load_rope(struct model *m)
 {
 	const int half = m->hp.n_rot / 2;
-	const float *ff = NULL;
-	float *ffbuf = NULL;
-	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, "rope_freqs.weight");
-	if (t) {
-		int rc = load_vec(m, "rope_freqs.weight", half, &ffbuf, true);
-		if (rc)
+	float *ff = NULL;
+	int rc;
+	if (gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
+		if ((rc = load_vec(m, "rope_freqs.weight", half, &ff, true)))
 			return rc;
-		ff = ffbuf;
 		if (m->hp.rope_scaling == ROPE_SCALING_NONE)
 			m->hp.rope_scaling = ROPE_SCALING_LLAMA3;
+	} else if (m->hp.arch == ARCH_PHI3 && (rc = load_vec(m, "rope_factors_short.weight", half, &ff, false))) {
+		return rc;
 	}
-	m->rope_inv_freq = kb_malloc((size_t)half * sizeof(float));
+	m->rope_inv_freq = kb_malloc((size_t)2 * half * sizeof(float));
 	if (!m->rope_inv_freq) {
-		free(ffbuf);
+		free(ff);
 		return KB_ERR_NOMEM;
 	}
 	rope_inv_freq(&m->hp, ff, m->rope_inv_freq);
-	free(ffbuf);
+	free(ff);
+	struct model_hparams swa = m->hp;
+	swa.rope_base = m->hp.rope_base_swa;
+	if (m->hp.arch == ARCH_GEMMA2 || m->hp.arch == ARCH_GEMMA3)
+		swa.rope_scaling = ROPE_SCALING_NONE;
+	if (swa.rope_base == m->hp.rope_base && swa.rope_scaling == m->hp.rope_scaling)
+		memcpy(m->rope_inv_freq + half, m->rope_inv_freq, (size_t)half * sizeof(float));
+	else
+		rope_inv_freq(&swa, NULL, m->rope_inv_freq + half);
 	m->rope = (struct kern_rope){ .mode = m->hp.rope_mode, .n_rot = m->hp.n_rot,
 				      .inv_freq = m->rope_inv_freq };
+	m->rope_swa = (struct kern_rope){ .mode = m->hp.rope_mode, .n_rot = m->hp.n_rot,
+					  .inv_freq = m->rope_inv_freq + half };
 	return KB_OK;
+}
+
+struct kern_att_opts model_att_opts(const struct model *m, int l)
+{
+	return (struct kern_att_opts){ .scale = m->hp.attn_scale, .softcap = m->hp.attn_softcap,
+				       .window = m->layers[l].swa ? m->hp.n_swa : 0 };
 }
 
 size_t model_weights_wsize(const struct weight *const *w, size_t n, int n_batch)
@@ -391,11 +497,17 @@ int model_load(struct model **out, const char *path)
 	if (gguf_str_eq(arch, "llama")) {
 		m->hp.arch = ARCH_LLAMA;
 		m->hp.rope_mode = KERN_ROPE_NORM;
-	} else if (gguf_str_eq(arch, "qwen2")) {
-		m->hp.arch = ARCH_QWEN2;
+	} else if (gguf_str_eq(arch, "qwen2") || gguf_str_eq(arch, "qwen3") || gguf_str_eq(arch, "gemma2") ||
+		   gguf_str_eq(arch, "gemma3") || gguf_str_eq(arch, "phi3")) {
+		m->hp.arch = gguf_str_eq(arch, "qwen2")	 ? ARCH_QWEN2
+			     : gguf_str_eq(arch, "qwen3")	 ? ARCH_QWEN3
+			     : gguf_str_eq(arch, "gemma2") ? ARCH_GEMMA2
+			     : gguf_str_eq(arch, "gemma3") ? ARCH_GEMMA3
+							   : ARCH_PHI3;
 		m->hp.rope_mode = KERN_ROPE_NEOX;
 	} else {
-		rc = kb_fail(KB_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (llama, qwen2)",
+		rc = kb_fail(KB_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported "
+			     "(llama, qwen2, qwen3, gemma2, gemma3, phi3)",
 			     path, (int)(arch.len > 64 ? 64 : arch.len), arch.data);
 		goto fail;
 	}
@@ -425,6 +537,10 @@ void model_free(struct model *m)
 			free(L->bq);
 			free(L->bk);
 			free(L->bv);
+			free(L->q_norm);
+			free(L->k_norm);
+			free(L->attn_post_norm);
+			free(L->ffn_post_norm);
 		}
 	}
 	free(m->layers);
@@ -564,6 +680,17 @@ void model_embed(const struct model *m, const int32_t *tokens, int n, float *x)
 	for (int i = 0; i < n; i++)
 		tr->to_float((const uint8_t *)e->data + (size_t)tokens[i] * row,
 			     x + (size_t)i * m->hp.n_embd, e->n_in);
+	if (m->hp.embd_scale > 0)
+		for (size_t i = 0; i < (size_t)n * m->hp.n_embd; i++)
+			x[i] *= m->hp.embd_scale;
+}
+
+/* Phi-3's LongRoPE magnitude on the rotated dims of n rows of n_head heads. */
+static void rope_mscale(float *x, int n, int n_head, int head_dim, int n_rot, float s)
+{
+	for (int r = 0; r < n * n_head; r++)
+		for (int i = 0; i < n_rot; i++)
+			x[(size_t)r * head_dim + i] *= s;
 }
 
 /* Layer l's attention inputs for n rows: RMSNorm, the K and V projections
@@ -586,14 +713,24 @@ static void layer_qkv(const struct model *m, struct model_ws *ws, int l, const f
 	matmul(ws->v, ws->xb, &L->wv, n, ws->mm_ws);
 	add_bias(ws->k, L->bk, n, kvd);
 	add_bias(ws->v, L->bv, n, kvd);
+	if (L->q_norm) { /* qwen3, gemma3: each head normalised on its own */
+		if (want_q)
+			kern_rmsnorm(ws->q, ws->q, L->q_norm, n * hp->n_head, hp->head_dim, hp->norm_eps);
+		kern_rmsnorm(ws->k, ws->k, L->k_norm, n * hp->n_kv_head, hp->head_dim, hp->norm_eps);
+	}
 
 	/* RoPE relative positional encoding on Q and K at each row's position */
 	int32_t *qpos = ws->rpos;
 	for (int i = 0; i < n; i++)
 		qpos[i] = kv->pos[slots[i]];
 	if (want_q)
-		kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, &m->rope);
-	kern_rope(ws->k, qpos, n, hp->n_kv_head, hp->head_dim, &m->rope);
+		kern_rope(ws->q, qpos, n, hp->n_head, hp->head_dim, model_rope(m, l));
+	kern_rope(ws->k, qpos, n, hp->n_kv_head, hp->head_dim, model_rope(m, l));
+	if (hp->rope_mscale != 1.0f) {
+		if (want_q)
+			rope_mscale(ws->q, n, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_mscale);
+		rope_mscale(ws->k, n, hp->n_kv_head, hp->head_dim, hp->n_rot, hp->rope_mscale);
+	}
 	if (want_q && ws->q_probe && n > 0)
 		memcpy(ws->q_probe + (size_t)l * qd, ws->q + (size_t)(n - 1) * qd, (size_t)qd * sizeof(float));
 
@@ -622,6 +759,7 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 	const struct model_layer *L = &m->layers[l];
 	const int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = kv->kv_dim;
 	const int32_t *qpos = ws->rpos;
+	const struct kern_att_opts ao = model_att_opts(m, l);
 
 	layer_qkv(m, ws, l, x, slots, n, kv, true);
 
@@ -630,31 +768,35 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 		const struct model_seq *q = &seqs[s];
 		ASSERT(q->row0 >= 0 && q->row0 + q->n_rows <= n && q->slot0 >= 0 &&
 		       q->slot0 + q->n_slots <= kv->n_ctx && q->n_slots <= ws->n_ctx);
-		if (!kv->hpos) {
-			kern_attention(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
-				       kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
-				       kv->pos + q->slot0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
-				       hp->head_dim, ws->att_ws);
-			continue;
-		}
-		/* a token-evicted cache: each kv head (with its query heads) masks by its own positions */
-		kern_attention_ph(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
+		/* a token-evicted cache (hpos): each kv head, with its query heads, masks by its own positions */
+		kern_attention_ex(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
 				  kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
-				  kv_hpos(kv, l, 0) + q->slot0, kv->n_ctx, q->n_rows, q->n_slots, hp->n_head,
-				  hp->n_kv_head, hp->head_dim, ws->att_ws);
+				  kv->hpos ? kv_hpos(kv, l, 0) + q->slot0 : kv->pos + q->slot0,
+				  kv->hpos ? kv->n_ctx : 0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
+				  hp->head_dim, &ao, ws->att_ws);
 	}
 
-	/* output projection and residual */
+	/* output projection (gemma: normed) and residual */
 	matmul(ws->xb, ws->att, &L->wo, n, ws->mm_ws);
+	if (L->attn_post_norm)
+		kern_rmsnorm(ws->xb, ws->xb, L->attn_post_norm, n, d, hp->norm_eps);
 	for (size_t i = 0; i < (size_t)n * d; i++)
 		x[i] += ws->xb[i];
 
-	/* feed-forward: RMSNorm, SwiGLU, down projection, residual */
+	/* feed-forward: RMSNorm, SwiGLU (gemma: GeGLU), down projection (gemma: normed), residual */
 	kern_rmsnorm(ws->xb, x, L->ffn_norm, n, d, hp->norm_eps);
 	matmul(ws->hb, ws->xb, &L->w_gate, n, ws->mm_ws);
 	matmul(ws->hb2, ws->xb, &L->w_up, n, ws->mm_ws);
-	kern_swiglu(ws->hb, ws->hb, ws->hb2, (int64_t)n * hp->n_ff);
+	if (hp->gelu) {
+		kern_gelu(ws->hb, ws->hb, (int64_t)n * hp->n_ff);
+		for (size_t i = 0; i < (size_t)n * hp->n_ff; i++)
+			ws->hb[i] *= ws->hb2[i];
+	} else {
+		kern_swiglu(ws->hb, ws->hb, ws->hb2, (int64_t)n * hp->n_ff);
+	}
 	matmul(ws->xb, ws->hb, &L->w_down, n, ws->mm_ws);
+	if (L->ffn_post_norm)
+		kern_rmsnorm(ws->xb, ws->xb, L->ffn_post_norm, n, d, hp->norm_eps);
 	for (size_t i = 0; i < (size_t)n * d; i++)
 		x[i] += ws->xb[i];
 }
@@ -671,6 +813,10 @@ void model_logits(const struct model *m, struct model_ws *ws, const float *x, in
 	ASSERT(n <= ws->n_batch);
 	kern_rmsnorm(ws->xb, x, m->output_norm, n, m->hp.n_embd, m->hp.norm_eps);
 	matmul(logits, ws->xb, &m->output, n, ws->mm_ws);
+	const float cap = m->hp.final_softcap;
+	if (cap > 0)
+		for (size_t i = 0; i < (size_t)n * m->hp.n_vocab; i++)
+			logits[i] = cap * tanhf(logits[i] / cap);
 }
 
 int model_forward(const struct model *m, struct model_ws *ws, struct kv_cache *kv,

@@ -1,4 +1,4 @@
-/* model.h — the decoder runtime: llama and qwen2 from GGUF, a KV cache, the
+/* model.h — the decoder runtime: llama, qwen2, qwen3, gemma2, gemma3 and phi3 from GGUF, a KV cache, the
  * forward pass, and a per-layer entry point for blend.
  *
  * The GGUF stays mapped for the model's lifetime; weight matrices are used in
@@ -19,7 +19,7 @@
 #include "kernels.h"
 #include "tok.h"
 
-enum model_arch { ARCH_LLAMA = 1, ARCH_QWEN2 = 2 };
+enum model_arch { ARCH_LLAMA = 1, ARCH_QWEN2, ARCH_QWEN3, ARCH_GEMMA2, ARCH_GEMMA3, ARCH_PHI3 };
 
 enum rope_scaling { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR = 1, ROPE_SCALING_LLAMA3 = 2 };
 
@@ -42,6 +42,19 @@ struct model_hparams {
 	int rope_orig_ctx;   /* llama3: original context length */
 	bool qkv_bias;       /* qwen2 */
 	bool tied_output;    /* output projection is token_embd */
+	/* what the newer architectures add (zero / false: as llama) */
+	bool qk_norm;        /* qwen3, gemma3: RMSNorm of each head of Q and K before RoPE */
+	bool post_norms;     /* gemma2/3: RMSNorm of the attention and MLP outputs before each residual add */
+	bool gelu;           /* gemma2/3: GeGLU (tanh GELU of the gate) instead of SwiGLU */
+	float embd_scale;    /* gemma2/3: embeddings times sqrt(n_embd); 0 = none */
+	float attn_scale;    /* gemma2/3: score scale (0: 1/sqrt(head_dim)) */
+	float attn_softcap;  /* gemma2: attention logit soft-capping (0: none) */
+	float final_softcap; /* gemma2: output logit soft-capping (0: none) */
+	int n_swa;           /* sliding window of the layers that have one (0: none) */
+	int swa_period;      /* with a window, layer l has it when swa_period is 0 (every layer)
+			      * or l % swa_period < swa_period - 1 (gemma: 5 of 6, 1 of 2) */
+	float rope_base_swa; /* gemma: RoPE base of the sliding-window layers */
+	float rope_mscale;   /* phi3 LongRoPE: Q and K magnitude after rotation (1: none) */
 };
 
 /* A weight matrix used in place: ne[0] = n_in (contiguous), ne[1] = n_out rows. */
@@ -56,6 +69,9 @@ struct model_layer {
 	struct weight wq;         /* (n_embd -> n_head * head_dim) */
 	struct weight wk, wv;     /* (n_embd -> n_kv_head * head_dim) */
 	float *bq, *bk, *bv;      /* owned, qwen2 biases or NULL */
+	float *q_norm, *k_norm;   /* owned, (head_dim), qwen3/gemma3 or NULL */
+	float *attn_post_norm, *ffn_post_norm; /* owned, (n_embd), gemma2/3 or NULL */
+	bool swa;                 /* attends within the sliding window hp.n_swa (and rotates with rope_swa) */
 	struct weight wo;         /* (n_head * head_dim -> n_embd) */
 	float *ffn_norm;          /* owned, (n_embd) */
 	struct weight w_gate, w_up; /* (n_embd -> n_ff) */
@@ -69,8 +85,9 @@ struct model {
 	float *output_norm;       /* owned, (n_embd) */
 	struct weight output;     /* (n_embd -> n_vocab); token_embd when tied */
 	struct model_layer *layers; /* owned, [n_layer] */
-	float *rope_inv_freq;     /* owned, [n_rot / 2]: base, scaling and factors folded in */
-	struct kern_rope rope;
+	float *rope_inv_freq;     /* owned, [n_rot]: [0, n_rot/2) base, scaling and factors folded in;
+				   * [n_rot/2, n_rot) the same for the sliding-window layers' base */
+	struct kern_rope rope, rope_swa; /* the rotation of each kind of layer (model_rope) */
 	struct tok *tok;          /* owned */
 	uint8_t fingerprint[32];  /* gguf_fingerprint() */
 	uint8_t tok_fingerprint[32];
@@ -100,6 +117,13 @@ int model_load_vec(const struct gguf *g, const char *name, int64_t n, float **ou
 size_t model_weights_wsize(const struct weight *const *w, size_t n, int n_batch);
 /* The tokenizer of g (tok_load), checked to fit the n_vocab rows of token_embd. */
 int model_load_tokenizer(const struct gguf *g, int n_vocab, struct tok **out) KB_WUR;
+/* The rotation of layer l's queries and keys (blend turns cached keys with it). */
+static inline const struct kern_rope *model_rope(const struct model *m, int l)
+{
+	return m->layers[l].swa ? &m->rope_swa : &m->rope;
+}
+/* Layer l's attention options (sliding window, scale, soft-capping). */
+struct kern_att_opts model_att_opts(const struct model *m, int l);
 /* Fill inv_freq[n_rot/2] from the hyper-parameters (and the optional llama3
  * frequency factors, freq_factors[n_rot/2] or NULL). */
 void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, float *inv_freq);

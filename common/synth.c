@@ -24,6 +24,11 @@ static float rng_uniform(uint64_t *s)
 	return (float)((double)(rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 
+static int synth_head_dim(const struct synth_spec *sp)
+{
+	return sp->head_dim > 0 ? sp->head_dim : sp->n_embd / sp->n_head;
+}
+
 struct synth {
 	struct gguf_writer *w;
 	uint64_t rng;
@@ -266,13 +271,75 @@ static int add_hparams(struct synth *s, const struct synth_spec *sp)
 	    (rc = gguf_writer_set_u32(s->w, KEY("feed_forward_length"), (uint32_t)sp->n_ff)) ||
 	    (rc = gguf_writer_set_u32(s->w, KEY("attention.head_count"), (uint32_t)sp->n_head)) ||
 	    (rc = gguf_writer_set_u32(s->w, KEY("attention.head_count_kv"), (uint32_t)sp->n_kv_head)) ||
-	    (rc = gguf_writer_set_u32(s->w, KEY("rope.dimension_count"), (uint32_t)(sp->n_embd / sp->n_head))) ||
+	    (rc = gguf_writer_set_u32(s->w, KEY("rope.dimension_count"), (uint32_t)synth_head_dim(sp))) ||
 	    (rc = gguf_writer_set_f32(s->w, KEY("rope.freq_base"), sp->rope_base > 0 ? sp->rope_base : 10000.0f)) ||
 	    (rc = gguf_writer_set_f32(s->w, KEY("attention.layer_norm_rms_epsilon"),
 				      sp->norm_eps > 0 ? sp->norm_eps : 1e-5f)) ||
 	    (rc = gguf_writer_set_u32(s->w, "general.file_type", (uint32_t)convert_ftype(sp->type))))
 		return rc;
+	if (synth_head_dim(sp) != sp->n_embd / sp->n_head &&
+	    ((rc = gguf_writer_set_u32(s->w, KEY("attention.key_length"), (uint32_t)synth_head_dim(sp))) ||
+	     (rc = gguf_writer_set_u32(s->w, KEY("attention.value_length"), (uint32_t)synth_head_dim(sp)))))
+		return rc;
+	if ((sp->n_swa > 0 && (rc = gguf_writer_set_u32(s->w, KEY("attention.sliding_window"), (uint32_t)sp->n_swa))) ||
+	    (sp->rope_base_swa > 0 && (rc = gguf_writer_set_f32(s->w, KEY("rope.freq_base_swa"), sp->rope_base_swa))) ||
+	    (sp->attn_softcap > 0 && (rc = gguf_writer_set_f32(s->w, KEY("attn_logit_softcapping"), sp->attn_softcap))) ||
+	    (sp->final_softcap > 0 && (rc = gguf_writer_set_f32(s->w, KEY("final_logit_softcapping"), sp->final_softcap))))
+		return rc;
+	if (sp->rope_orig_ctx > 0 &&
+	    (rc = gguf_writer_set_u32(s->w, KEY("rope.scaling.original_context_length"), (uint32_t)sp->rope_orig_ctx)))
+		return rc;
+	if (!strcmp(a, "phi3") && sp->rope_orig_ctx > 0 && sp->n_ctx > sp->rope_orig_ctx) {
+		/* LongRoPE's magnitude, as the converter computes it */
+		double scale = (double)sp->n_ctx / sp->rope_orig_ctx;
+		float f = (float)sqrt(1 + log(scale) / log((double)sp->rope_orig_ctx));
+		if ((rc = gguf_writer_set_f32(s->w, KEY("rope.scaling.attn_factor"), f)))
+			return rc;
+	}
 #undef KEY
+	return KB_OK;
+}
+
+/* The tensors of the rotation: Llama 3.1's frequency factors (as llama.cpp's
+ * converter writes them), or Phi-3's LongRoPE short and long factors (random,
+ * 1 to 2 and 1 to 9, rising with the wavelength as the real ones do). */
+static int add_rope_tensors(struct synth *s, const struct synth_spec *sp)
+{
+	const int half = synth_head_dim(sp) / 2;
+	if (sp->rope_llama3 > 0) {
+		float *f = keep(s, kb_malloc((size_t)half * sizeof *f));
+		if (!f)
+			return KB_ERR_NOMEM;
+		const double lo = 1.0, hi = 4.0, orig = sp->rope_orig_ctx > 0 ? sp->rope_orig_ctx : 8192;
+		const double base = sp->rope_base > 0 ? sp->rope_base : 10000.0;
+		for (int i = 0; i < half; i++) {
+			double wavelen = 2 * M_PI / pow(base, -2.0 * i / (2 * half));
+			if (wavelen < orig / hi)
+				f[i] = 1.0f;
+			else if (wavelen > orig / lo)
+				f[i] = sp->rope_llama3;
+			else {
+				double smooth = (orig / wavelen - lo) / (hi - lo);
+				f[i] = (float)(1.0 / ((1 - smooth) / sp->rope_llama3 + smooth));
+			}
+		}
+		int64_t ne[2] = { half, 1 };
+		return gguf_writer_add_tensor(s->w, "rope_freqs.weight", 0, 1, ne, f, (size_t)half * sizeof *f);
+	}
+	if (!strcmp(sp->arch, "phi3") && sp->rope_orig_ctx > 0) {
+		int rc;
+		for (int k = 0; k < 2; k++) {
+			float *f = keep(s, kb_malloc((size_t)half * sizeof *f));
+			if (!f)
+				return KB_ERR_NOMEM;
+			for (int i = 0; i < half; i++)
+				f[i] = 1.0f + (k ? 8.0f : 1.0f) * (float)i / half * (0.5f + 0.5f * rng_uniform(&s->rng));
+			int64_t ne[2] = { half, 1 };
+			if ((rc = gguf_writer_add_tensor(s->w, k ? "rope_factors_long.weight" : "rope_factors_short.weight",
+							 0, 1, ne, f, (size_t)half * sizeof *f)))
+				return rc;
+		}
+	}
 	return KB_OK;
 }
 
@@ -292,8 +359,15 @@ static int add_vocab_json(struct synth *s, const char *path, int *n_vocab)
 int synth_write(const char *path, const struct synth_spec *sp)
 {
 	if ((sp->n_vocab < 259 && !sp->tokenizer_json) || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
-	    sp->n_embd % sp->n_head || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 || sp->n_ff <= 0)
+	    (sp->n_embd % sp->n_head && sp->head_dim <= 0) || sp->n_head % sp->n_kv_head || sp->n_layer <= 0 ||
+	    sp->n_ff <= 0 || synth_head_dim(sp) % 2)
 		return kb_fail(KB_ERR_ARG, "synthetic model: inconsistent shape");
+	static const char *const archs[] = { "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "bert" };
+	bool known = false;
+	for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+		known |= !strcmp(sp->arch, archs[i]);
+	if (!known)
+		return kb_fail(KB_ERR_ARG, "synthetic model: unknown architecture '%s'", sp->arch);
 	if (!strcmp(sp->arch, "bert") && (sp->n_kv_head != sp->n_head || sp->n_ctx <= 0))
 		return kb_fail(KB_ERR_ARG, "synthetic model: a bert needs as many kv heads as heads, and a context");
 	if (convert_ftype(sp->type) < 0)
@@ -302,7 +376,7 @@ int synth_write(const char *path, const struct synth_spec *sp)
 			   .n_layer = sp->n_layer, .has_output = !sp->tied };
 	if (!s.w)
 		return KB_ERR_NOMEM;
-	const int64_t d = sp->n_embd, hd = sp->n_embd / sp->n_head, qd = (int64_t)sp->n_head * hd,
+	const int64_t d = sp->n_embd, hd = synth_head_dim(sp), qd = (int64_t)sp->n_head * hd,
 		      kvd = (int64_t)sp->n_kv_head * hd, ff = sp->n_ff;
 	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff), sq = 1.0f / sqrtf((float)qd);
 	int rc, n_vocab = sp->n_vocab;
@@ -317,25 +391,36 @@ int synth_write(const char *path, const struct synth_spec *sp)
 		rc = gguf_writer_write(s.w, path);
 		goto out;
 	}
+	const bool phi3 = !strcmp(sp->arch, "phi3"), gemma = !strncmp(sp->arch, "gemma", 5),
+		   qk_norm = !strcmp(sp->arch, "qwen3") || !strcmp(sp->arch, "gemma3");
 	if ((rc = add_hparams(&s, sp)) ||
 	    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab) : add_vocab(&s, n_vocab)) ||
 	    (rc = add_random(&s, "token_embd.weight", d, n_vocab, 0, 1.0f)) ||
-	    (rc = add_random(&s, "output_norm.weight", d, 1, 1.0f, 0.1f)))
+	    (rc = add_random(&s, "output_norm.weight", d, 1, 1.0f, 0.1f)) || (rc = add_rope_tensors(&s, sp)))
 		goto out;
 	if (!sp->tied && (rc = add_random(&s, "output.weight", d, n_vocab, 0, sd)))
 		goto out;
 	for (int l = 0; l < sp->n_layer; l++) {
 		char n[96];
 #define NAME(x) (snprintf(n, sizeof n, "blk.%d.%s", l, x), n)
+		/* phi3 fuses Q, K, V and gate, up (their rows one after another) */
 		if ((rc = add_random(&s, NAME("attn_norm.weight"), d, 1, 1.0f, 0.1f)) ||
-		    (rc = add_random(&s, NAME("attn_q.weight"), d, qd, 0, sd)) ||
-		    (rc = add_random(&s, NAME("attn_k.weight"), d, kvd, 0, sd)) ||
-		    (rc = add_random(&s, NAME("attn_v.weight"), d, kvd, 0, sd)) ||
+		    (phi3 ? (rc = add_random(&s, NAME("attn_qkv.weight"), d, qd + 2 * kvd, 0, sd))
+			  : ((rc = add_random(&s, NAME("attn_q.weight"), d, qd, 0, sd)) ||
+			     (rc = add_random(&s, NAME("attn_k.weight"), d, kvd, 0, sd)) ||
+			     (rc = add_random(&s, NAME("attn_v.weight"), d, kvd, 0, sd)))) ||
 		    (rc = add_random(&s, NAME("attn_output.weight"), qd, d, 0, sq)) ||
 		    (rc = add_random(&s, NAME("ffn_norm.weight"), d, 1, 1.0f, 0.1f)) ||
-		    (rc = add_random(&s, NAME("ffn_gate.weight"), d, ff, 0, sd)) ||
-		    (rc = add_random(&s, NAME("ffn_up.weight"), d, ff, 0, sd)) ||
+		    (phi3 ? (rc = add_random(&s, NAME("ffn_up.weight"), d, 2 * ff, 0, sd))
+			  : ((rc = add_random(&s, NAME("ffn_gate.weight"), d, ff, 0, sd)) ||
+			     (rc = add_random(&s, NAME("ffn_up.weight"), d, ff, 0, sd)))) ||
 		    (rc = add_random(&s, NAME("ffn_down.weight"), ff, d, 0, sf)))
+			goto out;
+		if (qk_norm && ((rc = add_random(&s, NAME("attn_q_norm.weight"), hd, 1, 1.0f, 0.1f)) ||
+				(rc = add_random(&s, NAME("attn_k_norm.weight"), hd, 1, 1.0f, 0.1f))))
+			goto out;
+		if (gemma && ((rc = add_random(&s, NAME("post_attention_norm.weight"), d, 1, 1.0f, 0.1f)) ||
+			      (rc = add_random(&s, NAME("post_ffw_norm.weight"), d, 1, 1.0f, 0.1f))))
 			goto out;
 		if (sp->qkv_bias &&
 		    ((rc = add_random(&s, NAME("attn_q.bias"), qd, 1, 0, 0.5f)) ||
@@ -375,6 +460,36 @@ static const struct {
 			       .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .tied = true } },
 	{ "tiny-qwen2-untied", { .arch = "qwen2", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
 				 .n_kv_head = 2, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f, .qkv_bias = true } },
+	/* the 2026 families, from their config.json */
+	{ "qwen3-0.6b", { .arch = "qwen3", .n_vocab = 151936, .n_embd = 1024, .n_layer = 28, .n_head = 16,
+			  .n_kv_head = 8, .head_dim = 128, .n_ff = 3072, .n_ctx = 40960, .rope_base = 1e6f,
+			  .norm_eps = 1e-6f, .tied = true } },
+	{ "llama3.2-1b", { .arch = "llama", .n_vocab = 128256, .n_embd = 2048, .n_layer = 16, .n_head = 32,
+			   .n_kv_head = 8, .n_ff = 8192, .n_ctx = 131072, .rope_base = 5e5f, .tied = true,
+			   .rope_llama3 = 32.0f, .rope_orig_ctx = 8192 } },
+	{ "gemma2-2b", { .arch = "gemma2", .n_vocab = 256000, .n_embd = 2304, .n_layer = 26, .n_head = 8,
+			 .n_kv_head = 4, .head_dim = 256, .n_ff = 9216, .n_ctx = 8192, .norm_eps = 1e-6f,
+			 .tied = true, .n_swa = 4096, .attn_softcap = 50.0f, .final_softcap = 30.0f } },
+	{ "gemma3-1b", { .arch = "gemma3", .n_vocab = 262144, .n_embd = 1152, .n_layer = 26, .n_head = 4,
+			 .n_kv_head = 1, .head_dim = 256, .n_ff = 6912, .n_ctx = 32768, .rope_base = 1e6f,
+			 .norm_eps = 1e-6f, .tied = true, .n_swa = 512, .rope_base_swa = 10000.0f } },
+	{ "phi-3.5-mini", { .arch = "phi3", .n_vocab = 32064, .n_embd = 3072, .n_layer = 32, .n_head = 32,
+			    .n_kv_head = 32, .n_ff = 8192, .n_ctx = 131072, .rope_orig_ctx = 4096 } },
+	/* the same families small, for tests: windows and heads that short prompts exercise */
+	{ "tiny-qwen3", { .arch = "qwen3", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			  .n_kv_head = 2, .head_dim = 32, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f,
+			  .norm_eps = 1e-6f, .tied = true } },
+	{ "tiny-llama3", { .arch = "llama", .n_vocab = 512, .n_embd = 64, .n_layer = 2, .n_head = 4,
+			   .n_kv_head = 2, .n_ff = 128, .n_ctx = 4096, .rope_base = 5e5f, .tied = true,
+			   .rope_llama3 = 32.0f, .rope_orig_ctx = 64 } },
+	{ "tiny-gemma2", { .arch = "gemma2", .n_vocab = 512, .n_embd = 64, .n_layer = 4, .n_head = 4,
+			   .n_kv_head = 2, .head_dim = 32, .n_ff = 128, .n_ctx = 512, .norm_eps = 1e-6f,
+			   .tied = true, .n_swa = 8, .attn_softcap = 5.0f, .final_softcap = 3.0f } },
+	{ "tiny-gemma3", { .arch = "gemma3", .n_vocab = 512, .n_embd = 64, .n_layer = 7, .n_head = 4,
+			   .n_kv_head = 1, .head_dim = 32, .n_ff = 128, .n_ctx = 512, .rope_base = 1e6f,
+			   .norm_eps = 1e-6f, .tied = true, .n_swa = 8, .rope_base_swa = 10000.0f } },
+	{ "tiny-phi3", { .arch = "phi3", .n_vocab = 512, .n_embd = 96, .n_layer = 2, .n_head = 4,
+			 .n_kv_head = 2, .n_ff = 128, .n_ctx = 4096, .rope_orig_ctx = 256 } },
 	/* TinyLlama-1.1B: a real shape with rows of whole K-quant super-blocks (256) */
 	{ "tinyllama-1.1b", { .arch = "llama", .n_vocab = 32000, .n_embd = 2048, .n_layer = 22, .n_head = 32,
 			      .n_kv_head = 4, .n_ff = 5632, .n_ctx = 2048 } },

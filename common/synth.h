@@ -13,7 +13,7 @@
 #include "util.h"
 
 struct synth_spec {
-	const char *arch;  /* "llama", "qwen2" or "bert" */
+	const char *arch;  /* "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3" or "bert" */
 	int n_vocab;       /* >= 259 for the generated vocabulary (SentencePiece; WordPiece for bert) */
 	int n_embd, n_layer, n_head, n_kv_head, n_ff, n_ctx;
 	float rope_base;   /* 0: 10000 */
@@ -21,6 +21,12 @@ struct synth_spec {
 	int pooling;       /* bert: bert.pooling_type (0 none, 1 mean, 2 cls) */
 	bool qkv_bias;     /* attn_{q,k,v}.bias tensors (qwen2) */
 	bool tied;         /* no output.weight: the output projection is token_embd */
+	int head_dim;      /* 0: n_embd / n_head (written as attention.key_length when it differs) */
+	int n_swa;         /* attention.sliding_window (0: none written; gemma2 reads 4096 then) */
+	float rope_base_swa; /* gemma: rope.freq_base_swa (0: not written) */
+	float attn_softcap, final_softcap; /* gemma2's soft-caps (0: not written) */
+	float rope_llama3; /* llama: Llama 3.1 scaling by this factor, as rope_freqs.weight (0: none) */
+	int rope_orig_ctx; /* llama3 scaling and phi3 LongRoPE: the original context length */
 	int type;          /* the 2-D weights: an enum qtype (F32 = 0) or a K-quant mix, as
 			      convert_tensor_type() (convert.h) gives each tensor */
 	uint64_t seed;
