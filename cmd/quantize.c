@@ -16,6 +16,7 @@ static const struct option longopts[] = {
 	{ "seed", required_argument, NULL, 's' },
 	{ "vocab", required_argument, NULL, 'V' },
 	{ "list-shapes", no_argument, NULL, 'H' },
+	{ "untied", no_argument, NULL, 'U' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -24,7 +25,7 @@ static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
 	       "       kvblend quantize [-v] --hf DIR OUT.gguf TYPE\n"
-	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] OUT.gguf TYPE\n"
+	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] [--untied] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0, q4_0,\n"
 	       "q4_k, q5_k, q6_k, or the mixes q4_k_m, q5_k_m (q6_k for the output and some\n"
 	       "attn_v, ffn_down). 2-D weights become TYPE (when their rows are not whole\n"
@@ -41,6 +42,9 @@ static void usage(void)
 	       "      --seed N       seed of the synthetic weights (default 1)\n"
 	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json\n"
 	       "                     (default: a generated SentencePiece vocabulary, WordPiece for bert)\n"
+	       "      --untied       give the synthetic model its own output matrix where the real\n"
+	       "                     one ties it to the embeddings (a tied random model repeats the\n"
+	       "                     last token; an untied one makes greedy continuations that vary)\n"
 	       "      --list-shapes  print the shapes --synthetic knows, one per line\n"
 	       "  -h, --help         this help\n"
 	       "      --version      the version\n");
@@ -129,11 +133,14 @@ static void warn(void *ctx, const char *msg)
 }
 
 /* --synthetic SHAPE OUT TYPE */
-static int synthetic(const char *shape, const char *out, const char *type, uint64_t seed, const char *vocab)
+static int synthetic(const char *shape, const char *out, const char *type, uint64_t seed, const char *vocab,
+		     bool untied)
 {
 	struct synth_spec sp;
 	if (synth_shape(shape, &sp))
 		cli_usage_error("%s", kb_error());
+	if (untied)
+		sp.tied = false;
 	sp.type = parse_type(type);
 	sp.seed = seed;
 	sp.tokenizer_json = vocab;
@@ -147,7 +154,7 @@ static int synthetic(const char *shape, const char *out, const char *type, uint6
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	bool verbose = false;
+	bool verbose = false, untied = false;
 	const char *shape = NULL, *vocab = NULL, *hf = NULL;
 	uint64_t seed = 1;
 	int c;
@@ -158,6 +165,7 @@ int main(int argc, char **argv)
 		case 'S': shape = optarg; break;
 		case 'F': hf = optarg; break;
 		case 'V': vocab = optarg; break;
+		case 'U': untied = true; break;
 		case 's': seed = (uint64_t)cli_long("--seed", optarg, 1, 0x7fffffffffffffffL); break;
 		case 'H':
 			for (size_t i = 0; synth_shape_name(i); i++)
@@ -171,10 +179,10 @@ int main(int argc, char **argv)
 	if (shape) {
 		if (argc - optind != 2)
 			cli_usage_error("expected --synthetic SHAPE OUT.gguf TYPE");
-		return synthetic(shape, argv[optind], argv[optind + 1], seed, vocab);
+		return synthetic(shape, argv[optind], argv[optind + 1], seed, vocab, untied);
 	}
-	if (vocab)
-		cli_usage_error("--vocab goes with --synthetic");
+	if (vocab || untied)
+		cli_usage_error("%s goes with --synthetic", vocab ? "--vocab" : "--untied");
 	int n_in = hf ? 0 : 1;
 	if (argc - optind != n_in + 2)
 		cli_usage_error("expected %s OUT.gguf TYPE, got %d operand%s", hf ? "--hf DIR" : "IN.gguf",

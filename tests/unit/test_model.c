@@ -570,6 +570,167 @@ static void test_errors(void)
 	unlink(path);
 }
 
+/* ---- the newer architectures against llama.cpp ----
+ * tests/models/arch-golden.txt holds, for the tiny synthetic model of each
+ * architecture, llama.cpp's greedy continuation of a prompt and the last
+ * prompt token's final hidden state (tests/bench/arch-check.sh --golden). The
+ * models are made here from the same seed, f32. */
+
+/* The final hidden state (after the output norm) of the last of n tokens, into h [n_embd]. */
+static void last_hidden(const struct model *m, const int32_t *ids, int n, float *h)
+{
+	struct kv_cache kv;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&kv, m, n) == 0 && model_ws_init(&ws, m, n, n) == 0);
+	for (int i = 0; i < n; i++) {
+		ws.slots[i] = i;
+		kv.pos[i] = i;
+		kv.tok[i] = ids[i];
+	}
+	model_embed(m, ids, n, ws.x);
+	for (int l = 0; l < m->hp.n_layer; l++)
+		model_layer(m, &ws, l, ws.x, ws.slots, n, &kv, n);
+	kern_rmsnorm(h, ws.x + (size_t)(n - 1) * m->hp.n_embd, m->output_norm, 1, m->hp.n_embd, m->hp.norm_eps);
+	model_ws_free(&ws);
+	kv_cache_free(&kv);
+}
+
+/* Read "WORD v1 v2 ..." (the rest of the line) into out[cap]; returns the count. */
+static int read_line_vals(FILE *f, const char *word, bool fl, void *out, int cap)
+{
+	char line[65536], *p = line, *end;
+	int n = 0;
+	if (!fgets(line, sizeof line, f) || strncmp(line, word, strlen(word)))
+		return -1;
+	p += strlen(word);
+	for (; n < cap; n++) {
+		double v = strtod(p, &end);
+		if (end == p)
+			break;
+		if (fl)
+			((float *)out)[n] = (float)v;
+		else
+			((int32_t *)out)[n] = (int32_t)v;
+		p = end;
+	}
+	return n;
+}
+
+static void test_arch_golden(void)
+{
+	const char *root = getenv("KVBLEND_ROOT");
+	char gpath[4096], path[4200];
+	snprintf(gpath, sizeof gpath, "%s%stests/models/arch-golden.txt", root ? root : "", root ? "/" : "");
+	FILE *f = fopen(gpath, "r");
+	if (!ok(f != NULL, "%s opens", gpath))
+		return;
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-arch");
+	ASSERT(fd >= 0);
+	close(fd);
+	char line[256], shape[64];
+	int untied, n_models = 0;
+	while (fgets(line, sizeof line, f)) {
+		if (line[0] == '#' || sscanf(line, "shape %63s untied %d", shape, &untied) != 2)
+			continue;
+		int32_t prompt[256], want[64], got[64];
+		static float hid[8192], h[8192];
+		int np = read_line_vals(f, "prompt", false, prompt, 256);
+		int ng = read_line_vals(f, "greedy", false, want, 64);
+		int nh = read_line_vals(f, "hidden", true, hid, 8192);
+		struct synth_spec sp;
+		struct model *m;
+		ASSERT(np > 0 && ng > 0 && nh > 0 && synth_shape(shape, &sp) == 0);
+		sp.tied = !untied;
+		sp.seed = 1;
+		if (!ok(synth_write(path, &sp) == 0 && model_load(&m, path) == 0, "%s loads", shape)) {
+			diag("%s", kb_error());
+			continue;
+		}
+		n_models++;
+		ok(nh == m->hp.n_embd, "%s: the golden hidden state has n_embd %d values", shape, m->hp.n_embd);
+		last_hidden(m, prompt, np, h);
+		double dot = 0, aa = 0, bb = 0;
+		for (int i = 0; i < nh && i < m->hp.n_embd; i++)
+			dot += (double)h[i] * hid[i], aa += (double)h[i] * h[i], bb += (double)hid[i] * hid[i];
+		double cos = dot / sqrt(aa * bb);
+		ok(cos >= 0.99999, "%s (%s): final hidden state cosine %.7f to llama.cpp's (>= 0.99999)", shape,
+		   model_arch_name(m->hp.arch), cos);
+		/* greedy, prompt then one token at a time: the window slides over the cache */
+		struct kv_cache kv;
+		struct model_ws ws;
+		int32_t pos[256 + 64], ids[256 + 64];
+		float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+		ASSERT(lg && kv_cache_init(&kv, m, np + ng) == 0 && model_ws_init(&ws, m, 64, np + ng) == 0);
+		memcpy(ids, prompt, (size_t)np * sizeof *ids);
+		for (int i = 0; i < np + ng; i++)
+			pos[i] = i;
+		ASSERT(model_forward(m, &ws, &kv, ids, pos, np, lg, false) == 0);
+		for (int t = 0; t < ng; t++) {
+			got[t] = sample_greedy(lg, m->hp.n_vocab);
+			ids[np + t] = got[t];
+			ASSERT(model_forward(m, &ws, &kv, ids + np + t, pos + np + t, 1, lg, false) == 0);
+		}
+		ok(memcmp(got, want, (size_t)ng * sizeof *got) == 0, "%s: %d greedy ids equal llama.cpp's", shape, ng);
+		free(lg);
+		model_ws_free(&ws);
+		kv_cache_free(&kv);
+		model_free(m);
+	}
+	fclose(f);
+	unlink(path);
+	ok(n_models >= 6, "%d architectures checked against llama.cpp", n_models);
+}
+
+/* Each tiny architecture: a prompt run in one batch, in batches of 5, and a
+ * token at a time gives the same logits (windows and per-layer rotations see
+ * the cache, not only the batch). */
+static void test_arch_batching(const char *shape)
+{
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-arch");
+	ASSERT(fd >= 0);
+	close(fd);
+	struct synth_spec sp;
+	struct model *m;
+	ASSERT(synth_shape(shape, &sp) == 0);
+	sp.seed = 3;
+	sp.tied = !strcmp(sp.arch, "gemma2");
+	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+	enum { N = 40 };
+	const int nv = m->hp.n_vocab;
+	int32_t toks[N], pos[N];
+	for (int i = 0; i < N; i++)
+		toks[i] = 3 + (i * 37) % (nv - 3), pos[i] = i;
+	float *a = malloc((size_t)nv * sizeof *a), *b = malloc((size_t)nv * sizeof *b), *c = malloc((size_t)nv * sizeof *c);
+	struct kv_cache kv;
+	struct model_ws ws1, ws5;
+	ASSERT(kv_cache_init(&kv, m, N) == 0 && model_ws_init(&ws1, m, N, N) == 0 && model_ws_init(&ws5, m, 5, N) == 0);
+	ASSERT(model_forward(m, &ws1, &kv, toks, pos, N, a, false) == 0);
+	kv.n = 0;
+	ASSERT(model_forward(m, &ws5, &kv, toks, pos, N, b, false) == 0);
+	kv.n = 0;
+	for (int i = 0; i < N; i++)
+		ASSERT(model_forward(m, &ws5, &kv, toks + i, pos + i, 1, c, false) == 0);
+	double e1 = tap_nerr(b, a, nv), e2 = tap_nerr(c, a, nv);
+	bool finite = true;
+	for (int i = 0; i < nv; i++)
+		finite &= isfinite(a[i]);
+	ok(finite && e1 < 1e-5 && e2 < 1e-5, "%s: one batch = batches of 5 = one token at a time (nerr %.1e, %.1e)",
+	   shape, e1, e2);
+	if (m->hp.n_swa > 0 && m->hp.n_swa < N) {
+		int n_swa = 0;
+		for (int l = 0; l < m->hp.n_layer; l++)
+			n_swa += m->layers[l].swa;
+		ok(n_swa > 0 && n_swa < m->hp.n_layer, "%s: %d of %d layers have the window of %d", shape, n_swa,
+		   m->hp.n_layer, m->hp.n_swa);
+	}
+	free(a), free(b), free(c);
+	model_ws_free(&ws1), model_ws_free(&ws5);
+	kv_cache_free(&kv);
+	model_free(m);
+	unlink(path);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -582,5 +743,9 @@ int main(void)
 	test_kquants();
 	test_seqs();
 	test_errors();
+	test_arch_golden();
+	static const char *const shapes[] = { "tiny-qwen3", "tiny-llama3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3" };
+	for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+		test_arch_batching(shapes[i]);
 	return done_testing();
 }
