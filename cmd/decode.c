@@ -43,7 +43,7 @@ static void usage(void)
 	       "Prefill the prompt (from -p, -f or stdin) and generate, streaming text to stdout.\n"
 	       "With a saved cache (-c, or a .kvc stream on stdin), generation continues from it,\n"
 	       "after the text given with -p or -f if any.\n\n"
-	       "  -m, --model FILE        GGUF model (llama, qwen2)\n"
+	       "  -m, --model FILE        GGUF model (llama, qwen2/3, gemma2/3, phi3)\n"
 	       "  -p, --prompt TEXT       prompt text\n"
 	       "  -f, --file FILE         read the prompt from FILE ('-' = stdin)\n"
 	       "  -c, --cache FILE        continue from a KV cache (.kvc; '-' = stdin)\n"

@@ -47,7 +47,7 @@ static void usage(void)
 	       "embeddings with -m), or print the top k chunk records for each query; or\n"
 	       "print each record with its embedding (--vectors, no store). Indexing a document\n"
 	       "(\"doc\") again replaces its old chunks.\n\n"
-	       "  -m, --model FILE       embedding model (GGUF: bert, or llama/qwen2 with --pool)\n"
+	       "  -m, --model FILE       embedding model (GGUF: bert, or a decoder with --pool)\n"
 	       "      --store DIR        the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       "  -q, --query TEXT       search for TEXT (without it, -k reads {\"query\": ...} lines)\n"
 	       "  -k, --top-k N          how many chunks per query (default 5)\n"

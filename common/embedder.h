@@ -1,5 +1,5 @@
 /* embedder.h — text → one L2-normalized vector: a BERT-family encoder (mean or
- * CLS pooling), or the last hidden state of a llama/qwen2 decoder pooled by
+ * CLS pooling), or the last hidden state of a decoder (model.h) pooled by
  * mean or last token. Vectors of one model live in one vector space of the
  * chunk index (chunkdb.h), named by embedder_space: the model's fingerprint and
  * the pooling, so vectors of different models or poolings never mix. */
@@ -13,7 +13,7 @@
 struct embedder;
 
 /* Load the GGUF at path: general.architecture bert (bert.h), else a decoder
- * (model.h; llama, qwen2). pool: "mean", "cls" (bert only), "last" (decoders
+ * (model.h). pool: "mean", "cls" (bert only), "last" (decoders
  * only) or NULL (bert: the file's bert.pooling_type, else mean; decoders:
  * mean); a pooling that does not suit the model is KB_ERR_ARG naming it.
  * KB_ERR_UNSUPPORTED for other architectures. *out is freed by embedder_free. */

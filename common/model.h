@@ -34,7 +34,7 @@ struct model_hparams {
 	int n_ff;        /* feed-forward hidden size */
 	int n_ctx_train; /* context_length from the file */
 	float norm_eps;  /* RMSNorm epsilon */
-	int rope_mode;   /* KERN_ROPE_NORM (llama) or KERN_ROPE_NEOX (qwen2) */
+	int rope_mode;   /* KERN_ROPE_NORM (llama) or KERN_ROPE_NEOX (the others) */
 	int n_rot;       /* rope.dimension_count, else head_dim */
 	float rope_base; /* rope.freq_base, default 10000 */
 	enum rope_scaling rope_scaling;

@@ -1,6 +1,7 @@
 /* synth.c — see synth.h. */
 #include "synth.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -356,6 +357,44 @@ static int add_vocab_json(struct synth *s, const char *path, int *n_vocab)
 	return rc;
 }
 
+/* The tokenizer of another GGUF file (every tokenizer.* key, copied as it is,
+ * e.g. llama.cpp's vocabulary-only files); *n_vocab becomes its size. The
+ * writer keeps pointers into src's mapping: it must stay open until the write. */
+static int add_vocab_gguf(struct synth *s, const struct gguf *src, int *n_vocab)
+{
+	enum gguf_vtype t;
+	const void *data;
+	uint64_t n;
+	int rc = gguf_get_arr(src, "tokenizer.ggml.tokens", &t, &n, &data);
+	if (rc == KB_EOF || (rc == KB_OK && (t != GGUF_TYPE_STRING || n < 3 || n > (1u << 24))))
+		return kb_fail(KB_ERR_FORMAT, "'%s': no vocabulary (tokenizer.ggml.tokens) to take", src->path);
+	if (rc)
+		return rc;
+	*n_vocab = (int)n;
+	for (uint64_t i = 0; i < src->n_kv; i++) {
+		const struct gguf_str *k = &src->kv[i].key;
+		if (k->len > 10 && !memcmp(k->data, "tokenizer.", 10) && (rc = gguf_writer_copy_kv(s->w, src, i)))
+			return rc;
+	}
+	return KB_OK;
+}
+
+/* A vocabulary file: a GGUF one (by its magic) or a tokenizer.json. */
+static int add_vocab_file(struct synth *s, const char *path, struct gguf **src, int *n_vocab)
+{
+	char magic[4] = { 0 };
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return kb_fail(KB_ERR_IO, "'%s': %s", path, strerror(errno));
+	size_t got = fread(magic, 1, 4, f);
+	fclose(f);
+	if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+		int rc = gguf_open(src, path);
+		return rc ? rc : add_vocab_gguf(s, *src, n_vocab);
+	}
+	return add_vocab_json(s, path, n_vocab);
+}
+
 int synth_write(const char *path, const struct synth_spec *sp)
 {
 	if ((sp->n_vocab < 259 && !sp->tokenizer_json) || sp->n_embd <= 0 || sp->n_head <= 0 || sp->n_kv_head <= 0 ||
@@ -377,9 +416,10 @@ int synth_write(const char *path, const struct synth_spec *sp)
 		      kvd = (int64_t)sp->n_kv_head * hd, ff = sp->n_ff;
 	const float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff), sq = 1.0f / sqrtf((float)qd);
 	int rc, n_vocab = sp->n_vocab;
+	struct gguf *vsrc = NULL; /* a GGUF vocabulary's file, open until the write */
 	if (!strcmp(sp->arch, "bert")) {
 		if ((rc = add_hparams_bert(&s, sp)) ||
-		    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab)
+		    (rc = sp->tokenizer_json ? add_vocab_file(&s, sp->tokenizer_json, &vsrc, &n_vocab)
 					     : add_vocab_wpm(&s, n_vocab)) ||
 		    /* the rows of token_types, which llama.cpp checks the tensor against */
 		    (rc = gguf_writer_set_u32(s.w, "tokenizer.ggml.token_type_count", 2)) ||
@@ -391,7 +431,7 @@ int synth_write(const char *path, const struct synth_spec *sp)
 	const bool phi3 = !strcmp(sp->arch, "phi3"), gemma = !strncmp(sp->arch, "gemma", 5),
 		   qk_norm = !strcmp(sp->arch, "qwen3") || !strcmp(sp->arch, "gemma3");
 	if ((rc = add_hparams(&s, sp)) ||
-	    (rc = sp->tokenizer_json ? add_vocab_json(&s, sp->tokenizer_json, &n_vocab) : add_vocab(&s, n_vocab)) ||
+	    (rc = sp->tokenizer_json ? add_vocab_file(&s, sp->tokenizer_json, &vsrc, &n_vocab) : add_vocab(&s, n_vocab)) ||
 	    (rc = add_random(&s, "token_embd.weight", d, n_vocab, 0, 1.0f)) ||
 	    (rc = add_random(&s, "output_norm.weight", d, 1, 1.0f, 0.1f)) || (rc = add_rope_tensors(&s, sp)))
 		goto out;
@@ -429,6 +469,7 @@ int synth_write(const char *path, const struct synth_spec *sp)
 	rc = gguf_writer_write(s.w, path);
 out:
 	gguf_writer_free(s.w);
+	gguf_close(vsrc);
 	for (size_t i = 0; i < s.n_bufs; i++)
 		free(s.bufs[i]);
 	free(s.bufs);

@@ -30,9 +30,10 @@ struct synth_spec {
 	int type;          /* the 2-D weights: an enum qtype (F32 = 0) or a K-quant mix, as
 			      convert_tensor_type() (convert.h) gives each tensor */
 	uint64_t seed;
-	const char *tokenizer_json; /* a Hugging Face tokenizer.json: the vocabulary, and n_vocab
-				       (overriding the one above), come from it (tokjson.h); NULL:
-				       the generated SentencePiece vocabulary */
+	const char *tokenizer_json; /* a Hugging Face tokenizer.json (tokjson.h), or a GGUF file whose
+				       tokenizer.* keys are copied (llama.cpp's vocabulary files): the
+				       vocabulary, and n_vocab (overriding the one above), come from it;
+				       NULL: the generated SentencePiece vocabulary */
 };
 
 /* Write the model to path (atomically). The tokenizer is the one of

@@ -65,6 +65,36 @@ printf '{"id":"a","doc":"d","seq":0,"text":"ab cd ef gh"}\n' >"$TAP_TMP/c.jsonl"
 k3=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k3") k4=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k4")
 [ -n "$k3" ] && [ -n "$k4" ] && [ "$k3" != "$k4" ]; ok $? "prefill stores the chunk once per model: two keys ($k3, $k4)"
 
+# the 2026 families: each tiny shape writes, loads and decodes; --untied varies greedy output
+for shape in tiny-qwen3 tiny-llama3 tiny-gemma2 tiny-gemma3 tiny-phi3; do
+	"$q" --synthetic $shape "$TAP_TMP/$shape.gguf" q8_0 2>/dev/null
+	got=$("$d" -m "$TAP_TMP/$shape.gguf" -p "one two three" -n 6 --ids 2>"$TAP_TMP/err")
+	[ "$(echo "$got" | wc -w)" -eq 6 ]; ok $? "--synthetic $shape decodes: $got $(cat "$TAP_TMP/err")"
+done
+"$q" --synthetic tiny-qwen3 --untied "$TAP_TMP/tu.gguf" f32 2>/dev/null
+got=$("$d" -m "$TAP_TMP/tu.gguf" -p "one two three" -n 8 --ids)
+[ "$(echo "$got" | tr ' ' '\n' | sort -u | wc -l)" -gt 1 ]; ok $? "--untied: greedy ids vary ($got)"
+"$q" --synthetic tiny-gemma2 --untied "$TAP_TMP/x.gguf" f32 2>"$TAP_TMP/err"; [ $? -eq 1 ]
+ok $? "gemma2 refuses --untied: $(cat "$TAP_TMP/err")"
+"$q" --untied "$TAP_TMP/tu.gguf" "$TAP_TMP/x.gguf" f32 2>/dev/null; [ $? -eq 2 ]
+ok $? "--untied without --synthetic is a usage error"
+vocab=$(tap_shared tokenizers/llamacpp-vocab/ggml-vocab-phi-3.gguf)
+if [ -n "$vocab" ]; then
+	"$q" --synthetic tiny-phi3 --vocab "$vocab" "$TAP_TMP/pv.gguf" f32 2>/dev/null
+	ok $? "--vocab takes a GGUF vocabulary (llama.cpp's Phi-3 one)"
+	"$KVBLEND_BIN/kvblend-info" "$TAP_TMP/pv.gguf" >"$TAP_TMP/info" 2>&1
+	grep -q "32064 tokens" "$TAP_TMP/info"; ok $? "the model has Phi-3's 32064 tokens"
+	want=$(sed -n 1p "$(dirname "$vocab")/ggml-vocab-phi-3.gguf.inp")
+	got=$(printf '%s' "$want" | "$KVBLEND_BIN/kvblend-tokenize" -m "$TAP_TMP/pv.gguf" --no-bos 2>/dev/null)
+	ref=$(sed -n 1p "$(dirname "$vocab")/ggml-vocab-phi-3.gguf.out" | sed 's/^ *//')
+	[ -n "$got" ] && [ "$got" = "$ref" ]; ok $? "it tokenizes as llama.cpp does with Phi-3's vocabulary: $got"
+else
+	for i in 1 2 3; do skip "the Phi-3 vocabulary is absent"; done
+fi
+printf 'not a vocabulary' >"$TAP_TMP/bad.gguf"
+"$q" --synthetic tiny-phi3 --vocab "$TAP_TMP/bad.gguf" "$TAP_TMP/x.gguf" f32 2>"$TAP_TMP/err"; [ $? -eq 1 ]
+ok $? "a bad --vocab file is an error: $(cat "$TAP_TMP/err")"
+
 model=$(tap_shared models/stories260Ktok512.gguf)
 if [ -n "$model" ]; then
 	want=$("$d" -m "$model" -p "Joe loves writing stories" -n 16 --ids)

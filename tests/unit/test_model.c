@@ -731,6 +731,54 @@ static void test_arch_batching(const char *shape)
 	unlink(path);
 }
 
+/* A Mistral-style window on a llama GGUF (attention.sliding_window): every
+ * layer has it, so a token far enough back cannot reach the last logits
+ * (3 layers of 8 see 21 tokens back); without the window it does. */
+static void test_mistral_window(void)
+{
+	char path[4200];
+	int fd = tap_mkstemp(path, sizeof path, "kvblend-test-swa");
+	ASSERT(fd >= 0);
+	close(fd);
+	enum { N = 40 };
+	double diff[2];
+	for (int w = 0; w < 2; w++) {
+		struct synth_spec sp;
+		struct model *m;
+		ASSERT(synth_shape("tiny-llama", &sp) == 0);
+		sp.n_layer = 3;
+		sp.n_swa = w ? 8 : 0;
+		ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
+		int n_swa = 0;
+		for (int l = 0; l < m->hp.n_layer; l++)
+			n_swa += m->layers[l].swa;
+		if (w)
+			ok(m->hp.n_swa == 8 && n_swa == 3, "llama with attention.sliding_window 8: all %d layers windowed",
+			   n_swa);
+		const int nv = m->hp.n_vocab;
+		int32_t toks[N], pos[N];
+		for (int i = 0; i < N; i++)
+			toks[i] = 5 + (i * 13) % 400, pos[i] = i;
+		float *a = malloc((size_t)nv * sizeof *a), *b = malloc((size_t)nv * sizeof *b);
+		struct kv_cache kv;
+		struct model_ws ws;
+		ASSERT(kv_cache_init(&kv, m, N) == 0 && model_ws_init(&ws, m, N, N) == 0);
+		ASSERT(model_forward(m, &ws, &kv, toks, pos, N, a, false) == 0);
+		toks[0] = 7, toks[10] = 9;
+		kv.n = 0;
+		ASSERT(model_forward(m, &ws, &kv, toks, pos, N, b, false) == 0);
+		diff[w] = tap_nerr(b, a, nv);
+		free(a), free(b);
+		model_ws_free(&ws);
+		kv_cache_free(&kv);
+		model_free(m);
+	}
+	ok(diff[1] == 0 && diff[0] > 1e-4,
+	   "tokens 0 and 10 change the last logits without the window (nerr %.1e), not with it (%.1e)", diff[0],
+	   diff[1]);
+	unlink(path);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -744,6 +792,7 @@ int main(void)
 	test_seqs();
 	test_errors();
 	test_arch_golden();
+	test_mistral_window();
 	static const char *const shapes[] = { "tiny-qwen3", "tiny-llama3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3" };
 	for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
 		test_arch_batching(shapes[i]);
