@@ -367,8 +367,15 @@ static int load_rope(struct model *m)
 			return rc;
 		if (m->hp.rope_scaling == ROPE_SCALING_NONE)
 			m->hp.rope_scaling = ROPE_SCALING_LLAMA3;
-	} else if (m->hp.arch == ARCH_PHI3 && (rc = load_vec(m, "rope_factors_short.weight", half, &ff, false))) {
-		return rc;
+	} else if (m->hp.arch == ARCH_PHI3) {
+		if ((rc = load_vec(m, "rope_factors_short.weight", half, &ff, false)))
+			return rc;
+		/* the long factors serve contexts past the original length, which we do not
+		 * run: the model's context becomes that length (longer ones are refused by
+		 * default, and run with the short factors when asked for) */
+		if (ff && gguf_find_tensor(m->gguf, "rope_factors_long.weight") && m->hp.rope_orig_ctx > 0 &&
+		    m->hp.n_ctx_train > m->hp.rope_orig_ctx)
+			m->hp.n_ctx_train = m->hp.rope_orig_ctx;
 	}
 	m->rope_inv_freq = kb_malloc((size_t)2 * half * sizeof(float));
 	if (!m->rope_inv_freq) {

@@ -32,7 +32,7 @@ struct model_hparams {
 	int n_kv_head;   /* key/value heads (GQA when < n_head) */
 	int head_dim;    /* attention.key_length, else n_embd / n_head */
 	int n_ff;        /* feed-forward hidden size */
-	int n_ctx_train; /* context_length from the file */
+	int n_ctx_train; /* context_length from the file (phi3 with LongRoPE: its original length) */
 	float norm_eps;  /* RMSNorm epsilon */
 	int rope_mode;   /* KERN_ROPE_NORM (llama) or KERN_ROPE_NEOX (the others) */
 	int n_rot;       /* rope.dimension_count, else head_dim */

@@ -724,6 +724,10 @@ static void test_arch_batching(const char *shape)
 		ok(n_swa > 0 && n_swa < m->hp.n_layer, "%s: %d of %d layers have the window of %d", shape, n_swa,
 		   m->hp.n_layer, m->hp.n_swa);
 	}
+	if (m->hp.arch == ARCH_PHI3)
+		ok(m->hp.n_ctx_train == sp.rope_orig_ctx && m->hp.rope_mscale > 1.0f,
+		   "%s: LongRoPE: the context is the original %d tokens (short factors), magnitude %.4f", shape,
+		   m->hp.n_ctx_train, m->hp.rope_mscale);
 	free(a), free(b), free(c);
 	model_ws_free(&ws1), model_ws_free(&ws5);
 	kv_cache_free(&kv);
