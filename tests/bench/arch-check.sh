@@ -14,13 +14,18 @@
 #
 # LLAMA_CPP is a llama.cpp source tree built with cmake into build/ (a 2026 one:
 # unslothai/llama.cpp of 2026-08 has every architecture here).
+# Real vocabularies where ../shared has them (SmolLM2's tokenizer.json, llama.cpp's
+# Phi-3 vocabulary), else a generated one of the real size.
 # Environment: TYPE (f32 or f16; default f16 for the real shapes, the tiny ones
-# are always f32), N (greedy tokens, default 32), THREADS (default 2), DIR (models and
-# programs, kept for reuse; default $TMPDIR/kvblend-arch-check), KVBLEND_BIN.
+# are always f32), N (greedy tokens, default 32), PROMPT (prompt tokens, default
+# 37; 600 takes Gemma 3's windowed layers past their 512), THREADS (default 2),
+# DIR (models and programs, kept for reuse; default $TMPDIR/kvblend-arch-check),
+# KVBLEND_BIN.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${KVBLEND_BIN:-$top/build/bin}
 dir=${DIR:-${TMPDIR:-/tmp}/kvblend-arch-check}
+shared=${KVBLEND_TESTDATA:-$top/../shared}
 threads=${THREADS:-2}
 n=${N:-32}
 [ -n "${LLAMA_CPP:-}" ] && [ -d "$LLAMA_CPP/include" ] && [ -d "$LLAMA_CPP/build/bin" ] ||
@@ -35,15 +40,21 @@ cc -O2 -std=c11 -D_GNU_SOURCE -I"$top/common" -I"$top/kernels" "$top/tests/bench
 cc -O2 -I"$L/include" -I"$L/ggml/include" "$top/tests/bench/arch_llama.c" -L"$L/build/bin" -lllama -lggml -lggml-base \
 	-Wl,-rpath,"$L/build/bin" -o "$dir/arch_llama"
 
-# a prompt of 37 ids, the same for every vocabulary (all have >= 512 tokens)
-ids="1 50 60 70 80 90 100 110 120 130 140 150 160 170 180 190 200 210 220 230 240 250 260 270 280 290 300 310 320 330 340 350 360 370 380 390 400"
+# a prompt of ids that every vocabulary has (all have >= 512 tokens): 1, 50, 60, ..., 400, 50, ...
+ids=$(awk -v n="${PROMPT:-37}" 'BEGIN { s = "1"; for (i = 1; i < n; i++) s = s " " (50 + 10 * ((i - 1) % 36)); print s }')
 
 model() { # SHAPE -> path of its GGUF
 	untied=--untied
 	case $1 in *gemma2*) untied= ;; esac
 	case $1 in tiny-*) t=f32 ;; *) t=${TYPE:-f16} ;; esac
-	f="$dir/$1-$t.gguf"
-	[ -s "$f" ] || "$bin/kvblend-quantize" --synthetic "$1" $untied "$f" "$t" >&2
+	vocab=
+	case $1 in
+	phi-*) vocab=$shared/tokenizers/llamacpp-vocab/ggml-vocab-phi-3.gguf ;;
+	smollm2-*) vocab=$shared/tokenizers/smollm2-135m-instruct/tokenizer.json ;;
+	esac
+	[ -n "$vocab" ] && [ -f "$vocab" ] || vocab=
+	f="$dir/$1-$t${vocab:+-vocab}.gguf"
+	[ -s "$f" ] || "$bin/kvblend-quantize" --synthetic "$1" $untied ${vocab:+--vocab "$vocab"} "$f" "$t" >&2
 	echo "$f"
 }
 
@@ -67,6 +78,7 @@ fi
 
 [ $# -gt 0 ] || set -- $tiny smollm2-135m qwen3-0.6b llama3.2-1b gemma3-1b gemma2-2b phi-3.5-mini
 echo "# $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $threads threads, llama.cpp $(cd "$L" && git log -1 --format=%h 2>/dev/null || echo '?')"
+echo "# prompt of $(echo "$ids" | wc -w) tokens, $n greedy tokens"
 printf '%-14s %-5s %-6s %7s %-9s %s\n' shape type arch tokens greedy "min cosine (hidden states)"
 fail=0
 for s in "$@"; do
@@ -74,7 +86,8 @@ for s in "$@"; do
 	echo "$ids" | "$dir/arch_ours" "$f" "$n" >"$dir/ours.$s"
 	echo "$ids" | "$dir/arch_llama" "$f" "$n" "$threads" >"$dir/theirs.$s"
 	arch=$("$bin/kvblend-info" "$f" 2>/dev/null | sed -n "s/^  architecture \([a-z0-9]*\).*/\1/p" | head -n 1)
-	awk -v s="$s" -v t="${f##*-}" -v a="$arch" '
+	case $s in tiny-*) ty=f32 ;; *) ty=${TYPE:-f16} ;; esac
+	awk -v s="$s" -v t="$ty" -v a="$arch" '
 		FNR == 1 { if (FILENAME == ARGV[1]) ia = $0; else ib = $0; next }
 		FILENAME == ARGV[1] { x[FNR] = $0; na = FNR; next }
 		{ y[FNR] = $0; nb = FNR }
@@ -86,7 +99,6 @@ for s in "$@"; do
 				for (j = 1; j <= k; j++) { d += p[j] * q[j]; pp += p[j] * p[j]; qq += q[j] * q[j] }
 				c = d / sqrt(pp * qq); if (c < mc) mc = c
 			}
-			sub(/\.gguf$/, "", t)
 			printf "%-14s %-5s %-6s %7d %-9s %.7f\n", s, t, a, split(ia, g, " "), ia == ib ? "identical" : "DIFFER", mc
 			if (ia != ib || na != nb || mc < 0.99999) exit 1
 		}' "$dir/ours.$s" "$dir/theirs.$s" || fail=1
