@@ -304,7 +304,7 @@ static void bench_dataset(const struct opts *o, int n_prov, char ***prov)
 	struct model *m;
 	if (dataset_load(&d, o->dataset, o->limit) || model_load(&m, o->model))
 		cli_die("%s", kb_error());
-	bo.template = cli_template(o->template, m->gguf, false); /* the caches and the JSON record the one used */
+	bo.template = cli_template(o->template, m->gguf, false, false); /* the caches and the JSON record the one used */
 	if (kvc_option_names_set(prov, &n_prov, "template", bo.template))
 		cli_die("%s", kb_error());
 	for (int i = 0; i < n_m; i++)

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (o.bo.check_layer >= m->hp.n_layer)
 		cli_usage_error("--check-layer %d: the model has %d layers", o.bo.check_layer, m->hp.n_layer);
-	o.template = cli_template(o.template, m->gguf, o.verbose); /* the cache records the one used */
+	o.template = cli_template(o.template, m->gguf, o.verbose, false); /* the cache records the one used */
 	if (kvc_option_names_set(&prov, &n_prov, "template", o.template))
 		cli_die("%s", kb_error());
 

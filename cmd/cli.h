@@ -453,14 +453,16 @@ static __attribute__((unused)) void cli_template_check(const char *name)
 }
 
 /* The template to frame prompts with: requested ("auto" or a name) resolved
- * against the model's GGUF g. Falling back to plain is one warning on stderr;
- * with verbose, which template and why. Returns its name (static). */
-static __attribute__((unused)) const char *cli_template(const char *requested, const struct gguf *g, bool verbose)
+ * against the model's GGUF g. Falling back to plain is one warning on stderr
+ * (none when quiet); with verbose, which template and why. Returns its name
+ * (static). */
+static __attribute__((unused)) const char *cli_template(const char *requested, const struct gguf *g, bool verbose,
+							bool quiet)
 {
 	struct template_choice tc;
 	if (template_resolve(requested, g, &tc))
 		cli_usage_error("--template: %s", kb_error());
-	if (tc.fallback)
+	if (tc.fallback && !quiet)
 		fprintf(stderr, "%s: warning: template: plain (%s; --template NAME to choose one)\n", cli_tool, tc.why);
 	else if (verbose)
 		fprintf(stderr, "%s: template: %s (%s)\n", cli_tool, tc.name, tc.why);
