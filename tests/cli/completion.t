@@ -44,7 +44,7 @@ cd "$TAP_TMP/d" || exit 1
 
 if have decode; then
 	is "$(cand kvblend de)" "decode" "kvblend de<TAB> completes decode"
-	is "$(cand kvblend decode --t)" "--temp --threads --top-k --top-p" "kvblend decode --t<TAB>"
+	is "$(cand kvblend decode --t)" "--temp --template --threads --top-k --top-p" "kvblend decode --t<TAB>"
 	is "$(cand kvblend-decode --no)" "--no-bos" "kvblend-decode --no<TAB> (the tool run directly)"
 	got=$(cand kvblend decode -)
 	has "$got" --model && has "$got" --n-predict && ! has "$got" --complete-options
