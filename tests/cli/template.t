@@ -35,6 +35,11 @@ done
 [ -s "$t/gemma.gguf" ] && grep -q "start_of_turn" "$t/gemma.gguf"; ok $? "quantize --chat-template writes the key"
 cmp -s "$t/base.gguf" "$t/chatml.gguf"; [ $? -eq 1 ]; ok $? "  into a new file"
 
+# info says what auto makes of a model
+is "$("$B/kvblend-info" "$t/gemma.gguf" | grep '^  template')" "  template     gemma (from tokenizer.chat_template)" "info: the template auto takes"
+is "$("$B/kvblend-info" -j "$t/vicuna.gguf" | perl -MJSON::PP -0777 -ne '$t = decode_json($_)->{template}; print "$t->{name}:", ($t->{fallback} ? 1 : 0)')" \
+	"plain:1" "info --json: the template, a fallback"
+
 # decode -v names the template and why
 for f in chatml llama3 gemma phi3; do
 	"$B/kvblend-decode" -m "$t/$f.gguf" -p "Hello there" -n 2 -v --ids >/dev/null 2>"$t/e"
