@@ -81,7 +81,9 @@ static void usage(void)
 	       "                            " BENCH_DEFAULT_METHODS ")\n"
 	       "      --max-passages N      the first N passages of each question (default all)\n"
 	       "      --max-chunk-tokens N  cut each passage to N tokens (default: no cut)\n"
-	       "      --template NAME       plain (default), chatml, llama3 or mistral\n"
+	       "      --template NAME       the chat template: auto (default: the one the model's\n"
+	       "                            tokenizer.chat_template names; plain when none), plain,\n"
+	       "                            chatml, llama3, mistral, llama2, mistral-v7, gemma, phi3, phi4\n"
 	       "      --ctx N               skip questions whose prompt and answer do not fit N tokens\n"
 	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
@@ -100,7 +102,7 @@ static void usage(void)
 
 static const struct cli_values values[] = {
 	{ "--methods", "full prefix reuse blend epic" },
-	{ "--template", "plain chatml llama3 mistral" },
+	{ "--template", TEMPLATE_WORDS },
 	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },
 };
@@ -288,7 +290,7 @@ static void write_plot(const char *path, const struct bench_result *r, const str
 		cli_die("'%s': %s", path, kb_error());
 }
 
-static void bench_dataset(const struct opts *o, int n_prov, char **prov)
+static void bench_dataset(const struct opts *o, int n_prov, char ***prov)
 {
 	struct bench_method ms[BENCH_MAX_METHODS];
 	int n_m;
@@ -302,13 +304,16 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 	struct model *m;
 	if (dataset_load(&d, o->dataset, o->limit) || model_load(&m, o->model))
 		cli_die("%s", kb_error());
+	bo.template = cli_template(o->template, m->gguf, false, false); /* the caches and the JSON record the one used */
+	if (kvc_option_names_set(prov, &n_prov, "template", bo.template))
+		cli_die("%s", kb_error());
 	for (int i = 0; i < n_m; i++)
 		if (ms[i].bo.check_layer >= m->hp.n_layer)
 			cli_usage_error("--methods %s: check layer %d, but the model has %d layers", ms[i].label,
 					ms[i].bo.check_layer, m->hp.n_layer);
 	if (chunkcache_open(&bo.cc, o->store, true, o->dtype))
 		cli_die("%s", kb_error());
-	chunkcache_set_tool(bo.cc, cli_tool, n_prov, prov);
+	chunkcache_set_tool(bo.cc, cli_tool, n_prov, *prov);
 	chunkcache_set_warn(bo.cc, warn_chunk, NULL);
 	int rr = chunkcache_set_remote(bo.cc, o->remote);
 	if (rr == KB_ERR_ARG)
@@ -338,7 +343,7 @@ static void bench_dataset(const struct opts *o, int n_prov, char **prov)
 				"(the store was evicted meanwhile?): its TTFT includes computing them\n",
 				cli_tool, r.ms[i].label, r.groups[0].sum[i].misses);
 	if (o->json)
-		rc = bench_print_json(stdout, &r, o->model, o->dataset, o->template);
+		rc = bench_print_json(stdout, &r, o->model, o->dataset, bo.template);
 	else if (o->tsv)
 		rc = bench_print_tsv(stdout, &r);
 	else
@@ -405,9 +410,8 @@ static void parse(int argc, char **argv, struct opts *op)
 	if (o.json && o.tsv)
 		cli_usage_error("--json and --tsv do not go together");
 	if (!o.template)
-		o.template = "plain";
-	if (!template_known(o.template))
-		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", o.template);
+		o.template = "auto";
+	cli_template_check(o.template);
 	*op = o;
 }
 
@@ -424,7 +428,7 @@ int main(int argc, char **argv)
 	if (o.speed)
 		bench_speed(&o);
 	else
-		bench_dataset(&o, n_prov, prov);
+		bench_dataset(&o, n_prov, &prov);
 	free(prov);
 	return 0;
 }

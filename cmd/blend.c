@@ -50,7 +50,9 @@ static void usage(void)
 	       "      --prefix-file FILE   the prefix from a file\n"
 	       "  -q, --query TEXT         the question, after the chunks\n"
 	       "      --query-file FILE    the query from a file\n"
-	       "      --template NAME      plain (default), chatml, llama3 or mistral\n"
+	       "      --template NAME      the chat template: auto (default: the one the model's\n"
+	       "                           tokenizer.chat_template names; plain when none), plain,\n"
+	       "                           chatml, llama3, mistral, llama2, mistral-v7, gemma, phi3, phi4\n"
 	       "      --mode MODE          blend (default), full, reuse, prefix or epic\n"
 	       "      --ratio R            share of cached tokens recomputed (default 0.15)\n"
 	       "      --check-layer L      layer where deviations are measured (default 1)\n"
@@ -78,7 +80,7 @@ static void usage(void)
 static const struct cli_values values[] = {
 	{ "--mode", "blend full reuse prefix epic" },
 	{ "--metric", "kv k v" },
-	{ "--template", "plain chatml llama3 mistral" },
+	{ "--template", TEMPLATE_WORDS },
 	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },
 };
@@ -153,9 +155,8 @@ static void parse(int argc, char **argv, struct opts *o)
 	if (o->remote && o->no_store)
 		cli_usage_error("--remote and --no-store do not go together (the store is the remote's cache)");
 	if (!o->template)
-		o->template = "plain";
-	if (!template_known(o->template))
-		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", o->template);
+		o->template = "auto";
+	cli_template_check(o->template);
 	if (!strcmp(o->output, "-") && isatty(STDOUT_FILENO))
 		cli_usage_error("refusing to write a binary cache to a terminal (use -o FILE or a pipe)");
 }
@@ -238,6 +239,9 @@ int main(int argc, char **argv)
 		cli_die("%s", kb_error());
 	if (o.bo.check_layer >= m->hp.n_layer)
 		cli_usage_error("--check-layer %d: the model has %d layers", o.bo.check_layer, m->hp.n_layer);
+	o.template = cli_template(o.template, m->gguf, o.verbose, false); /* the cache records the one used */
+	if (kvc_option_names_set(&prov, &n_prov, "template", o.template))
+		cli_die("%s", kb_error());
 
 	struct prompt p = { 0 };
 	build_prompt(&o, m, argc - optind, argv + optind, &p);

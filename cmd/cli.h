@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "pull.h"
+#include "template.h"
 
 #ifndef KVBLEND_VERSION
 #define KVBLEND_VERSION "unknown"
@@ -441,6 +442,31 @@ static __attribute__((unused)) uint64_t cli_size(const char *opt, const char *s,
 		cli_usage_error("%s: '%s' is not a size in [%llu, %llu] bytes (a number, or with k, M, G, T: powers of 1024)",
 				opt, s, (unsigned long long)lo, (unsigned long long)hi);
 	return v;
+}
+
+/* --template's value, checked before anything is loaded: "auto" or a
+ * template.h name, else a usage error. */
+static __attribute__((unused)) void cli_template_check(const char *name)
+{
+	if (strcmp(name, "auto") && !template_known(name))
+		cli_usage_error("--template: unknown template '%s' (" TEMPLATE_NAMES ")", name);
+}
+
+/* The template to frame prompts with: requested ("auto" or a name) resolved
+ * against the model's GGUF g. Falling back to plain is one warning on stderr
+ * (none when quiet); with verbose, which template and why. Returns its name
+ * (static). */
+static __attribute__((unused)) const char *cli_template(const char *requested, const struct gguf *g, bool verbose,
+							bool quiet)
+{
+	struct template_choice tc;
+	if (template_resolve(requested, g, &tc))
+		cli_usage_error("--template: %s", kb_error());
+	if (tc.fallback && !quiet)
+		fprintf(stderr, "%s: warning: template: plain (%s; --template NAME to choose one)\n", cli_tool, tc.why);
+	else if (verbose)
+		fprintf(stderr, "%s: template: %s (%s)\n", cli_tool, tc.name, tc.why);
+	return tc.name;
 }
 
 #endif

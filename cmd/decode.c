@@ -4,6 +4,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <math.h>
+
+#include "chunk.h"
 #include "cli.h"
 #include "kbio.h"
 #include "kvfile.h"
@@ -11,6 +15,11 @@
 #include "tokevict.h"
 #include "model.h"
 #include "sample.h"
+#include "template.h"
+
+/* Long options without a short letter. */
+enum { OPT_TEMPLATE = 0x200, OPT_STOP, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N, OPT_PRESENCE, OPT_FREQUENCY,
+       OPT_JSON, OPT_LOGPROBS };
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -33,6 +42,15 @@ static const struct option longopts[] = {
 	{ "evict", required_argument, NULL, 'e' },
 	{ "sinks", required_argument, NULL, 's' },
 	{ "window", required_argument, NULL, 'w' },
+	{ "template", required_argument, NULL, OPT_TEMPLATE },
+	{ "stop", required_argument, NULL, OPT_STOP },
+	{ "min-p", required_argument, NULL, OPT_MIN_P },
+	{ "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },
+	{ "repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N },
+	{ "presence-penalty", required_argument, NULL, OPT_PRESENCE },
+	{ "frequency-penalty", required_argument, NULL, OPT_FREQUENCY },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "logprobs", required_argument, NULL, OPT_LOGPROBS },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -51,10 +69,25 @@ static void usage(void)
 	       "      --temp T            temperature (default 0 = greedy)\n"
 	       "      --top-k K           keep the K most likely tokens (default 40, 0 = off)\n"
 	       "      --top-p P           nucleus sampling mass (default 0.95, 1 = off)\n"
+	       "      --min-p P           keep tokens at least P times as likely as the most likely\n"
+	       "                          (default 0 = off)\n"
+	       "      --repeat-penalty F  penalize the last --repeat-last-n tokens (default 1 = off)\n"
+	       "      --repeat-last-n N   how many recent tokens the penalties see (default 64, 0 = off)\n"
+	       "      --presence-penalty F   subtract F from the logit of each recent token (default 0)\n"
+	       "      --frequency-penalty F  subtract F per occurrence of each recent token (default 0)\n"
 	       "      --seed N            sampling seed (default: from the clock)\n"
+	       "      --stop STRING       end generation when the text reaches STRING, which is not\n"
+	       "                          printed (repeatable)\n"
+	       "      --template NAME     frame a prompt without a cache as a user turn: auto (default:\n"
+	       "                          the one the model's tokenizer.chat_template names; plain when\n"
+	       "                          none), plain, chatml, llama3, mistral, llama2, mistral-v7,\n"
+	       "                          gemma, phi3, phi4\n"
 	       "  -t, --threads N         threads (default: all cores)\n"
 	       "      --ctx N             context size (default: the model's)\n"
 	       "      --ids               print generated token ids (one line) instead of text\n"
+	       "      --json              JSON Lines instead of text: one object per token, then one\n"
+	       "                          with the text, the ids, why it stopped and the timings\n"
+	       "      --logprobs N        with --json: the N most likely tokens at each step too\n"
 	       "      --no-bos            do not prepend the BOS token\n"
 	       "      --special           turn special tokens written in the prompt (<s>, <|im_start|>)\n"
 	       "                          into those tokens (default: they are plain text)\n"
@@ -63,7 +96,8 @@ static void usage(void)
 	       "      --evict POLICY      what goes: streamingllm (default), h2o, tova or lazyeviction\n"
 	       "      --sinks S           first tokens streamingllm and lazyeviction keep (default 4)\n"
 	       "      --window W          recent tokens h2o and lazyeviction keep (default 32)\n"
-	       "      --quiet             no word on stderr when the context fills up\n"
+	       "      --quiet             no word on stderr when the context fills up, nor when\n"
+	       "                          --template auto falls back to plain\n"
 	       "  -v, --verbose           timings and settings on stderr\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
@@ -71,22 +105,28 @@ static void usage(void)
 
 static const struct cli_values values[] = {
 	{ "--evict", "streamingllm h2o tova lazyeviction" },
+	{ "--template", TEMPLATE_WORDS },
 	{ NULL, NULL },
 };
 
 static const struct cli cli = { "kvblend-decode", "m:p:f:c:n:t:vh", longopts, usage, values };
 
 struct opts {
-	const char *model, *prompt, *file, *cache;
+	const char *model, *prompt, *file, *cache, *template;
 	int n_predict, threads, ctx;
 	int kv_budget, evict, sinks, window; /* --kv-budget (0: none) */
 	struct sampler_params sp;
-	bool ids, no_bos, special, quiet, verbose, seed_set;
+	const char **stops; /* owned array, [n_stops]: the --stop strings (argv's) */
+	int n_stops, logprobs;
+	size_t max_stop;    /* the longest stop string's length */
+	bool ids, json, no_bos, special, quiet, verbose, seed_set;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
 {
 	int c;
+	if (!(o->stops = malloc((size_t)argc * sizeof *o->stops))) /* at most one --stop a word */
+		cli_die("out of memory");
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
@@ -115,6 +155,24 @@ static void parse(int argc, char **argv, struct opts *o)
 			break;
 		case 's': o->sinks = (int)cli_long("--sinks", optarg, 0, 1 << 24); break;
 		case 'w': o->window = (int)cli_long("--window", optarg, 1, 1 << 24); break;
+		case OPT_TEMPLATE: o->template = optarg; break;
+		case OPT_STOP:
+			if (!*optarg)
+				cli_usage_error("--stop: the string is empty");
+			o->stops[o->n_stops++] = optarg;
+			o->max_stop = strlen(optarg) > o->max_stop ? strlen(optarg) : o->max_stop;
+			break;
+		case OPT_MIN_P: o->sp.min_p = (float)cli_double("--min-p", optarg, 0, 1); break;
+		case OPT_REPEAT_PENALTY:
+			o->sp.repeat_penalty = (float)cli_double("--repeat-penalty", optarg, 0.01, 100);
+			break;
+		case OPT_REPEAT_LAST_N: o->sp.repeat_last_n = (int)cli_long("--repeat-last-n", optarg, 0, 1 << 24); break;
+		case OPT_PRESENCE: o->sp.presence_penalty = (float)cli_double("--presence-penalty", optarg, -100, 100); break;
+		case OPT_FREQUENCY:
+			o->sp.frequency_penalty = (float)cli_double("--frequency-penalty", optarg, -100, 100);
+			break;
+		case OPT_JSON: o->json = true; break;
+		case OPT_LOGPROBS: o->logprobs = (int)cli_long("--logprobs", optarg, 1, 20); break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -124,6 +182,11 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("give the prompt with -p or -f, not both");
 	if (optind < argc)
 		cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->json && o->ids)
+		cli_usage_error("--json and --ids do not go together (the JSON has the ids)");
+	if (o->logprobs && !o->json)
+		cli_usage_error("--logprobs goes with --json");
+	cli_template_check(o->template);
 	if ((o->evict >= 0 || o->sinks >= 0 || o->window >= 0) && !o->kv_budget)
 		cli_usage_error("--evict, --sinks and --window go with --kv-budget N");
 	o->evict = o->evict < 0 ? TOKEVICT_ONLINE_STREAMINGLLM : o->evict;
@@ -133,17 +196,159 @@ static void parse(int argc, char **argv, struct opts *o)
 		o->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 }
 
-/* Print a token's text (or id) as soon as it is generated. */
-static void emit(const struct tok *t, int32_t id, bool ids, bool first)
+/* Why generation ended, as --json names it. */
+enum stop_reason { STOP_LENGTH, STOP_EOS, STOP_STRING, STOP_CONTEXT };
+static const char *const stop_names[] = { "max_tokens", "eos", "stop", "context" };
+
+/* The output of a generation: the text so far, held back while its end could
+ * be the start of a stop string; the ids for --json. */
+struct gen {
+	const struct opts *o;
+	const struct tok *t;
+	char *text;          /* owned, [len] (cap): the text generated, cut at a stop string */
+	size_t len, cap;
+	size_t shown;        /* text[0..shown) is written (text mode) */
+	int32_t *ids;        /* owned, [n] (cap_ids): the ids generated */
+	size_t n, cap_ids;
+	int stop;            /* the --stop string that ended generation, or -1 */
+	enum stop_reason why;
+};
+
+static void out_text(const char *s, size_t n)
 {
-	if (ids) {
-		printf(first ? "%d" : " %d", id);
-	} else {
-		char buf[256];
-		size_t n = tok_decode(t, id, false, buf, sizeof buf);
-		fwrite(buf, 1, n < sizeof buf ? n : sizeof buf, stdout);
-	}
+	fwrite(s, 1, n, stdout);
 	cli_flush(); // a reader that cannot take it ends the generation
+}
+
+/* A JSON string of s[0..n): invalid UTF-8 (a piece cut inside a character) as U+FFFD. */
+static json_t *json_text(const char *s, size_t n)
+{
+	size_t len;
+	char *c = chunk_utf8_clean(s, n, &len, NULL);
+	json_t *j = c ? json_stringn(c, len) : NULL;
+	free(c);
+	return j;
+}
+
+static void json_line(json_t *j)
+{
+	if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7)))
+		cli_die("out of memory");
+	json_decref(j);
+	putchar('\n');
+	cli_flush();
+}
+
+/* --json: the token's object, with its log-probability under the model's
+ * logits (softmax at temperature 1, before penalties and filters) and, with
+ * --logprobs N, the N most likely tokens. */
+static void json_token(const struct gen *g, int32_t id, const char *piece, size_t n, const float *logits, int n_vocab)
+{
+	float max = logits[0];
+	for (int i = 1; i < n_vocab; i++)
+		max = logits[i] > max ? logits[i] : max;
+	double sum = 0;
+	for (int i = 0; i < n_vocab; i++)
+		sum += exp((double)logits[i] - max);
+	const double lse = max + log(sum);
+	json_t *o = json_pack("{s:i, s:o, s:f}", "id", (int)id, "text", json_text(piece, n), "logprob",
+			      (double)logits[id] - lse);
+	if (g->o->logprobs) {
+		int32_t top[20];
+		int k = 0;
+		for (int32_t i = 0; i < n_vocab; i++) { /* insertion into the k best, descending */
+			if (k == g->o->logprobs && logits[i] <= logits[top[k - 1]])
+				continue;
+			int j = k < g->o->logprobs ? k++ : k - 1;
+			for (; j > 0 && logits[top[j - 1]] < logits[i]; j--)
+				top[j] = top[j - 1];
+			top[j] = i;
+		}
+		json_t *arr = json_array();
+		for (int i = 0; i < k; i++) {
+			char buf[256];
+			size_t m = tok_decode(g->t, top[i], false, buf, sizeof buf);
+			json_array_append_new(arr, json_pack("{s:i, s:o, s:f}", "id", (int)top[i], "text",
+							     json_text(buf, m < sizeof buf ? m : sizeof buf), "logprob",
+							     (double)logits[top[i]] - lse));
+		}
+		json_object_set_new(o, "top", arr);
+	}
+	json_line(o);
+}
+
+/* The longest end of text[from..len) that begins a stop string (it is held back). */
+static size_t stop_prefix(const struct gen *g, size_t from)
+{
+	size_t avail = g->len - from, h = avail < g->o->max_stop ? avail : g->o->max_stop;
+	for (; h > 0; h--)
+		for (int i = 0; i < g->o->n_stops; i++)
+			if (strlen(g->o->stops[i]) > h && !memcmp(g->text + g->len - h, g->o->stops[i], h))
+				return h;
+	return 0;
+}
+
+/* A token generated: its text appended and shown (text mode: up to where a
+ * stop string could begin), its id kept. Returns true when the text now holds
+ * a stop string: the text is cut where it begins. */
+static bool gen_add(struct gen *g, int32_t id, const float *logits, int n_vocab)
+{
+	char piece[256];
+	size_t n = tok_decode(g->t, id, false, piece, sizeof piece);
+	n = n < sizeof piece ? n : sizeof piece;
+	if (kb_grow(&g->ids, &g->cap_ids, g->n, sizeof *g->ids, 256) ||
+	    kb_grow(&g->text, &g->cap, g->len + n, 1, 4096))
+		cli_die("out of memory");
+	g->ids[g->n++] = id;
+	memcpy(g->text + g->len, piece, n);
+	g->len += n;
+	if (g->o->json)
+		json_token(g, id, piece, n, logits, n_vocab);
+	/* a stop string can only begin in what is not shown yet */
+	size_t at = g->len;
+	for (int i = 0; i < g->o->n_stops; i++) {
+		const char *hit = memmem(g->text + g->shown, g->len - g->shown, g->o->stops[i], strlen(g->o->stops[i]));
+		if (hit && (size_t)(hit - g->text) < at)
+			at = (size_t)(hit - g->text), g->stop = i;
+	}
+	bool stopped = at < g->len;
+	size_t upto = stopped ? at : g->len - stop_prefix(g, g->shown);
+	if (g->o->ids)
+		printf(g->n == 1 ? "%d" : " %d", id), cli_flush();
+	else if (!g->o->json && upto > g->shown)
+		out_text(g->text + g->shown, upto - g->shown);
+	g->shown = upto;
+	if (stopped)
+		g->len = at;
+	return stopped;
+}
+
+/* The end: what was held back is shown (no stop string came), and with --json the last object. */
+static void gen_end(struct gen *g, int n_prompt, int64_t n_cached, double t_prompt, double t_decode)
+{
+	if (!g->o->ids && !g->o->json && g->len > g->shown)
+		out_text(g->text + g->shown, g->len - g->shown);
+	g->shown = g->len;
+	if (!g->o->json) {
+		if (g->o->ids || g->len > 0 || g->n > 0)
+			putchar('\n');
+		return;
+	}
+	json_t *ids = json_array();
+	for (size_t i = 0; i < g->n; i++)
+		json_array_append_new(ids, json_integer(g->ids[i]));
+	json_t *o = json_pack("{s:b, s:o, s:o, s:s}", "done", 1, "text", json_text(g->text ? g->text : "", g->len),
+			      "ids", ids, "stop", stop_names[g->why]);
+	if (g->why == STOP_STRING)
+		json_object_set_new(o, "stop_string", json_string(g->o->stops[g->stop]));
+	json_object_set_new(o, "n_prompt", json_integer(n_prompt));
+	json_object_set_new(o, "n_cached", json_integer(n_cached));
+	json_object_set_new(o, "n_generated", json_integer((json_int_t)g->n));
+	json_object_set_new(o, "timings",
+			    json_pack("{s:f, s:f, s:f, s:f}", "prompt_ms", t_prompt * 1e3, "decode_ms", t_decode * 1e3,
+				      "prompt_tokens_per_s", t_prompt > 0 ? n_prompt / t_prompt : 0.0, "tokens_per_s",
+				      g->n > 1 && t_decode > 0 ? (double)(g->n - 1) / t_decode : 0.0));
+	json_line(o);
 }
 
 /* The input: a saved cache (from -c or sniffed on stdin), text, or both. */
@@ -254,22 +459,32 @@ static void cut_prompt(const struct opts *o, const struct model *m, struct kv_ca
 	tokevict_sel_free(&sel);
 }
 
-/* Sample, print and feed back up to -n tokens from ws.logits on; stops at an
- * end-of-generation token or a full context (*full). Returns the count. */
+/* Sample, show and feed back up to -n tokens from ws.logits on; stops at an
+ * end-of-generation token, a stop string or a full context (g->why says which).
+ * Returns the count. */
 static int generate(const struct opts *o, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
-		    struct sampler *smp, int32_t next_pos, struct tokevict_online *ev, bool *full)
+		    struct sampler *smp, int32_t next_pos, struct tokevict_online *ev, struct gen *g)
 {
 	int n_gen = 0;
-	*full = false;
+	g->why = STOP_LENGTH;
 	while (n_gen < o->n_predict) {
 		int32_t next = sampler_sample(smp, ws->logits);
-		if (tok_is_eog(m->tok, next))
+		if (tok_is_eog(m->tok, next)) {
+			g->why = STOP_EOS;
 			break;
-		emit(m->tok, next, o->ids, n_gen == 0);
-		if (++n_gen == o->n_predict)
+		}
+		sampler_accept(smp, next);
+		n_gen++;
+		if (gen_add(g, next, ws->logits, m->hp.n_vocab)) {
+			g->why = STOP_STRING;
 			break;
-		if ((*full = kv->n == kv->n_ctx))
+		}
+		if (n_gen == o->n_predict)
 			break;
+		if (kv->n == kv->n_ctx) {
+			g->why = STOP_CONTEXT;
+			break;
+		}
 		int32_t p = next_pos++;
 		if (model_forward(m, ws, kv, &next, &p, 1, ws->logits, false))
 			cli_die("%s", kb_error());
@@ -279,11 +494,41 @@ static int generate(const struct opts *o, const struct model *m, struct model_ws
 	return n_gen;
 }
 
+/* The prompt's ids: the text as it is after a cache (or with the plain
+ * template), else framed as one user turn by the template, tokenized as
+ * kvblend-blend tokenizes a prompt (the markup with special tokens, the text
+ * plain unless --special; head and tail apart). */
+static void encode_prompt(const struct opts *o, const struct model *m, const struct input *in, bool bos,
+			  int32_t **ids, size_t *n_ids)
+{
+	const char *tmpl = in->cache ? "plain" : cli_template(o->template, m->gguf, o->verbose, o->quiet);
+	if (!strcmp(tmpl, "plain")) {
+		if (tok_encode(m->tok, in->text, in->text_len, bos, o->special, ids, n_ids))
+			cli_die("%s", kb_error());
+		return;
+	}
+	char *query = kb_strndup(in->text, in->text_len), *head, *tail;
+	struct template_spans sp;
+	int32_t *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	if (!query || template_frame(tmpl, NULL, query, &head, &tail, &sp) ||
+	    tok_encode_framed(m->tok, head, strlen(head), bos, true, 0, 0, &a, &na) ||
+	    tok_encode_framed(m->tok, tail, strlen(tail), false, true, sp.query_at, o->special ? 0 : sp.query_len, &b,
+			      &nb))
+		cli_die("%s", kb_error());
+	if (!(*ids = realloc(a, (na + nb + 1) * sizeof *a)))
+		cli_die("out of memory");
+	if (nb)
+		memcpy(*ids + na, b, nb * sizeof *b);
+	*n_ids = na + nb;
+	free(b), free(head), free(tail), free(query);
+}
+
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .n_predict = 128, .evict = -1, .sinks = -1, .window = -1,
-			  .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f } };
+	struct opts o = { .n_predict = 128, .evict = -1, .sinks = -1, .window = -1, .template = "auto",
+			  .sp = { .temp = 0, .top_k = 40, .top_p = 0.95f, .repeat_penalty = 1, .repeat_last_n = 64 } };
 	parse(argc, argv, &o);
 	kern_set_threads(o.threads);
 
@@ -313,8 +558,8 @@ int main(int argc, char **argv)
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
 	bool bos = !o.no_bos && !in.cache && tok_add_bos(m->tok);
-	if (in.text_len > 0 && tok_encode(m->tok, in.text, in.text_len, bos, o.special, &ids, &n_ids))
-		cli_die("%s", kb_error());
+	if (in.text_len > 0)
+		encode_prompt(&o, m, &in, bos, &ids, &n_ids);
 	if (!in.cache && n_ids == 0)
 		cli_die("prompt is empty after tokenization");
 
@@ -346,6 +591,8 @@ int main(int argc, char **argv)
 	int32_t next_pos = prefill(m, &ws, &kv, in.cache, ch, ids, n_ids);
 	double t1 = kb_now();
 	const size_t n_prefilled = n_ids;
+	for (int i = kv.n > o.sp.repeat_last_n ? kv.n - o.sp.repeat_last_n : 0; i < kv.n; i++)
+		sampler_accept(smp, kv.tok[i]); /* the penalties see the prompt's last tokens too */
 
 	/* --kv-budget: the prompt cut to the budget, then one token out for each one in */
 	struct tokevict_online *ev = NULL;
@@ -359,13 +606,13 @@ int main(int argc, char **argv)
 	}
 
 	/* generate */
-	bool full = false; /* stopped because the context is full */
-	int n_gen = generate(&o, m, &ws, &kv, smp, next_pos, ev, &full);
+	struct gen g = { .o = &o, .t = m->tok, .stop = -1 };
+	int n_gen = generate(&o, m, &ws, &kv, smp, next_pos, ev, &g);
 	double t2 = kb_now();
-	if (o.ids || n_gen > 0)
-		putchar('\n');
-	if (full && !o.quiet)
-		fprintf(stderr, "%s: stopped after %d tokens: context full at %d tokens\n", cli_tool, n_gen, kv.n);
+	gen_end(&g, (int)n_prefilled, n_cached, t1 - t0, t2 - t1);
+	if (g.why == STOP_CONTEXT && !o.quiet)
+		fprintf(stderr, "%s: stopped after %d tokens: context full at %d tokens (%s)\n", cli_tool, n_gen, kv.n,
+			o.ctx ? "--ctx" : "the model's context; --ctx N for more");
 	if (o.verbose) {
 		char plan[256];
 		fprintf(stderr, "%s: %s, %d threads, isa %s, one-token matmul %s, seed %llu\n", cli_tool,
@@ -377,6 +624,9 @@ int main(int argc, char **argv)
 			n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
 	}
 	free(ids);
+	free(g.text);
+	free(g.ids);
+	free(o.stops);
 	free(in.text);
 	kvc_reader_free(in.cache);
 	kbio_close(in.io);

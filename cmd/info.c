@@ -422,6 +422,10 @@ static int info_gguf(struct gguf *g, const char *name)
 			json_object_set_new(tk, "pre", json_stringn(s.data, (size_t)s.len));
 		json_object_set_new(tk, "n_vocab", json_integer((json_int_t)n_vocab));
 		json_object_set_new(o, "tokenizer", tk);
+		struct template_choice tc;
+		if (template_resolve("auto", g, &tc) == KB_OK)
+			json_object_set_new(o, "template", json_pack("{s:s, s:s, s:b}", "name", tc.name, "why", tc.why,
+								    "fallback", tc.fallback));
 		json_object_set_new(o, "n_tensors", json_integer((json_int_t)g->n_tensors));
 		for (int t = 0; t <= QTYPE_COUNT; t++)
 			if (count[t]) {
@@ -456,6 +460,9 @@ static int info_gguf(struct gguf *g, const char *name)
 	if (gguf_get_str(g, "tokenizer.ggml.pre", &s) == KB_OK)
 		printf(", pre %.*s", (int)(s.len < 40 ? s.len : 40), s.data);
 	printf(", %" PRIu64 " tokens\n", n_vocab);
+	struct template_choice tc; /* what --template auto makes of the model */
+	if (template_resolve("auto", g, &tc) == KB_OK)
+		printf("  template     %s (%s)\n", tc.name, tc.why);
 	human_size(total, sz, sizeof sz);
 	printf("  tensors      %" PRIu64 ", %s:", g->n_tensors, sz);
 	for (int t = 0; t <= QTYPE_COUNT; t++)

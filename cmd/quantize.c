@@ -17,13 +17,14 @@ static const struct option longopts[] = {
 	{ "vocab", required_argument, NULL, 'V' },
 	{ "list-shapes", no_argument, NULL, 'H' },
 	{ "untied", no_argument, NULL, 'U' },
+	{ "chat-template", required_argument, NULL, 'C' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
 
 static void usage(void)
 {
-	printf("usage: kvblend quantize [-v] IN.gguf OUT.gguf TYPE\n"
+	printf("usage: kvblend quantize [-v] [--chat-template FILE] IN.gguf OUT.gguf TYPE\n"
 	       "       kvblend quantize [-v] --hf DIR OUT.gguf TYPE\n"
 	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] [--untied] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0, q4_0,\n"
@@ -36,6 +37,8 @@ static void usage(void)
 	       "      --hf DIR       import a Hugging Face model folder instead (config.json,\n"
 	       "                     model.safetensors or its shards, tokenizer.json):\n"
 	       "                     LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\n"
+	       "      --chat-template FILE  set tokenizer.chat_template to FILE's text (the chat\n"
+	       "                     template --template auto recognises; '-' = stdin)\n"
 	       "      --list-types   print the types TYPE can be, one per line\n"
 	       "      --synthetic SHAPE  write a model of a real model's shape with seeded random\n"
 	       "                     weights instead of converting one (for speed work)\n"
@@ -155,7 +158,7 @@ int main(int argc, char **argv)
 {
 	cli_start(&cli);
 	bool verbose = false, untied = false;
-	const char *shape = NULL, *vocab = NULL, *hf = NULL;
+	const char *shape = NULL, *vocab = NULL, *hf = NULL, *chat_template = NULL;
 	uint64_t seed = 1;
 	int c;
 	while ((c = cli_next(&cli, argc, argv)) != -1) {
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
 		case 'F': hf = optarg; break;
 		case 'V': vocab = optarg; break;
 		case 'U': untied = true; break;
+		case 'C': chat_template = optarg; break;
 		case 's': seed = (uint64_t)cli_long("--seed", optarg, 1, 0x7fffffffffffffffL); break;
 		case 'H':
 			for (size_t i = 0; synth_shape_name(i); i++)
@@ -176,6 +180,8 @@ int main(int argc, char **argv)
 	}
 	if (shape && hf)
 		cli_usage_error("--synthetic and --hf exclude each other");
+	if (chat_template && (shape || hf))
+		cli_usage_error("--chat-template goes with IN.gguf (convert the model written to set one)");
 	if (shape) {
 		if (argc - optind != 2)
 			cli_usage_error("expected --synthetic SHAPE OUT.gguf TYPE");
@@ -197,7 +203,17 @@ int main(int argc, char **argv)
 		rc = hfimport_dir(hf, out, type, &opts, &st);
 	} else {
 		struct convert_opts opts = { .on_tensor = verbose ? report : NULL };
+		char *tmpl = NULL;
+		size_t n;
+		if (chat_template) {
+			if (kb_read_file(chat_template, &tmpl, &n))
+				cli_die("%s", kb_error());
+			if (n == 0 || memchr(tmpl, 0, n))
+				cli_die("'%s': %s", chat_template, n ? "the chat template holds a NUL byte" : "the chat template is empty");
+			opts.chat_template = tmpl;
+		}
 		rc = convert_gguf(argv[optind], out, type, &opts, &st);
+		free(tmpl);
 	}
 	if (rc != KB_OK)
 		cli_die("%s", kb_error());

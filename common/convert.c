@@ -277,6 +277,8 @@ int convert_gguf(const char *in, const char *out, int target, const struct conve
 			goto out;
 	if ((rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)))
 		goto out;
+	if (opts && opts->chat_template && (rc = gguf_writer_set_str(w, "tokenizer.chat_template", opts->chat_template)))
+		goto out;
 	if ((target >= QTYPE_COUNT || qtype_traits(target)->is_quantized) &&
 	    (rc = gguf_writer_set_u32(w, "general.quantization_version", GGML_QNT_VERSION)))
 		goto out;

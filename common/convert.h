@@ -68,6 +68,8 @@ struct convert_opts {
 	 * --verbose); may be NULL. */
 	void (*on_tensor)(void *ctx, const struct convert_tensor *t);
 	void *ctx;
+	const char *chat_template; /* NULL, or the text tokenizer.chat_template gets (llama.cpp's
+				    * gguf-new-metadata --chat-template) */
 };
 
 /* LLAMA_FTYPE of a target (f32 0, f16 1, q4_0 2, q8_0 7, bf16 32, q4_K 14 (llama.cpp's

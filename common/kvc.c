@@ -172,6 +172,33 @@ int kvc_option_names(int argc, char *const argv[], const char *optstring, const 
 	return KB_OK;
 }
 
+int kvc_option_names_set(char ***names, int *n, const char *option, const char *value)
+{
+	size_t lo = strlen(option), bytes = 0;
+	int at = *n; /* the entry "--option" is replaced, else one is added */
+	for (int i = 0; i < *n; i++) {
+		if (at == *n && !strncmp((*names)[i], "--", 2) && !strcmp((*names)[i] + 2, option))
+			at = i;
+		else
+			bytes += strlen((*names)[i]) + 1;
+	}
+	int m = at == *n ? *n + 1 : *n;
+	char **out = kb_malloc((size_t)m * sizeof(char *) + bytes + 2 + lo + 1 + strlen(value) + 1);
+	if (!out)
+		return KB_ERR_NOMEM;
+	char *buf = (char *)(out + m);
+	for (int i = 0; i < m; i++) {
+		out[i] = buf;
+		if (i == at)
+			buf += sprintf(buf, "--%s=%s", option, value) + 1;
+		else
+			buf = stpcpy(buf, (*names)[i]) + 1;
+	}
+	free(*names);
+	*names = out, *n = m;
+	return KB_OK;
+}
+
 void kvc_header_free(struct kvc_header *h)
 {
 	if (!h)

@@ -164,6 +164,14 @@ struct option;
 int kvc_option_names(int argc, char *const argv[], const char *optstring, const struct option *longopts,
 		     char ***names, int *n) KB_WUR;
 
+/* Record a setting's value with the option names of kvc_option_names (*names,
+ * *n; replaced by a new block, the old one freed): the entry "--option" becomes
+ * "--option=value", or "--option=value" is added at the end. For values that
+ * are settings, never user text: the prompt template a tool resolved
+ * ("--template=chatml" even when auto chose it). KB_OK or KB_ERR_NOMEM (the
+ * names as they were). */
+int kvc_option_names_set(char ***names, int *n, const char *option, const char *value) KB_WUR;
+
 /* The rows layer l holds: layer_rows[l] for a sparse cache, else n_tokens. */
 int kvc_layer_rows(const struct kvc_header *h, int l);
 /* The indices into tokens[] that kv head `head` of layer l keeps

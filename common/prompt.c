@@ -42,7 +42,10 @@ int prompt_begin(struct prompt *p, const struct model *m, const char *template, 
 		 const char *query)
 {
 	char *head;
-	int rc = template_frame(template, prefix, query, &head, &p->tail, &p->spans);
+	struct template_choice tc;
+	int rc = template_resolve(template, m->gguf, &tc);
+	if (rc == KB_OK)
+		rc = template_frame(tc.name, prefix, query, &head, &p->tail, &p->spans);
 	if (rc)
 		return rc;
 	if (p->special) /* the user's text too */

@@ -48,7 +48,8 @@ struct prompt {
 
 /* Start p (any previous content is not freed: zero it or prompt_free it
  * first; p->special may be set): frame prefix (NULL or "" for none) and query
- * with template (a template.h name) and tokenize the head, special tokens
+ * with template (a template.h name, or "auto"/NULL: template_resolve against
+ * m's GGUF, silently; tools resolve it first to say what they use) and tokenize the head, special tokens
  * parsed in the template's markup (in the prefix too with p->special), with
  * the model's BOS. KB_OK, KB_ERR_ARG (unknown template), KB_ERR_NOMEM. */
 int prompt_begin(struct prompt *p, const struct model *m, const char *template, const char *prefix,

@@ -2,11 +2,13 @@
 #include "sample.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct cand {
 	float logit;
 	int32_t id;
+	double w; /* weight in the final distribution (not normalized) */
 };
 
 struct sampler {
@@ -14,7 +16,16 @@ struct sampler {
 	int n_vocab;
 	uint64_t rng;
 	struct cand *cands; /* owned, [n_vocab] */
+	int32_t *count;     /* owned, [n_vocab] when penalties are on: zero between calls */
+	int32_t *hist;      /* owned, ring of the last repeat_last_n accepted tokens */
+	int n_hist, at;     /* tokens in the ring, next slot */
 };
+
+static bool penalties_on(const struct sampler_params *p)
+{
+	return p->repeat_last_n > 0 && ((p->repeat_penalty != 0 && p->repeat_penalty != 1) ||
+					p->presence_penalty != 0 || p->frequency_penalty != 0);
+}
 
 struct sampler *sampler_init(int n_vocab, const struct sampler_params *p)
 {
@@ -25,8 +36,13 @@ struct sampler *sampler_init(int n_vocab, const struct sampler_params *p)
 	s->n_vocab = n_vocab;
 	s->rng = p->seed ? p->seed : 0x853c49e6748fea9bull;
 	s->cands = kb_calloc((size_t)n_vocab, sizeof *s->cands);
-	if (!s->cands) {
-		free(s);
+	bool pen = penalties_on(p);
+	if (pen) {
+		s->count = kb_calloc((size_t)n_vocab, sizeof *s->count);
+		s->hist = kb_calloc((size_t)p->repeat_last_n, sizeof *s->hist);
+	}
+	if (!s->cands || (pen && (!s->count || !s->hist))) {
+		sampler_free(s);
 		return NULL;
 	}
 	return s;
@@ -37,7 +53,19 @@ void sampler_free(struct sampler *s)
 	if (!s)
 		return;
 	free(s->cands);
+	free(s->count);
+	free(s->hist);
 	free(s);
+}
+
+void sampler_accept(struct sampler *s, int32_t id)
+{
+	if (!s->hist)
+		return;
+	s->hist[s->at] = id;
+	s->at = (s->at + 1) % s->p.repeat_last_n;
+	if (s->n_hist < s->p.repeat_last_n)
+		s->n_hist++;
 }
 
 int32_t sample_greedy(const float *logits, int n_vocab)
@@ -95,44 +123,107 @@ static void top_k_sort(struct cand *c, int n, int k)
 	qsort(c, (size_t)k, sizeof *c, cand_desc);
 }
 
-int32_t sampler_sample(struct sampler *s, const float *logits)
+/* The penalties on c (indexed by id) for each token of the window, once per
+ * distinct token: the repeat penalty scales the logit towards less likely,
+ * then count x frequency and presence are subtracted (llama.cpp's order). */
+static void penalize(struct sampler *s, struct cand *c)
 {
-	if (!(s->p.temp > 0))
-		return sample_greedy(logits, s->n_vocab);
+	const struct sampler_params *p = &s->p;
+	float rp = p->repeat_penalty != 0 ? p->repeat_penalty : 1;
+	for (int i = 0; i < s->n_hist; i++)
+		s->count[s->hist[i]]++;
+	for (int i = 0; i < s->n_hist; i++) {
+		int32_t t = s->hist[i];
+		int n = s->count[t];
+		if (n == 0)
+			continue; /* done already */
+		float *l = &c[t].logit;
+		*l = *l <= 0 ? *l * rp : *l / rp;
+		*l -= (float)n * p->frequency_penalty + p->presence_penalty;
+		s->count[t] = 0;
+	}
+}
+
+/* The final distribution into c[0 .. return): c[i].w its weights, descending. */
+static int dist(struct sampler *s, const float *logits, double *mass)
+{
 	int n = s->n_vocab;
 	struct cand *c = s->cands;
 	for (int i = 0; i < n; i++)
-		c[i] = (struct cand){ logits[i], i };
+		c[i] = (struct cand){ logits[i], i, 0 };
+	if (s->hist)
+		penalize(s, c);
+	if (!(s->p.temp > 0)) { /* greedy on the penalized logits */
+		int best = 0;
+		for (int i = 1; i < n; i++)
+			if (c[i].logit > c[best].logit)
+				best = i;
+		c[0] = (struct cand){ c[best].logit, c[best].id, 1 };
+		*mass = 1;
+		return 1;
+	}
 	int k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
 	top_k_sort(c, n, k);
 
-	/* softmax over the k survivors at temperature temp (in place: logit -> prob) */
+	/* top-p and min-p see the distribution at temperature 1 */
 	double sum = 0;
 	const float max = c[0].logit;
-	for (int i = 0; i < k; i++) {
-		c[i].logit = expf((c[i].logit - max) / s->p.temp);
-		sum += c[i].logit;
-	}
-	/* nucleus: the smallest prefix whose mass reaches top_p */
+	for (int i = 0; i < k; i++)
+		sum += c[i].w = exp((double)c[i].logit - max);
 	int keep = k;
+	/* nucleus: the smallest prefix whose mass reaches top_p */
 	if (s->p.top_p > 0 && s->p.top_p < 1) {
 		double cum = 0;
 		for (int i = 0; i < k; i++) {
-			cum += c[i].logit / sum;
+			cum += c[i].w / sum;
 			if (cum >= s->p.top_p) {
 				keep = i + 1;
 				break;
 			}
 		}
 	}
-	double mass = 0;
+	/* min-p: what is at least min_p as likely as the most likely (whose weight is 1) */
+	if (s->p.min_p > 0)
+		for (int i = 1; i < keep; i++)
+			if (c[i].w < s->p.min_p) {
+				keep = i;
+				break;
+			}
+	/* then the temperature, on the survivors */
+	*mass = 0;
 	for (int i = 0; i < keep; i++)
-		mass += c[i].logit;
+		*mass += c[i].w = exp(((double)c[i].logit - max) / s->p.temp);
+	return keep;
+}
+
+int32_t sampler_sample(struct sampler *s, const float *logits)
+{
+	if (!(s->p.temp > 0) && !s->hist)
+		return sample_greedy(logits, s->n_vocab);
+	double mass;
+	int keep = dist(s, logits, &mass);
+	const struct cand *c = s->cands;
 	double r = next_uniform(&s->rng) * mass, acc = 0;
 	for (int i = 0; i < keep; i++) {
-		acc += c[i].logit;
+		acc += c[i].w;
 		if (r < acc)
 			return c[i].id;
 	}
 	return c[keep - 1].id;
+}
+
+int sampler_dist(struct sampler *s, const float *logits, int32_t *ids, float *probs)
+{
+	if (!(s->p.temp > 0) && !s->hist) {
+		ids[0] = sample_greedy(logits, s->n_vocab);
+		probs[0] = 1;
+		return 1;
+	}
+	double mass;
+	int keep = dist(s, logits, &mass);
+	for (int i = 0; i < keep; i++) {
+		ids[i] = s->cands[i].id;
+		probs[i] = (float)(s->cands[i].w / mass);
+	}
+	return keep;
 }

@@ -66,7 +66,7 @@ _kvblend_tool()
 			local IFS=$'\n'
 			COMPREPLY=($(compgen -d -- "$cur"))
 			return ;;
-		--file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab)
+		--file | --output | --cache | --prefix-file | --query-file | --dataset | --plot | --vocab | --chat-template)
 			_kvblend_files; return ;;
 		--synthetic) words=$(kvblend quantize --list-shapes 2>/dev/null) ;;
 		--remote) # a URL: the schemes, then $KVBLEND_REMOTE when set

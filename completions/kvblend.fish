@@ -33,7 +33,7 @@ function __kvblend_value
             __fish_complete_suffix $cur .gguf
         case --store --hf
             __fish_complete_directories $cur
-        case --file --output --cache --prefix-file --query-file --dataset --plot --vocab
+        case --file --output --cache --prefix-file --query-file --dataset --plot --vocab --chat-template
             __fish_complete_path $cur
         case --synthetic
             kvblend quantize --list-shapes 2>/dev/null

@@ -113,11 +113,11 @@ case $RUN_ERR in *question*) r=1 ;; *) r=0 ;; esac
 ok $r "--quiet: no progress"
 
 # prompts that do not fit the context: skipped with a count; none fits: exit 1
-run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store "$st" --methods full --tsv --quiet --ctx 720
+run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store "$st" --methods full --tsv --quiet --ctx 720 --template plain
 is "$RUN_RC:$(printf '%s\n' "$RUN_OUT" | grep -c '^full')" "0:1" "--ctx 720: the question that fits is measured"
 like "$RUN_ERR" "kvblend-bench: warning: 1 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 720 (--ctx;*" \
 	"--ctx 720: the other is skipped, with the count and both sizes"
-run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store "$st" --methods full --tsv --quiet
+run "$bench" --dataset "$wiki" -m "$model" --limit 2 --max-chunk-tokens 48 -t 1 --n-gen 8 --store "$st" --methods full --tsv --quiet --template plain
 lines=$(printf '%s\n' "$RUN_ERR" | grep -c .)
 like "$RUN_RC:$lines:$RUN_OUT:$RUN_ERR" "1:1::kvblend-bench: 2 of 2 questions skipped: prompts of up to 725 tokens (with the 9 generated) do not fit the context of 128 (the model's;*" \
 	"no prompt fits the model's context of 128: exit 1, one line with both sizes, no table"

@@ -20,7 +20,7 @@ ok $? "prefill stores every chunk"
 grep -c '"kv":"[0-9a-f]\{64\}"' "$t/kv.jsonl" | grep -qx "$(wc -l <"$t/chunks.jsonl")"; ok $? "each record gets its kv key"
 
 q=" Then Lily said"
-blend() { "$B/kvblend-blend" -m "$model" --prefix "Once upon a time," -q "$q" "$@" <"$t/chunks.jsonl"; }
+blend() { "$B/kvblend-blend" -m "$model" --template plain --prefix "Once upon a time," -q "$q" "$@" <"$t/chunks.jsonl"; }
 out=$(blend | "$B/kvblend-decode" -m "$model" -n 16 --ids)
 [ "$(echo "$out" | wc -w)" -eq 16 ]; ok $? "blend | decode generates: $out"
 full=$(blend --mode full | "$B/kvblend-decode" -m "$model" -n 16 --ids)
@@ -86,7 +86,7 @@ ratio0=$(blend --ratio 0 | "$B/kvblend-decode" -m "$model" -n 8 --ids)
 # the context: a prompt that does not fit is one line naming both numbers, before any work
 : >"$t/long.jsonl"
 for i in 1 2 3 4 5 6 7 8; do cat "$t/chunks.jsonl" >>"$t/long.jsonl"; done
-KVBLEND_STORE=$t/store-ctx "$B/kvblend-blend" -m "$model" -q "$q" -o "$t/long.kvc" <"$t/long.jsonl" 2>"$t/e"; rc=$?
+KVBLEND_STORE=$t/store-ctx "$B/kvblend-blend" -m "$model" --template plain -q "$q" -o "$t/long.kvc" <"$t/long.jsonl" 2>"$t/e"; rc=$?
 like "$rc:$(cat "$t/e")" "1:kvblend-blend: the prompt has * tokens, more than the context of 128 (the model's; --ctx N to go past it)" \
 	"a prompt longer than the model's context: $(cat "$t/e")"
 [ "$(grep -c . "$t/e")" -eq 1 ] && [ ! -e "$t/store-ctx" ] && [ ! -e "$t/long.kvc" ]
@@ -97,7 +97,7 @@ blend --ctx "$N" -o /dev/null 2>"$t/e"
 ok $? "--ctx $N: it fits"
 
 # an empty text is an error, as in prefill and embed
-printf '{"text": "Lily"}\n{"text": ""}\n' | "$B/kvblend-blend" -m "$model" -q "$q" -o /dev/null 2>"$t/e"; rc=$?
+printf '{"text": "Lily"}\n{"text": ""}\n' | "$B/kvblend-blend" -m "$model" --template plain -q "$q" -o /dev/null 2>"$t/e"; rc=$?
 is "$rc:$(cat "$t/e")" "1:kvblend-blend: '<stdin>': line 2: the record's text is empty" "a record with an empty text"
 
 # a corrupt stored cache: warned of, removed, recomputed; the result is the same
@@ -123,9 +123,9 @@ if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
 		export KVBLEND_STORE=$1/mnt/store
 		echo "{\"text\": \"Lily\"}" | "$2/kvblend-blend" -m "$3" -q " said" -o /dev/null || exit 4
 		dd if=/dev/zero of="$1/mnt/fill" bs=4k 2>/dev/null; truncate -s -40k "$1/mnt/fill"
-		"$2/kvblend-blend" -m "$3" --prefix "Once upon a time," -q "$4" -o "$1/full.kvc" <"$1/chunks.jsonl" 2>"$1/e1" || exit 5
+		"$2/kvblend-blend" -m "$3" --template plain --prefix "Once upon a time," -q "$4" -o "$1/full.kvc" <"$1/chunks.jsonl" 2>"$1/e1" || exit 5
 		rm -f "$1/mnt/fill"; dd if=/dev/zero of="$1/mnt/fill" bs=4k 2>/dev/null
-		"$2/kvblend-blend" -m "$3" --prefix "Once upon a time," -q "$4" -o "$1/full0.kvc" <"$1/chunks.jsonl" 2>"$1/e2" || exit 6
+		"$2/kvblend-blend" -m "$3" --template plain --prefix "Once upon a time," -q "$4" -o "$1/full0.kvc" <"$1/chunks.jsonl" 2>"$1/e2" || exit 6
 	' sh "$t" "$B" "$model" "$q"
 	rc=$?
 	is "$rc" 0 "a full store disk: blend succeeds (-o elsewhere)"

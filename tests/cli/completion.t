@@ -44,7 +44,7 @@ cd "$TAP_TMP/d" || exit 1
 
 if have decode; then
 	is "$(cand kvblend de)" "decode" "kvblend de<TAB> completes decode"
-	is "$(cand kvblend decode --t)" "--temp --threads --top-k --top-p" "kvblend decode --t<TAB>"
+	is "$(cand kvblend decode --t)" "--temp --template --threads --top-k --top-p" "kvblend decode --t<TAB>"
 	is "$(cand kvblend-decode --no)" "--no-bos" "kvblend-decode --no<TAB> (the tool run directly)"
 	got=$(cand kvblend decode -)
 	has "$got" --model && has "$got" --n-predict && ! has "$got" --complete-options
@@ -55,8 +55,10 @@ if have decode; then
 	is "$(cand kvblend decode -f '')" "B.GGUF a.gguf notes.txt sub" "decode -f <TAB> offers every file"
 	is "$(cand kvblend decode -n '')" "" "decode -n <TAB> offers nothing"
 	is "$(cand kvblend decode -m a.gguf '')" "" "decode takes no operand"
+	is "$(cand kvblend decode --template '')" "auto chatml gemma llama2 llama3 mistral mistral-v7 phi3 phi4 plain" \
+		"decode --template <TAB> offers auto and the templates"
 else
-	for i in 1 2 3 4 5 6 7 8 9 10; do skip "kvblend-decode is not built"; done
+	for i in 1 2 3 4 5 6 7 8 9 10 11; do skip "kvblend-decode is not built"; done
 fi
 
 if have tokenize; then
@@ -76,6 +78,7 @@ if have quantize; then
 	for ty in $types; do grep -qw -- "$ty" "$KVBLEND_ROOT/man/kvblend-quantize.1" || miss="$miss $ty"; done
 	is "$miss" "" "every type is in man/kvblend-quantize.1"
 	is "$(cand kvblend quantize a '')" "B.GGUF a.gguf sub" "quantize IN <TAB> offers .gguf files"
+	is "$(cand kvblend quantize --chat-template '')" "B.GGUF a.gguf notes.txt sub" "quantize --chat-template <TAB> offers every file"
 	if kvblend quantize --list-shapes >/dev/null 2>&1; then
 		is "$(cand kvblend quantize --synthetic '')" \
 			"$(kvblend quantize --list-shapes | LC_ALL=C sort | paste -sd ' ')" \
@@ -88,7 +91,7 @@ if have quantize; then
 		for i in 1 2 3 4; do skip "kvblend-quantize has no --list-shapes"; done
 	fi
 else
-	for i in 1 2 3 4 5 6 7 8; do skip "kvblend-quantize is not built"; done
+	for i in 1 2 3 4 5 6 7 8 9; do skip "kvblend-quantize is not built"; done
 fi
 cd "$KVBLEND_ROOT" || exit 1
 
@@ -177,6 +180,12 @@ if command -v fish >/dev/null 2>&1; then
 	else
 		for i in 1 2; do skip "kvblend-evict is not built"; done
 	fi
+	if have blend; then
+		is "$(fcand 'kvblend blend --template ')" "auto chatml gemma llama2 llama3 mistral mistral-v7 phi3 phi4 plain" \
+			"fish: blend --template <TAB> offers auto and the templates"
+	else
+		skip "kvblend-blend is not built"
+	fi
 	if have chunk; then
 		is "$(fcand 'kvblend chunk --by=p')" "--by=paragraph --by=ppl" "fish: chunk --by=p<TAB>"
 		is "$(fcand 'kvblend chunk --exclude ')" "" "fish: chunk --exclude <TAB>: a glob, no file names"
@@ -192,7 +201,7 @@ if command -v fish >/dev/null 2>&1; then
 		for i in 1 2; do skip "kvblend-quantize is not built"; done
 	fi
 else
-	for i in 1 2 3 4 5 6 7 8 9; do skip "fish is not installed"; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do skip "fish is not installed"; done
 fi
 
 is "$(cat "$TAP_TMP/noise" 2>/dev/null)" "" "completing printed nothing of its own"

@@ -62,13 +62,13 @@ err1 "empty prompt file" "prompt is empty" "$bin/kvblend-decode" -m "$model" -f 
 # issue 10 item 10: the context (stories260K's is 128 tokens) in one line
 long=$(perl -e 'print "Once upon a time " x 60')
 err1 "a prompt past the model's context" "the prompt has [0-9]* tokens, more than the context of 128$" \
-	"$bin/kvblend-decode" -m "$model" -p "$long" -n 4
+	"$bin/kvblend-decode" -m "$model" -p "$long" -n 4 --template plain
 np=$(printf 'Joe loves writing stories' | "$bin/kvblend-tokenize" -m "$model" | wc -w) # BOS included
 err1 "a prompt past --ctx" "the prompt has $np tokens, more than the context of 4$" \
-	"$bin/kvblend-decode" -m "$model" -p "Joe loves writing stories" --ctx 4 -n 4
-"$bin/kvblend-decode" -m "$model" -p "Joe loves writing stories" -n 500 --ids >"$tmp/full" 2>"$tmp/e"; rc=$?
+	"$bin/kvblend-decode" -m "$model" -p "Joe loves writing stories" --ctx 4 -n 4 --template plain
+"$bin/kvblend-decode" -m "$model" -p "Joe loves writing stories" -n 500 --ids --template plain >"$tmp/full" 2>"$tmp/e"; rc=$?
 ng=$((128 - np + 1)) # the last token generated needs no slot
-[ $rc -eq 0 ] && [ "$(wc -w <"$tmp/full")" -eq $ng ] && [ "$(cat "$tmp/e")" = "kvblend-decode: stopped after $ng tokens: context full at 128 tokens" ]
+[ $rc -eq 0 ] && [ "$(wc -w <"$tmp/full")" -eq $ng ] && [ "$(cat "$tmp/e")" = "kvblend-decode: stopped after $ng tokens: context full at 128 tokens (the model's context; --ctx N for more)" ]
 ok $? "decode says why it stopped at a full context (exit $rc, $(wc -w <"$tmp/full") ids): $(cat "$tmp/e")"
 "$bin/kvblend-decode" -m "$model" -p "Joe loves writing stories" -n 500 --ids --quiet >/dev/null 2>"$tmp/e"
 [ ! -s "$tmp/e" ]; ok $? "--quiet: no word"

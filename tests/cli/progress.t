@@ -30,9 +30,10 @@ ok $(case $RUN_ERR in *"chunks ("*) echo 1 ;; *) echo 0 ;; esac) "embed --quiet:
 
 # blend: the caches loaded or computed, of how many (the head, BOS here, and the first 5 records)
 head -n 5 "$TAP_TMP/c.jsonl" >"$TAP_TMP/c5.jsonl"
-run "$B/kvblend-blend" -m "$model" --store "$TAP_TMP/b1" -q "Who was there?" -v -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
-like "$RUN_RC:$RUN_ERR" "0:kvblend-blend: 6/6 chunk caches (100%)*" "blend -v: progress of the chunk caches"
-run "$B/kvblend-blend" -m "$model" --store "$TAP_TMP/b1" -q "Who was there?" -v --quiet -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
+run "$B/kvblend-blend" -m "$model" --template plain --store "$TAP_TMP/b1" -q "Who was there?" -v -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
+like "$RUN_RC:$RUN_ERR" "0:kvblend-blend: template: plain (given with --template)
+kvblend-blend: 6/6 chunk caches (100%)*" "blend -v: the template, then progress of the chunk caches"
+run "$B/kvblend-blend" -m "$model" --template plain --store "$TAP_TMP/b1" -q "Who was there?" -v --quiet -o "$TAP_TMP/b.kvc" <"$TAP_TMP/c5.jsonl"
 ok $(case $RUN_ERR in *"chunk caches ("*) echo 1 ;; *) echo 0 ;; esac) "blend --quiet: no progress"
 
 yes "Once upon a time there was a little cat. It was happy. The dog ran away." | head -n 20 >"$TAP_TMP/doc.txt"

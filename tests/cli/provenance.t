@@ -27,5 +27,5 @@ ok $? "blend --query --prefix writes a cache"
 clean "$TAP_TMP/b.kvc"; ok $? "  the blended cache holds no byte of the query or the prefix"
 clean "$TAP_TMP/st/objects"; ok $? "  nor does any object in the store"
 is "$("$I" -j "$TAP_TMP/b.kvc" | perl -MJSON::PP -0777 -ne 'print join(" ", @{decode_json($_)->{provenance}{argv}})')" \
-	"-m --store --query --prefix -o" "  info --json: provenance.argv is the option names"
+	"-m --store --query --prefix -o --template=plain" "  info --json: provenance.argv is the option names, and the template used"
 done_testing

@@ -81,12 +81,12 @@ if [ -n "$model" ]; then
 	is "$RUN_RC:$RUN_ERR:$(printf '%s\n' "$RUN_OUT" | grep -c '"embedding":')" "0::2" "embed --vectors takes what chunk writes"
 	check "kvblend-embed --vectors" 2 "$B/kvblend-embed" -m "$model" --vectors
 	# blend: the same rule, strict (a chunk left out would change the prompt)
-	run "$B/kvblend-blend" -m "$model" --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/chunks.jsonl"
+	run "$B/kvblend-blend" -m "$model" --template plain --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/chunks.jsonl"
 	is "$RUN_RC:$RUN_ERR" "0:" "blend takes what chunk writes"
 	i=1
 	while [ $i -le $n ]; do
 		label=$(cut -d'|' -f1 "$t/case$i.want") msg=$(cut -d'|' -f2- "$t/case$i.want")
-		run "$B/kvblend-blend" -m "$model" --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/case$i.jsonl"
+		run "$B/kvblend-blend" -m "$model" --template plain --store "$t/st" -q " Who?" -o "$t/b.kvc" <"$t/case$i.jsonl"
 		is "$RUN_RC:$RUN_ERR" "1:kvblend-blend: '<stdin>': line 2: $msg" "kvblend-blend: $label"
 		i=$((i + 1))
 	done

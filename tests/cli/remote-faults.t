@@ -28,7 +28,7 @@ q="Who is Elizabeth?"
 blend() { # STORE [more options] → $t/out.kvc, $t/err
 	st=$1
 	shift
-	"$B/kvblend-blend" -m "$model" --store "$st" --ctx 512 -q "$q" -v "$@" <"$t/c.jsonl" >"$t/out.kvc" 2>"$t/err"
+	"$B/kvblend-blend" -m "$model" --template plain --store "$st" --ctx 512 -q "$q" -v "$@" <"$t/c.jsonl" >"$t/out.kvc" 2>"$t/err"
 }
 
 "$B/kvblend-prefill" -m "$model" --store "$t/A" $R --json <"$t/c.jsonl" >/dev/null 2>"$t/a.err"
@@ -103,6 +103,6 @@ blend "$t/U" --remote "http://127.0.0.1:$port/kv"; ok $? "an unreachable remote:
 "$B/kvblend-prefill" -m "$model" --store "$t/U2" --remote "http://127.0.0.1:$port/kv" <"$t/c.jsonl" >/dev/null 2>"$t/err"
 ok $? "prefill with an unreachable remote succeeds"
 [ "$(grep -c warning "$t/err")" -eq 1 ]; ok $? "with one warning"
-"$B/kvblend-blend" -m "$model" --remote "not-a-url" -q "$q" <"$t/c.jsonl" >/dev/null 2>"$t/err"
+"$B/kvblend-blend" -m "$model" --template plain --remote "not-a-url" -q "$q" <"$t/c.jsonl" >/dev/null 2>"$t/err"
 [ $? -eq 2 ]; ok $? "a malformed --remote is a usage error: $(head -n 1 "$t/err")"
 done_testing

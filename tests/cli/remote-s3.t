@@ -47,18 +47,18 @@ k=$(head -n 1 "$t/want")
 aws s3 cp "s3://kvb-fleet/team/kv/$k" "$t/fromaws.kvc" >/dev/null 2>&1
 cmp -s "$t/fromaws.kvc" "$t/A/objects/$(echo "$k" | cut -c1-2)/$(echo "$k" | cut -c3-)"
 ok $? "awscli reads an object back byte for byte as machine A stored it"
-"$B/kvblend-blend" -m "$model" --store "$t/A" $R --ctx 512 -q "$q" <"$t/c.jsonl" >/dev/null 2>&1
-"$B/kvblend-blend" -m "$model" --store "$t/A" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/a.kvc" 2>"$t/ab.err"
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/A" $R --ctx 512 -q "$q" <"$t/c.jsonl" >/dev/null 2>&1
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/A" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/a.kvc" 2>"$t/ab.err"
 ok $? "machine A: blend (its second: the prompt's head was computed and written through by the first)"
 
 # machine B: an empty store, the same bucket
-"$B/kvblend-blend" -m "$model" --store "$t/B" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/b.kvc" 2>"$t/b.err"
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/B" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/b.kvc" 2>"$t/b.err"
 ok $? "machine B: blend from an empty store"
 grep -q "6 fetched from the remote.*, 0 computed" "$t/b.err"; ok $? "machine B computed nothing, fetched all 6 caches: $(grep -o '[0-9]* caches from.*computed' "$t/b.err")"
 cmp -s "$t/a.kvc" "$t/b.kvc"; ok $? "machine B's blend equals machine A's bit for bit"
 "$B/kvblend-evict" --store "$t/B" --verify >/dev/null 2>&1; ok $? "machine B's store verifies clean"
 [ "$(find "$t/B/objects" -name '*.kvc' | wc -l)" -eq 6 ]; ok $? "and keeps the 6 fetched caches"
-"$B/kvblend-blend" -m "$model" --store "$t/B" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/b2.kvc" 2>"$t/b2.err"
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/B" $R --ctx 512 -q "$q" -v <"$t/c.jsonl" >"$t/b2.kvc" 2>"$t/b2.err"
 grep -q "(0 fetched from the remote" "$t/b2.err"; ok $? "machine B again: all from its local store, nothing fetched"
 
 # machine C: prefill with the remote from $KVBLEND_REMOTE
@@ -80,7 +80,7 @@ if grep -rl -e kvbSecretKey42 -e kvbSessionToken42 "$t/A" "$t/B" "$t/C" "$t"/*.e
 else
 	ok 0 "no credential in messages, caches or indexes"
 fi
-"$B/kvblend-blend" -m "$model" --store "$t/D" --remote s3://kvb-nobucket/x --ctx 512 -q "$q" <"$t/c.jsonl" >"$t/d.kvc" 2>"$t/d.err"
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/D" --remote s3://kvb-nobucket/x --ctx 512 -q "$q" <"$t/c.jsonl" >"$t/d.kvc" 2>"$t/d.err"
 ok $? "a bucket that does not exist: the blend is still answered"
 [ "$(wc -l <"$t/d.err")" -eq 1 ] && ! grep -q -e kvbSecretKey42 -e kvbSessionToken42 -e S3RVER "$t/d.err"
 ok $? "one warning, with no credential in it: $(head -n 1 "$t/d.err")"
@@ -122,7 +122,7 @@ ok $? "and refuses them signed with another secret"
 "$B/kvblend-prefill" -m "$model" --store "$t/E" --remote s3://kvb-sig/fleet --json <"$t/c.jsonl" >/dev/null 2>"$t/e.err"
 ok $? "prefill writes through to it"
 [ "$(grep -c warning "$t/e.err")" -eq 0 ] && grep -q '"computed":5' "$t/e.err"; ok $? "with no warning: every signed HEAD and PUT accepted"
-"$B/kvblend-blend" -m "$model" --store "$t/F" --remote s3://kvb-sig/fleet --ctx 512 -q "$q" -v <"$t/c.jsonl" >/dev/null 2>"$t/f.err"
+"$B/kvblend-blend" -m "$model" --template plain --store "$t/F" --remote s3://kvb-sig/fleet --ctx 512 -q "$q" -v <"$t/c.jsonl" >/dev/null 2>"$t/f.err"
 grep -q "(5 fetched from the remote" "$t/f.err" && [ "$(grep -c warning "$t/f.err")" -eq 0 ]
 ok $? "another store blends from it: signed GETs accepted"
 "$B/kvblend-evict" --remote s3://kvb-sig/fleet --list >"$t/sl" 2>&1; [ "$(wc -l <"$t/sl")" -eq 6 ]

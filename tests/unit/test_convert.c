@@ -143,7 +143,7 @@ static void test_synth(void)
 		const char *name = qtype_name(cases[c].type);
 		struct convert_stats st;
 		struct seen seen = { 0 };
-		struct convert_opts opts = { on_tensor, &seen };
+		struct convert_opts opts = { .on_tensor = on_tensor, .ctx = &seen };
 		char out[512];
 		snprintf(out, sizeof out, "%s/synth-%s.gguf", tmpdir, name);
 		int rc = convert_gguf(in, out, cases[c].type, &opts, &st);

@@ -1230,6 +1230,24 @@ static void test_option_names(void)
 	ok(strcmp(got, "") == 0, "ambiguous and unknown options and everything after -- are dropped: '%s'", got);
 	char *a4[] = { "t" };
 	ok(strcmp(names_of(1, a4), "") == 0, "no options: no names");
+
+	/* a setting's value: "--template" becomes "--template=chatml", else it is added */
+	static const struct option lo[] = { { "template", required_argument, NULL, 'T' },
+					    { "model", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 } };
+	char *a5[] = { "t", "-m", "m.gguf", "--template", "auto" };
+	for (int given = 1; given >= 0; given--) {
+		char **names;
+		int n;
+		char joined[256] = "";
+		int rc = kvc_option_names(given ? 5 : 3, a5, "m:", lo, &names, &n);
+		if (rc == KB_OK)
+			rc = kvc_option_names_set(&names, &n, "template", "chatml");
+		for (int i = 0; rc == KB_OK && i < n; i++)
+			snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s", i ? " " : "", names[i]);
+		ok(rc == KB_OK && !strcmp(joined, "-m --template=chatml"), "kvc_option_names_set, --template %s: %s",
+		   given ? "given (replaced)" : "not given (added)", joined);
+		free(names);
+	}
 }
 
 int main(void)
