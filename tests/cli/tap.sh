@@ -31,6 +31,10 @@
 KVBLEND_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KVBLEND_BIN=${KVBLEND_BIN:-$KVBLEND_ROOT/build/bin}
 TAP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/kvblend-test.XXXXXX") || exit 1
+# every test has caches of its own: no store, wisdom or model left in the
+# user's ~/.cache by another test or another build is ever read
+export XDG_CACHE_HOME="$TAP_TMP/cache"
+unset KVBLEND_STORE KVBLEND_WISDOM KVBLEND_REMOTE
 TAP_PIDS=
 trap 'kill $TAP_PIDS 2>/dev/null; wait $TAP_PIDS 2>/dev/null; rm -rf "$TAP_TMP"' EXIT
 trap 'exit 1' HUP INT TERM
