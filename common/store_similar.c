@@ -4,8 +4,6 @@
 
 #include "store_impl.h"
 
-
-
 /* The sketch as a blob: n 64-bit values, little-endian. */
 static void sketch_blob(const uint64_t *sk, int n, uint8_t *out)
 {
@@ -103,7 +101,7 @@ int store_sketch_find(struct store *st, const char *model_fp, const char *self, 
 	sqlite3_stmt *s;
 	int rc;
 	memset(out, 0, sizeof *out);
-	if (doc && seq >= 0) {
+	if (doc && seq >= 0) { /* the newest 8 versions of the chunk */
 		if ((rc = db_prep(&st->db, &s, "SELECT s.key, s.sketch FROM sketches s JOIN objects o ON o.key = s.key"
 				  " WHERE s.doc = ?1 AND s.seq = ?2 AND o.model = ?3 AND s.key != ?4"
 				  " ORDER BY o.created DESC LIMIT 8")))
