@@ -69,8 +69,8 @@ static void usage(void)
 	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
 	       "      --no-store           compute every chunk cache, store nothing\n"
 	       "      --reuse-similar      build a missing chunk's cache from the stored chunk most like\n"
-	       "                           it (by MinHash sketch; --ratio and --check-layer choose what\n"
-	       "                           is recomputed), and store it\n"
+	       "                           it (same doc and seq, else by MinHash sketch; --ratio and\n"
+	       "                           --check-layer choose what is recomputed), and store it\n"
 	       "      --min-similarity S   the least estimated similarity of that chunk (default 0.5)\n"
 	       CLI_REMOTE_HELP
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
@@ -197,6 +197,9 @@ static int add_record(void *ctx, json_t *rec, const struct rec_where *at)
 	size_t len;
 	const char *text = rec_text(rec, &len);
 	int rc = prompt_add_text(c->p, c->m, text, len, 0);
+	json_t *doc = json_object_get(rec, "doc"), *seq = json_object_get(rec, "seq");
+	if (rc == KB_OK && json_is_string(doc) && json_is_integer(seq) && json_integer_value(seq) >= 0)
+		rc = prompt_set_doc(c->p, json_string_value(doc), json_integer_value(seq));
 	json_decref(rec);
 	return rc;
 }

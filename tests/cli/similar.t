@@ -55,14 +55,21 @@ printf 'Completely different words about sailing ships, harbours, tides and the 
 [ "$(json_field computed <"$t/j")" = 1 ] && [ "$(json_field similar <"$t/j")" = 0 ]
 ok $? "an unrelated chunk has no candidate: computed from scratch"
 
-# blend: the edited chunk misses and is built from the stored version 1
+# blend: the edited chunk misses and is built from the stored version 1, found
+# by its document and number, or (records without a doc) by its sketch
 "$B/kvblend-prefill" -m "$model" --store "$t/b" "$t/v1.jsonl" >/dev/null
+cp -R "$t/b" "$t/b2"
 "$B/kvblend-blend" -m "$model" --store "$t/b" -q "What does the reader model do?" --reuse-similar -v \
 	-o "$t/p.kvc" <"$t/v2.jsonl" 2>"$t/err"
 ok $? "blend --reuse-similar"
-grep -q "chunk 3: built from .* (similarity .*, by sketch): [0-9]* of [0-9]* tokens reused" "$t/err" &&
+grep -q "chunk 3: built from .* (similarity .*, by document): [0-9]* of [0-9]* tokens reused" "$t/err" &&
 	grep -q "1 of [0-9]* chunk caches computed built from similar chunks" "$t/err"
-ok $? "blend builds the missing chunk from a similar one: $(grep 'built from similar' "$t/err")"
+ok $? "blend builds the missing chunk from its older version: $(grep 'built from similar' "$t/err")"
+sed 's/"doc":"[^"]*",//' "$t/v2.jsonl" |
+	"$B/kvblend-blend" -m "$model" --store "$t/b2" -q "What does the reader model do?" --reuse-similar -v \
+	-o "$t/p.kvc" 2>"$t/err"
+grep -q "chunk 3: built from .* (similarity .*, by sketch)" "$t/err"
+ok $? "without a document, by its sketch"
 
 # usage
 "$B/kvblend-prefill" -m "$model" --ratio 0.5 "$t/v1.jsonl" >/dev/null 2>&1; [ $? -eq 2 ]
