@@ -26,6 +26,8 @@
 #include "pool.h"
 #include "template.h"
 
+enum { OPT_REUSE_SIMILAR = 0x1281 };
+
 static const struct option longopts[] = {
 	{ "speed", no_argument, NULL, 'S' },
 	{ "dataset", required_argument, NULL, 'A' },
@@ -43,6 +45,7 @@ static const struct option longopts[] = {
 	{ "template", required_argument, NULL, 'E' },
 	{ "ctx", required_argument, NULL, 'C' },
 	{ "store", required_argument, NULL, 's' },
+	{ "reuse-similar", no_argument, NULL, OPT_REUSE_SIMILAR },
 	CLI_REMOTE_OPTION,
 	{ "dtype", required_argument, NULL, 'Y' },
 	{ "json", no_argument, NULL, 'j' },
@@ -88,6 +91,9 @@ static void usage(void)
 	       "                            (default: the model's context)\n"
 	       "      --store DIR           the chunk-cache store (default $KVBLEND_STORE or\n"
 	       "                            $XDG_CACHE_HOME/kvblend)\n"
+	       "      --reuse-similar       chunk caches missing from the store are built from the most\n"
+	       "                            similar stored chunk (ratio 0.15, check layer 1), as\n"
+	       "                            kvblend prefill --reuse-similar does\n"
 	       "      --remote URL          the store's remote tier (default $KVBLEND_REMOTE): caches\n"
 	       "                            missing from the store are fetched from it, new ones written to it\n"
 	       "      --dtype TYPE          caches put in the store: f16, bf16, f32, q8_0, or\n"
@@ -159,6 +165,7 @@ struct opts {
 	const char *model, *dataset, *methods, *template, *store, *remote, *plot, *n_gen;
 	int pp[16], n_pp, depth[16], n_depth, reps, threads, batch, limit, max_chunk_tokens, max_passages, dtype, ctx;
 	bool speed, tsv, json, progress, quiet, speed_only;
+	bool reuse_similar;
 };
 
 /* One --speed --json row: an object on a line, the --tsv columns as keys. */
@@ -320,6 +327,11 @@ static void bench_dataset(const struct opts *o, int n_prov, char ***prov)
 		cli_usage_error("--remote: %s", kb_error());
 	else if (rr)
 		cli_die("%s", kb_error());
+	if (o->reuse_similar) {
+		struct chunkcache_similar so = { .min_sim = SIMILAR_MIN_DEFAULT };
+		blend_opts_init(&so.bo);
+		chunkcache_set_similar(bo.cc, &so);
+	}
 	struct reporter rp = { .tty = isatty(STDERR_FILENO) };
 	rp.show = !o->quiet && (o->progress || rp.tty);
 	bo.progress = report_progress, bo.progress_ctx = &rp;
@@ -333,6 +345,10 @@ static void bench_dataset(const struct opts *o, int n_prov, char ***prov)
 		cli_die("%s (%s; cut the passages: --max-chunk-tokens, --max-passages)", kb_error(), hint);
 	if (rc)
 		cli_die("%s", kb_error());
+	if (o->reuse_similar)
+		fprintf(stderr, "%s: %d chunk caches computed for the store in %.3f s, %d of them built from similar "
+			"chunks: %llu of %llu tokens reused\n", cli_tool, r.warm.misses, r.warm.t_compute, r.warm.similar,
+			(unsigned long long)r.warm.tokens_reused, (unsigned long long)r.warm.tokens_similar);
 	if (r.n_skipped)
 		fprintf(stderr, "%s: warning: %d of %d questions skipped: prompts of up to %d tokens (with the %d generated) "
 			"do not fit the context of %d (%s; cut the passages: --max-chunk-tokens, --max-passages)\n",
@@ -382,6 +398,7 @@ static void parse(int argc, char **argv, struct opts *op)
 		case 'E': o.template = optarg, dataset_only = true; break;
 		case 'C': o.ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24), dataset_only = true; break;
 		case 's': o.store = optarg, dataset_only = true; break;
+		case OPT_REUSE_SIMILAR: o.reuse_similar = true, dataset_only = true; break;
 		case CLI_REMOTE: o.remote = optarg, dataset_only = true; break;
 		case 'Y':
 			if ((o.dtype = kvc_dtype_from_name(optarg)) < 0)

@@ -13,6 +13,8 @@
 #include "records.h"
 #include "template.h"
 
+enum { OPT_REUSE_SIMILAR = 0x1281, OPT_MIN_SIMILARITY };
+
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
 	{ "prefix", required_argument, NULL, 'P' },
@@ -31,6 +33,8 @@ static const struct option longopts[] = {
 	{ "ctx", required_argument, NULL, 'c' },
 	{ "store", required_argument, NULL, 'S' },
 	{ "no-store", no_argument, NULL, 'N' },
+	{ "reuse-similar", no_argument, NULL, OPT_REUSE_SIMILAR },
+	{ "min-similarity", required_argument, NULL, OPT_MIN_SIMILARITY },
 	CLI_REMOTE_OPTION,
 	{ "verify", no_argument, NULL, 'V' },
 	{ "special", no_argument, NULL, 'X' },
@@ -66,6 +70,10 @@ static void usage(void)
 	       "      --store DIR          chunk caches from this store (default $KVBLEND_STORE or\n"
 	       "                           $XDG_CACHE_HOME/kvblend); missing ones are computed and stored\n"
 	       "      --no-store           compute every chunk cache, store nothing\n"
+	       "      --reuse-similar      build a missing chunk's cache from the stored chunk most like\n"
+	       "                           it (same doc and seq, else by MinHash sketch; --ratio and\n"
+	       "                           --check-layer choose what is recomputed), and store it\n"
+	       "      --min-similarity S   the least estimated similarity of that chunk (default 0.5)\n"
 	       CLI_REMOTE_HELP
 	       "      --verify             also run a full prefill; print the fidelity on stderr\n"
 	       "      --special            turn special tokens written in the prefix and query (</s>)\n"
@@ -92,6 +100,8 @@ struct opts {
 	struct blend_opts bo;
 	int dtype, threads, ctx;
 	bool verify, verbose, quiet, no_store, special;
+	bool reuse_similar;
+	double min_sim;
 };
 
 static void parse(int argc, char **argv, struct opts *o)
@@ -136,6 +146,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'c': o->ctx = (int)cli_long("--ctx", optarg, 1, 1 << 24); break;
 		case 'S': o->store = optarg; break;
 		case 'N': o->no_store = true; break;
+		case OPT_REUSE_SIMILAR: o->reuse_similar = true; break;
+		case OPT_MIN_SIMILARITY: o->min_sim = cli_double("--min-similarity", optarg, 0, 1); break;
 		case CLI_REMOTE: o->remote = optarg; break;
 		case 'V': o->verify = true; break;
 		case 'X': o->special = true; break;
@@ -152,6 +164,10 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("give the query and the prefix once each (TEXT or FILE)");
 	if (o->store && o->no_store)
 		cli_usage_error("--store and --no-store do not go together");
+	if (o->reuse_similar && o->no_store)
+		cli_usage_error("--reuse-similar and --no-store do not go together (similar chunks are in the store)");
+	if (o->min_sim >= 0 && !o->reuse_similar)
+		cli_usage_error("--min-similarity goes with --reuse-similar");
 	if (o->remote && o->no_store)
 		cli_usage_error("--remote and --no-store do not go together (the store is the remote's cache)");
 	if (!o->template)
@@ -182,6 +198,9 @@ static int add_record(void *ctx, json_t *rec, const struct rec_where *at)
 	size_t len;
 	const char *text = rec_text(rec, &len);
 	int rc = prompt_add_text(c->p, c->m, text, len, 0);
+	json_t *doc = json_object_get(rec, "doc"), *seq = json_object_get(rec, "seq");
+	if (rc == KB_OK && json_is_string(doc) && json_is_integer(seq) && json_integer_value(seq) >= 0)
+		rc = prompt_set_doc(c->p, json_string_value(doc), json_integer_value(seq));
 	json_decref(rec);
 	return rc;
 }
@@ -224,10 +243,20 @@ static void warn_chunk(void *ctx, int id, const char *msg)
 		fprintf(stderr, "%s: warning: %s: %s\n", cli_tool, id == 0 ? "the prefix" : "a chunk", msg);
 }
 
+/* -v: a chunk built from a similar stored one */
+static void report_similar(void *ctx, int id, const char *parent, double sim, bool by_doc,
+			   const struct similar_stats *s)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: chunk %d: built from %.12s… (similarity %.2f, by %s): %d of %d tokens reused (%.0f%%)\n",
+		cli_tool, id, parent, sim, by_doc ? "document" : "sketch", s->n_reused, s->n_tokens,
+		100.0 * s->n_reused / s->n_tokens);
+}
+
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .output = "-", .dtype = KVC_F16 };
+	struct opts o = { .output = "-", .dtype = KVC_F16, .min_sim = -1 };
 	parse(argc, argv, &o);
 	char **prov; /* provenance: the option names, never their values (the query, the prefix) */
 	int n_prov;
@@ -268,6 +297,12 @@ int main(int argc, char **argv)
 			cli_die("%s", kb_error());
 		remote = chunkcache_remote(cc) != NULL;
 	}
+	if (o.reuse_similar && chunkcache_store(cc)) { /* what a similar chunk's rebuild recomputes: blend's choice */
+		struct chunkcache_similar so = { .min_sim = o.min_sim >= 0 ? o.min_sim : SIMILAR_MIN_DEFAULT, .bo = o.bo,
+						 .report = o.verbose ? report_similar : NULL };
+		so.bo.mode = BLEND_BLEND;
+		chunkcache_set_similar(cc, &so);
+	}
 	struct progress meter;
 	progress_start(&meter, "chunk caches", 0, progress_wanted(o.quiet, o.verbose));
 	chunkcache_set_progress(cc, progress_cb, &meter);
@@ -293,6 +328,11 @@ int main(int argc, char **argv)
 			st.blend.n_selected, st.cache.hits, from_remote, st.cache.misses, st.cache.t_compute,
 			st.cache.bytes_read / 1048576.0, st.cache.t_load, st.t_blend, st.t_ttft);
 	}
+	if (o.reuse_similar && !o.quiet)
+		fprintf(stderr, "%s: %d of %d chunk caches computed built from similar chunks: %llu of %llu tokens "
+			"reused (%.1f%%)\n", cli_tool, st.cache.similar, st.cache.misses,
+			(unsigned long long)st.cache.tokens_reused, (unsigned long long)st.cache.tokens_similar,
+			st.cache.tokens_similar ? 100.0 * st.cache.tokens_reused / st.cache.tokens_similar : 0.0);
 	if (o.verify) {
 		struct prompt_fidelity f;
 		if (prompt_verify(m, &ws, &kv, logits, &f))

@@ -27,6 +27,10 @@ static const struct option longopts[] = {
 	{ "store", required_argument, NULL, 'S' },
 	CLI_REMOTE_OPTION,
 	{ "batch", required_argument, NULL, 'b' },
+	{ "reuse-similar", no_argument, NULL, 'R' },
+	{ "min-similarity", required_argument, NULL, 'Y' },
+	{ "ratio", required_argument, NULL, 'r' },
+	{ "check-layer", required_argument, NULL, 'C' },
 	{ "progress", no_argument, NULL, 'P' },
 	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -58,6 +62,13 @@ static void usage(void)
 	       "      --store DIR         the store (default $KVBLEND_STORE or $XDG_CACHE_HOME/kvblend)\n"
 	       CLI_REMOTE_HELP
 	       "  -b, --batch N           tokens per forward pass across chunks (default 512)\n"
+	       "      --reuse-similar     build a new chunk's cache from the stored chunk most like it\n"
+	       "                          (the same doc and seq, else by its MinHash sketch): its\n"
+	       "                          matching tokens' K/V moved to their new positions, the rest\n"
+	       "                          and the most deviating (--ratio) recomputed\n"
+	       "      --min-similarity S  the least estimated similarity of that chunk (default 0.5)\n"
+	       "      --ratio R           share of its reused tokens recomputed (default 0.15)\n"
+	       "      --check-layer L     layer where their deviations are measured (default 1)\n"
 	       "      --progress          progress on stderr even when it is not a terminal (as -v)\n"
 	       "      --quiet             no progress (not even with -v)\n"
 	       "  -v, --verbose           timings on stderr\n"
@@ -77,6 +88,8 @@ struct opts {
 	const char *model, *prompt, *file, *output, *store, *remote;
 	int dtype, threads, batch;
 	bool json, no_bos, no_logits, special, verbose, progress, quiet, output_set;
+	bool reuse_similar, similar_opt; /* --reuse-similar; one of its options given */
+	struct chunkcache_similar sim;
 };
 
 /* ---- chunk records → the store ---- */
@@ -87,6 +100,8 @@ struct pending {
 	int n;
 	char key[STORE_KEY_HEX + 1];
 	int slot0;       /* in the batch cache */
+	const char *doc; /* into rec; NULL: none */
+	int64_t seq;     /* -1: none */
 };
 
 struct counts {
@@ -94,6 +109,8 @@ struct counts {
 	long uploaded;   /* of stored, those written through to the remote now (stored before it was given) */
 	long tokens;
 	double t_compute;
+	long similar;    /* of computed, built from a similar stored chunk */
+	long tokens_similar, tokens_reused; /* their tokens, those whose K/V were reused */
 	struct chunkcache_stats remote; /* fetched: of stored, those that came from the remote tier */
 };
 
@@ -156,7 +173,8 @@ static int flush(struct run *r)
 			struct pending *q = &r->v[i];
 			if (!q->tok)
 				continue;
-			if ((rc = chunkcache_put(r->cc, r->m, &r->kv, q->slot0, q->n, q->key, dt * q->n / n_tok)))
+			if ((rc = chunkcache_put_doc(r->cc, r->m, &r->kv, q->slot0, q->n, q->key, dt * q->n / n_tok, q->doc,
+						     q->seq, NULL)))
 				break;
 			r->c.computed++;
 			r->c.tokens += q->n;
@@ -173,6 +191,48 @@ static int flush(struct run *r)
 	free(tok), free(pos), free(len);
 	progress(r, false);
 	return rc;
+}
+
+/* Make the batch cache hold n tokens at least. */
+static void batch_room(struct run *r, int n)
+{
+	if (r->kv.n_ctx >= n)
+		return;
+	kv_cache_free(&r->kv);
+	model_ws_free(&r->ws);
+	if (kv_cache_init(&r->kv, r->m, n) || model_ws_init(&r->ws, r->m, r->o->batch, n))
+		cli_die("%s", kb_error());
+}
+
+/* --reuse-similar: build q's cache from a similar stored chunk (and store
+ * it); true when it was, false when there is none (it is then computed). */
+static bool build_similar(struct run *r, struct pending *q, const struct rec_where *at)
+{
+	struct similar_stats ss;
+	char parent[STORE_KEY_HEX + 1];
+	double sim = 0, t0 = kb_now();
+	bool by_doc = false;
+	batch_room(r, q->n);
+	int rc = chunkcache_build_similar(r->cc, r->m, &r->kv, 0, q->tok, q->n, q->key, q->doc, q->seq, &r->o->sim, &ss,
+					  parent, &sim, &by_doc);
+	if (rc == KB_EOF)
+		return false;
+	if (rc) {
+		fprintf(stderr, "%s: warning: %s: line %ld: cannot be built from a similar chunk (%s); computing it\n",
+			cli_tool, at->name, at->lineno, kb_error());
+		return false;
+	}
+	r->c.t_compute += kb_now() - t0;
+	r->c.computed++;
+	r->c.tokens += q->n;
+	r->c.similar++;
+	r->c.tokens_similar += q->n;
+	r->c.tokens_reused += ss.n_reused;
+	if (r->o->verbose && !r->o->json)
+		fprintf(stderr, "%s: %s: line %ld: built from %.12s… (similarity %.2f, by %s): %d of %d tokens reused (%.0f%%)\n",
+			cli_tool, at->name, at->lineno, parent, sim, by_doc ? "document" : "sketch", ss.n_reused, q->n,
+			100.0 * ss.n_reused / q->n);
+	return true;
 }
 
 /* A record from the loop: tokenize it, look it up, add it to the batch. */
@@ -197,7 +257,12 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	if (kb_grow(&r->v, &r->cap, r->n, sizeof *r->v, 64))
 		cli_die("%s", kb_error());
 	struct pending *q = &r->v[r->n++];
-	*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n };
+	*q = (struct pending){ .rec = rec, .tok = tok, .n = (int)n, .seq = -1 };
+	json_t *doc = json_object_get(rec, "doc"), *seq = json_object_get(rec, "seq");
+	if (json_is_string(doc) && json_is_integer(seq) && json_integer_value(seq) >= 0) {
+		q->doc = json_string_value(doc);
+		q->seq = json_integer_value(seq);
+	}
 	store_key(r->m->fingerprint, tok, n, q->key);
 	/* already stored (here, or on the remote: fetched), or already in this
 	 * batch: nothing to compute. Stored here only: the remote gets it too. */
@@ -208,10 +273,11 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 		dup = r->v[i].tok && strcmp(r->v[i].key, q->key) == 0;
 	if (!dup)
 		dup = chunkcache_fetch(r->cc, q->key, &r->c.remote) == KB_OK;
-	if (dup) {
+	bool built = !dup && r->o->reuse_similar && build_similar(r, q, at);
+	if (dup || built) {
 		free(q->tok);
 		q->tok = NULL;
-		r->c.stored++;
+		r->c.stored += dup;
 	} else {
 		r->n_tok += q->n;
 	}
@@ -243,6 +309,8 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	else if (rr)
 		cli_die("%s", kb_error());
 	const bool remote = chunkcache_remote(r.cc) != NULL;
+	if (o->reuse_similar && o->sim.bo.check_layer >= m->hp.n_layer)
+		cli_usage_error("--check-layer %d: the model has %d layers", o->sim.bo.check_layer, m->hp.n_layer);
 	r.m = m;
 	if (kv_cache_init(&r.kv, m, o->batch) || model_ws_init(&r.ws, m, o->batch, o->batch))
 		cli_die("%s", kb_error());
@@ -255,9 +323,11 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	progress(&r, true);
 	if (o->json) // the summary as one JSON object on stderr (stdout carries the records)
 		fprintf(stderr, "{\"chunks\":%ld,\"computed\":%ld,\"already_stored\":%ld,\"fetched\":%d,\"uploaded\":%ld,"
-			"\"bad\":%ld,\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f}\n", r.c.records, r.c.computed,
+			"\"bad\":%ld,\"tokens\":%ld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"similar\":%ld,"
+			"\"tokens_similar\":%ld,\"tokens_reused\":%ld}\n", r.c.records, r.c.computed,
 			r.c.stored, r.c.remote.fetched, r.c.uploaded, loop.bad, r.c.tokens, r.c.t_compute,
-			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0);
+			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.similar, r.c.tokens_similar,
+			r.c.tokens_reused);
 	else if (o->verbose) {
 		char from_remote[128] = "";
 		if (remote)
@@ -268,6 +338,10 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 			cli_tool, r.c.records, r.c.computed, r.c.tokens, r.c.t_compute,
 			r.c.t_compute > 0 ? r.c.tokens / r.c.t_compute : 0.0, r.c.stored, from_remote);
 	}
+	if (o->reuse_similar && !o->json) /* the share reused: with --reuse-similar, always said */
+		fprintf(stderr, "%s: %ld of %ld computed built from similar chunks: %ld of %ld tokens reused (%.1f%%)\n",
+			cli_tool, r.c.similar, r.c.computed, r.c.tokens_reused, r.c.tokens,
+			r.c.tokens > 0 ? 100.0 * r.c.tokens_reused / r.c.tokens : 0.0);
 	free(r.v);
 	kv_cache_free(&r.kv);
 	model_ws_free(&r.ws);
@@ -289,6 +363,13 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'S': o->store = optarg; break;
 		case CLI_REMOTE: o->remote = optarg; break;
 		case 'b': o->batch = (int)cli_long("--batch", optarg, 1, 1 << 20); break;
+		case 'R': o->reuse_similar = true; break;
+		case 'Y': o->sim.min_sim = cli_double("--min-similarity", optarg, 0, 1), o->similar_opt = true; break;
+		case 'r': o->sim.bo.ratio = (float)cli_double("--ratio", optarg, 0, 1), o->similar_opt = true; break;
+		case 'C':
+			o->sim.bo.check_layer = (int)cli_long("--check-layer", optarg, 0, 4095);
+			o->similar_opt = true;
+			break;
 		case 'P': o->progress = true; break;
 		case 'Q': o->quiet = true; break;
 		case 'D':
@@ -307,6 +388,8 @@ static void parse(int argc, char **argv, struct opts *o)
 	}
 	if (!o->model)
 		cli_usage_error("a model is required (-m MODEL)");
+	if (o->similar_opt && !o->reuse_similar)
+		cli_usage_error("--min-similarity, --ratio and --check-layer go with --reuse-similar");
 }
 
 /* The cache of one text (-p or -f) to -o. */
@@ -373,7 +456,8 @@ static int prefill_text(const struct opts *o, int n_prov, char **prov)
 int main(int argc, char **argv)
 {
 	cli_start(&cli);
-	struct opts o = { .output = "-", .dtype = -1, .batch = 512 };
+	struct opts o = { .output = "-", .dtype = -1, .batch = 512, .sim.min_sim = SIMILAR_MIN_DEFAULT };
+	blend_opts_init(&o.sim.bo);
 	parse(argc, argv, &o);
 	char **prov; /* provenance: the option names, never their values */
 	int n_prov;
@@ -388,9 +472,9 @@ int main(int argc, char **argv)
 		kern_set_threads(o.threads);
 		status = prefill_records(&o, argc - optind, argv + optind, n_prov, prov);
 	} else {
-		if (o.store || o.remote)
+		if (o.store || o.remote || o.reuse_similar)
 			cli_usage_error("--%s goes with chunk records on stdin (-p/-f write one cache to -o)",
-					o.store ? "store" : "remote");
+					o.store ? "store" : o.remote ? "remote" : "reuse-similar");
 		if (o.prompt && o.file)
 			cli_usage_error("give the text with -p or -f, not both");
 		if (optind < argc)

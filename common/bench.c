@@ -501,7 +501,7 @@ static int warm_store(struct bench *b, struct bench_result *r)
 				return rc;
 			done++;
 		}
-	r->warm_misses = warm.misses, r->warm_hits = warm.hits;
+	r->warm_misses = warm.misses, r->warm_hits = warm.hits, r->warm = warm;
 	progress(b->o, BENCH_DONE, "%d chunk caches in the store (%d computed now, %d there already)", r->n_chunks,
 		 warm.misses, warm.hits);
 	/* page the weights in */

@@ -134,6 +134,7 @@ struct bench_result {
 	struct bench_method ms[BENCH_MAX_METHODS + 1]; /* the listed methods, then full if not listed */
 	int n_m, full;
 	int n_chunks, warm_misses, warm_hits; /* chunk caches put in the store first */
+	struct chunkcache_stats warm;  /* their counts (with similar chunks: bench_opts.cc's chunkcache_set_similar) */
 	bool rss_per_method;           /* peak RSS could be reset before each method */
 	/* owned, [n_groups]: groups[0] is every question; when the questions carry
 	 * more than one kind (questions without one count as kind "none"), one

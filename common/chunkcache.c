@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "kvfile.h"
 #include "remote.h"
 #include "store.h"
@@ -34,6 +35,8 @@ struct chunkcache {
 	void *warn_ctx;
 	void (*progress)(void *ctx, uint64_t done, uint64_t total); /* NULL: none */
 	void *progress_ctx;
+	bool similar;     /* misses built from similar stored chunks first */
+	struct chunkcache_similar sim;
 };
 
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype)
@@ -317,6 +320,12 @@ static int compute(const struct model *m, struct model_ws *ws, struct kv_cache *
 int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
 		   const char *key, double cost)
 {
+	return chunkcache_put_doc(cc, m, kv, slot0, n, key, cost, NULL, -1, NULL);
+}
+
+int chunkcache_put_doc(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
+		       const char *key, double cost, const char *doc, int64_t seq, const char *parent)
+{
 	struct store_put p;
 	int rc = store_put_begin(cc->st, key, &p);
 	if (rc)
@@ -329,8 +338,127 @@ int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv
 	}
 	struct store_meta meta = { .n_tokens = n, .cost = cost, .tool = cc->tool };
 	memcpy(meta.model_fp, m->fingerprint, 32);
-	if ((rc = store_put_commit(cc->st, &p, &meta)) == KB_OK)
-		(void)push(cc, key, -1);
+	if ((rc = store_put_commit(cc->st, &p, &meta)) != KB_OK)
+		return rc;
+	/* its sketch, so that an edit of it finds it */
+	uint64_t sk[SIMILAR_HASHES];
+	int64_t bands[SIMILAR_BANDS];
+	similar_sketch(kv->tok + slot0, n, sk);
+	similar_bands(sk, bands);
+	if (store_sketch_put(cc->st, key, doc, seq, parent, sk, SIMILAR_HASHES, bands, SIMILAR_BANDS) < KB_EOF)
+		warn(cc, -1, "its sketch cannot be recorded: %s", kb_error());
+	(void)push(cc, key, -1);
+	return KB_OK;
+}
+
+/* ---- reuse across edits ---- */
+
+void chunkcache_set_similar(struct chunkcache *cc, const struct chunkcache_similar *o)
+{
+	cc->similar = o != NULL;
+	if (o)
+		cc->sim = *o;
+}
+
+/* Read key's object, whatever its tokens, into pk (made to its size). KB_OK,
+ * KB_EOF when it is not stored, or an error. */
+static int load_parent(struct chunkcache *cc, const struct model *m, const char *key, struct kv_cache *pk)
+{
+	int fd, rc = get_fd(cc, key, -1, NULL, &fd);
+	if (rc)
+		return rc;
+	struct kvc_reader *r = NULL;
+	const struct kvc_header *h;
+	if ((rc = kvc_reader_open_fd(&r, fd, key)) == KB_OK && (rc = kvc_reader_next_header(r, &h)) == KB_OK) {
+		if (kvc_is_sparse(h) || h->n_tokens <= 0)
+			rc = kb_fail(KB_ERR_FORMAT, "stored object %.12s… is token-evicted or empty", key);
+		else if ((rc = kv_cache_init(pk, m, h->n_tokens)) == KB_OK)
+			rc = kvfile_read(r, h, m, pk);
+	} else if (rc == KB_EOF) {
+		rc = kb_fail(KB_ERR_FORMAT, "stored object %.12s… is empty", key);
+	}
+	kvc_reader_free(r);
+	close(fd);
+	return rc;
+}
+
+int chunkcache_build_similar(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
+			     const int32_t *tokens, int n, const char *key, const char *doc, int64_t seq,
+			     const struct chunkcache_similar *o, struct similar_stats *st,
+			     char parent[STORE_KEY_HEX + 1], double *sim, bool *by_doc)
+{
+	if (!cc->st)
+		return kb_fail(KB_ERR_ARG, "reuse across edits needs a store");
+	uint64_t sk[SIMILAR_HASHES];
+	int64_t bands[SIMILAR_BANDS];
+	char model_hex[STORE_KEY_HEX + 1];
+	struct store_similar cand;
+	similar_sketch(tokens, n, sk);
+	similar_bands(sk, bands);
+	hash_hex(m->fingerprint, 32, model_hex);
+	int rc = store_sketch_find(cc->st, model_hex, key, doc, seq, sk, SIMILAR_HASHES, bands, SIMILAR_BANDS,
+				   o->min_sim, &cand);
+	if (rc)
+		return rc;
+	struct kv_cache pk = { 0 };
+	double t0 = kb_now();
+	if ((rc = load_parent(cc, m, cand.key, &pk)) == KB_EOF)
+		rc = KB_EOF; /* gone meanwhile: no candidate */
+	else if (rc == KB_OK)
+		rc = similar_rebuild(m, &pk, 0, pk.n, tokens, n, &o->bo, kv, slot0, st);
+	kv_cache_free(&pk);
+	if (rc)
+		return rc;
+	const int n_kv = kv->n;
+	if (chunkcache_put_doc(cc, m, kv, slot0, n, key, kb_now() - t0, doc, seq, cand.key)) {
+		warn(cc, -1, "its cache was built but cannot be stored: %s", kb_error());
+	} else { /* as stored, as store_or_warn does */
+		uint64_t bytes;
+		struct chunkcache_stats ignore = { 0 };
+		(void)load_stored(cc, m, kv, slot0, tokens, n, key, &bytes, &ignore);
+		kv->n = n_kv;
+	}
+	if (parent)
+		memcpy(parent, cand.key, sizeof cand.key);
+	if (sim)
+		*sim = cand.similarity;
+	if (by_doc)
+		*by_doc = cand.by_doc;
+	return KB_OK;
+}
+
+/* A miss: built from a similar stored chunk when asked and one is there, else
+ * computed; stored either way. Counts go to st. */
+static int compute_miss(struct chunkcache *cc, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+			int slot0, const int32_t *tokens, int n, const char *key, const char *doc, int64_t seq,
+			int id, struct chunkcache_stats *st)
+{
+	double t0 = kb_now();
+	st->misses++;
+	if (cc->similar && cc->st) {
+		struct similar_stats ss;
+		char parent[STORE_KEY_HEX + 1];
+		double sim = 0;
+		bool by_doc = false;
+		int rc = chunkcache_build_similar(cc, m, kv, slot0, tokens, n, key, doc, seq, &cc->sim, &ss, parent,
+						  &sim, &by_doc);
+		if (rc == KB_OK) {
+			st->t_compute += kb_now() - t0;
+			st->similar++;
+			st->tokens_similar += (uint64_t)n;
+			st->tokens_reused += (uint64_t)ss.n_reused;
+			if (cc->sim.report)
+				cc->sim.report(cc->sim.ctx, id, parent, sim, by_doc, &ss);
+			return KB_OK;
+		}
+		if (rc != KB_EOF)
+			warn(cc, id, "it cannot be built from a similar chunk (%s); computing it", kb_error());
+	}
+	int rc = compute(m, ws, kv, slot0, tokens, n);
+	double cost = kb_now() - t0;
+	st->t_compute += cost;
+	if (rc == KB_OK && cc->st)
+		store_or_warn(cc, m, kv, slot0, tokens, n, key, cost, id);
 	return rc;
 }
 
@@ -361,14 +489,7 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 		if (rc != KB_EOF)
 			drop_unusable(cc, -1, key);
 	}
-	double t0 = kb_now();
-	int rc = compute(m, ws, kv, slot0, tokens, n);
-	double cost = kb_now() - t0;
-	st->misses++;
-	st->t_compute += cost;
-	if (rc == KB_OK && cc->st)
-		store_or_warn(cc, m, kv, slot0, tokens, n, key, cost, -1);
-	return rc;
+	return compute_miss(cc, m, ws, kv, slot0, tokens, n, key, NULL, -1, -1, st);
 }
 
 static void store_or_warn(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
@@ -761,13 +882,8 @@ int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct m
 				drop_unusable(cc, p->id, h->key);
 		}
 		/* a miss: compute it now (and store it) */
-		double t0 = kb_now();
-		rc = compute(m, ws, kv, p->slot0, p->tokens, p->n);
-		double cost = kb_now() - t0;
-		ld->st->misses++;
-		ld->st->t_compute += cost;
-		if (rc == KB_OK && cc->st)
-			store_or_warn(cc, m, kv, p->slot0, p->tokens, p->n, h->key, cost, p->id);
+		rc = compute_miss(cc, m, ws, kv, p->slot0, p->tokens, p->n, h->key, p->doc, p->doc ? p->seq : -1, p->id,
+				  ld->st);
 	}
 	kv->n = end;
 	if (rc == KB_OK && cc->progress)

@@ -11,6 +11,8 @@
 
 #include "kvc.h"
 #include "model.h"
+#include "similar.h"
+#include "store.h"
 
 struct chunkcache;
 
@@ -21,6 +23,9 @@ struct chunkcache_stats {
 	int fetched;             /* of the hits: missing locally, fetched from the remote tier */
 	uint64_t bytes_fetched;  /* .kvc bytes downloaded */
 	double t_fetch;          /* seconds downloading and verifying them */
+	int similar;             /* of the misses: built from a similar stored chunk (chunkcache_set_similar) */
+	uint64_t tokens_similar; /* their tokens */
+	uint64_t tokens_reused;  /* of those, the tokens whose K/V were the similar chunk's */
 };
 
 /* Open the store at dir (NULL: $KVBLEND_STORE, else the default). With
@@ -92,6 +97,41 @@ int chunkcache_load(struct chunkcache *cc, const struct model *m, struct model_w
 int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
 		   const char *key, double cost) KB_WUR;
 
+/* chunkcache_put, recording the chunk's document and sequence number (doc NULL
+ * and seq < 0 when unknown) and its parent (the key of the cache it was built
+ * from; NULL: computed from scratch) with its sketch in the store's index
+ * (store_sketch_put), so a later edit of the chunk finds it. A sketch that
+ * cannot be recorded is warned of, not an error. */
+int chunkcache_put_doc(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
+		       const char *key, double cost, const char *doc, int64_t seq, const char *parent) KB_WUR;
+
+/* ---- reuse across edits (similar.h) ---- */
+
+struct chunkcache_similar {
+	double min_sim;      /* the least estimated similarity of a candidate (SIMILAR_MIN_DEFAULT) */
+	struct blend_opts bo; /* what is recomputed: mode blend, ratio, check layer */
+	/* told of each chunk built from a similar one (may be NULL): the part's id
+	 * (-1 outside chunkcache_load_begin), the parent's key, the estimated
+	 * similarity, whether it was found by (doc, seq), the counts */
+	void (*report)(void *ctx, int id, const char *parent, double sim, bool by_doc, const struct similar_stats *s);
+	void *ctx;
+};
+/* From now on, a miss of chunkcache_load and chunkcache_load_begin is first
+ * built from a similar stored chunk (chunkcache_build_similar; the parts'
+ * doc and seq are used when given), and only computed from scratch when
+ * there is none. o is copied; NULL turns it off. Needs a store. */
+void chunkcache_set_similar(struct chunkcache *cc, const struct chunkcache_similar *o);
+/* Build the cache of tokens[0..n) (store key key) in slots [slot0, slot0 + n)
+ * of kv from the stored chunk most like it (store_sketch_find with doc and seq,
+ * then similar_rebuild with o), store it with its parent, and read it back as
+ * stored (as a computed miss is). KB_OK (*st counts, parent and *sim set when
+ * not NULL), KB_EOF when no stored chunk is similar enough (nothing done), or
+ * an error. Needs a store. */
+int chunkcache_build_similar(struct chunkcache *cc, const struct model *m, struct kv_cache *kv, int slot0,
+			     const int32_t *tokens, int n, const char *key, const char *doc, int64_t seq,
+			     const struct chunkcache_similar *o, struct similar_stats *st,
+			     char parent[STORE_KEY_HEX + 1], double *sim, bool *by_doc) KB_WUR;
+
 /* ---- pipelined loading of many chunks ----
  * chunkcache_load_begin looks every part up: a miss is computed (and stored)
  * at once; the hits' headers are read and checked, their tokens and positions
@@ -109,6 +149,8 @@ struct chunkcache_part {
 	const int32_t *tokens; /* [n] */
 	int n;
 	int id;                /* the caller's name for it, in warnings */
+	const char *doc;       /* its document (reuse across edits); NULL: unknown */
+	int64_t seq;           /* its number in the document (used with doc) */
 };
 struct chunkcache_loading;
 int chunkcache_load_begin(struct chunkcache *cc, const struct model *m, struct model_ws *ws,

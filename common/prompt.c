@@ -103,6 +103,18 @@ int prompt_add_kvc(struct prompt *p, const struct model *m, const char *path)
 	return KB_OK;
 }
 
+int prompt_set_doc(struct prompt *p, const char *doc, int64_t seq)
+{
+	if (p->n_segs == 0)
+		return kb_fail(KB_ERR_ARG, "no chunk to name the document of");
+	struct prompt_seg *g = &p->segs[p->n_segs - 1];
+	free(g->doc);
+	if (!(g->doc = strdup(doc)))
+		return KB_ERR_NOMEM;
+	g->seq = seq;
+	return KB_OK;
+}
+
 int prompt_end(struct prompt *p, const struct model *m)
 {
 	if (!p->tail)
@@ -140,6 +152,7 @@ void prompt_free(struct prompt *p)
 	for (size_t i = 0; i < p->n_segs; i++) {
 		free(p->segs[i].tok);
 		free(p->segs[i].path);
+		free(p->segs[i].doc);
 		kvc_reader_free(p->segs[i].reader);
 	}
 	free(p->segs);
@@ -173,7 +186,8 @@ static int run_once(struct prompt *p, const struct model *m, struct model_ws *ws
 			kvc_reader_free(g->reader);
 			g->reader = NULL;
 		} else if (want) {
-			cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = g->tok, .n = g->n, .id = (int)i };
+			cp[n_cp++] = (struct chunkcache_part){ .slot0 = slot, .tokens = g->tok, .n = g->n, .id = (int)i,
+							       .doc = g->doc, .seq = g->seq };
 		}
 		slot += g->n;
 	}

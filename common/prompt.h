@@ -34,6 +34,8 @@ struct prompt_seg {
 	char *path;                 /* owned: the .kvc file of a prompt_add_kvc chunk, else NULL */
 	struct kvc_reader *reader;  /* owned: that file, its header read (NULL for the others) */
 	const struct kvc_header *h; /* its header (owned by the reader) */
+	char *doc;                  /* owned: the chunk record's document (reuse across edits), or NULL */
+	int64_t seq;                /* its number in the document (with doc) */
 };
 
 struct prompt {
@@ -62,6 +64,10 @@ int prompt_add_text(struct prompt *p, const struct model *m, const char *text, s
  * tokens are the cache's, the cache must be the model's (kvc_check_model).
  * KB_OK or the reader's error (the message names the file). */
 int prompt_add_kvc(struct prompt *p, const struct model *m, const char *path) KB_WUR;
+/* Say which document (and chunk number in it) the last chunk appended comes
+ * from: a chunk cache that misses is then first looked for as the same chunk
+ * of an older version (chunkcache_set_similar). KB_OK or KB_ERR_NOMEM. */
+int prompt_set_doc(struct prompt *p, const char *doc, int64_t seq) KB_WUR;
 /* Tokenize the tail (special tokens parsed in the markup, and in the query
  * with p->special). KB_ERR_ARG when it has no token
  * ("the query is empty"). */

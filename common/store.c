@@ -149,6 +149,18 @@ int store_row_exists(struct store *st, const char *key)
 #define SETTINGS_TABLE \
 	"CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;"
 
+/* reuse across edits (store_similar.c): each object's document, sequence,
+ * parent and MinHash sketch, its LSH band keys; both go with their object */
+#define SKETCH_TABLES \
+	"CREATE TABLE IF NOT EXISTS sketches (key TEXT PRIMARY KEY NOT NULL, doc TEXT, seq INTEGER," \
+	" parent TEXT, sketch BLOB NOT NULL) WITHOUT ROWID;" \
+	"CREATE INDEX IF NOT EXISTS sketches_doc ON sketches(doc, seq);" \
+	"CREATE TABLE IF NOT EXISTS bands (band INTEGER NOT NULL, hash INTEGER NOT NULL, key TEXT NOT NULL," \
+	" PRIMARY KEY (band, hash, key)) WITHOUT ROWID;" \
+	"CREATE INDEX IF NOT EXISTS bands_key ON bands(key);" \
+	"CREATE TRIGGER IF NOT EXISTS objects_sketch_gone AFTER DELETE ON objects BEGIN" \
+	" DELETE FROM sketches WHERE key = old.key; DELETE FROM bands WHERE key = old.key; END;"
+
 static const char schema[] =
 	/* one row per object; see struct store_entry */
 	"CREATE TABLE IF NOT EXISTS objects ("
@@ -170,12 +182,14 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS objects_qseq ON objects(qseq);"
 	/* S3-FIFO's ghost set: keys recently evicted from the small queue */
 	"CREATE TABLE IF NOT EXISTS ghosts (key TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);" SETTINGS_TABLE;
+	"CREATE INDEX IF NOT EXISTS ghosts_seq ON ghosts(seq);" SETTINGS_TABLE SKETCH_TABLES;
 
 /* upgrades[v - 1] takes an index of version v to v + 1 */
 static const char *const upgrades[] = {
 	/* 1 -> 2: each object's dtype (filled by the next put or verify), settings */
 	"ALTER TABLE objects ADD COLUMN dtype TEXT NOT NULL DEFAULT '';" SETTINGS_TABLE,
+	/* 2 -> 3: sketches for reuse across edits (objects stored before have none) */
+	SKETCH_TABLES,
 };
 _Static_assert(sizeof upgrades / sizeof *upgrades == STORE_SCHEMA_VERSION - 1, "one upgrade per version");
 

@@ -46,7 +46,7 @@
 #include "util.h"
 
 #define STORE_KEY_HEX 64          /* a key: 64 lower-case hex digits (+ NUL: 65 bytes) */
-#define STORE_SCHEMA_VERSION 2    /* index.db's PRAGMA user_version (1: no dtype, no settings) */
+#define STORE_SCHEMA_VERSION 3    /* index.db's PRAGMA user_version (1: no dtype, no settings; 2: no sketches) */
 
 struct store;
 
@@ -386,5 +386,38 @@ enum store_hook_point {
 	STORE_HOOK_VERIFY_READ,  /* verify: an object read whole, not yet judged against its row */
 };
 void store_set_test_hook(struct store *st, void (*fn)(void *ctx, int point), void *ctx);
+
+/* ---- sketches: reuse across edits (similar.h) ----
+ * An object may have a sketch row: the document and sequence number of the
+ * chunk it caches (when known), the key of the cache it was built from (its
+ * parent, when it was built from a similar one), its MinHash sketch and the
+ * sketch's LSH band keys. The rows go when the object goes. Objects stored by
+ * a kvblend before index version 3 have none. */
+
+/* Record key's sketch (n_hash values) and band keys (n_bands): doc NULL and
+ * seq < 0 when unknown, parent NULL when computed from scratch. Replaces a
+ * row already there. KB_OK; nothing is recorded for a key without an object
+ * row (KB_EOF); KB_ERR_IO on a read-only store. */
+int store_sketch_put(struct store *st, const char *key, const char *doc, int64_t seq, const char *parent,
+		     const uint64_t *sketch, int n_hash, const int64_t *bands, int n_bands) KB_WUR;
+
+/* A stored chunk like the one sketched. */
+struct store_similar {
+	char key[STORE_KEY_HEX + 1];
+	double similarity;  /* estimated: the share of equal sketch values */
+	bool by_doc;        /* found as the same (doc, seq), not by the bands */
+};
+/* The stored object most like the chunk whose sketch and band keys are given,
+ * among the objects of the model with fingerprint model_fp (hex) other than
+ * self (its own key, may be NULL): first the latest of the same (doc, seq)
+ * (when doc is not NULL and seq >= 0) whose estimated similarity is at least
+ * min_sim, else the most similar of those sharing a band key, again at least
+ * min_sim. KB_OK and *out, KB_EOF when there is none. */
+int store_sketch_find(struct store *st, const char *model_fp, const char *self, const char *doc, int64_t seq,
+		      const uint64_t *sketch, int n_hash, const int64_t *bands, int n_bands, double min_sim,
+		      struct store_similar *out) KB_WUR;
+/* The parent recorded for key: KB_OK and parent (65 bytes; "" when key was
+ * computed from scratch), KB_EOF when key has no sketch row. */
+int store_sketch_parent(struct store *st, const char *key, char parent[STORE_KEY_HEX + 1]) KB_WUR;
 
 #endif

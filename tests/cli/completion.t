@@ -204,5 +204,18 @@ else
 	for i in 1 2 3 4 5 6 7 8 9 10; do skip "fish is not installed"; done
 fi
 
+# reuse across edits: the options reach the completions of bash and fish
+if have prefill && have blend; then
+	is "$(cand kvblend prefill --reuse)" "--reuse-similar" "prefill --reuse<TAB> offers --reuse-similar"
+	is "$(cand kvblend blend --min)" "--min-similarity" "blend --min<TAB> offers --min-similarity"
+	if command -v fish >/dev/null 2>&1; then
+		is "$(fcand 'kvblend prefill --reuse')" "--reuse-similar" "fish: prefill --reuse<TAB>"
+	else
+		skip "fish is not installed"
+	fi
+else
+	for i in 1 2 3; do skip "kvblend-prefill or kvblend-blend is not built"; done
+fi
+
 is "$(cat "$TAP_TMP/noise" 2>/dev/null)" "" "completing printed nothing of its own"
 done_testing

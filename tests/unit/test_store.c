@@ -221,7 +221,7 @@ static void flip_byte(const char *path, long off)
 
 static int count_rows(const char *dir, const char *where);
 
-/* An index of version 1 (no dtype column, no settings) opens as version 2:
+/* An index of version 1 (no dtype column, no settings) opens as version 3:
  * its rows' dtype unknown until verify reads them; the default dtype is set,
  * read back, cleared. */
 static void test_upgrade(void)
@@ -245,7 +245,18 @@ static void test_upgrade(void)
 	ok(store_set_default_dtype(st, -1) == KB_OK && store_default_dtype(st, &dt) == KB_OK && dt == -1,
 	   "and cleared");
 	store_close(st);
-	ASSERT(sql_exec(dir, "PRAGMA user_version = 3") == 0);
+	/* version 2 (no sketches) opens as version 3: objects kept, sketches recordable */
+	ASSERT(sql_exec(dir, "DROP TRIGGER objects_sketch_gone; DROP TABLE sketches; DROP TABLE bands;"
+			" PRAGMA user_version = 2") == 0);
+	ok(store_open(&st, dir) == KB_OK, "an index of version 2 opens (%s)", kb_error());
+	uint64_t sk[2] = { 1, 2 };
+	int64_t band = 3;
+	char parent[STORE_KEY_HEX + 1];
+	ok(count_rows(dir, "1") == 1 && store_sketch_put(st, v_key(1), "d", 0, NULL, sk, 2, &band, 1) == KB_OK &&
+	   store_sketch_parent(st, v_key(1), parent) == KB_OK && parent[0] == '\0',
+	   "its object is kept and a sketch can be recorded for it");
+	store_close(st);
+	ASSERT(sql_exec(dir, "PRAGMA user_version = 4") == 0);
 	ok(store_open(&st, dir) == KB_ERR_UNSUPPORTED, "an index newer than this kvblend is refused: %s", kb_error());
 }
 
