@@ -877,3 +877,78 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 	else
 		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);
 }
+
+/* ---- APE attention: item = (query, head); the other keys and the context
+ * folded apart by the ISA's worker (at most OPS_ATT_CHUNK_MAX keys a call, so
+ * the scores fit the slot), then merged by their log-sum-exps ---- */
+struct ape_task {
+	const struct ops_att *a, *ac; /* ac: the context's, scale / T */
+	const struct kern_ape *ape;
+	ops_att_chunk_fn *chunk;
+	char *ws;
+	size_t slot;
+};
+
+static void ape_fold(const struct ape_task *k, const struct ops_att *a, int i, int h, int j0, int j1, float *s,
+		     float *st, float *o)
+{
+	for (int c = j0; c < j1; c += OPS_ATT_CHUNK_MAX)
+		k->chunk(a, i, h, c, j1 - c < OPS_ATT_CHUNK_MAX ? j1 : c + OPS_ATT_CHUNK_MAX, s, st, o);
+}
+
+static void ape_item(void *ctx, long it, int thread)
+{
+	const struct ape_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const int hd = a->head_dim, i = (int)(it / a->n_head), h = (int)(it % a->n_head);
+	const int c0 = k->ape->ctx0, c1 = k->ape->ctx1;
+	float *s = (float *)(k->ws + (size_t)thread * k->slot), *oo = s + OPS_ATT_CHUNK_MAX, *oc = oo + hd;
+	float so[2] = { -INFINITY, 0.0f }, sc[2] = { -INFINITY, 0.0f };
+	ape_fold(k, a, i, h, 0, c0, s, so, oo);
+	ape_fold(k, a, i, h, c1, a->n_kv, s, so, oo);
+	ape_fold(k, k->ac, i, h, c0, c1, s, sc, oc);
+	/* log-sum-exps: the other keys' as they are, the context's times S * T */
+	float lo = so[0] == -INFINITY ? -INFINITY : so[0] + logf(so[1]);
+	float lc = sc[0] == -INFINITY ? -INFINITY : (sc[0] + logf(sc[1])) * k->ape->scale * k->ape->temp;
+	float m = lo > lc ? lo : lc, *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	if (m == -INFINITY) {
+		memset(out, 0, (size_t)hd * sizeof *out);
+		return;
+	}
+	float wo = lo == -INFINITY ? 0.0f : expf(lo - m), wc = lc == -INFINITY ? 0.0f : expf(lc - m);
+	float fo = wo > 0 ? wo / ((wo + wc) * so[1]) : 0.0f, fc = wc > 0 ? wc / ((wo + wc) * sc[1]) : 0.0f;
+	for (int d = 0; d < hd; d++)
+		out[d] = (fo > 0 ? fo * oo[d] : 0.0f) + (fc > 0 ? fc * oc[d] : 0.0f);
+}
+
+void kern_attention_ape(float *out, const float *q, int q_stride,
+			const float *k, const float *v, int kv_stride,
+			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape, void *ws)
+{
+	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD) {
+		kern_attention_ape_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv, n_head, n_kv_head,
+				       head_dim, ape);
+		return;
+	}
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ws && ape->temp > 0 && ape->scale > 0);
+	struct kern_ape r = *ape; /* the range cut to the keys there are */
+	r.ctx0 = r.ctx0 < 0 ? 0 : r.ctx0 > n_kv ? n_kv : r.ctx0;
+	r.ctx1 = r.ctx1 < r.ctx0 ? r.ctx0 : r.ctx1 > n_kv ? n_kv : r.ctx1;
+	const struct ops_att a = {
+		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos,
+		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
+		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
+		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
+	};
+	struct ops_att ac = a;
+	ac.scale = a.scale / r.temp;
+	struct ape_task t = {
+		.a = &a, .ac = &ac, .ape = &r, .chunk = ops_for(kern_level)->att_chunk,
+		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = att_slot_bytes(n_q, n_kv, n_head),
+	};
+	int nt = kern_threads();
+	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
+		nt = 1;
+	kern_parallel((long)n_q * n_head, nt, ape_item, &t);
+}
