@@ -314,6 +314,16 @@ static int compute(const struct model *m, struct model_ws *ws, struct kv_cache *
 	return rc;
 }
 
+int32_t *chunkcache_ape_tokens(const int32_t *prefix, int n_prefix, const int32_t *chunk, int n)
+{
+	int32_t *t = kb_malloc((size_t)(n_prefix + n > 0 ? n_prefix + n : 1) * sizeof *t);
+	if (t && n_prefix > 0)
+		memcpy(t, prefix, (size_t)n_prefix * sizeof *t);
+	if (t && n > 0)
+		memcpy(t + n_prefix, chunk, (size_t)n * sizeof *t);
+	return t;
+}
+
 int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,
 		   const char *key, double cost)
 {
