@@ -878,39 +878,34 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);
 }
 
-/* ---- APE attention: item = (query, head); the other keys and the context
- * folded apart by the ISA's worker (at most OPS_ATT_CHUNK_MAX keys a call, so
- * the scores fit the slot), then merged by their log-sum-exps ---- */
+/* ---- APE attention ----
+ * Item = a block of queries of one kv head: keys taken OPS_APE_KEYS at a time
+ * (their K/V stay in cache while every query vector of the block folds them
+ * in), each run of them that is all context or all other keys folded by the
+ * ISA's attention worker into that group's running state, then the two states
+ * of each query vector merged by their log-sum-exps. */
+#define OPS_APE_KEYS 128
+
 struct ape_task {
 	const struct ops_att *a, *ac; /* ac: the context's, scale / T */
 	const struct kern_ape *ape;
 	ops_att_chunk_fn *chunk;
 	char *ws;
 	size_t slot;
+	int qb, n_blk; /* queries per item, items per kv head */
 };
 
-static void ape_fold(const struct ape_task *k, const struct ops_att *a, int i, int h, int j0, int j1, float *s,
-		     float *st, float *o)
+/* out row of (i, h) from the states of the other keys (so, oo) and of the context (sc, oc). */
+static void ape_merge(const struct ape_task *k, int i, int h, const float *so, const float *oo, const float *sc,
+		      const float *oc)
 {
-	for (int c = j0; c < j1; c += OPS_ATT_CHUNK_MAX)
-		k->chunk(a, i, h, c, j1 - c < OPS_ATT_CHUNK_MAX ? j1 : c + OPS_ATT_CHUNK_MAX, s, st, o);
-}
-
-static void ape_item(void *ctx, long it, int thread)
-{
-	const struct ape_task *k = ctx;
 	const struct ops_att *a = k->a;
-	const int hd = a->head_dim, i = (int)(it / a->n_head), h = (int)(it % a->n_head);
-	const int c0 = k->ape->ctx0, c1 = k->ape->ctx1;
-	float *s = (float *)(k->ws + (size_t)thread * k->slot), *oo = s + OPS_ATT_CHUNK_MAX, *oc = oo + hd;
-	float so[2] = { -INFINITY, 0.0f }, sc[2] = { -INFINITY, 0.0f };
-	ape_fold(k, a, i, h, 0, c0, s, so, oo);
-	ape_fold(k, a, i, h, c1, a->n_kv, s, so, oo);
-	ape_fold(k, k->ac, i, h, c0, c1, s, sc, oc);
+	const int hd = a->head_dim;
+	float *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
 	/* log-sum-exps: the other keys' as they are, the context's times S * T */
 	float lo = so[0] == -INFINITY ? -INFINITY : so[0] + logf(so[1]);
 	float lc = sc[0] == -INFINITY ? -INFINITY : (sc[0] + logf(sc[1])) * k->ape->scale * k->ape->temp;
-	float m = lo > lc ? lo : lc, *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
+	float m = lo > lc ? lo : lc;
 	if (m == -INFINITY) {
 		memset(out, 0, (size_t)hd * sizeof *out);
 		return;
@@ -921,17 +916,56 @@ static void ape_item(void *ctx, long it, int thread)
 		out[d] = (fo > 0 ? fo * oo[d] : 0.0f) + (fc > 0 ? fc * oc[d] : 0.0f);
 }
 
+static void ape_item(void *ctx, long it, int thread)
+{
+	const struct ape_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const int hd = a->head_dim, g = (int)(it % a->n_kv_head), i0 = (int)(it / a->n_kv_head) * k->qb;
+	const int i1 = i0 + k->qb < a->n_q ? i0 + k->qb : a->n_q, nv = (i1 - i0) * a->n_rep;
+	const int c0 = k->ape->ctx0, c1 = k->ape->ctx1;
+	/* scratch: scores, then per query vector v: state [2] and o [hd], the others' then the context's */
+	float *s = (float *)(k->ws + (size_t)thread * k->slot), *base = s + OPS_APE_KEYS;
+	const size_t part = 2 + (size_t)hd;
+	for (int v = 0; v < 2 * nv; v++)
+		base[v * part] = -INFINITY, base[v * part + 1] = 0.0f;
+	for (int j0 = 0; j0 < a->n_kv; j0 += OPS_APE_KEYS) {
+		const int j1 = j0 + OPS_APE_KEYS < a->n_kv ? j0 + OPS_APE_KEYS : a->n_kv;
+		/* [j0, j1) cut where the context starts and ends */
+		int cut[4] = { j0, c0 > j0 && c0 < j1 ? c0 : j0, c1 > j0 && c1 < j1 ? c1 : j1, j1 };
+		for (int r = 0; r < 3; r++) {
+			const int r0 = cut[r] > cut[r + 1] ? cut[r + 1] : cut[r], r1 = cut[r + 1];
+			if (r0 >= r1)
+				continue;
+			const int ctxr = r0 >= c0 && r1 <= c1;
+			const struct ops_att *aa = ctxr ? k->ac : a;
+			for (int v = 0; v < nv; v++) {
+				float *st = base + ((size_t)ctxr * nv + v) * part;
+				k->chunk(aa, i0 + v / a->n_rep, g * a->n_rep + v % a->n_rep, r0, r1, s, st, st + 2);
+			}
+		}
+	}
+	for (int v = 0; v < nv; v++) {
+		const float *so = base + (size_t)v * part, *sc = base + ((size_t)nv + v) * part;
+		ape_merge(k, i0 + v / a->n_rep, g * a->n_rep + v % a->n_rep, so, so + 2, sc, sc + 2);
+	}
+}
+
 void kern_attention_ape(float *out, const float *q, int q_stride,
 			const float *k, const float *v, int kv_stride,
 			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
 			int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape, void *ws)
 {
-	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD) {
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ape->temp > 0 && ape->scale > 0);
+	const int n_rep = n_head / n_kv_head;
+	const size_t slot = att_slot_bytes(n_q, n_kv, n_head);
+	/* query vectors a slot holds the states of: at least the n_rep of one query */
+	const long fit = ((long)(slot / sizeof(float)) - OPS_APE_KEYS) / (2 * (2 + (long)head_dim));
+	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD || fit < n_rep) {
 		kern_attention_ape_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv, n_head, n_kv_head,
 				       head_dim, ape);
 		return;
 	}
-	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ws && ape->temp > 0 && ape->scale > 0);
+	ASSERT(ws);
 	struct kern_ape r = *ape; /* the range cut to the keys there are */
 	r.ctx0 = r.ctx0 < 0 ? 0 : r.ctx0 > n_kv ? n_kv : r.ctx0;
 	r.ctx1 = r.ctx1 < r.ctx0 ? r.ctx0 : r.ctx1 > n_kv ? n_kv : r.ctx1;
@@ -939,16 +973,22 @@ void kern_attention_ape(float *out, const float *q, int q_stride,
 		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos,
 		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
 		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
-		.n_rep = n_head / n_kv_head, .scale = 1.0f / sqrtf((float)head_dim),
+		.n_rep = n_rep, .scale = 1.0f / sqrtf((float)head_dim),
 	};
 	struct ops_att ac = a;
 	ac.scale = a.scale / r.temp;
-	struct ape_task t = {
-		.a = &a, .ac = &ac, .ape = &r, .chunk = ops_for(kern_level)->att_chunk,
-		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = att_slot_bytes(n_q, n_kv, n_head),
-	};
 	int nt = kern_threads();
 	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
 		nt = 1;
-	kern_parallel((long)n_q * n_head, nt, ape_item, &t);
+	/* blocks of up to 16 queries, smaller when that leaves threads idle */
+	int qb = (int)(fit / n_rep) < 16 ? (int)(fit / n_rep) : 16;
+	while (qb > 1 && (long)((n_q + qb - 1) / qb) * n_kv_head < 2L * nt)
+		qb /= 2;
+	struct ape_task t = {
+		.a = &a, .ac = &ac, .ape = &r, .chunk = ops_for(kern_level)->att_chunk,
+		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = slot, .qb = qb,
+		.n_blk = (n_q + qb - 1) / qb,
+	};
+	if (n_q > 0)
+		kern_parallel((long)t.n_blk * n_kv_head, nt, ape_item, &t);
 }
