@@ -52,6 +52,19 @@ int prompt_begin(struct prompt *p, const struct model *m, const char *template, 
 	return rc;
 }
 
+int prompt_head(const struct model *m, const char *template, const char *prefix, bool special, int32_t **tok,
+		int *n)
+{
+	struct prompt p = { .special = special };
+	int rc = prompt_begin(&p, m, template, prefix, "?");
+	if (rc == KB_OK) {
+		*tok = p.segs[0].tok, *n = p.segs[0].n;
+		p.segs[0].tok = NULL;
+	}
+	prompt_free(&p);
+	return rc;
+}
+
 int prompt_add_text(struct prompt *p, const struct model *m, const char *text, size_t len, int max_tokens)
 {
 	return add_tokens(p, m, text, len, false, false, 0, 0, true, max_tokens);
