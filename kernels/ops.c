@@ -879,7 +879,8 @@ void kern_attention_ph(float *out, const float *q, int q_stride,
 }
 
 /* ---- APE attention ----
- * Item = a block of queries of one kv head: keys taken OPS_APE_KEYS at a time
+ * With AVX2 or AVX-512: the tile path (ops_impl.h). Otherwise an
+ * item = a block of queries of one kv head: keys taken OPS_APE_KEYS at a time
  * (their K/V stay in cache while every query vector of the block folds them
  * in), each run of them that is all context or all other keys folded by the
  * ISA's attention worker into that group's running state, then the two states
@@ -893,28 +894,9 @@ struct ape_task {
 	char *ws;
 	size_t slot;
 	int qb, n_blk; /* queries per item, items per kv head */
+	ops_att_ape_tile_fn *tile; /* the tile path (NULL: none at this level) */
+	int w;                     /* its query vectors per block */
 };
-
-/* out row of (i, h) from the states of the other keys (so, oo) and of the context (sc, oc). */
-static void ape_merge(const struct ape_task *k, int i, int h, const float *so, const float *oo, const float *sc,
-		      const float *oc)
-{
-	const struct ops_att *a = k->a;
-	const int hd = a->head_dim;
-	float *out = a->out + (size_t)i * a->q_stride + (size_t)h * hd;
-	/* log-sum-exps: the other keys' as they are, the context's times S * T */
-	float lo = so[0] == -INFINITY ? -INFINITY : so[0] + logf(so[1]);
-	float lc = sc[0] == -INFINITY ? -INFINITY : (sc[0] + logf(sc[1])) * k->ape->scale * k->ape->temp;
-	float m = lo > lc ? lo : lc;
-	if (m == -INFINITY) {
-		memset(out, 0, (size_t)hd * sizeof *out);
-		return;
-	}
-	float wo = lo == -INFINITY ? 0.0f : expf(lo - m), wc = lc == -INFINITY ? 0.0f : expf(lc - m);
-	float fo = wo > 0 ? wo / ((wo + wc) * so[1]) : 0.0f, fc = wc > 0 ? wc / ((wo + wc) * sc[1]) : 0.0f;
-	for (int d = 0; d < hd; d++)
-		out[d] = (fo > 0 ? fo * oo[d] : 0.0f) + (fc > 0 ? fc * oc[d] : 0.0f);
-}
 
 static void ape_item(void *ctx, long it, int thread)
 {
@@ -946,8 +928,19 @@ static void ape_item(void *ctx, long it, int thread)
 	}
 	for (int v = 0; v < nv; v++) {
 		const float *so = base + (size_t)v * part, *sc = base + ((size_t)nv + v) * part;
-		ape_merge(k, i0 + v / a->n_rep, g * a->n_rep + v % a->n_rep, so, so + 2, sc, sc + 2);
+		const int i = i0 + v / a->n_rep, h = g * a->n_rep + v % a->n_rep;
+		ops_ape_merge(a->out + (size_t)i * a->q_stride + (size_t)h * hd, so[0], so[1], so + 2, sc[0], sc[1],
+			      sc + 2, k->ape->scale * k->ape->temp, hd);
 	}
+}
+
+/* The tile path's item: one block of W query vectors of one kv head. */
+static void ape_tile_item(void *ctx, long it, int thread)
+{
+	const struct ape_task *k = ctx;
+	const struct ops_att *a = k->a;
+	k->tile(a, k->ac, k->ape->ctx0, k->ape->ctx1, k->ape->scale * k->ape->temp, (int)(it % a->n_kv_head),
+		(int)(it / a->n_kv_head) * k->w, (float *)(k->ws + (size_t)thread * k->slot));
 }
 
 void kern_attention_ape(float *out, const float *q, int q_stride,
@@ -989,6 +982,12 @@ void kern_attention_ape(float *out, const float *q, int q_stride,
 		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = slot, .qb = qb,
 		.n_blk = (n_q + qb - 1) / qb,
 	};
-	if (n_q > 0)
+#ifdef OPS_X86
+	t.tile = kern_level == KERN_AVX512 ? ops_att_ape_tile_avx512 : kern_level == KERN_AVX2 ? ops_att_ape_tile_avx2 : NULL;
+	t.w = ops_for(kern_level)->att_w;
+#endif
+	if (n_q > 0 && t.tile)
+		kern_parallel((long)((n_q * n_rep + t.w - 1) / t.w) * n_kv_head, nt, ape_tile_item, &t);
+	else if (n_q > 0)
 		kern_parallel((long)t.n_blk * n_kv_head, nt, ape_item, &t);
 }
