@@ -34,6 +34,7 @@ struct chunkcache {
 	void *warn_ctx;
 	void (*progress)(void *ctx, uint64_t done, uint64_t total); /* NULL: none */
 	void *progress_ctx;
+	struct kv_cache staging; /* owned: chunkcache_staging's, n_ctx 0 until asked for */
 };
 
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype)
@@ -65,6 +66,7 @@ void chunkcache_close(struct chunkcache *cc)
 	remote_close(cc->remote);
 	free(cc->remote_url);
 	store_close(cc->st);
+	kv_cache_free(&cc->staging);
 	free(cc);
 }
 
@@ -312,6 +314,19 @@ static int compute(const struct model *m, struct model_ws *ws, struct kv_cache *
 	int rc = model_forward_seqs(m, ws, kv, tokens, pos, &n, 1, NULL);
 	free(pos);
 	return rc;
+}
+
+struct kv_cache *chunkcache_staging(struct chunkcache *cc, const struct model *m, int n)
+{
+	struct kv_cache *kv = &cc->staging;
+	if (kv->n_ctx < n || kv->n_layer != m->hp.n_layer || kv->kv_dim != m->hp.n_kv_head * m->hp.head_dim) {
+		kv_cache_free(kv);
+		memset(kv, 0, sizeof *kv);
+		if (kv_cache_init(kv, m, n)) /* its n_ctx is 0 again */
+			return NULL;
+	}
+	kv->n = 0;
+	return kv;
 }
 
 int32_t *chunkcache_ape_tokens(const int32_t *prefix, int n_prefix, const int32_t *chunk, int n)

@@ -110,6 +110,12 @@ int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv
 /* The token run of chunk[0..n) after prefix[0..n_prefix): a malloc()ed array
  * of n_prefix + n ids (the caller frees), or NULL (out of memory). */
 int32_t *chunkcache_ape_tokens(const int32_t *prefix, int n_prefix, const int32_t *chunk, int n);
+/* A cache of at least n slots for m that the caller may load runs into before
+ * it copies their rows elsewhere (prompt.c loads APE caches there), kept by cc
+ * between calls, so its pages are not faulted in again for every prompt.
+ * Owned by cc (valid until the next call or chunkcache_close); kv->n is 0.
+ * NULL when out of memory. */
+struct kv_cache *chunkcache_staging(struct chunkcache *cc, const struct model *m, int n);
 
 /* ---- pipelined loading of many chunks ----
  * chunkcache_load_begin looks every part up: a miss is computed (and stored)

@@ -205,7 +205,8 @@ static int run_once(struct prompt *p, const struct model *m, struct model_ws *ws
 
 /* ---- mode ape ----
  * The head's cache and each chunk's APE cache (chunkcache.h: the run head +
- * chunk) load into a scratch cache, one after the other; as each layer arrives
+ * chunk) load into a staging cache (chunkcache_staging), one after the other;
+ * as each layer arrives
  * the rows blend needs are copied into kv: the head's, and each chunk's own
  * (its run's rows after the head), with their positions (the chunk's from P). */
 struct ape_copy {
@@ -244,10 +245,10 @@ static int run_once_ape(struct prompt *p, const struct model *m, struct model_ws
 	st->cache = (struct chunkcache_stats){ 0 };
 	for (size_t i = 0; i < p->n_segs; i++)
 		n_scratch += p->segs[i].cacheable && p->segs[i].n > 0 ? P * (i > 0) + p->segs[i].n : 0;
-	struct kv_cache src = { 0 };
+	struct kv_cache *src = chunkcache_staging(cc, m, n_scratch > 0 ? n_scratch : 1);
 	struct ape_copy *copies = kb_calloc(p->n_segs, sizeof *copies);
 	int32_t **runs = kb_calloc(p->n_segs, sizeof *runs);
-	if (!copies || !runs || (n_scratch > 0 && kv_cache_init(&src, m, n_scratch)))
+	if (!copies || !runs || !src)
 		rc = KB_ERR_NOMEM;
 	for (size_t i = 0, at = 0; i < p->n_segs && rc == KB_OK; i++) {
 		const struct prompt_seg *g = &p->segs[i];
@@ -272,18 +273,16 @@ static int run_once_ape(struct prompt *p, const struct model *m, struct model_ws
 		slot += g->n;
 	}
 	struct chunkcache_loading *ld = NULL;
-	if (rc == KB_OK && n_cp > 0) {
-		src.n = 0;
-		rc = chunkcache_load_begin(cc, m, ws, &src, cp, n_cp, &st->cache, &ld);
-	}
+	if (rc == KB_OK && n_cp > 0)
+		rc = chunkcache_load_begin(cc, m, ws, src, cp, n_cp, &st->cache, &ld);
 	const double t1 = kb_now();
 	if (rc == KB_OK) {
 		/* tokens and positions are known once the loading has begun; K/V layer by layer */
 		for (size_t i = 0; i < p->n_segs; i++)
 			if (copies[i].n > 0)
-				memcpy(kv->pos + copies[i].to, src.pos + copies[i].from, (size_t)copies[i].n * sizeof *kv->pos);
+				memcpy(kv->pos + copies[i].to, src->pos + copies[i].from, (size_t)copies[i].n * sizeof *kv->pos);
 		kv->n = p->n_tokens;
-		struct ape_loading al = { .ld = ld, .src = &src, .dst = kv, .copies = copies, .n_copies = (int)p->n_segs };
+		struct ape_loading al = { .ld = ld, .src = src, .dst = kv, .copies = copies, .n_copies = (int)p->n_segs };
 		struct blend_loader loader = { .wait_layer = ape_wait_layer, .ctx = &al };
 		rc = blend_prompt_loaded(m, ws, kv, segs, (int)p->n_segs, o, ld ? &loader : NULL, logits, &st->blend);
 		int rc2 = chunkcache_load_end(ld, retry);
@@ -294,7 +293,6 @@ static int run_once_ape(struct prompt *p, const struct model *m, struct model_ws
 		free(runs[i]);
 	free(runs);
 	free(copies);
-	kv_cache_free(&src);
 	return rc;
 }
 
