@@ -9,6 +9,7 @@
 need_bin blend prefill bench
 model=$(tap_shared models/stories260Ktok512.gguf) || skip_all "stories260K is absent"
 B=$KVBLEND_BIN t=$TAP_TMP
+export KVBLEND_STORE=$t/default
 printf '%s\n' '{"text": "Lily had a red ball. She liked to play with it in the park."}' \
 	'{"text": "Tom was her friend. He had a big dog named Max."}' >"$t/chunks.jsonl"
 pfx="Once upon a time,"
