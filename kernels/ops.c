@@ -953,7 +953,14 @@ void kern_attention_ape(float *out, const float *q, int q_stride,
 	const size_t slot = att_slot_bytes(n_q, n_kv, n_head);
 	/* query vectors a slot holds the states of: at least the n_rep of one query */
 	const long fit = ((long)(slot / sizeof(float)) - OPS_APE_KEYS) / (2 * (2 + (long)head_dim));
-	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD || fit < n_rep) {
+	ops_att_ape_tile_fn *tile = NULL;
+#ifdef OPS_X86
+	if (kern_level == KERN_AVX512)
+		tile = ops_att_ape_tile_avx512;
+	else if (kern_level == KERN_AVX2)
+		tile = ops_att_ape_tile_avx2;
+#endif
+	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD || (!tile && fit < n_rep)) {
 		kern_attention_ape_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv, n_head, n_kv_head,
 				       head_dim, ape);
 		return;
@@ -973,19 +980,15 @@ void kern_attention_ape(float *out, const float *q, int q_stride,
 	int nt = kern_threads();
 	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
 		nt = 1;
-	/* blocks of up to 16 queries, smaller when that leaves threads idle */
-	int qb = (int)(fit / n_rep) < 16 ? (int)(fit / n_rep) : 16;
+	/* blocked fold: blocks of up to 16 queries, smaller when that leaves threads idle */
+	int qb = fit / n_rep < 1 ? 1 : fit / n_rep < 16 ? (int)(fit / n_rep) : 16;
 	while (qb > 1 && (long)((n_q + qb - 1) / qb) * n_kv_head < 2L * nt)
 		qb /= 2;
 	struct ape_task t = {
 		.a = &a, .ac = &ac, .ape = &r, .chunk = ops_for(kern_level)->att_chunk,
 		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = slot, .qb = qb,
-		.n_blk = (n_q + qb - 1) / qb,
+		.n_blk = (n_q + qb - 1) / qb, .tile = tile, .w = ops_for(kern_level)->att_w,
 	};
-#ifdef OPS_X86
-	t.tile = kern_level == KERN_AVX512 ? ops_att_ape_tile_avx512 : kern_level == KERN_AVX2 ? ops_att_ape_tile_avx2 : NULL;
-	t.w = ops_for(kern_level)->att_w;
-#endif
 	if (n_q > 0 && t.tile)
 		kern_parallel((long)((n_q * n_rep + t.w - 1) / t.w) * n_kv_head, nt, ape_tile_item, &t);
 	else if (n_q > 0)

@@ -668,7 +668,9 @@ static void kat_attention_ape(const char *isa)
 		}
 	}
 	/* T = S = 1, or no context: ordinary attention */
-	static const int shapes[][5] = { { 1, 37, 4, 2, 8 }, { 3, 200, 9, 3, 64 }, { 40, 120, 6, 2, 32 }, { 5, 900, 4, 4, 272 } };
+	static const int shapes[][5] = { /* n_q, n_kv, n_head, n_kv_head, head_dim */
+		{ 1, 37, 4, 2, 8 }, { 3, 200, 9, 3, 64 }, { 40, 120, 6, 2, 32 }, { 5, 900, 4, 4, 272 },
+	};
 	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
 		const int *sh = shapes[s];
 		struct att a;
