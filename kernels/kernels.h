@@ -156,8 +156,10 @@ void kern_attention_ph_ref(float *out, const float *q, int q_stride,
  * the query keep the ordinary softmax, T sharpens the distribution within the
  * context, and S, an exponent on the context's summed exponentials (not a factor
  * on its weights), shrinks its share. T = S = 1 is kern_attention exactly (to
- * float rounding). The fast variant folds each group with the ISA's attention
- * worker; head_dim > 256 runs the reference. out must not alias q.
+ * float rounding). The fast variants: with AVX2 or AVX-512 the tile path of
+ * kern_attention with two online softmaxes (as fast as it); else blocks of
+ * queries folded by the portable worker; head_dim > 256 runs the reference.
+ * out must not alias q.
  * ws: kern_attention_wsize() bytes, as kern_attention. */
 struct kern_ape {
 	int ctx0, ctx1; /* the parallel context: slots [ctx0, ctx1) (empty: ordinary attention) */
