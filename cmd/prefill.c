@@ -35,7 +35,7 @@ static const struct option longopts[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "ape", no_argument, NULL, 'A' },
-	{ "prefix", required_argument, NULL, 'R' },
+	{ "prefix", required_argument, NULL, 'X' },
 	{ "prefix-file", required_argument, NULL, 'F' },
 	{ "template", required_argument, NULL, 'T' },
 	CLI_COMMON_OPTIONS,
@@ -353,7 +353,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'v': o->verbose = true; break;
 		case 'j': o->json = true; break;
 		case 'A': o->ape = true; break;
-		case 'R': o->prefix = optarg; break;
+		case 'X': o->prefix = optarg; break;
 		case 'F': o->prefix_file = optarg; break;
 		case 'T': o->template = optarg; break;
 		default: cli_unreachable(c);
