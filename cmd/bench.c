@@ -78,6 +78,7 @@ static void usage(void)
 	       "--dataset FILE (CacheBlend JSON/JSONL, HotpotQA IRCoT, LongBench multi_news, SAMSum):\n"
 	       "      --limit N             the first N questions (default all)\n"
 	       "      --methods LIST        full, prefix, reuse, blend[:RATIO[@LAYER]], epic[:K],\n"
+	       "                            ape[:T[:S]] (APE, temperature and scale 0.9),\n"
 	       "                            comma-separated; after a method, +POLICY:SHARE evicts\n"
 	       "                            tokens, +TYPE (kv4, ...) writes the prompt's cache in TYPE\n"
 	       "                            and reads it back (default\n"
@@ -107,7 +108,7 @@ static void usage(void)
 }
 
 static const struct cli_values values[] = {
-	{ "--methods", "full prefix reuse blend epic" },
+	{ "--methods", "full prefix reuse blend epic ape" },
 	{ "--template", TEMPLATE_WORDS },
 	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
 	{ NULL, NULL },

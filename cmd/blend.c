@@ -27,6 +27,8 @@ static const struct option longopts[] = {
 	{ "check-layer", required_argument, NULL, 'C' },
 	{ "metric", required_argument, NULL, 'E' },
 	{ "epic-k", required_argument, NULL, 'K' },
+	{ "ape-temp", required_argument, NULL, 'A' },
+	{ "ape-scale", required_argument, NULL, 'B' },
 	{ "output", required_argument, NULL, 'o' },
 	{ "dtype", required_argument, NULL, 'D' },
 	{ "threads", required_argument, NULL, 't' },
@@ -57,11 +59,13 @@ static void usage(void)
 	       "      --template NAME      the chat template: auto (default: the one the model's\n"
 	       "                           tokenizer.chat_template names; plain when none), plain,\n"
 	       "                           chatml, llama3, mistral, llama2, mistral-v7, gemma, phi3, phi4\n"
-	       "      --mode MODE          blend (default), full, reuse, prefix or epic\n"
+	       "      --mode MODE          blend (default), full, reuse, prefix, epic or ape\n"
 	       "      --ratio R            share of cached tokens recomputed (default 0.15)\n"
 	       "      --check-layer L      layer where deviations are measured (default 1)\n"
 	       "      --metric M           kv (default), k or v\n"
 	       "      --epic-k K           tokens recomputed per chunk in mode epic (default 16)\n"
+	       "      --ape-temp T         mode ape: the chunks' attention temperature (default 0.9)\n"
+	       "      --ape-scale S        mode ape: the chunks' attention scale (default 0.9)\n"
 	       "  -o, --output FILE        the prompt's cache (default '-': stdout, not a terminal)\n"
 	       "      --dtype TYPE         the output cache's: f16 (default), bf16, f32, q8_0, or\n"
 	       "                           compressed: kv8, kv4, kv3, kv2\n"
@@ -86,7 +90,7 @@ static void usage(void)
 }
 
 static const struct cli_values values[] = {
-	{ "--mode", "blend full reuse prefix epic" },
+	{ "--mode", "blend full reuse prefix epic ape" },
 	{ "--metric", "kv k v" },
 	{ "--template", TEMPLATE_WORDS },
 	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
@@ -99,7 +103,7 @@ struct opts {
 	const char *model, *prefix, *prefix_file, *query, *query_file, *template, *output, *store, *remote;
 	struct blend_opts bo;
 	int dtype, threads, ctx;
-	bool verify, verbose, quiet, no_store, special;
+	bool verify, verbose, quiet, no_store, special, ape_opt;
 	bool reuse_similar;
 	double min_sim;
 };
@@ -119,7 +123,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'M': {
 			int mo = blend_mode_from_name(optarg);
 			if (mo < 0)
-				cli_usage_error("--mode: unknown mode '%s' (blend, full, reuse, prefix, epic)", optarg);
+				cli_usage_error("--mode: unknown mode '%s' (blend, full, reuse, prefix, epic, ape)", optarg);
 			o->bo.mode = (enum blend_mode)mo;
 			break;
 		}
@@ -136,6 +140,14 @@ static void parse(int argc, char **argv, struct opts *o)
 				cli_usage_error("--metric: unknown metric '%s' (kv, k, v)", optarg);
 			break;
 		case 'K': o->bo.epic_k = (int)cli_long("--epic-k", optarg, 0, 1 << 20); break;
+		case 'A':
+			o->bo.ape_temp = (float)cli_double("--ape-temp", optarg, BLEND_APE_MIN, BLEND_APE_MAX);
+			o->ape_opt = true;
+			break;
+		case 'B':
+			o->bo.ape_scale = (float)cli_double("--ape-scale", optarg, BLEND_APE_MIN, BLEND_APE_MAX);
+			o->ape_opt = true;
+			break;
 		case 'o': o->output = optarg; break;
 		case 'D':
 			if ((o->dtype = kvc_dtype_from_name(optarg)) < 0)
@@ -168,6 +180,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("--reuse-similar and --no-store do not go together (similar chunks are in the store)");
 	if (o->min_sim >= 0 && !o->reuse_similar)
 		cli_usage_error("--min-similarity goes with --reuse-similar");
+	if (o->ape_opt && o->bo.mode != BLEND_APE)
+		cli_usage_error("--ape-temp and --ape-scale go with --mode ape");
 	if (o->remote && o->no_store)
 		cli_usage_error("--remote and --no-store do not go together (the store is the remote's cache)");
 	if (!o->template)
@@ -266,7 +280,7 @@ int main(int argc, char **argv)
 	struct model *m;
 	if (model_load(&m, o.model))
 		cli_die("%s", kb_error());
-	if (o.bo.check_layer >= m->hp.n_layer)
+	if (o.bo.mode != BLEND_APE && o.bo.check_layer >= m->hp.n_layer)
 		cli_usage_error("--check-layer %d: the model has %d layers", o.bo.check_layer, m->hp.n_layer);
 	o.template = cli_template(o.template, m->gguf, o.verbose, false); /* the cache records the one used */
 	if (kvc_option_names_set(&prov, &n_prov, "template", o.template))

@@ -1,18 +1,21 @@
 /* kvblend-prefill — compute KV caches: one for a text (-p/-f, written to -o),
  * or one per chunk record (files given as operands, or stdin; read by the
  * records module's loop), each on its own from position 0 (as CacheBlend
- * stores them), several chunks per forward pass, into the store. */
+ * stores them), or with --ape after a shared prefix (blend's mode ape:
+ * chunkcache.h's APE caches), several chunks per forward pass, into the store. */
 #include <stdbool.h>
 #include <unistd.h>
 
 #include "chunkcache.h"
 #include "cli.h"
 #include "pool.h"
+#include "prompt.h"
 #include "progress.h"
 #include "kvfile.h"
 #include "model.h"
 #include "records.h"
 #include "store.h"
+#include "template.h"
 
 static const struct option longopts[] = {
 	{ "model", required_argument, NULL, 'm' },
@@ -35,6 +38,10 @@ static const struct option longopts[] = {
 	{ "quiet", no_argument, NULL, 'Q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "json", no_argument, NULL, 'j' },
+	{ "ape", no_argument, NULL, 'A' },
+	{ "prefix", required_argument, NULL, 'X' },
+	{ "prefix-file", required_argument, NULL, 'F' },
+	{ "template", required_argument, NULL, 'T' },
 	CLI_COMMON_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -73,21 +80,27 @@ static void usage(void)
 	       "      --quiet             no progress (not even with -v)\n"
 	       "  -v, --verbose           timings on stderr\n"
 	       "  -j, --json              the summary as one JSON object on stderr\n"
+	       "      --ape               chunk records: each chunk's cache after the prefix, for\n"
+	       "                          kvblend blend --mode ape with the same prefix and template\n"
+	       "      --prefix TEXT       with --ape: the prefix (as blend's --prefix)\n"
+	       "      --prefix-file FILE  with --ape: the prefix from a file\n"
+	       "      --template NAME     with --ape: auto (default, as blend), or a template blend knows\n"
 	       "  -h, --help              this help\n"
 	       "      --version           the version\n");
 }
 
 static const struct cli_values values[] = {
 	{ "--dtype", "f16 bf16 f32 q8_0 kv8 kv4 kv3 kv2" },
+	{ "--template", TEMPLATE_WORDS },
 	{ NULL, NULL },
 };
 
 static const struct cli cli = { "kvblend-prefill", "m:p:f:o:t:b:jvh", longopts, usage, values };
 
 struct opts {
-	const char *model, *prompt, *file, *output, *store, *remote;
+	const char *model, *prompt, *file, *output, *store, *remote, *prefix, *prefix_file, *template;
 	int dtype, threads, batch;
-	bool json, no_bos, no_logits, special, verbose, progress, quiet, output_set;
+	bool json, no_bos, no_logits, special, verbose, progress, quiet, output_set, ape;
 	bool reuse_similar, similar_opt; /* --reuse-similar; one of its options given */
 	struct chunkcache_similar sim;
 };
@@ -126,6 +139,8 @@ struct run {
 	struct model_ws ws;
 	struct counts c;
 	const struct rec_loop *loop; /* its counts, for progress */
+	int32_t *head;     /* owned, --ape: the prefix's tokens every chunk is computed after */
+	int n_head;
 	struct progress meter; /* records read, of the lines of a redirected stdin */
 };
 
@@ -246,6 +261,14 @@ static int on_record(void *ctx, json_t *rec, const struct rec_where *at)
 	r->c.records++;
 	if (tok_encode(r->m->tok, text, len, false, false, &tok, &n))
 		cli_die("%s", kb_error());
+	if (r->o->ape && n > 0) { /* its APE cache: the run prefix + chunk */
+		int32_t *run = chunkcache_ape_tokens(r->head, r->n_head, tok, (int)n);
+		if (!run)
+			cli_die("%s", kb_error());
+		free(tok);
+		tok = run;
+		n += (size_t)r->n_head;
+	}
 	if (n == 0 || n > (size_t)r->m->hp.n_ctx_train) { /* past the context: minutes for a cache no run can use */
 		json_decref(rec);
 		free(tok);
@@ -295,6 +318,31 @@ static void warn_cache(void *ctx, int id, const char *msg)
 	fprintf(stderr, "%s: warning: %s\n", cli_tool, msg);
 }
 
+/* --ape: the prefix's tokens (blend's head for this prefix and template), its
+ * own cache computed into the store unless it is there. */
+static void ape_head(const struct opts *o, const struct model *m, struct chunkcache *cc, int32_t **head, int *n)
+{
+	char *text = NULL;
+	size_t len;
+	if (o->prefix_file && kb_read_file(o->prefix_file, &text, &len))
+		cli_die("%s", kb_error());
+	const char *tmpl = cli_template(o->template, m->gguf, o->verbose, o->quiet);
+	if (prompt_head(m, tmpl, o->prefix_file ? text : o->prefix, o->special, head, n))
+		cli_die("%s", kb_error());
+	free(text);
+	if (*n > m->hp.n_ctx_train)
+		cli_die("the prefix has %d tokens, more than the context of %d", *n, m->hp.n_ctx_train);
+	struct kv_cache kv;
+	struct model_ws ws;
+	if (*n > 0) {
+		if (kv_cache_init(&kv, m, *n) || model_ws_init(&ws, m, *n < 512 ? *n : 512, *n) ||
+		    chunkcache_load(cc, m, &ws, &kv, 0, *head, *n, NULL, NULL))
+			cli_die("%s", kb_error());
+		kv_cache_free(&kv);
+		model_ws_free(&ws);
+	}
+}
+
 static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov, char **prov)
 {
 	struct model *m;
@@ -312,6 +360,8 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 	if (o->reuse_similar && o->sim.bo.check_layer >= m->hp.n_layer)
 		cli_usage_error("--check-layer %d: the model has %d layers", o->sim.bo.check_layer, m->hp.n_layer);
 	r.m = m;
+	if (o->ape) /* the prefix's own cache too: blend takes it from the store */
+		ape_head(o, m, r.cc, &r.head, &r.n_head);
 	if (kv_cache_init(&r.kv, m, o->batch) || model_ws_init(&r.ws, m, o->batch, o->batch))
 		cli_die("%s", kb_error());
 	/* a total when the records are a redirected stdin (files as operands: none) */
@@ -343,6 +393,7 @@ static int prefill_records(const struct opts *o, int n_in, char **in, int n_prov
 			cli_tool, r.c.similar, r.c.computed, r.c.tokens_reused, r.c.tokens,
 			r.c.tokens > 0 ? 100.0 * r.c.tokens_reused / r.c.tokens : 0.0);
 	free(r.v);
+	free(r.head);
 	kv_cache_free(&r.kv);
 	model_ws_free(&r.ws);
 	chunkcache_close(r.cc);
@@ -383,6 +434,10 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'N': o->special = true; break;
 		case 'v': o->verbose = true; break;
 		case 'j': o->json = true; break;
+		case 'A': o->ape = true; break;
+		case 'X': o->prefix = optarg; break;
+		case 'F': o->prefix_file = optarg; break;
+		case 'T': o->template = optarg; break;
 		default: cli_unreachable(c);
 		}
 	}
@@ -390,6 +445,17 @@ static void parse(int argc, char **argv, struct opts *o)
 		cli_usage_error("a model is required (-m MODEL)");
 	if (o->similar_opt && !o->reuse_similar)
 		cli_usage_error("--min-similarity, --ratio and --check-layer go with --reuse-similar");
+	if ((o->prefix || o->prefix_file || o->template) && !o->ape)
+		cli_usage_error("--prefix, --prefix-file and --template go with --ape");
+	if (o->ape && (o->prompt || o->file))
+		cli_usage_error("--ape goes with chunk records (-p/-f compute one text's cache)");
+	if (o->ape && o->reuse_similar)
+		cli_usage_error("--ape and --reuse-similar do not go together");
+	if (o->prefix && o->prefix_file)
+		cli_usage_error("give the prefix once (--prefix TEXT or --prefix-file FILE)");
+	if (!o->template)
+		o->template = "auto"; /* as blend: resolved against the model once it is loaded */
+	cli_template_check(o->template);
 }
 
 /* The cache of one text (-p or -f) to -o. */

@@ -73,8 +73,12 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 			*arg++ = '\0';
 		int mode = blend_mode_from_name(tok);
 		if (mode < 0)
-			return kb_fail(KB_ERR_ARG, "--methods: unknown method '%s' (full, prefix, reuse, blend[:RATIO[@LAYER]], epic[:K])", tok);
+			return kb_fail(KB_ERR_ARG, "--methods: unknown method '%s' (full, prefix, reuse, blend[:RATIO[@LAYER]], epic[:K], "
+				       "ape[:T[:S]])", tok);
 		me->bo.mode = (enum blend_mode)mode;
+		if (mode == BLEND_APE && me->evict)
+			return kb_fail(KB_ERR_ARG, "--methods %s: token eviction does not go with mode ape (its cache keeps "
+				       "the chunks' slots)", label);
 		if (arg && mode == BLEND_BLEND) {
 			double r = strtod(arg, &end);
 			if (end == arg || (*end && *end != '@') || !(r >= 0 && r <= 1))
@@ -92,6 +96,19 @@ int bench_methods_parse(const char *list, struct bench_method *ms, int *n_out)
 			if (end == arg || *end || k < 0 || k > 1 << 20)
 				return kb_fail(KB_ERR_ARG, "--methods epic:K: '%s' is not a number in [0, %d]", arg, 1 << 20);
 			me->bo.epic_k = (int)k;
+		} else if (arg && mode == BLEND_APE) {
+			double t = strtod(arg, &end), sc = BLEND_APE_DEFAULT;
+			const char *sv = *end == ':' ? end + 1 : NULL;
+			bool bad = end == arg || (*end && !sv) || !(t >= BLEND_APE_MIN && t <= BLEND_APE_MAX);
+			if (!bad && sv) {
+				sc = strtod(sv, &end);
+				bad = end == sv || *end || !(sc >= BLEND_APE_MIN && sc <= BLEND_APE_MAX);
+			}
+			if (bad)
+				return kb_fail(KB_ERR_ARG, "--methods ape:T:S: '%s' is not a temperature and an optional scale, "
+					       "each in [%g, %g]", arg, BLEND_APE_MIN, BLEND_APE_MAX);
+			me->bo.ape_temp = (float)t;
+			me->bo.ape_scale = (float)sc;
 		} else if (arg) {
 			return kb_fail(KB_ERR_ARG, "--methods: '%s' takes no ':' value", tok);
 		}
@@ -201,6 +218,8 @@ struct bench {
 	struct kv_cache kv;
 	struct model_ws ws;
 	int32_t *pos;       /* [n_ctx]: pos[i] = i */
+	int shift;          /* a generated token's position - its slot: 0, but < 0 after mode ape */
+	struct kern_ape ape; /* mode ape: the correction generated tokens keep (ws.ape points here) */
 	int32_t *toks;      /* [n_ctx]: the prompt's tokens */
 	int n_gen, n_vocab;
 	float *logits;      /* [n_vocab] */
@@ -227,7 +246,8 @@ static void progress(const struct bench_opts *o, enum bench_progress kind, const
 
 static int step(struct bench *b, int32_t tok, int slot, float *logits)
 {
-	return model_forward(b->m, &b->ws, &b->kv, &tok, &b->pos[slot], 1, logits, false);
+	int32_t pos = b->pos[slot] + b->shift;
+	return model_forward(b->m, &b->ws, &b->kv, &tok, &pos, 1, logits, false);
 }
 
 /* The answer of tokens[0..n) into sm->answer. */
@@ -368,6 +388,11 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	if (rc)
 		return rc;
 	sm->ttft = st.t_ttft;
+	if (st.blend.ape.ctx1 > st.blend.ape.ctx0) { /* APE: generated tokens keep its positions and attention */
+		b->ape = st.blend.ape;
+		b->ws.ape = &b->ape;
+		b->shift = st.blend.next_pos - N;
+	}
 	sm->load = st.cache.t_load + st.cache.t_compute;
 	sm->kv_bytes = st.cache.bytes_read;
 	sm->misses = st.cache.misses;
@@ -404,6 +429,8 @@ static int run_method(struct bench *b, struct bench_question *q, const struct be
 	if (rc == KB_OK && !(sm->answer = answer_text(&b->ans)))
 		rc = KB_ERR_NOMEM;
 	kv_cache_shared_pos(&b->kv); /* the next method starts from an ordinary cache */
+	b->ws.ape = NULL;
+	b->shift = 0;
 	return rc;
 }
 
@@ -480,26 +507,37 @@ static int alloc_run(struct bench *b, struct bench_result *r, int max_n)
 	return rc ? rc : model_ws_init(&b->ws, b->m, max_n < 512 ? max_n : 512, max_n);
 }
 
-/* The store holds every chunk cache before anything is timed. */
+/* The store holds every chunk cache before anything is timed (with a method
+ * ape, each chunk's APE cache after its question's head too). */
 static int warm_store(struct bench *b, struct bench_result *r)
 {
 	struct chunkcache_stats warm = { 0 };
 	int done = 0;
+	bool ape = false;
+	for (int i = 0; i < r->n_m; i++)
+		ape |= r->ms[i].bo.mode == BLEND_APE;
 	for (int i = 0; i < r->n_q; i++)
 		for (size_t k = 0; k < r->qs[i].p.n_segs; k++)
-			r->n_chunks += r->qs[i].p.segs[k].cacheable && r->qs[i].p.segs[k].n > 0;
+			r->n_chunks += (r->qs[i].p.segs[k].cacheable && r->qs[i].p.segs[k].n > 0) * (ape && k > 0 ? 2 : 1);
 	for (int i = 0; i < r->n_q; i++)
 		for (size_t k = 0; k < r->qs[i].p.n_segs; k++) {
-			const struct prompt_seg *g = &r->qs[i].p.segs[k];
+			const struct prompt_seg *g = &r->qs[i].p.segs[k], *head = &r->qs[i].p.segs[0];
 			if (!g->cacheable || g->n == 0)
 				continue;
-			if (done % 16 == 0)
-				progress(b->o, BENCH_TICK, "chunk caches into the store: %d/%d", done, r->n_chunks);
-			b->kv.n = 0;
-			int rc = chunkcache_load(b->o->cc, b->m, &b->ws, &b->kv, 0, g->tok, g->n, NULL, &warm);
-			if (rc)
-				return rc;
-			done++;
+			for (int as_ape = 0; as_ape <= (ape && k > 0); as_ape++) {
+				if (done % 16 == 0)
+					progress(b->o, BENCH_TICK, "chunk caches into the store: %d/%d", done, r->n_chunks);
+				int32_t *run = as_ape ? chunkcache_ape_tokens(head->tok, head->n, g->tok, g->n) : NULL;
+				if (as_ape && !run)
+					return KB_ERR_NOMEM;
+				b->kv.n = 0;
+				int rc = chunkcache_load(b->o->cc, b->m, &b->ws, &b->kv, 0, as_ape ? run : g->tok,
+							 g->n + (as_ape ? head->n : 0), NULL, &warm);
+				free(run);
+				if (rc)
+					return rc;
+				done++;
+			}
 		}
 	r->warm_misses = warm.misses, r->warm_hits = warm.hits, r->warm = warm;
 	progress(b->o, BENCH_DONE, "%d chunk caches in the store (%d computed now, %d there already)", r->n_chunks,

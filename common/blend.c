@@ -6,13 +6,14 @@
 
 static const char *const mode_names[] = {
 	[BLEND_BLEND] = "blend", [BLEND_FULL] = "full", [BLEND_REUSE] = "reuse",
-	[BLEND_PREFIX] = "prefix", [BLEND_EPIC] = "epic",
+	[BLEND_PREFIX] = "prefix", [BLEND_EPIC] = "epic", [BLEND_APE] = "ape",
 };
 
 void blend_opts_init(struct blend_opts *o)
 {
 	*o = (struct blend_opts){ .mode = BLEND_BLEND, .ratio = 0.15f, .check_layer = 1,
-				  .metric = BLEND_METRIC_KV, .epic_k = 16 };
+				  .metric = BLEND_METRIC_KV, .epic_k = 16, .ape_temp = BLEND_APE_DEFAULT,
+				  .ape_scale = BLEND_APE_DEFAULT };
 }
 
 const char *blend_mode_name(enum blend_mode m)
@@ -137,6 +138,81 @@ static void select_deviating(const struct kv_cache *kv, int l, const float *ck, 
 		reuse[sc[j].slot] = false;
 }
 
+/* Mode APE (blend.h): the cached chunks stay where and as they were computed,
+ * after the prefix; the uncached rows (the query, and the prefix when it has no
+ * cache) run every layer with APE's attention over the whole cache. */
+static int ape_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+		      const struct blend_seg *segs, int n_segs, const struct blend_opts *o,
+		      const struct blend_loader *ld, float *logits, struct blend_stats *st)
+{
+	const int N = kv->n, d = m->hp.n_embd;
+	/* APE's kernel has no sliding window, soft-capping or score scale of its own */
+	if (m->hp.n_swa > 0 || m->hp.attn_softcap > 0 || m->hp.attn_scale > 0)
+		return kb_fail(KB_ERR_UNSUPPORTED, "mode ape does not run %s models (sliding-window layers, "
+			       "soft-capped or rescaled attention)", model_arch_name(m->hp.arch));
+	if (!(o->ape_temp >= BLEND_APE_MIN && o->ape_temp <= BLEND_APE_MAX))
+		return kb_fail(KB_ERR_ARG, "APE temperature %g is not in [%g, %g]", o->ape_temp, BLEND_APE_MIN,
+			       BLEND_APE_MAX);
+	if (!(o->ape_scale >= BLEND_APE_MIN && o->ape_scale <= BLEND_APE_MAX))
+		return kb_fail(KB_ERR_ARG, "APE scale %g is not in [%g, %g]", o->ape_scale, BLEND_APE_MIN,
+			       BLEND_APE_MAX);
+	/* the prefix, then the chunks: every cached segment after the prefix, up
+	 * to the first uncached one that has tokens */
+	const int P = n_segs > 0 ? segs[0].n : 0;
+	int s_end = 1, longest = 0;
+	for (; s_end < n_segs && (segs[s_end].cached || segs[s_end].n == 0); s_end++) {
+		const struct blend_seg *g = &segs[s_end];
+		for (int i = 0; i < g->n; i++)
+			if (kv->pos[g->slot0 + i] != P + i)
+				return kb_fail(KB_ERR_ARG, "mode ape: the cache of prompt segment %d was not computed after "
+					       "the %d-token prefix (token %d is at position %d)", s_end, P, i,
+					       kv->pos[g->slot0 + i]);
+		longest = g->n > longest ? g->n : longest;
+	}
+	for (int s = s_end; s < n_segs; s++)
+		if (segs[s].cached && segs[s].n > 0)
+			return kb_fail(KB_ERR_ARG, "mode ape: prompt segment %d is cached but follows uncached tokens "
+				       "(the chunks must come right after the prefix)", s);
+	const int c1 = s_end < n_segs ? segs[s_end].slot0 : N;
+	/* positions: the prefix at 0.., the chunks as cached, the rest after the longest chunk */
+	float *x = kb_aligned_alloc(64, (size_t)N * d * sizeof *x);
+	int32_t *slots = kb_malloc((size_t)N * sizeof *slots);
+	bool *use = kb_calloc((size_t)(n_segs ? n_segs : 1), sizeof *use);
+	int rc = KB_ERR_NOMEM, n = 0;
+	if (!x || !slots || !use)
+		goto out;
+	if (n_segs > 0 && !segs[0].cached)
+		for (int i = 0; i < P; i++)
+			kv->pos[i] = i, slots[n++] = i;
+	for (int i = c1; i < N; i++)
+		kv->pos[i] = P + longest + (i - c1), slots[n++] = i;
+	if (n == 0 || slots[n - 1] != N - 1) {
+		rc = kb_fail(KB_ERR_ARG, "the last token of the prompt must be computed (is the query empty?)");
+		goto out;
+	}
+	/* no rotation: use[] is all false, the loader is still waited for */
+	struct layer_prep prep = { .m = m, .kv = kv, .segs = segs, .n_segs = n_segs, .use = use, .ld = ld };
+	struct kern_ape ape = { .ctx0 = P, .ctx1 = c1, .temp = o->ape_temp, .scale = o->ape_scale };
+	for (int j = 0; j < n; j++)
+		model_embed(m, kv->tok + slots[j], 1, x + (size_t)j * d);
+	const struct kern_ape *saved = ws->ape;
+	ws->ape = &ape;
+	rc = run_layers(m, ws, kv, 0, m->hp.n_layer, x, slots, n, &prep);
+	ws->ape = saved;
+	if (rc)
+		goto out;
+	model_logits(m, ws, x + (size_t)(n - 1) * d, 1, logits);
+	if (st)
+		*st = (struct blend_stats){ .n_tokens = N, .n_cached = N - n, .n_selected = n,
+					    .next_pos = kv->pos[N - 1] + 1, .ape = ape };
+	rc = KB_OK;
+out:
+	free(x);
+	free(slots);
+	free(use);
+	return rc;
+}
+
 int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,
 		 struct blend_stats *st)
@@ -154,13 +230,15 @@ int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_ca
 		return kb_fail(KB_ERR_ARG, "the prompt is empty");
 	if (N > ws->n_ctx)
 		return kb_fail(KB_ERR_ARG, "a prompt of %d tokens exceeds the workspace context %d", N, ws->n_ctx);
+	for (int s = 0, next = 0; s < n_segs; next += segs[s].n, s++)
+		if (segs[s].slot0 != next || segs[s].n < 0)
+			return kb_fail(KB_ERR_ARG, "prompt segment %d does not follow the one before", s);
+	if (mode == BLEND_APE)
+		return ape_prompt(m, ws, kv, segs, n_segs, o, ld, logits, st);
 	if (!(o->ratio >= 0 && o->ratio <= 1))
 		return kb_fail(KB_ERR_ARG, "recompute ratio %g is not in [0, 1]", o->ratio);
 	if (o->check_layer < 0 || o->check_layer >= m->hp.n_layer)
 		return kb_fail(KB_ERR_ARG, "check layer %d is not in [0, %d)", o->check_layer, m->hp.n_layer);
-	for (int s = 0, next = 0; s < n_segs; next += segs[s].n, s++)
-		if (segs[s].slot0 != next || segs[s].n < 0)
-			return kb_fail(KB_ERR_ARG, "prompt segment %d does not follow the one before", s);
 
 	/* what each slot is: reused from a cache, or recomputed at every layer */
 	bool *reuse = kb_calloc((size_t)N, sizeof *reuse);
@@ -235,7 +313,7 @@ int blend_prompt_loaded(const struct model *m, struct model_ws *ws, struct kv_ca
 	model_logits(m, ws, x + (size_t)(n - 1) * d, 1, logits);
 	if (st)
 		*st = (struct blend_stats){ .n_tokens = N, .n_cached = n_cached, .n_selected = n,
-					    .n_full_layers = n_full };
+					    .n_full_layers = n_full, .next_pos = N };
 	rc = KB_OK;
 out:
 	free(reuse);

@@ -22,6 +22,31 @@
  * chunks are ignored and recomputed; only a cached first segment is reused),
  * BLEND_EPIC (the first epic_k tokens of each cached chunk recomputed at every
  * layer, no deviation check).
+ *
+ * BLEND_APE (Adaptive Parallel Encoding, Yang et al., ICLR 2025; DESIGN.md's
+ * "cheaper relatives") is not a placement of caches computed alone but of
+ * caches computed in parallel after a shared prefix, and nothing in them is
+ * recomputed:
+ *  1. segment 0 is the shared prefix (BOS, the template's opening, the
+ *     instruction) at positions 0 .. P-1, cached or computed;
+ *  2. each chunk's cache was computed after the prefix (the prefix's tokens at
+ *     0 .. P-1, the chunk's at P .. P+n-1: chunkcache's APE caches), so every
+ *     chunk starts at position P, and chunks never saw each other; they keep
+ *     their K/V and positions as they are (no rotation);
+ *  3. the tokens after the chunks (the query, the template's closing) are at
+ *     P + the longest chunk's length onwards, as APE's reference code places
+ *     them, and run every layer;
+ *  4. their attention is kern_attention_ape: the chunks are the parallel
+ *     context (logits over ape_temp, their summed exponentials to the power
+ *     ape_scale * ape_temp), the prefix and the query itself attend as ever,
+ *     and the mask stays exact by position (a query sees every earlier token;
+ *     no chunk sees another: each was computed alone after the prefix);
+ *  5. the last token's logits are the first output token. Tokens generated
+ *     after it must keep the correction and the positions: blend_stats'
+ *     next_pos and ape say how (bench does; a .kvc written by blend holds the
+ *     positions, and kvblend decode continues it without the correction).
+ * With ape_temp = ape_scale = 1 and one chunk this is a full prefill of
+ * prefix + chunk + query (to float rounding).
  */
 #ifndef KB_BLEND_H
 #define KB_BLEND_H
@@ -30,7 +55,12 @@
 
 #include "model.h"
 
-enum blend_mode { BLEND_BLEND = 0, BLEND_FULL, BLEND_REUSE, BLEND_PREFIX, BLEND_EPIC };
+enum blend_mode { BLEND_BLEND = 0, BLEND_FULL, BLEND_REUSE, BLEND_PREFIX, BLEND_EPIC, BLEND_APE };
+
+/* APE's temperature and scale: the paper's defaults, and the range accepted */
+#define BLEND_APE_DEFAULT 0.9f
+#define BLEND_APE_MIN 0.01
+#define BLEND_APE_MAX 10.0
 enum blend_metric { BLEND_METRIC_KV = 0, BLEND_METRIC_K, BLEND_METRIC_V };
 
 struct blend_seg {
@@ -44,6 +74,8 @@ struct blend_opts {
 	int check_layer;    /* BLEND: where deviations are measured (default 1) */
 	enum blend_metric metric;
 	int epic_k;         /* EPIC: tokens recomputed at the start of each chunk (default 16) */
+	float ape_temp;     /* APE: T, the context's logits divided by it (default 0.9) */
+	float ape_scale;    /* APE: S, the context's summed exponentials to the power S * T (default 0.9) */
 };
 
 struct blend_stats {
@@ -51,22 +83,29 @@ struct blend_stats {
 	int n_cached;     /* tokens whose K/V came from a cache */
 	int n_selected;   /* tokens recomputed after the check layer (incl. uncached) */
 	int n_full_layers; /* layers run whole for every token (before the check layer) */
+	int next_pos;     /* the position of a token generated after the prompt: n_tokens, but in
+			   * APE the last token's position + 1 */
+	struct kern_ape ape; /* APE: the correction a generated token's attention keeps (set
+			      * ws->ape to it); ctx0 == ctx1 == 0 in the other modes */
 };
 
 /* Whether segment i of a prompt (0: the head), of n tokens, takes its K/V from
  * a cache in mode when one is there: never in FULL, only the first segment
- * in PREFIX, never an empty one. The one place this is decided (prompt.c and
+ * in PREFIX, never an empty one (in APE a chunk's cache is the one computed
+ * after the head). The one place this is decided (prompt.c and
  * blend_prompt both ask it). */
 bool blend_seg_reused(enum blend_mode mode, int i, int n);
 
-/* Set o to the defaults (blend, ratio 0.15, check layer 1, metric kv, epic 16). */
+/* Set o to the defaults (blend, ratio 0.15, check layer 1, metric kv, epic 16, APE
+ * temperature and scale 0.9). */
 void blend_opts_init(struct blend_opts *o);
 const char *blend_mode_name(enum blend_mode m);
 int blend_mode_from_name(const char *s); /* -1 if unknown */
 
 /* Build the prompt's cache in kv (kv->n == total tokens, kv->tok filled, cached
  * segments loaded as above) and its last-token logits ([n_vocab]). Positions
- * become the slot indices. ws must come from model_ws_init with n_ctx >= kv->n;
+ * become the slot indices (in APE: as said above; every chunk with n > 0 must
+ * be cached, at positions after the head, else KB_ERR_ARG). ws must come from model_ws_init with n_ctx >= kv->n;
  * batches of ws->n_batch rows. Returns KB_OK or an error (kb_error() set). */
 int blend_prompt(const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 		 const struct blend_seg *segs, int n_segs, const struct blend_opts *o, float *logits,

@@ -37,6 +37,7 @@ struct chunkcache {
 	void *progress_ctx;
 	bool similar;     /* misses built from similar stored chunks first */
 	struct chunkcache_similar sim;
+	struct kv_cache staging; /* owned: chunkcache_staging's, n_ctx 0 until asked for */
 };
 
 int chunkcache_open(struct chunkcache **out, const char *dir, bool store, int dtype)
@@ -68,6 +69,7 @@ void chunkcache_close(struct chunkcache *cc)
 	remote_close(cc->remote);
 	free(cc->remote_url);
 	store_close(cc->st);
+	kv_cache_free(&cc->staging);
 	free(cc);
 }
 
@@ -315,6 +317,29 @@ static int compute(const struct model *m, struct model_ws *ws, struct kv_cache *
 	int rc = model_forward_seqs(m, ws, kv, tokens, pos, &n, 1, NULL);
 	free(pos);
 	return rc;
+}
+
+struct kv_cache *chunkcache_staging(struct chunkcache *cc, const struct model *m, int n)
+{
+	struct kv_cache *kv = &cc->staging;
+	if (kv->n_ctx < n || kv->n_layer != m->hp.n_layer || kv->kv_dim != m->hp.n_kv_head * m->hp.head_dim) {
+		kv_cache_free(kv);
+		memset(kv, 0, sizeof *kv);
+		if (kv_cache_init(kv, m, n)) /* its n_ctx is 0 again */
+			return NULL;
+	}
+	kv->n = 0;
+	return kv;
+}
+
+int32_t *chunkcache_ape_tokens(const int32_t *prefix, int n_prefix, const int32_t *chunk, int n)
+{
+	int32_t *t = kb_malloc((size_t)(n_prefix + n > 0 ? n_prefix + n : 1) * sizeof *t);
+	if (t && n_prefix > 0)
+		memcpy(t, prefix, (size_t)n_prefix * sizeof *t);
+	if (t && n > 0)
+		memcpy(t + n_prefix, chunk, (size_t)n * sizeof *t);
+	return t;
 }
 
 int chunkcache_put(struct chunkcache *cc, const struct model *m, const struct kv_cache *kv, int slot0, int n,

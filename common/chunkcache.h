@@ -132,6 +132,31 @@ int chunkcache_build_similar(struct chunkcache *cc, const struct model *m, struc
 			     const struct chunkcache_similar *o, struct similar_stats *st,
 			     char parent[STORE_KEY_HEX + 1], double *sim, bool *by_doc) KB_WUR;
 
+/* ---- APE caches (blend.h's mode ape) ----
+ * APE needs each chunk's cache computed after a shared prefix: the prefix's
+ * tokens at positions 0 .. P-1, the chunk's at P .. P+n-1, as one causal run.
+ * That is exactly the cache of the token run prefix + chunk computed from
+ * position 0, so it is stored as that: its key is store_key(model, prefix +
+ * chunk) and its object holds the P + n rows (the prefix's included; a user
+ * of the chunk's rows skips the first P). The key names the prefix as well as
+ * the chunk, so an APE cache is never taken for a chunk's cache computed alone
+ * (those have no prefix before them) nor for the chunk under another prefix,
+ * and the store's invariant holds unchanged (an object's key is the hash of its
+ * model and the tokens its header holds): store_verify, eviction and the
+ * remote tier need nothing new. chunkcache_load and chunkcache_load_begin
+ * serve them like any run of tokens (a miss is computed whole, prefix and
+ * chunk, from position 0); kvblend-prefill --ape warms a store with them. */
+
+/* The token run of chunk[0..n) after prefix[0..n_prefix): a malloc()ed array
+ * of n_prefix + n ids (the caller frees), or NULL (out of memory). */
+int32_t *chunkcache_ape_tokens(const int32_t *prefix, int n_prefix, const int32_t *chunk, int n);
+/* A cache of at least n slots for m that the caller may load runs into before
+ * it copies their rows elsewhere (prompt.c loads APE caches there), kept by cc
+ * between calls, so its pages are not faulted in again for every prompt.
+ * Owned by cc (valid until the next call or chunkcache_close); kv->n is 0.
+ * NULL when out of memory. */
+struct kv_cache *chunkcache_staging(struct chunkcache *cc, const struct model *m, int n);
+
 /* ---- pipelined loading of many chunks ----
  * chunkcache_load_begin looks every part up: a miss is computed (and stored)
  * at once; the hits' headers are read and checked, their tokens and positions

@@ -775,6 +775,15 @@ void model_layer_seqs(const struct model *m, struct model_ws *ws, int l, float *
 		const struct model_seq *q = &seqs[s];
 		ASSERT(q->row0 >= 0 && q->row0 + q->n_rows <= n && q->slot0 >= 0 &&
 		       q->slot0 + q->n_slots <= kv->n_ctx && q->n_slots <= ws->n_ctx);
+		if (!kv->hpos && ws->ape) { /* APE: the parallel context's share corrected */
+			struct kern_ape ape = *ws->ape;
+			ape.ctx0 -= q->slot0, ape.ctx1 -= q->slot0;
+			kern_attention_ape(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
+					   kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,
+					   kv->pos + q->slot0, q->n_rows, q->n_slots, hp->n_head, hp->n_kv_head,
+					   hp->head_dim, &ape, ws->att_ws);
+			continue;
+		}
 		/* a token-evicted cache (hpos): each kv head, with its query heads, masks by its own positions */
 		kern_attention_ex(ws->att + (size_t)q->row0 * qd, ws->q + (size_t)q->row0 * qd, qd,
 				  kv_k(kv, l, q->slot0), kv_v(kv, l, q->slot0), kvd, qpos + q->row0,

@@ -184,6 +184,9 @@ struct model_ws {
 	int32_t *rpos;  /* [n_batch] positions of model_layer's rows */
 	float *q_probe; /* NULL, or [n_layer][n_head * head_dim] set by the caller: each layer
 			 * copies its last row's query (rotated) there (online token eviction) */
+	const struct kern_ape *ape; /* NULL, or set by the caller: attention is APE's
+				     * (kern_attention_ape) with the parallel context at
+				     * these cache slots (blend's mode ape) */
 };
 int model_ws_init(struct model_ws *ws, const struct model *m, int n_batch, int n_ctx) KB_WUR;
 void model_ws_free(struct model_ws *ws);

@@ -55,6 +55,19 @@ int prompt_begin(struct prompt *p, const struct model *m, const char *template, 
 	return rc;
 }
 
+int prompt_head(const struct model *m, const char *template, const char *prefix, bool special, int32_t **tok,
+		int *n)
+{
+	struct prompt p = { .special = special };
+	int rc = prompt_begin(&p, m, template, prefix, "?");
+	if (rc == KB_OK) {
+		*tok = p.segs[0].tok, *n = p.segs[0].n;
+		p.segs[0].tok = NULL;
+	}
+	prompt_free(&p);
+	return rc;
+}
+
 int prompt_add_text(struct prompt *p, const struct model *m, const char *text, size_t len, int max_tokens)
 {
 	return add_tokens(p, m, text, len, false, false, 0, 0, true, max_tokens);
@@ -207,6 +220,99 @@ static int run_once(struct prompt *p, const struct model *m, struct model_ws *ws
 	return rc2 ? rc2 : rc;
 }
 
+/* ---- mode ape ----
+ * The head's cache and each chunk's APE cache (chunkcache.h: the run head +
+ * chunk) load into a staging cache (chunkcache_staging), one after the other;
+ * as each layer arrives
+ * the rows blend needs are copied into kv: the head's, and each chunk's own
+ * (its run's rows after the head), with their positions (the chunk's from P). */
+struct ape_copy {
+	int from, to, n; /* scratch slots [from, from + n) go to kv's [to, to + n) */
+};
+
+struct ape_loading {
+	struct chunkcache_loading *ld;
+	const struct kv_cache *src;
+	struct kv_cache *dst;
+	const struct ape_copy *copies;
+	int n_copies;
+};
+
+static int ape_wait_layer(void *ctx, int l)
+{
+	struct ape_loading *a = ctx;
+	int rc = chunkcache_wait_layer(a->ld, l);
+	const size_t row = (size_t)a->dst->kv_dim * sizeof(float);
+	for (int i = 0; i < a->n_copies && rc == KB_OK; i++) {
+		const struct ape_copy *c = &a->copies[i];
+		memcpy(kv_k(a->dst, l, c->to), kv_k(a->src, l, c->from), (size_t)c->n * row);
+		memcpy(kv_v(a->dst, l, c->to), kv_v(a->src, l, c->from), (size_t)c->n * row);
+	}
+	return rc;
+}
+
+static int run_once_ape(struct prompt *p, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
+			struct chunkcache *cc, const struct blend_opts *o, float *logits, struct prompt_stats *st,
+			struct blend_seg *segs, struct chunkcache_part *cp, bool *retry)
+{
+	const struct prompt_seg *head = &p->segs[0];
+	const int P = head->n;
+	int slot = 0, n_cp = 0, n_scratch = 0, rc = KB_OK;
+	*retry = false;
+	st->cache = (struct chunkcache_stats){ 0 };
+	for (size_t i = 0; i < p->n_segs; i++)
+		n_scratch += p->segs[i].cacheable && p->segs[i].n > 0 ? P * (i > 0) + p->segs[i].n : 0;
+	struct kv_cache *src = chunkcache_staging(cc, m, n_scratch > 0 ? n_scratch : 1);
+	struct ape_copy *copies = kb_calloc(p->n_segs, sizeof *copies);
+	int32_t **runs = kb_calloc(p->n_segs, sizeof *runs);
+	if (!copies || !runs || !src)
+		rc = KB_ERR_NOMEM;
+	for (size_t i = 0, at = 0; i < p->n_segs && rc == KB_OK; i++) {
+		const struct prompt_seg *g = &p->segs[i];
+		if (g->n > 0)
+			memcpy(kv->tok + slot, g->tok, (size_t)g->n * sizeof *kv->tok);
+		const bool want = g->cacheable && g->n > 0;
+		segs[i] = (struct blend_seg){ .slot0 = slot, .n = g->n, .cached = want };
+		if (want && g->path) {
+			rc = kb_fail(KB_ERR_ARG, "mode ape: chunk %zu comes from '%s', a cache computed alone; APE needs "
+				     "each chunk's cache computed after the prefix (give the chunks as records)", i, g->path);
+		} else if (want) {
+			const int lead = i > 0 ? P : 0; /* the head's rows before a chunk's own */
+			if (i > 0 && !(runs[i] = chunkcache_ape_tokens(head->tok, P, g->tok, g->n))) {
+				rc = KB_ERR_NOMEM;
+				break;
+			}
+			cp[n_cp++] = (struct chunkcache_part){ .slot0 = (int)at, .tokens = i > 0 ? runs[i] : g->tok,
+							       .n = lead + g->n, .id = (int)i };
+			copies[i] = (struct ape_copy){ .from = (int)at + lead, .to = slot, .n = g->n };
+			at += (size_t)(lead + g->n);
+		}
+		slot += g->n;
+	}
+	struct chunkcache_loading *ld = NULL;
+	if (rc == KB_OK && n_cp > 0)
+		rc = chunkcache_load_begin(cc, m, ws, src, cp, n_cp, &st->cache, &ld);
+	const double t1 = kb_now();
+	if (rc == KB_OK) {
+		/* tokens and positions are known once the loading has begun; K/V layer by layer */
+		for (size_t i = 0; i < p->n_segs; i++)
+			if (copies[i].n > 0)
+				memcpy(kv->pos + copies[i].to, src->pos + copies[i].from, (size_t)copies[i].n * sizeof *kv->pos);
+		kv->n = p->n_tokens;
+		struct ape_loading al = { .ld = ld, .src = src, .dst = kv, .copies = copies, .n_copies = (int)p->n_segs };
+		struct blend_loader loader = { .wait_layer = ape_wait_layer, .ctx = &al };
+		rc = blend_prompt_loaded(m, ws, kv, segs, (int)p->n_segs, o, ld ? &loader : NULL, logits, &st->blend);
+		int rc2 = chunkcache_load_end(ld, retry);
+		rc = rc2 ? rc2 : rc;
+	}
+	st->t_blend = kb_now() - t1;
+	for (size_t i = 0; runs && i < p->n_segs; i++)
+		free(runs[i]);
+	free(runs);
+	free(copies);
+	return rc;
+}
+
 int prompt_run(struct prompt *p, const struct model *m, struct model_ws *ws, struct kv_cache *kv,
 	       struct chunkcache *cc, const struct blend_opts *o, float *logits, struct prompt_stats *st)
 {
@@ -220,7 +326,7 @@ int prompt_run(struct prompt *p, const struct model *m, struct model_ws *ws, str
 	/* each retry follows a stored object removed: at most one per segment */
 	for (size_t attempt = 0; rc == KB_OK; attempt++) {
 		bool retry;
-		rc = run_once(p, m, ws, kv, cc, o, logits, st, segs, cp, &retry);
+		rc = (o->mode == BLEND_APE ? run_once_ape : run_once)(p, m, ws, kv, cc, o, logits, st, segs, cp, &retry);
 		if (rc == KB_OK || !retry || attempt >= p->n_segs)
 			break;
 		st->n_retries++;

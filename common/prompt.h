@@ -56,6 +56,13 @@ struct prompt {
  * the model's BOS. KB_OK, KB_ERR_ARG (unknown template), KB_ERR_NOMEM. */
 int prompt_begin(struct prompt *p, const struct model *m, const char *template, const char *prefix,
 		 const char *query) KB_WUR;
+/* The head prompt_begin makes of template and prefix (with special: special
+ * tokens in the prefix parsed too), alone: its tokens into *tok (malloc()ed,
+ * the caller frees) and *n. It does not depend on the query: the shared
+ * prefix of mode ape (blend.h), which kvblend-prefill --ape computes chunk
+ * caches after. KB_OK or prompt_begin's error. */
+int prompt_head(const struct model *m, const char *template, const char *prefix, bool special, int32_t **tok,
+		int *n) KB_WUR;
 /* Append a chunk: text[0..len) tokenized as plain text (no BOS, special
  * tokens not parsed), cut to its first max_tokens tokens when max_tokens > 0.
  * An empty text gives an empty segment, which takes no cache. */

@@ -163,4 +163,36 @@ void kern_attention_ex_ref(float *out, const float *q, int q_stride,
 			   const int32_t *q_pos, const int32_t *k_pos, int k_pos_hstride, int n_q, int n_kv,
 			   int n_head, int n_kv_head, int head_dim, const struct kern_att_opts *o);
 
+/* ---- APE attention (Adaptive Parallel Encoding, Yang et al., ICLR 2025) ----
+ * kern_attention where the keys of slots [ctx0, ctx1) are a parallel context:
+ * chunks each encoded alone after a shared prefix, all from the same position.
+ * For query i, head h, with s_j = q . k_j * scale over the visible keys
+ * (k_pos[j] <= q_pos[i]; the mask stays exact by position):
+ *	O = the other keys (the prefix, the query itself, anything outside the range)
+ *	C = the context keys, their logits divided by the temperature T
+ *	W = (sum_C e^(s_j / T))^(S * T)      the context's weight as a group
+ *	out = (sum_O e^s_j v_j + W * sum_C softmax_C(s / T)_j v_j) / (sum_O e^s_j + W)
+ * as APE's reference code merges the two groups' log-sum-exps: the prefix and
+ * the query keep the ordinary softmax, T sharpens the distribution within the
+ * context, and S, an exponent on the context's summed exponentials (not a factor
+ * on its weights), shrinks its share. T = S = 1 is kern_attention exactly (to
+ * float rounding). The fast variants: with AVX2 or AVX-512 the tile path of
+ * kern_attention with two online softmaxes (as fast as it); else blocks of
+ * queries folded by the portable worker; head_dim > 256 runs the reference.
+ * out must not alias q.
+ * ws: kern_attention_wsize() bytes, as kern_attention. */
+struct kern_ape {
+	int ctx0, ctx1; /* the parallel context: slots [ctx0, ctx1) (empty: ordinary attention) */
+	float temp;     /* T > 0 (APE's default 0.9) */
+	float scale;    /* S > 0 (APE's default 0.9) */
+};
+void kern_attention_ape(float *out, const float *q, int q_stride,
+			const float *k, const float *v, int kv_stride,
+			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape, void *ws);
+void kern_attention_ape_ref(float *out, const float *q, int q_stride,
+			    const float *k, const float *v, int kv_stride,
+			    const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			    int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape);
+
 #endif

@@ -912,3 +912,120 @@ void kern_attention_ex(float *out, const float *q, int q_stride,
 	else
 		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);
 }
+
+/* ---- APE attention ----
+ * With AVX2 or AVX-512: the tile path (ops_impl.h). Otherwise an
+ * item = a block of queries of one kv head: keys taken OPS_APE_KEYS at a time
+ * (their K/V stay in cache while every query vector of the block folds them
+ * in), each run of them that is all context or all other keys folded by the
+ * ISA's attention worker into that group's running state, then the two states
+ * of each query vector merged by their log-sum-exps. */
+#define OPS_APE_KEYS 128
+
+struct ape_task {
+	const struct ops_att *a, *ac; /* ac: the context's, scale / T */
+	const struct kern_ape *ape;
+	ops_att_chunk_fn *chunk;
+	char *ws;
+	size_t slot;
+	int qb, n_blk; /* queries per item, items per kv head */
+	ops_att_ape_tile_fn *tile; /* the tile path (NULL: none at this level) */
+	int w;                     /* its query vectors per block */
+};
+
+static void ape_item(void *ctx, long it, int thread)
+{
+	const struct ape_task *k = ctx;
+	const struct ops_att *a = k->a;
+	const int hd = a->head_dim, g = (int)(it % a->n_kv_head), i0 = (int)(it / a->n_kv_head) * k->qb;
+	const int i1 = i0 + k->qb < a->n_q ? i0 + k->qb : a->n_q, nv = (i1 - i0) * a->n_rep;
+	const int c0 = k->ape->ctx0, c1 = k->ape->ctx1;
+	/* scratch: scores, then per query vector v: state [2] and o [hd], the others' then the context's */
+	float *s = (float *)(k->ws + (size_t)thread * k->slot), *base = s + OPS_APE_KEYS;
+	const size_t part = 2 + (size_t)hd;
+	for (int v = 0; v < 2 * nv; v++)
+		base[v * part] = -INFINITY, base[v * part + 1] = 0.0f;
+	for (int j0 = 0; j0 < a->n_kv; j0 += OPS_APE_KEYS) {
+		const int j1 = j0 + OPS_APE_KEYS < a->n_kv ? j0 + OPS_APE_KEYS : a->n_kv;
+		/* [j0, j1) cut where the context starts and ends */
+		int cut[4] = { j0, c0 > j0 && c0 < j1 ? c0 : j0, c1 > j0 && c1 < j1 ? c1 : j1, j1 };
+		for (int r = 0; r < 3; r++) {
+			const int r0 = cut[r] > cut[r + 1] ? cut[r + 1] : cut[r], r1 = cut[r + 1];
+			if (r0 >= r1)
+				continue;
+			const int ctxr = r0 >= c0 && r1 <= c1;
+			const struct ops_att *aa = ctxr ? k->ac : a;
+			for (int v = 0; v < nv; v++) {
+				float *st = base + ((size_t)ctxr * nv + v) * part;
+				k->chunk(aa, i0 + v / a->n_rep, g * a->n_rep + v % a->n_rep, r0, r1, s, st, st + 2);
+			}
+		}
+	}
+	for (int v = 0; v < nv; v++) {
+		const float *so = base + (size_t)v * part, *sc = base + ((size_t)nv + v) * part;
+		const int i = i0 + v / a->n_rep, h = g * a->n_rep + v % a->n_rep;
+		ops_ape_merge(a->out + (size_t)i * a->q_stride + (size_t)h * hd, so[0], so[1], so + 2, sc[0], sc[1],
+			      sc + 2, k->ape->scale * k->ape->temp, hd);
+	}
+}
+
+/* The tile path's item: one block of W query vectors of one kv head. */
+static void ape_tile_item(void *ctx, long it, int thread)
+{
+	const struct ape_task *k = ctx;
+	const struct ops_att *a = k->a;
+	k->tile(a, k->ac, k->ape->ctx0, k->ape->ctx1, k->ape->scale * k->ape->temp, (int)(it % a->n_kv_head),
+		(int)(it / a->n_kv_head) * k->w, (float *)(k->ws + (size_t)thread * k->slot));
+}
+
+void kern_attention_ape(float *out, const float *q, int q_stride,
+			const float *k, const float *v, int kv_stride,
+			const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape, void *ws)
+{
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ape->temp > 0 && ape->scale > 0);
+	const int n_rep = n_head / n_kv_head;
+	const size_t slot = att_slot_bytes(n_q, n_kv, n_head);
+	/* query vectors a slot holds the states of: at least the n_rep of one query */
+	const long fit = ((long)(slot / sizeof(float)) - OPS_APE_KEYS) / (2 * (2 + (long)head_dim));
+	ops_att_ape_tile_fn *tile = NULL;
+#ifdef OPS_X86
+	if (kern_level == KERN_AVX512)
+		tile = ops_att_ape_tile_avx512;
+	else if (kern_level == KERN_AVX2)
+		tile = ops_att_ape_tile_avx2;
+#endif
+	if (kern_level == KERN_REF || head_dim > OPS_ATT_MAX_HD || (!tile && fit < n_rep)) {
+		kern_attention_ape_ref(out, q, q_stride, k, v, kv_stride, q_pos, k_pos, n_q, n_kv, n_head, n_kv_head,
+				       head_dim, ape);
+		return;
+	}
+	ASSERT(ws);
+	struct kern_ape r = *ape; /* the range cut to the keys there are */
+	r.ctx0 = r.ctx0 < 0 ? 0 : r.ctx0 > n_kv ? n_kv : r.ctx0;
+	r.ctx1 = r.ctx1 < r.ctx0 ? r.ctx0 : r.ctx1 > n_kv ? n_kv : r.ctx1;
+	const struct ops_att a = {
+		.out = out, .q = q, .k = k, .v = v, .q_pos = q_pos, .k_pos = k_pos,
+		.q_stride = q_stride, .kv_stride = kv_stride, .n_q = n_q, .n_kv = n_kv,
+		.n_head = n_head, .n_kv_head = n_kv_head, .head_dim = head_dim,
+		.n_rep = n_rep, .scale = 1.0f / sqrtf((float)head_dim),
+	};
+	struct ops_att ac = a;
+	ac.scale = a.scale / r.temp;
+	int nt = kern_threads();
+	if ((double)n_q * n_kv * n_head * head_dim < OPS_ATT_PAR_MIN)
+		nt = 1;
+	/* blocked fold: blocks of up to 16 queries, smaller when that leaves threads idle */
+	int qb = fit / n_rep < 1 ? 1 : fit / n_rep < 16 ? (int)(fit / n_rep) : 16;
+	while (qb > 1 && (long)((n_q + qb - 1) / qb) * n_kv_head < 2L * nt)
+		qb /= 2;
+	struct ape_task t = {
+		.a = &a, .ac = &ac, .ape = &r, .chunk = ops_for(kern_level)->att_chunk,
+		.ws = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63), .slot = slot, .qb = qb,
+		.n_blk = (n_q + qb - 1) / qb, .tile = tile, .w = ops_for(kern_level)->att_w,
+	};
+	if (n_q > 0 && t.tile)
+		kern_parallel((long)((n_q * n_rep + t.w - 1) / t.w) * n_kv_head, nt, ape_tile_item, &t);
+	else if (n_q > 0)
+		kern_parallel((long)t.n_blk * n_kv_head, nt, ape_item, &t);
+}

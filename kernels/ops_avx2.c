@@ -548,3 +548,48 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, int nb, float *sc
 }
 
 #endif
+
+/* ---- APE attention: the tile path, two states per block (ops_impl.h) ---- */
+void ops_att_ape_tile_avx2(const struct ops_att *a, const struct ops_att *ac, int c0, int c1, float st, int g,
+			  int v0, float *scratch)
+{
+	const int hd = a->head_dim;
+	const size_t stride = (size_t)a->kv_stride, ko = (size_t)g * hd;
+	struct tile256 t[2]; /* [0]: the other keys, [1]: the context */
+	for (int b = 0; b < 2; b++) {
+		float *f = scratch + (size_t)b * OPS_ATT_BLOCK_FLOATS(hd, W);
+		t[b] = (struct tile256){ .qt = f, .o = f + hd * W, .p = f + 2 * hd * W,
+					 .alpha = f + 2 * hd * W + T * W };
+		tile_pack256(&t[b], b ? ac : a, g, v0);
+	}
+	const int32_t *kp = ops_att_kpos(a, g);
+	for (int j0 = 0; j0 < a->n_kv; j0 += T) {
+		const int j1 = a->n_kv - j0 < T ? a->n_kv : j0 + T;
+		/* the tile in runs that are all context or all other keys */
+		const int cut[4] = { j0, c0 > j0 && c0 < j1 ? c0 : j0, c1 > j0 && c1 < j1 ? c1 : j1, j1 };
+		for (int r = 0; r < 3; r++) {
+			const int r0 = cut[r], r1 = cut[r + 1];
+			if (r0 >= r1)
+				continue;
+			struct tile256 *tb = &t[r0 >= c0 && r1 <= c1];
+			int32_t kmin = INT32_MAX;
+			for (int j = r0; j < r1; j++)
+				kmin = kp[j] < kmin ? kp[j] : kmin;
+			if (kmin > tb->qmax)
+				continue; /* every key of the run is in every lane's future */
+			tile_scores256(tb->p, tb->qt, a->k + ko + r0 * stride, stride, r1 - r0, hd);
+			int live_j[T], n_live = tile_softmax256(tb, kp + r0, r1 - r0, live_j);
+			if (n_live)
+				tile_pv256(tb, a->v + ko + r0 * stride, stride, live_j, n_live, hd);
+		}
+	}
+	float m[2][W], l[2][W];
+	for (int b = 0; b < 2; b++)
+		_mm256_storeu_ps(m[b], t[b].m), _mm256_storeu_ps(l[b], t[b].l);
+	for (int ln = 0; ln < t[0].nv; ln++) {
+		int i = 0, h = 0;
+		ops_att_lane(a, g, v0 + ln, &i, &h);
+		ops_ape_merge(a->out + (size_t)i * a->q_stride + (size_t)h * hd, m[0][ln], l[0][ln], t[0].o + ln * hd,
+			      m[1][ln], l[1][ln], t[1].o + ln * hd, st, hd);
+	}
+}

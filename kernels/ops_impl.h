@@ -146,6 +146,36 @@ static inline int ops_att_lane(const struct ops_att *a, int g, int v, int *i, in
 	return 1;
 }
 
+/* ---- APE attention (kern_attention_ape) ----
+ * The tile path with two online softmaxes per block of W query vectors of kv
+ * head g: the other keys' (a: scale) and the context's, slots [c0, c1) (ac:
+ * scale / T); a key tile that straddles c0 or c1 is taken in runs. The two
+ * states of each query vector are merged by ops_ape_merge. One block an item;
+ * scratch: 2 * OPS_ATT_BLOCK_FLOATS(head_dim, W) floats, 64-byte aligned. */
+typedef void ops_att_ape_tile_fn(const struct ops_att *a, const struct ops_att *ac, int c0, int c1, float st,
+				 int g, int v0, float *scratch);
+
+/* out[hd] of one query vector from the running states of its other keys (max
+ * mo, sum lo, unnormalised output oo) and of its context keys (mc, lc, oc):
+ * each group's log-sum-exp, the context's times st (S * T), weighs the group's
+ * normalised output; zeros when it saw no key. */
+static inline void ops_ape_merge(float *out, float mo, float lo, const float *oo, float mc, float lc,
+				 const float *oc, float st, int hd)
+{
+	float so = mo == -INFINITY || !(lo > 0) ? -INFINITY : mo + logf(lo);
+	float sc = mc == -INFINITY || !(lc > 0) ? -INFINITY : (mc + logf(lc)) * st;
+	float m = so > sc ? so : sc;
+	if (m == -INFINITY) {
+		for (int d = 0; d < hd; d++)
+			out[d] = 0.0f;
+		return;
+	}
+	float wo = so == -INFINITY ? 0.0f : expf(so - m), wc = sc == -INFINITY ? 0.0f : expf(sc - m);
+	float fo = wo > 0 ? wo / ((wo + wc) * lo) : 0.0f, fc = wc > 0 ? wc / ((wo + wc) * lc) : 0.0f;
+	for (int d = 0; d < hd; d++)
+		out[d] = (fo > 0 ? fo * oo[d] : 0.0f) + (fc > 0 ? fc * oc[d] : 0.0f);
+}
+
 /* ---- the variants ---- */
 #ifdef OPS_X86
 ops_rmsnorm_fn ops_rmsnorm_avx2, ops_rmsnorm_avx512;
@@ -156,6 +186,7 @@ ops_swiglu_fn ops_swiglu_avx2, ops_swiglu_avx512;
 ops_gelu_fn ops_gelu_avx2, ops_gelu_avx512;
 ops_att_chunk_fn ops_att_chunk_avx2, ops_att_chunk_avx512;
 ops_att_tile_fn ops_att_tile_avx2, ops_att_tile_avx512;
+ops_att_ape_tile_fn ops_att_ape_tile_avx2, ops_att_ape_tile_avx512;
 #endif
 
 #endif

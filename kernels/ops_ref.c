@@ -185,3 +185,59 @@ void kern_attention_ex_ref(float *out, const float *q, int q_stride,
 	}
 	free(acc);
 }
+
+/* One (query, head) of APE attention (kernels.h): each group's log-sum-exp and
+ * softmax-weighted V in double, then merged with the context's weight
+ * e^(S * T * lse_C). */
+static void attend_ape_ref(float *out, const float *q, const float *k, const float *v, int kv_stride,
+			   int32_t qp, const int32_t *k_pos, int n_kv, int head_dim, const struct kern_ape *ape,
+			   double *acc)
+{
+	const double scale = 1.0 / sqrt((double)head_dim), T = ape->temp, S = ape->scale;
+	double *gacc[2] = { acc, acc + head_dim }, lse[2];
+	for (int g = 0; g < 2; g++) { /* g = 0: the other keys, 1: the context */
+		const double t = g ? T : 1.0;
+		double max = -INFINITY, sum = 0;
+		for (int j = 0; j < n_kv; j++)
+			if (k_pos[j] <= qp && (j >= ape->ctx0 && j < ape->ctx1) == (g == 1))
+				max = fmax(max, dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale / t);
+		for (int d = 0; d < head_dim; d++)
+			gacc[g][d] = 0;
+		for (int j = 0; j < n_kv && max > -INFINITY; j++) {
+			if (k_pos[j] > qp || (j >= ape->ctx0 && j < ape->ctx1) != (g == 1))
+				continue;
+			double p = exp(dot_ref(q, k + (size_t)j * kv_stride, head_dim) * scale / t - max);
+			sum += p;
+			for (int d = 0; d < head_dim; d++)
+				gacc[g][d] += p * v[(size_t)j * kv_stride + d];
+		}
+		for (int d = 0; d < head_dim && sum > 0; d++)
+			gacc[g][d] /= sum;
+		lse[g] = sum > 0 ? max + log(sum) : -INFINITY;
+	}
+	lse[1] *= S * T;
+	const double m = fmax(lse[0], lse[1]);
+	const double w0 = lse[0] > -INFINITY ? exp(lse[0] - m) : 0, w1 = lse[1] > -INFINITY ? exp(lse[1] - m) : 0;
+	for (int d = 0; d < head_dim; d++)
+		out[d] = w0 + w1 > 0 ? (float)((w0 * gacc[0][d] + w1 * gacc[1][d]) / (w0 + w1)) : 0.0f;
+}
+
+void kern_attention_ape_ref(float *out, const float *q, int q_stride,
+			    const float *k, const float *v, int kv_stride,
+			    const int32_t *q_pos, const int32_t *k_pos, int n_q, int n_kv,
+			    int n_head, int n_kv_head, int head_dim, const struct kern_ape *ape)
+{
+	ASSERT(n_kv_head > 0 && n_head % n_kv_head == 0 && ape->temp > 0 && ape->scale > 0);
+	int n_rep = n_head / n_kv_head;
+	double *acc = malloc((size_t)2 * head_dim * sizeof *acc);
+	ASSERT(acc);
+	for (int i = 0; i < n_q; i++) {
+		for (int h = 0; h < n_head; h++) {
+			size_t qo = (size_t)i * q_stride + (size_t)h * head_dim;
+			size_t ko = (size_t)(h / n_rep) * head_dim;
+			attend_ape_ref(out + qo, q + qo, k + ko, v + ko, kv_stride, q_pos[i], k_pos, n_kv, head_dim,
+				       ape, acc);
+		}
+	}
+	free(acc);
+}

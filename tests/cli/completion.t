@@ -152,10 +152,16 @@ else
 	for i in 1 2 3 4 5; do skip "kvblend-chunk is not built"; done
 fi
 if have blend; then
-	is "$(cand kvblend blend -q x --mode '')" "blend epic full prefix reuse" "blend -q Q --mode <TAB>: -q takes a value, the modes follow"
+	is "$(cand kvblend blend -q x --mode '')" "ape blend epic full prefix reuse" "blend -q Q --mode <TAB>: -q takes a value, the modes follow"
 	is "$(cand kvblend blend --metric = '')" "k kv v" "blend --metric=<TAB>"
+	is "$(cand kvblend blend --ape-)" "--ape-scale --ape-temp" "blend --ape-<TAB>: APE's options"
 else
-	for i in 1 2; do skip "kvblend-blend is not built"; done
+	for i in 1 2 3; do skip "kvblend-blend is not built"; done
+fi
+if have prefill; then
+	is "$(cand kvblend prefill --ape --template '')" "chatml llama3 mistral plain" "prefill --ape --template <TAB>"
+else
+	skip "kvblend-prefill is not built"
 fi
 is "$(cand kvblend help '')" "$(printf '%s\n' $tools | LC_ALL=C sort | paste -sd ' ')" "kvblend help <TAB> offers the tools"
 cd "$KVBLEND_ROOT" || exit 1
@@ -191,6 +197,11 @@ if command -v fish >/dev/null 2>&1; then
 		is "$(fcand 'kvblend chunk --exclude ')" "" "fish: chunk --exclude <TAB>: a glob, no file names"
 	else
 		for i in 1 2; do skip "kvblend-chunk is not built"; done
+	fi
+	if have blend; then
+		is "$(fcand 'kvblend blend --mode ')" "ape blend epic full prefix reuse" "fish: blend --mode <TAB> offers the modes, ape too"
+	else
+		skip "kvblend-blend is not built"
 	fi
 	if have quantize; then
 		is "$(fcand 'kvblend quantize a.gguf b.gguf ')" "$(kvblend quantize --list-types | LC_ALL=C sort | paste -sd ' ')" \

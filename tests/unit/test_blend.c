@@ -1,11 +1,16 @@
 /* test_blend.c — CacheBlend's invariants: ratio 1 is a full prefill, ratio 0
  * is full reuse, rotations are pure, a rotated layer-0 key equals the key
- * computed at the new position, and recomputing more gets closer to full. */
+ * computed at the new position, and recomputing more gets closer to full.
+ * Mode ape: with T = S = 1 one chunk is a full prefill of prefix + chunk +
+ * query, several chunks are the plain attention over their caches at the
+ * same positions; the fast kernel path equals the reference; bad options and
+ * caches not computed after the prefix are errors. */
 #include <math.h>
 #include <string.h>
 
 #include "blend.h"
 #include "synth.h"
+#include "util.h"
 #include "tap.h"
 
 enum { NSEG = 4, MAXTOK = 256 };
@@ -224,6 +229,138 @@ static void test_fidelity(const struct model *m, const char *name)
 	free(lf), free(lb);
 }
 
+/* ---- mode ape ---- */
+
+/* kv: the prompt's head (prefix) computed at 0..P-1 and each cached chunk's
+ * cache computed after it (the run prefix + chunk from position 0, the
+ * chunk's rows kept: positions P..P+n-1), as the store's APE caches hold them.
+ * The head is marked cached (its K/V are the prefix's own). */
+static void load_ape(const struct model *m, struct prompt *p, struct kv_cache *kv)
+{
+	struct kv_cache one;
+	struct model_ws ws;
+	ASSERT(kv_cache_init(&one, m, MAXTOK) == 0 && model_ws_init(&ws, m, 64, MAXTOK) == 0);
+	memcpy(kv->tok, p->tok, (size_t)p->n * sizeof *kv->tok);
+	kv->n = p->n;
+	const int P = p->seg[0].n;
+	p->seg[0].cached = true;
+	for (int s = 0; s < NSEG; s++) {
+		const struct blend_seg *g = &p->seg[s];
+		if (!g->cached)
+			continue;
+		const int lead = s > 0 ? P : 0;
+		int32_t run[MAXTOK], pos[MAXTOK];
+		memcpy(run, p->tok, (size_t)lead * sizeof *run);
+		memcpy(run + lead, p->tok + g->slot0, (size_t)g->n * sizeof *run);
+		for (int i = 0; i < lead + g->n; i++)
+			pos[i] = i;
+		one.n = 0;
+		ASSERT(model_forward(m, &ws, &one, run, pos, lead + g->n, NULL, false) == 0);
+		for (int l = 0; l < m->hp.n_layer; l++) {
+			memcpy(kv_k(kv, l, g->slot0), kv_k(&one, l, lead), (size_t)g->n * kv->kv_dim * sizeof(float));
+			memcpy(kv_v(kv, l, g->slot0), kv_v(&one, l, lead), (size_t)g->n * kv->kv_dim * sizeof(float));
+		}
+		memcpy(kv->pos + g->slot0, pos + lead, (size_t)g->n * sizeof *pos);
+	}
+	kv_cache_free(&one);
+	model_ws_free(&ws);
+}
+
+static int run_ape(const struct model *m, struct prompt *p, float t, float sc, struct kv_cache *kv, float *lg,
+		   struct blend_stats *st)
+{
+	struct model_ws ws;
+	struct blend_opts o;
+	blend_opts_init(&o);
+	o.mode = BLEND_APE;
+	o.ape_temp = t, o.ape_scale = sc;
+	ASSERT(model_ws_init(&ws, m, 16, MAXTOK) == 0);
+	load_ape(m, p, kv);
+	int rc = blend_prompt(m, &ws, kv, p->seg, NSEG, &o, lg, st);
+	ok(ws.ape == NULL, "ape: the workspace's attention is ordinary again after the blend");
+	model_ws_free(&ws);
+	return rc;
+}
+
+static void test_ape(const struct model *m, const char *name)
+{
+	const int nv = m->hp.n_vocab;
+	float *lf = malloc(nv * sizeof *lf), *la = malloc(nv * sizeof *la), *lr = malloc(nv * sizeof *lr);
+	struct kv_cache full, kv, ref;
+	ASSERT(kv_cache_init(&full, m, MAXTOK) == 0 && kv_cache_init(&kv, m, MAXTOK) == 0 &&
+	       kv_cache_init(&ref, m, MAXTOK) == 0);
+	struct blend_stats st;
+
+	/* one chunk, T = S = 1: a full prefill of prefix + chunk + query */
+	struct prompt p;
+	make_prompt(&p, m, 6, 40, 0, 9, 5);
+	p.seg[2].cached = false;
+	full_prefill(m, &p, &full, lf);
+	ok(run_ape(m, &p, 1, 1, &kv, la, &st) == KB_OK, "%s: ape, one chunk, T = S = 1 runs", name);
+	double e = tap_nerr(la, lf, nv);
+	ok(e < 1e-5 && st.n_selected == 9 && st.next_pos == p.n && st.ape.ctx0 == 6 && st.ape.ctx1 == 46,
+	   "%s: ape, one chunk, T = S = 1 equals a full prefill (logits nerr %.1e; %d rows run, next position %d)",
+	   name, e, st.n_selected, st.next_pos);
+
+	/* several chunks, T = S = 1: the plain attention of the query over the
+	 * caches where they are (every chunk from position P), run here with
+	 * model_forward and no APE at all */
+	make_prompt(&p, m, 6, 40, 33, 9, 7);
+	ok(run_ape(m, &p, 1, 1, &kv, la, &st) == KB_OK, "%s: ape, two chunks, T = S = 1 runs", name);
+	{
+		struct model_ws ws;
+		ASSERT(model_ws_init(&ws, m, 16, MAXTOK) == 0);
+		load_ape(m, &p, &ref);
+		ref.n = p.seg[3].slot0;
+		int32_t pos[MAXTOK];
+		for (int i = 0; i < p.seg[3].n; i++)
+			pos[i] = 6 + 40 + i; /* after the longest chunk */
+		ASSERT(model_forward(m, &ws, &ref, p.tok + p.seg[3].slot0, pos, p.seg[3].n, lr, false) == 0);
+		model_ws_free(&ws);
+	}
+	e = tap_nerr(la, lr, nv);
+	int pos_ok = kv.pos[p.seg[1].slot0] == 6 && kv.pos[p.seg[2].slot0] == 6 && kv.pos[p.n - 1] == 6 + 40 + 8;
+	ok(e < 1e-5 && pos_ok && st.next_pos == 6 + 40 + 9,
+	   "%s: ape, two chunks, T = S = 1 equals attention over the caches at the same positions (nerr %.1e)", name, e);
+	full_prefill(m, &p, &full, lf);
+	diag("%s: ape, two chunks, KL to a full prefill: %.4f at T = S = 1", name, kl(lf, la, nv));
+
+	/* T = S = 0.9: the correction changes the answer; the fast kernels agree with the reference */
+	ok(run_ape(m, &p, 0.9f, 0.9f, &kv, la, &st) == KB_OK, "%s: ape at T = S = 0.9 runs", name);
+	double moved = tap_nerr(la, lr, nv);
+	char isa[16];
+	snprintf(isa, sizeof isa, "%s", kern_isa());
+	ASSERT(kern_set_isa("ref") == 0);
+	ok(run_ape(m, &p, 0.9f, 0.9f, &kv, lr, &st) == KB_OK, "%s: ape at T = S = 0.9 runs on the reference kernels",
+	   name);
+	ASSERT(kern_set_isa(isa) == 0);
+	e = tap_nerr(la, lr, nv);
+	ok(moved > 1e-4 && e < 1e-4, "%s: ape at T = S = 0.9 moves the logits (nerr %.1e to T = S = 1), %s equals the "
+	   "reference kernels (nerr %.1e)", name, moved, isa, e);
+	diag("%s: ape, two chunks, KL to a full prefill: %.4f at T = S = 0.9", name, kl(lf, la, nv));
+
+	/* errors: options out of range, a chunk cache computed alone (from position 0) */
+	ok(run_ape(m, &p, 0, 0.9f, &kv, la, &st) == KB_ERR_ARG && strstr(kb_error(), "APE temperature 0"),
+	   "%s: ape: temperature 0 is an error (%s)", name, kb_error());
+	ok(run_ape(m, &p, 0.9f, 11, &kv, la, &st) == KB_ERR_ARG && strstr(kb_error(), "APE scale 11"),
+	   "%s: ape: scale 11 is an error (%s)", name, kb_error());
+	{
+		struct model_ws ws;
+		struct blend_opts o;
+		blend_opts_init(&o);
+		o.mode = BLEND_APE;
+		ASSERT(model_ws_init(&ws, m, 16, MAXTOK) == 0);
+		p.seg[0].cached = false;
+		load_chunks(m, &p, &kv); /* chunks computed alone, from position 0 */
+		ok(blend_prompt(m, &ws, &kv, p.seg, NSEG, &o, la, &st) == KB_ERR_ARG &&
+		   strstr(kb_error(), "not computed after the 6-token prefix"),
+		   "%s: ape: a chunk cache computed alone is refused (%s)", name, kb_error());
+		model_ws_free(&ws);
+	}
+	kv_cache_free(&full), kv_cache_free(&kv), kv_cache_free(&ref);
+	free(lf), free(la), free(lr);
+}
+
 int main(void)
 {
 	tap_seed();
@@ -237,6 +374,7 @@ int main(void)
 	struct model *m;
 	ASSERT(synth_write(path, &sp) == 0 && model_load(&m, path) == 0);
 	test_invariants(m, "qwen2 synthetic");
+	test_ape(m, "qwen2 synthetic");
 	model_free(m);
 
 	/* the newer architectures: sliding windows (8 tokens, shorter than the
@@ -248,6 +386,21 @@ int main(void)
 		ts.seed = 5;
 		ASSERT(synth_write(path, &ts) == 0 && model_load(&m, path) == 0);
 		test_invariants(m, shapes[i]);
+		if (m->hp.n_swa == 0 && m->hp.attn_scale == 0) {
+			test_ape(m, shapes[i]);
+		} else { /* APE's kernel has no window, soft-cap or scale: refused, not wrong */
+			struct prompt p;
+			struct kv_cache kv;
+			float *lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+			make_prompt(&p, m, 6, 20, 17, 5, 2);
+			ASSERT(lg && kv_cache_init(&kv, m, MAXTOK) == 0);
+			struct blend_stats bs;
+			int rc = run_ape(m, &p, 0.9f, 0.9f, &kv, lg, &bs);
+			ok(rc == KB_ERR_UNSUPPORTED && strstr(kb_error(), "mode ape does not run"),
+			   "%s: mode ape is refused: %s", shapes[i], kb_error());
+			kv_cache_free(&kv);
+			free(lg);
+		}
 		model_free(m);
 	}
 	unlink(path);
@@ -256,6 +409,7 @@ int main(void)
 	if (stories && model_load(&m, stories) == 0) {
 		test_invariants(m, "stories260K");
 		test_fidelity(m, "stories260K");
+		test_ape(m, "stories260K");
 		model_free(m);
 	} else {
 		ok(1, "# SKIP stories260K is absent");

@@ -1,4 +1,4 @@
-/* test_ops.c — RMSNorm, LayerNorm, RoPE, softmax, SwiGLU, GELU and attention: every variant this
+/* test_ops.c — RMSNorm, LayerNorm, RoPE, softmax, SwiGLU, GELU and attention (APE too): every variant this
  * CPU runs against the scalar reference on random data (normalized error), plus
  * known answers that hold for every variant, the reference included.
  *
@@ -694,6 +694,102 @@ static void kat_attention(const char *isa)
 	}
 }
 
+/* ================= APE attention ================= */
+
+/* The dispatched APE kernel with scratch for the call and a guard after it. */
+static void ape_run(const struct att *a, float *out, const struct kern_ape *ape)
+{
+	enum { GUARD = 256 };
+	size_t ws = kern_attention_wsize(a->n_q, a->n_kv, a->n_head);
+	unsigned char *buf = malloc(ws + 3 + GUARD);
+	ASSERT(buf);
+	memset(buf + 3 + ws, 0xA5, GUARD);
+	kern_attention_ape(out, a->q, a->q_stride, a->k, a->v, a->kv_stride, a->q_pos, a->k_pos, a->n_q, a->n_kv,
+			   a->n_head, a->n_kv_head, a->hd, ape, buf + 3);
+	for (int i = 0; i < GUARD; i++)
+		ws_overruns += buf[3 + ws + i] != 0xA5;
+	free(buf);
+}
+
+/* Known answers for every variant: one head, head_dim 1, q = 1, every key 0
+ * (every logit 0): an ordinary key of value 1 and n context keys of value 0
+ * give 1 / (1 + n^(S T)); T = S = 1, and an empty context, give exactly the
+ * ordinary attention on random data; context keys at later positions than a
+ * query are masked as ever. */
+static void kat_attention_ape(const char *isa)
+{
+	static const float ts[][2] = { { 0.9f, 0.9f }, { 1, 1 }, { 0.5f, 2 }, { 1.5f, 0.7f } };
+	for (size_t c = 0; c < sizeof ts / sizeof *ts; c++) {
+		for (int n = 1; n <= 600; n += 299) {
+			struct att a;
+			att_init(&a, 1, n + 1, 1, 1, 1, 0, 1);
+			a.q[0] = 1;
+			for (int j = 0; j <= n; j++)
+				a.k[j] = 0, a.v[j] = j == 0 ? 1.0f : 0.0f, a.k_pos[j] = j == 0 ? 0 : 1;
+			a.q_pos[0] = 2;
+			struct kern_ape ape = { 1, n + 1, ts[c][0], ts[c][1] };
+			float out;
+			ape_run(&a, &out, &ape);
+			double want = 1 / (1 + pow(n, (double)ts[c][0] * ts[c][1]));
+			ok(fabs(out - want) < 1e-5 * (1 + want), "%s ape T %.2g S %.2g, %d context keys: %.7g (want %.7g)",
+			   isa, ts[c][0], ts[c][1], n, out, want);
+			att_free(&a);
+		}
+	}
+	/* T = S = 1, or no context: ordinary attention */
+	static const int shapes[][5] = { /* n_q, n_kv, n_head, n_kv_head, head_dim */
+		{ 1, 37, 4, 2, 8 }, { 3, 200, 9, 3, 64 }, { 40, 120, 6, 2, 32 }, { 5, 900, 4, 4, 272 },
+	};
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+		const int *sh = shapes[s];
+		struct att a;
+		att_init(&a, sh[0], sh[1], sh[2], sh[3], sh[4], 1, 1);
+		const long n = (long)a.n_q * a.q_stride;
+		float *o0 = att_out(&a), *o1 = dupv(o0, n), *o2 = dupv(o0, n);
+		kern_attention_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, a.n_q, a.n_kv, a.n_head,
+				   a.n_kv_head, a.hd);
+		struct kern_ape one = { a.n_kv / 5, a.n_kv - a.n_q, 1, 1 }, none = { 3, 3, 0.9f, 0.9f };
+		ape_run(&a, o1, &one);
+		ape_run(&a, o2, &none);
+		double e1 = tap_nerr(o1, o0, n), e2 = tap_nerr(o2, o0, n);
+		ok(e1 < TOL_ATT && e2 < TOL_ATT, "%s ape q %d kv %d hd %d: T = S = 1 is attention (nerr %.2g), "
+		   "so is an empty context (%.2g)", isa, a.n_q, a.n_kv, a.hd, e1, e2);
+		free(o0), free(o1), free(o2);
+		att_free(&a);
+	}
+}
+
+/* The fast variant against the reference on random data: random context
+ * ranges, temperatures and scales, shuffled positions (some queries see
+ * nothing, some context keys are in a query's future). */
+static void cmp_attention_ape(const char *isa)
+{
+	static const int shapes[][5] = { /* n_q, n_kv, n_head, n_kv_head, head_dim */
+		{ 1, 1, 1, 1, 8 }, { 1, 37, 4, 2, 8 }, { 2, 50, 9, 3, 64 }, { 3, 29, 6, 2, 16 }, { 33, 77, 9, 3, 64 },
+		{ 17, 50, 3, 1, 24 }, { 5, 40, 2, 1, 5 }, { 20, 700, 4, 4, 128 }, { 1, 2048, 9, 3, 64 }, { 2, 0, 4, 2, 16 },
+	};
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+		for (int prefill = 0; prefill < 2; prefill++) {
+			const int *sh = shapes[s];
+			struct att a;
+			att_init(&a, sh[0], sh[1], sh[2], sh[3], sh[4], 2, prefill);
+			const long n = (long)a.n_q * a.q_stride;
+			int c0 = randi(a.n_kv + 1), c1 = c0 + randi(a.n_kv - c0 + 1);
+			struct kern_ape ape = { c0, c1, tap_randf(0.3f, 2.0f), tap_randf(0.3f, 2.0f) };
+			float *o0 = att_out(&a), *o1 = dupv(o0, n);
+			kern_attention_ape_ref(o0, a.q, a.q_stride, a.k, a.v, a.kv_stride, a.q_pos, a.k_pos, a.n_q, a.n_kv,
+					       a.n_head, a.n_kv_head, a.hd, &ape);
+			ape_run(&a, o1, &ape);
+			double e = tap_nerr(o1, o0, n);
+			ok(e < TOL_ATT, "%s ape q %d kv %d heads %d/%d hd %d context [%d, %d) T %.2f S %.2f %s vs ref: "
+			   "nerr %.2g", isa, a.n_q, a.n_kv, a.n_head, a.n_kv_head, a.hd, c0, c1, ape.temp, ape.scale,
+			   prefill ? "prefill" : "shuffled", e);
+			free(o0), free(o1);
+			att_free(&a);
+		}
+	}
+}
+
 /* ================= timing ================= */
 
 static double time_att(const struct att *a, float *out, int ref, int reps)
@@ -763,6 +859,7 @@ int main(int argc, char **argv)
 		kat_layernorm(isa);
 		kat_gelu(isa);
 		kat_attention(isa);
+		kat_attention_ape(isa);
 		if (l == KERN_REF)
 			continue;
 		cmp_rmsnorm(isa);
@@ -774,6 +871,7 @@ int main(int argc, char **argv)
 		cmp_attention(isa);
 		cmp_attention_ph(isa);
 		cmp_attention_ex(isa);
+		cmp_attention_ape(isa);
 	}
 	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
 	return done_testing();
