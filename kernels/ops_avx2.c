@@ -547,7 +547,6 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, int nb, float *sc
 		tile_store256(&t[b], a, g, v0 + b * W);
 }
 
-#endif
 
 /* ---- APE attention: the tile path, two states per block (ops_impl.h) ---- */
 void ops_att_ape_tile_avx2(const struct ops_att *a, const struct ops_att *ac, int c0, int c1, float st, int g,
@@ -593,3 +592,5 @@ void ops_att_ape_tile_avx2(const struct ops_att *a, const struct ops_att *ac, in
 			      m[1][ln], l[1][ln], t[1].o + ln * hd, st, hd);
 	}
 }
+
+#endif

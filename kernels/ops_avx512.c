@@ -502,7 +502,6 @@ void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, int nb, float *
 		tile_store512(&t[b], a, g, v0 + b * W);
 }
 
-#endif
 
 /* ---- APE attention: the tile path, two states per block (ops_impl.h) ---- */
 void ops_att_ape_tile_avx512(const struct ops_att *a, const struct ops_att *ac, int c0, int c1, float st, int g,
@@ -548,3 +547,5 @@ void ops_att_ape_tile_avx512(const struct ops_att *a, const struct ops_att *ac, 
 			      m[1][ln], l[1][ln], t[1].o + ln * hd, st, hd);
 	}
 }
+
+#endif
