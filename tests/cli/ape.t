@@ -64,7 +64,7 @@ blend --mode ape --ape-scale 0 -o /dev/null 2>"$t/e"; rc=$?
 is "$rc:$(head -1 "$t/e")" "2:kvblend-blend: --ape-scale: '0' is not a number in [0.01, 10]" "--ape-scale 0"
 blend --mode ape --ape-temp hot -o /dev/null 2>"$t/e"; rc=$?
 is "$rc:$(head -1 "$t/e")" "2:kvblend-blend: --ape-temp: 'hot' is not a number in [0.01, 10]" "--ape-temp hot"
-"$B/kvblend-blend" -m "$model" -q "$q" --mode ape -o /dev/null "$t/ape.kvc" 2>"$t/e"; rc=$?
+"$B/kvblend-blend" -m "$model" --template plain -q "$q" --mode ape -o /dev/null "$t/ape.kvc" 2>"$t/e"; rc=$?
 like "$rc:$(cat "$t/e")" "1:kvblend-blend: mode ape: chunk 1 comes from '*ape.kvc', a cache computed alone;*" \
 	"a .kvc operand in mode ape: $(cat "$t/e")"
 "$B/kvblend-prefill" -m "$model" --prefix "$pfx" --store "$t/store" <"$t/chunks.jsonl" >/dev/null 2>"$t/e"; rc=$?

@@ -159,7 +159,7 @@ else
 	for i in 1 2 3; do skip "kvblend-blend is not built"; done
 fi
 if have prefill; then
-	is "$(cand kvblend prefill --ape --template '')" "chatml llama3 mistral plain" "prefill --ape --template <TAB>"
+	is "$(cand kvblend prefill --ape --template '')" "$(printf '%s\n' auto plain chatml llama3 mistral llama2 mistral-v7 gemma phi3 phi4 | LC_ALL=C sort | paste -sd ' ')" "prefill --ape --template <TAB>"
 else
 	skip "kvblend-prefill is not built"
 fi
