@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "kernels.h"
 #include "kvcodec.h"
 #include "quant.h"
 
@@ -526,6 +527,8 @@ static inline v4u32 load4_le16(const uint8_t *p)
 
 static void f16_row_to_f32(const uint8_t *src, size_t n, float *dst)
 {
+	if (LITTLE_ENDIAN_HOST && kern_f16_to_f32(dst, src, (int64_t)n))
+		return; /* F16C */
 	size_t i = 0;
 	for (; i + 4 <= n; i += 4) {
 		v4u32 u = f16x4_to_f32_bits(load4_le16(src + 2 * i));

@@ -107,6 +107,12 @@ void kern_softmax_ref(float *x, int n);
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kern_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
 
+/* ---- fp16 rows: dst[i] = the IEEE half at src + 2i (little-endian, any alignment) ----
+ * The fast path only (F16C, on the avx2 and avx512 levels): returns false,
+ * writing nothing, where this machine has none, so that a caller keeps its
+ * own portable loop (kvc.c). Exact, as fp16_to_fp32 (quant.h) is. */
+bool kern_f16_to_f32(float *dst, const void *src, int64_t n);
+
 /* ---- GELU, tanh form: out[i] = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); out may alias x ----
  * The approximation llama.cpp's ggml_gelu computes for BERT (not the erf form
  * of Hugging Face's "gelu": they differ by < 1e-3 absolute). Written as

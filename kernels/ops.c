@@ -680,6 +680,19 @@ void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 	ops_for_range((n + OPS_ACT_CHUNK - 1) / OPS_ACT_CHUNK, n >= OPS_PAR_MIN, act_chunks, &k);
 }
 
+bool kern_f16_to_f32(float *dst, const void *src, int64_t n)
+{
+	kern_init(); /* readers of caches need no model, and no call to it of their own */
+#ifdef OPS_X86
+	if (kern_level >= KERN_AVX2) {
+		ops_f16_to_f32_f16c(dst, src, n);
+		return true;
+	}
+#endif
+	(void)dst, (void)src, (void)n;
+	return false;
+}
+
 void kern_gelu(float *out, const float *x, int64_t n)
 {
 	if (kern_level == KERN_REF) {

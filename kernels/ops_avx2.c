@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops_impl.h"
+#include "quant.h"
 
 #ifdef OPS_X86
 #include <immintrin.h>
@@ -547,6 +548,27 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, int nb, float *sc
 		tile_store256(&t[b], a, g, v0 + b * W);
 }
 
+
+/* ---- fp16 rows (kern_f16_to_f32): F16C, 8 at a time, unaligned ---- */
+void ops_f16_to_f32_f16c(float *dst, const void *src, int64_t n)
+{
+	const uint8_t *p = src;
+	int64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+		__m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i + 16)));
+		__m256 c = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i + 32)));
+		__m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i + 48)));
+		_mm256_storeu_ps(dst + i, a);
+		_mm256_storeu_ps(dst + i + 8, b);
+		_mm256_storeu_ps(dst + i + 16, c);
+		_mm256_storeu_ps(dst + i + 24, d);
+	}
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+	for (; i < n; i++)
+		dst[i] = fp16_to_fp32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+}
 
 /* ---- APE attention: the tile path, two states per block (ops_impl.h) ---- */
 void ops_att_ape_tile_avx2(const struct ops_att *a, const struct ops_att *ac, int c0, int c1, float st, int g,

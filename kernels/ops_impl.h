@@ -184,6 +184,7 @@ ops_rope_neox_fn ops_rope_neox_avx2, ops_rope_neox_avx512;
 ops_softmax_fn ops_softmax_avx2, ops_softmax_avx512;
 ops_swiglu_fn ops_swiglu_avx2, ops_swiglu_avx512;
 ops_gelu_fn ops_gelu_avx2, ops_gelu_avx512;
+void ops_f16_to_f32_f16c(float *dst, const void *src, int64_t n);
 ops_att_chunk_fn ops_att_chunk_avx2, ops_att_chunk_avx512;
 ops_att_tile_fn ops_att_tile_avx2, ops_att_tile_avx512;
 ops_att_ape_tile_fn ops_att_ape_tile_avx2, ops_att_ape_tile_avx512;

@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "quant.h"
 #include "tap.h"
 #include "util.h"
 
@@ -445,6 +446,47 @@ static void cmp_attention(const char *isa)
 	}
 }
 
+/* fp16 rows: the fast path (F16C, where the level has it) equals fp16_to_fp32
+ * bit for bit on all 65,536 halves (NaN payloads, subnormals, infinities),
+ * from any alignment and for any length; elsewhere it declines, writing nothing. */
+static void cmp_f16(const char *isa)
+{
+	enum { N = 65536 + 37 };
+	uint8_t *raw = malloc(2 * N + 8);
+	float *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
+	ASSERT(raw && got && want);
+	bool same = true, declined = true, untouched = true;
+	for (int off = 0; off < 3; off++) {
+		uint8_t *src = raw + off;
+		for (int i = 0; i < N; i++) {
+			uint16_t h = (uint16_t)(i * 40503u + off); /* every half, in a scrambled order */
+			src[2 * i] = (uint8_t)h, src[2 * i + 1] = (uint8_t)(h >> 8);
+			want[i] = fp16_to_fp32(h);
+		}
+		for (int n = N; n > 0; n = n > 100 ? n / 7 : n - 13) {
+			memset(got, 0xA5, (size_t)N * sizeof *got);
+			if (!kern_f16_to_f32(got, src, n)) {
+				for (int i = 0; i < N; i++) {
+					uint32_t u;
+					memcpy(&u, got + i, 4);
+					untouched &= u == 0xA5A5A5A5u;
+				}
+				continue;
+			}
+			declined = false;
+			same &= memcmp(got, want, (size_t)n * sizeof *got) == 0;
+			uint32_t guard;
+			memcpy(&guard, got + n, 4);
+			same &= n == N || guard == 0xA5A5A5A5u;
+		}
+	}
+	if (kern_level >= KERN_AVX2)
+		ok(!declined && same, "%s f16 rows: F16C equals fp16_to_fp32 on every half, any alignment and length", isa);
+	else
+		ok(declined && untouched, "%s f16 rows: no fast path at this level, and nothing written", isa);
+	free(raw), free(got), free(want);
+}
+
 /* Options (kern_attention_ex): a sliding window, soft-capped scores and a scale
  * of one's own, on the split, tile and row paths against the reference; and
  * the reference against what each option means, built from plain attention:
@@ -871,6 +913,7 @@ int main(int argc, char **argv)
 		cmp_attention(isa);
 		cmp_attention_ph(isa);
 		cmp_attention_ex(isa);
+		cmp_f16(isa);
 		cmp_attention_ape(isa);
 	}
 	ok(ws_overruns == 0, "no attention call wrote past its scratch (%d bytes)", ws_overruns);
