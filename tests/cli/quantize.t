@@ -68,11 +68,11 @@ k3=$(sed -n 's/.*"kv": *"\([0-9a-f]*\)".*/\1/p' "$TAP_TMP/k3") k4=$(sed -n 's/.*
 # the 2026 families: each tiny shape writes, loads and decodes; --untied varies greedy output
 for shape in tiny-qwen3 tiny-llama3 tiny-gemma2 tiny-gemma3 tiny-phi3; do
 	"$q" --synthetic $shape "$TAP_TMP/$shape.gguf" q8_0 2>/dev/null
-	got=$("$d" -m "$TAP_TMP/$shape.gguf" -p "one two three" -n 6 --ids 2>"$TAP_TMP/err")
+	got=$("$d" -m "$TAP_TMP/$shape.gguf" --template plain -p "one two three" -n 6 --ids 2>"$TAP_TMP/err")
 	[ "$(echo "$got" | wc -w)" -eq 6 ]; ok $? "--synthetic $shape decodes: $got $(cat "$TAP_TMP/err")"
 done
 "$q" --synthetic tiny-qwen3 --untied "$TAP_TMP/tu.gguf" f32 2>/dev/null
-got=$("$d" -m "$TAP_TMP/tu.gguf" -p "one two three" -n 8 --ids)
+got=$("$d" -m "$TAP_TMP/tu.gguf" --template plain -p "one two three" -n 8 --ids)
 [ "$(echo "$got" | tr ' ' '\n' | sort -u | wc -l)" -gt 1 ]; ok $? "--untied: greedy ids vary ($got)"
 "$q" --synthetic tiny-gemma2 --untied "$TAP_TMP/x.gguf" f32 2>"$TAP_TMP/err"; [ $? -eq 1 ]
 ok $? "gemma2 refuses --untied: $(cat "$TAP_TMP/err")"
@@ -97,11 +97,11 @@ ok $? "a bad --vocab file is an error: $(cat "$TAP_TMP/err")"
 
 model=$(tap_shared models/stories260Ktok512.gguf)
 if [ -n "$model" ]; then
-	want=$("$d" -m "$model" -p "Joe loves writing stories" -n 16 --ids)
+	want=$("$d" -m "$model" --template plain -p "Joe loves writing stories" -n 16 --ids)
 	for t in f16 bf16 q8_0 q4_0; do
 		"$q" "$model" "$TAP_TMP/s-$t.gguf" $t 2>"$TAP_TMP/err"
 		ok $? "stories260K to $t: $(cat "$TAP_TMP/err")"
-		got=$("$d" -m "$TAP_TMP/s-$t.gguf" -p "Joe loves writing stories" -n 16 --ids)
+		got=$("$d" -m "$TAP_TMP/s-$t.gguf" --template plain -p "Joe loves writing stories" -n 16 --ids)
 		[ "$(echo "$got" | wc -w)" -eq 16 ]; ok $? "$t decodes 16 tokens"
 		if [ $t = f16 ]; then # quantized types may drift from f32 on a 64-wide model
 			[ "$got" = "$want" ]; ok $? "$t gives the f32 model's greedy tokens"

@@ -39,12 +39,12 @@ srcs() {
 	case $1 in
 	# gguf_open takes a model by URL (pull.h), so the reader links the downloader too
 	gguf) echo "tests/fuzz/fuzz_gguf.c common/gguf.c common/hash.c common/util.c kernels/quant.c common/pull.c common/remote.c common/fetch.c" ;;
-	kvc) echo "tests/fuzz/fuzz_kvc.c common/kvc.c common/kvcodec.c common/hash.c common/util.c kernels/quant.c" ;;
 	dataset) echo "tests/fuzz/fuzz_dataset.c common/dataset.c common/util.c" ;;
 	safetensors) echo "tests/fuzz/fuzz_safetensors.c common/safetensors.c common/util.c kernels/quant.c" ;;
 	docformat) echo "tests/fuzz/fuzz_docformat.c common/docformat.c common/htmltext.c common/pdftext.c common/util.c" ;;
 	s3list) echo "tests/fuzz/fuzz_s3list.c common/remote.c common/fetch.c common/hash.c common/util.c" ;;
-	model | tokjson) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
+	# the cache reader decodes rows with the kernels (F16C), which need their ISA flags
+	model | tokjson | kvc) echo "tests/fuzz/fuzz_$1.c" ;; # and the whole library: lib()
 	*)
 		echo "run.sh: unknown target '$1' (targets: $all_targets)" >&2
 		exit 2
@@ -56,11 +56,10 @@ srcs() {
 libs() {
 	case $1 in
 	gguf) pkg-config --libs libxxhash libcurl 2>/dev/null || echo -lxxhash -lcurl ;; # the model fingerprint; models by URL
-	kvc) pkg-config --libs libzstd 2>/dev/null || echo -lzstd ;;     # compressed layers
 	dataset | safetensors) pkg-config --libs jansson 2>/dev/null || echo -ljansson ;;
 	docformat) pkg-config --libs libxml-2.0 zlib libzstd 2>/dev/null || echo -lxml2 -lz -lzstd ;;
 	s3list) pkg-config --libs libcurl 2>/dev/null || echo -lcurl ;;
-	model | tokjson) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd 2>/dev/null ||
+	model | tokjson | kvc) pkg-config --libs jansson libpcre2-8 libcurl sqlite3 libxxhash libzstd 2>/dev/null ||
 		echo -ljansson -lpcre2-8 -lcurl -lsqlite3 -lxxhash -lzstd ;;
 	esac
 }
@@ -69,7 +68,7 @@ libs() {
 # Makefile (its kernels need their own ISA flags) with the target's sanitizers,
 # without OpenMP; prints its path, or nothing for a target of a few sources
 lib() {
-	case $1 in model | tokjson) ;; *) return 0 ;; esac
+	case $1 in model | tokjson | kvc) ;; *) return 0 ;; esac
 	if [ "$2" = fuzzer ]; then
 		make -s -j"${JOBS:-2}" CC=clang OPENMP=0 B="$out/lib-fuzzer" CFLAGS="-O1 -fsanitize=fuzzer-no-link,address,undefined \
 			-fno-sanitize-recover=undefined -fno-omit-frame-pointer" "$out/lib-fuzzer/libkvblend.a" >&2

@@ -475,9 +475,11 @@ static void cmp_f16(const char *isa)
 			}
 			declined = false;
 			same &= memcmp(got, want, (size_t)n * sizeof *got) == 0;
-			uint32_t guard;
-			memcpy(&guard, got + n, 4);
-			same &= n == N || guard == 0xA5A5A5A5u;
+			if (n < N) { /* nothing past the row written */
+				uint32_t guard;
+				memcpy(&guard, got + n, 4);
+				same &= guard == 0xA5A5A5A5u;
+			}
 		}
 	}
 	if (kern_level >= KERN_AVX2)
