@@ -382,6 +382,9 @@ static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, flo
 			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
 				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores_g(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
+			if (a->softcap > 0)
+				for (int i = 0; i < nk * GW; i++)
+					t[b].p[i] = a->softcap * tanhf(t[b].p[i] / a->softcap);
 			int n_live = tile_softmax_g(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv_g(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
@@ -920,7 +923,7 @@ void kern_attention_ex(float *out, const float *q, int q_stride,
 		nt = 1;
 	if (head_dim <= OPS_ATT_MAX_HD && n_q <= OPS_ATT_SPLIT_MAX_Q)
 		att_run_split(&t, nt);
-	else if (t.tile && !a.softcap && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= t.w / 2)
+	else if (t.tile && head_dim <= OPS_ATT_MAX_HD && n_q * a.n_rep >= t.w / 2)
 		att_run_tiles(&t, nt);
 	else
 		kern_parallel((long)n_q * n_head, nt, att_rows_item, &t);

@@ -404,6 +404,20 @@ static void tile_scores256(float *p, const float *qt, const float *k, size_t str
 	}
 }
 
+/* Soft-capping of n scores in place: cap tanh(s / cap), tanh from e^(-2|y|)
+ * (odd, so the sign is put back). Lanes no query holds may hold anything. */
+static void tile_softcap256(float *p, int n, float cap)
+{
+	const __m256 inv = _mm256_set1_ps(1.0f / cap), cv = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f);
+	const __m256 m2 = _mm256_set1_ps(-2.0f), sign = _mm256_set1_ps(-0.0f);
+	for (int i = 0; i < n; i += 8) {
+		__m256 y = _mm256_mul_ps(_mm256_load_ps(p + i), inv);
+		__m256 t = exp256(_mm256_mul_ps(m2, _mm256_andnot_ps(sign, y)));
+		__m256 th = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
+		_mm256_store_ps(p + i, _mm256_mul_ps(cv, _mm256_or_ps(th, _mm256_and_ps(sign, y))));
+	}
+}
+
 /* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
  * alpha = e^(old max - new max). The keys some lane sees are packed to the front:
  * their probabilities in p, their tile index in live_j; returns their count. */
@@ -539,6 +553,8 @@ void ops_att_tile_avx2(const struct ops_att *a, int g, int v0, int nb, float *sc
 			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
 				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores256(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
+			if (a->softcap > 0)
+				tile_softcap256(t[b].p, nk * W, a->softcap);
 			int live_j[T], n_live = tile_softmax256(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv256(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);

@@ -362,6 +362,23 @@ static void tile_scores512(float *p, const float *qt, const float *k, size_t str
 	}
 }
 
+/* Soft-capping of n scores in place: cap tanh(s / cap), tanh from e^(-2|y|)
+ * (odd, so the sign is put back). Lanes no query holds may hold anything. */
+static void tile_softcap512(float *p, int n, float cap)
+{
+	const __m512 inv = _mm512_set1_ps(1.0f / cap), cv = _mm512_set1_ps(cap), one = _mm512_set1_ps(1.0f);
+	const __m512 m2 = _mm512_set1_ps(-2.0f);
+	for (int i = 0; i < n; i += 16) {
+		__m512 y = _mm512_mul_ps(_mm512_load_ps(p + i), inv);
+		__m512 t = exp512(_mm512_mul_ps(m2, _mm512_abs_ps(y)));
+		__m512 th = _mm512_div_ps(_mm512_sub_ps(one, t), _mm512_add_ps(one, t));
+		th = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(th),
+							 _mm512_and_si512(_mm512_castps_si512(y),
+									  _mm512_set1_epi32((int)0x80000000u))));
+		_mm512_store_ps(p + i, _mm512_mul_ps(cv, th));
+	}
+}
+
 /* Online softmax over one tile: mask by position, new running max, p = e^(s - max),
  * alpha = e^(old max - new max). The keys some lane sees are packed to the front:
  * their probabilities in p, their tile index in live_j; returns their count. */
@@ -493,6 +510,8 @@ void ops_att_tile_avx512(const struct ops_att *a, int g, int v0, int nb, float *
 			if (kmin > t[b].qmax || kmax <= t[b].qlo_min)
 				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores512(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
+			if (a->softcap > 0)
+				tile_softcap512(t[b].p, nk * W, a->softcap);
 			int live_j[T], n_live = tile_softmax512(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv512(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);

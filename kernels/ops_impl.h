@@ -93,7 +93,7 @@ struct ops_att {
 	int n_rep;   /* n_head / n_kv_head */
 	float scale; /* score = q . k * scale (1 / sqrt(head_dim) unless the caller says) */
 	int32_t window; /* > 0: sliding window (kern_att_opts) */
-	float softcap;  /* > 0: soft-capped scores; the tile paths are not used then */
+	float softcap;  /* > 0: soft-capped scores (kern_att_opts) */
 };
 
 /* Keys at positions <= ops_att_lo(a, qp) are outside the window of a query at
