@@ -336,17 +336,15 @@ void rope_inv_freq(const struct model_hparams *hp, const float *freq_factors, fl
 		} else if (hp->rope_scaling == ROPE_SCALING_LINEAR) {
 			f /= hp->rope_factor;
 		} else if (hp->rope_scaling == ROPE_SCALING_LLAMA3) {
-			{
-				/* Llama 3.1's rule: low frequencies scaled by the factor, high ones
-				 * kept, a smooth blend between (low_freq_factor 1, high 4). */
-				const double lo = 1.0, hi = 4.0, orig = hp->rope_orig_ctx > 0 ? hp->rope_orig_ctx : 8192;
-				double wavelen = 2 * M_PI / f;
-				if (wavelen > orig / lo) {
-					f /= hp->rope_factor;
-				} else if (wavelen >= orig / hi) {
-					double smooth = (orig / wavelen - lo) / (hi - lo);
-					f = (1 - smooth) * f / hp->rope_factor + smooth * f;
-				}
+			/* Llama 3.1's rule: low frequencies scaled by the factor, high ones
+			 * kept, a smooth blend between (low_freq_factor 1, high 4). */
+			const double lo = 1.0, hi = 4.0, orig = hp->rope_orig_ctx > 0 ? hp->rope_orig_ctx : 8192;
+			double wavelen = 2 * M_PI / f;
+			if (wavelen > orig / lo) {
+				f /= hp->rope_factor;
+			} else if (wavelen >= orig / hi) {
+				double smooth = (orig / wavelen - lo) / (hi - lo);
+				f = (1 - smooth) * f / hp->rope_factor + smooth * f;
 			}
 		}
 		inv_freq[i] = (float)f;
@@ -501,18 +499,12 @@ int model_load(struct model **out, const char *path)
 	int rc = gguf_open_model(&m->gguf, path, &arch);
 	if (rc)
 		goto fail;
-	if (gguf_str_eq(arch, "llama")) {
-		m->hp.arch = ARCH_LLAMA;
-		m->hp.rope_mode = KERN_ROPE_NORM;
-	} else if (gguf_str_eq(arch, "qwen2") || gguf_str_eq(arch, "qwen3") || gguf_str_eq(arch, "gemma2") ||
-		   gguf_str_eq(arch, "gemma3") || gguf_str_eq(arch, "phi3")) {
-		m->hp.arch = gguf_str_eq(arch, "qwen2")	 ? ARCH_QWEN2
-			     : gguf_str_eq(arch, "qwen3")	 ? ARCH_QWEN3
-			     : gguf_str_eq(arch, "gemma2") ? ARCH_GEMMA2
-			     : gguf_str_eq(arch, "gemma3") ? ARCH_GEMMA3
-							   : ARCH_PHI3;
-		m->hp.rope_mode = KERN_ROPE_NEOX;
-	} else {
+	for (enum model_arch a = ARCH_LLAMA; a <= ARCH_PHI3 && !m->hp.arch; a++)
+		if (gguf_str_eq(arch, model_arch_name(a)))
+			m->hp.arch = a;
+	/* llama pairs dims (2i, 2i+1); every other family (i, i + n_rot/2) */
+	m->hp.rope_mode = m->hp.arch == ARCH_LLAMA ? KERN_ROPE_NORM : KERN_ROPE_NEOX;
+	if (!m->hp.arch) {
 		rc = kb_fail(KB_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported "
 			     "(llama, qwen2, qwen3, gemma2, gemma3, phi3)",
 			     path, (int)(arch.len > 64 ? 64 : arch.len), arch.data);

@@ -383,8 +383,7 @@ static void att_tile_generic(const struct ops_att *a, int g, int v0, int nb, flo
 				continue; /* every key of the tile is in every lane's future, or behind its window */
 			tile_scores_g(t[b].p, t[b].qt, a->k + ko + j0 * stride, stride, nk, hd);
 			if (a->softcap > 0)
-				for (int i = 0; i < nk * GW; i++)
-					t[b].p[i] = a->softcap * tanhf(t[b].p[i] / a->softcap);
+				(void)ops_att_softcap(t[b].p, nk * GW, a->softcap);
 			int n_live = tile_softmax_g(&t[b], ops_att_kpos(a, g) + j0, nk, live_j);
 			if (n_live)
 				tile_pv_g(&t[b], a->v + ko + j0 * stride, stride, live_j, n_live, hd);
