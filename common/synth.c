@@ -8,6 +8,7 @@
 
 #include "convert.h"
 #include "gguf.h"
+#include "model.h"
 #include "quant.h"
 #include "tokjson.h"
 
@@ -311,19 +312,14 @@ static int add_rope_tensors(struct synth *s, const struct synth_spec *sp)
 		float *f = keep(s, kb_malloc((size_t)half * sizeof *f));
 		if (!f)
 			return KB_ERR_NOMEM;
-		const double lo = 1.0, hi = 4.0, orig = sp->rope_orig_ctx > 0 ? sp->rope_orig_ctx : 8192;
-		const double base = sp->rope_base > 0 ? sp->rope_base : 10000.0;
-		for (int i = 0; i < half; i++) {
-			double wavelen = 2 * M_PI / pow(base, -2.0 * i / (2 * half));
-			if (wavelen < orig / hi)
-				f[i] = 1.0f;
-			else if (wavelen > orig / lo)
-				f[i] = sp->rope_llama3;
-			else {
-				double smooth = (orig / wavelen - lo) / (hi - lo);
-				f[i] = (float)(1.0 / ((1 - smooth) / sp->rope_llama3 + smooth));
-			}
-		}
+		/* the factors are what turns the plain frequencies into the ones the
+		 * runtime's own Llama 3.1 rule gives (rope_inv_freq, model.h) */
+		const struct model_hparams hp = { .n_rot = 2 * half, .rope_base = sp->rope_base > 0 ? sp->rope_base : 10000.0f,
+						  .rope_scaling = ROPE_SCALING_LLAMA3, .rope_factor = sp->rope_llama3,
+						  .rope_orig_ctx = sp->rope_orig_ctx };
+		rope_inv_freq(&hp, NULL, f);
+		for (int i = 0; i < half; i++)
+			f[i] = (float)(pow(hp.rope_base, -2.0 * i / hp.n_rot) / f[i]);
 		int64_t ne[2] = { half, 1 };
 		return gguf_writer_add_tensor(s->w, "rope_freqs.weight", 0, 1, ne, f, (size_t)half * sizeof *f);
 	}
