@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "kbio.h"
 #include "kvfile.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tokevict.h"
 #include "model.h"
@@ -244,13 +245,7 @@ static void json_line(json_t *j)
  * --logprobs N, the N most likely tokens. */
 static void json_token(const struct gen *g, int32_t id, const char *piece, size_t n, const float *logits, int n_vocab)
 {
-	float max = logits[0];
-	for (int i = 1; i < n_vocab; i++)
-		max = logits[i] > max ? logits[i] : max;
-	double sum = 0;
-	for (int i = 0; i < n_vocab; i++)
-		sum += exp((double)logits[i] - max);
-	const double lse = max + log(sum);
+	const double lse = metrics_logsumexp(logits, n_vocab);
 	json_t *o = json_pack("{s:i, s:o, s:f}", "id", (int)id, "text", json_text(piece, n), "logprob",
 			      (double)logits[id] - lse);
 	if (g->o->logprobs) {

@@ -219,18 +219,20 @@ double metrics_rouge_l_max(const char *pred, char *const *refs, int n)
 	return best;
 }
 
+double metrics_logsumexp(const float *x, int n)
+{
+	double m = -INFINITY, z = 0;
+	for (int i = 0; i < n; i++)
+		m = x[i] > m ? x[i] : m;
+	for (int i = 0; i < n; i++)
+		z += exp(x[i] - m);
+	return m + log(z);
+}
+
 double metrics_kl(const float *p_logits, const float *q_logits, int n)
 {
-	double mp = -INFINITY, mq = -INFINITY, zp = 0, zq = 0, kl = 0;
-	for (int i = 0; i < n; i++) {
-		mp = p_logits[i] > mp ? p_logits[i] : mp;
-		mq = q_logits[i] > mq ? q_logits[i] : mq;
-	}
-	for (int i = 0; i < n; i++) {
-		zp += exp(p_logits[i] - mp);
-		zq += exp(q_logits[i] - mq);
-	}
-	const double lzp = mp + log(zp), lzq = mq + log(zq);
+	double kl = 0;
+	const double lzp = metrics_logsumexp(p_logits, n), lzq = metrics_logsumexp(q_logits, n);
 	for (int i = 0; i < n; i++) {
 		double lp = p_logits[i] - lzp, lq = q_logits[i] - lzq;
 		kl += exp(lp) * (lp - lq);

@@ -40,6 +40,10 @@ double metrics_exact_match_max(const char *pred, char *const *golds, int n);
 double metrics_rouge_l(const char *pred, const char *ref);
 double metrics_rouge_l_max(const char *pred, char *const *refs, int n);
 
+/* ln sum_i e^x[i] over n > 0 logits, in double (the largest taken out first):
+ * logits[i] - it is the log-probability of i under softmax(logits). */
+double metrics_logsumexp(const float *x, int n);
+
 /* KL(P || Q) in nats, P = softmax(p_logits), Q = softmax(q_logits), both [n]:
  * how far Q (a method's next-token distribution) is from P (the reference's).
  * Computed in double precision; >= 0 up to rounding, 0 for identical logits. */
