@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "gguf.h"
 #include "kernels.h"
@@ -154,6 +155,12 @@ static inline float *kv_k(const struct kv_cache *kv, int l, int slot)
 static inline float *kv_v(const struct kv_cache *kv, int l, int slot)
 {
 	return kv->v + ((size_t)l * kv->n_ctx + slot) * kv->kv_dim;
+}
+/* Copy layer l's K and V of n slots from src at s0 to dst at d0 (the same kv_dim). */
+static inline void kv_copy_rows(struct kv_cache *dst, int l, int d0, const struct kv_cache *src, int s0, int n)
+{
+	memcpy(kv_k(dst, l, d0), kv_k(src, l, s0), (size_t)n * dst->kv_dim * sizeof(float));
+	memcpy(kv_v(dst, l, d0), kv_v(src, l, s0), (size_t)n * dst->kv_dim * sizeof(float));
 }
 /* The n_ctx positions kv head h of layer l holds (kv->hpos must be set). */
 static inline int32_t *kv_hpos(const struct kv_cache *kv, int l, int h)

@@ -242,12 +242,8 @@ static int ape_wait_layer(void *ctx, int l)
 {
 	struct ape_loading *a = ctx;
 	int rc = chunkcache_wait_layer(a->ld, l);
-	const size_t row = (size_t)a->dst->kv_dim * sizeof(float);
-	for (int i = 0; i < a->n_copies && rc == KB_OK; i++) {
-		const struct ape_copy *c = &a->copies[i];
-		memcpy(kv_k(a->dst, l, c->to), kv_k(a->src, l, c->from), (size_t)c->n * row);
-		memcpy(kv_v(a->dst, l, c->to), kv_v(a->src, l, c->from), (size_t)c->n * row);
-	}
+	for (int i = 0; i < a->n_copies && rc == KB_OK; i++)
+		kv_copy_rows(a->dst, l, a->copies[i].to, a->src, a->copies[i].from, a->copies[i].n);
 	return rc;
 }
 

@@ -148,10 +148,8 @@ int similar_align(const int32_t *old, int n_old, const int32_t *new, int n_new, 
 /* Copy every layer's K/V of n slots from src at s0 to dst at d0. */
 static void copy_rows(const struct kv_cache *src, int s0, struct kv_cache *dst, int d0, int n)
 {
-	for (int l = 0; l < dst->n_layer; l++) {
-		memcpy(kv_k(dst, l, d0), kv_k(src, l, s0), (size_t)n * dst->kv_dim * sizeof(float));
-		memcpy(kv_v(dst, l, d0), kv_v(src, l, s0), (size_t)n * dst->kv_dim * sizeof(float));
-	}
+	for (int l = 0; l < dst->n_layer; l++)
+		kv_copy_rows(dst, l, d0, src, s0, n);
 }
 
 int similar_rebuild(const struct model *m, const struct kv_cache *src, int src0, int n_src,
@@ -204,10 +202,7 @@ int similar_rebuild(const struct model *m, const struct kv_cache *src, int src0,
 		kv.tok[i] = tok[i];
 		kv.pos[i] = kept ? src->pos[src0 + from[i]] : i;
 		if (kept)
-			for (int l = 0; l < m->hp.n_layer; l++) {
-				memcpy(kv_k(&kv, l, i), kv_k(src, l, src0 + from[i]), (size_t)kv.kv_dim * sizeof(float));
-				memcpy(kv_v(&kv, l, i), kv_v(src, l, src0 + from[i]), (size_t)kv.kv_dim * sizeof(float));
-			}
+			copy_rows(src, src0 + from[i], &kv, i, 1);
 		if (n_segs == 0 || segs[n_segs - 1].cached != kept)
 			segs[n_segs++] = (struct blend_seg){ .slot0 = i, .n = 0, .cached = kept };
 		segs[n_segs - 1].n++;
