@@ -26,7 +26,7 @@ static void usage(void)
 {
 	printf("usage: kvblend quantize [-v] [--chat-template FILE] IN.gguf OUT.gguf TYPE\n"
 	       "       kvblend quantize [-v] --hf DIR OUT.gguf TYPE\n"
-	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab tokenizer.json] [--untied] OUT.gguf TYPE\n"
+	       "       kvblend quantize --synthetic SHAPE [--seed N] [--vocab FILE] [--untied] OUT.gguf TYPE\n"
 	       "Convert the weights of a GGUF model to TYPE: f32, f16, bf16, q8_0, q4_0,\n"
 	       "q4_k, q5_k, q6_k, or the mixes q4_k_m, q5_k_m (q6_k for the output and some\n"
 	       "attn_v, ffn_down). 2-D weights become TYPE (when their rows are not whole\n"
@@ -43,7 +43,8 @@ static void usage(void)
 	       "      --synthetic SHAPE  write a model of a real model's shape with seeded random\n"
 	       "                     weights instead of converting one (for speed work)\n"
 	       "      --seed N       seed of the synthetic weights (default 1)\n"
-	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json\n"
+	       "      --vocab FILE   the synthetic model's tokenizer from a tokenizer.json, or\n"
+	       "                     the tokenizer.* keys of a GGUF file\n"
 	       "                     (default: a generated SentencePiece vocabulary, WordPiece for bert)\n"
 	       "      --untied       give the synthetic model its own output matrix where the real\n"
 	       "                     one ties it to the embeddings (a tied random model repeats the\n"
